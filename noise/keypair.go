@@ -1,0 +1,119 @@
+package noise
+
+import (
+	"crypto/cipher"
+	"encoding/binary"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"pipeguard/wire"
+)
+
+// Transport errors. Sentinels, so the hot path counts them without
+// allocating.
+var (
+	ErrCounterExhausted = errors.New("noise: keypair send counter exhausted")
+	ErrDecrypt          = errors.New("noise: transport message failed authentication")
+	ErrMessageSize      = errors.New("noise: transport message has a bad size")
+)
+
+// Keypair is one session's transport keys, made by a completed handshake.
+// Its keys are immutable; the send counter is atomic, so many encrypt
+// workers may Seal concurrently, and Open is safe for concurrent use too.
+// The replay window is not: the single stage that restores order after the
+// decrypt pool owns it (see Replay).
+//
+// A Keypair is used through a pointer and never copied; the zero value is
+// not usable: create one with NewKeypair.
+type Keypair struct {
+	send        cipher.AEAD
+	recv        cipher.AEAD
+	sendCounter atomic.Uint64
+
+	LocalIndex  uint32 // our index: the receiver field of messages to us
+	RemoteIndex uint32 // the peer's index: the receiver field we send
+	Initiator   bool   // whether we initiated the handshake that made it
+	Created     time.Time
+
+	// Replay is the receive window. Check it only after Open has
+	// authenticated the message, and only from one goroutine, in the order
+	// the messages arrived.
+	Replay ReplayFilter
+}
+
+// NewKeypair builds a keypair from the two transport keys a handshake
+// derived.
+func NewKeypair(sendKey, recvKey *[32]byte, localIndex, remoteIndex uint32, initiator bool, created time.Time) *Keypair {
+	send, err := chacha20poly1305.New(sendKey[:])
+	if err != nil {
+		panic(err) // unreachable: the key size is fixed by the type
+	}
+	recv, err := chacha20poly1305.New(recvKey[:])
+	if err != nil {
+		panic(err)
+	}
+	return &Keypair{
+		send:        send,
+		recv:        recv,
+		LocalIndex:  localIndex,
+		RemoteIndex: remoteIndex,
+		Initiator:   initiator,
+		Created:     created,
+	}
+}
+
+// SendCount reports how many messages have been sealed (the next counter).
+func (kp *Keypair) SendCount() uint64 { return kp.sendCounter.Load() }
+
+// Seal pads p's inner packet, takes the next send counter, writes the
+// transport header and encrypts in place, leaving the datagram in
+// p.Message(). An empty inner packet makes a keepalive. It returns the
+// counter used, or ErrCounterExhausted once Reject-After-Messages is
+// reached; then p is unchanged but for padding.
+func (kp *Keypair) Seal(p *wire.Packet) (uint64, error) {
+	plain := p.Pad()
+	counter := kp.sendCounter.Add(1) - 1
+	if counter >= RejectAfterMessages {
+		// Keep the counter pinned so it cannot wrap around to reuse a nonce.
+		kp.sendCounter.Store(RejectAfterMessages)
+		return 0, ErrCounterExhausted
+	}
+	// The nonce is 4 zero bytes and the little-endian counter: exactly
+	// Buf[4:16] of the header while the receiver field is still zero. Using
+	// the header as the nonce spares a per-packet allocation, because a
+	// stack nonce escapes through the cipher.AEAD interface.
+	b := &p.Buf
+	b[0], b[1], b[2], b[3] = byte(wire.TypeTransport), 0, 0, 0
+	binary.LittleEndian.PutUint32(b[4:8], 0)
+	binary.LittleEndian.PutUint64(b[8:16], counter)
+	kp.send.Seal(b[wire.InnerOffset:wire.InnerOffset], b[4:16], plain, nil)
+	binary.LittleEndian.PutUint32(b[4:8], kp.RemoteIndex)
+	p.MsgLen = uint16(wire.InnerOffset + len(plain) + wire.TagSize)
+	return counter, nil
+}
+
+// Open authenticates and decrypts the transport message in p.Message() in
+// place, leaving the padded inner packet in p.Inner(). The caller parsed
+// the header (wire.ParseTransportHeader) to find this keypair and passes
+// the counter it read; Open does not check the replay window. On failure p
+// is garbage.
+func (kp *Keypair) Open(p *wire.Packet, counter uint64) error {
+	n := int(p.MsgLen)
+	if n < wire.MinTransportSize || n > wire.MaxMessageSize {
+		return ErrMessageSize
+	}
+	b := &p.Buf
+	// Reuse the header as the nonce, as in Seal; the receiver field is no
+	// longer needed.
+	binary.LittleEndian.PutUint32(b[4:8], 0)
+	binary.LittleEndian.PutUint64(b[8:16], counter)
+	plain, err := kp.recv.Open(b[wire.InnerOffset:wire.InnerOffset], b[4:16], b[wire.InnerOffset:n], nil)
+	if err != nil {
+		return ErrDecrypt
+	}
+	p.InnerLen = uint16(len(plain))
+	return nil
+}
