@@ -1,0 +1,238 @@
+package memudp
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"pipeguard/tunio"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func listen(t testing.TB, n *Network, s string) *Conn {
+	t.Helper()
+	c, err := n.Listen(netip.MustParseAddrPort(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func datagrams(count, size int) []tunio.Datagram {
+	msgs := make([]tunio.Datagram, count)
+	for i := range msgs {
+		msgs[i].Buf = make([]byte, size)
+	}
+	return msgs
+}
+
+func TestDeliver(t *testing.T) {
+	tests := []struct {
+		name     string
+		from, to string // listen addresses
+		dst      string // address sent to
+		want     string // source the receiver sees
+	}{
+		{"v4", "10.0.0.1:1000", "10.0.0.2:2000", "10.0.0.2:2000", "10.0.0.1:1000"},
+		{"v6", "[fd00::1]:1000", "[fd00::2]:2000", "[fd00::2]:2000", "[fd00::1]:1000"},
+		{"v4-mapped destination", "10.0.0.1:1000", "10.0.0.2:2000", "[::ffff:10.0.0.2]:2000", "10.0.0.1:1000"},
+		{"v4 wildcard", "10.0.0.1:1000", "0.0.0.0:2000", "10.9.9.9:2000", "10.0.0.1:1000"},
+		{"dual-stack wildcard", "10.0.0.1:1000", "[::]:2000", "10.9.9.9:2000", "10.0.0.1:1000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := NewNetwork()
+			a, b := listen(t, n, tt.from), listen(t, n, tt.to)
+			out := datagrams(3, 100)
+			for i := range out {
+				out[i].N = 10 + i
+				out[i].Buf[0] = byte(i)
+				out[i].Addr = netip.MustParseAddrPort(tt.dst)
+			}
+			if err := a.WriteBatch(out); err != nil {
+				t.Fatal(err)
+			}
+			in := datagrams(8, 100)
+			nr, err := b.ReadBatch(in)
+			if err != nil || nr != 3 {
+				t.Fatalf("ReadBatch = %d, %v", nr, err)
+			}
+			for i := range nr {
+				if in[i].N != 10+i || in[i].Buf[0] != byte(i) || in[i].Addr.String() != tt.want {
+					t.Fatalf("datagram %d: N %d, first byte %d, from %v", i, in[i].N, in[i].Buf[0], in[i].Addr)
+				}
+			}
+		})
+	}
+}
+
+func TestDrops(t *testing.T) {
+	n := NewNetworkConfig(Config{QueueLen: 4, MaxDatagramSize: 100})
+	a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")
+	out := datagrams(6, 200)
+	for i := range out {
+		out[i].N = 50
+		out[i].Addr = b.LocalAddr()
+	}
+	out[1].N = 101 // too long
+	if err := a.WriteBatch(out); err != nil {
+		t.Fatal(err)
+	}
+	// 5 of the right size, 4 fit the queue.
+	if b.Dropped() != 1 || n.Dropped() != 1 || b.Queued() != 4 {
+		t.Fatalf("conn dropped %d, network dropped %d, queued %d", b.Dropped(), n.Dropped(), b.Queued())
+	}
+	out[0].Addr = netip.MustParseAddrPort("10.0.0.3:3") // nobody there
+	a.WriteBatch(out[:1])
+	if n.Dropped() != 2 {
+		t.Fatalf("network dropped %d", n.Dropped())
+	}
+	// A short read buffer reports N == 0.
+	in := datagrams(4, 10)
+	nr, _ := b.ReadBatch(in)
+	for i := range nr {
+		if in[i].N != 0 {
+			t.Fatalf("truncated datagram reported N=%d", in[i].N)
+		}
+	}
+}
+
+func TestListen(t *testing.T) {
+	n := NewNetwork()
+	a := listen(t, n, "10.0.0.1:0")
+	b := listen(t, n, "10.0.0.1:0")
+	if a.LocalAddr().Port() == 0 || a.LocalAddr() == b.LocalAddr() {
+		t.Fatalf("ports %v %v", a.LocalAddr(), b.LocalAddr())
+	}
+	if _, err := n.Listen(a.LocalAddr()); !errors.Is(err, ErrAddrInUse) {
+		t.Fatalf("second Listen: %v", err)
+	}
+	a.Close()
+	c := listen(t, n, a.LocalAddr().String())
+	if c.LocalAddr() != a.LocalAddr() {
+		t.Fatal("address not freed by Close")
+	}
+	if _, err := n.Listen(netip.AddrPort{}); !errors.Is(err, ErrInvalidAddr) {
+		t.Fatalf("invalid Listen: %v", err)
+	}
+}
+
+func TestCloseUnblocks(t *testing.T) {
+	n := NewNetworkConfig(Config{QueueLen: 1, Block: true})
+	a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_, err := a.ReadBatch(datagrams(1, 10))
+		errs <- err
+	}()
+	go func() {
+		// The second datagram waits for room at b, until a closes.
+		defer wg.Done()
+		out := datagrams(2, 10)
+		out[0].Addr, out[1].Addr = b.LocalAddr(), b.LocalAddr()
+		errs <- a.WriteBatch(out)
+	}()
+	time.Sleep(20 * time.Millisecond)
+	a.Close()
+	wg.Wait()
+	if err := <-errs; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("ReadBatch after Close: %v", err)
+	}
+	<-errs // WriteBatch returns nil: the blocked datagram counts as dropped
+	if err := a.WriteBatch(datagrams(1, 1)); !tunio.IsClosed(err) {
+		t.Fatalf("WriteBatch after Close: %v", err)
+	}
+}
+
+func TestBlockIsLossless(t *testing.T) {
+	n := NewNetworkConfig(Config{QueueLen: 3, Block: true})
+	a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")
+	const total = 1000
+	go func() {
+		out := datagrams(7, 8)
+		for i := 0; i < total; i += len(out) {
+			for j := range out {
+				out[j].N = 8
+				out[j].Buf[0] = byte(i + j)
+				out[j].Addr = b.LocalAddr()
+			}
+			a.WriteBatch(out[:min(len(out), total-i)])
+		}
+	}()
+	in := datagrams(5, 8)
+	for got := 0; got < total; {
+		nr, err := b.ReadBatch(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range nr {
+			if in[i].Buf[0] != byte(got) {
+				t.Fatalf("datagram %d out of order", got)
+			}
+			got++
+		}
+	}
+	if b.Dropped() != 0 {
+		t.Fatal("dropped in Block mode")
+	}
+}
+
+func TestZeroAlloc(t *testing.T) {
+	n := NewNetwork()
+	a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "[fd00::2]:2")
+	out := datagrams(32, 1312)
+	for i := range out {
+		out[i].N = 1312
+		out[i].Addr = b.LocalAddr()
+	}
+	in := datagrams(32, 1312)
+	allocs := testing.AllocsPerRun(500, func() {
+		if err := a.WriteBatch(out); err != nil {
+			t.Fatal(err)
+		}
+		for got := 0; got < len(out); {
+			nr, err := b.ReadBatch(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got += nr
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per run", allocs)
+	}
+	if !bytes.Equal(in[0].Buf[:in[0].N], out[0].Buf[:out[0].N]) {
+		t.Fatal("payload differs")
+	}
+}
+
+func BenchmarkWriteRead(b *testing.B) {
+	n := NewNetwork()
+	x, y := listen(b, n, "10.0.0.1:1"), listen(b, n, "10.0.0.2:2")
+	out := datagrams(tunio.DefaultBatchSize, 1312)
+	for i := range out {
+		out[i].N = 1312
+		out[i].Addr = y.LocalAddr()
+	}
+	in := datagrams(tunio.DefaultBatchSize, 1312)
+	b.SetBytes(1312 * tunio.DefaultBatchSize)
+	b.ReportAllocs()
+	for b.Loop() {
+		x.WriteBatch(out)
+		for got := 0; got < len(out); {
+			nr, _ := y.ReadBatch(in)
+			got += nr
+		}
+	}
+}
