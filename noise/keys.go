@@ -1,0 +1,174 @@
+package noise
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+
+	"golang.org/x/crypto/curve25519"
+)
+
+// KeySize is the size of every key: Curve25519 private and public keys and
+// the optional pre-shared key.
+const KeySize = 32
+
+// keyBase64Len is the length of a key in the base64 form `wg` prints: 32
+// bytes are 43 characters and one '=' of padding.
+const keyBase64Len = 44
+
+// Key errors.
+var (
+	// ErrInvalidKey is returned for a key string that is not exactly the
+	// standard, padded base64 of 32 bytes, and for a zero private key.
+	ErrInvalidKey = errors.New("noise: invalid key")
+	// ErrLowOrderPoint is returned when a Diffie-Hellman result is all zero:
+	// the peer's public key is a low-order point, which would make the
+	// "shared" secret known to anyone.
+	ErrLowOrderPoint = errors.New("noise: public key is a low-order point")
+)
+
+// PrivateKey is a Curve25519 private key. The zero value is "no key".
+// Keys are plain values: copy them freely; compare them with Equal.
+type PrivateKey [KeySize]byte
+
+// PublicKey is a Curve25519 public key, a peer's long-term identity.
+type PublicKey [KeySize]byte
+
+// PresharedKey is the optional symmetric key mixed into a handshake for
+// post-quantum resistance. The zero value means "no pre-shared key"; the
+// protocol then mixes in 32 zero bytes, exactly like every other
+// implementation.
+type PresharedKey [KeySize]byte
+
+// GeneratePrivateKey returns a fresh private key from crypto/rand, clamped
+// as Curve25519 requires (the same bits `wg genkey` clears and sets). The
+// error is always nil since Go 1.24 (crypto/rand does not fail); it is kept
+// so that callers do not depend on that.
+func GeneratePrivateKey() (PrivateKey, error) {
+	var k PrivateKey
+	if _, err := rand.Read(k[:]); err != nil {
+		return PrivateKey{}, err
+	}
+	k.clamp()
+	return k, nil
+}
+
+// clamp clears the cofactor bits and sets the high bit, per RFC 7748.
+func (k *PrivateKey) clamp() {
+	k[0] &= 248
+	k[31] = (k[31] & 127) | 64
+}
+
+// Public returns the public key of k.
+func (k PrivateKey) Public() PublicKey {
+	var p PublicKey
+	// X25519 with the base point clamps k itself and cannot fail: the
+	// base point has prime order.
+	out, err := curve25519.X25519(k[:], curve25519.Basepoint)
+	if err != nil {
+		panic(err) // unreachable
+	}
+	copy(p[:], out)
+	return p
+}
+
+// sharedSecret computes X25519(k, pub) and rejects an all-zero result.
+func sharedSecret(k *PrivateKey, pub *PublicKey) ([KeySize]byte, error) {
+	var ss [KeySize]byte
+	out, err := curve25519.X25519(k[:], pub[:])
+	if err != nil {
+		// The only failure for 32-byte inputs is the all-zero output.
+		return ss, ErrLowOrderPoint
+	}
+	copy(ss[:], out)
+	return ss, nil
+}
+
+// String returns k in the base64 form `wg` uses. It reveals the secret:
+// do not log it.
+func (k PrivateKey) String() string { return encodeKey(k) }
+
+// String returns p in the base64 form `wg` uses.
+func (p PublicKey) String() string { return encodeKey(p) }
+
+// String returns k in the base64 form `wg` uses. It reveals the secret:
+// do not log it.
+func (k PresharedKey) String() string { return encodeKey(k) }
+
+// IsZero reports whether k is all zero, in constant time.
+func (k PrivateKey) IsZero() bool { return isZero(k[:]) }
+
+// IsZero reports whether p is all zero.
+func (p PublicKey) IsZero() bool { return isZero(p[:]) }
+
+// IsZero reports whether k is all zero (no pre-shared key), in constant
+// time.
+func (k PresharedKey) IsZero() bool { return isZero(k[:]) }
+
+// Equal reports whether k and o are the same key, in constant time.
+func (k PrivateKey) Equal(o PrivateKey) bool { return subtle.ConstantTimeCompare(k[:], o[:]) == 1 }
+
+// Equal reports whether p and o are the same key, in constant time: the
+// responder compares a decrypted static key with configured ones.
+func (p PublicKey) Equal(o PublicKey) bool { return subtle.ConstantTimeCompare(p[:], o[:]) == 1 }
+
+// Equal reports whether k and o are the same key, in constant time.
+func (k PresharedKey) Equal(o PresharedKey) bool { return subtle.ConstantTimeCompare(k[:], o[:]) == 1 }
+
+// ParsePrivateKey parses the base64 form of a private key. Like `wg`, it
+// does not require the key to be clamped (X25519 clamps it on use).
+func ParsePrivateKey(s string) (PrivateKey, error) {
+	k, err := decodeKey(s)
+	return PrivateKey(k), err
+}
+
+// ParsePublicKey parses the base64 form of a public key.
+func ParsePublicKey(s string) (PublicKey, error) {
+	k, err := decodeKey(s)
+	return PublicKey(k), err
+}
+
+// ParsePresharedKey parses the base64 form of a pre-shared key.
+func ParsePresharedKey(s string) (PresharedKey, error) {
+	k, err := decodeKey(s)
+	return PresharedKey(k), err
+}
+
+// strictBase64 rejects non-zero trailing bits, as `wg`'s decoder does, so
+// that each key has exactly one text form.
+var strictBase64 = base64.StdEncoding.Strict()
+
+func encodeKey[K ~[KeySize]byte](k K) string {
+	return base64.StdEncoding.EncodeToString(k[:])
+}
+
+func decodeKey(s string) ([KeySize]byte, error) {
+	var k [KeySize]byte
+	// The length check also rules out the line breaks the base64 decoder
+	// would otherwise skip.
+	if len(s) != keyBase64Len || s[keyBase64Len-1] != '=' {
+		return k, ErrInvalidKey
+	}
+	var buf [keyBase64Len]byte // 3/4 of 44 is 33: room for a wrong length
+	n, err := strictBase64.Decode(buf[:], []byte(s))
+	if err != nil || n != KeySize {
+		return k, ErrInvalidKey
+	}
+	copy(k[:], buf[:KeySize])
+	return k, nil
+}
+
+func isZero(b []byte) bool {
+	var acc byte
+	for _, c := range b {
+		acc |= c
+	}
+	return subtle.ConstantTimeByteEq(acc, 0) == 1
+}
+
+// setZero erases a secret once it is no longer needed. Go cannot promise
+// that no other copy exists (stacks move, values are copied), so this
+// narrows the window in which a memory dump reveals the secret; it does
+// not close it.
+func setZero(b []byte) { clear(b) }

@@ -1,0 +1,113 @@
+package noise
+
+import (
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestGeneratePrivateKeyClamped(t *testing.T) {
+	k, err := GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k[0]&7 != 0 || k[31]&128 != 0 || k[31]&64 == 0 {
+		t.Fatalf("key not clamped: %x", k)
+	}
+	k2, _ := GeneratePrivateKey()
+	if k.Equal(k2) {
+		t.Fatal("two generated keys are equal")
+	}
+	if k.Public().IsZero() {
+		t.Fatal("zero public key")
+	}
+}
+
+// TestPublicKnownAnswer checks Public against RFC 7748 section 6.1.
+func TestPublicKnownAnswer(t *testing.T) {
+	priv := mustHex32(t, "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+	want := mustHex32(t, "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
+	if got := PrivateKey(priv).Public(); got != PublicKey(want) {
+		t.Fatalf("Public = %x, want %x", got, want)
+	}
+}
+
+func TestSharedSecretRejectsLowOrder(t *testing.T) {
+	k, _ := GeneratePrivateKey()
+	var zero PublicKey // the point 0 has order 4... and yields 0
+	if _, err := sharedSecret(&k, &zero); !errors.Is(err, ErrLowOrderPoint) {
+		t.Fatalf("zero point: err = %v", err)
+	}
+	one := PublicKey{1} // order 1 too
+	if _, err := sharedSecret(&k, &one); !errors.Is(err, ErrLowOrderPoint) {
+		t.Fatalf("point 1: err = %v", err)
+	}
+	k2, _ := GeneratePrivateKey()
+	pub, pub2 := k.Public(), k2.Public()
+	a, err1 := sharedSecret(&k, &pub2)
+	b, err2 := sharedSecret(&k2, &pub)
+	if err1 != nil || err2 != nil || a != b {
+		t.Fatalf("DH disagrees: %v %v", err1, err2)
+	}
+}
+
+func TestKeyBase64(t *testing.T) {
+	var all [KeySize]byte
+	for i := range all {
+		all[i] = byte(i * 7)
+	}
+	good := base64.StdEncoding.EncodeToString(all[:])
+	tests := []struct {
+		name string
+		in   string
+		ok   bool
+	}{
+		{"valid", good, true},
+		{"zero", strings.Repeat("A", 43) + "=", true},
+		{"wg example", "YNqHbfBQKaGvzefSSuIOiI0ZbT7Yx7x6sDhzbDXSMHA=", true},
+		{"empty", "", false},
+		{"no padding", good[:43], false},
+		{"too long", good + "=", false},
+		{"short", good[:40] + "===", false},
+		{"url alphabet", strings.Repeat("_", 43) + "=", false},
+		{"bad char", "!" + good[1:], false},
+		{"non-zero trailing bits", good[:42] + "B=", false},
+		{"line break", good[:20] + "\n" + good[21:], false},
+		{"48 chars", base64.StdEncoding.EncodeToString(make([]byte, 33)), false},
+		{"two pad", strings.Repeat("A", 42) + "==", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pub, err1 := ParsePublicKey(tt.in)
+			priv, err2 := ParsePrivateKey(tt.in)
+			psk, err3 := ParsePresharedKey(tt.in)
+			for _, err := range []error{err1, err2, err3} {
+				if tt.ok && err != nil {
+					t.Fatalf("unexpected error %v", err)
+				}
+				if !tt.ok && !errors.Is(err, ErrInvalidKey) {
+					t.Fatalf("err = %v, want ErrInvalidKey", err)
+				}
+			}
+			if tt.ok {
+				for _, s := range []string{pub.String(), priv.String(), psk.String()} {
+					if s != tt.in {
+						t.Fatalf("round trip %q -> %q", tt.in, s)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestKeyIsZeroEqual(t *testing.T) {
+	var z PresharedKey
+	if !z.IsZero() || !(PublicKey{}).IsZero() || !(PrivateKey{}).IsZero() {
+		t.Fatal("zero keys not IsZero")
+	}
+	k := PresharedKey{31: 1}
+	if k.IsZero() || k.Equal(z) || !k.Equal(k) {
+		t.Fatal("IsZero/Equal wrong")
+	}
+}
