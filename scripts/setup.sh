@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what PipeGuard's build and tests need on a fresh Debian machine:
+# the Go modules, wireguard-tools (the stock `wg`, which tests compare with
+# and point at our UAPI socket), iproute2 (network namespaces, veth) and
+# iperf3 (the netns benchmark). Idempotent: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v wg >/dev/null 2>&1 || need+=(wireguard-tools)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v iperf3 >/dev/null 2>&1 || need+=(iperf3)
+command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
+if [ ${#need[@]} -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "setup: need root to install: ${need[*]} (run with sudo)" >&2
+		exit 1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+go mod download
