@@ -1,0 +1,383 @@
+package noise
+
+import (
+	"bytes"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"pipeguard/wire"
+)
+
+// side is one end of an in-memory handshake: identity, index table, and
+// the handshake state it keeps for the other end.
+type side struct {
+	static *Static
+	table  IndexTable
+	hs     *Handshake
+	dhs    atomic.Int64 // Curve25519 operations done by static, once counted
+}
+
+func (s *side) lookup(pub PublicKey) *Handshake {
+	if s.hs != nil && s.hs.Remote().Equal(pub) {
+		return s.hs
+	}
+	return nil
+}
+
+func (s *side) countDH() { s.static.onDH = func() { s.dhs.Add(1) } }
+
+func newStatic(t testing.TB) *Static {
+	t.Helper()
+	k, err := GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewStatic(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// newPair makes an initiator and a responder that know each other, with
+// the given pre-shared keys (equal unless a test wants a mismatch).
+func newPair(t testing.TB, pskI, pskR PresharedKey) (ini, resp *side) {
+	t.Helper()
+	ini, resp = &side{static: newStatic(t)}, &side{static: newStatic(t)}
+	var err error
+	if ini.hs, err = NewHandshake(ini.static, resp.static.PublicKey(), pskI, 1); err != nil {
+		t.Fatal(err)
+	}
+	if resp.hs, err = NewHandshake(resp.static, ini.static.PublicKey(), pskR, 2); err != nil {
+		t.Fatal(err)
+	}
+	return ini, resp
+}
+
+var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+
+func initiation(t testing.TB, s *side, now time.Time) []byte {
+	t.Helper()
+	var msg wire.Initiation
+	if err := s.hs.CreateInitiation(now, &s.table, &msg); err != nil {
+		t.Fatal(err)
+	}
+	var b [wire.InitiationSize]byte
+	msg.Marshal(&b)
+	return b[:]
+}
+
+func respond(t testing.TB, s *side, now time.Time) ([]byte, *Keypair) {
+	t.Helper()
+	var msg wire.Response
+	kp, err := s.hs.CreateResponse(now, &s.table, &msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [wire.ResponseSize]byte
+	msg.Marshal(&b)
+	return b[:], kp
+}
+
+// handshake runs a complete handshake and returns both keypairs.
+func handshake(t testing.TB, ini, resp *side, now time.Time) (kpI, kpR *Keypair) {
+	t.Helper()
+	init := initiation(t, ini, now)
+	if _, err := resp.static.ConsumeInitiation(init, now, resp.lookup); err != nil {
+		t.Fatalf("ConsumeInitiation: %v", err)
+	}
+	r, kpR := respond(t, resp, now)
+	h, kpI, err := ini.static.ConsumeResponse(r, now, &ini.table)
+	if err != nil {
+		t.Fatalf("ConsumeResponse: %v", err)
+	}
+	if h != ini.hs {
+		t.Fatal("ConsumeResponse returned another handshake")
+	}
+	return kpI, kpR
+}
+
+// exchange seals a packet with from and opens it with to.
+func exchange(t testing.TB, from, to *Keypair, payload []byte) {
+	t.Helper()
+	var p wire.Packet
+	if err := p.SetInner(payload); err != nil {
+		t.Fatal(err)
+	}
+	counter, err := from.Seal(&p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := wire.ParseTransportHeader(p.Message())
+	if err != nil || h.Receiver != to.LocalIndex || h.Counter != counter {
+		t.Fatalf("header %+v, err %v; want receiver %d", h, err, to.LocalIndex)
+	}
+	if err := to.Open(&p, h.Counter); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if !bytes.Equal(p.Inner()[:len(payload)], payload) {
+		t.Fatal("payload differs")
+	}
+}
+
+func TestHandshake(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		psk  PresharedKey
+	}{{"no psk", PresharedKey{}}, {"psk", PresharedKey{1, 2, 3, 31: 4}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ini, resp := newPair(t, tc.psk, tc.psk)
+			kpI, kpR := handshake(t, ini, resp, t0)
+			if !kpI.Initiator || kpR.Initiator {
+				t.Fatal("initiator flags wrong")
+			}
+			if kpI.LocalIndex != kpR.RemoteIndex || kpR.LocalIndex != kpI.RemoteIndex {
+				t.Fatal("indices do not match")
+			}
+			exchange(t, kpI, kpR, []byte("from the initiator"))
+			exchange(t, kpR, kpI, []byte("from the responder"))
+
+			for _, s := range []*side{ini, resp} {
+				kp := kpI
+				if s == resp {
+					kp = kpR
+				}
+				e, ok := s.table.Lookup(kp.LocalIndex)
+				if !ok || e.Keypair != kp || e.Handshake != s.hs || e.Peer != s.hs.Peer() {
+					t.Fatalf("index entry %+v", e)
+				}
+				if s.table.Len() != 1 {
+					t.Fatalf("table has %d entries", s.table.Len())
+				}
+				assertErased(t, s.hs)
+			}
+		})
+	}
+}
+
+// assertErased checks that a completed handshake kept no secrets.
+func assertErased(t *testing.T, h *Handshake) {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.state != HandshakeZeroed || !isZero(h.chainKey[:]) || !isZero(h.hash[:]) ||
+		!isZero(h.localEphemeral[:]) || !isZero(h.remoteEphemeral[:]) || h.localIndex != 0 {
+		t.Fatalf("handshake not erased: state %v", h.state)
+	}
+}
+
+func TestHandshakeRepeated(t *testing.T) {
+	ini, resp := newPair(t, PresharedKey{}, PresharedKey{})
+	now := t0
+	for range 3 {
+		kpI, kpR := handshake(t, ini, resp, now)
+		exchange(t, kpI, kpR, []byte("x"))
+		now = now.Add(time.Second)
+	}
+	// Roles swapped: the responder initiates.
+	kpR, kpI := handshake(t, resp, ini, now)
+	exchange(t, kpR, kpI, []byte("y"))
+}
+
+func TestMAC1ForgedRejectedBeforeDH(t *testing.T) {
+	ini, resp := newPair(t, PresharedKey{}, PresharedKey{})
+	resp.countDH()
+	b := initiation(t, ini, t0)
+	b[wire.InitiationMAC1Offset] ^= 1
+	if _, err := resp.static.ConsumeInitiation(b, t0, resp.lookup); !errors.Is(err, ErrMAC1) {
+		t.Fatalf("err = %v, want ErrMAC1", err)
+	}
+	if n := resp.dhs.Load(); n != 0 {
+		t.Fatalf("%d DH operations for a forged MAC1", n)
+	}
+	if resp.hs.State() != HandshakeZeroed || resp.hs.lastTimestamp != (Timestamp{}) {
+		t.Fatal("forged initiation changed the handshake")
+	}
+	// A forged body with a valid MAC1 costs DH but is still rejected.
+	b[wire.InitiationMAC1Offset] ^= 1
+	b[50] ^= 1
+	ini.hs.cookies.AddMACs(b, t0)
+	if _, err := resp.static.ConsumeInitiation(b, t0, resp.lookup); !errors.Is(err, ErrHandshakeAuth) {
+		t.Fatalf("err = %v, want ErrHandshakeAuth", err)
+	}
+	if resp.dhs.Load() == 0 {
+		t.Fatal("DH hook not called: the MAC1 check above proves nothing")
+	}
+
+	// The same for a response, on the initiator side.
+	b = initiation(t, ini, t0.Add(time.Second))
+	if _, err := resp.static.ConsumeInitiation(b, t0.Add(time.Second), resp.lookup); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := respond(t, resp, t0)
+	r[wire.ResponseMAC1Offset+3] ^= 0x80
+	ini.countDH()
+	if _, _, err := ini.static.ConsumeResponse(r, t0, &ini.table); !errors.Is(err, ErrMAC1) {
+		t.Fatalf("response: err = %v, want ErrMAC1", err)
+	}
+	if ini.dhs.Load() != 0 || ini.hs.State() != HandshakeInitiationCreated {
+		t.Fatal("forged response did DH work or changed the state")
+	}
+}
+
+func TestInitiationReplayRejected(t *testing.T) {
+	ini, resp := newPair(t, PresharedKey{}, PresharedKey{})
+	b := initiation(t, ini, t0)
+	if _, err := resp.static.ConsumeInitiation(b, t0, resp.lookup); err != nil {
+		t.Fatal(err)
+	}
+	later := t0.Add(time.Minute) // well past the flood limit
+	if _, err := resp.static.ConsumeInitiation(b, later, resp.lookup); !errors.Is(err, ErrReplay) {
+		t.Fatalf("replay: err = %v", err)
+	}
+	// An older initiation made after the newer one was accepted.
+	old := initiation(t, ini, t0.Add(-time.Second))
+	if _, err := resp.static.ConsumeInitiation(old, later, resp.lookup); !errors.Is(err, ErrReplay) {
+		t.Fatalf("older timestamp: err = %v", err)
+	}
+	fresh := initiation(t, ini, t0.Add(time.Second))
+	if _, err := resp.static.ConsumeInitiation(fresh, later, resp.lookup); err != nil {
+		t.Fatalf("fresh: %v", err)
+	}
+}
+
+func TestInitiationFloodRejected(t *testing.T) {
+	ini, resp := newPair(t, PresharedKey{}, PresharedKey{})
+	if _, err := resp.static.ConsumeInitiation(initiation(t, ini, t0), t0, resp.lookup); err != nil {
+		t.Fatal(err)
+	}
+	// A genuine, newer initiation, but too soon after the last one.
+	b := initiation(t, ini, t0.Add(time.Second))
+	soon := t0.Add(HandshakeInitiationRate / 2)
+	if _, err := resp.static.ConsumeInitiation(b, soon, resp.lookup); !errors.Is(err, ErrFlood) {
+		t.Fatalf("err = %v, want ErrFlood", err)
+	}
+	// Rejected as a flood, it was not recorded: it is accepted once the
+	// rate allows.
+	if _, err := resp.static.ConsumeInitiation(b, t0.Add(2*HandshakeInitiationRate), resp.lookup); err != nil {
+		t.Fatalf("after the rate: %v", err)
+	}
+}
+
+func TestPSKMismatchFails(t *testing.T) {
+	ini, resp := newPair(t, PresharedKey{1}, PresharedKey{2})
+	b := initiation(t, ini, t0)
+	// The pre-shared key enters only with the response.
+	if _, err := resp.static.ConsumeInitiation(b, t0, resp.lookup); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := respond(t, resp, t0)
+	if _, _, err := ini.static.ConsumeResponse(r, t0, &ini.table); !errors.Is(err, ErrHandshakeAuth) {
+		t.Fatalf("err = %v, want ErrHandshakeAuth", err)
+	}
+	if ini.hs.State() != HandshakeInitiationCreated {
+		t.Fatal("a failed response changed the initiator's state")
+	}
+	// With one side lacking a PSK entirely.
+	ini, resp = newPair(t, PresharedKey{}, PresharedKey{9})
+	handshakeFails(t, ini, resp)
+}
+
+func handshakeFails(t *testing.T, ini, resp *side) {
+	t.Helper()
+	if _, err := resp.static.ConsumeInitiation(initiation(t, ini, t0), t0, resp.lookup); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := respond(t, resp, t0)
+	if _, _, err := ini.static.ConsumeResponse(r, t0, &ini.table); !errors.Is(err, ErrHandshakeAuth) {
+		t.Fatalf("err = %v, want ErrHandshakeAuth", err)
+	}
+}
+
+func TestWrongStaticKeyFails(t *testing.T) {
+	ini, resp := newPair(t, PresharedKey{}, PresharedKey{})
+	// The responder knows some other peer, not the initiator.
+	other := newStatic(t)
+	var err error
+	if resp.hs, err = NewHandshake(resp.static, other.PublicKey(), PresharedKey{}, 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := resp.static.ConsumeInitiation(initiation(t, ini, t0), t0, resp.lookup); !errors.Is(err, ErrUnknownPeer) {
+		t.Fatalf("unknown peer: err = %v", err)
+	}
+
+	// The initiator has the wrong key for the responder: MAC1 is keyed
+	// with the public key it believes in, so the real responder drops it.
+	wrong, _ := newPair(t, PresharedKey{}, PresharedKey{})
+	if _, err := resp.static.ConsumeInitiation(initiation(t, wrong, t0), t0, resp.lookup); !errors.Is(err, ErrMAC1) {
+		t.Fatalf("wrong responder key: err = %v", err)
+	}
+	// Even with a MAC1 the responder accepts, the static key does not
+	// decrypt.
+	b := initiation(t, wrong, t0)
+	var g CookieGenerator
+	g.Init(resp.static.PublicKey())
+	g.AddMACs(b, t0)
+	if _, err := resp.static.ConsumeInitiation(b, t0, resp.lookup); !errors.Is(err, ErrHandshakeAuth) {
+		t.Fatalf("wrong responder key, valid MAC1: err = %v", err)
+	}
+}
+
+func TestHandshakeErrors(t *testing.T) {
+	ini, resp := newPair(t, PresharedKey{}, PresharedKey{})
+	var r wire.Response
+	if _, err := resp.hs.CreateResponse(t0, &resp.table, &r); !errors.Is(err, ErrHandshakeState) {
+		t.Fatalf("response without initiation: %v", err)
+	}
+	// A response to an index we never allocated.
+	b := initiation(t, ini, t0)
+	if _, err := resp.static.ConsumeInitiation(b, t0, resp.lookup); err != nil {
+		t.Fatal(err)
+	}
+	rb, _ := respond(t, resp, t0)
+	ini.hs.Clear(&ini.table)
+	if ini.table.Len() != 0 {
+		t.Fatal("Clear left the index")
+	}
+	if _, _, err := ini.static.ConsumeResponse(rb, t0, &ini.table); !errors.Is(err, ErrUnknownIndex) {
+		t.Fatalf("unknown index: %v", err)
+	}
+	// Wrong size and type are the wire errors.
+	if _, err := resp.static.ConsumeInitiation(rb, t0, resp.lookup); !errors.Is(err, wire.ErrType) {
+		t.Fatalf("response as initiation: %v", err)
+	}
+	if _, _, err := ini.static.ConsumeResponse(rb[:50], t0, &ini.table); !errors.Is(err, wire.ErrSize) {
+		t.Fatalf("short response: %v", err)
+	}
+	// A low-order ephemeral key with a valid MAC1.
+	b = initiation(t, ini, t0.Add(time.Second))
+	clear(b[8:40])
+	ini.hs.cookies.AddMACs(b, t0)
+	if _, err := resp.static.ConsumeInitiation(b, t0, resp.lookup); !errors.Is(err, ErrLowOrderPoint) {
+		t.Fatalf("zero ephemeral: %v", err)
+	}
+	if _, err := NewHandshake(ini.static, PublicKey{}, PresharedKey{}, 0); !errors.Is(err, ErrLowOrderPoint) {
+		t.Fatalf("zero peer key: %v", err)
+	}
+	if _, err := NewStatic(PrivateKey{}); !errors.Is(err, ErrInvalidKey) {
+		t.Fatalf("zero private key: %v", err)
+	}
+}
+
+// TestSimultaneousInitiation: both sides initiate; the responder's
+// answer to the peer's initiation wins and the initiator's own stale
+// index is freed.
+func TestSimultaneousInitiation(t *testing.T) {
+	a, b := newPair(t, PresharedKey{}, PresharedKey{})
+	ia := initiation(t, a, t0)
+	_ = initiation(t, b, t0)
+	if _, err := b.static.ConsumeInitiation(ia, t0, b.lookup); err != nil {
+		t.Fatal(err)
+	}
+	r, kpB := respond(t, b, t0)
+	if b.table.Len() != 1 {
+		t.Fatalf("b's table has %d entries, want only the keypair", b.table.Len())
+	}
+	_, kpA, err := a.static.ConsumeResponse(r, t0, &a.table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, kpA, kpB, []byte("z"))
+}
