@@ -1,0 +1,371 @@
+package noise
+
+import (
+	"strings"
+	"time"
+)
+
+// Actions is a set of things a peer must do now, returned by Session.Tick.
+// The zero value is nothing to do.
+type Actions uint8
+
+// The actions, in the order a caller should carry them out.
+const (
+	// ActionZeroKeys: all keypairs were erased (Tick returns them as
+	// Dropped; delete their indices). Also clear any half-done handshake
+	// state of this peer and its index. Always comes with ActionDropQueued.
+	ActionZeroKeys Actions = 1 << iota
+	// ActionDropQueued: drop the packets queued for lack of a keypair,
+	// because the handshake gave up or the keys were zeroed.
+	ActionDropQueued
+	// ActionSendQueued: a keypair became usable for sending; send the
+	// packets queued for lack of one.
+	ActionSendQueued
+	// ActionSendInitiation: create and send a handshake initiation, then
+	// call InitiationSent. The session has already applied the rate limit
+	// (one per RekeyTimeout) and armed the retry.
+	ActionSendInitiation
+	// ActionSendKeepalive: send an empty transport message. Any transport
+	// message does, so queued data sent at the same moment satisfies it.
+	// Without a keypair that can send, call RequestHandshake instead.
+	ActionSendKeepalive
+)
+
+// Has reports whether every action in b is in a.
+func (a Actions) Has(b Actions) bool { return a&b == b }
+
+func (a Actions) String() string {
+	if a == 0 {
+		return "none"
+	}
+	names := [...]string{"ZeroKeys", "DropQueued", "SendQueued", "SendInitiation", "SendKeepalive"}
+	var parts []string
+	for i, n := range names {
+		if a&(1<<i) != 0 {
+			parts = append(parts, n)
+		}
+	}
+	return strings.Join(parts, "|")
+}
+
+// timers is a Session's timer state. Each deadline is a time.Time, zero
+// when disarmed; Tick fires the ones that are due. The names and rules are
+// those of wireguard-go's device/timers.go (itself from Linux's timers.c),
+// so the two can be read side by side.
+type timers struct {
+	retransmit   time.Time // handshake retry: no response to our initiation
+	keepalive    time.Time // we received data and have sent nothing since
+	newHandshake time.Time // we sent data and have heard nothing since
+	zeroKeys     time.Time // no new session derived for ZeroKeysAfter
+	persistent   time.Time // persistent keepalive: traffic has been quiet
+
+	pending      Actions   // due now, raised by an event, not yet returned by Tick
+	pendingSince time.Time // when pending became non-empty
+
+	// attempts counts retries of the current handshake; a new (non-retry)
+	// request resets it, so a peer with data to send keeps trying.
+	attempts                int
+	needAnotherKeepalive    bool      // data arrived while a keepalive was already due
+	sentLastMinuteHandshake bool      // keepKeyFreshReceiving fired for this session
+	lastInitiation          time.Time // for the rate limit of one per RekeyTimeout
+	lastHandshake           time.Time
+	persistentInterval      time.Duration // 0: off
+
+	reported time.Time // what NextDeadline last returned; zero: the actor sleeps
+	wake     bool      // something is due before reported: call Wake on unlock
+}
+
+// Tick fires the timers due at now and returns what the peer must do, with
+// the keypairs erased if ActionZeroKeys is set. The timer actor calls it
+// at NextDeadline (late is fine: everything overdue fires at once), or when
+// Wake tells it to.
+func (s *Session) Tick(now time.Time) (Actions, Dropped) {
+	s.mu.Lock()
+	defer s.mu.Unlock() // no Wake: our caller is the timer actor, awake
+	t := &s.t
+	var d Dropped
+	if due(t.retransmit, now) {
+		t.retransmit = time.Time{}
+		s.expiredRetransmitLocked(now)
+	}
+	if due(t.keepalive, now) {
+		t.keepalive = time.Time{}
+		s.raiseLocked(ActionSendKeepalive, now)
+		if t.needAnotherKeepalive {
+			t.needAnotherKeepalive = false
+			s.armLocked(&t.keepalive, now.Add(KeepaliveTimeout))
+		}
+	}
+	if due(t.newHandshake, now) {
+		// We kept sending and heard nothing back: the session may be dead
+		// on the peer's side (it restarted, or the path changed).
+		t.newHandshake = time.Time{}
+		s.initiateLocked(now, false)
+	}
+	if due(t.zeroKeys, now) {
+		t.zeroKeys = time.Time{}
+		d = s.zeroKeysLocked()
+		s.raiseLocked(ActionZeroKeys|ActionDropQueued, now)
+	}
+	if due(t.persistent, now) {
+		t.persistent = time.Time{}
+		if t.persistentInterval > 0 {
+			s.raiseLocked(ActionSendKeepalive, now)
+			// The keepalive's send re-arms this too (TransportSent); arming
+			// here as well keeps it periodic if the caller could not send.
+			s.armLocked(&t.persistent, now.Add(t.persistentInterval))
+		}
+	}
+	a := t.pending
+	t.pending, t.pendingSince, t.wake = 0, time.Time{}, false
+	return a, d
+}
+
+// NextDeadline returns when Tick must next be called: the earliest armed
+// timer, a time at or before now if something is already due, or the zero
+// time if nothing is pending (sleep until Wake).
+func (s *Session) NextDeadline() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := &s.t
+	var next time.Time
+	for _, d := range [...]time.Time{t.pendingSince, t.retransmit, t.keepalive, t.newHandshake, t.zeroKeys, t.persistent} {
+		if !d.IsZero() && (next.IsZero() || d.Before(next)) {
+			next = d
+		}
+	}
+	t.reported = next
+	return next
+}
+
+// LastHandshake returns when the last handshake completed, or the zero
+// time.
+func (s *Session) LastHandshake() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.t.lastHandshake
+}
+
+// SetPersistentKeepalive sets the persistent keepalive interval (0: off).
+// Turning it on sends a keepalive at once, as wireguard-go does, so that a
+// peer behind NAT opens its mapping without waiting for traffic.
+func (s *Session) SetPersistentKeepalive(interval time.Duration, now time.Time) {
+	s.mu.Lock()
+	defer s.unlock()
+	old := s.t.persistentInterval
+	s.t.persistentInterval = max(interval, 0)
+	switch {
+	case interval <= 0:
+		s.t.persistent = time.Time{}
+	case old == 0:
+		s.raiseLocked(ActionSendKeepalive, now)
+		s.armLocked(&s.t.persistent, now.Add(interval))
+	}
+}
+
+// PersistentKeepalive returns the persistent keepalive interval (0: off).
+func (s *Session) PersistentKeepalive() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.t.persistentInterval
+}
+
+// RequestHandshake asks for a handshake because a packet found no keypair
+// to send with (SendKeypair returned false). It restarts the retry count,
+// so a peer with data to send keeps trying; the initiation itself comes
+// from Tick, at most one per RekeyTimeout.
+func (s *Session) RequestHandshake(now time.Time) {
+	s.mu.Lock()
+	defer s.unlock()
+	s.initiateLocked(now, false)
+}
+
+// InitiationSent reports that a handshake initiation was sent at now.
+func (s *Session) InitiationSent(now time.Time) {
+	s.mu.Lock()
+	defer s.unlock()
+	s.traversalLocked(now)
+	s.anySentLocked()
+	// Retry counts from the real send, as in wireguard-go's
+	// timersHandshakeInitiated.
+	s.t.lastInitiation = now
+	s.armLocked(&s.t.retransmit, now.Add(RekeyTimeout+s.jitter()))
+}
+
+// ResponseSent reports that a handshake response was sent at now (after
+// Install of the responder keypair).
+func (s *Session) ResponseSent(now time.Time) {
+	s.mu.Lock()
+	defer s.unlock()
+	s.traversalLocked(now)
+	s.anySentLocked()
+}
+
+// HandshakeReceived reports that an initiation or response from this peer
+// passed authentication at now (before Install, for a response).
+func (s *Session) HandshakeReceived(now time.Time) {
+	s.mu.Lock()
+	defer s.unlock()
+	s.traversalLocked(now)
+	s.anyReceivedLocked()
+}
+
+// TransportSent reports that transport messages were sent at now with the
+// current keypair; data is false if all were keepalives. Call it once per
+// batch, after the send succeeded.
+func (s *Session) TransportSent(now time.Time, data bool) {
+	s.mu.Lock()
+	defer s.unlock()
+	s.traversalLocked(now)
+	s.anySentLocked()
+	if data && s.t.newHandshake.IsZero() {
+		s.armLocked(&s.t.newHandshake, now.Add(KeepaliveTimeout+RekeyTimeout+s.jitter()))
+	}
+	s.keepKeyFreshSendingLocked(now)
+}
+
+// TransportReceived reports that transport messages received with kp were
+// authenticated and passed the replay window at now; data is false if all
+// were keepalives. Call it once per batch per keypair, from the ordered
+// stage. If kp was waiting in next, this is the peer's key confirmation:
+// kp becomes current, the handshake is complete, and Tick will ask for the
+// queued packets to be sent. It returns the keypair that promotion
+// dropped, if any.
+func (s *Session) TransportReceived(kp *Keypair, now time.Time, data bool) Dropped {
+	s.mu.Lock()
+	defer s.unlock()
+	var d Dropped
+	if kp != nil && kp == s.next.Load() {
+		d[0] = s.promoteLocked(kp)
+		s.handshakeCompletedLocked(now)
+		s.raiseLocked(ActionSendQueued, now)
+	}
+	s.keepKeyFreshReceivingLocked(now)
+	s.traversalLocked(now)
+	s.anyReceivedLocked()
+	if data {
+		if s.t.keepalive.IsZero() {
+			s.armLocked(&s.t.keepalive, now.Add(KeepaliveTimeout))
+		} else {
+			s.t.needAnotherKeepalive = true
+		}
+	}
+	return d
+}
+
+// expiredRetransmitLocked retries an unanswered initiation, or gives up
+// after MaxHandshakeAttempts initiations (Rekey-Attempt-Time, 90 s).
+// wireguard-go and Linux count two more (20 initiations, about 100 s); we
+// keep to the whitepaper's 90 s, which the peer cannot tell apart.
+func (s *Session) expiredRetransmitLocked(now time.Time) {
+	t := &s.t
+	if t.attempts < MaxHandshakeAttempts-1 {
+		t.attempts++
+		s.initiateLocked(now, true)
+		return
+	}
+	// Give up: no point holding packets for a peer that does not answer.
+	// A new packet to send starts over (RequestHandshake).
+	s.raiseLocked(ActionDropQueued, now)
+	t.keepalive = time.Time{}
+	if t.zeroKeys.IsZero() {
+		// Erase what a partial exchange may have left.
+		s.armLocked(&t.zeroKeys, now.Add(ZeroKeysAfter))
+	}
+}
+
+// initiateLocked asks for an initiation unless one went out less than
+// RekeyTimeout ago. It arms the retry at once, so retries continue even if
+// the caller fails to send (InitiationSent re-arms it from the real send).
+func (s *Session) initiateLocked(now time.Time, retry bool) {
+	t := &s.t
+	if !retry {
+		t.attempts = 0
+	}
+	if !t.lastInitiation.IsZero() && now.Sub(t.lastInitiation) < RekeyTimeout {
+		return
+	}
+	t.lastInitiation = now
+	s.armLocked(&t.retransmit, now.Add(RekeyTimeout+s.jitter()))
+	s.raiseLocked(ActionSendInitiation, now)
+}
+
+// keepKeyFreshSendingLocked rekeys before the current keypair runs out:
+// by message count on either side, by age only if we are its initiator
+// (the responder waits for the initiator, so that both do not rekey at
+// once).
+func (s *Session) keepKeyFreshSendingLocked(now time.Time) {
+	kp := s.current.Load()
+	if kp == nil {
+		return
+	}
+	if kp.SendCount() >= RekeyAfterMessages || (kp.Initiator && now.Sub(kp.Created) >= RekeyAfterTime) {
+		s.initiateLocked(now, false)
+	}
+}
+
+// keepKeyFreshReceivingLocked is the initiator's last chance: if the
+// current keypair is close to RejectAfterTime and we only receive (so
+// keepKeyFreshSending never ran), initiate once, leaving a keepalive and a
+// retry of margin before the keypair dies.
+func (s *Session) keepKeyFreshReceivingLocked(now time.Time) {
+	if s.t.sentLastMinuteHandshake {
+		return
+	}
+	kp := s.current.Load()
+	if kp != nil && kp.Initiator && now.Sub(kp.Created) >= RejectAfterTime-KeepaliveTimeout-RekeyTimeout {
+		s.t.sentLastMinuteHandshake = true
+		s.initiateLocked(now, false)
+	}
+}
+
+// handshakeCompletedLocked stops the retries: the peer answered.
+func (s *Session) handshakeCompletedLocked(now time.Time) {
+	t := &s.t
+	t.retransmit = time.Time{}
+	t.attempts = 0
+	t.sentLastMinuteHandshake = false
+	t.lastHandshake = now
+}
+
+// sessionDerivedLocked restarts the countdown to erasing all keys.
+func (s *Session) sessionDerivedLocked(now time.Time) {
+	s.armLocked(&s.t.zeroKeys, now.Add(ZeroKeysAfter))
+}
+
+// traversalLocked notes any authenticated packet sent or received: the
+// persistent keepalive counts from the last one.
+func (s *Session) traversalLocked(now time.Time) {
+	if s.t.persistentInterval > 0 {
+		s.armLocked(&s.t.persistent, now.Add(s.t.persistentInterval))
+	}
+}
+
+// anySentLocked: whatever we sent serves as the keepalive the peer awaits.
+func (s *Session) anySentLocked() { s.t.keepalive = time.Time{} }
+
+// anyReceivedLocked: the peer is alive, no need for a new handshake.
+func (s *Session) anyReceivedLocked() { s.t.newHandshake = time.Time{} }
+
+// armLocked sets a deadline, and marks the timer actor for waking if the
+// deadline is earlier than the one it sleeps until.
+func (s *Session) armLocked(d *time.Time, at time.Time) {
+	*d = at
+	if s.t.reported.IsZero() || at.Before(s.t.reported) {
+		s.t.reported = at // the actor will wake for this; no need to wake it twice
+		s.t.wake = true
+	}
+}
+
+// raiseLocked makes actions due now, for the next Tick.
+func (s *Session) raiseLocked(a Actions, now time.Time) {
+	if s.t.pending == 0 {
+		s.t.pendingSince = now
+	}
+	s.t.pending |= a
+	s.armLocked(&s.t.pendingSince, s.t.pendingSince)
+}
+
+func due(deadline, now time.Time) bool {
+	return !deadline.IsZero() && !now.Before(deadline)
+}
