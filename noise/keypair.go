@@ -68,19 +68,37 @@ func NewKeypair(sendKey, recvKey *[32]byte, localIndex, remoteIndex uint32, init
 // SendCount reports how many messages have been sealed (the next counter).
 func (kp *Keypair) SendCount() uint64 { return kp.sendCounter.Load() }
 
-// Seal pads p's inner packet, takes the next send counter, writes the
-// transport header and encrypts in place, leaving the datagram in
-// p.Message(). An empty inner packet makes a keepalive. It returns the
-// counter used, or ErrCounterExhausted once Reject-After-Messages is
-// reached; then p is unchanged but for padding.
+// Seal pads p's inner packet, takes the next send counter and seals in
+// place: ReserveCounter and SealAt in one call.
 func (kp *Keypair) Seal(p *wire.Packet) (uint64, error) {
-	plain := p.Pad()
+	counter, err := kp.ReserveCounter()
+	if err != nil {
+		return 0, err
+	}
+	kp.SealAt(p, counter)
+	return counter, nil
+}
+
+// ReserveCounter takes the next send counter, or fails with
+// ErrCounterExhausted once Reject-After-Messages is reached. The pipeline
+// reserves counters in packet order before the parallel encrypt pool, so
+// that a peer's counters rise in the order its packets were sent.
+func (kp *Keypair) ReserveCounter() (uint64, error) {
 	counter := kp.sendCounter.Add(1) - 1
 	if counter >= RejectAfterMessages {
 		// Keep the counter pinned so it cannot wrap around to reuse a nonce.
 		kp.sendCounter.Store(RejectAfterMessages)
 		return 0, ErrCounterExhausted
 	}
+	return counter, nil
+}
+
+// SealAt pads p's inner packet, writes the transport header with counter,
+// and encrypts in place, leaving the datagram in p.Message(). An empty
+// inner packet makes a keepalive. counter must come from ReserveCounter:
+// sealing twice with one counter reuses a nonce.
+func (kp *Keypair) SealAt(p *wire.Packet, counter uint64) {
+	plain := p.Pad()
 	// The nonce is 4 zero bytes and the little-endian counter: exactly
 	// Buf[4:16] of the header while the receiver field is still zero. Using
 	// the header as the nonce spares a per-packet allocation, because a
@@ -92,7 +110,6 @@ func (kp *Keypair) Seal(p *wire.Packet) (uint64, error) {
 	kp.send.Seal(b[wire.InnerOffset:wire.InnerOffset], b[4:16], plain, nil)
 	binary.LittleEndian.PutUint32(b[4:8], kp.RemoteIndex)
 	p.MsgLen = uint16(wire.InnerOffset + len(plain) + wire.TagSize)
-	return counter, nil
 }
 
 // Open authenticates and decrypts the transport message in p.Message() in
