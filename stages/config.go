@@ -1,0 +1,92 @@
+package stages
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"time"
+
+	"pipeguard/noise"
+)
+
+// Engine names the dataplane scheduling.
+type Engine string
+
+// The two engines share every per-packet step function; they differ only in
+// how the steps are scheduled.
+const (
+	EnginePipeline   Engine = "pipeline"   // one supervised goroutine per stage, worker pools for crypto
+	EngineSequential Engine = "sequential" // one goroutine per direction calling the steps inline
+)
+
+// Channel capacities and batch sizes, each with its reason.
+const (
+	// DefaultQueueCapacity is the capacity of every data channel between
+	// stages: about 1.4 MB of packets per channel, enough to ride out a
+	// scheduling hiccup of a millisecond at several Gbit/s, small enough to
+	// stay out of the way of latency when a stage is slower than its input.
+	DefaultQueueCapacity = 1000
+
+	// HandshakeQueueCapacity bounds handshake messages waiting for the
+	// handshake actor. It is small on purpose: a full queue drops (the
+	// network edge may drop) and, from a quarter full, makes the actor
+	// answer with cookies instead of doing Curve25519 work.
+	HandshakeQueueCapacity = 256
+
+	// StagedPerPeer is how many outbound packets wait per peer for a
+	// handshake to finish; wireguard-go keeps 1024, we keep fewer because
+	// packets are copied by value and a handshake takes one round trip.
+	StagedPerPeer = 128
+
+	// maxBatch caps the packets one edge stage moves per system call.
+	maxBatch = 128
+)
+
+// PeerConfig is one peer as the tunnel needs it.
+type PeerConfig struct {
+	PublicKey           noise.PublicKey
+	PresharedKey        noise.PresharedKey // zero when not set
+	Endpoint            netip.AddrPort     // zero when not known yet (the peer must reach us first)
+	AllowedIPs          []netip.Prefix
+	PersistentKeepalive time.Duration // 0 disables it
+}
+
+// Config is a tunnel's settings. The zero value of each optional field
+// takes the default named in its comment.
+type Config struct {
+	PrivateKey    noise.PrivateKey
+	Peers         []PeerConfig
+	Engine        Engine // default EnginePipeline
+	Workers       int    // decrypt and encrypt workers each; default GOMAXPROCS
+	QueueCapacity int    // default DefaultQueueCapacity
+}
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("stages: invalid config")
+
+func (c *Config) withDefaults() (Config, error) {
+	out := *c
+	if out.Engine == "" {
+		out.Engine = EnginePipeline
+	}
+	if out.Engine != EnginePipeline && out.Engine != EngineSequential {
+		return out, fmt.Errorf("%w: engine %q is not %q or %q", ErrConfig, out.Engine, EnginePipeline, EngineSequential)
+	}
+	if out.Workers == 0 {
+		out.Workers = runtime.GOMAXPROCS(0)
+	}
+	if out.Workers < 1 || out.Workers > 256 {
+		return out, fmt.Errorf("%w: workers %d not in 1..256", ErrConfig, out.Workers)
+	}
+	if out.QueueCapacity == 0 {
+		out.QueueCapacity = DefaultQueueCapacity
+	}
+	if out.QueueCapacity < 1 || out.QueueCapacity > 1<<20 {
+		return out, fmt.Errorf("%w: queue capacity %d not in 1..%d", ErrConfig, out.QueueCapacity, 1<<20)
+	}
+	if out.PrivateKey.IsZero() {
+		return out, fmt.Errorf("%w: no private key", ErrConfig)
+	}
+	return out, nil
+}

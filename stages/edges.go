@@ -1,0 +1,132 @@
+package stages
+
+import (
+	"net/netip"
+	"sync"
+
+	"pipeguard/tunio"
+	"pipeguard/wire"
+)
+
+// The edge steps: what both engines do at the TUN device and the UDP
+// socket, around the per-packet steps.
+
+// handshakeMsg is a handshake message on its way to the handshake actor.
+// Initiations are the largest handshake message.
+type handshakeMsg struct {
+	buf [wire.InitiationSize]byte
+	n   int
+	src netip.AddrPort
+}
+
+// classifyInbound looks at a datagram's type: transport messages go on to
+// decryption (it returns true); handshake messages are copied to the
+// handshake queue, or dropped and counted if it is full, so that a flood of
+// them never blocks data; anything else is dropped and counted.
+func (t *Tunnel) classifyInbound(it *inItem, handshakes chan<- handshakeMsg, c *stageCounters) bool {
+	msg := it.pkt.Message()
+	typ, err := wire.PeekType(msg)
+	if err != nil {
+		c.drop(DropMalformed)
+		return false
+	}
+	switch typ {
+	case wire.TypeTransport:
+		return true
+	case wire.TypeInitiation, wire.TypeResponse, wire.TypeCookieReply:
+		if len(msg) > wire.InitiationSize {
+			c.drop(DropMalformed)
+			return false
+		}
+		var hm handshakeMsg
+		hm.n = copy(hm.buf[:], msg)
+		hm.src = it.src
+		select {
+		case handshakes <- hm:
+		default:
+			c.drop(DropQueueFull)
+		}
+		return false
+	default:
+		c.drop(DropMalformed)
+		return false
+	}
+}
+
+// writeTUN writes a batch of inner packets (bufs[i][wire.InnerOffset:])
+// to the device. A packet the device refuses is dropped and counted; only
+// a closed device is an error.
+func (t *Tunnel) writeTUN(dev tunio.Device, bufs [][]byte, c *stageCounters) error {
+	n, err := dev.Write(bufs, wire.InnerOffset)
+	if err != nil {
+		if tunio.IsClosed(err) {
+			return err
+		}
+		c.drops[DropWriteError].Add(uint64(len(bufs) - n))
+		t.logLimited.warn("tun write failed", "err", err)
+	}
+	for _, b := range bufs[:n] {
+		c.pass(len(b) - wire.InnerOffset)
+	}
+	return nil
+}
+
+// readTUN reads a batch of inner packets from the device into items. A
+// packet larger than the tunnel MTU is marked dropped.
+func (t *Tunnel) readTUN(dev tunio.Device, items []outItem, bufs [][]byte, sizes []int, c *stageCounters) (int, error) {
+	n, err := dev.Read(bufs, sizes, wire.InnerOffset)
+	if err != nil && n == 0 {
+		return 0, err
+	}
+	for i := range n {
+		it := &items[i]
+		it.peer, it.kp, it.drop = nil, nil, dropNone
+		if sizes[i] > wire.MaxInnerSize {
+			it.drop = DropNotIP
+			c.drop(DropNotIP)
+			continue
+		}
+		it.pkt.InnerLen = uint16(sizes[i])
+	}
+	return n, nil
+}
+
+// sendDatagrams sends a batch of sealed datagrams. A batch the socket
+// refuses is counted as dropped; only a closed socket is an error.
+func (t *Tunnel) sendDatagrams(msgs []tunio.Datagram, c *stageCounters) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := t.udpOut.WriteBatch(msgs); err != nil {
+		if tunio.IsClosed(err) {
+			return err
+		}
+		c.drops[DropSendError].Add(uint64(len(msgs)))
+		t.logLimited.warn("udp send failed", "err", err)
+		return nil
+	}
+	for i := range msgs {
+		c.pass(msgs[i].N)
+	}
+	return nil
+}
+
+// datagramOf is the sealed datagram of an outbound packet, ready to send.
+func datagramOf(it *outItem) tunio.Datagram {
+	return tunio.Datagram{Buf: it.pkt.Buf[:], N: int(it.pkt.MsgLen), Addr: it.dst}
+}
+
+// lockedWriter serialises WriteBatch calls on one socket: udpsend's data
+// batches and the control path's handshake messages and keepalives share
+// it, and a UDPConn allows one writer at a time. The data path holds the
+// lock for one system call per batch, so the lock costs little.
+type lockedWriter struct {
+	mu   sync.Mutex // guards conn's write side
+	conn tunio.UDPConn
+}
+
+func (w *lockedWriter) WriteBatch(msgs []tunio.Datagram) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.conn.WriteBatch(msgs)
+}

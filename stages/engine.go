@@ -1,0 +1,199 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/pprof"
+	"sync/atomic"
+	"time"
+
+	"pipeguard/supervisor"
+)
+
+// service is what a supervisor runs.
+type service = supervisor.Service
+
+// stageEntry is one stage (or pool of identical workers) as Stats and the
+// supervisor see it.
+type stageEntry struct {
+	name      string
+	instances []*stageCounters
+	services  []service
+	inputs    []func() (depth, capacity int) // the channels it reads
+	restarts  atomic.Uint64
+}
+
+// tunnelCounters lists the engine's stages in data-flow order.
+type tunnelCounters struct {
+	stages []*stageEntry
+}
+
+func (tc *tunnelCounters) add(name string, n int) *stageEntry {
+	e := &stageEntry{name: name}
+	for range n {
+		e.instances = append(e.instances, new(stageCounters))
+	}
+	tc.stages = append(tc.stages, e)
+	return e
+}
+
+func queueOf[T any](ch chan T) func() (int, int) {
+	return func() (int, int) { return len(ch), cap(ch) }
+}
+
+// labelled runs svc with a pprof label naming its stage, so a CPU profile
+// of the tunnel splits by stage.
+type labelled struct {
+	stage string
+	svc   service
+}
+
+func (l labelled) Serve(ctx context.Context) error {
+	var err error
+	pprof.Do(ctx, pprof.Labels("stage", l.stage), func(ctx context.Context) {
+		err = l.svc.Serve(ctx)
+	})
+	return err
+}
+
+// wireEngine makes the channels and stages of the configured engine.
+// Every channel is made here, with its capacity from the config, and
+// outlives any restart of the stages that use it.
+func (t *Tunnel) wireEngine() *tunnelCounters {
+	tc := &tunnelCounters{}
+	logFor := func(name string) *slog.Logger { return t.log.With("stage", name) }
+	q := t.cfg.QueueCapacity
+	n := t.cfg.Workers
+
+	if t.cfg.Engine == EngineSequential {
+		in := tc.add("inbound", 1)
+		in.services = []service{&seqInbound{t: t, c: in.instances[0], log: logFor("inbound")}}
+		out := tc.add("outbound", 1)
+		out.services = []service{&seqOutbound{t: t, c: out.instances[0], log: logFor("outbound")}}
+	} else {
+		decIn, decOut := make([]chan inItem, n), make([]chan inItem, n)
+		encIn, encOut := make([]chan outItem, n), make([]chan outItem, n)
+		for i := range n {
+			decIn[i], decOut[i] = make(chan inItem, q), make(chan inItem, q)
+			encIn[i], encOut[i] = make(chan outItem, q), make(chan outItem, q)
+		}
+		toTUN := make(chan inItem, q)
+		fromTUN := make(chan outItem, q)
+
+		e := tc.add("udprecv", 1)
+		e.services = []service{newUDPRecv(t, t.udp, decIn, t.handshakes, e.instances[0], logFor("udprecv"))}
+
+		e = tc.add("decrypt", n)
+		for i := range n {
+			e.services = append(e.services, &decryptWorker{t: t, in: decIn[i], out: decOut[i], c: e.instances[i], log: logFor("decrypt")})
+			e.inputs = append(e.inputs, queueOf(decIn[i]))
+		}
+		e = tc.add("route-in", 1)
+		e.services = []service{&routeIn{t: t, workers: decOut, out: toTUN, c: e.instances[0], log: logFor("route-in")}}
+		for i := range n {
+			e.inputs = append(e.inputs, queueOf(decOut[i]))
+		}
+		e = tc.add("tunwrite", 1)
+		e.services = []service{newTUNWrite(t, t.tun, toTUN, e.instances[0], logFor("tunwrite"))}
+		e.inputs = []func() (int, int){queueOf(toTUN)}
+
+		e = tc.add("tunread", 1)
+		e.services = []service{newTUNRead(t, t.tun, fromTUN, e.instances[0], logFor("tunread"))}
+		e = tc.add("route-out", 1)
+		e.services = []service{&routeOut{t: t, in: fromTUN, workers: encIn, c: e.instances[0], log: logFor("route-out")}}
+		e.inputs = []func() (int, int){queueOf(fromTUN)}
+		e = tc.add("encrypt", n)
+		for i := range n {
+			e.services = append(e.services, &encryptWorker{t: t, in: encIn[i], out: encOut[i], c: e.instances[i], log: logFor("encrypt")})
+			e.inputs = append(e.inputs, queueOf(encIn[i]))
+		}
+		e = tc.add("udpsend", 1)
+		e.services = []service{newUDPSend(t, encOut, e.instances[0], logFor("udpsend"))}
+		for i := range n {
+			e.inputs = append(e.inputs, queueOf(encOut[i]))
+		}
+	}
+
+	e := tc.add("handshake", 1)
+	e.services = []service{&handshakeActor{t: t, in: t.handshakes, c: e.instances[0], log: logFor("handshake")}}
+	e.inputs = []func() (int, int){queueOf(t.handshakes)}
+	e = tc.add("timers", 1)
+	e.services = []service{newTimerActor(t, e.instances[0], logFor("timers"))}
+	return tc
+}
+
+// Stats returns a snapshot of every stage's counters, in data-flow order.
+// It takes no lock that the data path takes.
+func (t *Tunnel) Stats() []StageStats {
+	out := make([]StageStats, 0, len(t.counters.stages))
+	for _, e := range t.counters.stages {
+		s := StageStats{Name: e.name, Instances: len(e.instances), Restarts: e.restarts.Load(), Drops: map[DropReason]uint64{}}
+		for _, c := range e.instances {
+			s.Packets += c.packets.Load()
+			s.Bytes += c.bytes.Load()
+			s.Keepalives += c.keepalives.Load()
+			for r := DropMalformed; r < numDropReasons; r++ {
+				if v := c.drops[r].Load(); v > 0 {
+					s.Drops[r] += v
+				}
+			}
+		}
+		for _, f := range e.inputs {
+			d, c := f()
+			s.QueueDepth += d
+			s.QueueCap += c
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// Supervision settings of the tunnel's stages.
+const (
+	// stageFailureThreshold and stageFailureDecay: a stage may fail about
+	// five times in quick succession (a burst of poisonous input, say)
+	// before the tunnel gives up; failures half-decay in 30 s, so a rare
+	// failure never adds up to an escalation over months.
+	stageFailureThreshold = 5
+	stageFailureDecay     = 30 * time.Second
+	// stageStopTimeout leaves room within the 2 s an admin expects a
+	// SIGTERM to take.
+	stageStopTimeout = 1500 * time.Millisecond
+)
+
+// buildSupervisor puts every stage instance under one supervisor. It runs
+// on the real clock even when the tunnel's protocol clock is fake: restart
+// backoff is about the machine, not the protocol. On escalation it closes
+// the edges at once, so that stages blocked in system calls return within
+// the stop timeout.
+func (t *Tunnel) buildSupervisor(closeEdges func()) *supervisor.Supervisor {
+	byChild := map[string]*stageEntry{}
+	sup := supervisor.New("tunnel", supervisor.Config{
+		Log:              t.log,
+		FailureThreshold: stageFailureThreshold,
+		FailureDecay:     stageFailureDecay,
+		StopTimeout:      stageStopTimeout,
+		EventHook: func(e supervisor.Event) {
+			switch e.Kind {
+			case supervisor.EventRestart:
+				if se := byChild[e.Child]; se != nil {
+					se.restarts.Add(1)
+				}
+			case supervisor.EventEscalate, supervisor.EventTerminate:
+				closeEdges()
+			}
+		},
+	})
+	for _, e := range t.counters.stages {
+		for i, svc := range e.services {
+			name := e.name
+			if len(e.services) > 1 {
+				name = fmt.Sprintf("%s-%d", e.name, i)
+			}
+			byChild[name] = e
+			sup.Add(name, labelled{stage: e.name, svc: svc})
+		}
+	}
+	return sup
+}

@@ -1,0 +1,109 @@
+package stages
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"pipeguard/supervisor/clock"
+)
+
+// sourceLimiter is a token bucket per source IP for handshake messages
+// under load, with wireguard-go's figures: 20 a second, bursts of 5. A
+// sender that proved its address with a cookie still cannot make us do
+// more than 20 Curve25519 handshakes a second for it.
+//
+// The zero value is ready. Not safe for concurrent use: the handshake
+// actor owns it.
+type sourceLimiter struct {
+	buckets   map[netip.Addr]bucket
+	lastSweep time.Time
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+const (
+	limiterRate  = 20 // messages per second per source
+	limiterBurst = 5
+	// limiterMaxSources bounds the table; past it, idle entries go first
+	// and, if all are active, the table starts over rather than grow.
+	limiterMaxSources = 1 << 16
+)
+
+func (l *sourceLimiter) allow(ip netip.Addr, now time.Time) bool {
+	if l.buckets == nil {
+		l.buckets = make(map[netip.Addr]bucket)
+	}
+	if now.Sub(l.lastSweep) > time.Second || len(l.buckets) >= limiterMaxSources {
+		l.sweep(now)
+	}
+	b, ok := l.buckets[ip]
+	if !ok {
+		b = bucket{tokens: limiterBurst, last: now}
+	}
+	b.tokens = min(limiterBurst, b.tokens+now.Sub(b.last).Seconds()*limiterRate)
+	b.last = now
+	allowed := b.tokens >= 1
+	if allowed {
+		b.tokens--
+	}
+	l.buckets[ip] = b
+	return allowed
+}
+
+// sweep forgets sources whose buckets have refilled: they are back to the
+// state a new entry starts in.
+func (l *sourceLimiter) sweep(now time.Time) {
+	l.lastSweep = now
+	for ip, b := range l.buckets {
+		if now.Sub(b.last) > time.Second*limiterBurst/limiterRate {
+			delete(l.buckets, ip)
+		}
+	}
+	if len(l.buckets) >= limiterMaxSources {
+		clear(l.buckets)
+	}
+}
+
+// rateLimitedLogger logs a message at most once a second per message text,
+// for events that can repeat per packet: a failing socket must not flood
+// the journal. Safe for concurrent use.
+type rateLimitedLogger struct {
+	log   *slog.Logger
+	clock clock.Clock
+
+	mu   sync.Mutex // guards last
+	last map[string]time.Time
+}
+
+func newRateLimitedLogger(log *slog.Logger, c clock.Clock) *rateLimitedLogger {
+	return &rateLimitedLogger{log: log, clock: c, last: map[string]time.Time{}}
+}
+
+func (r *rateLimitedLogger) ok(msg string) bool {
+	now := r.clock.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t, seen := r.last[msg]; seen && now.Sub(t) < time.Second {
+		return false
+	}
+	r.last[msg] = now
+	return true
+}
+
+func (r *rateLimitedLogger) warn(msg string, args ...any) {
+	if r.ok(msg) {
+		r.log.Warn(msg, args...)
+	}
+}
+
+func (r *rateLimitedLogger) debug(msg string, args ...any) {
+	if r.log.Enabled(context.Background(), slog.LevelDebug) && r.ok(msg) {
+		r.log.Debug(msg, args...)
+	}
+}

@@ -1,0 +1,153 @@
+package stages
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"pipeguard/noise"
+	"pipeguard/wire"
+)
+
+// peer is the tunnel's state for one remote peer. It is shared by every
+// stage through a pointer; each field says who writes it.
+type peer struct {
+	id        noise.PeerID
+	name      string // short public key, for logs
+	publicKey noise.PublicKey
+
+	// hs is the handshake state; only the handshake actor uses it (it
+	// locks inside).
+	hs *noise.Handshake
+
+	// session holds the keypairs and the protocol timers; its send path
+	// is lock-free, see noise.Session.
+	session *noise.Session
+
+	// endpoint is where datagrams for the peer go. Set from config, and
+	// by route-in (roaming) from the source of the latest authenticated
+	// packet; read by route-out and the control senders.
+	endpoint atomic.Pointer[netip.AddrPort]
+
+	persistentKeepalive time.Duration
+
+	// Transfer counters for `wg show`: rx written by route-in, tx by
+	// route-out (and the control senders for keepalives).
+	rxBytes, txBytes atomic.Uint64
+
+	// rxReport and txReport throttle the data path's reports to session.
+	rxReport, txReport reportThrottle
+
+	// staged holds outbound packets waiting for a session. staging is true
+	// while it is non-empty, so the data path tests one atomic in the common
+	// case and queues behind staged packets, never ahead of them.
+	staging  atomic.Bool
+	stagedMu sync.Mutex // guards staged
+	staged   []wire.Packet
+}
+
+func newPeer(cfg PeerConfig, hs *noise.Handshake, session *noise.Session) *peer {
+	p := &peer{
+		name:                cfg.PublicKey.String()[:8],
+		publicKey:           cfg.PublicKey,
+		hs:                  hs,
+		session:             session,
+		persistentKeepalive: cfg.PersistentKeepalive,
+	}
+	if cfg.Endpoint.IsValid() {
+		ep := cfg.Endpoint
+		p.endpoint.Store(&ep)
+	}
+	return p
+}
+
+// Endpoint returns the peer's current endpoint, or the zero AddrPort.
+func (p *peer) Endpoint() netip.AddrPort {
+	if ep := p.endpoint.Load(); ep != nil {
+		return *ep
+	}
+	return netip.AddrPort{}
+}
+
+// roam moves the peer's endpoint to src if it differs. It allocates only
+// when the endpoint changes, which real traffic does rarely.
+func (p *peer) roam(src netip.AddrPort) {
+	if ep := p.endpoint.Load(); ep != nil && *ep == src {
+		return
+	}
+	p.endpoint.Store(&src)
+}
+
+// stageUnlessReady queues a copy of pkt behind any packets already
+// waiting, unless the queue is empty and ready() reports that a session can
+// send now: then it returns queued == false and the caller sends pkt
+// itself. ready is asked under the queue's lock, because the flush that
+// follows a new session takes the same lock: either the packet is queued
+// before the flush, or it sees the session and the empty queue after it.
+// full reports a packet dropped because the queue was full.
+func (p *peer) stageUnlessReady(pkt *wire.Packet, ready func() bool) (queued, full bool) {
+	p.stagedMu.Lock()
+	defer p.stagedMu.Unlock()
+	if len(p.staged) == 0 && ready() {
+		return false, false
+	}
+	if len(p.staged) >= StagedPerPeer {
+		return false, true
+	}
+	if p.staged == nil {
+		// Allocated once per peer, on its first handshake, never per packet.
+		p.staged = make([]wire.Packet, 0, StagedPerPeer)
+	}
+	p.staged = append(p.staged, *pkt)
+	p.staging.Store(true)
+	return true, false
+}
+
+// takeStaged hands the waiting packets, in order, to send, which runs with
+// the queue locked so that the data path cannot overtake them, and empties
+// the queue. It returns how many it handed.
+func (p *peer) takeStaged(send func(pkts []wire.Packet)) int {
+	p.stagedMu.Lock()
+	defer p.stagedMu.Unlock()
+	n := len(p.staged)
+	if n > 0 {
+		send(p.staged)
+	}
+	p.staged = p.staged[:0]
+	p.staging.Store(false)
+	return n
+}
+
+// dropStaged empties the queue, returning how many packets it dropped.
+func (p *peer) dropStaged() int {
+	return p.takeStaged(func([]wire.Packet) {})
+}
+
+// eventReportInterval is how often, at most, the data path reports traffic
+// to a peer's session (whose event methods take a lock). The protocol's
+// timers count in seconds, so a millisecond of slack changes nothing, and
+// it keeps a lock off the per-packet path.
+const eventReportInterval = time.Millisecond
+
+// reportThrottle decides when one direction of the data path reports to
+// the session. Only one goroutine (the ordered stage of that direction)
+// uses it; the fields are atomic so a restarted stage on another goroutine
+// reads them safely.
+type reportThrottle struct {
+	last     atomic.Int64 // Unix nanoseconds of the last report
+	lastData atomic.Bool  // whether the last report included data
+}
+
+// due reports whether to report now, and records that the caller will.
+// A report is due after the interval, or at once when data follows a
+// keepalive-only report, since data arms timers that keepalives do not.
+func (r *reportThrottle) due(now time.Time, data bool) bool {
+	ns := now.UnixNano()
+	if ns-r.last.Load() < int64(eventReportInterval) && (!data || r.lastData.Load()) {
+		return false
+	}
+	r.last.Store(ns)
+	r.lastData.Store(data)
+	return true
+}

@@ -1,0 +1,110 @@
+package stages
+
+import "sync/atomic"
+
+// DropReason says why a packet was dropped. Every drop is counted under
+// exactly one reason.
+type DropReason uint8
+
+// Drop reasons, inbound and outbound. dropNone marks a live packet.
+const (
+	dropNone            DropReason = iota
+	DropMalformed                  // not a WireGuard message, bad size or reserved bytes
+	DropUnknownIndex               // receiver index matches no session
+	DropAuth                       // AEAD authentication failed
+	DropReplay                     // counter replayed or too old for the window
+	DropKeyExpired                 // keypair too old or exhausted
+	DropNotAllowed                 // inner source not in the peer's AllowedIPs
+	DropNotIP                      // inner packet is not IPv4/IPv6 or is truncated
+	DropNoRoute                    // outbound destination matches no peer
+	DropNoEndpoint                 // peer has no known endpoint yet
+	DropQueueFull                  // a drop-when-full queue was full
+	DropStagedOverflow             // per-peer queue awaiting a handshake was full
+	DropHandshakeGiveUp            // queued packets dropped when a handshake failed
+	DropHandshake                  // handshake message invalid, forged or rate-limited
+	DropSendError                  // the UDP socket refused the datagram
+	DropWriteError                 // the TUN device refused the packet
+	DropPanic                      // packet in hand when a stage panicked
+	numDropReasons
+)
+
+var dropNames = [numDropReasons]string{
+	dropNone:            "none",
+	DropMalformed:       "malformed",
+	DropUnknownIndex:    "unknown_index",
+	DropAuth:            "auth_failed",
+	DropReplay:          "replay",
+	DropKeyExpired:      "key_expired",
+	DropNotAllowed:      "source_not_allowed",
+	DropNotIP:           "not_ip",
+	DropNoRoute:         "no_route",
+	DropNoEndpoint:      "no_endpoint",
+	DropQueueFull:       "queue_full",
+	DropStagedOverflow:  "staged_overflow",
+	DropHandshakeGiveUp: "handshake_give_up",
+	DropHandshake:       "handshake_invalid",
+	DropSendError:       "send_error",
+	DropWriteError:      "write_error",
+	DropPanic:           "panic",
+}
+
+// String is the reason's name as it appears in logs and metrics.
+func (r DropReason) String() string {
+	if r < numDropReasons {
+		return dropNames[r]
+	}
+	return "unknown"
+}
+
+// DropReasons lists every reason, for callers that print or export them.
+func DropReasons() []DropReason {
+	rs := make([]DropReason, 0, numDropReasons-1)
+	for r := DropMalformed; r < numDropReasons; r++ {
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+// stageCounters belongs to one stage instance (one worker of a pool has its
+// own), so that its single writer never shares a cache line with another
+// stage's; readers sum over instances. Fields are atomics so that metrics
+// read them without locks while the stage runs. The zero value is ready.
+type stageCounters struct {
+	packets atomic.Uint64
+	bytes   atomic.Uint64
+	drops   [numDropReasons]atomic.Uint64
+	// keepalives counts empty transport messages: received by route-in,
+	// sent by the timer actor. They are neither data nor drops.
+	keepalives atomic.Uint64
+	_          [64]byte // keep the next instance's counters off this line
+}
+
+func (c *stageCounters) pass(n int) {
+	c.packets.Add(1)
+	c.bytes.Add(uint64(n))
+}
+
+func (c *stageCounters) drop(r DropReason) { c.drops[r].Add(1) }
+
+// StageStats is a snapshot of one stage's counters, summed over its
+// instances.
+type StageStats struct {
+	Name       string
+	Instances  int
+	Packets    uint64 // packets the stage handed on
+	Bytes      uint64 // their bytes (inner bytes on the inner side, datagram bytes on the outer side)
+	Drops      map[DropReason]uint64
+	QueueDepth int    // packets waiting in the stage's input channels now
+	QueueCap   int    // capacity of those channels
+	Restarts   uint64 // times the supervisor restarted an instance
+	Keepalives uint64 // keepalives received (route-in, inbound) or sent (timers)
+}
+
+// TotalDrops sums the stage's drops over all reasons.
+func (s StageStats) TotalDrops() uint64 {
+	var n uint64
+	for _, v := range s.Drops {
+		n += v
+	}
+	return n
+}

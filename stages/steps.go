@@ -1,0 +1,125 @@
+package stages
+
+import (
+	"time"
+
+	"pipeguard/noise"
+	"pipeguard/wire"
+)
+
+// The per-packet step functions. Both engines call exactly these: the
+// pipeline from its stages, the sequential engine inline, so a benchmark
+// of one against the other compares scheduling, not code. None of them
+// allocates, blocks or logs.
+
+// openStep authenticates and decrypts one transport message in place. It
+// runs in the decrypt pool, in any order, so it must not touch the replay
+// window or anything else that needs packet order.
+func (t *Tunnel) openStep(it *inItem) DropReason {
+	h, err := wire.ParseTransportHeader(it.pkt.Message())
+	if err != nil {
+		return DropMalformed
+	}
+	kp, p, ok := t.keypairByIndex(h.Receiver)
+	if !ok {
+		return DropUnknownIndex
+	}
+	if err := kp.Open(&it.pkt, h.Counter); err != nil {
+		return DropAuth
+	}
+	it.kp, it.peer, it.counter = kp, p, h.Counter
+	return dropNone
+}
+
+// acceptStep runs on an opened packet in arrival order: the replay window,
+// the keypair's age, confirmation of a responder's new keypair, roaming,
+// the peer's timers, and cryptokey routing of the inner source. On dropNone
+// the inner packet is trimmed to its IP length, ready for the TUN device,
+// or empty for a keepalive, which has nothing to write.
+func (t *Tunnel) acceptStep(it *inItem, now time.Time) DropReason {
+	p, kp := it.peer, it.kp
+	if !kp.Replay.ValidateCounter(it.counter, noise.RejectAfterMessages) {
+		return DropReplay
+	}
+	if !p.session.ReceiveAllowed(kp, now) {
+		return DropKeyExpired
+	}
+	p.roam(it.src)
+	p.rxBytes.Add(uint64(it.pkt.MsgLen))
+	data := it.pkt.InnerLen > 0
+	// A packet on a keypair other than current must be reported at once:
+	// it may be the peer's confirmation of a responder's new keypair.
+	if kp != p.session.Current() || p.rxReport.due(now, data) {
+		t.forgetKeypairs(p.session.TransportReceived(kp, now, data))
+	}
+	if !data {
+		return dropNone // a keepalive
+	}
+	ip, err := wire.PeekIP(it.pkt.Inner())
+	if err != nil {
+		return DropNotIP
+	}
+	if owner, ok := t.allowed.Lookup(ip.Src); !ok || owner != p {
+		return DropNotAllowed
+	}
+	it.pkt.InnerLen = uint16(ip.Len) // strip the sender's padding
+	return dropNone
+}
+
+// routeStep picks the peer for an inner packet read from the TUN device,
+// and the keypair and counter it will be sealed with. A packet for a peer
+// without a usable session is queued on the peer (staged) and a handshake
+// requested; then routeStep returns staged == true and the caller forgets
+// the packet.
+func (t *Tunnel) routeStep(it *outItem, now time.Time) (reason DropReason, staged bool) {
+	ip, err := wire.PeekIP(it.pkt.Inner())
+	if err != nil {
+		return DropNotIP, false
+	}
+	it.pkt.InnerLen = uint16(ip.Len)
+	p, ok := t.allowed.Lookup(ip.Dst)
+	if !ok {
+		return DropNoRoute, false
+	}
+	dst := p.Endpoint()
+	if !dst.IsValid() {
+		return DropNoEndpoint, false
+	}
+	var kp *noise.Keypair
+	ready := func() bool {
+		kp, ok = p.session.SendKeypair(now)
+		return ok
+	}
+	if p.staging.Load() || !ready() {
+		queued, full := p.stageUnlessReady(&it.pkt, ready)
+		if queued || full {
+			p.session.RequestHandshake(now)
+			if full {
+				return DropStagedOverflow, false
+			}
+			return dropNone, true
+		}
+	}
+	counter, err := kp.ReserveCounter()
+	if err != nil {
+		// Exhausted between the check and now: stage it for the next
+		// session rather than drop it.
+		if queued, _ := p.stageUnlessReady(&it.pkt, func() bool { return false }); queued {
+			p.session.RequestHandshake(now)
+			return dropNone, true
+		}
+		return DropKeyExpired, false
+	}
+	if p.txReport.due(now, true) {
+		p.session.TransportSent(now, true)
+	}
+	p.txBytes.Add(uint64(wire.PaddedLen(int(it.pkt.InnerLen)) + wire.MinTransportSize))
+	it.peer, it.kp, it.counter, it.dst = p, kp, counter, dst
+	return dropNone, false
+}
+
+// sealStep encrypts in place with the keypair and counter route-out chose.
+// It runs in the encrypt pool.
+func sealStep(it *outItem) {
+	it.kp.SealAt(&it.pkt, it.counter)
+}
