@@ -64,4 +64,3 @@ func PeekIP(b []byte) (IPHeader, error) {
 		return IPHeader{}, ErrNotIP
 	}
 }
-
