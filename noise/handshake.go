@@ -29,7 +29,8 @@ var zeroNonce [chacha20poly1305.NonceSize]byte
 // what every handshake message to us needs derived from it. It is
 // immutable once made, so it is safe for concurrent use; to change the
 // private key, make a new Static (and new Handshakes, whose precomputed
-// DH depends on it).
+// DH depends on it). Create one with NewStatic; the zero value is not
+// usable.
 type Static struct {
 	private   PrivateKey
 	public    PublicKey
