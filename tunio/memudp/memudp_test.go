@@ -129,27 +129,32 @@ func TestCloseUnblocks(t *testing.T) {
 	n := NewNetworkConfig(Config{QueueLen: 1, Block: true})
 	a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
+	readErr, writeErr := make(chan error, 1), make(chan error, 1)
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		_, err := a.ReadBatch(datagrams(1, 10))
-		errs <- err
+		readErr <- err
 	}()
 	go func() {
 		// The second datagram waits for room at b, until a closes.
 		defer wg.Done()
 		out := datagrams(2, 10)
 		out[0].Addr, out[1].Addr = b.LocalAddr(), b.LocalAddr()
-		errs <- a.WriteBatch(out)
+		writeErr <- a.WriteBatch(out)
 	}()
 	time.Sleep(20 * time.Millisecond)
 	a.Close()
 	wg.Wait()
-	if err := <-errs; !errors.Is(err, net.ErrClosed) {
+	if err := <-readErr; !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("ReadBatch after Close: %v", err)
 	}
-	<-errs // WriteBatch returns nil: the blocked datagram counts as dropped
+	if err := <-writeErr; err != nil {
+		t.Fatalf("WriteBatch: %v (the blocked datagram counts as dropped)", err)
+	}
+	if b.Dropped()+n.Dropped() != 1 {
+		t.Fatalf("dropped %d+%d, want 1", b.Dropped(), n.Dropped())
+	}
 	if err := a.WriteBatch(datagrams(1, 1)); !tunio.IsClosed(err) {
 		t.Fatalf("WriteBatch after Close: %v", err)
 	}
