@@ -33,9 +33,7 @@ func (a *handshakeActor) Serve(ctx context.Context) error {
 	defer a.log.Debug("stage stop")
 	done := ctx.Done()
 	for {
-		select {
-		case a.cur = <-a.in:
-		case <-done:
+		if !recv(done, a.in, &a.cur) {
 			return nil
 		}
 		underLoad := len(a.in) >= cap(a.in)/4

@@ -102,9 +102,7 @@ func (w *decryptWorker) Serve(ctx context.Context) error {
 		w.held = false
 	}
 	for {
-		select {
-		case w.cur = <-w.in:
-		case <-done:
+		if !recv(done, w.in, &w.cur) {
 			return nil
 		}
 		w.held = true
@@ -133,6 +131,7 @@ type routeIn struct {
 	c       *stageCounters
 	log     *slog.Logger
 	cur     inItem
+	clk     burstClock
 }
 
 func (s *routeIn) Serve(ctx context.Context) error {
@@ -140,9 +139,8 @@ func (s *routeIn) Serve(ctx context.Context) error {
 	defer s.log.Debug("stage stop")
 	done := ctx.Done()
 	for {
-		select {
-		case s.cur = <-s.workers[s.rr.next]:
-		case <-done:
+		ok, waited := recvNoted(done, s.workers[s.rr.next], &s.cur)
+		if !ok {
 			return nil
 		}
 		// Advance first: if the checks below panic, the restarted stage
@@ -152,7 +150,7 @@ func (s *routeIn) Serve(ctx context.Context) error {
 			continue // counted by the worker that dropped it
 		}
 		s.t.faults.hit(stageRouteIn)
-		if r := s.t.acceptStep(&s.cur, s.t.clock.Now()); r != dropNone {
+		if r := s.t.acceptStep(&s.cur, s.clk.get(s.t.clock, waited)); r != dropNone {
 			s.c.drop(r)
 			continue
 		}
@@ -192,9 +190,7 @@ func (s *tunWrite) Serve(ctx context.Context) error {
 	defer s.log.Debug("stage stop")
 	done := ctx.Done()
 	for {
-		select {
-		case s.items[0] = <-s.in:
-		case <-done:
+		if !recv(done, s.in, &s.items[0]) {
 			return nil
 		}
 		n := 1

@@ -73,6 +73,7 @@ type routeOut struct {
 	c       *stageCounters
 	log     *slog.Logger
 	cur     outItem
+	clk     burstClock
 }
 
 func (s *routeOut) Serve(ctx context.Context) error {
@@ -80,13 +81,12 @@ func (s *routeOut) Serve(ctx context.Context) error {
 	defer s.log.Debug("stage stop")
 	done := ctx.Done()
 	for {
-		select {
-		case s.cur = <-s.in:
-		case <-done:
+		ok, waited := recvNoted(done, s.in, &s.cur)
+		if !ok {
 			return nil
 		}
 		s.t.faults.hit(stageRouteOut)
-		r, staged := s.t.routeStep(&s.cur, s.t.clock.Now())
+		r, staged := s.t.routeStep(&s.cur, s.clk.get(s.t.clock, waited))
 		if r != dropNone {
 			s.c.drop(r)
 			continue
@@ -129,9 +129,7 @@ func (w *encryptWorker) Serve(ctx context.Context) error {
 		w.held = false
 	}
 	for {
-		select {
-		case w.cur = <-w.in:
-		case <-done:
+		if !recv(done, w.in, &w.cur) {
 			return nil
 		}
 		w.held = true
@@ -169,9 +167,7 @@ func (s *udpSend) Serve(ctx context.Context) error {
 	defer s.log.Debug("stage stop")
 	done := ctx.Done()
 	for {
-		select {
-		case s.items[0] = <-s.workers[s.rr.next]:
-		case <-done:
+		if !recv(done, s.workers[s.rr.next], &s.items[0]) {
 			return nil
 		}
 		s.rr.advance(len(s.workers))

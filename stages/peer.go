@@ -76,7 +76,11 @@ func (p *peer) roam(src netip.AddrPort) {
 	if ep := p.endpoint.Load(); ep != nil && *ep == src {
 		return
 	}
-	p.endpoint.Store(&src)
+	// A fresh pointer made here, not &src: taking the parameter's address
+	// would move it to the heap on every call, changed or not.
+	ep := new(netip.AddrPort)
+	*ep = src
+	p.endpoint.Store(ep)
 }
 
 // stageUnlessReady queues a copy of pkt behind any packets already
