@@ -29,11 +29,11 @@ var (
 
 // Options describes one in-memory tunnel under test.
 type Options struct {
-	Engine     stages.Engine
-	Workers    int // 0: GOMAXPROCS
+	Engine        stages.Engine
+	Workers       int // 0: GOMAXPROCS
 	QueueCapacity int
-	PacketSize int // inner IP packet size; 0: wire.MaxInnerSize
-	Peers      int // simulated remote peers; 0: 1
+	PacketSize    int // inner IP packet size; 0: wire.MaxInnerSize
+	Peers         int // simulated remote peers; 0: 1
 }
 
 func (o *Options) fill() {
