@@ -157,6 +157,14 @@ func (h *Handshake) SetPresharedKey(psk PresharedKey) {
 	h.mu.Unlock()
 }
 
+// PresharedKey returns the pre-shared key (zero when none), for status
+// reports such as `wg show`.
+func (h *Handshake) PresharedKey() PresharedKey {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.psk
+}
+
 // Clear abandons any handshake in progress: it frees its index in t and
 // erases its secrets. The replay and flood history is kept.
 func (h *Handshake) Clear(t *IndexTable) {

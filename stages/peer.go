@@ -21,16 +21,16 @@ type peer struct {
 	// locks inside).
 	hs *noise.Handshake
 
-	// session holds the keypairs and the protocol timers; its send path
-	// is lock-free, see noise.Session.
+	// session holds the keypairs and the protocol timers, and the
+	// persistent keepalive interval (the one copy of it, so a change
+	// through the control API is seen by everything); its send path is
+	// lock-free, see noise.Session.
 	session *noise.Session
 
 	// endpoint is where datagrams for the peer go. Set from config, and
 	// by route-in (roaming) from the source of the latest authenticated
 	// packet; read by route-out and the control senders.
 	endpoint atomic.Pointer[netip.AddrPort]
-
-	persistentKeepalive time.Duration
 
 	// Transfer counters for `wg show`: rx written by route-in, tx by
 	// route-out (and the control senders for keepalives).
@@ -49,11 +49,10 @@ type peer struct {
 
 func newPeer(cfg PeerConfig, hs *noise.Handshake, session *noise.Session) *peer {
 	p := &peer{
-		name:                cfg.PublicKey.String()[:8],
-		publicKey:           cfg.PublicKey,
-		hs:                  hs,
-		session:             session,
-		persistentKeepalive: cfg.PersistentKeepalive,
+		name:      cfg.PublicKey.String()[:8],
+		publicKey: cfg.PublicKey,
+		hs:        hs,
+		session:   session,
 	}
 	if cfg.Endpoint.IsValid() {
 		ep := cfg.Endpoint
