@@ -1,0 +1,25 @@
+package config
+
+import "testing"
+
+// FuzzParse feeds arbitrary files to Parse: it must never panic, and what
+// it accepts must survive Format and Parse again unchanged.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(good))
+	f.Add([]byte("[Interface]\nPrivateKey = " + kPriv + "\n[Peer]\nPublicKey = " + kPeer + "\nEndpoint=[::1]:1\nAllowedIPs=0.0.0.0/0,::/0\n"))
+	f.Add([]byte("[interface]\r\nprivatekey=" + kPriv + "#c\r\nDNS=a.b.,1.1.1.1\r\n"))
+	f.Add([]byte("[Peer]\n["))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("fuzz", data)
+		if err != nil {
+			return
+		}
+		d, err := Parse("fuzz2", []byte(c.Format()))
+		if err != nil {
+			t.Fatalf("Format output does not parse: %v\n%s", err, c.Format())
+		}
+		if !sameConfig(c, d) {
+			t.Fatalf("round trip differs:\n%s", c.Format())
+		}
+	})
+}

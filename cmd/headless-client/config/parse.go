@@ -1,0 +1,345 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"pipeguard/noise"
+)
+
+// wgQuickOnly are wg-quick keys that PipeGuard knows and refuses, with
+// the reason, so the admin learns why rather than just "unknown".
+var wgQuickOnly = map[string]string{
+	"table":      "routes follow AllowedIPs in the main table",
+	"preup":      "PipeGuard runs no hook scripts",
+	"postup":     "PipeGuard runs no hook scripts",
+	"predown":    "PipeGuard runs no hook scripts",
+	"postdown":   "PipeGuard runs no hook scripts",
+	"saveconfig": "PipeGuard never writes its config",
+	"fwmark":     "PipeGuard sets no firewall mark",
+}
+
+// parser is the state of one Parse call.
+type parser struct {
+	file    string
+	cfg     Config
+	section string         // "", "interface" or "peer"
+	iface   int            // line of [Interface], 0 if none yet
+	seen    map[string]int // single-valued keys of this section: line first set
+	peer    *Peer          // the [Peer] section being read, nil in [Interface]
+	cur     int            // the line being read, 1-based
+}
+
+// Parse parses a config file's contents; file names it in errors. It
+// returns the first problem found, as a *LineError where a line is to
+// blame.
+func Parse(file string, data []byte) (*Config, error) {
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("%w: %s is over %d bytes", ErrTooLarge, file, MaxFileSize)
+	}
+	p := &parser{file: file}
+	for i, raw := range bytes.Split(data, []byte("\n")) {
+		line := string(raw)
+		if c := strings.IndexByte(line, '#'); c >= 0 {
+			line = line[:c]
+		}
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		p.cur = i + 1
+		if err := p.line(line); err != nil {
+			return nil, &LineError{File: file, Line: i + 1, Err: err}
+		}
+	}
+	if err := p.finish(); err != nil {
+		return nil, err
+	}
+	return &p.cfg, nil
+}
+
+// line parses one line, stripped of comment and blanks.
+func (p *parser) line(line string) error {
+	if strings.HasPrefix(line, "[") {
+		return p.header(line)
+	}
+	k, v, ok := strings.Cut(line, "=")
+	if !ok {
+		return fmt.Errorf("%w: want Key = Value or [Section], got %q", ErrSyntax, line)
+	}
+	key, val := strings.TrimSpace(k), strings.TrimSpace(v)
+	lower := strings.ToLower(key)
+	if p.section == "" {
+		return fmt.Errorf("%w: %s before any [Interface] or [Peer] section", ErrSyntax, key)
+	}
+	if why, ok := wgQuickOnly[lower]; ok {
+		return fmt.Errorf("%w: %s (%s)", ErrUnknownKey, key, why)
+	}
+	if val == "" {
+		return fmt.Errorf("%w: %s has no value", ErrBadValue, key)
+	}
+	if p.section == "interface" {
+		return p.interfaceKey(key, lower, val)
+	}
+	return p.peerKey(key, lower, val)
+}
+
+func (p *parser) header(line string) error {
+	if !strings.HasSuffix(line, "]") {
+		return fmt.Errorf("%w: section header %q has no closing ]", ErrSyntax, line)
+	}
+	p.seen = map[string]int{}
+	switch name := strings.TrimSpace(line[1 : len(line)-1]); strings.ToLower(name) {
+	case "interface":
+		if p.iface != 0 {
+			return fmt.Errorf("%w: second [Interface] section (the first is at line %d)", ErrDuplicate, p.iface)
+		}
+		p.section, p.iface, p.peer = "interface", p.lineNo(), nil
+	case "peer":
+		p.cfg.Peers = append(p.cfg.Peers, Peer{File: p.file, Line: p.lineNo()})
+		p.section, p.peer = "peer", &p.cfg.Peers[len(p.cfg.Peers)-1]
+	default:
+		return fmt.Errorf("%w: [%s] (want [Interface] or [Peer])", ErrUnknownSect, name)
+	}
+	return nil
+}
+
+// once rejects a second occurrence of a single-valued key in a section.
+func (p *parser) once(key, lower string) error {
+	if p.seen == nil {
+		p.seen = map[string]int{}
+	}
+	if prev, ok := p.seen[lower]; ok {
+		return fmt.Errorf("%w: %s is set twice in this section (also at line %d)", ErrDuplicate, key, prev)
+	}
+	p.seen[lower] = p.lineNo()
+	return nil
+}
+
+func (p *parser) interfaceKey(key, lower, val string) error {
+	in := &p.cfg.Interface
+	switch lower {
+	case "privatekey":
+		if err := p.once(key, lower); err != nil {
+			return err
+		}
+		k, err := noise.ParsePrivateKey(val)
+		if err != nil || k.IsZero() {
+			return fmt.Errorf("%w: PrivateKey is not a base64 WireGuard key (44 characters, as `wg genkey` prints)", ErrBadKey)
+		}
+		in.PrivateKey = k
+	case "address":
+		for _, s := range splitList(val) {
+			pfx, err := parseAddress(s)
+			if err != nil {
+				return err
+			}
+			in.Addresses = append(in.Addresses, pfx)
+		}
+	case "listenport":
+		if err := p.once(key, lower); err != nil {
+			return err
+		}
+		n, err := strconv.ParseUint(val, 10, 16)
+		if err != nil {
+			return fmt.Errorf("%w: ListenPort %q is not a port number 0..65535", ErrBadValue, val)
+		}
+		in.ListenPort = uint16(n)
+	case "mtu":
+		if err := p.once(key, lower); err != nil {
+			return err
+		}
+		n, err := strconv.Atoi(val)
+		if err != nil || n < MinMTU || n > MaxMTU {
+			return fmt.Errorf("%w: MTU %q is not in %d..%d (PipeGuard's packets are at most %d bytes)", ErrBadValue, val, MinMTU, MaxMTU, MaxMTU)
+		}
+		in.MTU = n
+	case "dns":
+		for _, s := range splitList(val) {
+			if a, err := netip.ParseAddr(s); err == nil {
+				in.DNS = append(in.DNS, a.WithZone(""))
+				continue
+			}
+			if !validHostname(s) {
+				return fmt.Errorf("%w: DNS entry %q is neither an IP address nor a search domain", ErrBadValue, s)
+			}
+			in.DNSSearch = append(in.DNSSearch, s)
+		}
+	default:
+		return fmt.Errorf("%w: %s in [Interface]", ErrUnknownKey, key)
+	}
+	return nil
+}
+
+func (p *parser) peerKey(key, lower, val string) error {
+	pe := p.peer
+	switch lower {
+	case "publickey":
+		if err := p.once(key, lower); err != nil {
+			return err
+		}
+		k, err := noise.ParsePublicKey(val)
+		if err != nil || k.IsZero() {
+			return fmt.Errorf("%w: PublicKey is not a base64 WireGuard key (44 characters, as `wg pubkey` prints)", ErrBadKey)
+		}
+		pe.PublicKey = k
+	case "presharedkey":
+		if err := p.once(key, lower); err != nil {
+			return err
+		}
+		k, err := noise.ParsePresharedKey(val)
+		if err != nil {
+			return fmt.Errorf("%w: PresharedKey is not a base64 WireGuard key (44 characters, as `wg genpsk` prints)", ErrBadKey)
+		}
+		pe.PresharedKey = k
+	case "endpoint":
+		if err := p.once(key, lower); err != nil {
+			return err
+		}
+		if err := checkEndpoint(val); err != nil {
+			return err
+		}
+		pe.Endpoint, pe.EndpointLine = val, p.lineNo()
+	case "allowedips":
+		for _, s := range splitList(val) {
+			pfx, err := parseAddress(s)
+			if err != nil {
+				return err
+			}
+			pe.AllowedIPs = append(pe.AllowedIPs, pfx.Masked())
+		}
+	case "persistentkeepalive":
+		if err := p.once(key, lower); err != nil {
+			return err
+		}
+		if strings.EqualFold(val, "off") {
+			return nil
+		}
+		n, err := strconv.ParseUint(val, 10, 16)
+		if err != nil {
+			return fmt.Errorf("%w: PersistentKeepalive %q is not off or seconds 0..65535", ErrBadValue, val)
+		}
+		pe.PersistentKeepalive = time.Duration(n) * time.Second
+	default:
+		return fmt.Errorf("%w: %s in [Peer]", ErrUnknownKey, key)
+	}
+	return nil
+}
+
+// finish checks what only the whole file can tell.
+func (p *parser) finish() error {
+	at := func(line int, err error) error { return &LineError{File: p.file, Line: line, Err: err} }
+	if p.iface == 0 {
+		return fmt.Errorf("%w: %s has no [Interface] section", ErrMissing, p.file)
+	}
+	in := &p.cfg.Interface
+	if in.PrivateKey.IsZero() {
+		return at(p.iface, fmt.Errorf("%w: PrivateKey in [Interface]", ErrMissing))
+	}
+	if in.MTU == 0 {
+		in.MTU = DefaultMTU
+	}
+	for _, a := range in.Addresses {
+		if a.Addr().Is6() && in.MTU < 1280 {
+			// Linux turns IPv6 off on a link below 1280.
+			return at(p.iface, fmt.Errorf("%w: MTU %d is below 1280, which IPv6 address %s needs", ErrBadValue, in.MTU, a))
+		}
+	}
+	self := in.PrivateKey.Public()
+	keys := map[noise.PublicKey]int{}
+	for _, pe := range p.cfg.Peers {
+		if pe.PublicKey.IsZero() {
+			return at(pe.Line, fmt.Errorf("%w: PublicKey in [Peer]", ErrMissing))
+		}
+		if pe.PublicKey == self {
+			return at(pe.Line, fmt.Errorf("%w: the peer's PublicKey is this interface's own", ErrBadKey))
+		}
+		if prev, ok := keys[pe.PublicKey]; ok {
+			return at(pe.Line, fmt.Errorf("%w: peer %s (also at line %d)", ErrDuplicate, pe.PublicKey, prev))
+		}
+		keys[pe.PublicKey] = pe.Line
+	}
+	return nil
+}
+
+// lineNo is the line being read, for the positions a Config records.
+func (p *parser) lineNo() int { return p.cur }
+
+// splitList splits a comma-separated value; empty items stay, so that
+// "a,,b" is an error rather than silently "a,b".
+func splitList(v string) []string {
+	parts := strings.Split(v, ",")
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	return parts
+}
+
+// parseAddress parses an address with an optional prefix length; a bare
+// address is a host prefix (/32 or /128), as in wg(8).
+func parseAddress(s string) (netip.Prefix, error) {
+	if s == "" {
+		return netip.Prefix{}, fmt.Errorf("%w: empty item in a list", ErrBadCIDR)
+	}
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("%w: %q", ErrBadCIDR, s)
+		}
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	pfx, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%w: %q", ErrBadCIDR, s)
+	}
+	return pfx, nil
+}
+
+// checkEndpoint validates host:port, [v6]:port or name:port.
+func checkEndpoint(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%w: %q is not host:port (write IPv6 as [addr]:port)", ErrBadEndpoint, s)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("%w: %q has no port 1..65535", ErrBadEndpoint, s)
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		if a.Zone() != "" || a.IsUnspecified() {
+			return fmt.Errorf("%w: %q is not a usable address", ErrBadEndpoint, s)
+		}
+		if a.Is6() && !a.Is4In6() && !strings.HasPrefix(s, "[") {
+			return fmt.Errorf("%w: %q: write IPv6 as [addr]:port", ErrBadEndpoint, s)
+		}
+		return nil
+	}
+	if !validHostname(host) {
+		return fmt.Errorf("%w: %q: host is neither an IP address nor a host name", ErrBadEndpoint, s)
+	}
+	return nil
+}
+
+// validHostname checks the letters-digits-hyphens rule of host names
+// (RFC 1123), with an optional final dot.
+func validHostname(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(label) {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
