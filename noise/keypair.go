@@ -97,19 +97,26 @@ func (kp *Keypair) ReserveCounter() (uint64, error) {
 // and encrypts in place, leaving the datagram in p.Message(). An empty
 // inner packet makes a keepalive. counter must come from ReserveCounter:
 // sealing twice with one counter reuses a nonce.
-func (kp *Keypair) SealAt(p *wire.Packet, counter uint64) {
-	plain := p.Pad()
+func (kp *Keypair) SealAt(p *wire.Packet, counter uint64) { kp.SealTo(p, p, counter) }
+
+// SealTo is SealAt with the datagram written to dst instead of in place:
+// the encrypt pool seals straight into the next stage's slot, which spares
+// a copy. src's inner packet is padded in place. dst and src are either
+// the same packet or do not overlap.
+func (kp *Keypair) SealTo(dst, src *wire.Packet, counter uint64) {
+	plain := src.Pad()
 	// The nonce is 4 zero bytes and the little-endian counter: exactly
 	// Buf[4:16] of the header while the receiver field is still zero. Using
 	// the header as the nonce spares a per-packet allocation, because a
 	// stack nonce escapes through the cipher.AEAD interface.
-	b := &p.Buf
+	b := &dst.Buf
 	b[0], b[1], b[2], b[3] = byte(wire.TypeTransport), 0, 0, 0
 	binary.LittleEndian.PutUint32(b[4:8], 0)
 	binary.LittleEndian.PutUint64(b[8:16], counter)
 	kp.send.Seal(b[wire.InnerOffset:wire.InnerOffset], b[4:16], plain, nil)
 	binary.LittleEndian.PutUint32(b[4:8], kp.RemoteIndex)
-	p.MsgLen = uint16(wire.InnerOffset + len(plain) + wire.TagSize)
+	dst.InnerLen = uint16(len(plain))
+	dst.MsgLen = uint16(wire.InnerOffset + len(plain) + wire.TagSize)
 }
 
 // Open authenticates and decrypts the transport message in p.Message() in
@@ -117,20 +124,27 @@ func (kp *Keypair) SealAt(p *wire.Packet, counter uint64) {
 // the header (wire.ParseTransportHeader) to find this keypair and passes
 // the counter it read; Open does not check the replay window. On failure p
 // is garbage.
-func (kp *Keypair) Open(p *wire.Packet, counter uint64) error {
-	n := int(p.MsgLen)
+func (kp *Keypair) Open(p *wire.Packet, counter uint64) error { return kp.OpenTo(p, p, counter) }
+
+// OpenTo is Open with the inner packet written to dst instead of in place:
+// the decrypt pool opens straight into the next stage's slot. src's header
+// is overwritten (it serves as the nonce). dst and src are either the same
+// packet or do not overlap; on failure dst is garbage.
+func (kp *Keypair) OpenTo(dst, src *wire.Packet, counter uint64) error {
+	n := int(src.MsgLen)
 	if n < wire.MinTransportSize || n > wire.MaxMessageSize {
 		return ErrMessageSize
 	}
-	b := &p.Buf
+	b := &src.Buf
 	// Reuse the header as the nonce, as in Seal; the receiver field is no
 	// longer needed.
 	binary.LittleEndian.PutUint32(b[4:8], 0)
 	binary.LittleEndian.PutUint64(b[8:16], counter)
-	plain, err := kp.recv.Open(b[wire.InnerOffset:wire.InnerOffset], b[4:16], b[wire.InnerOffset:n], nil)
+	plain, err := kp.recv.Open(dst.Buf[wire.InnerOffset:wire.InnerOffset], b[4:16], b[wire.InnerOffset:n], nil)
 	if err != nil {
 		return ErrDecrypt
 	}
-	p.InnerLen = uint16(len(plain))
+	dst.InnerLen = uint16(len(plain))
+	dst.MsgLen = src.MsgLen
 	return nil
 }
