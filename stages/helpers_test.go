@@ -4,14 +4,20 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"pipeguard/noise"
+	"pipeguard/supervisor/clock"
+	"pipeguard/tunio"
 	"pipeguard/tunio/memtun"
 	"pipeguard/tunio/memudp"
 )
@@ -56,13 +62,16 @@ func seqOf(pkt []byte) uint32 { return binary.BigEndian.Uint32(pkt[28:32]) }
 type end struct {
 	tun    *Tunnel
 	dev    *memtun.TUN
-	addr   netip.Addr // inner address
+	conn   *memudp.Conn
+	udp    netip.AddrPort // the tunnel's UDP address
+	addr   netip.Addr     // inner address
 	key    noise.PrivateKey
 	cancel context.CancelFunc
 	errc   chan error
 }
 
 func mustKey(t testing.TB) noise.PrivateKey {
+	t.Helper()
 	k, err := noise.GeneratePrivateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -73,52 +82,94 @@ func mustKey(t testing.TB) noise.PrivateKey {
 // pairOpts tunes newPair.
 type pairOpts struct {
 	engine  Engine
+	engineB Engine // B's engine when it differs from A's
 	workers int
 	queue   int
 	devA    memtun.Config
 	devB    memtun.Config
+	net     memudp.Config // the in-memory network between them
+	clock   clock.Clock   // nil: the real clock
+	faults  bool          // give both tunnels a fault injector
 }
 
 // newPair makes two tunnels, A (10.0.0.1, udp 192.0.2.1:51820) and B
 // (10.0.0.2, 192.0.2.2:51820), peers of each other, on one in-memory
-// network, and starts them. Both are stopped in t.Cleanup.
+// network, and starts them. Both are stopped in t.Cleanup, and the test
+// fails if a goroutine outlives them.
 func newPair(t testing.TB, o pairOpts) (a, b *end) {
 	t.Helper()
-	net := memudp.NewNetwork()
+	leakCheck(t)
+	net := memudp.NewNetworkConfig(o.net)
 	ka, kb := mustKey(t), mustKey(t)
 	udpA := netip.MustParseAddrPort("192.0.2.1:51820")
 	udpB := netip.MustParseAddrPort("192.0.2.2:51820")
-	a = startEnd(t, net, ka, kb.Public(), udpA, udpB, netip.MustParseAddr("10.0.0.1"), "10.0.0.2/32", o, o.devA)
-	b = startEnd(t, net, kb, ka.Public(), udpB, udpA, netip.MustParseAddr("10.0.0.2"), "10.0.0.1/32", o, o.devB)
+	engineB := o.engineB
+	if engineB == "" {
+		engineB = o.engine
+	}
+	spec := func(key noise.PrivateKey, peer noise.PublicKey, local, remote netip.AddrPort, inner, allowed string, engine Engine, dev memtun.Config) tunnelSpec {
+		return tunnelSpec{
+			key: key, udp: local, inner: netip.MustParseAddr(inner),
+			engine: engine, workers: o.workers, queue: o.queue, dev: dev, clock: o.clock, faults: o.faults,
+			peers: []PeerConfig{{PublicKey: peer, Endpoint: remote, AllowedIPs: []netip.Prefix{netip.MustParsePrefix(allowed)}}},
+		}
+	}
+	a = startTunnel(t, net, spec(ka, kb.Public(), udpA, udpB, "10.0.0.1", "10.0.0.2/32", o.engine, o.devA))
+	b = startTunnel(t, net, spec(kb, ka.Public(), udpB, udpA, "10.0.0.2", "10.0.0.1/32", engineB, o.devB))
 	return a, b
 }
 
-func startEnd(t testing.TB, net *memudp.Network, key noise.PrivateKey, peerKey noise.PublicKey, local, remote netip.AddrPort, inner netip.Addr, allowed string, o pairOpts, devCfg memtun.Config) *end {
+// tunnelSpec describes one tunnel for startTunnel.
+type tunnelSpec struct {
+	key     noise.PrivateKey // zero: a fresh one
+	udp     netip.AddrPort
+	inner   netip.Addr
+	engine  Engine
+	workers int
+	queue   int
+	peers   []PeerConfig
+	dev     memtun.Config
+	clock   clock.Clock // nil: the real clock
+	faults  bool        // install a fault injector before Serve
+	// wrapUDP, if set, wraps the tunnel's memudp.Conn.
+	wrapUDP func(*memudp.Conn) tunio.UDPConn
+}
+
+// startTunnel builds a tunnel on net as s says and serves it until
+// t.Cleanup stops it; a non-nil error from Serve then fails the test
+// (tests that expect one call stop themselves first).
+func startTunnel(t testing.TB, net *memudp.Network, s tunnelSpec) *end {
 	t.Helper()
-	conn, err := net.Listen(local)
+	if s.key.IsZero() {
+		s.key = mustKey(t)
+	}
+	conn, err := net.Listen(s.udp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev, err := memtun.New(devCfg)
+	dev, err := memtun.New(s.dev)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var udp tunio.UDPConn = conn
+	if s.wrapUDP != nil {
+		udp = s.wrapUDP(conn)
 	}
 	tun, err := New(Config{
-		PrivateKey:    key,
-		Engine:        o.engine,
-		Workers:       o.workers,
-		QueueCapacity: o.queue,
-		Peers: []PeerConfig{{
-			PublicKey:  peerKey,
-			Endpoint:   remote,
-			AllowedIPs: []netip.Prefix{netip.MustParsePrefix(allowed)},
-		}},
-	}, dev, conn, nil, testLog(t))
+		PrivateKey:    s.key,
+		Engine:        s.engine,
+		Workers:       s.workers,
+		QueueCapacity: s.queue,
+		Peers:         s.peers,
+	}, dev, udp, s.clock, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	if s.faults {
+		tun.faults = &faultInjector{} // before Serve: the stages read it unsynchronised
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &end{tun: tun, dev: dev, addr: inner, key: key, cancel: cancel, errc: make(chan error, 1)}
+	e := &end{tun: tun, dev: dev, conn: conn, udp: conn.LocalAddr(), addr: s.inner, key: s.key, cancel: cancel, errc: make(chan error, 1)}
 	go func() { e.errc <- tun.Serve(ctx) }()
 	t.Cleanup(func() {
 		if err := e.stop(); err != nil {
@@ -151,7 +202,113 @@ func (e *end) recv(t testing.TB, within time.Duration) []byte {
 	case p := <-e.dev.Outbound():
 		return append([]byte(nil), p.Bytes()...)
 	case <-time.After(within):
-		t.Fatalf("no packet within %v; stats: %+v", within, e.tun.Stats())
+		t.Fatalf("no packet within %v; stats:\n%s", within, fmtStats(e.tun.Stats()))
 		return nil
 	}
 }
+
+// expectNoPacket fails if the tunnel writes a packet to its TUN within d.
+func (e *end) expectNoPacket(t testing.TB, d time.Duration) {
+	t.Helper()
+	select {
+	case p := <-e.dev.Outbound():
+		t.Fatalf("unexpected packet of %d bytes on the TUN; stats:\n%s", p.N, fmtStats(e.tun.Stats()))
+	case <-time.After(d):
+	}
+}
+
+// inject hands the tunnel's TUN device packets to send.
+func (e *end) inject(t testing.TB, pkts ...[]byte) {
+	t.Helper()
+	if err := e.dev.InjectBatch(pkts); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// leakCheck fails t if goroutines started after this call are still
+// running when t's cleanups (registered later, so run earlier) are done.
+func leakCheck(t testing.TB) {
+	t.Helper()
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() {
+		if err := goleak.Find(ignore); err != nil {
+			t.Errorf("goroutines left behind after the tunnels stopped: %v", err)
+		}
+	})
+}
+
+// stageStats returns the named stage's counters from a snapshot, or
+// fails the test.
+func stageStats(t testing.TB, ss []StageStats, name string) StageStats {
+	t.Helper()
+	for _, s := range ss {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no stage %q in stats:\n%s", name, fmtStats(ss))
+	return StageStats{}
+}
+
+// dropsOf sums one drop reason over every stage.
+func dropsOf(ss []StageStats, r DropReason) uint64 {
+	var n uint64
+	for _, s := range ss {
+		n += s.Drops[r]
+	}
+	return n
+}
+
+// totalDrops sums every drop reason over every stage.
+func totalDrops(ss []StageStats) uint64 {
+	var n uint64
+	for _, s := range ss {
+		n += s.TotalDrops()
+	}
+	return n
+}
+
+// keepalivesIn sums the keepalives the inbound side received.
+func keepalivesIn(ss []StageStats) uint64 {
+	var n uint64
+	for _, s := range ss {
+		if s.Name == "route-in" || s.Name == "inbound" {
+			n += s.Keepalives
+		}
+	}
+	return n
+}
+
+// fmtStats prints a snapshot one stage a line, for failure messages.
+func fmtStats(ss []StageStats) string {
+	var b strings.Builder
+	for _, s := range ss {
+		fmt.Fprintf(&b, "  %-10s x%d packets=%d bytes=%d queue=%d/%d restarts=%d keepalives=%d", s.Name, s.Instances,
+			s.Packets, s.Bytes, s.QueueDepth, s.QueueCap, s.Restarts, s.Keepalives)
+		for _, r := range DropReasons() {
+			if v := s.Drops[r]; v > 0 {
+				fmt.Fprintf(&b, " drop[%s]=%d", r, v)
+			}
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// waitFor polls cond every millisecond until it holds, and fails the test
+// with what() if it does not within d.
+func waitFor(t testing.TB, d time.Duration, cond func() bool, what func() string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", d, what())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// fakeClock is a frozen protocol clock for a test: no timer fires unless
+// the test advances it, so keepalives and handshake retries happen only
+// when a test asks for them.
+func fakeClock() *clock.Fake { return clock.NewFake(time.Now()) }
