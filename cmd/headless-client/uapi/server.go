@@ -1,0 +1,176 @@
+package uapi
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// SocketDir is where wg(8) looks for userspace interfaces' sockets.
+const SocketDir = "/var/run/wireguard"
+
+// SocketPath is the socket of interface iface.
+func SocketPath(iface string) string { return filepath.Join(SocketDir, iface+".sock") }
+
+// idleTimeout closes a connection that sends nothing for this long, so a
+// stuck client cannot hold a goroutine for ever. wg(8) sends its whole
+// request at once.
+const idleTimeout = 30 * time.Second
+
+// Server answers the protocol on one socket for one device. Make it with
+// Listen; Serve runs it. Lock, if set, is held while a request runs, so
+// that the caller can serialise requests with its own changes (a config
+// reload). The zero value is not usable.
+type Server struct {
+	dev  Device
+	log  *slog.Logger
+	ln   *net.UnixListener
+	path string
+	lock sync.Locker
+
+	mu    sync.Mutex // guards conns
+	conns map[net.Conn]struct{}
+}
+
+// Listen creates the socket at path (mode 0600 in a directory it creates
+// with mode 0755, as wireguard-go does) for dev. A stale socket left by a
+// process that died is replaced; one that still answers is ErrInUse.
+// lock may be nil.
+func Listen(path string, dev Device, lock sync.Locker, log *slog.Logger) (*Server, error) {
+	ln, err := listenUnix(path)
+	if err != nil {
+		return nil, err
+	}
+	if lock == nil {
+		lock = &sync.Mutex{}
+	}
+	return &Server{dev: dev, log: log, ln: ln, path: path, lock: lock, conns: map[net.Conn]struct{}{}}, nil
+}
+
+// Path is the socket's path.
+func (s *Server) Path() string { return s.path }
+
+// Serve accepts connections until ctx ends, then closes the listener and
+// every connection, waits for their goroutines and removes the socket
+// file. It returns nil after ctx ends, or the error that stopped
+// accepting.
+func (s *Server) Serve(ctx context.Context) error {
+	var wg sync.WaitGroup
+	stop := context.AfterFunc(ctx, s.shutdown)
+	defer func() {
+		stop()
+		s.shutdown()
+		wg.Wait()
+		// The listener unlinks the socket on Close (Go's default for
+		// sockets it created); this catches the case where it did not.
+		if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("removing UAPI socket", "path", s.path, "err", err)
+		}
+	}()
+	s.log.Info("UAPI socket listening", "path", s.path)
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("%w: accept: %v", ErrIO, err)
+		}
+		s.mu.Lock()
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		wg.Go(func() {
+			s.handle(c)
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+			c.Close()
+		})
+	}
+}
+
+// shutdown closes the listener and every connection, which unblocks
+// Accept and the handlers' reads. Calling it twice is harmless.
+func (s *Server) shutdown() {
+	s.ln.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.Close()
+	}
+}
+
+// handle serves the requests of one connection until it closes or sends
+// something that is not a request.
+func (s *Server) handle(c net.Conn) {
+	r := bufio.NewReaderSize(c, maxLine)
+	w := bufio.NewWriter(c)
+	for {
+		c.SetReadDeadline(time.Now().Add(idleTimeout))
+		op, err := readLine(r)
+		if err != nil {
+			return
+		}
+		switch op {
+		case "get=1":
+			blank, err := readLine(r)
+			if err != nil {
+				return
+			}
+			if blank != "" {
+				// wireguard-go answers EINVAL and reads on.
+				w.Write(errnoLine(fmt.Errorf("%w: get=1 must be followed by a blank line", ErrInvalid)))
+				break
+			}
+			s.lock.Lock()
+			body := AppendGet(nil, s.dev)
+			s.lock.Unlock()
+			w.Write(body)
+			w.Write(errnoLine(nil))
+		case "set=1":
+			req, perr := ParseSet(r)
+			if perr != nil && (errors.Is(perr, io.EOF) || isTimeout(perr)) {
+				return
+			}
+			err = perr
+			if err == nil {
+				s.lock.Lock()
+				err = Apply(s.dev, req)
+				s.lock.Unlock()
+			}
+			if err != nil {
+				s.log.Warn("UAPI set refused", "err", err)
+			} else {
+				s.log.Info("UAPI set applied", "peers", len(req.Peers), "replace_peers", req.ReplacePeers)
+			}
+			w.Write(errnoLine(err))
+		default:
+			// As wireguard-go: an unknown operation ends the connection.
+			s.log.Warn("UAPI: unknown operation", "op", truncate(op, 32))
+			return
+		}
+		if w.Flush() != nil {
+			return
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

@@ -1,0 +1,287 @@
+package uapi
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"pipeguard/noise"
+	"pipeguard/stages"
+	"pipeguard/tunio/memtun"
+	"pipeguard/tunio/memudp"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func key(t testing.TB) noise.PrivateKey {
+	t.Helper()
+	k, err := noise.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func hexOf[K ~[32]byte](k K) string { return hex.EncodeToString(k[:]) }
+
+// newTunnel is a real tunnel on in-memory devices, not started: the
+// control API works without Serve.
+func newTunnel(t testing.TB, peers ...stages.PeerConfig) (*stages.Tunnel, noise.PrivateKey) {
+	t.Helper()
+	conn, err := memudp.NewNetwork().Listen(netip.MustParseAddrPort("192.0.2.1:51820"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := memtun.New(memtun.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := key(t)
+	tun, err := stages.New(stages.Config{PrivateKey: k, Peers: peers}, dev, conn, nil, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Close(); conn.Close() })
+	return tun, k
+}
+
+func parse(s string) (*SetRequest, error) {
+	return ParseSet(bufio.NewReader(strings.NewReader(s)))
+}
+
+func TestParseSet(t *testing.T) {
+	pk := key(t).Public()
+	psk := noise.PresharedKey{7}
+	req, err := parse("private_key=" + hexOf(key(t)) + "\nlisten_port=51820\nfwmark=0\nreplace_peers=true\n" +
+		"public_key=" + hexOf(pk) + "\npreshared_key=" + hexOf(psk) + "\nendpoint=[::ffff:192.0.2.7]:9\n" +
+		"persistent_keepalive_interval=25\nallowed_ip=10.0.0.1/8\nreplace_allowed_ips=true\nallowed_ip=10.1.2.3/16\n" +
+		"allowed_ip=-fd00::/8\nprotocol_version=1\n" +
+		"public_key=" + hexOf(key(t).Public()) + "\nupdate_only=true\nremove=true\n\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.PrivateKey == nil || *req.ListenPort != 51820 || *req.FwMark != 0 || !req.ReplacePeers || len(req.Peers) != 2 {
+		t.Fatalf("device part: %+v", req)
+	}
+	p := req.Peers[0]
+	if p.PublicKey != pk || *p.PresharedKey != psk || p.Endpoint.String() != "192.0.2.7:9" || *p.PersistentKeepalive != 25*time.Second {
+		t.Errorf("peer %+v", p)
+	}
+	// The allowed_ip before replace_allowed_ips is discarded; the rest masked.
+	if !p.ReplaceAllowedIPs || !slices.Equal(p.AddAllowedIPs, []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}) ||
+		!slices.Equal(p.RemoveAllowedIPs, []netip.Prefix{netip.MustParsePrefix("fd00::/8")}) {
+		t.Errorf("allowed IPs: replace %v add %v remove %v", p.ReplaceAllowedIPs, p.AddAllowedIPs, p.RemoveAllowedIPs)
+	}
+	if q := req.Peers[1]; !q.UpdateOnly || !q.Remove {
+		t.Errorf("second peer %+v", q)
+	}
+}
+
+func TestParseSetErrors(t *testing.T) {
+	pk := "public_key=" + hexOf(key(t).Public()) + "\n"
+	for _, tc := range []struct {
+		name, in string
+		err      error
+	}{
+		{"no equals", "listen_port\n\n", ErrProtocol},
+		{"long line", "allowed_ip=" + strings.Repeat("1", maxLine) + "\n\n", ErrProtocol},
+		{"eof before blank", "listen_port=1\n", io.EOF},
+		{"unknown device key", "mtu=1280\n\n", ErrInvalid},
+		{"unknown peer key", pk + "mtu=1\n\n", ErrInvalid},
+		{"short key", "public_key=abcd\n\n", ErrInvalid},
+		{"base64 key", "private_key=2KWSSiqwaJ4QI9CTCCnk1s5sKk8jRdc5xaIedvbTonY=\n\n", ErrInvalid},
+		{"bad port", "listen_port=65536\n\n", ErrInvalid},
+		{"bad fwmark", "fwmark=-1\n\n", ErrInvalid},
+		{"replace_peers false", "replace_peers=false\n\n", ErrInvalid},
+		{"remove false", pk + "remove=false\n\n", ErrInvalid},
+		{"endpoint name", pk + "endpoint=example.com:1\n\n", ErrInvalid},
+		{"endpoint port 0", pk + "endpoint=1.2.3.4:0\n\n", ErrInvalid},
+		{"bad allowed ip", pk + "allowed_ip=10.0.0.0/40\n\n", ErrInvalid},
+		{"bad keepalive", pk + "persistent_keepalive_interval=70000\n\n", ErrInvalid},
+		{"protocol 2", pk + "protocol_version=2\n\n", ErrInvalid},
+	} {
+		if _, err := parse(tc.in); !errors.Is(err, tc.err) {
+			t.Errorf("%s: error %v, want %v", tc.name, err, tc.err)
+		}
+	}
+}
+
+func TestErrno(t *testing.T) {
+	for err, want := range map[error]int64{nil: 0, ErrProtocol: -71, ErrInvalid: -22, ErrIO: -5, ErrUnsupported: -98} {
+		if got := Errno(err); got != want {
+			t.Errorf("Errno(%v) = %d, want %d", err, got, want)
+		}
+	}
+}
+
+// getMap parses a get answer into key → values.
+func getMap(b []byte) map[string][]string {
+	m := map[string][]string{}
+	for line := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		m[k] = append(m[k], v)
+	}
+	return m
+}
+
+func TestAppendGet(t *testing.T) {
+	pk := key(t).Public()
+	tun, priv := newTunnel(t, stages.PeerConfig{
+		PublicKey:           pk,
+		PresharedKey:        noise.PresharedKey{3},
+		Endpoint:            netip.MustParseAddrPort("[2001:db8::1]:51820"),
+		AllowedIPs:          []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24"), netip.MustParsePrefix("fd00::/64")},
+		PersistentKeepalive: 25 * time.Second,
+	})
+	m := getMap(AppendGet(nil, tun))
+	for k, want := range map[string][]string{
+		"private_key":                   {hexOf(priv)},
+		"listen_port":                   {"51820"},
+		"public_key":                    {hexOf(pk)},
+		"preshared_key":                 {hexOf(noise.PresharedKey{3})},
+		"protocol_version":              {"1"},
+		"endpoint":                      {"[2001:db8::1]:51820"},
+		"last_handshake_time_sec":       {"0"},
+		"last_handshake_time_nsec":      {"0"},
+		"tx_bytes":                      {"0"},
+		"rx_bytes":                      {"0"},
+		"persistent_keepalive_interval": {"25"},
+		"allowed_ip":                    {"10.0.0.0/24", "fd00::/64"},
+	} {
+		if !slices.Equal(m[k], want) {
+			t.Errorf("%s = %v, want %v", k, m[k], want)
+		}
+	}
+	if len(m) != 12 {
+		t.Errorf("%d keys in %v, want 12", len(m), m)
+	}
+}
+
+func TestApply(t *testing.T) {
+	a, b := key(t).Public(), key(t).Public()
+	tun, priv := newTunnel(t, stages.PeerConfig{PublicKey: a, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.2/32")}})
+	apply := func(s string) error {
+		t.Helper()
+		req, err := parse(s)
+		if err != nil {
+			t.Fatalf("parse %q: %v", s, err)
+		}
+		return Apply(tun, req)
+	}
+	// Add b with everything; change a's allowed IPs in place.
+	err := apply("private_key=" + hexOf(priv) + "\nlisten_port=51820\n" +
+		"public_key=" + hexOf(b) + "\nendpoint=192.0.2.9:1\npersistent_keepalive_interval=5\nallowed_ip=10.0.0.3/32\n" +
+		"public_key=" + hexOf(a) + "\nreplace_allowed_ips=true\nallowed_ip=10.0.0.4/32\n" +
+		"public_key=" + hexOf(priv.Public()) + "\nallowed_ip=10.9.9.9/32\n\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers := tun.Peers()
+	if len(peers) != 2 {
+		t.Fatalf("%d peers, want 2 (our own key is ignored)", len(peers))
+	}
+	if st, _ := tun.Peer(b); st.Endpoint.String() != "192.0.2.9:1" || st.PersistentKeepalive != 5*time.Second || st.AllowedIPs[0].String() != "10.0.0.3/32" {
+		t.Errorf("b: %+v", st)
+	}
+	if st, _ := tun.Peer(a); !slices.Equal(st.AllowedIPs, []netip.Prefix{netip.MustParsePrefix("10.0.0.4/32")}) {
+		t.Errorf("a: allowed %v", st.AllowedIPs)
+	}
+	// update_only does not create; remove removes.
+	c := key(t).Public()
+	if err := apply("public_key=" + hexOf(c) + "\nupdate_only=true\nallowed_ip=10.0.0.5/32\npublic_key=" + hexOf(a) + "\nremove=true\n\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tun.Peer(c); ok {
+		t.Error("update_only created a peer")
+	}
+	if _, ok := tun.Peer(a); ok {
+		t.Error("remove left the peer")
+	}
+	// Changes the running tunnel cannot make are refused before any change.
+	for _, s := range []string{
+		"private_key=" + hexOf(key(t)) + "\npublic_key=" + hexOf(c) + "\n\n",
+		"listen_port=1\npublic_key=" + hexOf(c) + "\n\n",
+		"fwmark=7\npublic_key=" + hexOf(c) + "\n\n",
+	} {
+		if err := apply(s); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("%q: error %v, want ErrUnsupported", s, err)
+		}
+	}
+	if _, ok := tun.Peer(c); ok {
+		t.Error("a refused request added a peer")
+	}
+	if err := apply("replace_peers=true\npublic_key=" + hexOf(c) + "\n\n"); err != nil {
+		t.Fatal(err)
+	}
+	if peers := tun.Peers(); len(peers) != 1 || peers[0].PublicKey != c {
+		t.Errorf("after replace_peers: %v", peers)
+	}
+}
+
+func TestServerProtocol(t *testing.T) {
+	tun, _ := newTunnel(t)
+	path := t.TempDir() + "/t.sock"
+	srv, err := Listen(path, tun, nil, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+
+	c := dial(t, path)
+	pk := key(t).Public()
+	// Two requests on one connection, as the protocol allows.
+	io.WriteString(c, "set=1\npublic_key="+hexOf(pk)+"\nallowed_ip=10.1.0.0/16\n\nget=1\n\n")
+	r := bufio.NewReader(c)
+	if got := readAnswer(t, r); got != "errno=0\n" {
+		t.Fatalf("set answer %q", got)
+	}
+	if got := readAnswer(t, r); !strings.Contains(got, "public_key="+hexOf(pk)+"\n") || !strings.Contains(got, "allowed_ip=10.1.0.0/16\n") || !strings.HasSuffix(got, "errno=0\n") {
+		t.Fatalf("get answer %q", got)
+	}
+	io.WriteString(c, "set=1\nbogus=1\n\n")
+	if got := readAnswer(t, r); got != "errno=-22\n" {
+		t.Fatalf("bad set answer %q", got)
+	}
+	// A second server on the same live socket is refused.
+	if _, err := Listen(path, tun, nil, quiet()); !errors.Is(err, ErrInUse) {
+		t.Fatalf("second Listen: %v, want ErrInUse", err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Serve did not return within 2 s with a client connected")
+	}
+	if _, err := Listen(path, tun, nil, quiet()); err != nil {
+		t.Fatalf("socket not reusable after stop: %v", err)
+	}
+}
+
+// readAnswer reads up to and including the blank line after errno.
+func readAnswer(t *testing.T, r *bufio.Reader) string {
+	t.Helper()
+	var b strings.Builder
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading answer: %v (so far %q)", err, b.String())
+		}
+		if line == "\n" {
+			return b.String()
+		}
+		b.WriteString(line)
+	}
+}
