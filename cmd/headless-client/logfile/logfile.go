@@ -1,0 +1,126 @@
+// Package logfile is an io.Writer that appends log lines to a file and
+// rotates it by size: name.log becomes name.log.1, name.log.1 becomes
+// name.log.2, and so on, and the oldest beyond the kept count is deleted.
+// Size-based rotation bounds the disk a busy or misbehaving tunnel can
+// fill, whatever the traffic, without needing logrotate.
+package logfile
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+)
+
+// ErrConfig reports unusable settings.
+var ErrConfig = errors.New("logfile: invalid settings")
+
+// Defaults for the client: ten files of 10 MiB keep days of info-level
+// logs of a busy tunnel in 110 MiB at most.
+const (
+	DefaultMaxSize = 10 << 20
+	DefaultKeep    = 10
+)
+
+// Writer writes to the current log file and rotates it. Its methods are
+// safe for concurrent use; each Write lands whole in one file (a log
+// record is never split across a rotation). The zero value is not
+// usable; make one with Open.
+type Writer struct {
+	path    string // the current file: dir/name.log
+	maxSize int64
+	keep    int
+
+	mu   sync.Mutex // guards f and size
+	f    *os.File
+	size int64
+}
+
+// Open opens (creating, mode 0640) dir/name.log for appending, creating
+// dir (mode 0750) if needed. A file is rotated before a write would take
+// it past maxSize bytes; keep rotated files are kept.
+func Open(dir, name string, maxSize int64, keep int) (*Writer, error) {
+	if maxSize <= 0 || keep < 1 || name == "" || filepath.Base(name) != name {
+		return nil, fmt.Errorf("%w: name %q, max size %d, keep %d", ErrConfig, name, maxSize, keep)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("logfile: %w", err)
+	}
+	w := &Writer{path: filepath.Join(dir, name+".log"), maxSize: maxSize, keep: keep}
+	if err := w.openLocked(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Path is the current log file's path.
+func (w *Writer) Path() string { return w.path }
+
+func (w *Writer) openLocked() error {
+	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("logfile: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("logfile: %w", err)
+	}
+	w.f, w.size = f, fi.Size()
+	return nil
+}
+
+// Write appends p, rotating first if p would take the file past the
+// limit (unless the file is empty: a record larger than the limit still
+// gets written, alone in its file).
+func (w *Writer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return 0, os.ErrClosed
+	}
+	if w.size > 0 && w.size+int64(len(p)) > w.maxSize {
+		if err := w.rotateLocked(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := w.f.Write(p)
+	w.size += int64(n)
+	return n, err
+}
+
+// rotateLocked shifts name.log.i to name.log.i+1, dropping the oldest,
+// and starts a new name.log.
+func (w *Writer) rotateLocked() error {
+	if err := w.f.Close(); err != nil {
+		return fmt.Errorf("logfile: %w", err)
+	}
+	w.f = nil
+	rotated := func(i int) string { return w.path + "." + strconv.Itoa(i) }
+	if err := os.Remove(rotated(w.keep)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("logfile: %w", err)
+	}
+	for i := w.keep - 1; i >= 1; i-- {
+		if err := os.Rename(rotated(i), rotated(i+1)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("logfile: %w", err)
+		}
+	}
+	if err := os.Rename(w.path, rotated(1)); err != nil {
+		return fmt.Errorf("logfile: %w", err)
+	}
+	return w.openLocked()
+}
+
+// Close closes the current file. Writes after Close fail.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return nil
+	}
+	err := w.f.Close()
+	w.f = nil
+	return err
+}
