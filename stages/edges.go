@@ -71,24 +71,29 @@ func (t *Tunnel) writeTUN(dev tunio.Device, bufs [][]byte, c *stageCounters) err
 	return nil
 }
 
-// readTUN reads a batch of inner packets from the device into items. A
-// packet larger than the tunnel MTU is marked dropped.
-func (t *Tunnel) readTUN(dev tunio.Device, items []outItem, bufs [][]byte, sizes []int, c *stageCounters) (int, error) {
+// readTUN reads a batch of inner packets from the device, each into
+// bufs[i][wire.InnerOffset:], and returns how many it read; pass each to
+// tunPacketStep with its size.
+func (t *Tunnel) readTUN(dev tunio.Device, bufs [][]byte, sizes []int) (int, error) {
 	n, err := dev.Read(bufs, sizes, wire.InnerOffset)
 	if err != nil && n == 0 {
 		return 0, err
 	}
-	for i := range n {
-		it := &items[i]
-		it.peer, it.kp, it.drop = nil, nil, dropNone
-		if sizes[i] > wire.MaxInnerSize {
-			it.drop = DropNotIP
-			c.drop(DropNotIP)
-			continue
-		}
-		it.pkt.InnerLen = uint16(sizes[i])
-	}
 	return n, nil
+}
+
+// tunPacketStep readies one packet read from the device for routing. A
+// packet larger than the tunnel MTU is marked dropped, counted, and false
+// returned.
+func tunPacketStep(it *outItem, size int, c *stageCounters) bool {
+	it.peer, it.kp, it.drop = nil, nil, dropNone
+	if size > wire.MaxInnerSize {
+		it.drop = DropNotIP
+		c.drop(DropNotIP)
+		return false
+	}
+	it.pkt.InnerLen = uint16(size)
+	return true
 }
 
 // sendDatagrams sends a batch of sealed datagrams. A batch the socket

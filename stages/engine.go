@@ -8,7 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"pipeguard/stages/spsc"
 	"pipeguard/supervisor"
+	"pipeguard/wire"
 )
 
 // service is what a supervisor runs.
@@ -38,7 +40,11 @@ func (tc *tunnelCounters) add(name string, n int) *stageEntry {
 	return e
 }
 
-func queueOf[T any](ch chan T) func() (int, int) {
+func queueOf[T any](q *spsc.Queue[T]) func() (int, int) {
+	return func() (int, int) { return q.Len(), q.Cap() }
+}
+
+func chanOf[T any](ch chan T) func() (int, int) {
 	return func() (int, int) { return len(ch), cap(ch) }
 }
 
@@ -57,9 +63,9 @@ func (l labelled) Serve(ctx context.Context) error {
 	return err
 }
 
-// wireEngine makes the channels and stages of the configured engine.
-// Every channel is made here, with its capacity from the config, and
-// outlives any restart of the stages that use it.
+// wireEngine makes the queues and stages of the configured engine. Every
+// queue is made here, with its capacity from the config, and outlives any
+// restart of the stages that use it.
 func (t *Tunnel) wireEngine() *tunnelCounters {
 	tc := &tunnelCounters{}
 	logFor := func(name string) *slog.Logger { return t.log.With("stage", name) }
@@ -72,14 +78,14 @@ func (t *Tunnel) wireEngine() *tunnelCounters {
 		out := tc.add("outbound", 1)
 		out.services = []service{&seqOutbound{t: t, c: out.instances[0], log: logFor("outbound")}}
 	} else {
-		decIn, decOut := make([]chan inItem, n), make([]chan inItem, n)
-		encIn, encOut := make([]chan outItem, n), make([]chan outItem, n)
+		decIn, decOut := make([]*spsc.Queue[inItem], n), make([]*spsc.Queue[inItem], n)
+		encIn, encOut := make([]*spsc.Queue[outItem], n), make([]*spsc.Queue[outItem], n)
 		for i := range n {
-			decIn[i], decOut[i] = make(chan inItem, q), make(chan inItem, q)
-			encIn[i], encOut[i] = make(chan outItem, q), make(chan outItem, q)
+			decIn[i], decOut[i] = spsc.New[inItem](q), spsc.New[inItem](q)
+			encIn[i], encOut[i] = spsc.New[outItem](q), spsc.New[outItem](q)
 		}
-		toTUN := make(chan inItem, q)
-		fromTUN := make(chan outItem, q)
+		toTUN := spsc.New[wire.Packet](q)
+		fromTUN := spsc.New[outItem](q)
 
 		e := tc.add("udprecv", 1)
 		e.services = []service{newUDPRecv(t, t.udp, decIn, t.handshakes, e.instances[0], logFor("udprecv"))}
@@ -117,7 +123,7 @@ func (t *Tunnel) wireEngine() *tunnelCounters {
 
 	e := tc.add("handshake", 1)
 	e.services = []service{&handshakeActor{t: t, in: t.handshakes, c: e.instances[0], log: logFor("handshake")}}
-	e.inputs = []func() (int, int){queueOf(t.handshakes)}
+	e.inputs = []func() (int, int){chanOf(t.handshakes)}
 	e = tc.add("timers", 1)
 	e.services = []service{newTimerActor(t, e.instances[0], logFor("timers"))}
 	return tc

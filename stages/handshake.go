@@ -33,7 +33,9 @@ func (a *handshakeActor) Serve(ctx context.Context) error {
 	defer a.log.Debug("stage stop")
 	done := ctx.Done()
 	for {
-		if !recv(done, a.in, &a.cur) {
+		select {
+		case a.cur = <-a.in:
+		case <-done:
 			return nil
 		}
 		underLoad := len(a.in) >= cap(a.in)/4

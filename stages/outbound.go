@@ -4,75 +4,94 @@ import (
 	"context"
 	"log/slog"
 
+	"pipeguard/stages/spsc"
 	"pipeguard/tunio"
 	"pipeguard/wire"
 )
 
 // tunRead reads inner packets from the TUN device in batches (a
 // segmentation-offloaded read arrives already split into ≤MTU packets)
-// straight into packet arrays, and hands them one by one to route-out,
-// blocking when its channel is full: the TUN device's queue then fills and
-// the kernel pushes back on the sender.
+// straight into route-out's queue, waiting when it is full: the TUN
+// device's queue then fills and the kernel pushes back on the sender.
 type tunRead struct {
 	t   *Tunnel
 	dev tunio.Device
-	out chan outItem
+	out *spsc.Queue[outItem]
 	c   *stageCounters
 	log *slog.Logger
 
-	items []outItem // bufs[i] aliases items[i].pkt.Buf
+	batch int
+	slots []*outItem // bufs[i] aliases slots[i]
 	bufs  [][]byte
 	sizes []int
 }
 
-func newTUNRead(t *Tunnel, dev tunio.Device, out chan outItem, c *stageCounters, log *slog.Logger) *tunRead {
+func newTUNRead(t *Tunnel, dev tunio.Device, out *spsc.Queue[outItem], c *stageCounters, log *slog.Logger) *tunRead {
 	n := min(max(dev.BatchSize(), 1), maxBatch)
-	s := &tunRead{t: t, dev: dev, out: out, c: c, log: log,
-		items: make([]outItem, n), bufs: make([][]byte, n), sizes: make([]int, n)}
-	for i := range s.bufs {
-		// Room for a full inner packet after the header; the tag's room
-		// stays out of reach of the device.
-		s.bufs[i] = s.items[i].pkt.Buf[:wire.InnerOffset+wire.MaxInnerSize]
-	}
-	return s
+	return &tunRead{t: t, dev: dev, out: out, c: c, log: log,
+		batch: n, slots: make([]*outItem, n), bufs: make([][]byte, n), sizes: make([]int, n)}
 }
 
 func (s *tunRead) Serve(ctx context.Context) error {
 	s.log.Debug("stage start")
 	defer s.log.Debug("stage stop")
 	done := ctx.Done()
+	s.out.Cancel()
 	for {
-		n, err := s.t.readTUN(s.dev, s.items, s.bufs, s.sizes, s.c)
+		// Publish the last batch before waiting in the system call.
+		s.out.Flush()
+		k, ok := s.reserve(done)
+		if !ok {
+			return nil
+		}
+		n, err := s.t.readTUN(s.dev, s.bufs[:k], s.sizes[:k])
 		s.t.faults.hit(stageTUNRead)
 		if err != nil {
+			s.out.Cancel()
 			if tunio.IsClosed(err) || ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
 		for i := range n {
-			if s.items[i].drop != dropNone {
-				continue
+			if tunPacketStep(s.slots[i], s.sizes[i], s.c) {
+				s.c.pass(s.sizes[i])
 			}
-			if !send(done, s.out, &s.items[i]) {
-				return nil
-			}
-			s.c.pass(int(s.items[i].pkt.InnerLen))
 		}
+		s.out.CommitFirst(n)
 	}
 }
 
+// reserve reserves up to a batch of slots and points bufs at them, with
+// room for a full inner packet after the header; the tag's room stays out
+// of the device's reach. It waits only for the first.
+func (s *tunRead) reserve(done <-chan struct{}) (int, bool) {
+	for k := range s.batch {
+		var p *outItem
+		if k == 0 {
+			var ok bool
+			if p, ok = s.out.Reserve(done); !ok {
+				return 0, false
+			}
+		} else if p = s.out.TryReserve(); p == nil {
+			return k, true
+		}
+		s.slots[k] = p
+		s.bufs[k] = p.pkt.Buf[:wire.InnerOffset+wire.MaxInnerSize]
+	}
+	return s.batch, true
+}
+
 // routeOut picks each packet's peer, keypair and counter in arrival order
-// (routeStep), and sends it round-robin to the encrypt workers, blocking
-// when the next one is full.
+// (routeStep), in place, and copies it round-robin to the encrypt workers'
+// queues, waiting when the next one is full.
 type routeOut struct {
 	t       *Tunnel
-	in      chan outItem
-	workers []chan outItem
+	in      *spsc.Queue[outItem]
+	workers []*spsc.Queue[outItem]
 	rr      roundRobin
 	c       *stageCounters
 	log     *slog.Logger
-	cur     outItem
 	clk     burstClock
 }
 
@@ -80,117 +99,157 @@ func (s *routeOut) Serve(ctx context.Context) error {
 	s.log.Debug("stage start")
 	defer s.log.Debug("stage stop")
 	done := ctx.Done()
+	for _, q := range s.workers {
+		q.Cancel()
+	}
+	if n := abandonInHand(s.in); n > 0 {
+		s.c.drops[DropPanic].Add(n)
+	}
 	for {
-		ok, waited := recvNoted(done, s.in, &s.cur)
-		if !ok {
-			return nil
+		src := s.in.TryNext()
+		waited := src == nil
+		if waited {
+			flushAll(s.workers)
+			var ok bool
+			if src, ok = s.in.Next(done); !ok {
+				return nil
+			}
 		}
-		s.t.faults.hit(stageRouteOut)
-		r, staged := s.t.routeStep(&s.cur, s.clk.get(s.t.clock, waited))
-		if r != dropNone {
-			s.c.drop(r)
-			continue
+		if src.drop == dropNone {
+			s.t.faults.hit(stageRouteOut)
+			if !s.route(done, src, waited) {
+				return nil
+			}
 		}
-		if staged {
-			continue
-		}
-		if !send(done, s.workers[s.rr.next], &s.cur) {
-			return nil
-		}
-		s.rr.advance(len(s.workers))
-		s.c.pass(int(s.cur.pkt.InnerLen))
+		s.in.Done()
 	}
 }
 
-// encryptWorker is one of the encrypt pool's N workers: it seals packets in
-// place and hands them on in the order it got them, blocking when its
-// output is full.
+// route routes one packet and hands it to the next encrypt worker; false
+// means done was closed while it waited.
+func (s *routeOut) route(done <-chan struct{}, src *outItem, fresh bool) bool {
+	r, staged := s.t.routeStep(src, s.clk.get(s.t.clock, fresh))
+	if r != dropNone {
+		s.c.drop(r)
+		return true
+	}
+	if staged {
+		return true
+	}
+	dst, ok := reserveIn(done, s.workers, s.rr.next)
+	if !ok {
+		return false
+	}
+	n := int(src.pkt.InnerLen)
+	copy(dst.pkt.Buf[wire.InnerOffset:wire.InnerOffset+n], src.pkt.Inner())
+	dst.pkt.InnerLen = src.pkt.InnerLen
+	dst.peer, dst.kp, dst.counter, dst.dst, dst.drop = src.peer, src.kp, src.counter, src.dst, dropNone
+	s.workers[s.rr.next].Commit()
+	s.rr.advance(len(s.workers))
+	s.c.pass(n)
+	return true
+}
+
+// encryptWorker is one of the encrypt pool's N workers: it seals packets
+// from its queue straight into its output queue, in the order it got
+// them, and waits when its output is full.
 type encryptWorker struct {
 	t   *Tunnel
-	in  chan outItem
-	out chan outItem
+	in  *spsc.Queue[outItem]
+	out *spsc.Queue[outItem]
 	c   *stageCounters
 	log *slog.Logger
-
-	cur  outItem
-	held bool
 }
 
 func (w *encryptWorker) Serve(ctx context.Context) error {
 	w.log.Debug("stage start")
 	defer w.log.Debug("stage stop")
 	done := ctx.Done()
-	if w.held {
-		w.cur.drop = DropPanic
-		w.c.drop(DropPanic)
-		if !send(done, w.out, &w.cur) {
+	w.out.Cancel()
+	if w.in.InHand() > 0 {
+		// As in the decrypt pool: keep the collector in step.
+		dst, ok := w.out.Reserve(done)
+		if !ok {
 			return nil
 		}
-		w.held = false
+		dst.drop = DropPanic
+		w.c.drop(DropPanic)
+		w.out.Commit()
+		w.in.Done()
 	}
 	for {
-		if !recv(done, w.in, &w.cur) {
-			return nil
+		src := w.in.TryNext()
+		if src == nil {
+			w.out.Flush()
+			var ok bool
+			if src, ok = w.in.Next(done); !ok {
+				return nil
+			}
 		}
-		w.held = true
 		w.t.faults.hit(stageEncrypt)
-		sealStep(&w.cur)
-		w.c.pass(int(w.cur.pkt.MsgLen))
-		if !send(done, w.out, &w.cur) {
+		dst, ok := w.out.Reserve(done)
+		if !ok {
 			return nil
 		}
-		w.held = false
+		sealStep(dst, src)
+		w.c.pass(int(dst.pkt.MsgLen))
+		w.out.Commit()
+		w.in.Done()
 	}
 }
 
 // udpSend collects sealed datagrams from the encrypt workers in dispatch
-// order and sends them in batches: it waits for the next one, then takes
-// those already waiting in order, up to a batch.
+// order and sends them in batches straight from their queues: it waits for
+// the next one, then takes those already there in order, up to a batch.
 type udpSend struct {
 	t       *Tunnel
-	workers []chan outItem
+	workers []*spsc.Queue[outItem]
 	rr      roundRobin
 	c       *stageCounters
 	log     *slog.Logger
 
-	items []outItem
+	batch int
 	msgs  []tunio.Datagram
 }
 
-func newUDPSend(t *Tunnel, workers []chan outItem, c *stageCounters, log *slog.Logger) *udpSend {
+func newUDPSend(t *Tunnel, workers []*spsc.Queue[outItem], c *stageCounters, log *slog.Logger) *udpSend {
 	n := min(max(t.udp.BatchSize(), 1), maxBatch)
-	return &udpSend{t: t, workers: workers, c: c, log: log, items: make([]outItem, n), msgs: make([]tunio.Datagram, n)}
+	return &udpSend{t: t, workers: workers, c: c, log: log, batch: n, msgs: make([]tunio.Datagram, 0, n)}
 }
 
 func (s *udpSend) Serve(ctx context.Context) error {
 	s.log.Debug("stage start")
 	defer s.log.Debug("stage stop")
 	done := ctx.Done()
+	if n := abandonInHand(s.workers...); n > 0 {
+		s.c.drops[DropPanic].Add(n)
+	}
 	for {
-		if !recv(done, s.workers[s.rr.next], &s.items[0]) {
+		releaseAll(s.workers)
+		p, ok := s.workers[s.rr.next].Next(done)
+		if !ok {
 			return nil
 		}
 		s.rr.advance(len(s.workers))
-		n := 1
-	drain:
-		for n < len(s.items) {
-			select {
-			case s.items[n] = <-s.workers[s.rr.next]:
-				s.rr.advance(len(s.workers))
-				n++
-			default:
-				break drain
+		s.msgs = s.msgs[:0]
+		for taken := 1; ; taken++ {
+			if p.drop == dropNone { // a dropped slot was counted by its worker
+				s.msgs = append(s.msgs, datagramOf(p))
 			}
+			if taken == s.batch {
+				break
+			}
+			if p = s.workers[s.rr.next].TryNext(); p == nil {
+				break
+			}
+			s.rr.advance(len(s.workers))
 		}
 		s.t.faults.hit(stageUDPSend)
-		k := 0
-		for i := range n {
-			if s.items[i].drop == dropNone { // a dropped slot was counted by its worker
-				s.msgs[k] = datagramOf(&s.items[i])
-				k++
-			}
+		err := s.t.sendDatagrams(s.msgs, s.c)
+		for _, q := range s.workers {
+			q.Done()
 		}
-		if err := s.t.sendDatagrams(s.msgs[:k], s.c); err != nil {
+		if err != nil {
 			if tunio.IsClosed(err) || ctx.Err() != nil {
 				return nil
 			}

@@ -3,6 +3,7 @@ package stages
 import (
 	"time"
 
+	"pipeguard/stages/spsc"
 	"pipeguard/supervisor/clock"
 )
 
@@ -21,47 +22,52 @@ func (r *roundRobin) advance(n int) {
 	}
 }
 
-// send blocks until v is in ch or done is closed; the pipeline's inner
-// stages push back rather than drop.
-//
-// It first tries without waiting: a select that also watches done locks
-// done's channel too, and every stage shares that one channel, so on the
-// per-packet path it would be the hottest lock in the process. Only a send
-// that must wait pays for watching done.
-func send[T any](done <-chan struct{}, ch chan<- T, v *T) bool {
-	select {
-	case ch <- *v:
-		return true
-	default:
-	}
-	select {
-	case ch <- *v:
-		return true
-	case <-done:
-		return false
+// The queue discipline of the pipeline's stages. A stage that is about to
+// wait (for input, for room, or in a system call) first publishes every
+// value it produced and every slot it finished with: otherwise the stage
+// it waits for could be waiting for those. spsc.Queue does so for the
+// queue it waits on; these helpers do it for all of a stage's queues.
+
+// flushAll publishes what a stage committed to each of qs.
+func flushAll[T any](qs []*spsc.Queue[T]) {
+	for _, q := range qs {
+		q.Flush()
 	}
 }
 
-// recv receives from ch into v, or reports false once done is closed. Like
-// send, it tries without waiting first.
-func recv[T any](done <-chan struct{}, ch <-chan T, v *T) bool {
-	select {
-	case *v = <-ch:
-		return true
-	default:
+// releaseAll publishes the slots a stage finished with in each of qs.
+func releaseAll[T any](qs []*spsc.Queue[T]) {
+	for _, q := range qs {
+		q.Release()
 	}
-	select {
-	case *v = <-ch:
-		return true
-	case <-done:
-		return false
+}
+
+// reserveIn reserves a slot in qs[i], publishing all of qs first if it has
+// to wait for room.
+func reserveIn[T any](done <-chan struct{}, qs []*spsc.Queue[T], i int) (*T, bool) {
+	if p := qs[i].TryReserve(); p != nil {
+		return p, true
 	}
+	flushAll(qs)
+	return qs[i].Reserve(done)
+}
+
+// abandonInHand marks the values a failed stage was holding in each of qs
+// as done, and returns how many there were: the packets lost to the
+// failure.
+func abandonInHand[T any](qs ...*spsc.Queue[T]) uint64 {
+	var n uint64
+	for _, q := range qs {
+		n += uint64(q.InHand())
+		q.Done()
+	}
+	return n
 }
 
 // burstClock reads the clock once per burst of packets rather than once
 // per packet: the protocol's timers count in seconds, and on a virtual
 // machine a clock read can cost as much as the rest of a route step. A
-// burst ends when the stage would wait for input, or after burstClockMax
+// burst ends when the stage had to wait for input, or after burstClockMax
 // packets.
 type burstClock struct {
 	now  time.Time
@@ -78,19 +84,4 @@ func (b *burstClock) get(c clock.Clock, fresh bool) time.Time {
 	}
 	b.left--
 	return b.now
-}
-
-// recvNoted is recv that also reports whether it had to wait.
-func recvNoted[T any](done <-chan struct{}, ch <-chan T, v *T) (ok, waited bool) {
-	select {
-	case *v = <-ch:
-		return true, false
-	default:
-	}
-	select {
-	case *v = <-ch:
-		return true, true
-	case <-done:
-		return false, true
-	}
 }

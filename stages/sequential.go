@@ -59,7 +59,7 @@ func (s *seqInbound) Serve(ctx context.Context) error {
 			if !t.classifyInbound(it, t.handshakes, s.c) {
 				continue
 			}
-			if r := t.openStep(it); r != dropNone {
+			if r := t.openStep(it, it); r != dropNone {
 				s.c.drop(r)
 				continue
 			}
@@ -110,7 +110,7 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 		}
 	}
 	for {
-		n, err := t.readTUN(t.tun, s.items, s.bufs, s.sizes, s.c)
+		n, err := t.readTUN(t.tun, s.bufs, s.sizes)
 		if err != nil {
 			if tunio.IsClosed(err) || ctx.Err() != nil {
 				return nil
@@ -122,7 +122,7 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 		k := 0
 		for i := range n {
 			it := &s.items[i]
-			if it.drop != dropNone {
+			if !tunPacketStep(it, s.sizes[i], s.c) {
 				continue
 			}
 			r, staged := t.routeStep(it, now)
@@ -133,7 +133,7 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 			if staged {
 				continue
 			}
-			sealStep(it)
+			sealStep(it, it)
 			s.msgs[k] = datagramOf(it)
 			k++
 		}

@@ -28,6 +28,12 @@ const (
 	numDropReasons
 )
 
+// dropSkip marks a pipeline slot that carries no packet for the stages
+// after it: a handshake message udprecv handed to the handshake actor, or
+// a datagram it already dropped and counted. Such slots keep a worker
+// pool's round-robin in step; they are never counted again.
+const dropSkip DropReason = numDropReasons + 1
+
 var dropNames = [numDropReasons]string{
 	dropNone:            "none",
 	DropMalformed:       "malformed",

@@ -12,11 +12,13 @@ import (
 // of one against the other compares scheduling, not code. None of them
 // allocates, blocks or logs.
 
-// openStep authenticates and decrypts one transport message in place. It
-// runs in the decrypt pool, in any order, so it must not touch the replay
-// window or anything else that needs packet order.
-func (t *Tunnel) openStep(it *inItem) DropReason {
-	h, err := wire.ParseTransportHeader(it.pkt.Message())
+// openStep authenticates and decrypts one transport message from src into
+// dst: the same item in the sequential engine, the next stage's slot in
+// the pipeline's decrypt pool. It runs in the pool, in any order, so it
+// must not touch the replay window or anything else that needs packet
+// order. src's header is overwritten.
+func (t *Tunnel) openStep(dst, src *inItem) DropReason {
+	h, err := wire.ParseTransportHeader(src.pkt.Message())
 	if err != nil {
 		return DropMalformed
 	}
@@ -24,10 +26,10 @@ func (t *Tunnel) openStep(it *inItem) DropReason {
 	if !ok {
 		return DropUnknownIndex
 	}
-	if err := kp.Open(&it.pkt, h.Counter); err != nil {
+	if err := kp.OpenTo(&dst.pkt, &src.pkt, h.Counter); err != nil {
 		return DropAuth
 	}
-	it.kp, it.peer, it.counter = kp, p, h.Counter
+	dst.kp, dst.peer, dst.counter, dst.src, dst.drop = kp, p, h.Counter, src.src, dropNone
 	return dropNone
 }
 
@@ -118,8 +120,10 @@ func (t *Tunnel) routeStep(it *outItem, now time.Time) (reason DropReason, stage
 	return dropNone, false
 }
 
-// sealStep encrypts in place with the keypair and counter route-out chose.
-// It runs in the encrypt pool.
-func sealStep(it *outItem) {
-	it.kp.SealAt(&it.pkt, it.counter)
+// sealStep encrypts src with the keypair and counter route-out chose, into
+// dst: the same item in the sequential engine, the next stage's slot in
+// the pipeline's encrypt pool.
+func sealStep(dst, src *outItem) {
+	src.kp.SealTo(&dst.pkt, &src.pkt, src.counter)
+	dst.dst, dst.drop = src.dst, dropNone
 }
