@@ -2,6 +2,7 @@ package stages
 
 import (
 	"bytes"
+	"errors"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -89,10 +90,21 @@ func flowSrc(p []byte) netip.Addr {
 // tos into e's TUN device, interleaved (packet seq of every flow, then
 // seq+1 ...), in batches, from the calling goroutine.
 func sendFlows(e *end, from host, tos []host, first, n uint32) error {
+	return streamFlows(e, from, tos, first, n, nil)
+}
+
+// streamFlows is sendFlows that also returns early, with a nil error,
+// once stop (which may be nil) is closed.
+func streamFlows(e *end, from host, tos []host, first, n uint32, stop <-chan struct{}) error {
 	const batch = 32
 	var bufs [batch][wire.MaxInnerSize]byte
 	pkts := make([][]byte, 0, batch)
 	flush := func() error {
+		select {
+		case <-stop:
+			return errStopped
+		default:
+		}
 		err := e.dev.InjectBatch(pkts)
 		pkts = pkts[:0]
 		return err
@@ -102,15 +114,24 @@ func sendFlows(e *end, from host, tos []host, first, n uint32) error {
 			pkts = append(pkts, flowPacket(bufs[len(pkts)][:], from, to, seq))
 			if len(pkts) == batch {
 				if err := flush(); err != nil {
-					return err
+					return ignoreStopped(err)
 				}
 			}
 		}
 	}
 	if len(pkts) > 0 {
-		return flush()
+		return ignoreStopped(flush())
 	}
 	return nil
+}
+
+var errStopped = errors.New("stopped")
+
+func ignoreStopped(err error) error {
+	if errors.Is(err, errStopped) {
+		return nil
+	}
+	return err
 }
 
 // flowChecker reads what a tunnel writes to its TUN device and checks,

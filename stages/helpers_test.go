@@ -58,6 +58,12 @@ func fillIPv4(b []byte, src, dst netip.Addr, seq uint32) {
 
 func seqOf(pkt []byte) uint32 { return binary.BigEndian.Uint32(pkt[28:32]) }
 
+// Inner addresses of newPair's tunnels A and B.
+var (
+	hostA = host{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("fd00::1")}
+	hostB = host{netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("fd00::2")}
+)
+
 // end is one tunnel of a test with its in-memory TUN and UDP.
 type end struct {
 	tun    *Tunnel
@@ -92,9 +98,9 @@ type pairOpts struct {
 	faults  bool          // give both tunnels a fault injector
 }
 
-// newPair makes two tunnels, A (10.0.0.1, udp 192.0.2.1:51820) and B
-// (10.0.0.2, 192.0.2.2:51820), peers of each other, on one in-memory
-// network, and starts them. Both are stopped in t.Cleanup, and the test
+// newPair makes two tunnels, A (10.0.0.1 and fd00::1, udp
+// 192.0.2.1:51820) and B (10.0.0.2 and fd00::2, 192.0.2.2:51820), peers
+// of each other, on one in-memory network, and starts them. Both are stopped in t.Cleanup, and the test
 // fails if a goroutine outlives them.
 func newPair(t testing.TB, o pairOpts) (a, b *end) {
 	t.Helper()
@@ -107,15 +113,16 @@ func newPair(t testing.TB, o pairOpts) (a, b *end) {
 	if engineB == "" {
 		engineB = o.engine
 	}
-	spec := func(key noise.PrivateKey, peer noise.PublicKey, local, remote netip.AddrPort, inner, allowed string, engine Engine, dev memtun.Config) tunnelSpec {
+	spec := func(key noise.PrivateKey, peer noise.PublicKey, local, remote netip.AddrPort, inner, allowed host, engine Engine, dev memtun.Config) tunnelSpec {
 		return tunnelSpec{
-			key: key, udp: local, inner: netip.MustParseAddr(inner),
+			key: key, udp: local, inner: inner.v4,
 			engine: engine, workers: o.workers, queue: o.queue, dev: dev, clock: o.clock, faults: o.faults,
-			peers: []PeerConfig{{PublicKey: peer, Endpoint: remote, AllowedIPs: []netip.Prefix{netip.MustParsePrefix(allowed)}}},
+			peers: []PeerConfig{{PublicKey: peer, Endpoint: remote,
+				AllowedIPs: []netip.Prefix{netip.PrefixFrom(allowed.v4, 32), netip.PrefixFrom(allowed.v6, 128)}}},
 		}
 	}
-	a = startTunnel(t, net, spec(ka, kb.Public(), udpA, udpB, "10.0.0.1", "10.0.0.2/32", o.engine, o.devA))
-	b = startTunnel(t, net, spec(kb, ka.Public(), udpB, udpA, "10.0.0.2", "10.0.0.1/32", engineB, o.devB))
+	a = startTunnel(t, net, spec(ka, kb.Public(), udpA, udpB, hostA, hostB, o.engine, o.devA))
+	b = startTunnel(t, net, spec(kb, ka.Public(), udpB, udpA, hostB, hostA, engineB, o.devB))
 	return a, b
 }
 

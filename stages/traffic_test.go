@@ -10,36 +10,9 @@ import (
 	"pipeguard/tunio/memudp"
 )
 
-// Addresses of the traffic tests' tunnels.
-var (
-	hostA = host{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("fd00::1")}
-	hostB = host{netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("fd00::2")}
-)
-
 // blocking is an in-memory network that makes a sender wait at a full
 // receive queue instead of dropping: with it, no packet may be lost.
 var blocking = memudp.Config{Block: true}
-
-// dualStackPair is newPair with IPv6 inner addresses too: A is hostA, B
-// hostB, each allowed both of the other's addresses.
-func dualStackPair(t *testing.T, o pairOpts) (a, b *end) {
-	t.Helper()
-	a, b = newPair(t, o)
-	for _, x := range []struct {
-		e    *end
-		peer *end
-		h    host
-	}{{a, b, hostB}, {b, a, hostA}} {
-		// Replace the peer with one that has both families.
-		pk := x.peer.key.Public()
-		x.e.tun.RemovePeer(pk)
-		if err := x.e.tun.AddPeer(PeerConfig{PublicKey: pk, Endpoint: x.peer.udp,
-			AllowedIPs: []netip.Prefix{netip.PrefixFrom(x.h.v4, 32), netip.PrefixFrom(x.h.v6, 128)}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return a, b
-}
 
 // stats prints both ends' counters for a failure message.
 func stats(ends ...*end) func() string {
@@ -64,7 +37,7 @@ func TestPairBulkBothWays(t *testing.T) {
 		{EnginePipeline, EngineSequential},
 	} {
 		t.Run(fmt.Sprintf("%s-%s", tc.a, tc.b), func(t *testing.T) {
-			a, b := dualStackPair(t, pairOpts{engine: tc.a, engineB: tc.b, workers: 4, queue: 256, net: blocking, clock: fakeClock()})
+			a, b := newPair(t, pairOpts{engine: tc.a, engineB: tc.b, workers: 4, queue: 256, net: blocking, clock: fakeClock()})
 			atB := checkFlows(b, hostB, []host{hostA}, false)
 			atA := checkFlows(a, hostA, []host{hostB}, false)
 			st := stats(a, b)
