@@ -2,8 +2,8 @@ package stages
 
 import (
 	"bytes"
-	"errors"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
