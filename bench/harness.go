@@ -61,12 +61,10 @@ type Rig struct {
 	outLeft          atomic.Int64
 	outboundTemplate [][]byte // one packet per peer, cycled
 	outNext          int
-	// Counters of what reached the far ends.
-	tunWritten atomic.Uint64 // inner packets written to the TUN
-	udpSent    atomic.Uint64 // transport datagrams sent by the tunnel
-	done       chan struct{} // signalled when a target count is reached
-	target     atomic.Uint64
-	targetOf   *atomic.Uint64
+	// What reached the far ends.
+	tunWritten goal // inner packets written to the TUN
+	udpSent    goal // transport datagrams sent by the tunnel
+	inSeq      uint32
 }
 
 // remotePeer is a peer the harness plays, with its keys and the session it
@@ -86,7 +84,9 @@ type remotePeer struct {
 // keepalive so the tunnel can send on it too.
 func NewRig(o Options) (*Rig, error) {
 	o.fill()
-	r := &Rig{opts: o, done: make(chan struct{}, 1), errc: make(chan error, 1)}
+	r := &Rig{opts: o, errc: make(chan error, 1)}
+	r.tunWritten.init()
+	r.udpSent.init()
 	localKey, err := noise.GeneratePrivateKey()
 	if err != nil {
 		return nil, err
@@ -123,13 +123,13 @@ func NewRig(o Options) (*Rig, error) {
 			return
 		}
 		if b[0] == byte(wire.TypeTransport) && len(b) > wire.MinTransportSize {
-			r.count(&r.udpSent)
+			r.udpSent.add()
 		}
 	})
 	dev, err := memtun.New(memtun.Config{
 		BatchSize: 128,
 		Source:    r.outboundSource,
-		OnWrite:   func([]byte) { r.count(&r.tunWritten) },
+		OnWrite:   func([]byte) { r.tunWritten.add() },
 	})
 	if err != nil {
 		return nil, err
@@ -198,13 +198,26 @@ func (r *Rig) handshake(responses chan []byte) error {
 // SealInbound seals n inner packets, round-robin over the peers, as the
 // remote peers would send them, and returns the datagrams.
 func (r *Rig) SealInbound(n int) [][]byte {
-	size := wire.PaddedLen(r.opts.PacketSize) + wire.MinTransportSize
-	backing := make([]byte, n*size)
 	out := make([][]byte, n)
+	r.SealInto(out, make([]byte, n*r.DatagramSize()))
+	return out
+}
+
+// DatagramSize is the size of one sealed datagram of the rig's packet size.
+func (r *Rig) DatagramSize() int {
+	return wire.PaddedLen(r.opts.PacketSize) + wire.MinTransportSize
+}
+
+// SealInto seals len(out) inner packets like SealInbound, into backing
+// (at least len(out)*DatagramSize() bytes), so a harness that runs in
+// rounds reuses one buffer. Each call continues the peers' counters.
+func (r *Rig) SealInto(out [][]byte, backing []byte) {
+	size := r.DatagramSize()
 	var pkt wire.Packet
-	for i := range n {
-		p := r.peers[i%len(r.peers)]
-		fillIPv4(pkt.Buf[wire.InnerOffset:wire.InnerOffset+r.opts.PacketSize], p.inner, localInner, uint32(i))
+	for i := range out {
+		p := r.peers[int(r.inSeq)%len(r.peers)]
+		fillIPv4(pkt.Buf[wire.InnerOffset:wire.InnerOffset+r.opts.PacketSize], p.inner, localInner, r.inSeq)
+		r.inSeq++
 		pkt.InnerLen = uint16(r.opts.PacketSize)
 		if _, err := p.kp.Seal(&pkt); err != nil {
 			panic(err) // a fresh keypair cannot be exhausted
@@ -212,46 +225,89 @@ func (r *Rig) SealInbound(n int) [][]byte {
 		out[i] = backing[i*size : i*size+int(pkt.MsgLen)]
 		copy(out[i], pkt.Message())
 	}
-	return out
 }
 
 // RunInbound feeds the datagrams to the tunnel and waits until all their
 // inner packets were written to the TUN device.
 func (r *Rig) RunInbound(dgrams [][]byte) error {
-	r.arm(&r.tunWritten, uint64(len(dgrams)))
+	r.tunWritten.arm(uint64(len(dgrams)))
+	r.feed(dgrams)
+	return r.wait(&r.tunWritten)
+}
+
+// RunOutbound lets the TUN source hand out n packets and waits until the
+// tunnel has sent all of them.
+func (r *Rig) RunOutbound(n int) error {
+	r.udpSent.arm(uint64(n))
+	if err := r.startOutbound(n); err != nil {
+		return err
+	}
+	return r.wait(&r.udpSent)
+}
+
+// RunBoth runs both directions at once: it feeds the datagrams in and
+// lets the TUN source hand out n packets, and waits until every inner
+// packet reached the TUN and every outbound one was sent.
+func (r *Rig) RunBoth(dgrams [][]byte, n int) error {
+	r.tunWritten.arm(uint64(len(dgrams)))
+	r.udpSent.arm(uint64(n))
+	if err := r.startOutbound(n); err != nil {
+		return err
+	}
+	r.feed(dgrams)
+	return r.wait(&r.tunWritten, &r.udpSent)
+}
+
+// feed hands the datagrams to the tunnel's UDP end from a goroutine, in
+// chunks, as a kernel's receive queue would fill.
+func (r *Rig) feed(dgrams [][]byte) {
 	const chunk = 4096
 	go func() {
 		for i := 0; i < len(dgrams); i += chunk {
 			r.udp.Feed(dgrams[i:min(i+chunk, len(dgrams))])
 		}
 	}()
-	return r.wait()
 }
 
-// RunOutbound lets the TUN source hand out n packets and waits until the
-// tunnel has sent all of them.
-func (r *Rig) RunOutbound(n int) error {
-	r.arm(&r.udpSent, uint64(n))
+// startOutbound lets the TUN source hand out n packets.
+func (r *Rig) startOutbound(n int) error {
+	if n <= 0 {
+		return nil
+	}
 	// The TUN's reader is parked waiting for injected packets since the
 	// source last had none: inject the first packet to wake it, and let
 	// the source hand out the rest.
 	r.outLeft.Store(int64(n - 1))
-	if err := r.dev.Inject(r.outboundTemplate[0]); err != nil {
-		return err
+	return r.dev.Inject(r.outboundTemplate[0])
+}
+
+// goal counts the packets reaching one far end and signals when an armed
+// count is reached. Its add runs on the tunnel's writing goroutine; arm
+// and wait run on the harness's, between runs.
+type goal struct {
+	n      atomic.Uint64
+	target atomic.Uint64
+	done   chan struct{} // capacity 1: the target was reached
+}
+
+func (g *goal) init() { g.done = make(chan struct{}, 1) }
+
+// arm expects k more packets.
+func (g *goal) arm(k uint64) {
+	select {
+	case <-g.done: // a stale signal from an earlier run
+	default:
 	}
-	return r.wait()
+	g.target.Store(g.n.Load() + k)
+	if k == 0 {
+		g.done <- struct{}{}
+	}
 }
 
-func (r *Rig) arm(counter *atomic.Uint64, n uint64) {
-	r.targetOf = counter
-	r.target.Store(counter.Load() + n)
-}
-
-// count adds one to c and signals done when c reaches the armed target.
-func (r *Rig) count(c *atomic.Uint64) {
-	if v := c.Add(1); c == r.targetOf && v == r.target.Load() {
+func (g *goal) add() {
+	if g.n.Add(1) == g.target.Load() {
 		select {
-		case r.done <- struct{}{}:
+		case g.done <- struct{}{}:
 		default:
 		}
 	}
@@ -259,23 +315,37 @@ func (r *Rig) count(c *atomic.Uint64) {
 
 var errStalled = errors.New("bench: tunnel stalled")
 
-func (r *Rig) wait() error {
-	last, lastChange := r.targetOf.Load(), time.Now()
-	for {
-		select {
-		case <-r.done:
-			return nil
-		case err := <-r.errc:
-			return fmt.Errorf("bench: tunnel stopped: %v", err)
-		case <-time.After(100 * time.Millisecond):
-			// Stalled for a whole second: something is dropping packets.
-			if v := r.targetOf.Load(); v != last {
-				last, lastChange = v, time.Now()
-			} else if time.Since(lastChange) > time.Second {
-				return fmt.Errorf("%w at %d of %d; stats %+v", errStalled, v, r.target.Load(), r.tunnel.Stats())
+// wait returns when every goal was reached, the tunnel stopped, or no
+// packet arrived for a whole second.
+func (r *Rig) wait(goals ...*goal) error {
+	progress := func() (v uint64) {
+		for _, g := range goals {
+			v += g.n.Load()
+		}
+		return v
+	}
+	last, lastChange := progress(), time.Now()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for _, g := range goals {
+		for waiting := true; waiting; {
+			select {
+			case <-g.done:
+				waiting = false
+			case err := <-r.errc:
+				r.errc <- err // for Close
+				return fmt.Errorf("bench: tunnel stopped: %v", err)
+			case <-tick.C:
+				// Stalled for a whole second: something is dropping packets.
+				if v := progress(); v != last {
+					last, lastChange = v, time.Now()
+				} else if time.Since(lastChange) > time.Second {
+					return fmt.Errorf("%w at %d of %d; stats %+v", errStalled, g.n.Load(), g.target.Load(), r.tunnel.Stats())
+				}
 			}
 		}
 	}
+	return nil
 }
 
 // outboundSource is the TUN's Source: it copies the next peer's template
