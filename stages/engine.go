@@ -10,7 +10,6 @@ import (
 
 	"pipeguard/stages/spsc"
 	"pipeguard/supervisor"
-	"pipeguard/wire"
 )
 
 // service is what a supervisor runs.
@@ -84,7 +83,7 @@ func (t *Tunnel) wireEngine() *tunnelCounters {
 			decIn[i], decOut[i] = spsc.New[inItem](q), spsc.New[inItem](q)
 			encIn[i], encOut[i] = spsc.New[outItem](q), spsc.New[outItem](q)
 		}
-		toTUN := spsc.New[wire.Packet](q)
+		toTUN := spsc.New[tunPacket](q)
 		fromTUN := spsc.New[outItem](q)
 
 		e := tc.add("udprecv", 1)

@@ -44,6 +44,7 @@ func (a *handshakeActor) Serve(ctx context.Context) error {
 			continue
 		}
 		a.c.pass(a.cur.n)
+		a.c.publish()
 	}
 }
 

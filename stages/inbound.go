@@ -48,6 +48,7 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 	for {
 		// Publish the last batch before waiting in the system call.
 		flushAll(s.workers)
+		s.c.publish()
 		k, ok := s.reserve(done)
 		if !ok {
 			return nil
@@ -151,6 +152,7 @@ func (w *decryptWorker) Serve(ctx context.Context) error {
 		src := w.in.TryNext()
 		if src == nil {
 			w.out.Flush()
+			w.c.publish()
 			var ok bool
 			if src, ok = w.in.Next(done); !ok {
 				return nil
@@ -183,7 +185,7 @@ func (w *decryptWorker) Serve(ctx context.Context) error {
 type routeIn struct {
 	t       *Tunnel
 	workers []*spsc.Queue[inItem]
-	out     *spsc.Queue[wire.Packet]
+	out     *spsc.Queue[tunPacket]
 	rr      roundRobin
 	c       *stageCounters
 	log     *slog.Logger
@@ -205,6 +207,7 @@ func (s *routeIn) Serve(ctx context.Context) error {
 		if waited {
 			s.out.Flush()
 			releaseAll(s.workers)
+			s.c.publish()
 			var ok bool
 			if src, ok = q.Next(done); !ok {
 				return nil
@@ -253,7 +256,7 @@ func (s *routeIn) accept(done <-chan struct{}, src *inItem, fresh bool) bool {
 type tunWrite struct {
 	t   *Tunnel
 	dev tunio.Device
-	in  *spsc.Queue[wire.Packet]
+	in  *spsc.Queue[tunPacket]
 	c   *stageCounters
 	log *slog.Logger
 
@@ -261,7 +264,7 @@ type tunWrite struct {
 	bufs  [][]byte
 }
 
-func newTUNWrite(t *Tunnel, dev tunio.Device, in *spsc.Queue[wire.Packet], c *stageCounters, log *slog.Logger) *tunWrite {
+func newTUNWrite(t *Tunnel, dev tunio.Device, in *spsc.Queue[tunPacket], c *stageCounters, log *slog.Logger) *tunWrite {
 	n := min(max(dev.BatchSize(), 1), maxBatch)
 	return &tunWrite{t: t, dev: dev, in: in, c: c, log: log, batch: n, bufs: make([][]byte, 0, n)}
 }
@@ -287,6 +290,7 @@ func (s *tunWrite) Serve(ctx context.Context) error {
 		}
 		s.t.faults.hit(stageTUNWrite)
 		err := s.t.writeTUN(s.dev, s.bufs, s.c)
+		s.c.publish()
 		s.in.Done()
 		if err != nil {
 			if tunio.IsClosed(err) || ctx.Err() != nil {

@@ -18,6 +18,7 @@ type inItem struct {
 	kp      *noise.Keypair
 	counter uint64
 	drop    DropReason // set when a worker dropped the packet but kept its slot
+	_       [itemPad]byte
 }
 
 // outItem is an outbound packet between stages: the inner packet read from
@@ -29,4 +30,21 @@ type outItem struct {
 	kp      *noise.Keypair
 	counter uint64 // reserved by route-out, in packet order
 	drop    DropReason
+	_       [itemPad]byte
 }
+
+// tunPacket is an inner packet on its way to tunwrite.
+type tunPacket struct {
+	wire.Packet
+	_ [tunPacketPad]byte
+}
+
+// Padding that makes each item a whole number of 128-byte blocks (two
+// cache lines, the unit of the adjacent-line prefetcher), so that queue
+// slots never share a cache line: the producer filling slot k+1 would
+// otherwise steal the line the consumer is reading at the end of slot k,
+// once per packet. TestItemSizes checks the sums.
+const (
+	itemPad      = 24
+	tunPacketPad = 92
+)

@@ -40,6 +40,7 @@ func (s *tunRead) Serve(ctx context.Context) error {
 	for {
 		// Publish the last batch before waiting in the system call.
 		s.out.Flush()
+		s.c.publish()
 		k, ok := s.reserve(done)
 		if !ok {
 			return nil
@@ -110,6 +111,7 @@ func (s *routeOut) Serve(ctx context.Context) error {
 		waited := src == nil
 		if waited {
 			flushAll(s.workers)
+			s.c.publish()
 			var ok bool
 			if src, ok = s.in.Next(done); !ok {
 				return nil
@@ -181,6 +183,7 @@ func (w *encryptWorker) Serve(ctx context.Context) error {
 		src := w.in.TryNext()
 		if src == nil {
 			w.out.Flush()
+			w.c.publish()
 			var ok bool
 			if src, ok = w.in.Next(done); !ok {
 				return nil
@@ -246,6 +249,7 @@ func (s *udpSend) Serve(ctx context.Context) error {
 		}
 		s.t.faults.hit(stageUDPSend)
 		err := s.t.sendDatagrams(s.msgs, s.c)
+		s.c.publish()
 		for _, q := range s.workers {
 			q.Done()
 		}

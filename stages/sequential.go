@@ -38,6 +38,7 @@ func (s *seqInbound) Serve(ctx context.Context) error {
 		}
 	}
 	for {
+		s.c.publish()
 		n, err := t.udp.ReadBatch(s.msgs)
 		if err != nil {
 			if tunio.IsClosed(err) || ctx.Err() != nil {
@@ -110,6 +111,7 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 		}
 	}
 	for {
+		s.c.publish()
 		n, err := t.readTUN(t.tun, s.bufs, s.sizes)
 		if err != nil {
 			if tunio.IsClosed(err) || ctx.Err() != nil {

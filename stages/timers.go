@@ -123,6 +123,7 @@ func (a *timerActor) flushStaged(p *peer, now time.Time) bool {
 			sent = true
 		}
 	})
+	a.c.publish()
 	if sent {
 		p.session.TransportSent(now, true)
 	}

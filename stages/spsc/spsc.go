@@ -40,6 +40,7 @@ type Queue[T any] struct {
 	mask       uint64 // len(slots)-1; len(slots) is a power of two
 	capacity   uint64 // values it holds at most; ≤ len(slots)
 	flushEvery uint64
+	wakeRoom   uint64 // free slots that make Release wake a waiting producer
 
 	_    cacheLine
 	tail atomic.Uint64 // published by the producer: values below it are readable
@@ -90,6 +91,7 @@ func New[T any](capacity int) *Queue[T] {
 		mask:       uint64(n - 1),
 		capacity:   uint64(capacity),
 		flushEvery: uint64(min(max(capacity/8, 1), maxFlushEvery)),
+		wakeRoom:   uint64(max(capacity/2, 1)),
 		notEmpty:   make(chan struct{}, 1),
 		notFull:    make(chan struct{}, 1),
 	}
@@ -274,13 +276,17 @@ func (q *Queue[T]) Done() {
 // restart, the values the failed stage was holding.
 func (q *Queue[T]) InHand() int { return int(q.taken - q.finished) }
 
-// Release publishes the finished slots now and wakes a waiting producer.
+// Release publishes the finished slots now, and wakes a waiting producer
+// once there is room for a good run of values: a producer woken for every
+// few free slots would spend more time parking than producing. When the
+// consumer waits it has released everything, so a waiting producer always
+// gets its wake-up eventually.
 func (q *Queue[T]) Release() {
 	if q.head.Load() == q.finished {
 		return
 	}
 	q.head.Store(q.finished)
-	if q.producerWaiting.Load() {
+	if q.producerWaiting.Load() && q.capacity-(q.tail.Load()-q.finished) >= q.wakeRoom {
 		select {
 		case q.notFull <- struct{}{}:
 		default:
