@@ -1,0 +1,232 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"time"
+
+	"pipeguard/stages"
+	"pipeguard/wire"
+)
+
+// Mode selects what the harness measures.
+type Mode string
+
+// Modes.
+const (
+	ModeMem   Mode = "mem"   // whole tunnels with in-memory ends; no root needed
+	ModeNetns Mode = "netns" // real TUN devices in network namespaces; root
+	ModeAll   Mode = "all"   // both
+)
+
+// Config is one run of the harness. The zero value runs the full
+// in-memory sweep; zero fields take the defaults named in their comments,
+// which Quick makes smaller.
+type Config struct {
+	Mode     Mode          // default ModeMem
+	Quick    bool          // a small sweep that still covers both engines, every direction and the ratios
+	Duration time.Duration // measured time per measurement; default 1 s, quick 500 ms
+	Repeat   int           // figures are medians of this many repeats; default 1
+	// Packets, when positive, makes every measurement move exactly this
+	// many packets per direction instead of running for Duration (tests).
+	Packets int
+
+	Directions []Direction     // default every direction
+	Engines    []stages.Engine // default sequential and pipeline
+	Sizes      []int           // inner packet sizes; default 64, 512, 1280; quick 64, 1280
+	Peers      []int           // default 1, 4; quick 1
+	Procs      []int           // GOMAXPROCS values; default 1..NumCPU; quick 1 and NumCPU
+	// Workers are the pipeline's crypto workers per direction; 0 stands
+	// for GOMAXPROCS. Default 1, GOMAXPROCS and twice that; quick
+	// GOMAXPROCS.
+	Workers []int
+
+	NoStageCPU bool   // skip the profiled measurement behind the per-stage CPU share
+	CPUProfile string // file for a CPU profile of every measured interval
+	MemProfile string // file for the allocation profile at the end
+	JSONPath   string // file for the report as JSON
+	SVGPath    string // file for the throughput chart
+
+	// CommandLine is recorded in the report.
+	CommandLine []string
+	// Progress receives the progress indicator (stderr); nil for none.
+	// ProgressTTY makes it one line rewritten in place.
+	Progress    io.Writer
+	ProgressTTY bool
+}
+
+// Defaults of the full and the quick sweep.
+const (
+	defaultDuration = time.Second
+	quickDuration   = 500 * time.Millisecond
+	// minPacketSize leaves room for the IPv4 and UDP headers and the
+	// sequence number the harness writes into each inner packet.
+	minPacketSize = 32
+	maxPeers      = 1 << 16
+)
+
+// withDefaults fills zero fields and checks the rest.
+func (c Config) withDefaults() (Config, error) {
+	ncpu := runtime.NumCPU()
+	if c.Mode == "" {
+		c.Mode = ModeMem
+	}
+	if c.Duration == 0 {
+		c.Duration = defaultDuration
+		if c.Quick {
+			c.Duration = quickDuration
+		}
+	}
+	if c.Repeat == 0 {
+		c.Repeat = 1
+	}
+	if len(c.Directions) == 0 {
+		c.Directions = []Direction{Inbound, Outbound, Both}
+	}
+	if len(c.Engines) == 0 {
+		c.Engines = []stages.Engine{stages.EngineSequential, stages.EnginePipeline}
+	}
+	if len(c.Sizes) == 0 {
+		c.Sizes = []int{64, 512, wire.MaxInnerSize}
+		if c.Quick {
+			c.Sizes = []int{64, wire.MaxInnerSize}
+		}
+	}
+	if len(c.Peers) == 0 {
+		c.Peers = []int{1, 4}
+		if c.Quick {
+			c.Peers = []int{1}
+		}
+	}
+	if len(c.Procs) == 0 {
+		for p := 1; p <= ncpu; p++ {
+			if !c.Quick || p == 1 || p == ncpu {
+				c.Procs = append(c.Procs, p)
+			}
+		}
+	}
+	return c, c.check()
+}
+
+func (c *Config) check() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, a...)...)
+	}
+	switch c.Mode {
+	case ModeMem, ModeNetns, ModeAll:
+	default:
+		return bad("mode %q is not mem, netns or all", c.Mode)
+	}
+	if c.Duration < 0 || c.Repeat < 1 || c.Packets < 0 {
+		return bad("duration, repeat and packets must be positive")
+	}
+	for _, d := range c.Directions {
+		if d != Inbound && d != Outbound && d != Both {
+			return bad("direction %q is not inbound, outbound or both", d)
+		}
+	}
+	for _, e := range c.Engines {
+		if e != stages.EngineSequential && e != stages.EnginePipeline {
+			return bad("engine %q is not sequential or pipeline", e)
+		}
+	}
+	for _, s := range c.Sizes {
+		if s < minPacketSize || s > wire.MaxInnerSize {
+			return bad("packet size %d not in %d..%d", s, minPacketSize, wire.MaxInnerSize)
+		}
+	}
+	for _, p := range c.Peers {
+		if p < 1 || p > maxPeers {
+			return bad("peers %d not in 1..%d", p, maxPeers)
+		}
+	}
+	for _, p := range c.Procs {
+		if p < 1 || p > 1024 {
+			return bad("GOMAXPROCS %d not in 1..1024", p)
+		}
+	}
+	for _, w := range c.Workers {
+		if w < 0 || w > 256 {
+			return bad("workers %d not in 1..256 (0: GOMAXPROCS)", w)
+		}
+	}
+	return nil
+}
+
+// workersFor resolves the configured worker counts at GOMAXPROCS procs,
+// in order, without repeats.
+func (c *Config) workersFor(procs int) []int {
+	ws := c.Workers
+	switch {
+	case len(ws) > 0:
+	case c.Quick:
+		ws = []int{procs}
+	default:
+		ws = []int{1, procs, 2 * procs}
+	}
+	var out []int
+	for _, w := range ws {
+		if w == 0 {
+			w = procs
+		}
+		if !slices.Contains(out, w) {
+			out = append(out, w)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// memCases lists the in-memory sweep in the order it runs and the table
+// shows: by direction, size, peers, GOMAXPROCS, engine, workers.
+func (c *Config) memCases() []MemCase {
+	var out []MemCase
+	for _, d := range c.Directions {
+		for _, size := range c.Sizes {
+			for _, peers := range c.Peers {
+				for _, procs := range c.Procs {
+					for _, e := range c.Engines {
+						mc := MemCase{Direction: d, Engine: string(e), PacketSize: size, Peers: peers, Procs: procs}
+						if e == stages.EngineSequential {
+							out = append(out, mc)
+							continue
+						}
+						for _, w := range c.workersFor(procs) {
+							mc.Workers = w
+							out = append(out, mc)
+						}
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// aeadCases lists the AEAD limits the sweep needs: each size at each
+// GOMAXPROCS.
+func (c *Config) aeadCases() []AEADLimit {
+	var out []AEADLimit
+	for _, size := range c.Sizes {
+		for _, procs := range c.Procs {
+			out = append(out, AEADLimit{PacketSize: size, Procs: procs})
+		}
+	}
+	return out
+}
+
+// stageCase is the pipeline measurement profiled for the per-stage CPU
+// share: both directions at once, the largest size, the fewest peers,
+// every core, as many workers as cores.
+func (c *Config) stageCase() MemCase {
+	return MemCase{
+		Direction:  Both,
+		Engine:     string(stages.EnginePipeline),
+		PacketSize: slices.Max(c.Sizes),
+		Peers:      slices.Min(c.Peers),
+		Procs:      slices.Max(c.Procs),
+		Workers:    slices.Max(c.Procs),
+	}
+}

@@ -1,0 +1,295 @@
+package bench
+
+import (
+	"cmp"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"slices"
+	"strings"
+)
+
+// The throughput chart, as a hand-written SVG: one panel per packet size,
+// throughput against GOMAXPROCS, a line per engine and direction, and the
+// AEAD limit dashed. The chart model (chart, panel, series) knows nothing
+// of the harness, so the namespace mode can add wireguard-go's lines.
+
+type chart struct {
+	title, subtitle string
+	xLabel, yLabel  string
+	panels          []panel
+}
+
+type panel struct {
+	title  string
+	series []series
+}
+
+type series struct {
+	name   string
+	color  string
+	width  float64
+	dashed bool
+	marker string // "circle", "square" or "" for none
+	points []point
+}
+
+type point struct{ x, y float64 }
+
+// Geometry of the chart, in SVG user units (pixels at 100%).
+const (
+	svgPanelW   = 300
+	svgPanelH   = 280
+	svgMarginL  = 64 // room for the y ticks and label
+	svgGap      = 28
+	svgTop      = 76 // room for the title and subtitle
+	svgLegendH  = 24 // per legend row
+	svgFont     = "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\""
+	svgGridGrey = "#dddddd"
+)
+
+// Colours per direction: the pipeline strong, the sequential baseline the
+// same hue, lighter.
+var dirColors = map[Direction][2]string{
+	Inbound:  {"#1f5fa8", "#8fb6e0"},
+	Outbound: {"#c2530a", "#f2ac74"},
+	Both:     {"#2b8a3e", "#94d3a2"},
+}
+
+// WriteSVG draws the in-memory figures as a chart to w.
+func (r *Report) WriteSVG(w io.Writer) error {
+	if r.Mem == nil {
+		return writeChart(w, chart{title: "PipeGuard throughput", subtitle: "no in-memory figures in this report"})
+	}
+	return writeChart(w, memChart(r))
+}
+
+// memChart makes the chart of the in-memory figures: for each size, at the
+// fewest peers, each engine and direction against GOMAXPROCS. A pipeline
+// point is the run with as many workers as GOMAXPROCS, else the fastest.
+func memChart(r *Report) chart {
+	mr := r.Mem
+	c := chart{
+		title:  "PipeGuard in memory: throughput against cores",
+		xLabel: "GOMAXPROCS (cores)",
+		yLabel: "inner Gbit/s",
+	}
+	if len(mr.Results) == 0 {
+		return c
+	}
+	peers := slices.MinFunc(mr.Results, func(a, b MemResult) int { return cmp.Compare(a.Peers, b.Peers) }).Peers
+	c.subtitle = fmt.Sprintf("%s, %d cores, %s, %s; %d peer%s; pipeline with workers = GOMAXPROCS; medians of %d",
+		r.Machine.CPUModel, r.Machine.Cores, r.Machine.GoVersion, r.Machine.Date, peers, plural(peers), r.Settings.Repeat)
+	var sizes []int
+	for _, res := range mr.Results {
+		if !slices.Contains(sizes, res.PacketSize) {
+			sizes = append(sizes, res.PacketSize)
+		}
+	}
+	slices.Sort(sizes)
+	for _, size := range sizes {
+		p := panel{title: fmt.Sprintf("%d-byte packets", size)}
+		for _, d := range []Direction{Inbound, Outbound, Both} {
+			for ei, engine := range []string{engineSequential, "pipeline"} {
+				s := series{name: engine + " " + string(d), color: dirColors[d][1-ei], width: 2, marker: "square"}
+				if ei == 1 {
+					s.width, s.marker = 3, "circle"
+				}
+				best := map[int]MemResult{}
+				for _, res := range mr.Results {
+					if res.PacketSize != size || res.Peers != peers || res.Direction != d || res.Engine != engine {
+						continue
+					}
+					old, ok := best[res.Procs]
+					if !ok || preferred(res) && !preferred(old) || preferred(res) == preferred(old) && res.Gbps > old.Gbps {
+						best[res.Procs] = res
+					}
+				}
+				for _, procs := range slices.Sorted(maps.Keys(best)) {
+					s.points = append(s.points, point{float64(procs), best[procs].Gbps})
+				}
+				if len(s.points) > 0 {
+					p.series = append(p.series, s)
+				}
+			}
+		}
+		aead := series{name: "ChaCha20-Poly1305 limit", color: "#555555", width: 2, dashed: true}
+		for _, a := range mr.AEAD {
+			if a.PacketSize == size {
+				aead.points = append(aead.points, point{float64(a.Procs), a.Gbps})
+			}
+		}
+		slices.SortFunc(aead.points, func(a, b point) int { return cmp.Compare(a.x, b.x) })
+		if len(aead.points) > 0 {
+			p.series = append(p.series, aead)
+		}
+		c.panels = append(c.panels, p)
+	}
+	return c
+}
+
+// preferred says a pipeline run has as many workers as GOMAXPROCS (the
+// engine's default), the run the chart shows.
+func preferred(r MemResult) bool { return r.Workers == r.Procs }
+
+// writeChart writes c as a standalone SVG document.
+func writeChart(w io.Writer, c chart) error {
+	// The legend: each series name once, in order of first appearance.
+	var legend []series
+	for _, p := range c.panels {
+		for _, s := range p.series {
+			if !slices.ContainsFunc(legend, func(l series) bool { return l.name == s.name }) {
+				legend = append(legend, s)
+			}
+		}
+	}
+	// The legend fills columns of two rows: sequential above pipeline
+	// for each direction, then the limit.
+	const legendRows, legendColW = 2, 180
+	cols := (len(legend) + legendRows - 1) / legendRows
+	n := max(len(c.panels), 1)
+	width := max(svgMarginL+n*svgPanelW+(n-1)*(svgGap+svgMarginL/2)+svgGap, svgMarginL+(cols-1)*legendColW+legendTextW(legend))
+	legendTop := svgTop + svgPanelH + 56
+	height := legendTop + legendRows*svgLegendH
+
+	var b strings.Builder
+	fmt.Fprintf(&b, `<?xml version="1.0" encoding="UTF-8"?>`+"\n")
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" %s font-size="12">`+"\n",
+		width, height, width, height, svgFont)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	fmt.Fprintf(&b, `<text x="%d" y="26" font-size="18" font-weight="bold">%s</text>`+"\n", svgMarginL, esc(c.title))
+	fmt.Fprintf(&b, `<text x="%d" y="46" font-size="11" fill="#444444">%s</text>`+"\n", svgMarginL, esc(c.subtitle))
+	for i, p := range c.panels {
+		x0 := svgMarginL + i*(svgPanelW+svgGap+svgMarginL/2)
+		writePanel(&b, c, p, x0, svgTop)
+	}
+	for i, s := range legend {
+		x := svgMarginL + (i/legendRows)*legendColW
+		y := legendTop + (i%legendRows)*svgLegendH
+		writeLine(&b, s, []point{{0, 0}, {1, 0}}, func(p point) (float64, float64) {
+			return float64(x) + p.x*36, float64(y)
+		})
+		writeMarker(&b, s, float64(x)+18, float64(y))
+		fmt.Fprintf(&b, `<text x="%d" y="%d">%s</text>`+"\n", x+44, y+4, esc(s.name))
+	}
+	b.WriteString("</svg>\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// legendTextW estimates the room the legend's last column needs: its
+// sample line and its longest name, at about 7 units per character of
+// 12-unit text.
+func legendTextW(legend []series) int {
+	w := 0
+	for i := len(legend) - 1; i >= 0 && i >= len(legend)-2; i-- {
+		w = max(w, len(legend[i].name))
+	}
+	return 44 + 7*w + 16
+}
+
+// writePanel draws one panel's frame, grid, ticks, labels and lines with
+// its top-left corner at (x0, y0).
+func writePanel(b *strings.Builder, c chart, p panel, x0, y0 int) {
+	xmin, xmax, ymax := math.Inf(1), math.Inf(-1), 0.0
+	for _, s := range p.series {
+		for _, pt := range s.points {
+			xmin, xmax, ymax = min(xmin, pt.x), max(xmax, pt.x), max(ymax, pt.y)
+		}
+	}
+	if xmin > xmax { // no points
+		xmin, xmax = 1, 2
+	}
+	if xmin == xmax {
+		xmin, xmax = xmin-0.5, xmax+0.5
+	}
+	top, step := niceScale(ymax)
+	// A little room left and right, so points at the ends stay clear of
+	// the axes.
+	pad := (xmax - xmin) * 0.08
+	lo, hi := xmin-pad, xmax+pad
+	fx := func(x float64) float64 { return float64(x0) + (x-lo)/(hi-lo)*svgPanelW }
+	fy := func(y float64) float64 { return float64(y0) + svgPanelH - y/top*svgPanelH }
+	xy := func(pt point) (float64, float64) { return fx(pt.x), fy(pt.y) }
+
+	fmt.Fprintf(b, `<g><text x="%.1f" y="%d" text-anchor="middle" font-size="13" font-weight="bold">%s</text>`+"\n",
+		float64(x0)+svgPanelW/2, y0-10, esc(p.title))
+	for y := 0.0; y <= top+step/2; y += step {
+		fmt.Fprintf(b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="%s"/>`+"\n", x0, fy(y), x0+svgPanelW, fy(y), svgGridGrey)
+		fmt.Fprintf(b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", x0-6, fy(y)+4, fmtTick(y, step))
+	}
+	for x := math.Ceil(xmin); x <= xmax; x++ {
+		fmt.Fprintf(b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#333333"/>`+"\n", fx(x), y0+svgPanelH, fx(x), y0+svgPanelH+5)
+		fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">%g</text>`+"\n", fx(x), y0+svgPanelH+18, x)
+	}
+	fmt.Fprintf(b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#333333"/>`+"\n", x0, y0, svgPanelW, svgPanelH)
+	fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", float64(x0)+svgPanelW/2, y0+svgPanelH+36, esc(c.xLabel))
+	fmt.Fprintf(b, `<text transform="translate(%d,%.1f) rotate(-90)" text-anchor="middle">%s</text>`+"\n",
+		x0-44, float64(y0)+svgPanelH/2, esc(c.yLabel))
+	for _, s := range p.series {
+		writeLine(b, s, s.points, xy)
+		for _, pt := range s.points {
+			x, y := xy(pt)
+			writeMarker(b, s, x, y)
+		}
+	}
+	b.WriteString("</g>\n")
+}
+
+// writeLine draws s's line through pts, mapped by xy; a lone point gets no
+// line, only its marker.
+func writeLine(b *strings.Builder, s series, pts []point, xy func(point) (float64, float64)) {
+	if len(pts) < 2 {
+		return
+	}
+	var coords []string
+	for _, pt := range pts {
+		x, y := xy(pt)
+		coords = append(coords, fmt.Sprintf("%.1f,%.1f", x, y))
+	}
+	dash := ""
+	if s.dashed {
+		dash = ` stroke-dasharray="7,5"`
+	}
+	fmt.Fprintf(b, `<polyline class="series" data-series="%s" points="%s" fill="none" stroke="%s" stroke-width="%g"%s/>`+"\n",
+		esc(s.name), strings.Join(coords, " "), s.color, s.width, dash)
+}
+
+func writeMarker(b *strings.Builder, s series, x, y float64) {
+	switch s.marker {
+	case "circle":
+		fmt.Fprintf(b, `<circle cx="%.1f" cy="%.1f" r="4.5" fill="%s"/>`+"\n", x, y, s.color)
+	case "square":
+		fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="8" height="8" fill="white" stroke="%s" stroke-width="2"/>`+"\n", x-4, y-4, s.color)
+	}
+}
+
+// niceScale returns a top for an axis from 0 that holds v, and a tick step
+// of 1, 2 or 5 times a power of ten giving four to eight ticks.
+func niceScale(v float64) (top, step float64) {
+	if v <= 0 {
+		return 1, 0.25
+	}
+	mag := math.Pow(10, math.Floor(math.Log10(v)))
+	for _, m := range []float64{0.1, 0.2, 0.5, 1, 2, 5} {
+		step = m * mag
+		if v/step <= 7 {
+			break
+		}
+	}
+	return math.Ceil(v*1.05/step) * step, step
+}
+
+// fmtTick prints y with the decimals its step needs.
+func fmtTick(y, step float64) string {
+	dec := max(0, int(math.Ceil(-math.Log10(step)-1e-9)))
+	return fmt.Sprintf("%.*f", dec, y)
+}
+
+func esc(s string) string {
+	var b strings.Builder
+	xml.EscapeText(&b, []byte(s)) // never fails on a strings.Builder
+	return b.String()
+}

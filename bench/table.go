@@ -1,0 +1,150 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// WriteTable prints the report as aligned tables: the machine, the
+// in-memory sweep, the per-stage CPU share, and the namespace mode's
+// figures when it ran.
+func (r *Report) WriteTable(w io.Writer) error {
+	var b strings.Builder
+	m := r.Machine
+	fmt.Fprintf(&b, "PipeGuard bench: %s, %d cores, %s, %s, %s\n", m.CPUModel, m.Cores, m.GoVersion, m.Kernel, m.Date)
+	if r.Mem != nil {
+		writeMem(&b, r.Mem, r.Settings)
+	}
+	if r.Netns != nil {
+		writeNetns(&b, r.Netns)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// memHead is the in-memory table's header; memRow formats one result to
+// match it. Cells hold no spaces, so a row splits back on white space.
+var memHead = []string{"direction", "size", "peers", "GOMAXPROCS", "engine", "workers",
+	"Gbit/s", "Mpps", "CPU ns/pkt", "allocs/pkt", "pipe/seq", "AEAD Gbit/s", "of AEAD"}
+
+func memRow(r MemResult) []string {
+	return []string{
+		string(r.Direction), strconv.Itoa(r.PacketSize), strconv.Itoa(r.Peers), strconv.Itoa(r.Procs), r.Engine,
+		orDash(r.Workers > 0, strconv.Itoa(r.Workers)),
+		fmt.Sprintf("%.2f", r.Gbps), fmt.Sprintf("%.3f", r.Mpps),
+		fmt.Sprintf("%.0f", r.CPUNsPerPacket), fmt.Sprintf("%.3f", r.AllocsPerPacket),
+		orDash(r.VsSequential > 0, fmt.Sprintf("%.2f", r.VsSequential)),
+		orDash(r.AEADGbps > 0, fmt.Sprintf("%.2f", r.AEADGbps)),
+		orDash(r.AEADGbps > 0, fmt.Sprintf("%.0f%%", 100*r.OfAEAD)),
+	}
+}
+
+// stageHead and stageRow are the per-stage CPU table's.
+var stageHead = []string{"stage", "CPU s", "share"}
+
+func stageRow(s StageShare) []string {
+	return []string{s.Stage, fmt.Sprintf("%.3f", s.Seconds), fmt.Sprintf("%.1f%%", 100*s.Share)}
+}
+
+func orDash(ok bool, s string) string {
+	if ok {
+		return s
+	}
+	return "-"
+}
+
+func writeMem(b *strings.Builder, mr *MemReport, st Settings) {
+	fmt.Fprintf(b, "\nIn memory: whole tunnels, real crypto; medians of %d; inner bytes (both: the two directions together);\n", st.Repeat)
+	fmt.Fprintf(b, "CPU is the process's per packet; AEAD is ChaCha20-Poly1305 opening the same size on GOMAXPROCS cores.\n\n")
+	t := table{head: memHead, left: map[int]bool{0: true, 4: true}}
+	for i, r := range mr.Results {
+		if i > 0 {
+			p := mr.Results[i-1]
+			if p.Direction != r.Direction || p.PacketSize != r.PacketSize || p.Peers != r.Peers {
+				t.rows = append(t.rows, nil)
+			}
+		}
+		t.rows = append(t.rows, memRow(r))
+	}
+	t.write(b, "")
+	if s := mr.StageCPU; s != nil {
+		c := s.Case
+		fmt.Fprintf(b, "\nCPU per stage (pprof label \"stage\") in one profiled measurement: %s;\n", c)
+		fmt.Fprintf(b, "%.2f s of CPU in %d samples; %s is the runtime and the harness.\n\n", s.CPUSeconds, s.Samples, NoStage)
+		t := table{head: stageHead, left: map[int]bool{0: true}}
+		for _, sh := range s.Stages {
+			t.rows = append(t.rows, stageRow(sh))
+		}
+		t.write(b, "  ")
+	}
+}
+
+func writeNetns(b *strings.Builder, nr *NetnsReport) {
+	fmt.Fprintf(b, "\nNetwork namespaces: veth, MTU %d; TCP by iperf3 (received), RTT by ping.\n\n", nr.MTU)
+	t := table{head: []string{"impl", "engine", "direction", "streams", "Gbit/s", "retrans", "vs wg-go", "pipe/seq"},
+		left: map[int]bool{0: true, 1: true, 2: true}}
+	for _, run := range nr.Runs {
+		for _, tc := range run.TCP {
+			t.rows = append(t.rows, []string{run.Impl, orDash(run.Engine != "", run.Engine), string(tc.Direction),
+				strconv.Itoa(tc.Streams), fmt.Sprintf("%.2f", tc.Gbps), strconv.FormatInt(tc.Retransmits, 10),
+				orDash(tc.VsWireguardGo > 0, fmt.Sprintf("%.2f", tc.VsWireguardGo)),
+				orDash(tc.VsSequential > 0, fmt.Sprintf("%.2f", tc.VsSequential))})
+		}
+	}
+	t.write(b, "")
+	b.WriteString("\n")
+	t = table{head: []string{"impl", "engine", "RTT idle p50 ms", "p99 ms", "RTT loaded p50 ms", "p99 ms", "CPU %", "peak RSS MiB"},
+		left: map[int]bool{0: true, 1: true}}
+	for _, run := range nr.Runs {
+		t.rows = append(t.rows, []string{run.Impl, orDash(run.Engine != "", run.Engine),
+			fmt.Sprintf("%.3f", run.PingIdle.P50Ms), fmt.Sprintf("%.3f", run.PingIdle.P99Ms),
+			fmt.Sprintf("%.3f", run.PingLoaded.P50Ms), fmt.Sprintf("%.3f", run.PingLoaded.P99Ms),
+			fmt.Sprintf("%.0f", run.CPUPercent), fmt.Sprintf("%.1f", float64(run.PeakRSSBytes)/(1<<20))})
+	}
+	t.write(b, "")
+}
+
+// table aligns columns: numbers to the right, the columns in left to the
+// left. A nil row prints as an empty line.
+type table struct {
+	head []string
+	left map[int]bool
+	rows [][]string
+}
+
+func (t *table) write(b *strings.Builder, indent string) {
+	width := make([]int, len(t.head))
+	for _, row := range append([][]string{t.head}, t.rows...) {
+		for i, c := range row {
+			width[i] = max(width[i], len(c))
+		}
+	}
+	line := func(row []string) {
+		b.WriteString(indent)
+		for i, c := range row {
+			if i > 0 {
+				b.WriteString("  ")
+			}
+			pad := strings.Repeat(" ", width[i]-len(c))
+			if t.left[i] {
+				if i == len(row)-1 {
+					pad = ""
+				}
+				b.WriteString(c + pad)
+			} else {
+				b.WriteString(pad + c)
+			}
+		}
+		b.WriteString("\n")
+	}
+	line(t.head)
+	for _, row := range t.rows {
+		if row == nil {
+			b.WriteString("\n")
+			continue
+		}
+		line(row)
+	}
+}

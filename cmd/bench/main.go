@@ -1,0 +1,95 @@
+// Command bench measures PipeGuard's dataplane: the pipeline engine
+// against the sequential baseline and the AEAD's limit, with whole tunnels
+// in memory (the default mode) or, later, between network namespaces. It
+// is a thin shell over package bench: flags in, bench.Run, exit status.
+//
+//	go run ./cmd/bench --quick
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"pipeguard/bench"
+	"pipeguard/stages"
+)
+
+// cli is the command line. Zero values take package bench's defaults, which
+// --quick makes smaller.
+type cli struct {
+	Mode     string        `help:"What to measure: mem (in-memory tunnels, no root), netns (real TUN devices in network namespaces, root), all." default:"mem" enum:"mem,netns,all"`
+	Quick    bool          `help:"A small sweep (two sizes, one peer, GOMAXPROCS 1 and all cores) that still covers both engines, every direction and the ratios."`
+	Duration time.Duration `help:"Measured time per measurement (default 1s; 500ms with --quick)."`
+	Repeat   int           `help:"Run the sweep N times and report medians." default:"1" placeholder:"N"`
+
+	JSON       string `name:"json" help:"Write every figure, and the machine, to FILE as JSON." placeholder:"FILE" type:"path"`
+	SVG        string `name:"svg" help:"Write a chart of throughput against cores to FILE (SVG)." placeholder:"FILE" type:"path"`
+	CPUProfile string `name:"cpuprofile" help:"Write a CPU profile of every measured interval to FILE." placeholder:"FILE" type:"path"`
+	MemProfile string `name:"memprofile" help:"Write the allocation profile at the end to FILE." placeholder:"FILE" type:"path"`
+	NoStageCPU bool   `name:"no-stage-cpu" help:"Skip the profiled pipeline measurement behind the CPU-per-stage table."`
+
+	Directions []string `help:"Directions to sweep: inbound, outbound, both." sep:"," placeholder:"DIR"`
+	Engines    []string `help:"Engines to sweep: sequential, pipeline." sep:"," placeholder:"ENGINE"`
+	Sizes      []int    `help:"Inner packet sizes in bytes (default 64,512,1280)." sep:"," placeholder:"BYTES"`
+	Peers      []int    `help:"Numbers of peers (default 1,4)." sep:"," placeholder:"N"`
+	Procs      []int    `help:"GOMAXPROCS values (default 1 to the number of CPUs)." sep:"," placeholder:"N"`
+	Workers    []int    `help:"Pipeline crypto workers per direction; 0 means GOMAXPROCS (default 1, GOMAXPROCS and twice that)." sep:"," placeholder:"N"`
+}
+
+func main() {
+	cfg, err := parse(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	cfg.CommandLine = os.Args
+	cfg.Progress, cfg.ProgressTTY = os.Stderr, bench.IsTerminal(os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if _, err := bench.Run(ctx, cfg, os.Stdout); err != nil {
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "bench:") {
+			msg = "bench: " + msg
+		}
+		fmt.Fprintln(os.Stderr, msg)
+		if errors.Is(err, context.Canceled) {
+			os.Exit(130)
+		}
+		os.Exit(1)
+	}
+}
+
+// parse reads the command line into a bench.Config.
+func parse(args []string) (bench.Config, error) {
+	var c cli
+	p, err := kong.New(&c, kong.Name("bench"),
+		kong.Description("Measure PipeGuard: pipeline against sequential, against the ChaCha20-Poly1305 limit (and, in netns mode, wireguard-go)."),
+		kong.UsageOnError())
+	if err != nil {
+		return bench.Config{}, err
+	}
+	if _, err := p.Parse(args); err != nil {
+		return bench.Config{}, err
+	}
+	cfg := bench.Config{
+		Mode: bench.Mode(c.Mode), Quick: c.Quick, Duration: c.Duration, Repeat: c.Repeat,
+		Sizes: c.Sizes, Peers: c.Peers, Procs: c.Procs, Workers: c.Workers,
+		NoStageCPU: c.NoStageCPU, CPUProfile: c.CPUProfile, MemProfile: c.MemProfile,
+		JSONPath: c.JSON, SVGPath: c.SVG,
+	}
+	for _, d := range c.Directions {
+		cfg.Directions = append(cfg.Directions, bench.Direction(d))
+	}
+	for _, e := range c.Engines {
+		cfg.Engines = append(cfg.Engines, stages.Engine(e))
+	}
+	return cfg, nil
+}
