@@ -15,6 +15,7 @@ package memtun
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"pipeguard/tunio"
 	"pipeguard/tunio/internal/ring"
@@ -86,7 +87,9 @@ type TUN struct {
 	readLen []int
 
 	writeMu sync.Mutex // serializes Write, so OnWrite sees one call at a time
-	written uint64     // packets written; guarded by writeMu
+	// written counts packets written. It is atomic, not guarded by
+	// writeMu, so that Written answers while a Write waits for room.
+	written atomic.Uint64
 }
 
 // New returns a TUN configured by cfg.
@@ -151,12 +154,9 @@ func (t *TUN) Outbound() <-chan Packet { return t.outbound }
 // Done is closed when the TUN is closed.
 func (t *TUN) Done() <-chan struct{} { return t.closed }
 
-// Written is the number of packets the tunnel has written.
-func (t *TUN) Written() uint64 {
-	t.writeMu.Lock()
-	defer t.writeMu.Unlock()
-	return t.written
-}
+// Written is the number of packets the tunnel has written. It does not
+// wait for a Write in progress.
+func (t *TUN) Written() uint64 { return t.written.Load() }
 
 // Read implements tunio.Device.
 func (t *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
@@ -212,14 +212,14 @@ func (t *TUN) Write(bufs [][]byte, offset int) (int, error) {
 		}
 		if t.cfg.OnWrite != nil {
 			t.cfg.OnWrite(pkt)
-			t.written++
+			t.written.Add(1)
 			continue
 		}
 		var p Packet
 		p.N = copy(p.Buf[:], pkt)
 		select {
 		case t.outbound <- p:
-			t.written++
+			t.written.Add(1)
 		case <-t.closed:
 			return i, tunio.ErrClosed
 		}
