@@ -13,9 +13,11 @@ import (
 
 // runEnv is what every command gets: where to log, read and print.
 type runEnv struct {
-	log    *slog.Logger
-	stdin  io.Reader
-	stdout io.Writer
+	log      *slog.Logger
+	logLevel string // --log-level, for commands that build their own loggers
+	stdin    io.Reader
+	stdout   io.Writer
+	stderr   io.Writer
 }
 
 type genkeyCmd struct{}

@@ -1,34 +1,53 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
-	"os"
 
 	"github.com/lmittmann/tint"
-	"golang.org/x/sys/unix"
+
+	"pipeguard/cmd/headless-client/logfile"
 )
+
+// parseLevel turns --log-level into a slog level; kong's enum has already
+// limited it to the four names, so an error here is a programming error
+// and info is the safe answer.
+func parseLevel(level string) slog.Level {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return slog.LevelInfo
+	}
+	return lvl
+}
 
 // newLogger builds the human-readable stderr logger: tint, with colour only
 // when w is a terminal, so that journald and redirected files get plain
 // text.
 func newLogger(w io.Writer, level string) *slog.Logger {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		lvl = slog.LevelInfo
-	}
-	return slog.New(tint.NewHandler(w, &tint.Options{
+	return slog.New(stderrHandler(w, parseLevel(level)))
+}
+
+func stderrHandler(w io.Writer, lvl slog.Level) slog.Handler {
+	return tint.NewHandler(w, &tint.Options{
 		Level:      lvl,
 		TimeFormat: "15:04:05.000",
 		NoColor:    !isTerminal(w),
-	}))
+	})
 }
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
+// withLogDir adds JSON lines in dir/pipeguard-<iface>.log (rotated by
+// size) to the stderr logger, when dir is set. The returned closer closes
+// the file; it is a no-op without dir.
+func withLogDir(stderr io.Writer, level, dir, iface string) (*slog.Logger, io.Closer, error) {
+	lvl := parseLevel(level)
+	if dir == "" {
+		return slog.New(stderrHandler(stderr, lvl)), io.NopCloser(nil), nil
 	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+	f, err := logfile.Open(dir, "pipeguard-"+iface, logfile.DefaultMaxSize, logfile.DefaultKeep)
+	if err != nil {
+		return nil, nil, fmt.Errorf("log directory %s: %w", dir, err)
+	}
+	h := slog.NewMultiHandler(stderrHandler(stderr, lvl), slog.NewJSONHandler(f, &slog.HandlerOptions{Level: lvl}))
+	return slog.New(h), f, nil
 }

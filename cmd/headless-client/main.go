@@ -6,6 +6,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/alecthomas/kong"
 )
@@ -15,8 +16,10 @@ import (
 type cli struct {
 	LogLevel string `help:"Log level: debug, info, warn, error." default:"info" enum:"debug,info,warn,error" env:"LOG_LEVEL"`
 
-	Genkey genkeyCmd `cmd:"" help:"Print a new base64 private key (like wg genkey)."`
-	Pubkey pubkeyCmd `cmd:"" help:"Read a base64 private key on stdin, print its public key (like wg pubkey)."`
+	Standalone standaloneCmd `cmd:"" help:"Bring up a tunnel from a WireGuard config file and keep it up (SIGHUP reloads, SIGTERM stops)."`
+	Demo       demoCmd       `cmd:"" help:"Show a working tunnel: two PipeGuard peers in private network namespaces, with traffic between them (needs root)."`
+	Genkey     genkeyCmd     `cmd:"" help:"Print a new base64 private key (like wg genkey)."`
+	Pubkey     pubkeyCmd     `cmd:"" help:"Read a base64 private key on stdin, print its public key (like wg pubkey)."`
 }
 
 func main() {
@@ -27,8 +30,15 @@ func main() {
 		kong.UsageOnError(),
 	)
 	log := newLogger(os.Stderr, c.LogLevel)
-	if err := ctx.Run(&runEnv{log: log, stdin: os.Stdin, stdout: os.Stdout}); err != nil {
-		fmt.Fprintf(os.Stderr, "headless-client: %v\n", err)
+	env := &runEnv{log: log, logLevel: c.LogLevel, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	if err := ctx.Run(env); err != nil {
+		// One line that names the problem; most errors already say which
+		// part of the program they come from.
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "headless-client:") {
+			msg = "headless-client: " + msg
+		}
+		fmt.Fprintln(os.Stderr, msg)
 		os.Exit(1)
 	}
 }

@@ -1,4 +1,4 @@
-package netnstest
+package netns
 
 import (
 	"fmt"
@@ -19,12 +19,12 @@ func (ns *NS) Do(fn func() error) error {
 		runtime.LockOSThread()
 		fd, err := unix.Open("/var/run/netns/"+ns.Name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			errc <- fmt.Errorf("netnstest: open netns %s: %w", ns.Name, err)
+			errc <- fmt.Errorf("netns: open netns %s: %w", ns.Name, err)
 			return
 		}
 		defer unix.Close(fd)
 		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("netnstest: setns %s: %w", ns.Name, err)
+			errc <- fmt.Errorf("netns: setns %s: %w", ns.Name, err)
 			return
 		}
 		errc <- fn()

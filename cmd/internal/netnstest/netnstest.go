@@ -1,5 +1,5 @@
 // Package netnstest gives tests private network namespaces joined by veth
-// pairs, made with iproute2 (`ip netns`), so that end-to-end tests and
+// pairs (package netns, over iproute2), so that end-to-end tests and
 // benchmarks run real tunnels, real routes and real TCP without touching
 // the host's network. Every namespace is named uniquely (process id and a
 // counter), and is deleted, with everything in it, in t.Cleanup.
@@ -9,7 +9,6 @@
 package netnstest
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"pipeguard/cmd/internal/netns"
 )
 
 // TB is the part of testing.TB the helpers use, so a benchmark harness
@@ -71,42 +72,30 @@ func UniqueName(prefix string) string {
 	return fmt.Sprintf("%s%d-%d", prefix, os.Getpid(), names.n.Add(1))
 }
 
-// NS is one network namespace.
+// NS is a namespace that belongs to one test.
 type NS struct {
-	Name string
+	*netns.NS
 }
 
 // New creates a namespace with its loopback up; it is deleted in
-// t.Cleanup, after the cleanups registered later (processes in it are
+// t.Cleanup, after the cleanups registered later (so processes in it are
 // killed first).
 func New(t TB) *NS {
 	t.Helper()
-	ns := &NS{Name: UniqueName("pgn")}
-	if out, err := exec.Command("ip", "netns", "add", ns.Name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", ns.Name, err, out)
+	ns, err := netns.Create(UniqueName("pgn"))
+	if err != nil {
+		t.Fatalf("%v", err)
 	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", ns.Name).CombinedOutput(); err != nil {
-			t.Logf("ip netns del %s: %v: %s", ns.Name, err, out)
+		if err := ns.Delete(); err != nil {
+			t.Logf("%v", err)
 		}
 	})
-	ns.MustRun(t, "ip", "link", "set", "lo", "up")
-	return ns
+	return &NS{ns}
 }
 
-// Command returns a command that runs name with args inside the
-// namespace (through `ip netns exec`).
-func (ns *NS) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
-}
-
-// Run runs a command in the namespace and returns its combined output.
-func (ns *NS) Run(name string, args ...string) (string, error) {
-	out, err := ns.Command(context.Background(), name, args...).CombinedOutput()
-	return string(out), err
-}
-
-// MustRun is Run that fails the test on error.
+// MustRun runs a command in the namespace, failing the test on error, and
+// returns its combined output.
 func (ns *NS) MustRun(t TB, name string, args ...string) string {
 	t.Helper()
 	out, err := ns.Run(name, args...)
@@ -118,20 +107,12 @@ func (ns *NS) MustRun(t TB, name string, args ...string) string {
 
 // Link joins a and b with a veth pair, gives each end its address (a
 // prefix such as 10.99.0.1/24) and brings both up. It returns the
-// interface names in a and b.
+// interface names in a and b; they go when the namespaces do.
 func Link(t TB, a, b *NS, addrA, addrB netip.Prefix) (ifA, ifB string) {
 	t.Helper()
 	ifA, ifB = UniqueName("va"), UniqueName("vb")
-	if out, err := exec.Command("ip", "link", "add", ifA, "netns", a.Name, "type", "veth", "peer", "name", ifB, "netns", b.Name).CombinedOutput(); err != nil {
-		t.Fatalf("creating veth %s-%s: %v: %s", ifA, ifB, err, out)
-	}
-	for _, end := range []struct {
-		ns   *NS
-		name string
-		addr netip.Prefix
-	}{{a, ifA, addrA}, {b, ifB, addrB}} {
-		end.ns.MustRun(t, "ip", "addr", "add", end.addr.String(), "dev", end.name, "nodad")
-		end.ns.MustRun(t, "ip", "link", "set", end.name, "up")
+	if err := netns.Link(a.NS, b.NS, ifA, ifB, addrA, addrB); err != nil {
+		t.Fatalf("%v", err)
 	}
 	return ifA, ifB
 }

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"pipeguard/cmd/headless-client/config"
+	"pipeguard/cmd/headless-client/ifsetup"
+	"pipeguard/cmd/headless-client/uapi"
+	"pipeguard/stages"
+	"pipeguard/tunio"
+)
+
+// standaloneCmd brings a tunnel up from a config file and keeps it up
+// until SIGTERM or SIGINT; SIGHUP reloads the config.
+type standaloneCmd struct {
+	Config        string `help:"WireGuard config file (wg-quick format)." default:"/etc/pipeguard/pg0.conf" env:"PIPEGUARD_CONFIG"`
+	Interface     string `help:"Interface name; default: the config file's name without .conf."`
+	LogDir        string `help:"Also write JSON log lines to files in this directory, rotated by size." env:"LOG_DIR"`
+	StateDir      string `help:"State directory; the device id is kept in <dir>/config/pipeguard-id." default:"/var/lib/pipeguard" env:"PIPEGUARD_STATE_DIR"`
+	DNSControl    string `help:"How to apply the config's DNS: disabled leaves the system alone; etc-resolv-conf writes /etc/resolv.conf and restores it on exit." default:"disabled" enum:"disabled,etc-resolv-conf"`
+	Engine        string `help:"Dataplane engine: pipeline or sequential." default:"pipeline" enum:"pipeline,sequential"`
+	Workers       int    `help:"Encrypt and decrypt workers each (pipeline engine); 0: one per CPU." default:"0"`
+	QueueCapacity int    `help:"Capacity of each channel between pipeline stages, in packets." default:"1000"`
+}
+
+// stopTimeout is how long an orderly stop may take once the tunnel was
+// told to stop: within the 2 s an admin (and systemd's patience) expects.
+const stopTimeout = 2 * time.Second
+
+// errStopTimeout means a part of the tunnel did not stop in time.
+var errStopTimeout = errors.New("headless-client: tunnel did not stop within 2 s")
+
+func (c *standaloneCmd) Run(env *runEnv) error {
+	iface := c.Interface
+	var err error
+	if iface == "" {
+		iface, err = config.InterfaceName(c.Config)
+	} else {
+		err = config.CheckInterfaceName(iface)
+	}
+	if err != nil {
+		return err
+	}
+	log, closeLog, err := withLogDir(env.stderr, env.logLevel, c.LogDir, iface)
+	if err != nil {
+		return err
+	}
+	defer closeLog.Close()
+
+	// Every refusal comes before anything is created, so a refused start
+	// leaves nothing behind.
+	cfg, err := config.Load(c.Config)
+	if err != nil {
+		return err
+	}
+	if err := checkNetAdmin(); err != nil {
+		return err
+	}
+	id, idFrom, err := deviceID(os.Getenv("PIPEGUARD_ID"), deviceIDFile(c.StateDir))
+	if err != nil {
+		return err
+	}
+	log = log.With("interface", iface)
+	log.Info("starting", "device_id", id, "device_id_from", idFrom, "config", c.Config, "peers", len(cfg.Peers))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	peers, err := resolvePeers(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	t, err := bringUp(iface, cfg, peers, c, log)
+	if err != nil {
+		return err
+	}
+	return t.run(ctx, c.Config, log)
+}
+
+// resolvePeers turns the config's peers into the tunnel's, resolving host
+// name endpoints.
+func resolvePeers(ctx context.Context, cfg *config.Config) ([]stages.PeerConfig, error) {
+	out := make([]stages.PeerConfig, 0, len(cfg.Peers))
+	for i := range cfg.Peers {
+		pe := &cfg.Peers[i]
+		ep, err := pe.ResolveEndpoint(ctx, net.DefaultResolver.LookupNetIP)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, stages.PeerConfig{
+			PublicKey:           pe.PublicKey,
+			PresharedKey:        pe.PresharedKey,
+			Endpoint:            ep,
+			AllowedIPs:          pe.AllowedIPs,
+			PersistentKeepalive: pe.PersistentKeepalive,
+		})
+	}
+	return out, nil
+}
+
+// routesOf is every peer's AllowedIPs, the routes the interface needs.
+func routesOf(peers []stages.PeerConfig) (routes []netip.Prefix, endpoints []netip.AddrPort) {
+	for _, p := range peers {
+		routes = append(routes, p.AllowedIPs...)
+		endpoints = append(endpoints, p.Endpoint)
+	}
+	return routes, endpoints
+}
+
+// running is an up tunnel with everything around it.
+type running struct {
+	iface  string
+	tunnel *stages.Tunnel
+	ifc    *ifsetup.Interface
+	uapi   *uapi.Server
+	cfg    *config.Config
+	peers  []stages.PeerConfig // as last applied from the file
+	mu     sync.Mutex          // serialises config changes: reloads and UAPI sets
+}
+
+// bringUp creates the socket, the TUN device, the tunnel, the interface
+// configuration and the UAPI socket, in that order; on failure it undoes
+// what it did.
+func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *standaloneCmd, log *slog.Logger) (*running, error) {
+	udp, err := tunio.ListenUDP(netip.AddrPortFrom(netip.IPv6Unspecified(), cfg.Interface.ListenPort))
+	if err != nil {
+		return nil, fmt.Errorf("headless-client: UDP port %d: %w", cfg.Interface.ListenPort, err)
+	}
+	dev, err := tunio.CreateTUN(iface, cfg.Interface.MTU)
+	if err != nil {
+		udp.Close()
+		return nil, fmt.Errorf("headless-client: creating TUN device %s: %w", iface, err)
+	}
+	tun, err := stages.New(stages.Config{
+		PrivateKey:    cfg.Interface.PrivateKey,
+		Peers:         peers,
+		Engine:        stages.Engine(c.Engine),
+		Workers:       c.Workers,
+		QueueCapacity: c.QueueCapacity,
+	}, dev, udp, nil, log)
+	if err != nil {
+		dev.Close()
+		udp.Close()
+		return nil, err
+	}
+	routes, endpoints := routesOf(peers)
+	ifc, err := ifsetup.Up(ifsetup.Config{
+		Name:      iface,
+		MTU:       cfg.Interface.MTU,
+		Addresses: cfg.Interface.Addresses,
+		Routes:    routes,
+		Endpoints: endpoints,
+		DNS: ifsetup.DNSConfig{
+			Mode:    c.DNSControl,
+			Servers: cfg.Interface.DNS,
+			Search:  cfg.Interface.DNSSearch,
+			Backup:  c.StateDir + "/resolv.conf." + iface,
+		},
+	}, log)
+	if err != nil {
+		dev.Close()
+		udp.Close()
+		return nil, err
+	}
+	r := &running{iface: iface, tunnel: tun, ifc: ifc, cfg: cfg, peers: peers}
+	srv, err := uapi.Listen(uapi.SocketPath(iface), tun, &r.mu, log)
+	if err != nil {
+		ifc.Down()
+		dev.Close()
+		udp.Close()
+		return nil, fmt.Errorf("headless-client: UAPI socket for %s: %w", iface, err)
+	}
+	r.uapi = srv
+	return r, nil
+}
+
+// run serves until ctx ends (SIGTERM, SIGINT) or the tunnel fails, and
+// reloads on SIGHUP. It stops everything in order: the UAPI socket and
+// the tunnel (whose device takes the interface with it), then the
+// interface configuration that outlives the device (DNS).
+func (r *running) run(ctx context.Context, cfgPath string, log *slog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	tunErr := make(chan error, 1)
+	uapiDone := make(chan error, 1)
+	go func() { tunErr <- r.tunnel.Serve(ctx) }()
+	go func() { uapiDone <- r.uapi.Serve(ctx) }()
+	log.Info("tunnel running", "listen_port", r.tunnel.LocalAddr().Port(), "public_key", r.tunnel.PublicKey(), "uapi", r.uapi.Path())
+
+	var failed error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-hup:
+			r.reload(ctx, cfgPath, log)
+		case err := <-tunErr:
+			// The tunnel stopped by itself: a stage failed past its
+			// supervisor's patience.
+			failed = fmt.Errorf("headless-client: tunnel failed: %w", err)
+			tunErr <- err
+			break loop
+		case err := <-uapiDone:
+			log.Error("UAPI socket failed; wg can no longer reach this tunnel", "err", err)
+			uapiDone <- nil
+		}
+	}
+	log.Info("stopping")
+	cancel()
+	deadline := time.After(stopTimeout)
+wait:
+	for _, ch := range []chan error{tunErr, uapiDone} {
+		select {
+		case err := <-ch:
+			if err != nil && failed == nil {
+				failed = err
+			}
+		case <-deadline:
+			if failed == nil {
+				failed = errStopTimeout
+			}
+			break wait
+		}
+	}
+	// Even after a timeout: restore DNS and remove what is left.
+	if err := r.ifc.Down(); err != nil {
+		log.Warn("removing interface configuration", "err", err)
+	}
+	if failed != nil {
+		return failed
+	}
+	log.Info("stopped")
+	return nil
+}
