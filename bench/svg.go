@@ -168,7 +168,7 @@ func writeChart(w io.Writer, c chart) error {
 	for i, s := range legend {
 		x := svgMarginL + (i/legendRows)*legendColW
 		y := legendTop + (i%legendRows)*svgLegendH
-		writeLine(&b, s, []point{{0, 0}, {1, 0}}, func(p point) (float64, float64) {
+		writeLine(&b, "legend", s, []point{{0, 0}, {1, 0}}, func(p point) (float64, float64) {
 			return float64(x) + p.x*36, float64(y)
 		})
 		writeMarker(&b, s, float64(x)+18, float64(y))
@@ -229,7 +229,7 @@ func writePanel(b *strings.Builder, c chart, p panel, x0, y0 int) {
 	fmt.Fprintf(b, `<text transform="translate(%d,%.1f) rotate(-90)" text-anchor="middle">%s</text>`+"\n",
 		x0-44, float64(y0)+svgPanelH/2, esc(c.yLabel))
 	for _, s := range p.series {
-		writeLine(b, s, s.points, xy)
+		writeLine(b, "series", s, s.points, xy)
 		for _, pt := range s.points {
 			x, y := xy(pt)
 			writeMarker(b, s, x, y)
@@ -238,9 +238,10 @@ func writePanel(b *strings.Builder, c chart, p panel, x0, y0 int) {
 	b.WriteString("</g>\n")
 }
 
-// writeLine draws s's line through pts, mapped by xy; a lone point gets no
-// line, only its marker.
-func writeLine(b *strings.Builder, s series, pts []point, xy func(point) (float64, float64)) {
+// writeLine draws s's line through pts, mapped by xy, as a polyline of
+// class "series" (in a panel) or "legend"; a lone point gets no line,
+// only its marker.
+func writeLine(b *strings.Builder, class string, s series, pts []point, xy func(point) (float64, float64)) {
 	if len(pts) < 2 {
 		return
 	}
@@ -253,8 +254,8 @@ func writeLine(b *strings.Builder, s series, pts []point, xy func(point) (float6
 	if s.dashed {
 		dash = ` stroke-dasharray="7,5"`
 	}
-	fmt.Fprintf(b, `<polyline class="series" data-series="%s" points="%s" fill="none" stroke="%s" stroke-width="%g"%s/>`+"\n",
-		esc(s.name), strings.Join(coords, " "), s.color, s.width, dash)
+	fmt.Fprintf(b, `<polyline class="%s" data-series="%s" points="%s" fill="none" stroke="%s" stroke-width="%g"%s/>`+"\n",
+		class, esc(s.name), strings.Join(coords, " "), s.color, s.width, dash)
 }
 
 func writeMarker(b *strings.Builder, s series, x, y float64) {
@@ -270,7 +271,7 @@ func writeMarker(b *strings.Builder, s series, x, y float64) {
 // of 1, 2 or 5 times a power of ten giving four to eight ticks.
 func niceScale(v float64) (top, step float64) {
 	if v <= 0 {
-		return 1, 0.25
+		return 1, 0.2
 	}
 	mag := math.Pow(10, math.Floor(math.Log10(v)))
 	for _, m := range []float64{0.1, 0.2, 0.5, 1, 2, 5} {
