@@ -260,7 +260,12 @@ func (p *rawPeer) forged(counter uint64, innerLen int) []byte {
 func withRawPeer(t *testing.T, s tunnelSpec, extra ...PeerConfig) (*end, *rawPeer) {
 	t.Helper()
 	leakCheck(t)
-	net := memudp.NewNetworkConfig(blocking)
+	return withRawPeerOn(t, memudp.NewNetworkConfig(blocking), s, extra...)
+}
+
+// withRawPeerOn is withRawPeer on a given network.
+func withRawPeerOn(t *testing.T, net *memudp.Network, s tunnelSpec, extra ...PeerConfig) (*end, *rawPeer) {
+	t.Helper()
 	p, pc := newRawPeer(t, net, netip.MustParseAddrPort("192.0.2.2:51820"), hostB)
 	s.udp = netip.MustParseAddrPort("192.0.2.1:51820")
 	s.inner = hostA.v4
