@@ -1,0 +1,189 @@
+// Package metrics serves a running tunnel's counters to Prometheus, in the
+// text exposition format (version 0.0.4, written by hand: a few dozen
+// lines do not need a client library), and the pprof endpoints; each on
+// its own address with its own ServeMux, never http.DefaultServeMux.
+//
+// Wiring, for a tunnel t (a *stages.Tunnel is a Source):
+//
+//	srv, err := metrics.Listen("127.0.0.1:9586", metrics.NewMux(t), log)
+//	// then, supervised or in a goroutine: srv.Serve(ctx)
+//	dbg, err := metrics.Listen("127.0.0.1:6060", metrics.PprofMux(), log)
+package metrics
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"pipeguard/noise"
+	"pipeguard/stages"
+)
+
+// Source is what the metrics are read from; *stages.Tunnel is one. Both
+// methods are called once per scrape and must be safe to call while the
+// tunnel runs.
+type Source interface {
+	Stats() []stages.StageStats
+	Peers() []stages.PeerStatus
+}
+
+// HandshakeCounter is an optional capability of a Source: the number of
+// completed handshakes of each peer. When the Source has it,
+// pipeguard_peer_handshakes_total is exported.
+type HandshakeCounter interface {
+	Handshakes() map[noise.PublicKey]uint64
+}
+
+// A tunnel is a Source.
+var _ Source = (*stages.Tunnel)(nil)
+
+// ContentType is the exposition format's media type.
+const ContentType = "text/plain; version=0.0.4; charset=utf-8"
+
+// Handler returns an http.Handler that answers GET and HEAD with src's
+// metrics. It is safe for concurrent scrapes.
+func Handler(src Source) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "metrics: method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Type", ContentType)
+		if r.Method == http.MethodHead {
+			return
+		}
+		WriteText(w, src) // a failed write means the scraper went away
+	})
+}
+
+// NewMux returns a ServeMux serving src's metrics at /metrics.
+func NewMux(src Source) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", Handler(src))
+	return mux
+}
+
+// WriteText writes src's metrics to w in the text exposition format.
+func WriteText(w io.Writer, src Source) error {
+	bw := bufio.NewWriter(w)
+	e := &encoder{w: bw}
+	writeStages(e, src.Stats())
+	writePeers(e, src)
+	return bw.Flush()
+}
+
+func writeStages(e *encoder, st []stages.StageStats) {
+	stageLabel := func(s stages.StageStats) []string { return []string{"stage", s.Name} }
+	e.family("pipeguard_stage_instances", "gauge", "Goroutines the stage runs as (a worker pool has several).")
+	for _, s := range st {
+		e.sample("pipeguard_stage_instances", stageLabel(s), strconv.Itoa(s.Instances))
+	}
+	e.family("pipeguard_stage_packets_total", "counter", "Packets the stage handed on.")
+	for _, s := range st {
+		e.sample("pipeguard_stage_packets_total", stageLabel(s), u64(s.Packets))
+	}
+	e.family("pipeguard_stage_bytes_total", "counter", "Bytes of the packets the stage handed on (inner bytes on the TUN side, datagram bytes on the UDP side).")
+	for _, s := range st {
+		e.sample("pipeguard_stage_bytes_total", stageLabel(s), u64(s.Bytes))
+	}
+	e.family("pipeguard_stage_drops_total", "counter", "Packets the stage dropped, by reason.")
+	for _, s := range st {
+		for _, r := range stages.DropReasons() {
+			e.sample("pipeguard_stage_drops_total", []string{"stage", s.Name, "reason", r.String()}, u64(s.Drops[r]))
+		}
+	}
+	e.family("pipeguard_stage_keepalives_total", "counter", "Keepalives the stage received (route-in, inbound) or sent (timers).")
+	for _, s := range st {
+		e.sample("pipeguard_stage_keepalives_total", stageLabel(s), u64(s.Keepalives))
+	}
+	e.family("pipeguard_stage_queue_depth", "gauge", "Packets waiting in the stage's input queues.")
+	for _, s := range st {
+		e.sample("pipeguard_stage_queue_depth", stageLabel(s), strconv.Itoa(s.QueueDepth))
+	}
+	e.family("pipeguard_stage_queue_capacity", "gauge", "Capacity of the stage's input queues.")
+	for _, s := range st {
+		e.sample("pipeguard_stage_queue_capacity", stageLabel(s), strconv.Itoa(s.QueueCap))
+	}
+	e.family("pipeguard_stage_restarts_total", "counter", "Times the supervisor restarted one of the stage's goroutines.")
+	for _, s := range st {
+		e.sample("pipeguard_stage_restarts_total", stageLabel(s), u64(s.Restarts))
+	}
+}
+
+func writePeers(e *encoder, src Source) {
+	peers := src.Peers()
+	keys := make([][]string, len(peers))
+	for i, p := range peers {
+		keys[i] = []string{"public_key", p.PublicKey.String()}
+	}
+	e.family("pipeguard_peers", "gauge", "Configured peers.")
+	e.sample("pipeguard_peers", nil, strconv.Itoa(len(peers)))
+	e.family("pipeguard_peer_last_handshake_seconds", "gauge", "Unix time of the peer's last completed handshake; 0 if none yet.")
+	for i, p := range peers {
+		e.sample("pipeguard_peer_last_handshake_seconds", keys[i], unixSeconds(p.LastHandshake))
+	}
+	e.family("pipeguard_peer_receive_bytes_total", "counter", "Datagram bytes received from the peer, as wireguard-go counts them.")
+	for i, p := range peers {
+		e.sample("pipeguard_peer_receive_bytes_total", keys[i], u64(p.RxBytes))
+	}
+	e.family("pipeguard_peer_transmit_bytes_total", "counter", "Datagram bytes sent to the peer, as wireguard-go counts them.")
+	for i, p := range peers {
+		e.sample("pipeguard_peer_transmit_bytes_total", keys[i], u64(p.TxBytes))
+	}
+	if hc, ok := src.(HandshakeCounter); ok {
+		counts := hc.Handshakes()
+		e.family("pipeguard_peer_handshakes_total", "counter", "Handshakes completed with the peer.")
+		for i, p := range peers {
+			e.sample("pipeguard_peer_handshakes_total", keys[i], u64(counts[p.PublicKey]))
+		}
+	}
+}
+
+// encoder writes exposition lines. The zero value is not usable; it is
+// used by one goroutine.
+type encoder struct {
+	w *bufio.Writer
+}
+
+// family writes the HELP and TYPE lines that precede a family's samples.
+func (e *encoder) family(name, typ, help string) {
+	e.w.WriteString("# HELP " + name + " " + helpEscaper.Replace(help) + "\n")
+	e.w.WriteString("# TYPE " + name + " " + typ + "\n")
+}
+
+// sample writes one sample; labels alternate names and values.
+func (e *encoder) sample(name string, labels []string, value string) {
+	e.w.WriteString(name)
+	for i := 0; i+1 < len(labels); i += 2 {
+		if i == 0 {
+			e.w.WriteByte('{')
+		} else {
+			e.w.WriteByte(',')
+		}
+		e.w.WriteString(labels[i] + `="` + labelEscaper.Replace(labels[i+1]) + `"`)
+	}
+	if len(labels) > 0 {
+		e.w.WriteByte('}')
+	}
+	e.w.WriteString(" " + value + "\n")
+}
+
+// The format's escapes: in HELP text a backslash and a line feed; in label
+// values those and the double quote.
+var (
+	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+	labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+)
+
+func u64(v uint64) string { return strconv.FormatUint(v, 10) }
+
+func unixSeconds(t time.Time) string {
+	if t.IsZero() {
+		return "0"
+	}
+	return strconv.FormatFloat(float64(t.UnixNano())/1e9, 'f', -1, 64)
+}

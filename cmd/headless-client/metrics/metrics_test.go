@@ -1,0 +1,328 @@
+package metrics
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"pipeguard/noise"
+	"pipeguard/stages"
+)
+
+// fakeSource is a Source with fixed figures.
+type fakeSource struct {
+	stats []stages.StageStats
+	peers []stages.PeerStatus
+}
+
+func (f *fakeSource) Stats() []stages.StageStats { return f.stats }
+func (f *fakeSource) Peers() []stages.PeerStatus { return f.peers }
+
+// countingSource adds the optional handshake counts.
+type countingSource struct {
+	fakeSource
+	counts map[noise.PublicKey]uint64
+}
+
+func (c *countingSource) Handshakes() map[noise.PublicKey]uint64 { return c.counts }
+
+var (
+	keyA = noise.PublicKey{1, 2, 3}
+	keyB = noise.PublicKey{0xff, 0xfe}
+	// A stage name that needs every escape a label value has.
+	oddStage = "odd \"stage\"\\\nname"
+)
+
+func newFake() *fakeSource {
+	return &fakeSource{
+		stats: []stages.StageStats{
+			{Name: "udprecv", Instances: 1, Packets: 1000, Bytes: 1_312_000, Drops: map[stages.DropReason]uint64{stages.DropMalformed: 3}},
+			{Name: "decrypt", Instances: 2, Packets: 990, Bytes: 1_267_200, QueueDepth: 7, QueueCap: 2000, Restarts: 1,
+				Drops: map[stages.DropReason]uint64{stages.DropAuth: 5, stages.DropReplay: 2}},
+			{Name: oddStage, Instances: 1, Keepalives: 4, Drops: map[stages.DropReason]uint64{}},
+		},
+		peers: []stages.PeerStatus{
+			{PublicKey: keyA, LastHandshake: time.Unix(1795610803, 500_000_000), RxBytes: 123, TxBytes: 456},
+			{PublicKey: keyB}, // never shook hands
+		},
+	}
+}
+
+func TestExposition(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteText(&b, newFake()); err != nil {
+		t.Fatal(err)
+	}
+	if esc := `stage="odd \"stage\"\\\nname"`; !strings.Contains(b.String(), esc) {
+		t.Errorf("no escaped label %s in:\n%s", esc, b.String())
+	}
+	got := parseStrict(t, b.String())
+	want := map[string]float64{
+		`pipeguard_stage_instances{stage="decrypt"}`:                        2,
+		`pipeguard_stage_packets_total{stage="udprecv"}`:                    1000,
+		`pipeguard_stage_bytes_total{stage="decrypt"}`:                      1_267_200,
+		`pipeguard_stage_drops_total{reason="malformed",stage="udprecv"}`:   3,
+		`pipeguard_stage_drops_total{reason="auth_failed",stage="decrypt"}`: 5,
+		`pipeguard_stage_drops_total{reason="replay",stage="decrypt"}`:      2,
+		`pipeguard_stage_drops_total{reason="replay",stage="udprecv"}`:      0,
+		`pipeguard_stage_queue_depth{stage="decrypt"}`:                      7,
+		`pipeguard_stage_queue_capacity{stage="decrypt"}`:                   2000,
+		`pipeguard_stage_restarts_total{stage="decrypt"}`:                   1,
+		`pipeguard_stage_keepalives_total{stage="` + oddStage + `"}`:        4,
+		`pipeguard_peers`: 2,
+		`pipeguard_peer_last_handshake_seconds{public_key="` + keyA.String() + `"}`: 1795610803.5,
+		`pipeguard_peer_last_handshake_seconds{public_key="` + keyB.String() + `"}`: 0,
+		`pipeguard_peer_receive_bytes_total{public_key="` + keyA.String() + `"}`:    123,
+		`pipeguard_peer_transmit_bytes_total{public_key="` + keyA.String() + `"}`:   456,
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
+		}
+	}
+	// Every stage has every drop reason, zero or not, so series never
+	// appear out of nowhere.
+	if n := countPrefix(got, "pipeguard_stage_drops_total{"); n != 3*len(stages.DropReasons()) {
+		t.Errorf("%d drop series, want %d", n, 3*len(stages.DropReasons()))
+	}
+	if countPrefix(got, "pipeguard_peer_handshakes_total") != 0 {
+		t.Error("handshake counts without the capability")
+	}
+}
+
+func TestExpositionHandshakes(t *testing.T) {
+	src := &countingSource{fakeSource: *newFake(), counts: map[noise.PublicKey]uint64{keyA: 3}}
+	var b bytes.Buffer
+	if err := WriteText(&b, src); err != nil {
+		t.Fatal(err)
+	}
+	got := parseStrict(t, b.String())
+	if got[`pipeguard_peer_handshakes_total{public_key="`+keyA.String()+`"}`] != 3 ||
+		got[`pipeguard_peer_handshakes_total{public_key="`+keyB.String()+`"}`] != 0 ||
+		countPrefix(got, "pipeguard_peer_handshakes_total") != 2 {
+		t.Errorf("handshakes: %v", got)
+	}
+}
+
+func TestExpositionEmpty(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteText(&b, &fakeSource{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := parseStrict(t, b.String()); got["pipeguard_peers"] != 0 || len(got) != 1 {
+		t.Errorf("empty source: %v", got)
+	}
+}
+
+func TestHandler(t *testing.T) {
+	srv := httptest.NewServer(NewMux(newFake()))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != ContentType {
+		t.Fatalf("status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	parseStrict(t, string(body))
+	resp, err = http.Post(srv.URL+"/metrics", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST: status %d", resp.StatusCode)
+	}
+	resp, err = http.Get(srv.URL + "/other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/other: status %d", resp.StatusCode)
+	}
+}
+
+func countPrefix(m map[string]float64, prefix string) int {
+	n := 0
+	for k := range m {
+		if strings.HasPrefix(k, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+var (
+	metricName = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
+	labelName  = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+)
+
+// parseStrict parses the text exposition format as the spec writes it,
+// and fails the test on anything off: a missing final line feed, an
+// unknown comment, HELP or TYPE repeated or after the family's samples,
+// an unknown type, a family's samples not together, a bad name, a bad
+// escape, a value that is not a number, a counter not ending in _total,
+// a duplicate series. It returns the samples by series, labels sorted
+// and values unescaped.
+func parseStrict(t *testing.T, text string) map[string]float64 {
+	t.Helper()
+	if !strings.HasSuffix(text, "\n") {
+		t.Fatal("exposition does not end with a line feed")
+	}
+	types, helps := map[string]string{}, map[string]bool{}
+	done := map[string]bool{} // families whose samples are over
+	current := ""
+	out := map[string]float64{}
+	for i, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		fail := func(format string, a ...any) { t.Fatalf("line %d %q: %s", i+1, line, fmt.Sprintf(format, a...)) }
+		if rest, ok := strings.CutPrefix(line, "# "); ok {
+			kind, rest, _ := strings.Cut(rest, " ")
+			name, arg, ok := strings.Cut(rest, " ")
+			if !ok || !metricName.MatchString(name) {
+				fail("bad comment")
+			}
+			if done[name] || current == name {
+				fail("%s after the family's samples", kind)
+			}
+			switch kind {
+			case "HELP":
+				if helps[name] {
+					fail("second HELP")
+				}
+				helps[name] = true
+				if _, err := unescape(arg, false); err != nil {
+					fail("%v", err)
+				}
+			case "TYPE":
+				if _, ok := types[name]; ok {
+					fail("second TYPE")
+				}
+				if !slices.Contains([]string{"counter", "gauge", "histogram", "summary", "untyped"}, arg) {
+					fail("type %q", arg)
+				}
+				if arg == "counter" && !strings.HasSuffix(name, "_total") {
+					fail("counter without _total")
+				}
+				types[name] = arg
+			default:
+				fail("unexpected comment")
+			}
+			continue
+		}
+		end := strings.IndexAny(line, "{ ")
+		if end < 0 {
+			fail("no value")
+		}
+		name, rest := line[:end], line[end:]
+		if !metricName.MatchString(name) {
+			fail("bad metric name")
+		}
+		if _, ok := types[name]; !ok {
+			fail("sample without TYPE")
+		}
+		if name != current {
+			if done[name] {
+				fail("family's samples not together")
+			}
+			if current != "" {
+				done[current] = true
+			}
+			current = name
+		}
+		var labels []string
+		if strings.HasPrefix(rest, "{") {
+			rest = rest[1:]
+			for !strings.HasPrefix(rest, "}") {
+				ln, after, ok := strings.Cut(rest, `="`)
+				if !ok || !labelName.MatchString(ln) {
+					fail("bad label name")
+				}
+				// The value runs to the first unescaped quote.
+				j, esc := 0, false
+				for ; j < len(after); j++ {
+					if esc {
+						esc = false
+					} else if after[j] == '\\' {
+						esc = true
+					} else if after[j] == '"' {
+						break
+					}
+				}
+				if j == len(after) {
+					fail("unterminated label value")
+				}
+				v, err := unescape(after[:j], true)
+				if err != nil {
+					fail("%v", err)
+				}
+				labels = append(labels, ln+`="`+v+`"`)
+				rest = strings.TrimPrefix(after[j+1:], ",")
+			}
+			rest = rest[1:]
+		}
+		value, ok := strings.CutPrefix(rest, " ")
+		if !ok || strings.Contains(value, " ") {
+			fail("want one space and a value (no timestamp)")
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			fail("value: %v", err)
+		}
+		slices.Sort(labels)
+		key := name
+		if len(labels) > 0 {
+			key += "{" + strings.Join(labels, ",") + "}"
+		}
+		if _, dup := out[key]; dup {
+			fail("duplicate series")
+		}
+		out[key] = v
+	}
+	return out
+}
+
+// unescape undoes the format's escapes: \\ and \n, and \" in label
+// values; any other backslash sequence is an error, and so is a bare
+// quote or line feed in a label value.
+func unescape(s string, label bool) (string, error) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\':
+			if i+1 == len(s) {
+				return "", fmt.Errorf("trailing backslash")
+			}
+			i++
+			switch s[i] {
+			case '\\':
+				b.WriteByte('\\')
+			case 'n':
+				b.WriteByte('\n')
+			case '"':
+				if !label {
+					return "", fmt.Errorf(`\" in HELP`)
+				}
+				b.WriteByte('"')
+			default:
+				return "", fmt.Errorf("bad escape \\%c", s[i])
+			}
+		case label && (c == '"' || c == '\n'):
+			return "", fmt.Errorf("unescaped %q", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), nil
+}

@@ -1,0 +1,84 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+)
+
+// PprofMux returns a ServeMux with the net/http/pprof endpoints under
+// /debug/pprof/ (index, cmdline, profile, symbol, trace, and the named
+// profiles through the index). CPU profiles taken there carry the
+// engine's "stage" labels: `go tool pprof -tags` splits them by stage.
+func PprofMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// Timeouts of a Server. A CPU profile or trace runs for as long as the
+// client asks (?seconds=N, 30 by default), so writes get no timeout.
+const (
+	readHeaderTimeout = 5 * time.Second
+	idleTimeout       = 60 * time.Second
+	shutdownTimeout   = 2 * time.Second
+)
+
+// Server serves one handler on one listening address. Make one with
+// Listen, then call Serve once; the zero value is not usable.
+type Server struct {
+	ln  net.Listener
+	srv *http.Server
+	log *slog.Logger
+}
+
+// Listen binds addr (host:port; port 0 picks a free one) at once, so that
+// a bad or busy address is an error at start-up rather than later.
+func Listen(addr string, h http.Handler, log *slog.Logger) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		ln:  ln,
+		srv: &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout},
+		log: log,
+	}, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Serve serves until ctx ends, then shuts down, giving requests in flight
+// a moment to finish, and returns nil once it has; or returns the error
+// that stopped it. It has the supervisor's Serve(ctx) error contract, and
+// closes the listener on return.
+func (s *Server) Serve(ctx context.Context) error {
+	s.log.Info("http endpoint up", "addr", s.ln.Addr())
+	defer s.log.Info("http endpoint down", "addr", s.ln.Addr())
+	shutDown := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(shutDown)
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := s.srv.Shutdown(sctx); err != nil {
+			s.srv.Close() // a long profile download: cut it
+		}
+	})
+	err := s.srv.Serve(s.ln) // returns at once when Shutdown starts
+	if !stop() {
+		<-shutDown // the shutdown started: wait until it is done
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
