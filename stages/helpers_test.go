@@ -315,6 +315,10 @@ func waitFor(t testing.TB, d time.Duration, cond func() bool, what func() string
 	}
 }
 
+// realClock is clock.Real, for a tunnelSpec that wants the real clock
+// where withRawPeer would give it a fake one.
+type realClock = clock.Real
+
 // fakeClock is a frozen protocol clock for a test: no timer fires unless
 // the test advances it, so keepalives and handshake retries happen only
 // when a test asks for them.

@@ -93,6 +93,18 @@ func (p *rawPeer) listen(addr netip.AddrPort) *memudp.Conn {
 	return c
 }
 
+// listenBare opens another socket of p's that nobody reads for p: the
+// test reads it itself. It is closed in t.Cleanup.
+func (p *rawPeer) listenBare(addr netip.AddrPort) *memudp.Conn {
+	p.t.Helper()
+	c, err := p.net.Listen(addr)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // sendFrom sends datagrams from socket c to the tunnel.
 func (p *rawPeer) sendFrom(c *memudp.Conn, dgrams ...[]byte) {
 	p.t.Helper()
