@@ -16,6 +16,9 @@ type progress struct {
 	start, began time.Time
 }
 
+// progressWidth keeps the terminal line within 80 columns.
+const progressWidth = 79
+
 func newProgress(w io.Writer, tty bool, total int) *progress {
 	return &progress{w: w, tty: tty, total: total, start: time.Now()}
 }
@@ -26,8 +29,12 @@ func (p *progress) begin(what string) {
 	if p.w == nil || !p.tty {
 		return
 	}
+	line := fmt.Sprintf("[%d/%d %s] %s", p.done+1, p.total, p.eta(), what)
+	if len(line) > progressWidth { // a wrapped line would not be rewritten in place
+		line = line[:progressWidth-3] + "..."
+	}
 	// \r and "erase to end of line": the line is rewritten in place.
-	fmt.Fprintf(p.w, "\r\x1b[K[%d/%d %s] %s", p.done+1, p.total, p.eta(), what)
+	fmt.Fprint(p.w, "\r\x1b[K"+line)
 }
 
 // end says that the measurement what finished with result.

@@ -95,7 +95,8 @@ type MemSample struct {
 }
 
 // AEADLimit is ChaCha20-Poly1305 opening messages of one inner packet
-// size (padded as WireGuard pads) on Procs goroutines in parallel.
+// size (padded as WireGuard pads) on Procs goroutines in parallel. Each
+// sample is the best of three short runs: the limit is a ceiling.
 type AEADLimit struct {
 	PacketSize int         `json:"packet_size"`
 	Procs      int         `json:"gomaxprocs"`
@@ -107,10 +108,11 @@ type AEADLimit struct {
 // StageCPU is where the CPU time of one pipeline measurement went, from a
 // CPU profile grouped by the "stage" pprof label the engine sets.
 type StageCPU struct {
-	Case       MemCase      `json:"case"`
-	Samples    int64        `json:"profile_samples"`
-	CPUSeconds float64      `json:"cpu_seconds"`
-	Stages     []StageShare `json:"stages"` // largest first; NoStage last
+	Case        MemCase      `json:"case"`
+	WallSeconds float64      `json:"wall_seconds"` // measured time profiled
+	Samples     int64        `json:"profile_samples"`
+	CPUSeconds  float64      `json:"cpu_seconds"`
+	Stages      []StageShare `json:"stages"` // largest first; NoStage last
 }
 
 // NoStage names profile samples without a stage label: the runtime (GC

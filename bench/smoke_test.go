@@ -156,10 +156,15 @@ func TestProgress(t *testing.T) {
 	p := newProgress(&b, true, 2)
 	p.begin("one")
 	p.end("one", "fine")
-	p.begin("two")
+	p.begin("two " + strings.Repeat("long ", 30))
 	p.end("two", "fine")
 	p.finish()
 	out := b.String()
+	for _, line := range strings.Split(out, "\r\x1b[K") {
+		if len(line) > progressWidth {
+			t.Errorf("line of %d characters: %q", len(line), line)
+		}
+	}
 	if strings.Contains(out, "\n") || !strings.Contains(out, "\r\x1b[K[2/2 ") || !strings.HasSuffix(out, "\r\x1b[K") {
 		t.Errorf("terminal progress %q", out)
 	}

@@ -72,7 +72,8 @@ func writeMem(b *strings.Builder, mr *MemReport, st Settings) {
 	if s := mr.StageCPU; s != nil {
 		c := s.Case
 		fmt.Fprintf(b, "\nCPU per stage (pprof label \"stage\") in one profiled measurement: %s;\n", c)
-		fmt.Fprintf(b, "%.2f s of CPU in %d samples; %s is the runtime and the harness.\n\n", s.CPUSeconds, s.Samples, NoStage)
+		fmt.Fprintf(b, "%.2f s of CPU in %.2f s measured (%d samples); %s is the runtime and the harness.\n\n",
+			s.CPUSeconds, s.WallSeconds, s.Samples, NoStage)
 		t := table{head: stageHead, left: map[int]bool{0: true}}
 		for _, sh := range s.Stages {
 			t.rows = append(t.rows, stageRow(sh))
