@@ -1,0 +1,81 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"pipeguard/cmd/internal/netnstest"
+)
+
+// TestRefusals checks each reason the client refuses to start: exit code
+// 1, a last line on stderr naming the problem, and nothing configured in
+// the namespace afterwards.
+func TestRefusals(t *testing.T) {
+	b := binaries(t)
+	t.Parallel()
+	nsA, nsB, outerA, outerB := netnstest.Pair(t)
+	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Fatal("setpriv (util-linux) is needed to drop CAP_NET_ADMIN")
+	}
+	for _, tc := range []struct {
+		name   string
+		edit   func(conf string) string // changes the valid config text
+		mode   os.FileMode
+		owner  int      // uid to chown the file to; 0 keeps root
+		prefix []string // runs the client through this command
+		want   []string // in the last line of stderr
+	}{
+		{name: "group-readable", mode: 0o640, want: []string{"readable or writable by group or others", "chmod 600"}},
+		{name: "world-writable", mode: 0o602, want: []string{"mode 0602", "chmod 600"}},
+		{name: "other owner", owner: 65534, want: []string{"owned by another user", "uid 65534"}},
+		{name: "unknown key", edit: func(c string) string { return strings.Replace(c, "[Peer]", "Tabel = off\n[Peer]", 1) }, want: []string{"pg.conf:", "unknown key: Tabel"}},
+		{name: "bad key", edit: func(c string) string { return strings.Replace(c, "PublicKey = ", "PublicKey = x", 1) }, want: []string{"pg.conf:", "bad key: PublicKey"}},
+		{name: "bad CIDR", edit: func(c string) string { return strings.Replace(c, "/32", "/33", 1) }, want: []string{"pg.conf:", "bad address or CIDR"}},
+		{name: "bad endpoint", edit: func(c string) string { return strings.Replace(c, ":51820", ":0", 1) }, want: []string{"pg.conf:", "bad endpoint"}},
+		{name: "route loop", edit: func(c string) string {
+			return strings.Replace(c, "AllowedIPs = 10.100.0.2/32", "AllowedIPs = 0.0.0.0/0", 1)
+		}, want: []string{"contains the endpoint"}},
+		{name: "no CAP_NET_ADMIN", prefix: []string{setpriv, "--bounding-set=-net_admin", "--inh-caps=-net_admin"}, want: []string{"missing CAP_NET_ADMIN", "setcap cap_net_admin+eip"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a.writeConfig(t, z.asPeer(true))
+			if tc.edit != nil {
+				text, _ := os.ReadFile(a.conf)
+				os.WriteFile(a.conf, []byte(tc.edit(string(text))), 0o600)
+			}
+			if tc.mode != 0 {
+				os.Chmod(a.conf, tc.mode)
+			}
+			if tc.owner != 0 {
+				os.Chown(a.conf, tc.owner, tc.owner)
+			}
+			args := append(tc.prefix, b.client, "standalone", "--config", a.conf, "--interface", a.iface, "--state-dir", t.TempDir())
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			cmd := a.ns.Command(ctx, args[0], args[1:]...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Fatalf("exit: %v, want status 1; stderr:\n%s", err, stderr.String())
+			}
+			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+			last := lines[len(lines)-1]
+			for _, w := range tc.want {
+				if !strings.Contains(last, w) {
+					t.Errorf("last stderr line %q lacks %q", last, w)
+				}
+			}
+			assertGone(t, a)
+		})
+	}
+}
