@@ -155,7 +155,19 @@ type flowChecker struct {
 // checkFlows starts a flowChecker on e's TUN output for packets from the
 // senders to host to. It stops when e's device closes.
 func checkFlows(e *end, to host, senders []host, gaps bool) *flowChecker {
-	c := newFlowChecker(to, senders, gaps)
+	return newFlowChecker(to, senders, gaps).watch(e)
+}
+
+// seen records that the first n packets of sender i arrived already
+// (before the checker watched); call it before watch.
+func (c *flowChecker) seen(i int, n uint32) *flowChecker {
+	c.next[i], c.got[i] = n, int(n)
+	return c
+}
+
+// watch starts checking what e writes to its TUN device, until the
+// device closes.
+func (c *flowChecker) watch(e *end) *flowChecker {
 	go func() {
 		defer close(c.done)
 		var want [wire.MaxInnerSize]byte

@@ -96,11 +96,14 @@ type pairOpts struct {
 	net     memudp.Config // the in-memory network between them
 	clock   clock.Clock   // nil: the real clock
 	faults  bool          // give both tunnels a fault injector
+	// dualStack allows each tunnel the other's IPv6 address too.
+	dualStack bool
 }
 
-// newPair makes two tunnels, A (10.0.0.1 and fd00::1, udp
-// 192.0.2.1:51820) and B (10.0.0.2 and fd00::2, 192.0.2.2:51820), peers
-// of each other, on one in-memory network, and starts them. Both are stopped in t.Cleanup, and the test
+// newPair makes two tunnels, A (10.0.0.1, udp 192.0.2.1:51820) and B
+// (10.0.0.2, 192.0.2.2:51820), peers of each other, on one in-memory
+// network, and starts them. With dualStack, A is hostA and B hostB: each
+// also has an IPv6 inner address, allowed to the other. Both are stopped in t.Cleanup, and the test
 // fails if a goroutine outlives them.
 func newPair(t testing.TB, o pairOpts) (a, b *end) {
 	t.Helper()
@@ -117,13 +120,20 @@ func newPair(t testing.TB, o pairOpts) (a, b *end) {
 		return tunnelSpec{
 			key: key, udp: local, inner: inner.v4,
 			engine: engine, workers: o.workers, queue: o.queue, dev: dev, clock: o.clock, faults: o.faults,
-			peers: []PeerConfig{{PublicKey: peer, Endpoint: remote,
-				AllowedIPs: []netip.Prefix{netip.PrefixFrom(allowed.v4, 32), netip.PrefixFrom(allowed.v6, 128)}}},
+			peers: []PeerConfig{{PublicKey: peer, Endpoint: remote, AllowedIPs: allowedIPs(allowed, o.dualStack)}},
 		}
 	}
 	a = startTunnel(t, net, spec(ka, kb.Public(), udpA, udpB, hostA, hostB, o.engine, o.devA))
 	b = startTunnel(t, net, spec(kb, ka.Public(), udpB, udpA, hostB, hostA, engineB, o.devB))
 	return a, b
+}
+
+// allowedIPs is h's IPv4 address, and its IPv6 one with dualStack.
+func allowedIPs(h host, dualStack bool) []netip.Prefix {
+	if dualStack {
+		return []netip.Prefix{netip.PrefixFrom(h.v4, 32), netip.PrefixFrom(h.v6, 128)}
+	}
+	return []netip.Prefix{netip.PrefixFrom(h.v4, 32)}
 }
 
 // tunnelSpec describes one tunnel for startTunnel.

@@ -25,7 +25,7 @@ func TestStopLeavesNoGoroutine(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/loaded=%v", engine, loaded), func(t *testing.T) {
 				// B's TUN is never read: once its queue is full, B's writes
 				// block, then the whole path back to A's TUN.
-				a, b := newPair(t, pairOpts{engine: engine, workers: 2, queue: 8, net: blocking, clock: fakeClock(),
+				a, b := newPair(t, pairOpts{dualStack: true, engine: engine, workers: 2, queue: 8, net: blocking, clock: fakeClock(),
 					devA: memtun.Config{QueueLen: 16}, devB: memtun.Config{QueueLen: 16}})
 				injected := make(chan error, 1)
 				if loaded {

@@ -37,7 +37,7 @@ func TestPairBulkBothWays(t *testing.T) {
 		{EnginePipeline, EngineSequential},
 	} {
 		t.Run(fmt.Sprintf("%s-%s", tc.a, tc.b), func(t *testing.T) {
-			a, b := newPair(t, pairOpts{engine: tc.a, engineB: tc.b, workers: 4, queue: 256, net: blocking, clock: fakeClock()})
+			a, b := newPair(t, pairOpts{dualStack: true, engine: tc.a, engineB: tc.b, workers: 4, queue: 256, net: blocking, clock: fakeClock()})
 			atB := checkFlows(b, hostB, []host{hostA}, false)
 			atA := checkFlows(a, hostA, []host{hostB}, false)
 			st := stats(a, b)
