@@ -2,7 +2,7 @@
 # both install what they need first (scripts/setup.sh, idempotent).
 GO ?= go
 
-.PHONY: setup demo test vet build static fuzz
+.PHONY: setup demo test vet build static install fuzz
 
 setup:
 	./scripts/setup.sh
@@ -24,3 +24,11 @@ build:
 
 static:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/pipeguard-headless-client ./cmd/headless-client
+
+# install puts the static binary and the systemd unit where the unit
+# expects them (see README "Running").
+install: static
+	install -m 0755 bin/pipeguard-headless-client /usr/bin/pipeguard-headless-client
+	install -m 0644 cmd/headless-client/pipeguard-headless-client@.service /etc/systemd/system/
+	install -d -m 0700 /etc/pipeguard
+	-systemctl daemon-reload
