@@ -72,6 +72,9 @@ func (c *demoCmd) Run(env *runEnv) error {
 		return err
 	}
 	if err := demoTraffic(ctx, ends, c.Bytes, out); err != nil {
+		if errors.Is(err, errDemoInterrupted) {
+			return err
+		}
 		for _, e := range ends {
 			printTail(out, e)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,9 @@ import (
 	"pipeguard/cmd/internal/tcpcheck"
 )
 
+// errDemoInterrupted ends the demo on Ctrl-C (or SIGTERM), after cleanup.
+var errDemoInterrupted = errors.New("headless-client: demo interrupted; everything it set up was removed")
+
 // demoTraffic pings each way over IPv4 and IPv6 and sends TCP each way,
 // checking what arrives, and prints what it saw.
 func demoTraffic(ctx context.Context, ends [2]*demoEnd, n int64, out io.Writer) error {
@@ -21,17 +25,23 @@ func demoTraffic(ctx context.Context, ends [2]*demoEnd, n int64, out io.Writer) 
 			dst := demoInner[1-i][fam].Addr()
 			// -w: IPv6 on a new link may need a moment (the kernel
 			// finishes its setup asynchronously after link up).
-			res, err := e.ns.Run("ping", "-c", "3", "-i", "0.2", "-w", "5", dst.String())
+			res, err := e.ns.Command(ctx, "ping", "-c", "3", "-i", "0.2", "-w", "5", dst.String()).CombinedOutput()
+			if ctx.Err() != nil {
+				return errDemoInterrupted
+			}
 			if err != nil {
 				return fmt.Errorf("headless-client: ping %s → %s failed: %v\n%s", e.label, dst, err, res)
 			}
-			fmt.Fprintf(out, "  ping %s → %-10s %s\n", e.label, dst, pingSummary(res))
+			fmt.Fprintf(out, "  ping %s → %-10s %s\n", e.label, dst, pingSummary(string(res)))
 		}
 	}
 	for i, e := range ends {
 		to := ends[1-i]
 		dst := netip.AddrPortFrom(demoInner[1-i][0].Addr(), demoTCPPort)
 		res, err := demoTCP(ctx, e, to, dst, n)
+		if ctx.Err() != nil {
+			return errDemoInterrupted
+		}
 		if err != nil {
 			return err
 		}

@@ -232,6 +232,9 @@ func (n *node) startClient(t *testing.T, b bins, extra ...string) *proc {
 	t.Helper()
 	args := append([]string{"--log-level", "debug", "standalone", "--config", n.conf, "--interface", n.iface,
 		"--state-dir", t.TempDir()}, extra...)
+	// A client the test had to kill cannot remove its socket; this
+	// cleanup runs after start's, which kills it.
+	t.Cleanup(func() { os.Remove(uapi.SocketPath(n.iface)) })
 	p := start(t, n.ns, "client "+n.iface, b.client, []string{"PIPEGUARD_ID=e2e-" + n.iface}, args...)
 	p.waitSocket(t, n.iface)
 	return p
@@ -241,6 +244,7 @@ func (n *node) startClient(t *testing.T, b bins, extra ...string) *proc {
 // UAPI socket answers.
 func (n *node) startWGPeer(t *testing.T, b bins) *proc {
 	t.Helper()
+	t.Cleanup(func() { os.Remove(uapi.SocketPath(n.iface)) })
 	p := start(t, n.ns, "wgpeer "+n.iface, b.wgpeer, nil, "--config", n.conf, "--interface", n.iface, "--uapi", "--log-level", "debug")
 	p.waitSocket(t, n.iface)
 	return p
