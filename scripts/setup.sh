@@ -11,6 +11,9 @@ command -v wg >/dev/null 2>&1 || need+=(wireguard-tools)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v iperf3 >/dev/null 2>&1 || need+=(iperf3)
 command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
+# setpriv: the end-to-end tests drop CAP_NET_ADMIN with it to check the
+# client's refusal.
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "setup: need root to install: ${need[*]} (run with sudo)" >&2

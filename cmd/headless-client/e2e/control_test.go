@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -82,7 +84,8 @@ func TestSIGHUPReload(t *testing.T) {
 	added := config.Peer{PublicKey: key(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.200.0.0/24")}}
 	a.writeConfig(t, z.asPeer(true), gone)
 	z.writeConfig(t, a.asPeer(true))
-	pa := a.startClient(t, b)
+	logDir := t.TempDir()
+	pa := a.startClient(t, b, "--log-dir", logDir)
 	pz := z.startClient(t, b)
 	a.ping(t, z.inner[0].Addr())
 	before := handshakeOf(t, a, z)
@@ -123,6 +126,10 @@ func TestSIGHUPReload(t *testing.T) {
 	if !strings.Contains(routes, "10.200.0.0/24 dev "+a.iface) || strings.Contains(routes, "10.100.0.3 dev") {
 		t.Errorf("routes after reload (want 10.200.0.0/24, not 10.100.0.3):\n%s", routes)
 	}
+	checkJSONLog(t, filepath.Join(logDir, "pipeguard-"+a.iface+".log"), "config reloaded")
+	if strings.Contains(pa.out.String(), "\x1b[") {
+		t.Error("stderr is not a terminal, but the log has colour codes")
+	}
 	// A bad file on reload changes nothing and keeps the tunnel up.
 	if err := os.WriteFile(a.conf, []byte("[Interface]\nBogus = 1\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -132,6 +139,27 @@ func TestSIGHUPReload(t *testing.T) {
 	a.ping(t, z.inner[0].Addr())
 	stopAndCheck(t, pa, a)
 	stopAndCheck(t, pz, z)
+}
+
+// checkJSONLog checks that every line of the log file is a JSON object
+// with time, level and msg, and that one has the message want.
+func checkJSONLog(t *testing.T, path, want string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("JSON log: %v", err)
+	}
+	found := false
+	for line := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
+		var rec struct{ Time, Level, Msg string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Time == "" || rec.Level == "" {
+			t.Fatalf("log line %q is not a JSON record: %v", line, err)
+		}
+		found = found || rec.Msg == want
+	}
+	if !found {
+		t.Errorf("no %q record in %s", want, path)
+	}
 }
 
 func wgShow(t *testing.T, n *node, what string) string { return wg(t, "show", n.iface, what) }

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"pipeguard/cmd/headless-client/config"
+	"pipeguard/noise"
+)
+
+func TestDeviceID(t *testing.T) {
+	dir := t.TempDir()
+	path := deviceIDFile(dir)
+
+	// The environment wins and writes nothing.
+	id, from, err := deviceID("host-42", path)
+	if err != nil || id != "host-42" || from != "PIPEGUARD_ID" {
+		t.Fatalf("env: %q %q %v", id, from, err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("env id wrote the file: %v", err)
+	}
+
+	// First start: a new id, in a 0600 file in a 0700 directory.
+	first, from, err := deviceID("", path)
+	if err != nil || !strings.HasSuffix(from, "(new)") || len(first) != 26 {
+		t.Fatalf("new: %q %q %v", first, from, err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("id file: %v %v", fi.Mode(), err)
+	}
+	if di, _ := os.Stat(filepath.Dir(path)); di.Mode().Perm() != 0o700 {
+		t.Errorf("id directory mode %v", di.Mode())
+	}
+	// Later starts read the same id.
+	again, from, err := deviceID("", path)
+	if err != nil || again != first || from != path {
+		t.Fatalf("again: %q (first %q) %q %v", again, first, from, err)
+	}
+	// Another machine's id differs.
+	other, _, _ := deviceID("", deviceIDFile(t.TempDir()))
+	if other == first {
+		t.Fatal("two new ids are equal")
+	}
+}
+
+func TestDeviceIDRejectsBadValues(t *testing.T) {
+	for _, bad := range []string{"has space", "tab\there", strings.Repeat("x", maxDeviceID+1), "ünïcode"} {
+		if _, _, err := deviceID(bad, "/nonexistent"); !errors.Is(err, errDeviceID) {
+			t.Errorf("env %q: %v, want errDeviceID", bad, err)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "id")
+	os.WriteFile(path, []byte("\n\n"), 0o600)
+	if _, _, err := deviceID("", path); !errors.Is(err, errDeviceID) {
+		t.Errorf("empty file: %v, want errDeviceID", err)
+	}
+}
+
+func TestInterfaceChanges(t *testing.T) {
+	base := standaloneTestInterface(t)
+	changed := base
+	changed.ListenPort, changed.MTU = 1, 1000
+	got := interfaceChanges(&base, &changed)
+	if strings.Join(got, ",") != "ListenPort,MTU" {
+		t.Errorf("changes %v, want ListenPort and MTU", got)
+	}
+	if got := interfaceChanges(&base, &base); len(got) != 0 {
+		t.Errorf("no change reported as %v", got)
+	}
+}
+
+func standaloneTestInterface(t *testing.T) config.Interface {
+	t.Helper()
+	k, err := noise.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return config.Interface{PrivateKey: k, ListenPort: 51820, MTU: 1280}
+}
