@@ -75,6 +75,12 @@ func (c *standaloneCmd) Run(env *runEnv) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// SIGHUP is caught from here on: its default action would kill a
+	// client that is still starting. One that arrives before the tunnel
+	// runs is served as soon as it does.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	peers, err := resolvePeers(ctx, cfg)
 	if err != nil {
 		return err
@@ -83,7 +89,7 @@ func (c *standaloneCmd) Run(env *runEnv) error {
 	if err != nil {
 		return err
 	}
-	return t.run(ctx, c.Config, log)
+	return t.run(ctx, hup, c.Config, log)
 }
 
 // resolvePeers turns the config's peers into the tunnel's, resolving host
@@ -187,12 +193,9 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 // reloads on SIGHUP. It stops everything in order: the UAPI socket and
 // the tunnel (whose device takes the interface with it), then the
 // interface configuration that outlives the device (DNS).
-func (r *running) run(ctx context.Context, cfgPath string, log *slog.Logger) error {
+func (r *running) run(ctx context.Context, hup <-chan os.Signal, cfgPath string, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 
 	tunErr := make(chan error, 1)
 	uapiDone := make(chan error, 1)
