@@ -41,8 +41,12 @@ type Server struct {
 }
 
 // Listen binds addr (host:port; port 0 picks a free one) at once, so that
-// a bad or busy address is an error at start-up rather than later.
+// a bad or busy address is an error at start-up rather than later. log
+// gets the server's start and stop; nil discards them.
 func Listen(addr string, h http.Handler, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err

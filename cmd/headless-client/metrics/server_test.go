@@ -90,7 +90,7 @@ func TestListenErrors(t *testing.T) {
 	if _, err := Listen("127.0.0.1:99999", PprofMux(), quiet); err == nil {
 		t.Error("bad port accepted")
 	}
-	s, err := Listen("127.0.0.1:0", PprofMux(), quiet)
+	s, err := Listen("127.0.0.1:0", PprofMux(), nil) // nil: no log
 	if err != nil {
 		t.Fatal(err)
 	}
