@@ -2,6 +2,7 @@ package stages
 
 import (
 	"bytes"
+	"context"
 	"net/netip"
 	"testing"
 	"time"
@@ -17,6 +18,11 @@ import (
 // then sent promptly.
 func advance(e *end, clk *clock.Fake, d time.Duration) {
 	clk.Advance(d)
+	// If that fired the actor's timer, let it tick and go back to sleep
+	// (it re-arms the timer after everything the tick did).
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	_ = clk.WaitTimers(ctx, 1)
+	cancel()
 	e.tun.wake() // read by the actor after this, then it reads the clock
 }
 
@@ -227,6 +233,7 @@ func TestPersistentKeepalive(t *testing.T) {
 	// and the peer answers with a keepalive (data from the peer would arm
 	// the ordinary keepalive instead, 10 s later).
 	advance(e, clk, 10*time.Second)
+	p.expectNothing(10 * time.Millisecond)
 	e.inject(t, ipv4(hostA.v4, hostB.v4, 100, 1))
 	p.recvData(5 * time.Second)
 	p.send(p.seal(nil))
