@@ -290,3 +290,33 @@ func TestEndpointRoaming(t *testing.T) {
 		})
 	}
 }
+
+// TestExpiredSession: a keypair older than RejectAfterTime receives
+// nothing (dropped and counted as key_expired) and sends nothing: a
+// packet for the peer waits for a new handshake, which the tunnel starts,
+// and is sent once it completes.
+func TestExpiredSession(t *testing.T) {
+	for _, engine := range engines {
+		t.Run(string(engine), func(t *testing.T) {
+			clk := fakeClock()
+			e, p := withRawPeer(t, tunnelSpec{engine: engine, workers: 2, clock: clk})
+			p.initiate()
+			old := p.seal(ipv4(hostB.v4, hostA.v4, 100, 1))
+			advance(e, clk, noise.RejectAfterTime)
+			p.send(old)
+			waitFor(t, 5*time.Second, func() bool { return dropsOf(e.tun.Stats(), DropKeyExpired) == 1 },
+				func() string { return "not counted as key_expired\n" + fmtStats(e.tun.Stats()) })
+			e.expectNoPacket(t, 10*time.Millisecond)
+
+			want := ipv4(hostA.v4, hostB.v4, 200, 2)
+			e.inject(t, want)
+			p.respond() // the next datagram must be an initiation, not data
+			if got, _ := p.recvData(5 * time.Second); !bytes.Equal(got, want) {
+				t.Fatalf("after the new handshake: got seq %d, want the packet that waited", seqOf(got))
+			}
+			if ss := e.tun.Stats(); totalDrops(ss) != 1 {
+				t.Errorf("want exactly 1 drop (key_expired)\n%s", fmtStats(ss))
+			}
+		})
+	}
+}
