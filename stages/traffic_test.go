@@ -145,7 +145,8 @@ func TestHubManyPeers(t *testing.T) {
 			}
 			hs := hub.tun.Stats()
 			if engine == EnginePipeline {
-				// Every worker of the hub's pools carried traffic.
+				// The hub's pools had four workers (round-robin, so each
+				// took a quarter) and carried every packet.
 				for _, name := range []string{"decrypt", "encrypt"} {
 					if s := stageStats(t, hs, name); s.Instances != 4 || s.Packets < uint64(spokes*n) {
 						t.Errorf("%s: %d instances moved %d packets, want 4 moving %d\nstats:\n%s", name, s.Instances, s.Packets, spokes*n, st())
