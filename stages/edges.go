@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"errors"
 	"net/netip"
 	"sync"
 
@@ -73,11 +74,21 @@ func (t *Tunnel) writeTUN(dev tunio.Device, bufs [][]byte, c *stageCounters) err
 
 // readTUN reads a batch of inner packets from the device, each into
 // bufs[i][wire.InnerOffset:], and returns how many it read; pass each to
-// tunPacketStep with its size.
-func (t *Tunnel) readTUN(dev tunio.Device, bufs [][]byte, sizes []int) (int, error) {
+// tunPacketStep with its size. A segmentation-offloaded super-packet with
+// more segments than bufs is lost (the device keeps the segments that
+// fit): that is counted as DropReadError and reading goes on. Other errors
+// are returned.
+func (t *Tunnel) readTUN(dev tunio.Device, bufs [][]byte, sizes []int, c *stageCounters) (int, error) {
 	n, err := dev.Read(bufs, sizes, wire.InnerOffset)
-	if err != nil && n == 0 {
-		return 0, err
+	if err != nil {
+		if !errors.Is(err, tunio.ErrTooManySegments) {
+			if n > 0 {
+				return n, nil // the error comes back on the next read
+			}
+			return 0, err
+		}
+		c.drop(DropReadError)
+		t.logLimited.warn("tun read lost an offloaded packet larger than the batch", "buffers", len(bufs), "err", err)
 	}
 	return n, nil
 }

@@ -30,6 +30,11 @@ type udpRecv struct {
 	slots []*inItem // the batch's reserved slots; msgs[i].Buf aliases slots[i]
 	msgs  []tunio.Datagram
 	used  []int // per worker: slots of this batch that hold a datagram read
+
+	// inHand is how many datagrams the current batch holds between the
+	// read and their hand-off: if the stage fails meanwhile, its successor
+	// counts them as lost.
+	inHand int
 }
 
 func newUDPRecv(t *Tunnel, conn tunio.UDPConn, workers []*spsc.Queue[inItem], hs chan handshakeMsg, c *stageCounters, log *slog.Logger) *udpRecv {
@@ -45,6 +50,10 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 	for _, q := range s.workers {
 		q.Cancel() // reservations of a stage that failed mid-batch
 	}
+	if s.inHand > 0 {
+		s.c.drops[DropPanic].Add(uint64(s.inHand))
+		s.inHand = 0
+	}
 	for {
 		// Publish the last batch before waiting in the system call.
 		flushAll(s.workers)
@@ -54,6 +63,7 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 			return nil
 		}
 		n, err := s.conn.ReadBatch(s.msgs[:k])
+		s.inHand = n
 		s.t.faults.hit(stageUDPRecv)
 		if err != nil {
 			for _, q := range s.workers {
@@ -76,6 +86,7 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 		for i, q := range s.workers {
 			q.CommitFirst(s.used[i])
 		}
+		s.inHand = 0
 		s.rr.next = (s.rr.next + n) % len(s.workers)
 	}
 }
@@ -88,7 +99,7 @@ func (s *udpRecv) reserve(done <-chan struct{}) (int, bool) {
 		var p *inItem
 		if k == 0 {
 			var ok bool
-			if p, ok = reserveIn(done, s.workers, w); !ok {
+			if p, ok = reserveIn(done, s.workers, w, s.c); !ok {
 				return 0, false
 			}
 		} else if p = s.workers[w].TryReserve(); p == nil {
@@ -159,7 +170,7 @@ func (w *decryptWorker) Serve(ctx context.Context) error {
 			}
 		}
 		w.t.faults.hit(stageDecrypt)
-		dst, ok := w.out.Reserve(done)
+		dst, ok := reserve(done, w.out, w.c)
 		if !ok {
 			return nil
 		}
@@ -238,7 +249,7 @@ func (s *routeIn) accept(done <-chan struct{}, src *inItem, fresh bool) bool {
 		s.c.keepalives.Add(1)
 		return true
 	}
-	dst, ok := s.out.Reserve(done)
+	dst, ok := reserve(done, s.out, s.c)
 	if !ok {
 		return false
 	}

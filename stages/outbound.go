@@ -24,6 +24,8 @@ type tunRead struct {
 	slots []*outItem // bufs[i] aliases slots[i]
 	bufs  [][]byte
 	sizes []int
+
+	inHand int // packets read and not yet handed on, as in udpRecv
 }
 
 func newTUNRead(t *Tunnel, dev tunio.Device, out *spsc.Queue[outItem], c *stageCounters, log *slog.Logger) *tunRead {
@@ -37,6 +39,10 @@ func (s *tunRead) Serve(ctx context.Context) error {
 	defer s.log.Debug("stage stop")
 	done := ctx.Done()
 	s.out.Cancel()
+	if s.inHand > 0 {
+		s.c.drops[DropPanic].Add(uint64(s.inHand))
+		s.inHand = 0
+	}
 	for {
 		// Publish the last batch before waiting in the system call.
 		s.out.Flush()
@@ -45,7 +51,8 @@ func (s *tunRead) Serve(ctx context.Context) error {
 		if !ok {
 			return nil
 		}
-		n, err := s.t.readTUN(s.dev, s.bufs[:k], s.sizes[:k])
+		n, err := s.t.readTUN(s.dev, s.bufs[:k], s.sizes[:k], s.c)
+		s.inHand = n
 		s.t.faults.hit(stageTUNRead)
 		if err != nil {
 			s.out.Cancel()
@@ -60,27 +67,31 @@ func (s *tunRead) Serve(ctx context.Context) error {
 			}
 		}
 		s.out.CommitFirst(n)
+		s.inHand = 0
 	}
 }
 
-// reserve reserves up to a batch of slots and points bufs at them, with
-// room for a full inner packet after the header; the tag's room stays out
-// of the device's reach. It waits only for the first.
+// reserve reserves a whole batch of slots (or the queue's capacity, if
+// smaller) and points bufs at them, with room for a full inner packet
+// after the header; the tag's room stays out of the device's reach. It
+// waits for room if it must: a device with segmentation offload splits one
+// read into up to a batch of packets, and fewer buffers would lose the
+// rest of a large one. Holding reservations while it waits is safe because
+// they never exceed the capacity.
 func (s *tunRead) reserve(done <-chan struct{}) (int, bool) {
-	for k := range s.batch {
-		var p *outItem
-		if k == 0 {
+	need := min(s.batch, s.out.Cap())
+	for k := range need {
+		p := s.out.TryReserve()
+		if p == nil {
 			var ok bool
 			if p, ok = s.out.Reserve(done); !ok {
 				return 0, false
 			}
-		} else if p = s.out.TryReserve(); p == nil {
-			return k, true
 		}
 		s.slots[k] = p
 		s.bufs[k] = p.pkt.Buf[:wire.InnerOffset+wire.MaxInnerSize]
 	}
-	return s.batch, true
+	return need, true
 }
 
 // routeOut picks each packet's peer, keypair and counter in arrival order
@@ -138,7 +149,7 @@ func (s *routeOut) route(done <-chan struct{}, src *outItem, fresh bool) bool {
 	if staged {
 		return true
 	}
-	dst, ok := reserveIn(done, s.workers, s.rr.next)
+	dst, ok := reserveIn(done, s.workers, s.rr.next, s.c)
 	if !ok {
 		return false
 	}
@@ -190,7 +201,7 @@ func (w *encryptWorker) Serve(ctx context.Context) error {
 			}
 		}
 		w.t.faults.hit(stageEncrypt)
-		dst, ok := w.out.Reserve(done)
+		dst, ok := reserve(done, w.out, w.c)
 		if !ok {
 			return nil
 		}

@@ -42,14 +42,24 @@ func releaseAll[T any](qs []*spsc.Queue[T]) {
 	}
 }
 
-// reserveIn reserves a slot in qs[i], publishing all of qs first if it has
-// to wait for room.
-func reserveIn[T any](done <-chan struct{}, qs []*spsc.Queue[T], i int) (*T, bool) {
+// reserveIn reserves a slot in qs[i], publishing all of qs and the
+// stage's counters first if it has to wait for room.
+func reserveIn[T any](done <-chan struct{}, qs []*spsc.Queue[T], i int, c *stageCounters) (*T, bool) {
 	if p := qs[i].TryReserve(); p != nil {
 		return p, true
 	}
 	flushAll(qs)
+	c.publish()
 	return qs[i].Reserve(done)
+}
+
+// reserve is reserveIn for a stage with one output queue.
+func reserve[T any](done <-chan struct{}, q *spsc.Queue[T], c *stageCounters) (*T, bool) {
+	if p := q.TryReserve(); p != nil {
+		return p, true
+	}
+	c.publish()
+	return q.Reserve(done)
 }
 
 // abandonInHand marks the values a failed stage was holding in each of qs

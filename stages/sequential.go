@@ -24,6 +24,8 @@ type seqInbound struct {
 	items []inItem
 	msgs  []tunio.Datagram
 	bufs  [][]byte
+
+	inHand int // datagrams read and not yet written, counted as lost if the loop fails
 }
 
 func (s *seqInbound) Serve(ctx context.Context) error {
@@ -37,7 +39,12 @@ func (s *seqInbound) Serve(ctx context.Context) error {
 			s.msgs[i].Buf = s.items[i].pkt.Buf[:]
 		}
 	}
+	if s.inHand > 0 {
+		s.c.drops[DropPanic].Add(uint64(s.inHand))
+		s.inHand = 0
+	}
 	for {
+		s.inHand = 0
 		s.c.publish()
 		n, err := t.udp.ReadBatch(s.msgs)
 		if err != nil {
@@ -46,6 +53,7 @@ func (s *seqInbound) Serve(ctx context.Context) error {
 			}
 			return err
 		}
+		s.inHand = n
 		t.faults.hit(stageUDPRecv)
 		now := t.clock.Now()
 		s.bufs = s.bufs[:0]
@@ -97,6 +105,8 @@ type seqOutbound struct {
 	bufs  [][]byte
 	sizes []int
 	msgs  []tunio.Datagram
+
+	inHand int // packets read and not yet sent, as in seqInbound
 }
 
 func (s *seqOutbound) Serve(ctx context.Context) error {
@@ -110,15 +120,21 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 			s.bufs[i] = s.items[i].pkt.Buf[:wire.InnerOffset+wire.MaxInnerSize]
 		}
 	}
+	if s.inHand > 0 {
+		s.c.drops[DropPanic].Add(uint64(s.inHand))
+		s.inHand = 0
+	}
 	for {
+		s.inHand = 0
 		s.c.publish()
-		n, err := t.readTUN(t.tun, s.bufs, s.sizes)
+		n, err := t.readTUN(t.tun, s.bufs, s.sizes, s.c)
 		if err != nil {
 			if tunio.IsClosed(err) || ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
+		s.inHand = n
 		t.faults.hit(stageTUNRead)
 		now := t.clock.Now()
 		k := 0

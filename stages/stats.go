@@ -25,6 +25,7 @@ const (
 	DropSendError                  // the UDP socket refused the datagram
 	DropWriteError                 // the TUN device refused the packet
 	DropPanic                      // packet in hand when a stage panicked
+	DropReadError                  // the TUN device lost an offloaded super-packet (more segments than buffers)
 	numDropReasons
 )
 
@@ -52,6 +53,7 @@ var dropNames = [numDropReasons]string{
 	DropSendError:       "send_error",
 	DropWriteError:      "write_error",
 	DropPanic:           "panic",
+	DropReadError:       "read_error",
 }
 
 // String is the reason's name as it appears in logs and metrics.

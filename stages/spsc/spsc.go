@@ -115,9 +115,9 @@ func (q *Queue[T]) Len() int {
 // while the queue is full (after publishing what was committed, so the
 // consumer can make room). It returns false once done is closed. The slot
 // holds whatever value it last held. Reserve may be called again before
-// Commit, but only TryReserve reserves without waiting: a producer that
-// waits must not hold reservations, or a queue smaller than them would
-// never have room.
+// Commit, also when it has to wait, as long as the reservations never
+// exceed Cap: a waiting producer is woken at the latest when the consumer
+// has drained the queue, and then there is room for one more.
 func (q *Queue[T]) Reserve(done <-chan struct{}) (*T, bool) {
 	if q.reserved-q.cachedHead >= q.capacity {
 		if !q.waitNotFull(done) {
