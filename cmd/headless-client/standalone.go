@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -15,6 +16,7 @@ import (
 
 	"pipeguard/cmd/headless-client/config"
 	"pipeguard/cmd/headless-client/ifsetup"
+	"pipeguard/cmd/headless-client/metrics"
 	"pipeguard/cmd/headless-client/uapi"
 	"pipeguard/stages"
 	"pipeguard/tunio"
@@ -30,8 +32,18 @@ type standaloneCmd struct {
 	DNSControl    string `help:"How to apply the config's DNS: disabled leaves the system alone; etc-resolv-conf writes /etc/resolv.conf and restores it on exit." default:"disabled" enum:"disabled,etc-resolv-conf"`
 	Engine        string `help:"Dataplane engine: pipeline or sequential." default:"pipeline" enum:"pipeline,sequential"`
 	Workers       int    `help:"Encrypt and decrypt workers each (pipeline engine); 0: one per CPU." default:"0"`
-	QueueCapacity int    `help:"Capacity of each channel between pipeline stages, in packets." default:"1000"`
+	QueueCapacity int    `help:"Capacity of each queue between pipeline stages, in packets (at least 64: a segmentation-offloaded TUN read needs up to a batch of slots)." default:"1000"`
+	MetricsAddr   string `help:"Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9586); empty: off." env:"PIPEGUARD_METRICS_ADDR"`
+	PprofAddr     string `help:"Serve Go's pprof endpoints at http://ADDR/debug/pprof/ (e.g. 127.0.0.1:6060); empty: off. Keep it on loopback." env:"PIPEGUARD_PPROF_ADDR"`
 }
+
+// minQueueCapacity keeps room for one whole TUN batch in a queue: with
+// segmentation offload one read splits a 64 KB packet into as many as 53
+// packets of the 1280-byte MTU, and fewer slots would lose it.
+const minQueueCapacity = 64
+
+// errQueueCapacity refuses a queue too small for an offloaded TUN read.
+var errQueueCapacity = fmt.Errorf("headless-client: --queue-capacity must be at least %d", minQueueCapacity)
 
 // stopTimeout is how long an orderly stop may take once the tunnel was
 // told to stop: within the 2 s an admin (and systemd's patience) expects.
@@ -62,6 +74,9 @@ func (c *standaloneCmd) Run(env *runEnv) error {
 	cfg, err := config.Load(c.Config)
 	if err != nil {
 		return err
+	}
+	if c.QueueCapacity < minQueueCapacity {
+		return errQueueCapacity
 	}
 	if err := checkNetAdmin(); err != nil {
 		return err
@@ -128,6 +143,7 @@ type running struct {
 	tunnel *stages.Tunnel
 	ifc    *ifsetup.Interface
 	uapi   *uapi.Server
+	http   []*metrics.Server // metrics and pprof endpoints, if asked for
 	cfg    *config.Config
 	peers  []stages.PeerConfig // as last applied from the file
 	mu     sync.Mutex          // serialises config changes: reloads and UAPI sets
@@ -178,8 +194,17 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 		return nil, err
 	}
 	r := &running{iface: iface, tunnel: tun, ifc: ifc, cfg: cfg, peers: peers}
+	if err := r.listenHTTP(c, log); err != nil {
+		ifc.Down()
+		dev.Close()
+		udp.Close()
+		return nil, err
+	}
 	srv, err := uapi.Listen(uapi.SocketPath(iface), tun, &r.mu, log)
 	if err != nil {
+		for _, s := range r.http {
+			s.Close()
+		}
 		ifc.Down()
 		dev.Close()
 		udp.Close()
@@ -187,6 +212,32 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 	}
 	r.uapi = srv
 	return r, nil
+}
+
+// listenHTTP binds the metrics and pprof endpoints the flags ask for.
+func (r *running) listenHTTP(c *standaloneCmd, log *slog.Logger) error {
+	for _, ep := range []struct {
+		what, addr string
+		h          http.Handler
+	}{
+		{"metrics", c.MetricsAddr, metrics.NewMux(r.tunnel)},
+		{"pprof", c.PprofAddr, metrics.PprofMux()},
+	} {
+		if ep.addr == "" {
+			continue
+		}
+		s, err := metrics.Listen(ep.addr, ep.h, log.With("endpoint", ep.what))
+		if err != nil {
+			for _, prev := range r.http {
+				prev.Close()
+			}
+			r.http = nil
+			return fmt.Errorf("headless-client: %s endpoint %s: %w", ep.what, ep.addr, err)
+		}
+		log.Info("serving "+ep.what, "addr", s.Addr())
+		r.http = append(r.http, s)
+	}
+	return nil
 }
 
 // run serves until ctx ends (SIGTERM, SIGINT) or the tunnel fails, and
@@ -201,6 +252,10 @@ func (r *running) run(ctx context.Context, hup <-chan os.Signal, cfgPath string,
 	uapiDone := make(chan error, 1)
 	go func() { tunErr <- r.tunnel.Serve(ctx) }()
 	go func() { uapiDone <- r.uapi.Serve(ctx) }()
+	httpDone := make(chan error, len(r.http))
+	for _, s := range r.http {
+		go func() { httpDone <- s.Serve(ctx) }()
+	}
 	log.Info("tunnel running", "listen_port", r.tunnel.LocalAddr().Port(), "public_key", r.tunnel.PublicKey(), "uapi", r.uapi.Path())
 
 	var failed error
@@ -225,8 +280,12 @@ loop:
 	log.Info("stopping")
 	cancel()
 	deadline := time.After(stopTimeout)
+	waits := []chan error{tunErr, uapiDone}
+	for range r.http {
+		waits = append(waits, httpDone)
+	}
 wait:
-	for _, ch := range []chan error{tunErr, uapiDone} {
+	for _, ch := range waits {
 		select {
 		case err := <-ch:
 			if err != nil && failed == nil {

@@ -31,6 +31,7 @@ func TestRefusals(t *testing.T) {
 		mode   os.FileMode
 		owner  int      // uid to chown the file to; 0 keeps root
 		prefix []string // runs the client through this command
+		flags  []string // extra flags after standalone's own
 		want   []string // in the last line of stderr
 	}{
 		{name: "group-readable", mode: 0o640, want: []string{"readable or writable by group or others", "chmod 600"}},
@@ -43,6 +44,8 @@ func TestRefusals(t *testing.T) {
 		{name: "route loop", edit: func(c string) string {
 			return strings.Replace(c, "AllowedIPs = 10.100.0.2/32", "AllowedIPs = 0.0.0.0/0", 1)
 		}, want: []string{"contains the endpoint"}},
+		{name: "queue too small", flags: []string{"--queue-capacity", "16"}, want: []string{"--queue-capacity must be at least 64"}},
+		{name: "metrics address not local", flags: []string{"--metrics-addr", "192.0.2.1:9586"}, want: []string{"metrics endpoint 192.0.2.1:9586"}},
 		{name: "no CAP_NET_ADMIN", prefix: []string{setpriv, "--bounding-set=-net_admin", "--inh-caps=-net_admin"}, want: []string{"missing CAP_NET_ADMIN", "setcap cap_net_admin+eip"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -58,6 +61,7 @@ func TestRefusals(t *testing.T) {
 				os.Chown(a.conf, tc.owner, tc.owner)
 			}
 			args := append(tc.prefix, b.client, "standalone", "--config", a.conf, "--interface", a.iface, "--state-dir", t.TempDir())
+			args = append(args, tc.flags...)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			cmd := a.ns.Command(ctx, args[0], args[1:]...)

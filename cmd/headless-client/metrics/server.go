@@ -86,3 +86,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	return err
 }
+
+// Close releases the listener of a Server that will not Serve: on a
+// failed start-up, after Listen succeeded.
+func (s *Server) Close() error { return s.ln.Close() }
