@@ -30,6 +30,18 @@ type PeerStatus struct {
 	RxBytes, TxBytes    uint64             // datagram bytes, as wireguard-go counts them
 }
 
+// Handshakes returns how many handshakes each peer has completed with the
+// tunnel, as initiator or responder, since it was added: the optional
+// metrics.HandshakeCounter capability.
+func (t *Tunnel) Handshakes() map[noise.PublicKey]uint64 {
+	list := t.peers.Load().list
+	m := make(map[noise.PublicKey]uint64, len(list))
+	for _, p := range list {
+		m[p.publicKey] = p.handshakes.Load()
+	}
+	return m
+}
+
 // PrivateKey returns the tunnel's private key, for the UAPI "get"
 // operation (`wg showconf` prints it; the socket is root's alone).
 func (t *Tunnel) PrivateKey() noise.PrivateKey { return t.cfg.PrivateKey }

@@ -62,6 +62,10 @@ func TestPeersReportsTrafficAndHandshake(t *testing.T) {
 	if st.LastHandshake.Before(before.Add(-time.Second)) || st.LastHandshake.After(time.Now()) {
 		t.Errorf("last handshake %v, want between %v and now", st.LastHandshake, before)
 	}
+	// One handshake, counted on both sides (initiator and responder).
+	if ha, hb := a.tun.Handshakes()[b.key.Public()], b.tun.Handshakes()[a.key.Public()]; ha != 1 || hb != 1 {
+		t.Errorf("handshakes counted %d and %d, want 1 each", ha, hb)
+	}
 	// 200 inner bytes padded to 208 plus 32 of header and tag; the
 	// receive side counts at least the 300-byte packet the same way.
 	if st.TxBytes < 240 || st.RxBytes < 332 {

@@ -108,6 +108,7 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, underLoad bool, lim *sourceLimit
 		var b [wire.ResponseSize]byte
 		resp.Marshal(&b)
 		t.forgetKeypairs(p.session.Install(kp, now))
+		p.handshakes.Add(1)
 		t.sendControl(b[:], m.src)
 		p.session.ResponseSent(now)
 		t.log.Debug("handshake answered", "peer", p.name, "from", m.src)
@@ -124,6 +125,7 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, underLoad bool, lim *sourceLimit
 		p.session.HandshakeReceived(now)
 		p.roam(m.src)
 		t.forgetKeypairs(p.session.Install(kp, now))
+		p.handshakes.Add(1)
 		t.log.Debug("handshake complete", "peer", p.name, "role", "initiator")
 	default:
 		return DropMalformed

@@ -36,6 +36,10 @@ type peer struct {
 	// route-out (and the control senders for keepalives).
 	rxBytes, txBytes atomic.Uint64
 
+	// handshakes counts completed handshakes (as initiator or responder);
+	// written by the handshake actor.
+	handshakes atomic.Uint64
+
 	// rxReport and txReport throttle the data path's reports to session.
 	rxReport, txReport reportThrottle
 

@@ -41,6 +41,9 @@ func TestMetricsAndPprofEndpoints(t *testing.T) {
 	if v := sample(t, metrics, `pipeguard_peer_transmit_bytes_total{public_key="`+z.key.Public().String()+`"}`); v < 2<<20 {
 		t.Errorf("peer sent bytes %v after a 2 MiB transfer", v)
 	}
+	if v := sample(t, metrics, `pipeguard_peer_handshakes_total{public_key="`+z.key.Public().String()+`"}`); v != 1 {
+		t.Errorf("peer handshakes %v, want 1", v)
+	}
 	if v := sample(t, metrics, `pipeguard_stage_packets_total{stage="encrypt"}`); v < 1000 {
 		t.Errorf("encrypt stage packets %v after a 2 MiB transfer", v)
 	}
