@@ -33,6 +33,9 @@ type outItem struct {
 	_       [itemPad]byte
 }
 
+func (it *inItem) markDropped(r DropReason)  { it.drop = r }
+func (it *outItem) markDropped(r DropReason) { it.drop = r }
+
 // tunPacket is an inner packet on its way to tunwrite.
 type tunPacket struct {
 	wire.Packet

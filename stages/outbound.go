@@ -178,27 +178,13 @@ func (w *encryptWorker) Serve(ctx context.Context) error {
 	w.log.Debug("stage start")
 	defer w.log.Debug("stage stop")
 	done := ctx.Done()
-	w.out.Cancel()
-	if w.in.InHand() > 0 {
-		// As in the decrypt pool: keep the collector in step.
-		dst, ok := w.out.Reserve(done)
-		if !ok {
-			return nil
-		}
-		dst.drop = DropPanic
-		w.c.drop(DropPanic)
-		w.out.Commit()
-		w.in.Done()
+	if !workerRecover(done, w.in, w.out, w.c) {
+		return nil
 	}
 	for {
-		src := w.in.TryNext()
-		if src == nil {
-			w.out.Flush()
-			w.c.publish()
-			var ok bool
-			if src, ok = w.in.Next(done); !ok {
-				return nil
-			}
+		src, ok := workerNext(done, w.in, w.out, w.c)
+		if !ok {
+			return nil
 		}
 		w.t.faults.hit(stageEncrypt)
 		dst, ok := reserve(done, w.out, w.c)

@@ -62,6 +62,43 @@ func reserve[T any](done <-chan struct{}, q *spsc.Queue[T], c *stageCounters) (*
 	return q.Reserve(done)
 }
 
+// workerNext takes a pool worker's next input, publishing its output and
+// counters first if it has to wait.
+func workerNext[I, O any](done <-chan struct{}, in *spsc.Queue[I], out *spsc.Queue[O], c *stageCounters) (*I, bool) {
+	if p := in.TryNext(); p != nil {
+		return p, true
+	}
+	out.Flush()
+	c.publish()
+	return in.Next(done)
+}
+
+// slotMarker is an item whose slot can be marked as carrying no packet.
+type slotMarker[T any] interface {
+	*T
+	markDropped(r DropReason)
+}
+
+// workerRecover readies a restarted pool worker: it gives back what its
+// predecessor reserved and, if that one failed with a packet in hand,
+// emits the packet's slot marked DropPanic, so that the collector after
+// the pool stays in step with the dispatcher. False means done closed.
+func workerRecover[I, O any, PO slotMarker[O]](done <-chan struct{}, in *spsc.Queue[I], out *spsc.Queue[O], c *stageCounters) bool {
+	out.Cancel()
+	if in.InHand() == 0 {
+		return true
+	}
+	dst, ok := out.Reserve(done)
+	if !ok {
+		return false
+	}
+	PO(dst).markDropped(DropPanic)
+	c.drop(DropPanic)
+	out.Commit()
+	in.Done()
+	return true
+}
+
 // abandonInHand marks the values a failed stage was holding in each of qs
 // as done, and returns how many there were: the packets lost to the
 // failure.
