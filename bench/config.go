@@ -25,16 +25,19 @@ const (
 // in-memory sweep; zero fields take the defaults named in their comments,
 // which Quick makes smaller.
 type Config struct {
-	Mode     Mode          // default ModeMem
-	Quick    bool          // a small sweep that still covers both engines, every direction and the ratios
-	Duration time.Duration // measured time per measurement; default 1 s, quick 500 ms
-	Repeat   int           // figures are medians of this many repeats; default 1
+	Mode  Mode // default ModeMem
+	Quick bool // a small sweep that still covers both engines, every direction and the ratios
+	// Duration is the measured time per measurement: in memory, default
+	// 1 s, quick 500 ms; in netns mode, each iperf3 run's -t (rounded up
+	// to whole seconds), default 10 s, quick 2 s.
+	Duration time.Duration
+	Repeat   int // figures are medians of this many repeats; default 1
 	// Packets, when positive, makes every measurement move exactly this
 	// many packets per direction instead of running for Duration (tests).
 	Packets int
 
-	Directions []Direction     // default every direction
-	Engines    []stages.Engine // default sequential and pipeline
+	Directions []Direction     // in memory; default every direction
+	Engines    []stages.Engine // default sequential and pipeline (both modes)
 	Sizes      []int           // inner packet sizes; default 64, 512, 1280; quick 64, 1280
 	Peers      []int           // default 1, 4; quick 1
 	Procs      []int           // GOMAXPROCS values; default 1..NumCPU; quick 1 and NumCPU
@@ -42,6 +45,12 @@ type Config struct {
 	// for GOMAXPROCS. Default 1, GOMAXPROCS and twice that; quick
 	// GOMAXPROCS.
 	Workers []int
+
+	// Streams are the netns mode's iperf3 parallel TCP streams (-P);
+	// default 1 and 4, each run in both directions.
+	Streams []int
+	// TCPDuration is what Duration means in netns mode, after defaults.
+	TCPDuration time.Duration
 
 	NoStageCPU bool   // skip the profiled measurement behind the per-stage CPU share
 	CPUProfile string // file for a CPU profile of every measured interval
@@ -61,6 +70,12 @@ type Config struct {
 const (
 	defaultDuration = time.Second
 	quickDuration   = 500 * time.Millisecond
+	// The netns mode's iperf3 runs: long enough for TCP to settle (it
+	// does in well under a second on a veth), short enough that the quick
+	// form, 3 tunnels × 4 runs, stays under a minute.
+	defaultTCPDuration = 10 * time.Second
+	quickTCPDuration   = 2 * time.Second
+	maxStreams         = 128 // iperf3's own limit
 	// minPacketSize leaves room for the IPv4 and UDP headers and the
 	// sequence number the harness writes into each inner packet.
 	minPacketSize = 32
@@ -72,6 +87,19 @@ func (c Config) withDefaults() (Config, error) {
 	ncpu := runtime.NumCPU()
 	if c.Mode == "" {
 		c.Mode = ModeMem
+	}
+	if c.TCPDuration == 0 {
+		c.TCPDuration = c.Duration
+		if c.Duration == 0 {
+			c.TCPDuration = defaultTCPDuration
+			if c.Quick {
+				c.TCPDuration = quickTCPDuration
+			}
+		}
+	}
+	c.TCPDuration = max(time.Second, (c.TCPDuration + time.Second - 1).Truncate(time.Second)) // iperf3 -t takes whole seconds
+	if len(c.Streams) == 0 {
+		c.Streams = []int{1, 4}
 	}
 	if c.Duration == 0 {
 		c.Duration = defaultDuration
@@ -145,6 +173,11 @@ func (c *Config) check() error {
 	for _, p := range c.Procs {
 		if p < 1 || p > 1024 {
 			return bad("GOMAXPROCS %d not in 1..1024", p)
+		}
+	}
+	for _, n := range c.Streams {
+		if n < 1 || n > maxStreams {
+			return bad("streams %d not in 1..%d", n, maxStreams)
 		}
 	}
 	for _, w := range c.Workers {

@@ -6,8 +6,12 @@ import "errors"
 var (
 	// ErrConfig is wrapped by every invalid setting.
 	ErrConfig = errors.New("bench: invalid config")
-	// ErrNetnsNotImplemented is what the netns mode returns for now.
-	ErrNetnsNotImplemented = errors.New("bench: netns mode is not implemented yet")
+	// ErrNetnsUnavailable is wrapped when the netns mode cannot run here:
+	// not root, a tool missing, not Linux.
+	ErrNetnsUnavailable = errors.New("bench: netns mode cannot run here")
+	// ErrNetns is wrapped by the netns mode's failures: a namespace, a
+	// build, a tunnel that does not come up, a measurement.
+	ErrNetns = errors.New("bench: netns mode failed")
 	// ErrReport is wrapped when a JSON report cannot be read.
 	ErrReport = errors.New("bench: bad report")
 	// ErrProfile is wrapped when a CPU profile cannot be taken or read.

@@ -1,12 +1,169 @@
 package bench
 
-import "context"
+import (
+	"fmt"
+	"slices"
+	"time"
+)
 
-// runNetns is the namespace mode: PipeGuard with each engine, and
-// wireguard-go, between two network namespaces joined by a veth pair,
-// driven by iperf3 and ping (ParseIperf3 and ParsePing read their
-// output). It is the one place that mode is entered; it is not written
-// yet.
-func runNetns(ctx context.Context, cfg *Config) (*NetnsReport, error) {
-	return nil, ErrNetnsNotImplemented
+// The namespace mode's plan and arithmetic, apart from the Linux code
+// that runs it (netns_linux.go): which tunnels and iperf3 runs, and how
+// the samples become the figures and ratios of a NetnsReport.
+
+// netnsMTU is every tunnel interface's MTU in netns mode: PipeGuard's
+// ceiling (wire.MaxInnerSize), and wireguard-go is held to it.
+const netnsMTU = 1280
+
+// Ping settings: one echo request every 10 ms (the iputils minimum for
+// users other than root is 2 ms), and idle series of 5 s, quick 1 s.
+const (
+	pingInterval   = 10 * time.Millisecond
+	pingIdleCount  = 500
+	pingQuickCount = 100
+)
+
+// tunnelKind is one implementation under test: PipeGuard with an engine,
+// or wireguard-go (Engine "").
+type tunnelKind struct {
+	Impl, Engine string
+}
+
+func (k tunnelKind) String() string {
+	if k.Engine == "" {
+		return k.Impl
+	}
+	return k.Impl + " " + k.Engine
+}
+
+// tcpCase is one iperf3 configuration.
+type tcpCase struct {
+	Direction Direction // Outbound, or Inbound (iperf3 -R)
+	Streams   int
+}
+
+func (c tcpCase) String() string {
+	return fmt.Sprintf("TCP %s, %d stream%s", c.Direction, c.Streams, plural(c.Streams))
+}
+
+// netnsKinds lists the tunnels to measure: PipeGuard with each engine cfg
+// names, then wireguard-go.
+func (c *Config) netnsKinds() []tunnelKind {
+	var out []tunnelKind
+	for _, e := range c.Engines {
+		out = append(out, tunnelKind{ImplPipeGuard, string(e)})
+	}
+	return append(out, tunnelKind{Impl: ImplWireguardGo})
+}
+
+// tcpCases lists the iperf3 runs in the order they run: for each stream
+// count, outbound then inbound.
+func (c *Config) tcpCases() []tcpCase {
+	var out []tcpCase
+	for _, n := range c.Streams {
+		out = append(out, tcpCase{Outbound, n}, tcpCase{Inbound, n})
+	}
+	return out
+}
+
+// loadedCase is the run the loaded ping series goes with: outbound, the
+// most streams.
+func loadedCase(cases []tcpCase) tcpCase {
+	return tcpCase{Outbound, slices.MaxFunc(cases, func(a, b tcpCase) int { return a.Streams - b.Streams }).Streams}
+}
+
+// pingIdleCount is the idle series' length.
+func (c *Config) pingIdleCount() int {
+	if c.Quick {
+		return pingQuickCount
+	}
+	return pingIdleCount
+}
+
+// netnsSample is what one repeat measured of one tunnel.
+type netnsSample struct {
+	TCP          []TCPSample // in the order of the cases
+	Idle, Loaded PingResult
+	PeakRSS      uint64
+}
+
+// summarizeNetns turns the samples of each kind (samples[i] are kinds[i]'s
+// repeats) into runs: medians over the repeats, ping series pooled, the
+// largest RSS; then the ratios.
+func summarizeNetns(kinds []tunnelKind, args [][]string, cases []tcpCase, samples [][]netnsSample) []NetnsRun {
+	runs := make([]NetnsRun, len(kinds))
+	for i, k := range kinds {
+		r := NetnsRun{Impl: k.Impl, Engine: k.Engine, Args: args[i]}
+		var idle, loaded PingResult
+		var cpu, wall float64
+		for _, s := range samples[i] {
+			idle = poolPing(idle, s.Idle)
+			loaded = poolPing(loaded, s.Loaded)
+			r.PeakRSSBytes = max(r.PeakRSSBytes, s.PeakRSS)
+			for _, ts := range s.TCP {
+				cpu += ts.CPUSeconds
+				wall += ts.WallSeconds
+			}
+		}
+		r.PingIdle, r.PingLoaded = idle.RTT(), loaded.RTT()
+		r.CPUPercent = 100 * ratio(cpu, wall)
+		for ci, c := range cases {
+			tr := TCPResult{Direction: c.Direction, Streams: c.Streams}
+			for _, s := range samples[i] {
+				tr.Samples = append(tr.Samples, s.TCP[ci])
+			}
+			tr.Gbps = medianTCP(tr.Samples, func(s TCPSample) float64 { return s.Gbps })
+			tr.Retransmits = int64(medianTCP(tr.Samples, func(s TCPSample) float64 { return float64(s.Retransmits) }))
+			tr.CPUPercent = medianTCP(tr.Samples, func(s TCPSample) float64 { return 100 * ratio(s.CPUSeconds, s.WallSeconds) })
+			r.TCP = append(r.TCP, tr)
+		}
+		runs[i] = r
+	}
+	fillNetnsRatios(runs)
+	return runs
+}
+
+// poolPing adds b's replies to a's.
+func poolPing(a, b PingResult) PingResult {
+	return PingResult{Sent: a.Sent + b.Sent, Received: a.Received + b.Received, RTTs: append(a.RTTs, b.RTTs...)}
+}
+
+func medianTCP(samples []TCPSample, f func(TCPSample) float64) float64 {
+	xs := make([]float64, len(samples))
+	for i, s := range samples {
+		xs[i] = f(s)
+	}
+	return median(xs)
+}
+
+// fillNetnsRatios sets each PipeGuard TCP result's ratio to wireguard-go's
+// in the same direction and stream count, and each pipeline result's to
+// the sequential engine's.
+func fillNetnsRatios(runs []NetnsRun) {
+	find := func(impl, engine string, c tcpCase) float64 {
+		for _, r := range runs {
+			if r.Impl != impl || r.Engine != engine {
+				continue
+			}
+			for _, t := range r.TCP {
+				if t.Direction == c.Direction && t.Streams == c.Streams {
+					return t.Gbps
+				}
+			}
+		}
+		return 0
+	}
+	for i := range runs {
+		r := &runs[i]
+		for j := range r.TCP {
+			t := &r.TCP[j]
+			c := tcpCase{t.Direction, t.Streams}
+			t.VsWireguardGo, t.VsSequential = 0, 0
+			if r.Impl == ImplPipeGuard {
+				t.VsWireguardGo = ratio(t.Gbps, find(ImplWireguardGo, "", c))
+				if r.Engine != engineSequential {
+					t.VsSequential = ratio(t.Gbps, find(ImplPipeGuard, engineSequential, c))
+				}
+			}
+		}
+	}
 }

@@ -93,19 +93,6 @@ func TestSmokeMem(t *testing.T) {
 	}
 }
 
-func TestRunNetnsNotImplemented(t *testing.T) {
-	for _, mode := range []Mode{ModeNetns, ModeAll} {
-		start := time.Now()
-		_, err := Run(context.Background(), Config{Mode: mode}, &bytes.Buffer{})
-		if !errors.Is(err, ErrNetnsNotImplemented) {
-			t.Errorf("mode %s: err %v", mode, err)
-		}
-		if time.Since(start) > time.Second {
-			t.Errorf("mode %s measured before failing", mode)
-		}
-	}
-}
-
 func TestConfigChecks(t *testing.T) {
 	for _, c := range []Config{
 		{Mode: "disk"},

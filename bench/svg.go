@@ -11,20 +11,25 @@ import (
 	"strings"
 )
 
-// The throughput chart, as a hand-written SVG: one panel per packet size,
-// throughput against GOMAXPROCS, a line per engine and direction, and the
-// AEAD limit dashed. The chart model (chart, panel, series) knows nothing
-// of the harness, so the namespace mode can add wireguard-go's lines.
+// The throughput chart, as a hand-written SVG. In memory: one panel per
+// packet size, throughput against GOMAXPROCS, a line per engine and
+// direction, and the AEAD limit dashed. In netns mode (netns_svg.go), a
+// row of panels below: TCP throughput against iperf3 streams, a line per
+// tunnel, wireguard-go's among them. The chart model (chart, panel,
+// series) knows nothing of the harness.
 
 type chart struct {
-	title, subtitle string
-	xLabel, yLabel  string
-	panels          []panel
+	title          string
+	subtitles      []string // one line each, under the title
+	xLabel, yLabel string   // for panels that name none
+	panels         []panel
 }
 
 type panel struct {
-	title  string
-	series []series
+	title          string
+	xLabel, yLabel string // "": the chart's
+	row            int    // panels fill rows from 0, left to right
+	series         []series
 }
 
 type series struct {
@@ -44,10 +49,15 @@ const (
 	svgPanelH   = 280
 	svgMarginL  = 64 // room for the y ticks and label
 	svgGap      = 28
-	svgTop      = 76 // room for the title and subtitle
-	svgLegendH  = 24 // per legend row
+	svgTop      = 76             // room for the title and one subtitle line
+	svgSubLineH = 14             // per further subtitle line
+	svgRowH     = svgPanelH + 92 // a row of panels with its axis labels and the next row's titles
+	svgLegendH  = 24             // per legend row
 	svgFont     = "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\""
 	svgGridGrey = "#dddddd"
+	// The legend fills columns of two rows (in memory: sequential above
+	// pipeline for each direction, then the limit).
+	legendRows, legendColW = 2, 180
 )
 
 // Colours per direction: the pipeline strong, the sequential baseline the
@@ -61,9 +71,17 @@ var dirColors = map[Direction][2]string{
 // WriteSVG draws the in-memory figures as a chart to w.
 func (r *Report) WriteSVG(w io.Writer) error {
 	if r.Mem == nil {
-		return writeChart(w, chart{title: "PipeGuard throughput", subtitle: "no in-memory figures in this report"})
+		if r.Netns != nil {
+			return writeChart(w, netnsChart(r, chart{title: "PipeGuard against wireguard-go: TCP in network namespaces"}, 0))
+		}
+		return writeChart(w, chart{title: "PipeGuard throughput", subtitles: []string{"no figures in this report"}})
 	}
-	return writeChart(w, memChart(r))
+	c := memChart(r)
+	if r.Netns != nil {
+		c.title = "PipeGuard: in memory against cores (top); in network namespaces against wireguard-go (bottom)"
+		c = netnsChart(r, c, 1)
+	}
+	return writeChart(w, c)
 }
 
 // memChart makes the chart of the in-memory figures: for each size, at the
@@ -80,8 +98,8 @@ func memChart(r *Report) chart {
 		return c
 	}
 	peers := slices.MinFunc(mr.Results, func(a, b MemResult) int { return cmp.Compare(a.Peers, b.Peers) }).Peers
-	c.subtitle = fmt.Sprintf("%s, %d cores, %s, %s; %d peer%s; pipeline with workers = GOMAXPROCS; medians of %d",
-		r.Machine.CPUModel, r.Machine.Cores, r.Machine.GoVersion, r.Machine.Date, peers, plural(peers), r.Settings.Repeat)
+	c.subtitles = append(c.subtitles, fmt.Sprintf("%s, %d cores, %s, %s; %d peer%s; pipeline with workers = GOMAXPROCS; medians of %d",
+		r.Machine.CPUModel, r.Machine.Cores, r.Machine.GoVersion, r.Machine.Date, peers, plural(peers), r.Settings.Repeat))
 	var sizes []int
 	for _, res := range mr.Results {
 		if !slices.Contains(sizes, res.PacketSize) {
@@ -136,22 +154,53 @@ func preferred(r MemResult) bool { return r.Workers == r.Procs }
 
 // writeChart writes c as a standalone SVG document.
 func writeChart(w io.Writer, c chart) error {
-	// The legend: each series name once, in order of first appearance.
+	// The legend: each series name once, in order of first appearance,
+	// each row's starting a new column.
 	var legend []series
+	var legendCol []int
+	col, slot, lastRow := 0, 0, 0
 	for _, p := range c.panels {
 		for _, s := range p.series {
-			if !slices.ContainsFunc(legend, func(l series) bool { return l.name == s.name }) {
-				legend = append(legend, s)
+			if slices.ContainsFunc(legend, func(l series) bool { return l.name == s.name }) {
+				continue
+			}
+			if p.row != lastRow && slot > 0 {
+				col, slot = col+1, 0
+			}
+			lastRow = p.row
+			legend = append(legend, s)
+			legendCol = append(legendCol, col*legendRows+slot)
+			if slot++; slot == legendRows {
+				col, slot = col+1, 0
 			}
 		}
 	}
-	// The legend fills columns of two rows: sequential above pipeline
-	// for each direction, then the limit.
-	const legendRows, legendColW = 2, 180
-	cols := (len(legend) + legendRows - 1) / legendRows
-	n := max(len(c.panels), 1)
-	width := max(svgMarginL+n*svgPanelW+(n-1)*(svgGap+svgMarginL/2)+svgGap, svgMarginL+(cols-1)*legendColW+legendTextW(legend))
-	legendTop := svgTop + svgPanelH + 56
+	cols := col
+	if slot > 0 {
+		cols++
+	}
+	// Each legend column is as wide as its longest name needs.
+	legendX := []int{svgMarginL}
+	for c := range cols {
+		legendX = append(legendX, legendX[c]+max(legendColW, legendTextW(legend, legendCol, c)))
+	}
+	// Panels per row, and how far down the rows go.
+	perRow := map[int]int{}
+	rows := 1
+	for _, p := range c.panels {
+		perRow[p.row]++
+		rows = max(rows, p.row+1)
+	}
+	n := max(slices.Max(append(slices.Collect(maps.Values(perRow)), 1)), 1)
+	top := svgTop + svgSubLineH*max(len(c.subtitles)-1, 0)
+	width := max(svgMarginL+n*svgPanelW+(n-1)*(svgGap+svgMarginL/2)+svgGap, legendX[cols])
+	// Room for the title (18-unit bold, about 11 units a character) and
+	// the subtitles (11-unit, about 6).
+	width = max(width, svgMarginL+11*len(c.title)+svgGap)
+	for _, sub := range c.subtitles {
+		width = max(width, svgMarginL+6*len(sub)+svgGap)
+	}
+	legendTop := top + (rows-1)*svgRowH + svgPanelH + 56
 	height := legendTop + legendRows*svgLegendH
 
 	var b strings.Builder
@@ -160,14 +209,19 @@ func writeChart(w io.Writer, c chart) error {
 		width, height, width, height, svgFont)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	fmt.Fprintf(&b, `<text x="%d" y="26" font-size="18" font-weight="bold">%s</text>`+"\n", svgMarginL, esc(c.title))
-	fmt.Fprintf(&b, `<text x="%d" y="46" font-size="11" fill="#444444">%s</text>`+"\n", svgMarginL, esc(c.subtitle))
-	for i, p := range c.panels {
+	for i, sub := range c.subtitles {
+		fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="11" fill="#444444">%s</text>`+"\n", svgMarginL, 46+i*svgSubLineH, esc(sub))
+	}
+	inRow := map[int]int{}
+	for _, p := range c.panels {
+		i := inRow[p.row]
+		inRow[p.row]++
 		x0 := svgMarginL + i*(svgPanelW+svgGap+svgMarginL/2)
-		writePanel(&b, c, p, x0, svgTop)
+		writePanel(&b, c, p, x0, top+p.row*svgRowH)
 	}
 	for i, s := range legend {
-		x := svgMarginL + (i/legendRows)*legendColW
-		y := legendTop + (i%legendRows)*svgLegendH
+		x := legendX[legendCol[i]/legendRows]
+		y := legendTop + (legendCol[i]%legendRows)*svgLegendH
 		writeLine(&b, "legend", s, []point{{0, 0}, {1, 0}}, func(p point) (float64, float64) {
 			return float64(x) + p.x*36, float64(y)
 		})
@@ -179,13 +233,15 @@ func writeChart(w io.Writer, c chart) error {
 	return err
 }
 
-// legendTextW estimates the room the legend's last column needs: its
-// sample line and its longest name, at about 7 units per character of
-// 12-unit text.
-func legendTextW(legend []series) int {
+// legendTextW estimates the room the legend's column col needs (pos[i]
+// is legend[i]'s slot, legendRows to a column): its sample line and its
+// longest name, at about 7 units per character of 12-unit text.
+func legendTextW(legend []series, pos []int, col int) int {
 	w := 0
-	for i := len(legend) - 1; i >= 0 && i >= len(legend)-2; i-- {
-		w = max(w, len(legend[i].name))
+	for i, s := range legend {
+		if pos[i]/legendRows == col {
+			w = max(w, len(s.name))
+		}
 	}
 	return 44 + 7*w + 16
 }
@@ -225,9 +281,9 @@ func writePanel(b *strings.Builder, c chart, p panel, x0, y0 int) {
 		fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">%g</text>`+"\n", fx(x), y0+svgPanelH+18, x)
 	}
 	fmt.Fprintf(b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#333333"/>`+"\n", x0, y0, svgPanelW, svgPanelH)
-	fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", float64(x0)+svgPanelW/2, y0+svgPanelH+36, esc(c.xLabel))
+	fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", float64(x0)+svgPanelW/2, y0+svgPanelH+36, esc(cmp.Or(p.xLabel, c.xLabel)))
 	fmt.Fprintf(b, `<text transform="translate(%d,%.1f) rotate(-90)" text-anchor="middle">%s</text>`+"\n",
-		x0-44, float64(y0)+svgPanelH/2, esc(c.yLabel))
+		x0-44, float64(y0)+svgPanelH/2, esc(cmp.Or(p.yLabel, c.yLabel)))
 	for _, s := range p.series {
 		writeLine(b, "series", s, s.points, xy)
 		for _, pt := range s.points {

@@ -3,22 +3,23 @@ package bench
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 )
 
 // WriteTable prints the report as aligned tables: the machine, the
-// in-memory sweep, the per-stage CPU share, and the namespace mode's
-// figures when it ran.
+// namespace mode's figures when it ran, then the in-memory sweep and the
+// per-stage CPU share when that ran.
 func (r *Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	m := r.Machine
 	fmt.Fprintf(&b, "PipeGuard bench: %s, %d cores, %s, %s, %s\n", m.CPUModel, m.Cores, m.GoVersion, m.Kernel, m.Date)
+	if r.Netns != nil {
+		writeNetns(&b, r.Netns, r.Settings)
+	}
 	if r.Mem != nil {
 		writeMem(&b, r.Mem, r.Settings)
-	}
-	if r.Netns != nil {
-		writeNetns(&b, r.Netns)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -82,28 +83,98 @@ func writeMem(b *strings.Builder, mr *MemReport, st Settings) {
 	}
 }
 
-func writeNetns(b *strings.Builder, nr *NetnsReport) {
-	fmt.Fprintf(b, "\nNetwork namespaces: veth, MTU %d; TCP by iperf3 (received), RTT by ping.\n\n", nr.MTU)
-	t := table{head: []string{"impl", "engine", "direction", "streams", "Gbit/s", "retrans", "vs wg-go", "pipe/seq"},
-		left: map[int]bool{0: true, 1: true, 2: true}}
-	for _, run := range nr.Runs {
+// netnsTCPHead is the namespace mode's TCP table's header; netnsTCPRow
+// formats one result to match it.
+var netnsTCPHead = []string{"impl", "engine", "direction", "streams", "Gbit/s", "retrans", "CPU %", "vs wg-go", "pipe/seq"}
+
+func netnsTCPRow(run NetnsRun, tc TCPResult) []string {
+	return []string{run.Impl, orDash(run.Engine != "", run.Engine), string(tc.Direction),
+		strconv.Itoa(tc.Streams), fmt.Sprintf("%.2f", tc.Gbps), strconv.FormatInt(tc.Retransmits, 10),
+		fmt.Sprintf("%.0f", tc.CPUPercent),
+		orDash(tc.VsWireguardGo > 0, fmt.Sprintf("%.2f", tc.VsWireguardGo)),
+		orDash(tc.VsSequential > 0, fmt.Sprintf("%.2f", tc.VsSequential))}
+}
+
+func writeNetns(b *strings.Builder, nr *NetnsReport, st Settings) {
+	fmt.Fprintf(b, "\nNetwork namespaces: two, joined by a veth pair; a tunnel process at each end, TUN MTU %d;\n", nr.MTU)
+	fmt.Fprintf(b, "TCP by iperf3 (-t %d, received Gbit/s), medians of %d; CPU: both tunnel processes, 100 = one core;\n", nr.TCPSeconds, st.Repeat)
+	fmt.Fprintf(b, "wireguard-go %s; %s.\n\n", nr.WireguardGoVersion, nr.Iperf3Version)
+	t := table{head: netnsTCPHead, left: map[int]bool{0: true, 1: true, 2: true}}
+	for i, run := range nr.Runs {
+		if i > 0 {
+			t.rows = append(t.rows, nil)
+		}
 		for _, tc := range run.TCP {
-			t.rows = append(t.rows, []string{run.Impl, orDash(run.Engine != "", run.Engine), string(tc.Direction),
-				strconv.Itoa(tc.Streams), fmt.Sprintf("%.2f", tc.Gbps), strconv.FormatInt(tc.Retransmits, 10),
-				orDash(tc.VsWireguardGo > 0, fmt.Sprintf("%.2f", tc.VsWireguardGo)),
-				orDash(tc.VsSequential > 0, fmt.Sprintf("%.2f", tc.VsSequential))})
+			t.rows = append(t.rows, netnsTCPRow(run, tc))
 		}
 	}
 	t.write(b, "")
 	b.WriteString("\n")
-	t = table{head: []string{"impl", "engine", "RTT idle p50 ms", "p99 ms", "RTT loaded p50 ms", "p99 ms", "CPU %", "peak RSS MiB"},
+	t = table{head: []string{"impl", "engine", "RTT idle p50 ms", "p99 ms", "RTT loaded p50 ms", "p99 ms", "lost", "CPU %", "peak RSS MiB"},
 		left: map[int]bool{0: true, 1: true}}
 	for _, run := range nr.Runs {
+		lost := run.PingIdle.Sent - run.PingIdle.Received + run.PingLoaded.Sent - run.PingLoaded.Received
 		t.rows = append(t.rows, []string{run.Impl, orDash(run.Engine != "", run.Engine),
 			fmt.Sprintf("%.3f", run.PingIdle.P50Ms), fmt.Sprintf("%.3f", run.PingIdle.P99Ms),
 			fmt.Sprintf("%.3f", run.PingLoaded.P50Ms), fmt.Sprintf("%.3f", run.PingLoaded.P99Ms),
-			fmt.Sprintf("%.0f", run.CPUPercent), fmt.Sprintf("%.1f", float64(run.PeakRSSBytes)/(1<<20))})
+			strconv.Itoa(lost), fmt.Sprintf("%.0f", run.CPUPercent), fmt.Sprintf("%.1f", float64(run.PeakRSSBytes)/(1<<20))})
 	}
+	t.write(b, "")
+	fmt.Fprintf(b, "(ping every %g ms from A to B through the tunnel: %d idle, and during the outbound run with the most streams)\n",
+		nr.PingIntervalMs, nr.PingIdleCount)
+	writeNetnsRatios(b, nr)
+	for _, w := range nr.Warnings {
+		fmt.Fprintf(b, "warning: %s\n", w)
+	}
+}
+
+// writeNetnsRatios prints the ratios of TCP throughput per direction and
+// stream count: each PipeGuard engine over wireguard-go, and pipeline over
+// sequential.
+func writeNetnsRatios(b *strings.Builder, nr *NetnsReport) {
+	var head []string
+	var cols []tcpCase
+	for _, run := range nr.Runs {
+		for _, tc := range run.TCP {
+			c := tcpCase{tc.Direction, tc.Streams}
+			if !slices.Contains(cols, c) {
+				cols = append(cols, c)
+				head = append(head, fmt.Sprintf("%s×%d", tc.Direction, tc.Streams))
+			}
+		}
+	}
+	t := table{head: append([]string{"TCP Gbit/s ratio"}, head...), left: map[int]bool{0: true}}
+	row := func(name string, ok func(NetnsRun) bool, f func(TCPResult) float64) {
+		for _, run := range nr.Runs {
+			if !ok(run) {
+				continue
+			}
+			r := []string{name}
+			for _, c := range cols {
+				v := 0.0
+				for _, tc := range run.TCP {
+					if tc.Direction == c.Direction && tc.Streams == c.Streams {
+						v = f(tc)
+					}
+				}
+				r = append(r, orDash(v > 0, fmt.Sprintf("%.2f", v)))
+			}
+			t.rows = append(t.rows, r)
+		}
+	}
+	for _, run := range nr.Runs {
+		if run.Impl == ImplPipeGuard {
+			e := run.Engine
+			row(e+" / wireguard-go", func(r NetnsRun) bool { return r.Impl == ImplPipeGuard && r.Engine == e },
+				func(tc TCPResult) float64 { return tc.VsWireguardGo })
+		}
+	}
+	row("pipeline / sequential", func(r NetnsRun) bool { return r.Impl == ImplPipeGuard && r.Engine != engineSequential },
+		func(tc TCPResult) float64 { return tc.VsSequential })
+	if len(t.rows) == 0 {
+		return
+	}
+	b.WriteString("\n")
 	t.write(b, "")
 }
 

@@ -1,9 +1,13 @@
 // Command bench measures PipeGuard's dataplane: the pipeline engine
 // against the sequential baseline and the AEAD's limit, with whole tunnels
-// in memory (the default mode) or, later, between network namespaces. It
-// is a thin shell over package bench: flags in, bench.Run, exit status.
+// in memory (the default mode), and against wireguard-go over real TUN
+// devices between network namespaces (--mode netns, root). It is a thin
+// shell over package bench: flags in, bench.Run, exit status. SIGINT and
+// SIGTERM cancel the run, which then removes what it made (namespaces,
+// processes, files) before it exits.
 //
 //	go run ./cmd/bench --quick
+//	sudo go run ./cmd/bench --mode netns --quick
 package main
 
 import (
@@ -25,9 +29,9 @@ import (
 // cli is the command line. Zero values take package bench's defaults, which
 // --quick makes smaller.
 type cli struct {
-	Mode     string        `help:"What to measure: mem (in-memory tunnels, no root), netns (real TUN devices in network namespaces, root), all." default:"mem" enum:"mem,netns,all"`
-	Quick    bool          `help:"A small sweep (two sizes, one peer, GOMAXPROCS 1 and all cores) that still covers both engines, every direction and the ratios."`
-	Duration time.Duration `help:"Measured time per measurement (default 1s; 500ms with --quick)."`
+	Mode     string        `help:"What to measure: mem (in-memory tunnels, no root), netns (PipeGuard and wireguard-go on real TUN devices in network namespaces, iperf3 and ping; root), all (netns, then mem)." default:"mem" enum:"mem,netns,all"`
+	Quick    bool          `help:"A small sweep (two sizes, one peer, GOMAXPROCS 1 and all cores) that still covers both engines, every direction and the ratios; in netns mode, 2-second iperf3 runs and a 1-second idle ping."`
+	Duration time.Duration `help:"Measured time per measurement: in memory, default 1s (500ms with --quick); in netns mode, each iperf3 run, whole seconds, default 10s (2s with --quick)."`
 	Repeat   int           `help:"Run the sweep N times and report medians." default:"1" placeholder:"N"`
 
 	JSON       string `name:"json" help:"Write every figure, and the machine, to FILE as JSON." placeholder:"FILE" type:"path"`
@@ -42,6 +46,7 @@ type cli struct {
 	Peers      []int    `help:"Numbers of peers (default 1,4)." sep:"," placeholder:"N"`
 	Procs      []int    `help:"GOMAXPROCS values (default 1 to the number of CPUs)." sep:"," placeholder:"N"`
 	Workers    []int    `help:"Pipeline crypto workers per direction; 0 means GOMAXPROCS (default 1, GOMAXPROCS and twice that)." sep:"," placeholder:"N"`
+	Streams    []int    `help:"Netns mode: iperf3 parallel TCP streams, each run both ways (default 1,4)." sep:"," placeholder:"N"`
 }
 
 func main() {
@@ -71,7 +76,7 @@ func main() {
 func parse(args []string) (bench.Config, error) {
 	var c cli
 	p, err := kong.New(&c, kong.Name("bench"),
-		kong.Description("Measure PipeGuard: pipeline against sequential, against the ChaCha20-Poly1305 limit (and, in netns mode, wireguard-go)."),
+		kong.Description("Measure PipeGuard: pipeline against sequential, against the ChaCha20-Poly1305 limit (in memory) and against wireguard-go (netns mode)."),
 		kong.UsageOnError())
 	if err != nil {
 		return bench.Config{}, err
@@ -81,7 +86,7 @@ func parse(args []string) (bench.Config, error) {
 	}
 	cfg := bench.Config{
 		Mode: bench.Mode(c.Mode), Quick: c.Quick, Duration: c.Duration, Repeat: c.Repeat,
-		Sizes: c.Sizes, Peers: c.Peers, Procs: c.Procs, Workers: c.Workers,
+		Sizes: c.Sizes, Peers: c.Peers, Procs: c.Procs, Workers: c.Workers, Streams: c.Streams,
 		NoStageCPU: c.NoStageCPU, CPUProfile: c.CPUProfile, MemProfile: c.MemProfile,
 		JSONPath: c.JSON, SVGPath: c.SVG,
 	}

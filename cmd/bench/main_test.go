@@ -1,9 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -50,12 +47,15 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func TestNetnsModeSaysNotYet(t *testing.T) {
-	cfg, err := parse([]string{"--mode", "netns"})
+func TestParseNetns(t *testing.T) {
+	cfg, err := parse([]string{"--mode", "all", "--quick", "--streams", "1,8", "--duration", "3s"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bench.Run(context.Background(), cfg, &bytes.Buffer{}); !errors.Is(err, bench.ErrNetnsNotImplemented) {
-		t.Errorf("netns mode: %v", err)
+	if cfg.Mode != bench.ModeAll || !cfg.Quick || !slices.Equal(cfg.Streams, []int{1, 8}) || cfg.Duration != 3*time.Second {
+		t.Errorf("config %+v", cfg)
+	}
+	if _, err := parse([]string{"--mode", "netns", "--streams", "many"}); err == nil {
+		t.Error("--streams many accepted")
 	}
 }

@@ -1,0 +1,363 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"pipeguard/noise"
+)
+
+// iperfPort is the iperf3 server's port in namespace B.
+const iperfPort = "5201"
+
+// runNetns is the namespace mode: PipeGuard with each engine, then
+// wireguard-go, each a tunnel between two network namespaces joined by a
+// veth pair, measured by iperf3 and ping run in those namespaces. It
+// builds the tunnel programs once, removes what crashed runs left behind,
+// and removes everything it made before it returns, also when ctx ends.
+func runNetns(ctx context.Context, cfg *Config) (_ *NetnsReport, err error) {
+	if err := netnsUsable(); err != nil {
+		return nil, err
+	}
+	for _, what := range removeStale() {
+		note(cfg, "removed %s, left by an earlier run", what)
+	}
+	bins, err := buildTunnels(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(bins.dir)
+	env, err := newNsEnv()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := env.close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	srv, err := env.start(env.b, "iperf3 server", nil, "iperf3", "-s", "-p", iperfPort, "--forceflush")
+	if err != nil {
+		return nil, err
+	}
+	if err := waitFor(ctx, srv, 5*time.Second, func() bool { return strings.Contains(srv.out.String(), "Server listening") }); err != nil {
+		return nil, err
+	}
+
+	rep := &NetnsReport{MTU: netnsMTU, TCPSeconds: int(cfg.TCPDuration / time.Second),
+		PingIntervalMs: float64(pingInterval) / float64(time.Millisecond), PingIdleCount: cfg.pingIdleCount(),
+		WireguardGoVersion: bins.wgVersion, Iperf3Version: iperf3Version()}
+	kinds, cases := cfg.netnsKinds(), cfg.tcpCases()
+	prog := newProgress(cfg.Progress, cfg.ProgressTTY, cfg.Repeat*len(kinds)*(1+len(cases)))
+	defer prog.finish()
+	samples := make([][]netnsSample, len(kinds))
+	args := make([][]string, len(kinds))
+	for r := range cfg.Repeat {
+		// Each repeat starts with another tunnel, so that a slow spell of
+		// the machine does not always fall on the same one.
+		for j := range kinds {
+			i := (j + r) % len(kinds)
+			m := &tunnelMeasurement{env: env, bins: bins, kind: kinds[i], cfg: cfg, prog: prog}
+			s, err := m.run(ctx, cases)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				return nil, fmt.Errorf("%s: %w", kinds[i], err)
+			}
+			samples[i] = append(samples[i], s)
+			args[i] = m.args
+			rep.Warnings = append(rep.Warnings, m.warnings...)
+		}
+	}
+	rep.Runs = summarizeNetns(kinds, args, cases, samples)
+	return rep, nil
+}
+
+// note writes a line about the run to the progress writer, if any.
+func note(cfg *Config, format string, a ...any) {
+	if cfg.Progress != nil {
+		fmt.Fprintf(cfg.Progress, "bench: "+format+"\n", a...)
+	}
+}
+
+// tunnelMeasurement is one repeat of one tunnel: bring up both ends,
+// measure, stop them.
+type tunnelMeasurement struct {
+	env      *nsEnv
+	bins     *tunnelBins
+	kind     tunnelKind
+	cfg      *Config
+	prog     *progress
+	args     []string // end A's arguments
+	warnings []string
+	a, b     *nsProc
+}
+
+func (m *tunnelMeasurement) run(ctx context.Context, cases []tcpCase) (netnsSample, error) {
+	var s netnsSample
+	if err := m.start(ctx); err != nil {
+		return s, err
+	}
+	defer m.stop()
+	if err := m.handshake(ctx); err != nil {
+		return s, err
+	}
+	what := m.kind.String() + ": ping idle"
+	m.prog.begin(what)
+	var err error
+	if s.Idle, err = m.ping(ctx, m.cfg.pingIdleCount()); err != nil {
+		return s, err
+	}
+	m.prog.end(what, fmt.Sprintf("p50 %.3f ms, p99 %.3f ms", s.Idle.RTT().P50Ms, s.Idle.RTT().P99Ms))
+	loaded := loadedCase(cases)
+	for _, c := range cases {
+		what := fmt.Sprintf("%s: %s", m.kind, c)
+		m.prog.begin(what)
+		ts, pr, err := m.tcp(ctx, c, c == loaded)
+		if err != nil {
+			return s, fmt.Errorf("%s: %w", c, err)
+		}
+		if c == loaded {
+			s.Loaded = pr
+		}
+		s.TCP = append(s.TCP, ts)
+		m.prog.end(what, fmt.Sprintf("%.2f Gbit/s", ts.Gbps))
+	}
+	for _, p := range []*nsProc{m.a, m.b} {
+		rss, err := procPeakRSS(p.pid())
+		if err != nil {
+			return s, fmt.Errorf("%w: %s: %v", ErrNetns, p.name, err)
+		}
+		s.PeakRSS = max(s.PeakRSS, rss)
+	}
+	return s, nil
+}
+
+// start writes both ends' configs and starts the tunnel programs, then
+// waits for their UAPI sockets, which both open once the tunnel is up.
+func (m *tunnelMeasurement) start(ctx context.Context) error {
+	keyA, err := noise.GeneratePrivateKey()
+	if err != nil {
+		return err
+	}
+	keyB, err := noise.GeneratePrivateKey()
+	if err != nil {
+		return err
+	}
+	ifA, ifB := m.env.tunnelName("a"), m.env.tunnelName("b")
+	var procs [2]*nsProc
+	for i, end := range []struct {
+		ns, iface, inner, peerOuter, peerInner string
+		key                                    noise.PrivateKey
+		peer                                   noise.PublicKey
+	}{
+		{m.env.a, ifA, innerA, outerB, innerB, keyA, keyB.Public()},
+		{m.env.b, ifB, innerB, outerA, innerA, keyB, keyA.Public()},
+	} {
+		conf := filepath.Join(m.env.dir, end.iface+".conf")
+		text := fmt.Sprintf("[Interface]\nPrivateKey = %s\nAddress = %s/24\nListenPort = 51820\nMTU = %d\n\n"+
+			"[Peer]\nPublicKey = %s\nEndpoint = %s:51820\nAllowedIPs = %s/32\n",
+			end.key, end.inner, netnsMTU, end.peer, end.peerOuter, end.peerInner)
+		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+			return err
+		}
+		bin, args, env := m.bins.wgpeer, []string{"--config", conf, "--interface", end.iface, "--mtu", strconv.Itoa(netnsMTU), "--uapi"}, []string(nil)
+		if m.kind.Impl == ImplPipeGuard {
+			bin = m.bins.client
+			args = []string{"standalone", "--config", conf, "--interface", end.iface, "--state-dir", m.env.dir, "--engine", m.kind.Engine}
+			env = []string{"PIPEGUARD_ID=pgbench-" + end.iface}
+		}
+		if i == 0 { // for the report, without the run's temporary paths
+			m.args = make([]string, len(args))
+			for j, a := range args {
+				m.args[j] = strings.ReplaceAll(a, m.env.dir, "$TMPDIR")
+			}
+		}
+		if procs[i], err = m.env.start(end.ns, fmt.Sprintf("%s in %s", m.kind, end.ns), env, bin, args...); err != nil {
+			return err
+		}
+		m.a, m.b = procs[0], procs[1]
+	}
+	for i, ifc := range []string{ifA, ifB} {
+		p := procs[i]
+		up := func() bool {
+			c, err := net.Dial("unix", socketPath(ifc))
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		}
+		if err := waitFor(ctx, p, 15*time.Second, up); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stop stops both ends with SIGTERM and notes any that did not exit 0.
+func (m *tunnelMeasurement) stop() {
+	for _, p := range []*nsProc{m.a, m.b} {
+		if p == nil {
+			continue
+		}
+		if code := p.stop(stopGrace); code != 0 {
+			m.warnings = append(m.warnings, fmt.Sprintf("%s exited with status %d after SIGTERM: %s",
+				p.name, code, lastLine(p.out.String())))
+		}
+	}
+}
+
+// handshake pings through the tunnel until a reply comes, which takes a
+// handshake, for up to 10 s.
+func (m *tunnelMeasurement) handshake(ctx context.Context) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := runIn(ctx, m.env.a, "ping", "-c", "1", "-W", "1", innerB)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return fmt.Errorf("%w: no ping reply through the tunnel within 10 s: %v: %s", ErrNetns, err, lastLine(string(out)))
+		}
+		if err := m.alive(); err != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// alive fails when either end has exited.
+func (m *tunnelMeasurement) alive() error {
+	for _, p := range []*nsProc{m.a, m.b} {
+		if p.exited() {
+			return fmt.Errorf("%w: %s exited: %v\n%s", ErrNetns, p.name, p.err, p.out)
+		}
+	}
+	return nil
+}
+
+// ping sends count echo requests from A to B's tunnel address.
+func (m *tunnelMeasurement) ping(ctx context.Context, count int) (PingResult, error) {
+	out, err := runIn(ctx, m.env.a, "ping", "-c", strconv.Itoa(count), "-i", strconv.FormatFloat(pingInterval.Seconds(), 'f', -1, 64), "-W", "1", innerB)
+	r, perr := ParsePing(out)
+	if perr != nil {
+		return r, fmt.Errorf("%w (ping: %v)", perr, err)
+	}
+	if r.Received == 0 {
+		return r, fmt.Errorf("%w: no ping replies", ErrNetns)
+	}
+	return r, nil
+}
+
+// tcp runs iperf3 from A to B's server for case c, reading the tunnel
+// processes' CPU time around it; with withPing, a ping series runs during
+// it, from half a second after its start to about half a second before its
+// end.
+func (m *tunnelMeasurement) tcp(ctx context.Context, c tcpCase, withPing bool) (TCPSample, PingResult, error) {
+	secs := int(m.cfg.TCPDuration / time.Second)
+	args := []string{"-c", innerB, "-p", iperfPort, "-t", strconv.Itoa(secs), "-P", strconv.Itoa(c.Streams), "-J", "--connect-timeout", "5000"}
+	if c.Direction == Inbound {
+		args = append(args, "-R")
+	}
+	var bg *bgPing
+	if withPing {
+		bg = m.startPing(ctx, 500*time.Millisecond, max(int((m.cfg.TCPDuration-time.Second)/pingInterval), 10))
+		defer bg.abort()
+	}
+	var (
+		res        Iperf3Result
+		begin      time.Time
+		cpu0, cpu1 time.Duration
+		err        error
+	)
+	for attempt := 1; ; attempt++ {
+		if cpu0, err = m.cpu(); err != nil {
+			return TCPSample{}, PingResult{}, err
+		}
+		begin = time.Now()
+		out, err := runIn(ctx, m.env.a, "iperf3", args...)
+		var perr error
+		if res, perr = ParseIperf3(out); perr == nil {
+			break
+		}
+		// The server takes a moment between tests; a client that came too
+		// early is told it is busy.
+		if attempt < 3 && strings.Contains(perr.Error(), "busy") && ctx.Err() == nil {
+			time.Sleep(300 * time.Millisecond)
+			continue
+		}
+		return TCPSample{}, PingResult{}, fmt.Errorf("%w (iperf3: %v)", perr, err)
+	}
+	wall := time.Since(begin)
+	if cpu1, err = m.cpu(); err != nil {
+		return TCPSample{}, PingResult{}, err
+	}
+	s := TCPSample{Gbps: res.ReceivedGbps, Retransmits: res.Retransmits, Seconds: res.Seconds,
+		WallSeconds: wall.Seconds(), CPUSeconds: (cpu1 - cpu0).Seconds()}
+	var pr PingResult
+	if bg != nil {
+		if pr, err = bg.wait(); err != nil {
+			return s, pr, fmt.Errorf("ping under load: %w", err)
+		}
+	}
+	return s, pr, m.alive()
+}
+
+// bgPing is a ping series running beside a TCP run.
+type bgPing struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the series has ended and r, err are set
+	r      PingResult
+	err    error
+}
+
+// startPing starts a series of count echo requests after delay.
+func (m *tunnelMeasurement) startPing(ctx context.Context, delay time.Duration, count int) *bgPing {
+	ctx, cancel := context.WithCancel(ctx)
+	bp := &bgPing{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(bp.done)
+		select {
+		case <-ctx.Done():
+			bp.err = ctx.Err()
+			return
+		case <-time.After(delay):
+		}
+		bp.r, bp.err = m.ping(ctx, count)
+	}()
+	return bp
+}
+
+// wait waits for the series to end by itself.
+func (bp *bgPing) wait() (PingResult, error) {
+	<-bp.done
+	bp.cancel()
+	return bp.r, bp.err
+}
+
+// abort cuts the series short and waits for it; after wait, it does
+// nothing.
+func (bp *bgPing) abort() {
+	bp.cancel()
+	<-bp.done
+}
+
+// cpu is both ends' CPU time so far.
+func (m *tunnelMeasurement) cpu() (time.Duration, error) {
+	var sum time.Duration
+	for _, p := range []*nsProc{m.a, m.b} {
+		d, err := procCPU(p.pid())
+		if err != nil {
+			return 0, fmt.Errorf("%w: %s: %v", ErrNetns, p.name, err)
+		}
+		sum += d
+	}
+	return sum, nil
+}

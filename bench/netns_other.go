@@ -1,0 +1,13 @@
+//go:build !linux
+
+package bench
+
+import (
+	"context"
+	"fmt"
+)
+
+// runNetns is unsupported outside Linux: network namespaces are Linux's.
+func runNetns(ctx context.Context, cfg *Config) (*NetnsReport, error) {
+	return nil, fmt.Errorf("%w: network namespaces are Linux's", ErrNetnsUnavailable)
+}
