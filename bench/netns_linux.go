@@ -112,7 +112,7 @@ func (m *tunnelMeasurement) run(ctx context.Context, cases []tcpCase) (netnsSamp
 	what := m.kind.String() + ": ping idle"
 	m.prog.begin(what)
 	var err error
-	if s.Idle, err = m.ping(ctx, m.cfg.pingIdleCount()); err != nil {
+	if s.Idle, err = m.ping(ctx, m.cfg.pingIdleCount(), false); err != nil {
 		return s, err
 	}
 	m.prog.end(what, fmt.Sprintf("p50 %.3f ms, p99 %.3f ms", s.Idle.RTT().P50Ms, s.Idle.RTT().P99Ms))
@@ -219,7 +219,7 @@ func (m *tunnelMeasurement) stop() {
 func (m *tunnelMeasurement) handshake(ctx context.Context) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		out, err := runIn(ctx, m.env.a, "ping", "-c", "1", "-W", "1", innerB)
+		out, err := runIn(ctx, false, m.env.a, "ping", "-c", "1", "-W", "1", innerB)
 		if err == nil {
 			return nil
 		}
@@ -243,9 +243,11 @@ func (m *tunnelMeasurement) alive() error {
 	return nil
 }
 
-// ping sends count echo requests from A to B's tunnel address.
-func (m *tunnelMeasurement) ping(ctx context.Context, count int) (PingResult, error) {
-	out, err := runIn(ctx, m.env.a, "ping", "-c", strconv.Itoa(count), "-i", strconv.FormatFloat(pingInterval.Seconds(), 'f', -1, 64), "-W", "1", innerB)
+// ping sends count echo requests from A to B's tunnel address; with
+// interrupt, the series may be cut short by ending ctx (see runIn).
+func (m *tunnelMeasurement) ping(ctx context.Context, count int, interrupt bool) (PingResult, error) {
+	out, err := runIn(ctx, interrupt, m.env.a, "ping", "-c", strconv.Itoa(count),
+		"-i", strconv.FormatFloat(pingInterval.Seconds(), 'f', -1, 64), "-W", "1", innerB)
 	r, perr := ParsePing(out)
 	if perr != nil {
 		return r, fmt.Errorf("%w (ping: %v)", perr, err)
@@ -258,8 +260,7 @@ func (m *tunnelMeasurement) ping(ctx context.Context, count int) (PingResult, er
 
 // tcp runs iperf3 from A to B's server for case c, reading the tunnel
 // processes' CPU time around it; with withPing, a ping series runs during
-// it, from half a second after its start to about half a second before its
-// end.
+// it, from half a second after its start to half a second before its end.
 func (m *tunnelMeasurement) tcp(ctx context.Context, c tcpCase, withPing bool) (TCPSample, PingResult, error) {
 	secs := int(m.cfg.TCPDuration / time.Second)
 	args := []string{"-c", innerB, "-p", iperfPort, "-t", strconv.Itoa(secs), "-P", strconv.Itoa(c.Streams), "-J", "--connect-timeout", "5000"}
@@ -268,8 +269,9 @@ func (m *tunnelMeasurement) tcp(ctx context.Context, c tcpCase, withPing bool) (
 	}
 	var bg *bgPing
 	if withPing {
-		bg = m.startPing(ctx, 500*time.Millisecond, max(int((m.cfg.TCPDuration-time.Second)/pingInterval), 10))
-		defer bg.abort()
+		const margin = 500 * time.Millisecond
+		bg = m.startPing(ctx, margin, max(m.cfg.TCPDuration-2*margin, margin))
+		defer bg.stop()
 	}
 	var (
 		res        Iperf3Result
@@ -282,7 +284,7 @@ func (m *tunnelMeasurement) tcp(ctx context.Context, c tcpCase, withPing bool) (
 			return TCPSample{}, PingResult{}, err
 		}
 		begin = time.Now()
-		out, err := runIn(ctx, m.env.a, "iperf3", args...)
+		out, err := runIn(ctx, false, m.env.a, "iperf3", args...)
 		var perr error
 		if res, perr = ParseIperf3(out); perr == nil {
 			break
@@ -303,7 +305,7 @@ func (m *tunnelMeasurement) tcp(ctx context.Context, c tcpCase, withPing bool) (
 		WallSeconds: wall.Seconds(), CPUSeconds: (cpu1 - cpu0).Seconds()}
 	var pr PingResult
 	if bg != nil {
-		if pr, err = bg.wait(); err != nil {
+		if pr, err = bg.stop(); err != nil {
 			return s, pr, fmt.Errorf("ping under load: %w", err)
 		}
 	}
@@ -318,8 +320,10 @@ type bgPing struct {
 	err    error
 }
 
-// startPing starts a series of count echo requests after delay.
-func (m *tunnelMeasurement) startPing(ctx context.Context, delay time.Duration, count int) *bgPing {
+// startPing starts a series after delay that runs for length at most.
+// It is stopped by time, not by a count: iputils paces -i 0.01 at about
+// 16 ms on this kernel, so a count would outlast the TCP run.
+func (m *tunnelMeasurement) startPing(ctx context.Context, delay, length time.Duration) *bgPing {
 	ctx, cancel := context.WithCancel(ctx)
 	bp := &bgPing{cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -330,23 +334,19 @@ func (m *tunnelMeasurement) startPing(ctx context.Context, delay time.Duration, 
 			return
 		case <-time.After(delay):
 		}
-		bp.r, bp.err = m.ping(ctx, count)
+		sctx, stop := context.WithTimeout(ctx, length)
+		defer stop()
+		bp.r, bp.err = m.ping(sctx, 2*int(length/pingInterval)+10, true)
 	}()
 	return bp
 }
 
-// wait waits for the series to end by itself.
-func (bp *bgPing) wait() (PingResult, error) {
-	<-bp.done
+// stop ends the series if it still runs, waits for it and returns it. It
+// may be called again.
+func (bp *bgPing) stop() (PingResult, error) {
 	bp.cancel()
+	<-bp.done
 	return bp.r, bp.err
-}
-
-// abort cuts the series short and waits for it; after wait, it does
-// nothing.
-func (bp *bgPing) abort() {
-	bp.cancel()
-	<-bp.done
 }
 
 // cpu is both ends' CPU time so far.

@@ -167,12 +167,17 @@ func parseVmHWM(b []byte) (uint64, error) {
 }
 
 // runIn runs a short command in namespace ns and returns its standard
-// output; its standard error goes into the error. It is killed when ctx
-// ends, and runs in its own process group (a Ctrl-C is the harness's to
-// handle).
-func runIn(ctx context.Context, ns, name string, args ...string) ([]byte, error) {
+// output; its standard error goes into the error. It runs in its own
+// process group (a Ctrl-C is the harness's to handle) and is killed when
+// ctx ends, or with interrupt, sent SIGINT (ping then prints its summary
+// and exits) and killed only if it has not exited 2 s later.
+func runIn(ctx context.Context, interrupt bool, ns, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if interrupt {
+		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+		cmd.WaitDelay = 2 * time.Second
+	}
 	var stderr tailBuffer
 	stderr.max = 4 << 10
 	cmd.Stderr = &stderr

@@ -120,8 +120,9 @@ func writeNetns(b *strings.Builder, nr *NetnsReport, st Settings) {
 			strconv.Itoa(lost), fmt.Sprintf("%.0f", run.CPUPercent), fmt.Sprintf("%.1f", float64(run.PeakRSSBytes)/(1<<20))})
 	}
 	t.write(b, "")
-	fmt.Fprintf(b, "(ping every %g ms from A to B through the tunnel: %d idle, and during the outbound run with the most streams)\n",
-		nr.PingIntervalMs, nr.PingIdleCount)
+	fmt.Fprintf(b, "(ping -i %g from A to B through the tunnel: %d echoes idle, and during the outbound run with the most streams,\n"+
+		"from 0.5 s after its start to 0.5 s before its end; an echo in flight when that series stops counts as lost)\n",
+		nr.PingIntervalMs/1000, nr.PingIdleCount)
 	writeNetnsRatios(b, nr)
 	for _, w := range nr.Warnings {
 		fmt.Fprintf(b, "warning: %s\n", w)
