@@ -52,7 +52,7 @@ func runNetns(ctx context.Context, cfg *Config) (_ *NetnsReport, err error) {
 
 	rep := &NetnsReport{MTU: netnsMTU, TCPSeconds: int(cfg.TCPDuration / time.Second),
 		PingIntervalMs: float64(pingInterval) / float64(time.Millisecond), PingIdleCount: cfg.pingIdleCount(),
-		WireguardGoVersion: bins.wgVersion, Iperf3Version: iperf3Version()}
+		WireguardGoVersion: bins.wgVersion, Iperf3Version: iperf3Version(), PipeGuardRevision: bins.revision}
 	kinds, cases := cfg.netnsKinds(), cfg.tcpCases()
 	prog := newProgress(cfg.Progress, cfg.ProgressTTY, cfg.Repeat*len(kinds)*(1+len(cases)))
 	defer prog.finish()

@@ -36,6 +36,7 @@ func netnsUsable() error {
 type tunnelBins struct {
 	dir, client, wgpeer string
 	wgVersion           string // golang.zx2c4.com/wireguard in wgpeer
+	revision            string // the PipeGuard commit built, from the client's build info
 }
 
 // buildTunnels builds cmd/headless-client and cmd/wgpeer (as the
@@ -53,14 +54,31 @@ func buildTunnels(ctx context.Context) (*tunnelBins, error) {
 	}
 	b := &tunnelBins{dir: dir, client: filepath.Join(dir, "headless-client"), wgpeer: filepath.Join(dir, "wgpeer")}
 	for _, p := range [][2]string{{"pipeguard/cmd/headless-client", b.client}, {"pipeguard/cmd/wgpeer", b.wgpeer}} {
-		cmd := exec.CommandContext(ctx, goBin, "build", "-o", p[1], p[0])
+		cmd := exec.CommandContext(ctx, goBin, "build", "-buildvcs=auto", "-o", p[1], p[0])
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			os.RemoveAll(dir)
 			return nil, fmt.Errorf("%w: go build %s (run from the PipeGuard module): %v\n%s", ErrNetns, p[0], err, out)
 		}
 	}
-	b.wgVersion = "unknown"
+	b.wgVersion, b.revision = "unknown", "unknown"
+	if info, err := buildinfo.ReadFile(b.client); err == nil {
+		var rev, modified string
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value
+			}
+		}
+		if rev != "" {
+			b.revision = rev
+			if modified == "true" {
+				b.revision += " (with uncommitted changes)"
+			}
+		}
+	}
 	if info, err := buildinfo.ReadFile(b.wgpeer); err == nil {
 		for _, d := range info.Deps {
 			if d.Path == "golang.zx2c4.com/wireguard" {

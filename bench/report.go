@@ -138,9 +138,12 @@ type NetnsReport struct {
 	PingIdleCount  int     `json:"ping_idle_count"`
 	// WireguardGoVersion is golang.zx2c4.com/wireguard's module version
 	// in the wgpeer binary measured; Iperf3Version is iperf3's banner.
-	WireguardGoVersion string     `json:"wireguard_go_version"`
-	Iperf3Version      string     `json:"iperf3_version"`
-	Runs               []NetnsRun `json:"runs"`
+	WireguardGoVersion string `json:"wireguard_go_version"`
+	Iperf3Version      string `json:"iperf3_version"`
+	// PipeGuardRevision is the git commit the client was built from (its
+	// build info), and whether the tree had uncommitted changes.
+	PipeGuardRevision string     `json:"pipeguard_revision,omitempty"`
+	Runs              []NetnsRun `json:"runs"`
 	// Warnings are things that went wrong without spoiling a figure, such
 	// as a tunnel that did not exit 0 on SIGTERM.
 	Warnings []string `json:"warnings,omitempty"`

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"slices"
@@ -98,7 +99,7 @@ func netnsTCPRow(run NetnsRun, tc TCPResult) []string {
 func writeNetns(b *strings.Builder, nr *NetnsReport, st Settings) {
 	fmt.Fprintf(b, "\nNetwork namespaces: two, joined by a veth pair; a tunnel process at each end, TUN MTU %d;\n", nr.MTU)
 	fmt.Fprintf(b, "TCP by iperf3 (-t %d, received Gbit/s), medians of %d; CPU: both tunnel processes, 100 = one core;\n", nr.TCPSeconds, st.Repeat)
-	fmt.Fprintf(b, "wireguard-go %s; %s.\n\n", nr.WireguardGoVersion, nr.Iperf3Version)
+	fmt.Fprintf(b, "PipeGuard %s; wireguard-go %s; %s.\n\n", cmp.Or(nr.PipeGuardRevision, "(revision unknown)"), nr.WireguardGoVersion, nr.Iperf3Version)
 	t := table{head: netnsTCPHead, left: map[int]bool{0: true, 1: true, 2: true}}
 	for i, run := range nr.Runs {
 		if i > 0 {
