@@ -14,7 +14,7 @@ import (
 // machine (root):
 //
 //	report-netns-quick.json:   go run ./cmd/bench --mode netns --quick --json …
-//	report-netns-repeat3.json: go run ./cmd/bench --mode netns --repeat 3 --streams 1 --duration 1s --json …
+//	report-netns-repeat3.json: go run ./cmd/bench --mode netns --repeat 3 --json …   (the run in RESULTS.md)
 var recordedNetns = []string{"testdata/report-netns-quick.json", "testdata/report-netns-repeat3.json"}
 
 func readNetnsRecorded(t *testing.T, path string) *Report {
