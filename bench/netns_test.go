@@ -143,7 +143,7 @@ func checkNetnsReport(t *testing.T, rep *Report) {
 			name  string
 			r     RTT
 			limit float64 // ms
-		}{{"idle", run.PingIdle, 100}, {"loaded", run.PingLoaded, 2000}} {
+		}{{"idle", run.PingIdle, 500}, {"loaded", run.PingLoaded, 2000}} { // generous: CI shares the cores with other tests
 			if p.r.Received == 0 || p.r.Received > p.r.Sent || !(p.r.P50Ms > 0) || p.r.P50Ms > p.r.P99Ms || p.r.P99Ms > p.limit {
 				t.Errorf("%s: ping %s %+v", k, p.name, p.r)
 			}
