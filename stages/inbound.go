@@ -50,10 +50,7 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 	for _, q := range s.workers {
 		q.Cancel() // reservations of a stage that failed mid-batch
 	}
-	if s.inHand > 0 {
-		s.c.drops[DropPanic].Add(uint64(s.inHand))
-		s.inHand = 0
-	}
+	countHeldBatch(s.c, &s.inHand)
 	for {
 		// Publish the last batch before waiting in the system call.
 		flushAll(s.workers)
@@ -193,9 +190,7 @@ func (s *routeIn) Serve(ctx context.Context) error {
 	defer s.log.Debug("stage stop")
 	done := ctx.Done()
 	s.out.Cancel()
-	if n := abandonInHand(s.workers...); n > 0 {
-		s.c.drops[DropPanic].Add(n)
-	}
+	abandonInHand(s.c, s.workers...)
 	for {
 		q := s.workers[s.rr.next]
 		src := q.TryNext()
@@ -269,9 +264,7 @@ func (s *tunWrite) Serve(ctx context.Context) error {
 	s.log.Debug("stage start")
 	defer s.log.Debug("stage stop")
 	done := ctx.Done()
-	if n := abandonInHand(s.in); n > 0 {
-		s.c.drops[DropPanic].Add(n)
-	}
+	abandonInHand(s.c, s.in)
 	for {
 		p, ok := s.in.Next(done)
 		if !ok {

@@ -39,10 +39,7 @@ func (s *tunRead) Serve(ctx context.Context) error {
 	defer s.log.Debug("stage stop")
 	done := ctx.Done()
 	s.out.Cancel()
-	if s.inHand > 0 {
-		s.c.drops[DropPanic].Add(uint64(s.inHand))
-		s.inHand = 0
-	}
+	countHeldBatch(s.c, &s.inHand)
 	for {
 		// Publish the last batch before waiting in the system call.
 		s.out.Flush()
@@ -114,9 +111,7 @@ func (s *routeOut) Serve(ctx context.Context) error {
 	for _, q := range s.workers {
 		q.Cancel()
 	}
-	if n := abandonInHand(s.in); n > 0 {
-		s.c.drops[DropPanic].Add(n)
-	}
+	abandonInHand(s.c, s.in)
 	for {
 		src := s.in.TryNext()
 		waited := src == nil
@@ -221,9 +216,7 @@ func (s *udpSend) Serve(ctx context.Context) error {
 	s.log.Debug("stage start")
 	defer s.log.Debug("stage stop")
 	done := ctx.Done()
-	if n := abandonInHand(s.workers...); n > 0 {
-		s.c.drops[DropPanic].Add(n)
-	}
+	abandonInHand(s.c, s.workers...)
 	for {
 		releaseAll(s.workers)
 		p, ok := s.workers[s.rr.next].Next(done)

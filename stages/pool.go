@@ -100,15 +100,21 @@ func workerRecover[I, O any, PO slotMarker[O]](done <-chan struct{}, in *spsc.Qu
 }
 
 // abandonInHand marks the values a failed stage was holding in each of qs
-// as done, and returns how many there were: the packets lost to the
-// failure.
-func abandonInHand[T any](qs ...*spsc.Queue[T]) uint64 {
+// as done, and counts them as lost to the failure (DropPanic).
+func abandonInHand[T any](c *stageCounters, qs ...*spsc.Queue[T]) {
 	var n uint64
 	for _, q := range qs {
 		n += uint64(q.InHand())
 		q.Done()
 	}
-	return n
+	c.lostToPanic(n)
+}
+
+// countHeldBatch counts the batch a failed edge stage had read and not
+// handed on (*held packets) as lost to the failure, and clears it.
+func countHeldBatch(c *stageCounters, held *int) {
+	c.lostToPanic(uint64(*held))
+	*held = 0
 }
 
 // burstClock reads the clock once per burst of packets rather than once

@@ -39,10 +39,7 @@ func (s *seqInbound) Serve(ctx context.Context) error {
 			s.msgs[i].Buf = s.items[i].pkt.Buf[:]
 		}
 	}
-	if s.inHand > 0 {
-		s.c.drops[DropPanic].Add(uint64(s.inHand))
-		s.inHand = 0
-	}
+	countHeldBatch(s.c, &s.inHand)
 	for {
 		s.inHand = 0
 		s.c.publish()
@@ -120,10 +117,7 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 			s.bufs[i] = s.items[i].pkt.Buf[:wire.InnerOffset+wire.MaxInnerSize]
 		}
 	}
-	if s.inHand > 0 {
-		s.c.drops[DropPanic].Add(uint64(s.inHand))
-		s.inHand = 0
-	}
+	countHeldBatch(s.c, &s.inHand)
 	for {
 		s.inHand = 0
 		s.c.publish()

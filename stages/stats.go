@@ -124,6 +124,13 @@ func (c *stageCounters) publish() {
 
 func (c *stageCounters) drop(r DropReason) { c.drops[r].Add(1) }
 
+// lostToPanic counts n packets a stage lost when it panicked.
+func (c *stageCounters) lostToPanic(n uint64) {
+	if n > 0 {
+		c.drops[DropPanic].Add(n)
+	}
+}
+
 // StageStats is a snapshot of one stage's counters, summed over its
 // instances.
 type StageStats struct {
