@@ -3,7 +3,6 @@ package bench
 import (
 	"cmp"
 	"fmt"
-	"slices"
 )
 
 // Colours of the namespace mode's lines, the same in every panel: PipeGuard
@@ -39,10 +38,7 @@ func netnsChart(r *Report, c chart, row int) chart {
 					s.points = append(s.points, point{float64(tc.Streams), tc.Gbps})
 				}
 			}
-			slices.SortFunc(s.points, func(a, b point) int { return cmp.Compare(a.x, b.x) })
-			if len(s.points) > 0 {
-				p.series = append(p.series, s)
-			}
+			p.add(s)
 		}
 		c.panels = append(c.panels, p)
 	}

@@ -32,6 +32,16 @@ type panel struct {
 	series         []series
 }
 
+// add appends s with its points in x order, unless it has none: a series
+// without points would only clutter the legend.
+func (p *panel) add(s series) {
+	if len(s.points) == 0 {
+		return
+	}
+	slices.SortFunc(s.points, func(a, b point) int { return cmp.Compare(a.x, b.x) })
+	p.series = append(p.series, s)
+}
+
 type series struct {
 	name   string
 	color  string
@@ -128,9 +138,7 @@ func memChart(r *Report) chart {
 				for _, procs := range slices.Sorted(maps.Keys(best)) {
 					s.points = append(s.points, point{float64(procs), best[procs].Gbps})
 				}
-				if len(s.points) > 0 {
-					p.series = append(p.series, s)
-				}
+				p.add(s)
 			}
 		}
 		aead := series{name: "ChaCha20-Poly1305 limit", color: "#555555", width: 2, dashed: true}
@@ -139,10 +147,7 @@ func memChart(r *Report) chart {
 				aead.points = append(aead.points, point{float64(a.Procs), a.Gbps})
 			}
 		}
-		slices.SortFunc(aead.points, func(a, b point) int { return cmp.Compare(a.x, b.x) })
-		if len(aead.points) > 0 {
-			p.series = append(p.series, aead)
-		}
+		p.add(aead)
 		c.panels = append(c.panels, p)
 	}
 	return c
