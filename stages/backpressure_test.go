@@ -77,7 +77,7 @@ func TestFullTUNBlocks(t *testing.T) {
 				for _, x := range []struct {
 					ss     []StageStats
 					stages []string
-				}{{sb, []string{"decrypt", "route-in", "tunwrite"}}, {sa, []string{"route-out", "encrypt", "udpsend"}}} {
+				}{{sb, []string{"decrypt", "tunwrite"}}, {sa, []string{"encrypt", "udpsend"}}} {
 					for _, name := range x.stages {
 						// The queues into a pool fill round-robin and are
 						// reserved in batches (of 8 here): the one the feeder

@@ -55,6 +55,11 @@ const (
 
 	// maxBatch caps the packets one edge stage moves per system call.
 	maxBatch = 128
+
+	// maxPoolRun is how many consecutive packets a worker pool's
+	// dispatcher hands to one worker before it turns to the next (see
+	// roundRobin).
+	maxPoolRun = 1
 )
 
 // PeerConfig is one peer as the tunnel needs it.

@@ -83,8 +83,6 @@ func (t *Tunnel) wireEngine() *tunnelCounters {
 			decIn[i], decOut[i] = spsc.New[inItem](q), spsc.New[inItem](q)
 			encIn[i], encOut[i] = spsc.New[outItem](q), spsc.New[outItem](q)
 		}
-		toTUN := spsc.New[tunPacket](q)
-		fromTUN := spsc.New[outItem](q)
 
 		e := tc.add("udprecv", 1)
 		e.services = []service{newUDPRecv(t, t.udp, decIn, t.handshakes, e.instances[0], logFor("udprecv"))}
@@ -94,20 +92,14 @@ func (t *Tunnel) wireEngine() *tunnelCounters {
 			e.services = append(e.services, &decryptWorker{t: t, in: decIn[i], out: decOut[i], c: e.instances[i], log: logFor("decrypt")})
 			e.inputs = append(e.inputs, queueOf(decIn[i]))
 		}
-		e = tc.add("route-in", 1)
-		e.services = []service{&routeIn{t: t, workers: decOut, out: toTUN, c: e.instances[0], log: logFor("route-in")}}
+		e = tc.add("tunwrite", 1)
+		e.services = []service{newTUNWrite(t, t.tun, decOut, e.instances[0], logFor("tunwrite"))}
 		for i := range n {
 			e.inputs = append(e.inputs, queueOf(decOut[i]))
 		}
-		e = tc.add("tunwrite", 1)
-		e.services = []service{newTUNWrite(t, t.tun, toTUN, e.instances[0], logFor("tunwrite"))}
-		e.inputs = []func() (int, int){queueOf(toTUN)}
 
 		e = tc.add("tunread", 1)
-		e.services = []service{newTUNRead(t, t.tun, fromTUN, e.instances[0], logFor("tunread"))}
-		e = tc.add("route-out", 1)
-		e.services = []service{&routeOut{t: t, in: fromTUN, workers: encIn, c: e.instances[0], log: logFor("route-out")}}
-		e.inputs = []func() (int, int){queueOf(fromTUN)}
+		e.services = []service{newTUNRead(t, t.tun, encIn, e.instances[0], logFor("tunread"))}
 		e = tc.add("encrypt", n)
 		for i := range n {
 			e.services = append(e.services, &encryptWorker{t: t, in: encIn[i], out: encOut[i], c: e.instances[i], log: logFor("encrypt")})

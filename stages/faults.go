@@ -8,10 +8,10 @@ type stageKind int
 const (
 	stageUDPRecv stageKind = iota
 	stageDecrypt
-	stageRouteIn
+	stageAccept // the ordered checks of one inbound packet, in tunwrite
 	stageTUNWrite
 	stageTUNRead
-	stageRouteOut
+	stageRoute // routing one outbound packet, in tunread
 	stageEncrypt
 	stageUDPSend
 	numStageKinds

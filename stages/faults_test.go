@@ -29,10 +29,10 @@ var faultCases = map[Engine][]faultCase{
 	EnginePipeline: {
 		{stageUDPRecv, "udprecv", true, faultBatch},
 		{stageDecrypt, "decrypt", true, 1},
-		{stageRouteIn, "route-in", true, 1},
+		{stageAccept, "tunwrite", true, faultBatch},
 		{stageTUNWrite, "tunwrite", true, faultBatch},
 		{stageTUNRead, "tunread", false, faultBatch},
-		{stageRouteOut, "route-out", false, 1},
+		{stageRoute, "tunread", false, faultBatch},
 		{stageEncrypt, "encrypt", false, 1},
 		{stageUDPSend, "udpsend", false, faultBatch},
 	},

@@ -3,6 +3,7 @@ package stages
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"pipeguard/stages/spsc"
 	"pipeguard/tunio"
@@ -39,7 +40,7 @@ type udpRecv struct {
 
 func newUDPRecv(t *Tunnel, conn tunio.UDPConn, workers []*spsc.Queue[inItem], hs chan handshakeMsg, c *stageCounters, log *slog.Logger) *udpRecv {
 	n := min(max(conn.BatchSize(), 1), maxBatch)
-	return &udpRecv{t: t, conn: conn, workers: workers, handshakes: hs, c: c, log: log,
+	return &udpRecv{t: t, conn: conn, workers: workers, handshakes: hs, c: c, log: log, rr: newRoundRobin(len(workers), poolRun(workers[0].Cap())),
 		batch: n, slots: make([]*inItem, n), msgs: make([]tunio.Datagram, n), used: make([]int, len(workers))}
 }
 
@@ -72,27 +73,27 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 			return err
 		}
 		clear(s.used)
-		w := s.rr.next
+		pos := s.rr // advanced for good once the batch is handed on
 		for i := range n {
 			s.take(s.slots[i], &s.msgs[i])
-			s.used[w]++
-			if w++; w == len(s.workers) {
-				w = 0
-			}
+			s.used[pos.next]++
+			pos.advance()
 		}
 		for i, q := range s.workers {
 			q.CommitFirst(s.used[i])
 		}
 		s.inHand = 0
-		s.rr.next = (s.rr.next + n) % len(s.workers)
+		s.rr = pos
 	}
 }
 
-// reserve reserves up to a batch of slots, round-robin over the workers
-// from rr.next, and points msgs at them. It waits only for the first.
+// reserve reserves up to a batch of slots, in the workers' turns from
+// rr, and points msgs at them. It waits only for the first.
 func (s *udpRecv) reserve(done <-chan struct{}) (int, bool) {
-	w := s.rr.next
+	pos := s.rr
 	for k := range s.batch {
+		w := pos.next
+		pos.advance()
 		var p *inItem
 		if k == 0 {
 			var ok bool
@@ -104,9 +105,6 @@ func (s *udpRecv) reserve(done <-chan struct{}) (int, bool) {
 		}
 		s.slots[k] = p
 		s.msgs[k].Buf = p.pkt.Buf[:]
-		if w++; w == len(s.workers) {
-			w = 0
-		}
 	}
 	return s.batch, true
 }
@@ -172,115 +170,73 @@ func (w *decryptWorker) Serve(ctx context.Context) error {
 	}
 }
 
-// routeIn collects the decrypt pool's output in dispatch order and runs the
-// ordered checks (replay window, cryptokey routing) in place, then copies
-// the inner packet to tunwrite's queue, waiting when it is full.
-type routeIn struct {
+// tunWrite collects the decrypt pool's output in dispatch order, runs the
+// ordered checks (acceptStep: replay window, cryptokey routing) on each
+// packet in its slot, and writes the accepted inner packets to the TUN
+// device in batches straight from those slots: it waits for the next
+// packet, then takes those already there, in order, up to a batch, so a
+// busy tunnel makes one system call per batch and an idle one adds no
+// delay.
+//
+// The ordered checks run here rather than in a stage of their own: they
+// cost a few percent of a packet's CPU, and a stage between the pool and
+// the device cost a hand-off (a wake-up, often on the other core) and a
+// copy of every packet (docs/ARCHITECTURE.md, "Where the pipeline's time
+// went").
+type tunWrite struct {
 	t       *Tunnel
+	dev     tunio.Device
 	workers []*spsc.Queue[inItem]
-	out     *spsc.Queue[tunPacket]
 	rr      roundRobin
 	c       *stageCounters
 	log     *slog.Logger
-	clk     burstClock
-}
-
-func (s *routeIn) Serve(ctx context.Context) error {
-	s.log.Debug("stage start")
-	defer s.log.Debug("stage stop")
-	done := ctx.Done()
-	s.out.Cancel()
-	abandonInHand(s.c, s.workers...)
-	for {
-		q := s.workers[s.rr.next]
-		src := q.TryNext()
-		waited := src == nil
-		if waited {
-			s.out.Flush()
-			releaseAll(s.workers)
-			s.c.publish()
-			var ok bool
-			if src, ok = q.Next(done); !ok {
-				return nil
-			}
-		}
-		// Advance first: if the checks below panic, the restarted stage
-		// resumes at the next worker and the order holds.
-		s.rr.advance(len(s.workers))
-		if src.drop == dropNone {
-			s.t.faults.hit(stageRouteIn)
-			if !s.accept(done, src, waited) {
-				return nil
-			}
-		}
-		q.Done()
-	}
-}
-
-// accept runs the ordered checks on one opened packet and hands its inner
-// packet on; false means done was closed while it waited.
-func (s *routeIn) accept(done <-chan struct{}, src *inItem, fresh bool) bool {
-	if r := s.t.acceptStep(src, s.clk.get(s.t.clock, fresh)); r != dropNone {
-		s.c.drop(r)
-		return true
-	}
-	n := int(src.pkt.InnerLen)
-	if n == 0 {
-		s.c.keepalives.Add(1)
-		return true
-	}
-	dst, ok := reserve(done, s.out, s.c)
-	if !ok {
-		return false
-	}
-	copy(dst.Buf[wire.InnerOffset:wire.InnerOffset+n], src.pkt.Inner())
-	dst.InnerLen = src.pkt.InnerLen
-	s.out.Commit()
-	s.c.pass(n)
-	return true
-}
-
-// tunWrite writes inner packets to the TUN device in batches, straight
-// from its queue: it waits for one packet, then takes whatever else is
-// already there, up to a batch, so a busy tunnel makes one system call per
-// batch and an idle one adds no delay.
-type tunWrite struct {
-	t   *Tunnel
-	dev tunio.Device
-	in  *spsc.Queue[tunPacket]
-	c   *stageCounters
-	log *slog.Logger
 
 	batch int
 	bufs  [][]byte
 }
 
-func newTUNWrite(t *Tunnel, dev tunio.Device, in *spsc.Queue[tunPacket], c *stageCounters, log *slog.Logger) *tunWrite {
+func newTUNWrite(t *Tunnel, dev tunio.Device, workers []*spsc.Queue[inItem], c *stageCounters, log *slog.Logger) *tunWrite {
 	n := min(max(dev.BatchSize(), 1), maxBatch)
-	return &tunWrite{t: t, dev: dev, in: in, c: c, log: log, batch: n, bufs: make([][]byte, 0, n)}
+	return &tunWrite{t: t, dev: dev, workers: workers, rr: newRoundRobin(len(workers), poolRun(workers[0].Cap())),
+		c: c, log: log, batch: n, bufs: make([][]byte, 0, n)}
 }
 
 func (s *tunWrite) Serve(ctx context.Context) error {
 	s.log.Debug("stage start")
 	defer s.log.Debug("stage stop")
 	done := ctx.Done()
-	abandonInHand(s.c, s.in)
+	abandonInHand(s.c, s.workers...)
 	for {
-		p, ok := s.in.Next(done)
+		// Give back every slot finished with before waiting.
+		releaseAll(s.workers)
+		s.c.publish()
+		p, ok := s.workers[s.rr.next].Next(done)
 		if !ok {
 			return nil
 		}
-		s.bufs = append(s.bufs[:0], p.Buf[:wire.InnerOffset+int(p.InnerLen)])
-		for len(s.bufs) < s.batch {
-			if p = s.in.TryNext(); p == nil {
+		// The clock once per batch, as the sequential engine reads it.
+		now := s.t.clock.Now()
+		s.bufs = s.bufs[:0]
+		for taken := 1; ; taken++ {
+			// Advance first: if the checks below panic, the restarted
+			// stage resumes at the next worker and the order holds.
+			s.rr.advance()
+			s.accept(p, now)
+			if taken == s.batch {
 				break
 			}
-			s.bufs = append(s.bufs, p.Buf[:wire.InnerOffset+int(p.InnerLen)])
+			if p = s.workers[s.rr.next].TryNext(); p == nil {
+				break
+			}
 		}
 		s.t.faults.hit(stageTUNWrite)
-		err := s.t.writeTUN(s.dev, s.bufs, s.c)
-		s.c.publish()
-		s.in.Done()
+		var err error
+		if len(s.bufs) > 0 {
+			err = s.t.writeTUN(s.dev, s.bufs, s.c)
+		}
+		for _, q := range s.workers {
+			q.Done()
+		}
 		if err != nil {
 			if tunio.IsClosed(err) || ctx.Err() != nil {
 				return nil
@@ -288,4 +244,22 @@ func (s *tunWrite) Serve(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// accept runs the ordered checks on one slot from the pool and, if it
+// carries an inner packet to deliver, adds it to the batch.
+func (s *tunWrite) accept(it *inItem, now time.Time) {
+	if it.drop != dropNone {
+		return // counted where it was dropped
+	}
+	s.t.faults.hit(stageAccept)
+	if r := s.t.acceptStep(it, now); r != dropNone {
+		s.c.drop(r)
+		return
+	}
+	if it.pkt.InnerLen == 0 {
+		s.c.keepalives.Add(1)
+		return
+	}
+	s.bufs = append(s.bufs, it.pkt.Buf[:wire.InnerOffset+int(it.pkt.InnerLen)])
 }

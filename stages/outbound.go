@@ -3,6 +3,7 @@ package stages
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"pipeguard/stages/spsc"
 	"pipeguard/tunio"
@@ -11,38 +12,52 @@ import (
 
 // tunRead reads inner packets from the TUN device in batches (a
 // segmentation-offloaded read arrives already split into ≤MTU packets)
-// straight into route-out's queue, waiting when it is full: the TUN
-// device's queue then fills and the kernel pushes back on the sender.
+// straight into the encrypt workers' queues, packet i of the stream into
+// worker i mod N, and routes each in its slot (routeStep: the peer, its
+// keypair and the packet's counter, in packet order). A full queue makes
+// it wait: the TUN device's queue then fills and the kernel pushes back on
+// the sender.
+//
+// Routing runs here rather than in a stage of its own: it costs a few
+// percent of a packet's CPU, and a stage between the device and the pool
+// cost a hand-off and a copy of every packet (docs/ARCHITECTURE.md,
+// "Where the pipeline's time went"). A packet that is not sent on (no
+// route, or staged for a handshake) keeps its slot, marked dropped, so
+// the collector after the pool stays in step.
 type tunRead struct {
-	t   *Tunnel
-	dev tunio.Device
-	out *spsc.Queue[outItem]
-	c   *stageCounters
-	log *slog.Logger
+	t       *Tunnel
+	dev     tunio.Device
+	workers []*spsc.Queue[outItem]
+	rr      roundRobin
+	c       *stageCounters
+	log     *slog.Logger
 
 	batch int
 	slots []*outItem // bufs[i] aliases slots[i]
 	bufs  [][]byte
 	sizes []int
+	used  []int // per worker: slots of this batch that hold a packet read
 
 	inHand int // packets read and not yet handed on, as in udpRecv
 }
 
-func newTUNRead(t *Tunnel, dev tunio.Device, out *spsc.Queue[outItem], c *stageCounters, log *slog.Logger) *tunRead {
+func newTUNRead(t *Tunnel, dev tunio.Device, workers []*spsc.Queue[outItem], c *stageCounters, log *slog.Logger) *tunRead {
 	n := min(max(dev.BatchSize(), 1), maxBatch)
-	return &tunRead{t: t, dev: dev, out: out, c: c, log: log,
-		batch: n, slots: make([]*outItem, n), bufs: make([][]byte, n), sizes: make([]int, n)}
+	return &tunRead{t: t, dev: dev, workers: workers, rr: newRoundRobin(len(workers), poolRun(workers[0].Cap())), c: c, log: log,
+		batch: n, slots: make([]*outItem, n), bufs: make([][]byte, n), sizes: make([]int, n), used: make([]int, len(workers))}
 }
 
 func (s *tunRead) Serve(ctx context.Context) error {
 	s.log.Debug("stage start")
 	defer s.log.Debug("stage stop")
 	done := ctx.Done()
-	s.out.Cancel()
+	for _, q := range s.workers {
+		q.Cancel() // reservations of a stage that failed mid-batch
+	}
 	countHeldBatch(s.c, &s.inHand)
 	for {
 		// Publish the last batch before waiting in the system call.
-		s.out.Flush()
+		flushAll(s.workers)
 		s.c.publish()
 		k, ok := s.reserve(done)
 		if !ok {
@@ -52,110 +67,74 @@ func (s *tunRead) Serve(ctx context.Context) error {
 		s.inHand = n
 		s.t.faults.hit(stageTUNRead)
 		if err != nil {
-			s.out.Cancel()
+			for _, q := range s.workers {
+				q.Cancel()
+			}
 			if tunio.IsClosed(err) || ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
+		// The clock once per batch, as the sequential engine reads it.
+		now := s.t.clock.Now()
+		clear(s.used)
+		pos := s.rr // advanced for good once the batch is handed on
 		for i := range n {
-			if tunPacketStep(s.slots[i], s.sizes[i], s.c) {
-				s.c.pass(s.sizes[i])
-			}
+			s.route(s.slots[i], s.sizes[i], now)
+			s.used[pos.next]++
+			pos.advance()
 		}
-		s.out.CommitFirst(n)
+		for i, q := range s.workers {
+			q.CommitFirst(s.used[i])
+		}
 		s.inHand = 0
+		s.rr = pos
 	}
 }
 
-// reserve reserves a whole batch of slots (or the queue's capacity, if
-// smaller) and points bufs at them, with room for a full inner packet
-// after the header; the tag's room stays out of the device's reach. It
-// waits for room if it must: a device with segmentation offload splits one
-// read into up to a batch of packets, and fewer buffers would lose the
-// rest of a large one. Holding reservations while it waits is safe because
-// they never exceed the capacity.
+// route readies one packet read into slot it for its encrypt worker, or
+// marks the slot dropped.
+func (s *tunRead) route(it *outItem, size int, now time.Time) {
+	if !tunPacketStep(it, size, s.c) {
+		return // marked and counted
+	}
+	s.c.pass(size)
+	s.t.faults.hit(stageRoute)
+	r, staged := s.t.routeStep(it, now)
+	switch {
+	case r != dropNone:
+		s.c.drop(r)
+		it.drop = r
+	case staged:
+		it.drop = dropSkip
+	}
+}
+
+// reserve reserves a whole batch of slots (or as many as the queues
+// hold), in the workers' turns from rr, and points bufs at them, with
+// room for a full inner packet after the header; the tag's room stays out
+// of the device's reach. It waits for room if it must: a device with
+// segmentation offload splits one read into up to a batch of packets, and
+// fewer buffers would lose the rest of a large one. Holding reservations
+// while it waits is safe because they never exceed a queue's capacity.
 func (s *tunRead) reserve(done <-chan struct{}) (int, bool) {
-	need := min(s.batch, s.out.Cap())
-	for k := range need {
-		p := s.out.TryReserve()
-		if p == nil {
-			var ok bool
-			if p, ok = s.out.Reserve(done); !ok {
-				return 0, false
-			}
+	clear(s.used) // here: slots reserved per worker
+	pos := s.rr
+	for k := range s.batch {
+		w := pos.next
+		if s.used[w] == s.workers[w].Cap() {
+			return k, true
 		}
+		p, ok := reserveIn(done, s.workers, w, s.c)
+		if !ok {
+			return 0, false
+		}
+		s.used[w]++
+		pos.advance()
 		s.slots[k] = p
 		s.bufs[k] = p.pkt.Buf[:wire.InnerOffset+wire.MaxInnerSize]
 	}
-	return need, true
-}
-
-// routeOut picks each packet's peer, keypair and counter in arrival order
-// (routeStep), in place, and copies it round-robin to the encrypt workers'
-// queues, waiting when the next one is full.
-type routeOut struct {
-	t       *Tunnel
-	in      *spsc.Queue[outItem]
-	workers []*spsc.Queue[outItem]
-	rr      roundRobin
-	c       *stageCounters
-	log     *slog.Logger
-	clk     burstClock
-}
-
-func (s *routeOut) Serve(ctx context.Context) error {
-	s.log.Debug("stage start")
-	defer s.log.Debug("stage stop")
-	done := ctx.Done()
-	for _, q := range s.workers {
-		q.Cancel()
-	}
-	abandonInHand(s.c, s.in)
-	for {
-		src := s.in.TryNext()
-		waited := src == nil
-		if waited {
-			flushAll(s.workers)
-			s.c.publish()
-			var ok bool
-			if src, ok = s.in.Next(done); !ok {
-				return nil
-			}
-		}
-		if src.drop == dropNone {
-			s.t.faults.hit(stageRouteOut)
-			if !s.route(done, src, waited) {
-				return nil
-			}
-		}
-		s.in.Done()
-	}
-}
-
-// route routes one packet and hands it to the next encrypt worker; false
-// means done was closed while it waited.
-func (s *routeOut) route(done <-chan struct{}, src *outItem, fresh bool) bool {
-	r, staged := s.t.routeStep(src, s.clk.get(s.t.clock, fresh))
-	if r != dropNone {
-		s.c.drop(r)
-		return true
-	}
-	if staged {
-		return true
-	}
-	dst, ok := reserveIn(done, s.workers, s.rr.next, s.c)
-	if !ok {
-		return false
-	}
-	n := int(src.pkt.InnerLen)
-	copy(dst.pkt.Buf[wire.InnerOffset:wire.InnerOffset+n], src.pkt.Inner())
-	dst.pkt.InnerLen = src.pkt.InnerLen
-	dst.peer, dst.kp, dst.counter, dst.dst, dst.drop = src.peer, src.kp, src.counter, src.dst, dropNone
-	s.workers[s.rr.next].Commit()
-	s.rr.advance(len(s.workers))
-	s.c.pass(n)
-	return true
+	return s.batch, true
 }
 
 // encryptWorker is one of the encrypt pool's N workers: it seals packets
@@ -186,8 +165,12 @@ func (w *encryptWorker) Serve(ctx context.Context) error {
 		if !ok {
 			return nil
 		}
-		sealStep(dst, src)
-		w.c.pass(int(dst.pkt.MsgLen))
+		if src.drop != dropNone {
+			dst.drop = src.drop // counted by tunread
+		} else {
+			sealStep(dst, src)
+			w.c.pass(int(dst.pkt.MsgLen))
+		}
 		w.out.Commit()
 		w.in.Done()
 	}
@@ -209,7 +192,8 @@ type udpSend struct {
 
 func newUDPSend(t *Tunnel, workers []*spsc.Queue[outItem], c *stageCounters, log *slog.Logger) *udpSend {
 	n := min(max(t.udp.BatchSize(), 1), maxBatch)
-	return &udpSend{t: t, workers: workers, c: c, log: log, batch: n, msgs: make([]tunio.Datagram, 0, n)}
+	return &udpSend{t: t, workers: workers, rr: newRoundRobin(len(workers), poolRun(workers[0].Cap())),
+		c: c, log: log, batch: n, msgs: make([]tunio.Datagram, 0, n)}
 }
 
 func (s *udpSend) Serve(ctx context.Context) error {
@@ -223,7 +207,7 @@ func (s *udpSend) Serve(ctx context.Context) error {
 		if !ok {
 			return nil
 		}
-		s.rr.advance(len(s.workers))
+		s.rr.advance()
 		s.msgs = s.msgs[:0]
 		for taken := 1; ; taken++ {
 			if p.drop == dropNone { // a dropped slot was counted by its worker
@@ -235,7 +219,7 @@ func (s *udpSend) Serve(ctx context.Context) error {
 			if p = s.workers[s.rr.next].TryNext(); p == nil {
 				break
 			}
-			s.rr.advance(len(s.workers))
+			s.rr.advance()
 		}
 		s.t.faults.hit(stageUDPSend)
 		err := s.t.sendDatagrams(s.msgs, s.c)

@@ -8,19 +8,38 @@ import (
 )
 
 // roundRobin is the ordering discipline of a worker pool: the stage before
-// the pool sends packet i to worker i mod N, the stage after collects from
-// worker i mod N. Each worker is FIFO and emits exactly one item per input
-// (a dropped one too, marked), so the collector sees the packets in the
-// order the dispatcher sent them. Its position survives a restart of the
-// stage that owns it: it is part of the stage struct, not of Serve.
-type roundRobin struct{ next int }
+// the pool hands the packets to the workers in turn, a run of up to `run`
+// consecutive packets to each, and the stage after it collects them in the
+// same turns. Each worker is FIFO and emits exactly one item per input (a
+// dropped one too, marked), so the collector sees the packets in the order
+// the dispatcher sent them. Its position survives a restart of the stage
+// that owns it: it is part of the stage struct, not of Serve.
+type roundRobin struct {
+	workers, run int // fixed at wiring
+	next         int // the worker of the next packet
+	inRun        int // packets already handed to next in its current run
+}
 
-func (r *roundRobin) advance(n int) {
-	r.next++
-	if r.next == n {
+func newRoundRobin(workers, run int) roundRobin {
+	return roundRobin{workers: workers, run: max(run, 1)}
+}
+
+// advance moves past one packet.
+func (r *roundRobin) advance() {
+	if r.inRun++; r.inRun < r.run {
+		return
+	}
+	r.inRun = 0
+	if r.next++; r.next == r.workers {
 		r.next = 0
 	}
 }
+
+// poolRun is the run length of the worker pools for queues of capacity
+// q: maxPoolRun, or less for small queues, so that a run never needs more
+// than a quarter of a worker's queue (a stage reserves a whole batch of
+// slots before it reads, and one run must not fill a queue alone).
+func poolRun(q int) int { return min(maxPoolRun, max(q/4, 1)) }
 
 // The queue discipline of the pipeline's stages. A stage that is about to
 // wait (for input, for room, or in a system call) first publishes every
