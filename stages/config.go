@@ -23,15 +23,15 @@ const (
 // Queue capacities and batch sizes, each with its reason.
 //
 // What a stage does when the queue after it is full:
-//   - every data queue between stages (udprecv → decrypt workers → route-in
-//     → tunwrite, tunread → route-out → encrypt workers → udpsend): the
+//   - every data queue between stages (udprecv → decrypt workers →
+//     tunwrite, tunread → encrypt workers → udpsend): the
 //     producer waits. Backpressure travels back to the edges, where the
 //     kernel's socket buffer (inbound) or the TUN device's queue
 //     (outbound) fills and drops or pushes back on the sender, as a
 //     network would; no queue ever grows.
 //   - the handshake queue: udprecv drops the message and counts it
 //     (DropQueueFull), so a handshake flood never stalls data.
-//   - a peer's staged queue (packets waiting for a handshake): route-out
+//   - a peer's staged queue (packets waiting for a handshake): routing
 //     drops the packet and counts it (DropStagedOverflow).
 const (
 	// DefaultQueueCapacity is the capacity of every data queue between
@@ -58,8 +58,10 @@ const (
 
 	// maxPoolRun is how many consecutive packets a worker pool's
 	// dispatcher hands to one worker before it turns to the next (see
-	// roundRobin).
-	maxPoolRun = 1
+	// roundRobin): the number a queue publishes at once (spsc's
+	// maxFlushEvery), so that a run costs its worker one wake-up. Larger
+	// batches, as at full load, still spread over every worker.
+	maxPoolRun = 32
 )
 
 // PeerConfig is one peer as the tunnel needs it.

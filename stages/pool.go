@@ -14,6 +14,11 @@ import (
 // dropped one too, marked), so the collector sees the packets in the order
 // the dispatcher sent them. Its position survives a restart of the stage
 // that owns it: it is part of the stage struct, not of Serve.
+//
+// Runs rather than single packets: a batch of a few packets goes to one
+// worker, which then wakes once and the collector once, instead of every
+// worker waking for a packet or two; a large batch still spreads over all
+// of them (docs/ARCHITECTURE.md, "Where the pipeline's time went").
 type roundRobin struct {
 	workers, run int // fixed at wiring
 	next         int // the worker of the next packet
