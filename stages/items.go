@@ -28,7 +28,7 @@ type outItem struct {
 	dst     netip.AddrPort
 	peer    *peer
 	kp      *noise.Keypair
-	counter uint64 // reserved by route-out, in packet order
+	counter uint64 // reserved by routeStep (in tunread), in packet order
 	drop    DropReason
 	_       [itemPad]byte
 }

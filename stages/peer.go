@@ -28,12 +28,13 @@ type peer struct {
 	session *noise.Session
 
 	// endpoint is where datagrams for the peer go. Set from config, and
-	// by route-in (roaming) from the source of the latest authenticated
-	// packet; read by route-out and the control senders.
+	// by the ordered checks (roaming) from the source of the latest
+	// authenticated packet; read by routing and the control senders.
 	endpoint atomic.Pointer[netip.AddrPort]
 
-	// Transfer counters for `wg show`: rx written by route-in, tx by
-	// route-out (and the control senders for keepalives).
+	// Transfer counters for `wg show`: rx written by the ordered checks
+	// (acceptStep), tx by routing (routeStep; and the control senders for
+	// keepalives).
 	rxBytes, txBytes atomic.Uint64
 
 	// handshakes counts completed handshakes (as initiator or responder);

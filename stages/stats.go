@@ -89,8 +89,8 @@ type stageCounters struct {
 	packets atomic.Uint64
 	bytes   atomic.Uint64
 	drops   [numDropReasons]atomic.Uint64
-	// keepalives counts empty transport messages: received by route-in,
-	// sent by the timer actor. They are neither data nor drops.
+	// keepalives counts empty transport messages: received (tunwrite,
+	// inbound), sent (the timer actor). They are neither data nor drops.
 	keepalives atomic.Uint64
 
 	// Owned by the stage's goroutine (and by its successor after a
@@ -142,7 +142,7 @@ type StageStats struct {
 	QueueDepth int    // packets waiting in the stage's input channels now
 	QueueCap   int    // capacity of those channels
 	Restarts   uint64 // times the supervisor restarted an instance
-	Keepalives uint64 // keepalives received (route-in, inbound) or sent (timers)
+	Keepalives uint64 // keepalives received (tunwrite, inbound) or sent (timers)
 }
 
 // TotalDrops sums the stage's drops over all reasons.

@@ -120,7 +120,7 @@ func (t *Tunnel) routeStep(it *outItem, now time.Time) (reason DropReason, stage
 	return dropNone, false
 }
 
-// sealStep encrypts src with the keypair and counter route-out chose, into
+// sealStep encrypts src with the keypair and counter routeStep chose, into
 // dst: the same item in the sequential engine, the next stage's slot in
 // the pipeline's encrypt pool.
 func sealStep(dst, src *outItem) {
