@@ -44,7 +44,7 @@ type allocRig struct {
 	onWrite    func([]byte) // extra work per TUN write, for the control test
 }
 
-func newAllocRig(t *testing.T, engine Engine, onWrite func([]byte)) *allocRig {
+func newAllocRig(t *testing.T, v dataplane, onWrite func([]byte)) *allocRig {
 	t.Helper()
 	r := &allocRig{reached: make(chan struct{}, 1), onWrite: onWrite}
 	r.target.Store(^uint64(0))
@@ -58,7 +58,7 @@ func newAllocRig(t *testing.T, engine Engine, onWrite func([]byte)) *allocRig {
 	}}
 	// The real clock: the data path's periodic reports to the sessions
 	// run too, as they do in production.
-	r.e, r.p = withRawPeer(t, tunnelSpec{engine: engine, workers: 2, dev: dev, clock: realClock{}})
+	r.e, r.p = withRawPeer(t, tunnelSpec{engine: v.engine, workers: 2, dev: dev, clock: realClock{}, noInline: v.noInline, inlineMax: v.inlineMax})
 	r.p.initiate()
 	// Move the tunnel's endpoint for the peer to a socket nobody copies
 	// from: the peer roams there.
@@ -175,11 +175,11 @@ func TestNoAllocsPerPacket(t *testing.T) {
 	if testing.Short() {
 		t.Skip("pushes 88,000 packets")
 	}
-	for _, engine := range engines {
+	for _, v := range dataplanes {
 		for _, inbound := range []bool{true, false} {
 			dir := map[bool]string{true: "inbound", false: "outbound"}[inbound]
-			t.Run(fmt.Sprintf("%s/%s", engine, dir), func(t *testing.T) {
-				r := newAllocRig(t, engine, nil)
+			t.Run(fmt.Sprintf("%s/%s", v.name, dir), func(t *testing.T) {
+				r := newAllocRig(t, v, nil)
 				got := measureDirection(t, r, inbound)
 				t.Logf("%d allocations for %d packets (%.4f per packet)", got, allocPackets, float64(got)/allocPackets)
 				if got >= allocBudget {
@@ -199,7 +199,7 @@ func TestAllocsMeasureCatchesPerPacket(t *testing.T) {
 		t.Skip("pushes 22,000 packets")
 	}
 	var sink atomic.Pointer[[]byte]
-	r := newAllocRig(t, EnginePipeline, func(b []byte) {
+	r := newAllocRig(t, dataplane{engine: EnginePipeline}, func(b []byte) {
 		c := append([]byte(nil), b[:1]...) // one small allocation per packet
 		sink.Store(&c)
 	})

@@ -39,6 +39,15 @@ func (tc *tunnelCounters) add(name string, n int) *stageEntry {
 	return e
 }
 
+// addInline adds a counter instance for the steps of this stage that an
+// edge stage does inline (inline.go); it is not one of the stage's
+// instances.
+func (e *stageEntry) addInline() *stageCounters {
+	c := new(stageCounters)
+	e.instances = append(e.instances, c)
+	return c
+}
+
 func queueOf[T any](q *spsc.Queue[T]) func() (int, int) {
 	return func() (int, int) { return q.Len(), q.Cap() }
 }
@@ -84,32 +93,33 @@ func (t *Tunnel) wireEngine() *tunnelCounters {
 			encIn[i], encOut[i] = spsc.New[outItem](q), spsc.New[outItem](q)
 		}
 
-		e := tc.add("udprecv", 1)
-		e.services = []service{newUDPRecv(t, t.udp, decIn, t.handshakes, e.instances[0], logFor("udprecv"))}
+		t.inline.max = defaultInlineMax
 
-		e = tc.add("decrypt", n)
+		recv := tc.add("udprecv", 1)
+		dec := tc.add("decrypt", n)
 		for i := range n {
-			e.services = append(e.services, &decryptWorker{t: t, in: decIn[i], out: decOut[i], c: e.instances[i], log: logFor("decrypt")})
-			e.inputs = append(e.inputs, queueOf(decIn[i]))
+			dec.services = append(dec.services, &decryptWorker{t: t, in: decIn[i], out: decOut[i], c: dec.instances[i], log: logFor("decrypt")})
+			dec.inputs = append(dec.inputs, queueOf(decIn[i]))
 		}
-		e = tc.add("tunwrite", 1)
-		e.services = []service{newTUNWrite(t, t.tun, decOut, e.instances[0], logFor("tunwrite"))}
+		write := tc.add("tunwrite", 1)
+		write.services = []service{newTUNWrite(t, t.tun, decOut, write.instances[0], logFor("tunwrite"))}
 		for i := range n {
-			e.inputs = append(e.inputs, queueOf(decOut[i]))
+			write.inputs = append(write.inputs, queueOf(decOut[i]))
 		}
+		recv.services = []service{newUDPRecv(t, t.udp, decIn, t.handshakes, recv.instances[0], dec.addInline(), write.addInline(), logFor("udprecv"))}
 
-		e = tc.add("tunread", 1)
-		e.services = []service{newTUNRead(t, t.tun, encIn, e.instances[0], logFor("tunread"))}
-		e = tc.add("encrypt", n)
+		read := tc.add("tunread", 1)
+		enc := tc.add("encrypt", n)
 		for i := range n {
-			e.services = append(e.services, &encryptWorker{t: t, in: encIn[i], out: encOut[i], c: e.instances[i], log: logFor("encrypt")})
-			e.inputs = append(e.inputs, queueOf(encIn[i]))
+			enc.services = append(enc.services, &encryptWorker{t: t, in: encIn[i], out: encOut[i], c: enc.instances[i], log: logFor("encrypt")})
+			enc.inputs = append(enc.inputs, queueOf(encIn[i]))
 		}
-		e = tc.add("udpsend", 1)
-		e.services = []service{newUDPSend(t, encOut, e.instances[0], logFor("udpsend"))}
+		send := tc.add("udpsend", 1)
+		send.services = []service{newUDPSend(t, encOut, send.instances[0], logFor("udpsend"))}
 		for i := range n {
-			e.inputs = append(e.inputs, queueOf(encOut[i]))
+			send.inputs = append(send.inputs, queueOf(encOut[i]))
 		}
+		read.services = []service{newTUNRead(t, t.tun, encIn, read.instances[0], enc.addInline(), send.addInline(), logFor("tunread"))}
 	}
 
 	e := tc.add("handshake", 1)
@@ -125,7 +135,7 @@ func (t *Tunnel) wireEngine() *tunnelCounters {
 func (t *Tunnel) Stats() []StageStats {
 	out := make([]StageStats, 0, len(t.counters.stages))
 	for _, e := range t.counters.stages {
-		s := StageStats{Name: e.name, Instances: len(e.instances), Restarts: e.restarts.Load(), Drops: map[DropReason]uint64{}}
+		s := StageStats{Name: e.name, Instances: len(e.services), Restarts: e.restarts.Load(), Drops: map[DropReason]uint64{}}
 		for _, c := range e.instances {
 			s.Packets += c.packets.Load()
 			s.Bytes += c.bytes.Load()

@@ -50,7 +50,7 @@ var faultCases = map[Engine][]faultCase{
 func faultPair(t *testing.T, engine Engine) (a, b *end, atB *flowChecker) {
 	t.Helper()
 	dev := memtun.Config{BatchSize: faultBatch, QueueLen: 64}
-	a, b = newPair(t, pairOpts{dualStack: true, engine: engine, workers: 2, queue: 16, devA: dev, devB: dev, faults: true, clock: fakeClock(),
+	a, b = newPair(t, pairOpts{dualStack: true, engine: engine, workers: 2, queue: 16, devA: dev, devB: dev, faults: true, noInline: true, clock: fakeClock(),
 		net: memudp.Config{Block: true, BatchSize: faultBatch, QueueLen: 64}})
 	atB = checkFlows(b, hostB, []host{hostA}, true)
 	if err := sendFlows(a, hostA, []host{hostB}, 0, 1); err != nil {

@@ -253,6 +253,26 @@ func (c *flowChecker) wait(t testing.TB, i int, last uint32, stall time.Duration
 	}
 }
 
+// reached waits until sender i's packets up to seq last-1 have been seen,
+// for up to within, and says whether they were; it does not fail the test,
+// so any goroutine may call it (one at a time per checker).
+func (c *flowChecker) reached(i int, last uint32, within time.Duration) bool {
+	deadline := time.After(within)
+	for {
+		c.mu.Lock()
+		next, err := c.next[i], c.err
+		c.mu.Unlock()
+		if err != nil || next >= last {
+			return err == nil
+		}
+		select {
+		case <-c.progress:
+		case <-deadline:
+			return false
+		}
+	}
+}
+
 // result returns packets received and seqs missing from sender i, and the
 // first error seen.
 func (c *flowChecker) result(i int) (got int, missing []uint32, err error) {

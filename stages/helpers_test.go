@@ -98,6 +98,27 @@ type pairOpts struct {
 	faults  bool          // give both tunnels a fault injector
 	// dualStack allows each tunnel the other's IPv6 address too.
 	dualStack bool
+	// noInline turns the pipeline's inline path off (inline.go): every
+	// packet goes through the pools, as a test of the pools needs.
+	noInline bool
+}
+
+// dataplane is an engine with the settings of its inline path.
+type dataplane struct {
+	name      string
+	engine    Engine
+	noInline  bool // the pipeline's inline path off: every packet through the pools
+	inlineMax int  // the inline path's largest batch, if not the default
+}
+
+// dataplanes are the variants tests of the data path run on: each engine
+// as configured, the pipeline with its inline path off, and the pipeline
+// taking every batch it can inline (inline.go).
+var dataplanes = []dataplane{
+	{name: "sequential", engine: EngineSequential},
+	{name: "pipeline", engine: EnginePipeline},
+	{name: "pipeline-pools", engine: EnginePipeline, noInline: true},
+	{name: "pipeline-inline", engine: EnginePipeline, inlineMax: 1 << 20},
 }
 
 // newPair makes two tunnels, A (10.0.0.1, udp 192.0.2.1:51820) and B
@@ -119,7 +140,7 @@ func newPair(t testing.TB, o pairOpts) (a, b *end) {
 	spec := func(key noise.PrivateKey, peer noise.PublicKey, local, remote netip.AddrPort, inner, allowed host, engine Engine, dev memtun.Config) tunnelSpec {
 		return tunnelSpec{
 			key: key, udp: local, inner: inner.v4,
-			engine: engine, workers: o.workers, queue: o.queue, dev: dev, clock: o.clock, faults: o.faults,
+			engine: engine, workers: o.workers, queue: o.queue, dev: dev, clock: o.clock, faults: o.faults, noInline: o.noInline,
 			peers: []PeerConfig{{PublicKey: peer, Endpoint: remote, AllowedIPs: allowedIPs(allowed, o.dualStack)}},
 		}
 	}
@@ -148,6 +169,10 @@ type tunnelSpec struct {
 	dev     memtun.Config
 	clock   clock.Clock // nil: the real clock
 	faults  bool        // install a fault injector before Serve
+	// noInline turns the pipeline's inline path off, before Serve;
+	// inlineMax, if set, is its largest batch instead of the default.
+	noInline  bool
+	inlineMax int
 	// wrapUDP, if set, wraps the tunnel's memudp.Conn.
 	wrapUDP func(*memudp.Conn) tunio.UDPConn
 }
@@ -184,6 +209,12 @@ func startTunnel(t testing.TB, net *memudp.Network, s tunnelSpec) *end {
 	}
 	if s.faults {
 		tun.faults = &faultInjector{} // before Serve: the stages read it unsynchronised
+	}
+	switch { // before Serve, as faults
+	case s.noInline:
+		tun.inline.max = 0
+	case s.inlineMax > 0 && tun.inline.max > 0:
+		tun.inline.max = s.inlineMax
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &end{tun: tun, dev: dev, conn: conn, udp: conn.LocalAddr(), addr: s.inner, key: s.key, cancel: cancel, errc: make(chan error, 1)}

@@ -32,16 +32,22 @@ type udpRecv struct {
 	msgs  []tunio.Datagram
 	used  []int // per worker: slots of this batch that hold a datagram read
 
+	// The inline path (inline.go): the counters of the steps it does for
+	// the decrypt pool and tunwrite, and its batch of inner packets.
+	dec, write *stageCounters
+	bufs       [][]byte
+
 	// inHand is how many datagrams the current batch holds between the
 	// read and their hand-off: if the stage fails meanwhile, its successor
 	// counts them as lost.
 	inHand int
 }
 
-func newUDPRecv(t *Tunnel, conn tunio.UDPConn, workers []*spsc.Queue[inItem], hs chan handshakeMsg, c *stageCounters, log *slog.Logger) *udpRecv {
+func newUDPRecv(t *Tunnel, conn tunio.UDPConn, workers []*spsc.Queue[inItem], hs chan handshakeMsg, c, dec, write *stageCounters, log *slog.Logger) *udpRecv {
 	n := min(max(conn.BatchSize(), 1), maxBatch)
 	return &udpRecv{t: t, conn: conn, workers: workers, handshakes: hs, c: c, log: log, rr: newRoundRobin(len(workers), poolRun(workers[0].Cap())),
-		batch: n, slots: make([]*inItem, n), msgs: make([]tunio.Datagram, n), used: make([]int, len(workers))}
+		batch: n, slots: make([]*inItem, n), msgs: make([]tunio.Datagram, n), used: make([]int, len(workers)),
+		dec: dec, write: write, bufs: make([][]byte, 0, n)}
 }
 
 func (s *udpRecv) Serve(ctx context.Context) error {
@@ -56,6 +62,8 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 		// Publish the last batch before waiting in the system call.
 		flushAll(s.workers)
 		s.c.publish()
+		s.dec.publish()
+		s.write.publish()
 		k, ok := s.reserve(done)
 		if !ok {
 			return nil
@@ -72,16 +80,30 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 			}
 			return err
 		}
-		clear(s.used)
-		pos := s.rr // advanced for good once the batch is handed on
 		for i := range n {
 			s.take(s.slots[i], &s.msgs[i])
+		}
+		if n <= s.t.inline.max && s.t.inline.in.empty() {
+			err := s.inline(n)
+			s.inHand = 0
+			if err != nil {
+				if tunio.IsClosed(err) || ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			continue
+		}
+		clear(s.used)
+		pos := s.rr // advanced for good once the batch is handed on
+		for range n {
 			s.used[pos.next]++
 			pos.advance()
 		}
 		for i, q := range s.workers {
 			q.CommitFirst(s.used[i])
 		}
+		s.t.inline.in.add(n)
 		s.inHand = 0
 		s.rr = pos
 	}
@@ -107,6 +129,32 @@ func (s *udpRecv) reserve(done <-chan struct{}) (int, bool) {
 		s.msgs[k].Buf = p.pkt.Buf[:]
 	}
 	return s.batch, true
+}
+
+// inline takes a batch of n datagrams through the decrypt and tunwrite
+// steps itself, in their slots, and gives the slots back (inline.go).
+func (s *udpRecv) inline(n int) error {
+	now := s.t.clock.Now()
+	s.bufs = s.bufs[:0]
+	for _, it := range s.slots[:n] {
+		if it.drop != dropNone {
+			continue // a handshake message, or dropped and counted
+		}
+		if r := s.t.openStep(it, it); r != dropNone {
+			s.dec.drop(r)
+			continue
+		}
+		s.dec.pass(int(it.pkt.InnerLen))
+		s.bufs = s.t.deliverStep(it, now, s.write, s.bufs)
+	}
+	var err error
+	if len(s.bufs) > 0 {
+		err = s.t.writeTUN(s.t.tun, s.bufs, s.write)
+	}
+	for _, q := range s.workers {
+		q.Cancel()
+	}
+	return err
 }
 
 // take fills in the slot of one datagram read: a transport message goes on
@@ -205,7 +253,7 @@ func (s *tunWrite) Serve(ctx context.Context) error {
 	s.log.Debug("stage start")
 	defer s.log.Debug("stage stop")
 	done := ctx.Done()
-	abandonInHand(s.c, s.workers...)
+	s.t.inline.in.done(abandonInHand(s.c, s.workers...))
 	for {
 		// Give back every slot finished with before waiting.
 		releaseAll(s.workers)
@@ -217,10 +265,12 @@ func (s *tunWrite) Serve(ctx context.Context) error {
 		// The clock once per batch, as the sequential engine reads it.
 		now := s.t.clock.Now()
 		s.bufs = s.bufs[:0]
-		for taken := 1; ; taken++ {
+		taken := 0
+		for {
 			// Advance first: if the checks below panic, the restarted
 			// stage resumes at the next worker and the order holds.
 			s.rr.advance()
+			taken++
 			s.accept(p, now)
 			if taken == s.batch {
 				break
@@ -237,6 +287,7 @@ func (s *tunWrite) Serve(ctx context.Context) error {
 		for _, q := range s.workers {
 			q.Done()
 		}
+		s.t.inline.in.done(taken)
 		if err != nil {
 			if tunio.IsClosed(err) || ctx.Err() != nil {
 				return nil
@@ -253,13 +304,5 @@ func (s *tunWrite) accept(it *inItem, now time.Time) {
 		return // counted where it was dropped
 	}
 	s.t.faults.hit(stageAccept)
-	if r := s.t.acceptStep(it, now); r != dropNone {
-		s.c.drop(r)
-		return
-	}
-	if it.pkt.InnerLen == 0 {
-		s.c.keepalives.Add(1)
-		return
-	}
-	s.bufs = append(s.bufs, it.pkt.Buf[:wire.InnerOffset+int(it.pkt.InnerLen)])
+	s.bufs = s.t.deliverStep(it, now, s.c, s.bufs)
 }

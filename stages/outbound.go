@@ -38,13 +38,19 @@ type tunRead struct {
 	sizes []int
 	used  []int // per worker: slots of this batch that hold a packet read
 
+	// The inline path (inline.go): the counters of the steps it does for
+	// the encrypt pool and udpsend, and its batch of datagrams.
+	enc, send *stageCounters
+	msgs      []tunio.Datagram
+
 	inHand int // packets read and not yet handed on, as in udpRecv
 }
 
-func newTUNRead(t *Tunnel, dev tunio.Device, workers []*spsc.Queue[outItem], c *stageCounters, log *slog.Logger) *tunRead {
+func newTUNRead(t *Tunnel, dev tunio.Device, workers []*spsc.Queue[outItem], c, enc, send *stageCounters, log *slog.Logger) *tunRead {
 	n := min(max(dev.BatchSize(), 1), maxBatch)
 	return &tunRead{t: t, dev: dev, workers: workers, rr: newRoundRobin(len(workers), poolRun(workers[0].Cap())), c: c, log: log,
-		batch: n, slots: make([]*outItem, n), bufs: make([][]byte, n), sizes: make([]int, n), used: make([]int, len(workers))}
+		batch: n, slots: make([]*outItem, n), bufs: make([][]byte, n), sizes: make([]int, n), used: make([]int, len(workers)),
+		enc: enc, send: send, msgs: make([]tunio.Datagram, 0, n)}
 }
 
 func (s *tunRead) Serve(ctx context.Context) error {
@@ -59,6 +65,8 @@ func (s *tunRead) Serve(ctx context.Context) error {
 		// Publish the last batch before waiting in the system call.
 		flushAll(s.workers)
 		s.c.publish()
+		s.enc.publish()
+		s.send.publish()
 		k, ok := s.reserve(done)
 		if !ok {
 			return nil
@@ -77,19 +85,52 @@ func (s *tunRead) Serve(ctx context.Context) error {
 		}
 		// The clock once per batch, as the sequential engine reads it.
 		now := s.t.clock.Now()
-		clear(s.used)
-		pos := s.rr // advanced for good once the batch is handed on
 		for i := range n {
 			s.route(s.slots[i], s.sizes[i], now)
+		}
+		if n <= s.t.inline.max && s.t.inline.out.empty() {
+			err := s.inline(n)
+			s.inHand = 0
+			if err != nil {
+				if tunio.IsClosed(err) || ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			continue
+		}
+		clear(s.used)
+		pos := s.rr // advanced for good once the batch is handed on
+		for range n {
 			s.used[pos.next]++
 			pos.advance()
 		}
 		for i, q := range s.workers {
 			q.CommitFirst(s.used[i])
 		}
+		s.t.inline.out.add(n)
 		s.inHand = 0
 		s.rr = pos
 	}
+}
+
+// inline takes a batch of n packets through the encrypt and udpsend steps
+// itself, in their slots, and gives the slots back (inline.go).
+func (s *tunRead) inline(n int) error {
+	s.msgs = s.msgs[:0]
+	for _, it := range s.slots[:n] {
+		if it.drop != dropNone {
+			continue // counted, or staged for a handshake
+		}
+		sealStep(it, it)
+		s.enc.pass(int(it.pkt.MsgLen))
+		s.msgs = append(s.msgs, datagramOf(it))
+	}
+	err := s.t.sendDatagrams(s.msgs, s.send)
+	for _, q := range s.workers {
+		q.Cancel()
+	}
+	return err
 }
 
 // route readies one packet read into slot it for its encrypt worker, or
@@ -200,7 +241,7 @@ func (s *udpSend) Serve(ctx context.Context) error {
 	s.log.Debug("stage start")
 	defer s.log.Debug("stage stop")
 	done := ctx.Done()
-	abandonInHand(s.c, s.workers...)
+	s.t.inline.out.done(abandonInHand(s.c, s.workers...))
 	for {
 		releaseAll(s.workers)
 		p, ok := s.workers[s.rr.next].Next(done)
@@ -209,7 +250,8 @@ func (s *udpSend) Serve(ctx context.Context) error {
 		}
 		s.rr.advance()
 		s.msgs = s.msgs[:0]
-		for taken := 1; ; taken++ {
+		taken := 1
+		for ; ; taken++ {
 			if p.drop == dropNone { // a dropped slot was counted by its worker
 				s.msgs = append(s.msgs, datagramOf(p))
 			}
@@ -227,6 +269,7 @@ func (s *udpSend) Serve(ctx context.Context) error {
 		for _, q := range s.workers {
 			q.Done()
 		}
+		s.t.inline.out.done(taken)
 		if err != nil {
 			if tunio.IsClosed(err) || ctx.Err() != nil {
 				return nil

@@ -124,14 +124,16 @@ func workerRecover[I, O any, PO slotMarker[O]](done <-chan struct{}, in *spsc.Qu
 }
 
 // abandonInHand marks the values a failed stage was holding in each of qs
-// as done, and counts them as lost to the failure (DropPanic).
-func abandonInHand[T any](c *stageCounters, qs ...*spsc.Queue[T]) {
-	var n uint64
+// as done, counts them as lost to the failure (DropPanic), and returns how
+// many there were.
+func abandonInHand[T any](c *stageCounters, qs ...*spsc.Queue[T]) int {
+	var n int
 	for _, q := range qs {
-		n += uint64(q.InHand())
+		n += q.InHand()
 		q.Done()
 	}
-	c.lostToPanic(n)
+	c.lostToPanic(uint64(n))
+	return n
 }
 
 // countHeldBatch counts the batch a failed edge stage had read and not

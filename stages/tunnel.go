@@ -49,6 +49,7 @@ type Tunnel struct {
 	wakeTimers chan struct{}
 
 	counters *tunnelCounters
+	inline   inlinePath // the pipeline's inline path (inline.go)
 }
 
 // peerSet is the tunnel's peers at one moment.

@@ -1,0 +1,74 @@
+package stages
+
+import (
+	"sync/atomic"
+	"time"
+
+	"pipeguard/wire"
+)
+
+// The pipeline's inline path. Every hand-off between stages costs a
+// goroutine wake-up, and on an otherwise idle machine that is a futex
+// wake of a parked thread, which the waking stage pays on its own
+// critical path (tens of microseconds on a virtual machine): a pipeline
+// that hands a lone packet through two stages per direction answers a
+// ping later than the sequential engine, and spends more CPU on a trickle
+// of small batches. So an edge stage that reads a small batch while its
+// direction's pool and collector hold nothing takes the batch through the
+// remaining steps itself, calling the same step functions as the stages
+// after it, and hands nothing on. Larger batches, and any batch while
+// earlier packets are still in the pipeline, take the pipeline: that is
+// where the workers pay.
+//
+// Order: the edge stage is its direction's only dispatcher, and it goes
+// inline only when the packets it dispatched before have all left the
+// collector (flight is zero), so an inline batch never overtakes one in
+// the pipeline, and nothing it dispatches later can overtake it.
+//
+// Counting: the steps done inline are counted under the stage whose step
+// it is (decrypt, tunwrite; encrypt, udpsend), in a counter instance of
+// that stage's own which only the edge stage writes.
+
+// defaultInlineMax is the largest batch an edge stage takes through inline:
+// enough for a ping, an ACK train or a small burst; a full read (a
+// segmentation-offloaded TCP burst is ~45 packets, a loaded socket 128)
+// still spreads over the workers.
+const defaultInlineMax = 8
+
+// flight counts the packets of one direction that its dispatcher handed to
+// the pipeline and its collector has not finished with: the dispatcher
+// adds a batch once it has committed it, the collector subtracts once the
+// packets have left (written or sent, or lost to a panic). The collector
+// may subtract first, but only the dispatcher reads the count, after its
+// own adds, so it reads zero exactly when everything it handed on has
+// left.
+type flight struct {
+	n atomic.Int64
+	_ [56]byte // its own cache line: two stages write it
+}
+
+func (f *flight) add(n int)   { f.n.Add(int64(n)) }
+func (f *flight) done(n int)  { f.n.Add(-int64(n)) }
+func (f *flight) empty() bool { return f.n.Load() == 0 }
+
+// inlinePath is a tunnel's setting and state of the inline path (pipeline
+// engine only).
+type inlinePath struct {
+	max     int // batches of at most max packets may go inline; 0: never
+	in, out flight
+}
+
+// deliverStep runs the ordered checks (acceptStep) on one opened packet
+// and adds its inner packet to bufs, counting on c: the step after the
+// decrypt pool, in tunwrite or inline in udprecv.
+func (t *Tunnel) deliverStep(it *inItem, now time.Time, c *stageCounters, bufs [][]byte) [][]byte {
+	if r := t.acceptStep(it, now); r != dropNone {
+		c.drop(r)
+		return bufs
+	}
+	if it.pkt.InnerLen == 0 {
+		c.keepalives.Add(1)
+		return bufs
+	}
+	return append(bufs, it.pkt.Buf[:wire.InnerOffset+int(it.pkt.InnerLen)])
+}
