@@ -31,6 +31,7 @@ type udpRecv struct {
 	slots []*inItem // the batch's reserved slots; msgs[i].Buf aliases slots[i]
 	msgs  []tunio.Datagram
 	used  []int // per worker: slots of this batch that hold a datagram read
+	turn  []int // per worker: scratch for reserveTurns
 
 	// The inline path (inline.go): the counters of the steps it does for
 	// the decrypt pool and tunwrite, and its batch of inner packets.
@@ -46,7 +47,7 @@ type udpRecv struct {
 func newUDPRecv(t *Tunnel, conn tunio.UDPConn, workers []*spsc.Queue[inItem], hs chan handshakeMsg, c, dec, write *stageCounters, log *slog.Logger) *udpRecv {
 	n := min(max(conn.BatchSize(), 1), maxBatch)
 	return &udpRecv{t: t, conn: conn, workers: workers, handshakes: hs, c: c, log: log, rr: newRoundRobin(len(workers), poolRun(workers[0].Cap())),
-		batch: n, slots: make([]*inItem, n), msgs: make([]tunio.Datagram, n), used: make([]int, len(workers)),
+		batch: n, slots: make([]*inItem, n), msgs: make([]tunio.Datagram, n), used: make([]int, len(workers)), turn: make([]int, len(workers)),
 		dec: dec, write: write, bufs: make([][]byte, 0, n)}
 }
 
@@ -112,23 +113,11 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 // reserve reserves up to a batch of slots, in the workers' turns from
 // rr, and points msgs at them. It waits only for the first.
 func (s *udpRecv) reserve(done <-chan struct{}) (int, bool) {
-	pos := s.rr
-	for k := range s.batch {
-		w := pos.next
-		pos.advance()
-		var p *inItem
-		if k == 0 {
-			var ok bool
-			if p, ok = reserveIn(done, s.workers, w, s.c); !ok {
-				return 0, false
-			}
-		} else if p = s.workers[w].TryReserve(); p == nil {
-			return k, true
-		}
-		s.slots[k] = p
-		s.msgs[k].Buf = p.pkt.Buf[:]
+	k, ok := reserveTurns(done, s.workers, s.rr, s.batch, false, s.c, s.used, s.turn, s.slots)
+	for i := range k {
+		s.msgs[i].Buf = s.slots[i].pkt.Buf[:]
 	}
-	return s.batch, true
+	return k, ok
 }
 
 // inline takes a batch of n datagrams through the decrypt and tunwrite

@@ -37,6 +37,7 @@ type tunRead struct {
 	bufs  [][]byte
 	sizes []int
 	used  []int // per worker: slots of this batch that hold a packet read
+	turn  []int // per worker: scratch for reserveTurns
 
 	// The inline path (inline.go): the counters of the steps it does for
 	// the encrypt pool and udpsend, and its batch of datagrams.
@@ -49,7 +50,7 @@ type tunRead struct {
 func newTUNRead(t *Tunnel, dev tunio.Device, workers []*spsc.Queue[outItem], c, enc, send *stageCounters, log *slog.Logger) *tunRead {
 	n := min(max(dev.BatchSize(), 1), maxBatch)
 	return &tunRead{t: t, dev: dev, workers: workers, rr: newRoundRobin(len(workers), poolRun(workers[0].Cap())), c: c, log: log,
-		batch: n, slots: make([]*outItem, n), bufs: make([][]byte, n), sizes: make([]int, n), used: make([]int, len(workers)),
+		batch: n, slots: make([]*outItem, n), bufs: make([][]byte, n), sizes: make([]int, n), used: make([]int, len(workers)), turn: make([]int, len(workers)),
 		enc: enc, send: send, msgs: make([]tunio.Datagram, 0, n)}
 }
 
@@ -159,23 +160,11 @@ func (s *tunRead) route(it *outItem, size int, now time.Time) {
 // fewer buffers would lose the rest of a large one. Holding reservations
 // while it waits is safe because they never exceed a queue's capacity.
 func (s *tunRead) reserve(done <-chan struct{}) (int, bool) {
-	clear(s.used) // here: slots reserved per worker
-	pos := s.rr
-	for k := range s.batch {
-		w := pos.next
-		if s.used[w] == s.workers[w].Cap() {
-			return k, true
-		}
-		p, ok := reserveIn(done, s.workers, w, s.c)
-		if !ok {
-			return 0, false
-		}
-		s.used[w]++
-		pos.advance()
-		s.slots[k] = p
-		s.bufs[k] = p.pkt.Buf[:wire.InnerOffset+wire.MaxInnerSize]
+	k, ok := reserveTurns(done, s.workers, s.rr, s.batch, true, s.c, s.used, s.turn, s.slots)
+	for i := range k {
+		s.bufs[i] = s.slots[i].pkt.Buf[:wire.InnerOffset+wire.MaxInnerSize]
 	}
-	return s.batch, true
+	return k, ok
 }
 
 // encryptWorker is one of the encrypt pool's N workers: it seals packets

@@ -86,6 +86,56 @@ func reserve[T any](done <-chan struct{}, q *spsc.Queue[T], c *stageCounters) (*
 	return q.Reserve(done)
 }
 
+// reserveTurns reserves the slots for the next n packets (at most) of a
+// pool's dispatcher, in the workers' turns from rr, and puts the k-th
+// packet's slot in slots[k]; it returns how many it reserved. With all,
+// it waits for room for every one of them (a worker's share of the batch
+// is capped at its queue's capacity, so that the wait can end); without,
+// it waits only for the first, and stops at the first worker whose queue
+// is full. It reserves with one call per worker (spsc TryReserveN), not
+// one per slot. count and next are scratch, one entry per worker. If it
+// waits, it first publishes everything (flushAll) and c, as reserveIn does.
+func reserveTurns[T any](done <-chan struct{}, qs []*spsc.Queue[T], rr roundRobin, n int, all bool, c *stageCounters, count, next []int, slots []*T) (int, bool) {
+	clear(count)
+	pos := rr
+	for k := range n {
+		if count[pos.next] == qs[pos.next].Cap() {
+			n = k
+			break
+		}
+		count[pos.next]++
+		pos.advance()
+	}
+	for w, q := range qs {
+		want := count[w]
+		count[w] = q.TryReserveN(want)
+		if count[w] == want || !all && (w != rr.next || count[w] > 0) {
+			continue
+		}
+		flushAll(qs)
+		c.publish()
+		if !all {
+			want = 1 // the first slot, waited for
+		}
+		if !q.ReserveN(done, want-count[w]) {
+			return 0, false
+		}
+		count[w] = want
+	}
+	clear(next)
+	pos = rr
+	for k := range n {
+		w := pos.next
+		if next[w] == count[w] {
+			return k, true
+		}
+		slots[k] = qs[w].Reserved(next[w])
+		next[w]++
+		pos.advance()
+	}
+	return n, true
+}
+
 // workerNext takes a pool worker's next input, publishing its output and
 // counters first if it has to wait.
 func workerNext[I, O any](done <-chan struct{}, in *spsc.Queue[I], out *spsc.Queue[O], c *stageCounters) (*I, bool) {

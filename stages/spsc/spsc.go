@@ -142,6 +142,47 @@ func (q *Queue[T]) TryReserve() *T {
 	return p
 }
 
+// TryReserveN reserves up to n more slots at once, without waiting, and
+// returns how many it reserved (0 when the queue is full). Reserved(i)
+// hands out their addresses. It costs the same whether n is 1 or 128: a
+// stage that reads a batch into the queue reserves the batch's slots with
+// one call rather than one per slot.
+func (q *Queue[T]) TryReserveN(n int) int {
+	if n <= 0 {
+		return 0
+	}
+	free := q.capacity - (q.reserved - q.cachedHead)
+	if free < uint64(n) {
+		q.cachedHead = q.head.Load()
+		free = q.capacity - (q.reserved - q.cachedHead)
+	}
+	k := min(uint64(n), free)
+	q.reserved += k
+	return int(k)
+}
+
+// ReserveN reserves n more slots, waiting for room as Reserve does; n
+// plus the slots already reserved must not exceed Cap. It returns false
+// once done is closed, with some of the n perhaps reserved: Cancel gives
+// them back.
+func (q *Queue[T]) ReserveN(done <-chan struct{}, n int) bool {
+	for got := q.TryReserveN(n); got < n; got++ {
+		if _, ok := q.Reserve(done); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// Reserved is the i-th slot reserved since the last Commit, CommitFirst or
+// Cancel (Reserve, TryReserve and the N forms hand them out in order);
+// 0 ≤ i < Reservations().
+func (q *Queue[T]) Reserved(i int) *T { return &q.slots[(q.committed+uint64(i))&q.mask] }
+
+// Reservations is how many slots are reserved and not yet committed or
+// cancelled.
+func (q *Queue[T]) Reservations() int { return int(q.reserved - q.committed) }
+
 func (q *Queue[T]) waitNotFull(done <-chan struct{}) bool {
 	for {
 		q.cachedHead = q.head.Load()

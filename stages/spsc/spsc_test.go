@@ -262,3 +262,157 @@ func BenchmarkChannel(b *testing.B) {
 	}
 	_ = sum
 }
+
+// TestReserveN: the batch reservation takes what fits, hands the slots
+// out in order with Reserved, mixes with single reservations, and its
+// values arrive in order; ReserveN waits for room and gives up on done.
+func TestReserveN(t *testing.T) {
+	q := New[value](10)
+	done := make(chan struct{})
+	defer close(done)
+	if got := q.TryReserveN(4); got != 4 || q.Reservations() != 4 {
+		t.Fatalf("TryReserveN(4) = %d, %d reserved", got, q.Reservations())
+	}
+	p, _ := q.Reserve(done) // the fifth, after the batch
+	if p != q.Reserved(4) {
+		t.Fatal("Reserve after TryReserveN does not hand out the next slot")
+	}
+	if got := q.TryReserveN(100); got != 5 {
+		t.Fatalf("TryReserveN(100) with 5 free = %d", got)
+	}
+	if got := q.TryReserveN(1); got != 0 {
+		t.Fatalf("TryReserveN on a full queue = %d", got)
+	}
+	for i := range q.Reservations() {
+		q.Reserved(i).seq = uint64(i)
+	}
+	q.CommitFirst(7) // the last three go back
+	q.Flush()
+	if q.Len() != 7 || q.Reservations() != 0 {
+		t.Fatalf("Len %d, %d reserved after CommitFirst(7)", q.Len(), q.Reservations())
+	}
+	if got := q.TryReserveN(5); got != 3 {
+		t.Fatalf("TryReserveN(5) with 3 free = %d", got)
+	}
+	for i := range 3 {
+		q.Reserved(i).seq = uint64(7 + i)
+	}
+	q.Commit()
+	q.Flush()
+	for want := range uint64(10) {
+		p := q.TryNext()
+		if p == nil || p.seq != want {
+			t.Fatalf("value %d: got %v", want, p)
+		}
+	}
+	q.Done()
+	q.Release()
+
+	// ReserveN waits until the consumer makes room.
+	if !q.ReserveN(done, 10) {
+		t.Fatal("ReserveN(10) on an empty queue failed")
+	}
+	q.Commit()
+	q.Flush()
+	reserved := make(chan bool)
+	go func() { reserved <- q.ReserveN(done, 4) }()
+	select {
+	case <-reserved:
+		t.Fatal("ReserveN did not wait on a full queue")
+	case <-time.After(10 * time.Millisecond):
+	}
+	for range 10 {
+		q.Next(done)
+	}
+	q.Done()
+	q.Release()
+	select {
+	case ok := <-reserved:
+		if !ok {
+			t.Fatal("ReserveN failed")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReserveN not woken by the room the consumer made")
+	}
+	q.Cancel()
+
+	// ... and gives up when done closes.
+	full := New[value](2)
+	full.ReserveN(done, 2)
+	stop := make(chan struct{})
+	go func() { reserved <- full.ReserveN(stop, 1) }()
+	close(stop)
+	if ok := <-reserved; ok {
+		t.Fatal("ReserveN succeeded on a full queue after done closed")
+	}
+}
+
+// TestReserveNAcrossGoroutines: batches reserved with TryReserveN (and the
+// rest of a batch with ReserveN) cross to a consumer complete and in
+// order, whatever the capacity.
+func TestReserveNAcrossGoroutines(t *testing.T) {
+	for _, tc := range []struct{ capacity, batch int }{{1, 1}, {3, 2}, {16, 16}, {64, 50}, {1000, 128}} {
+		q := New[value](tc.capacity)
+		const n = 20000
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := uint64(0); i < n; {
+				k := min(tc.batch, int(n-i))
+				got := q.TryReserveN(k)
+				if got < k && !q.ReserveN(done, k-got) {
+					return
+				}
+				for j := range k {
+					q.Reserved(j).seq = i + uint64(j)
+				}
+				q.Commit()
+				i += uint64(k)
+			}
+			q.Flush()
+		}()
+		for want := uint64(0); want < n; want++ {
+			p, ok := q.Next(done)
+			if !ok || p.seq != want {
+				t.Fatalf("capacity %d batch %d: got %v, want %d", tc.capacity, tc.batch, p, want)
+			}
+			q.Done()
+		}
+		close(done)
+		wg.Wait()
+	}
+}
+
+// BenchmarkReserve128 reserves a batch of 128 slots, as an edge stage does
+// before each read, commits them and takes them back, on one goroutine:
+// one TryReserve per slot against one TryReserveN per batch (the per-op
+// time is per batch).
+func BenchmarkReserve128(b *testing.B) {
+	for _, mode := range []string{"per-slot", "batch"} {
+		b.Run(mode, func(b *testing.B) {
+			q := New[value](1000)
+			var slots [128]*value
+			for range b.N {
+				if mode == "per-slot" {
+					for k := range slots {
+						slots[k] = q.TryReserve()
+					}
+				} else {
+					q.TryReserveN(len(slots))
+					for k := range slots {
+						slots[k] = q.Reserved(k)
+					}
+				}
+				slots[0].seq++
+				q.Commit()
+				q.Flush()
+				for q.TryNext() != nil {
+				}
+				q.Done()
+				q.Release()
+			}
+		})
+	}
+}
