@@ -181,7 +181,7 @@ func TestWatchdogPingsStopWhileStalled(t *testing.T) {
 	}
 
 	seq := uint32(1)
-	for end := time.Now().Add(3 * interval); time.Now().Before(end); seq += 64 {
+	for end := time.Now().Add(4 * interval); time.Now().Before(end); seq += 64 {
 		if err := sendFlows(a, hostA, []host{hostB}, seq, 64); err != nil {
 			t.Fatal(err)
 		}
@@ -192,7 +192,7 @@ func TestWatchdogPingsStopWhileStalled(t *testing.T) {
 		}
 	}
 	if pings.Load() < 2 {
-		t.Fatalf("%d pings in %v of traffic, want at least 2", pings.Load(), 3*interval)
+		t.Fatalf("%d pings in %v of traffic, want at least 2", pings.Load(), 4*interval)
 	}
 
 	release := b.tun.faults.stall(stageDecrypt)

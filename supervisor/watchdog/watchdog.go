@@ -34,8 +34,10 @@ type Config struct {
 	Clock clock.Clock
 }
 
-// Run checks and pings, once at once and then every interval, until ctx
-// ends. It starts no goroutine.
+// Run checks and pings every interval until ctx ends, the first time one
+// interval after it starts: it is meant to start as the service reports
+// itself ready, which is when systemd's watchdog starts counting. It
+// starts no goroutine.
 func Run(ctx context.Context, c Config) {
 	if c.Clock == nil {
 		c.Clock = clock.Real{}
@@ -44,7 +46,7 @@ func Run(ctx context.Context, c Config) {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
 	done := ctx.Done()
-	t := c.Clock.NewTimer(0)
+	t := c.Clock.NewTimer(c.Interval)
 	defer t.Stop()
 	healthy := true // as the watchdog assumes at start: only a change is logged
 	for {

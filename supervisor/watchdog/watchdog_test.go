@@ -76,21 +76,24 @@ func TestPingsOnlyWhileHealthy(t *testing.T) {
 		health error
 		ping   bool
 	}{
-		{nil, true}, // the first check comes at once
+		{nil, true},
 		{nil, true},
 		{wedged, false},
 		{wedged, false},
 		{nil, true},
 	} {
 		health.Store(&step.health)
-		if i > 0 {
-			waitCtx, stop := context.WithTimeout(ctx, 5*time.Second)
-			if err := clk.WaitTimers(waitCtx, 1); err != nil {
-				t.Fatalf("step %d: Run armed no timer: %v", i, err)
-			}
-			stop()
-			clk.Advance(interval)
+		waitCtx, stop := context.WithTimeout(ctx, 5*time.Second)
+		if err := clk.WaitTimers(waitCtx, 1); err != nil {
+			t.Fatalf("step %d: Run armed no timer: %v", i, err)
 		}
+		stop()
+		select {
+		case r := <-results:
+			t.Fatalf("step %d: a check before its time: %+v", i, r)
+		default:
+		}
+		clk.Advance(interval)
 		select {
 		case r := <-results:
 			if r.pinged != step.ping || !errors.Is(r.err, step.health) {
