@@ -14,6 +14,10 @@ command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 # setpriv: the end-to-end tests drop CAP_NET_ADMIN with it to check the
 # client's refusal.
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+# systemd-analyze checks the units (verify, security); strace shows the
+# client's system calls stay within the units' SystemCallFilter=.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v strace >/dev/null 2>&1 || need+=(strace)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "setup: need root to install: ${need[*]} (run with sudo)" >&2
