@@ -258,3 +258,30 @@ func run(t *testing.T, name string, args ...string) string {
 	}
 	return string(out)
 }
+
+// TestCopyrightCoversModules: the binary is linked statically, so the
+// copyright file must name every module it is built from; a new
+// dependency without its license paragraph fails here.
+func TestCopyrightCoversModules(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{with .Module}}{{.Path}}{{end}}", "pipeguard/cmd/headless-client").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	text, err := os.ReadFile("copyright")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, mod := range strings.Fields(string(out)) {
+		if mod == "pipeguard" || seen[mod] {
+			continue
+		}
+		seen[mod] = true
+		if !bytes.Contains(text, []byte("vendor/"+mod+"/*")) {
+			t.Errorf("packaging/deb/copyright has no Files: vendor/%s/* paragraph; the binary links that module", mod)
+		}
+	}
+	if len(seen) == 0 {
+		t.Fatal("go list named no modules")
+	}
+}
