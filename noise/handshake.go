@@ -20,6 +20,9 @@ var (
 	ErrFlood          = errors.New("noise: initiations from this peer arrive faster than HandshakeInitiationRate")
 	ErrUnknownIndex   = errors.New("noise: no handshake or session for this receiver index")
 	ErrHandshakeState = errors.New("noise: handshake not in the state this message needs")
+	// ErrNoPrivateKey is returned by CreateInitiation for a handshake made
+	// without a local identity: a tunnel with no private key yet.
+	ErrNoPrivateKey = errors.New("noise: no private key")
 )
 
 // zeroNonce is the nonce of every handshake AEAD: each key is used once.
@@ -94,7 +97,10 @@ func (s HandshakeState) String() string {
 // Handshake is the Noise_IKpsk2 state we keep for one peer, as initiator
 // and as responder, plus the peer's cookie for MAC2.
 //
-// Create one per peer with NewHandshake; the zero value is not usable. Its
+// Create one per peer with NewHandshake; the zero value is not usable. A
+// Handshake made without a local identity (nil Static) belongs to a tunnel
+// that has no private key yet: it starts nothing (ErrNoPrivateKey) and
+// accepts nothing, since no Static's messages name it. Its
 // methods are safe for concurrent use: mu serialises them (a timer retry
 // and a received message may race), and no method holds mu while waiting
 // for anything but the IndexTable's lock, which never waits for a
@@ -124,14 +130,22 @@ type Handshake struct {
 
 // NewHandshake prepares the handshake state of a peer with public key
 // remote and an optional pre-shared key (zero for none). peer is the
-// caller's handle, returned by IndexTable lookups. It fails with
-// ErrLowOrderPoint for a public key no handshake could ever succeed with.
+// caller's handle, returned by IndexTable lookups. local may be nil: no
+// private key yet. It fails with ErrLowOrderPoint for a public key no
+// handshake could ever succeed with.
 func NewHandshake(local *Static, remote PublicKey, psk PresharedKey, peer PeerID) (*Handshake, error) {
-	ss, err := local.dh(&local.private, &remote)
-	if err != nil {
-		return nil, err
+	h := &Handshake{local: local, remote: remote, peer: peer, psk: psk}
+	if local == nil {
+		if err := CheckPublicKey(remote); err != nil {
+			return nil, err
+		}
+	} else {
+		ss, err := local.dh(&local.private, &remote)
+		if err != nil {
+			return nil, err
+		}
+		h.ss = ss
 	}
-	h := &Handshake{local: local, remote: remote, peer: peer, ss: ss, psk: psk}
 	h.hash0 = mixHash(&initialHash, remote[:])
 	h.cookies.Init(remote)
 	return h, nil
@@ -219,6 +233,9 @@ func (h *Handshake) CreateInitiation(now time.Time, t *IndexTable, msg *wire.Ini
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.clearLocked(t)
+	if h.local == nil {
+		return ErrNoPrivateKey
+	}
 
 	eph, err := GeneratePrivateKey()
 	if err != nil {

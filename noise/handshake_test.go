@@ -381,3 +381,45 @@ func TestSimultaneousInitiation(t *testing.T) {
 	}
 	exchange(t, kpA, kpB, []byte("z"))
 }
+
+// TestHandshakeWithoutIdentity: a tunnel with no private key keeps its
+// peers' handshakes without a Static. They start nothing, accept no
+// initiation, and still refuse a peer key no handshake could work with.
+func TestHandshakeWithoutIdentity(t *testing.T) {
+	us, peer := newStatic(t), &side{static: newStatic(t)}
+	if _, err := NewHandshake(nil, PublicKey{}, PresharedKey{}, 1); !errors.Is(err, ErrLowOrderPoint) {
+		t.Fatalf("zero peer key without identity: %v", err)
+	}
+	h, err := NewHandshake(nil, peer.static.PublicKey(), PresharedKey{3}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table IndexTable
+	var msg wire.Initiation
+	if err := h.CreateInitiation(t0, &table, &msg); !errors.Is(err, ErrNoPrivateKey) {
+		t.Fatalf("CreateInitiation without identity: %v, want ErrNoPrivateKey", err)
+	}
+	if table.Len() != 0 || h.State() != HandshakeZeroed {
+		t.Fatalf("a refused initiation left %d indices, state %v", table.Len(), h.State())
+	}
+	// The peer's initiation to an identity finds no use for the handshake
+	// without one, even when the lookup hands it over.
+	if peer.hs, err = NewHandshake(peer.static, us.PublicKey(), PresharedKey{}, 2); err != nil {
+		t.Fatal(err)
+	}
+	b := initiation(t, peer, t0)
+	if _, err := us.ConsumeInitiation(b, t0, func(PublicKey) *Handshake { return h }); !errors.Is(err, ErrUnknownPeer) {
+		t.Fatalf("initiation matched a handshake without identity: %v", err)
+	}
+}
+
+func TestCheckPublicKey(t *testing.T) {
+	for _, pk := range []PublicKey{{}, {1}} {
+		if err := CheckPublicKey(pk); !errors.Is(err, ErrLowOrderPoint) {
+			t.Errorf("CheckPublicKey(%x) = %v, want ErrLowOrderPoint", pk[:2], err)
+		}
+	}
+	if err := CheckPublicKey(newStatic(t).PublicKey()); err != nil {
+		t.Errorf("CheckPublicKey(real key) = %v", err)
+	}
+}

@@ -139,6 +139,7 @@ func allowedIPs(h host, dualStack bool) []netip.Prefix {
 // tunnelSpec describes one tunnel for startTunnel.
 type tunnelSpec struct {
 	key     noise.PrivateKey // zero: a fresh one
+	noKey   bool             // start without a private key (end.key is still made, for later)
 	udp     netip.AddrPort
 	inner   netip.Addr
 	engine  Engine
@@ -172,8 +173,12 @@ func startTunnel(t testing.TB, net *memudp.Network, s tunnelSpec) *end {
 	if s.wrapUDP != nil {
 		udp = s.wrapUDP(conn)
 	}
+	priv := s.key
+	if s.noKey {
+		priv = noise.PrivateKey{}
+	}
 	tun, err := New(Config{
-		PrivateKey:    s.key,
+		PrivateKey:    priv,
 		Engine:        s.engine,
 		Workers:       s.workers,
 		QueueCapacity: s.queue,

@@ -28,8 +28,7 @@ type Tunnel struct {
 	tun   tunio.Device
 	udp   tunio.UDPConn
 
-	static  *noise.Static
-	cookies *noise.CookieChecker
+	ident   atomic.Pointer[identity] // nil: no private key
 	index   noise.IndexTable
 	allowed allowedips.Table[*peer]
 
@@ -69,9 +68,9 @@ func New(cfg Config, tun tunio.Device, udp tunio.UDPConn, clk clock.Clock, log *
 	if clk == nil {
 		clk = clock.Real{}
 	}
-	static, err := noise.NewStatic(c.PrivateKey)
+	id, err := newIdentity(c.PrivateKey)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		return nil, err
 	}
 	t := &Tunnel{
 		cfg:        c,
@@ -79,13 +78,12 @@ func New(cfg Config, tun tunio.Device, udp tunio.UDPConn, clk clock.Clock, log *
 		clock:      clk,
 		tun:        tun,
 		udp:        udp,
-		static:     static,
-		cookies:    noise.NewCookieChecker(static),
 		udpOut:     &lockedWriter{conn: udp},
 		logLimited: newRateLimitedLogger(log, clk),
 		handshakes: make(chan handshakeMsg, HandshakeQueueCapacity),
 		wakeTimers: make(chan struct{}, 1),
 	}
+	t.ident.Store(id)
 	t.counters = t.wireEngine()
 	t.peers.Store(&peerSet{byID: map[noise.PeerID]*peer{}, byKey: map[noise.PublicKey]*peer{}})
 	for _, pc := range c.Peers {
@@ -110,7 +108,7 @@ func (t *Tunnel) AddPeer(pc PeerConfig) error {
 	}
 	t.nextID++
 	id := t.nextID
-	hs, err := noise.NewHandshake(t.static, pc.PublicKey, pc.PresharedKey, id)
+	hs, err := noise.NewHandshake(t.ident.Load().staticOf(), pc.PublicKey, pc.PresharedKey, id)
 	if err != nil {
 		return fmt.Errorf("%w: peer %s: %v", ErrConfig, pc.PublicKey, err)
 	}
@@ -218,9 +216,6 @@ func (t *Tunnel) wake() {
 // LocalAddr is the UDP address the tunnel listens on.
 func (t *Tunnel) LocalAddr() netip.AddrPort { return t.udp.LocalAddr() }
 
-// PublicKey is the tunnel's public key.
-func (t *Tunnel) PublicKey() noise.PublicKey { return t.static.PublicKey() }
-
 // Serve runs the tunnel until ctx ends or a stage fails past its
 // supervisor's patience. It closes the TUN device and UDP socket on
 // return; a nil error means an orderly stop.
@@ -239,7 +234,7 @@ func (t *Tunnel) Serve(ctx context.Context) error {
 	defer stop()
 	defer closeEdges()
 	t.log.Info("tunnel up", "engine", t.cfg.Engine, "workers", t.cfg.Workers, "queue_capacity", t.cfg.QueueCapacity,
-		"listen", t.udp.LocalAddr(), "peers", len(t.peers.Load().list), "public_key", t.static.PublicKey())
+		"listen", t.udp.LocalAddr(), "peers", len(t.peers.Load().list), "public_key", t.PublicKey())
 	err := sup.Serve(ctx)
 	t.log.Info("tunnel down", "err", err)
 	return err
