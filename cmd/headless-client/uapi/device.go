@@ -27,7 +27,9 @@ var _ Device = (*stages.Tunnel)(nil)
 // AppendGet appends the answer to a get operation, without the final
 // errno line, in wireguard-go's order: device keys, then each peer's.
 func AppendGet(b []byte, dev Device) []byte {
-	b = appendKey(b, "private_key", dev.PrivateKey())
+	if k := dev.PrivateKey(); !k.IsZero() {
+		b = appendKey(b, "private_key", k)
+	}
 	if port := dev.LocalAddr().Port(); port != 0 {
 		b = fmt.Appendf(b, "listen_port=%d\n", port)
 	}

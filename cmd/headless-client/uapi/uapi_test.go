@@ -285,3 +285,24 @@ func readAnswer(t *testing.T, r *bufio.Reader) string {
 		b.WriteString(line)
 	}
 }
+
+// TestAppendGetNoKey: a tunnel without a private key reports none, as
+// wireguard-go does (wg show then prints no public key).
+func TestAppendGetNoKey(t *testing.T) {
+	conn, err := memudp.NewNetwork().Listen(netip.MustParseAddrPort("192.0.2.1:51820"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := memtun.New(memtun.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Close(); conn.Close() })
+	tun, err := stages.New(stages.Config{}, dev, conn, nil, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := getMap(AppendGet(nil, tun)); m["private_key"] != nil || !slices.Equal(m["listen_port"], []string{"51820"}) {
+		t.Errorf("get of a tunnel without a key: %v", m)
+	}
+}
