@@ -107,15 +107,15 @@ func (s HandshakeState) String() string {
 // Handshake.
 type Handshake struct {
 	// Immutable after NewHandshake.
-	local  *Static
 	remote PublicKey
 	peer   PeerID
-	ss     [KeySize]byte  // DH(our static, peer's static), precomputed
 	hash0  [hashSize]byte // HASH(H0 || remote): an initiator's first hash
 
 	cookies CookieGenerator // has its own lock
 
 	mu                   sync.Mutex // guards the fields below
+	local                *Static       // nil: no private key; changed by SetLocal
+	ss                   [KeySize]byte // DH(our static, peer's static), precomputed for local
 	psk                  PresharedKey
 	state                HandshakeState
 	hash                 [hashSize]byte
@@ -202,6 +202,29 @@ func (h *Handshake) eraseLocked() {
 	setZero(h.localEphemeral[:])
 	setZero(h.remoteEphemeral[:])
 	h.state = HandshakeZeroed
+}
+
+// SetLocal moves the handshake to another local identity (nil: none)
+// after the private key changed. It recomputes the static-static DH and
+// abandons any handshake in progress, freeing its index in t: both derive
+// from the old key, and a response to an initiation made with it could
+// only fail. The replay and flood history and the peer's cookie stay:
+// they are the peer's, not our key's. It fails only with
+// ErrLowOrderPoint, which NewHandshake has already ruled out.
+func (h *Handshake) SetLocal(local *Static, t *IndexTable) error {
+	var ss [KeySize]byte
+	if local != nil {
+		var err error
+		if ss, err = local.dh(&local.private, &h.remote); err != nil {
+			return err
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.clearLocked(t)
+	setZero(h.ss[:])
+	h.local, h.ss = local, ss
+	return nil
 }
 
 // mixKey sets ck = KDF1(ck, data).
@@ -293,12 +316,15 @@ func (s *Static) ConsumeResponse(b []byte, now time.Time, t *IndexTable) (*Hands
 		return nil, nil, ErrMAC1
 	}
 	e, ok := t.Lookup(msg.Receiver)
-	if !ok || e.Keypair != nil || e.Handshake == nil || e.Handshake.local != s {
+	if !ok || e.Keypair != nil || e.Handshake == nil {
 		return nil, nil, ErrUnknownIndex
 	}
 	h := e.Handshake
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.local != s {
+		return nil, nil, ErrUnknownIndex // made with another key of ours
+	}
 	if h.state != HandshakeInitiationCreated || h.localIndex != msg.Receiver {
 		return nil, nil, ErrHandshakeState
 	}

@@ -67,6 +67,8 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, underLoad bool, lim *sourceLimit
 	if err != nil {
 		return DropMalformed
 	}
+	t.keyMu.RLock()
+	defer t.keyMu.RUnlock()
 	id := t.ident.Load()
 	if id == nil {
 		return DropNoPrivateKey
@@ -149,6 +151,8 @@ func (t *Tunnel) sendControl(b []byte, to netip.AddrPort) {
 // sendInitiation starts (or retries) a handshake with p. It runs on the
 // timer actor, which the session told to.
 func (t *Tunnel) sendInitiation(p *peer, now time.Time) {
+	t.keyMu.RLock()
+	defer t.keyMu.RUnlock()
 	dst := p.Endpoint()
 	if !dst.IsValid() || t.ident.Load() == nil {
 		// Nowhere to send it (the peer must reach us first), or no key

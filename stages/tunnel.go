@@ -28,7 +28,10 @@ type Tunnel struct {
 	tun   tunio.Device
 	udp   tunio.UDPConn
 
-	ident   atomic.Pointer[identity] // nil: no private key
+	ident atomic.Pointer[identity] // nil: no private key
+	// keyMu orders key changes (write) against handshake work (read),
+	// so that no session is derived from a key once it was replaced.
+	keyMu   sync.RWMutex
 	index   noise.IndexTable
 	allowed allowedips.Table[*peer]
 
@@ -139,11 +142,16 @@ func (t *Tunnel) AddPeer(pc PeerConfig) error {
 func (t *Tunnel) RemovePeer(pk noise.PublicKey) bool {
 	t.peersMu.Lock()
 	defer t.peersMu.Unlock()
-	old := t.peers.Load()
-	p, ok := old.byKey[pk]
-	if !ok {
-		return false
+	p, ok := t.peers.Load().byKey[pk]
+	if ok {
+		t.removePeerLocked(p)
 	}
+	return ok
+}
+
+// removePeerLocked removes p; peersMu is held.
+func (t *Tunnel) removePeerLocked(p *peer) {
+	old := t.peers.Load()
 	ns := &peerSet{byID: make(map[noise.PeerID]*peer, len(old.byID)), byKey: make(map[noise.PublicKey]*peer, len(old.byKey))}
 	for k, v := range old.byID {
 		if v != p {
@@ -165,7 +173,6 @@ func (t *Tunnel) RemovePeer(pk noise.PublicKey) bool {
 	t.forgetKeypairs(p.session.Stop())
 	p.hs.Clear(&t.index)
 	p.dropStaged()
-	return true
 }
 
 // keypairByIndex finds the session keypair and peer for a receiver index.
