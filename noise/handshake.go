@@ -113,7 +113,7 @@ type Handshake struct {
 
 	cookies CookieGenerator // has its own lock
 
-	mu                   sync.Mutex // guards the fields below
+	mu                   sync.Mutex    // guards the fields below
 	local                *Static       // nil: no private key; changed by SetLocal
 	ss                   [KeySize]byte // DH(our static, peer's static), precomputed for local
 	psk                  PresharedKey
