@@ -70,6 +70,7 @@ type PeerConfig struct {
 // takes the default named in its comment.
 type Config struct {
 	PrivateKey    noise.PrivateKey // zero: none yet (handshakes wait for one)
+	FwMark        uint32           // firewall mark (SO_MARK) on the UDP packets; 0: none (see Tunnel.SetFwMark)
 	Peers         []PeerConfig
 	Engine        Engine // default EnginePipeline
 	Workers       int    // decrypt and encrypt workers each; default GOMAXPROCS

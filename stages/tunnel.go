@@ -38,7 +38,7 @@ type Tunnel struct {
 	// peers is an immutable snapshot, replaced whole on every change, so
 	// that the per-packet lookup from a PeerID takes no lock.
 	peers   atomic.Pointer[peerSet]
-	peersMu sync.Mutex // serialises peer changes
+	peersMu sync.Mutex // serialises configuration changes: peers, key, socket
 	nextID  noise.PeerID
 
 	udpOut     *lockedWriter
@@ -87,6 +87,11 @@ func New(cfg Config, tun tunio.Device, udp tunio.UDPConn, clk clock.Clock, log *
 		wakeTimers: make(chan struct{}, 1),
 	}
 	t.ident.Store(id)
+	if c.FwMark != 0 {
+		if err := t.setFwMarkLocked(c.FwMark); err != nil {
+			return nil, err
+		}
+	}
 	t.counters = t.wireEngine()
 	t.peers.Store(&peerSet{byID: map[noise.PeerID]*peer{}, byKey: map[noise.PublicKey]*peer{}})
 	for _, pc := range c.Peers {
