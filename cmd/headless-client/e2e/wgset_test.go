@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"pipeguard/cmd/internal/netnstest"
 	"pipeguard/noise"
@@ -117,4 +119,47 @@ AllowedIPs = %s/32, %s/128
 	a.ping(t, z.inner[1].Addr())
 	transfer(t, z, a, 5<<20, nil)
 	stopAndCheck(t, pa, a)
+}
+
+// TestSIGHUPKeyAndPort: a reload applies a new private key and listen
+// port from the file, as wg set does; once the peer's file names the new
+// key and endpoint and it reloads too, traffic resumes.
+func TestSIGHUPKeyAndPort(t *testing.T) {
+	b := binaries(t)
+	t.Parallel()
+	nsA, nsB, outerA, outerB := netnstest.Pair(t)
+	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
+	a.writeConfig(t, z.asPeer(true))
+	z.writeConfig(t, a.asPeer(true))
+	pa := a.startClient(t, b)
+	pz := z.startClient(t, b)
+	a.ping(t, z.inner[0].Addr())
+
+	next, err := noise.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.key, a.port = next, a.port+1
+	a.writeConfig(t, z.asPeer(true))
+	z.writeConfig(t, a.asPeer(true))
+	for _, p := range []*proc{pa, pz} {
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.TrimSpace(wg(t, "show", a.iface, "listen-port")) != fmt.Sprint(a.port) ||
+		strings.TrimSpace(wg(t, "show", z.iface, "peers")) != next.Public().String() {
+		if time.Now().After(deadline) {
+			t.Fatalf("reloads not applied within 5 s:\n%s\n%s", wg(t, "show", a.iface), wg(t, "show", z.iface))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := strings.TrimSpace(wg(t, "show", a.iface, "public-key")); got != next.Public().String() {
+		t.Errorf("after the reload: public key %q", got)
+	}
+	z.ping(t, a.inner[0].Addr())
+	a.ping(t, z.inner[1].Addr())
+	stopAndCheck(t, pa, a)
+	stopAndCheck(t, pz, z)
 }
