@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"pipeguard/cmd/headless-client/sdnotify/sdnotifytest"
 	"pipeguard/cmd/internal/netnstest"
 )
 
@@ -38,8 +39,9 @@ func unitFilter(t *testing.T) []string {
 }
 
 // TestSyscallsWithinUnitFilter runs the client under strace through a
-// whole life (start, handshake and traffic with a wireguard-go peer, wg
-// show and wg set on its socket, a SIGHUP reload, SIGTERM) and checks
+// whole life as a notify service with a watchdog (start, READY=1,
+// handshake and traffic with a wireguard-go peer, wg show and wg set on
+// its socket, a SIGHUP reload, watchdog pings, SIGTERM) and checks
 // that every system call it made is one the units' SystemCallFilter=
 // lets through, as systemd-analyze expands it: a call outside would fail
 // with EPERM under systemd, which no other test here can show, since
@@ -60,12 +62,15 @@ func TestSyscallsWithinUnitFilter(t *testing.T) {
 	z.writeConfig(t, a.asPeer(true))
 	z.startWGPeer(t, b)
 
+	// As systemd runs it: notifications and a watchdog (1 s) included.
+	sd := sdnotifytest.Listen(t)
 	trace := filepath.Join(t.TempDir(), "strace")
-	p := start(t, a.ns, "client under strace", strace, []string{"PIPEGUARD_ID=e2e-syscalls"},
+	p := start(t, a.ns, "client under strace", strace, []string{"PIPEGUARD_ID=e2e-syscalls", "NOTIFY_SOCKET=" + sd.Path, "WATCHDOG_USEC=1000000"},
 		"-f", "-qq", "-o", trace, b.client, "standalone", "--config", a.conf, "--interface", a.iface, "--state-dir", t.TempDir())
 	p.waitSocket(t, a.iface)
 	client := tracedChild(t, p.cmd.Process.Pid)
 
+	sd.WaitFor(t, "READY", "1", 5*time.Second, nil)
 	a.ping(t, z.inner[0].Addr())
 	transfer(t, a, z, 1<<20, nil)
 	transfer(t, z, a, 1<<20, nil)
@@ -75,6 +80,7 @@ func TestSyscallsWithinUnitFilter(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitOutput(t, p, "reloading config")
+	sd.WaitFor(t, "WATCHDOG", "1", 5*time.Second, nil)
 	if err := syscall.Kill(client, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
