@@ -98,7 +98,11 @@ type LoadgenSample struct {
 	TunnelCPUSeconds    float64 `json:"tunnel_cpu_seconds"`
 	GeneratorCPUSeconds float64 `json:"generator_cpu_seconds"`
 	WaitSeconds         float64 `json:"wait_seconds"`
-	Stalls              int     `json:"stalls,omitempty"` // windows written off: loss no counter saw
+	// Drops are the drop events the kernel counted (inbound, the tunnel
+	// socket's RcvbufErrors; outbound, the TUN's transmit drops), each up
+	// to a GSO run of packets.
+	Drops  uint64 `json:"drops,omitempty"`
+	Stalls int    `json:"stalls,omitempty"` // windows written off: loss no counter saw
 }
 
 func (s LoadgenSample) mpps() float64 { return ratio(float64(s.Packets), s.Seconds) / 1e6 }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -137,39 +138,32 @@ func (m *loadMeasurement) run(ctx context.Context) (_ [2]LoadgenSample, err erro
 		return s, err
 	}
 
-	// The peer's socket and its receiver live on a generator thread in B.
-	ready := make(chan error, 1)
-	served := make(chan error, 1)
-	go func() {
-		served <- onGenThread(m.env.b, m.cpu, func() error {
-			conn, err := tunio.ListenUDPOptions(netip.MustParseAddrPort(outerB+":51820"), tunio.UDPOptions{SocketBuffer: loadPeerSocketBuffer})
-			if err == nil {
-				m.peer, err = newLoadPeer(conn, netip.MustParseAddrPort(outerA+":51820"), peerKey, tunnelKey.Public(),
-					netip.MustParseAddr(innerB), loadSink)
-				if err != nil {
-					conn.Close()
-				}
-			}
-			ready <- err
-			if err != nil {
-				return err
-			}
-			if o, ok := conn.(tunio.UDPOffloads); ok {
-				m.gso, m.gro = o.Offloads()
-			}
-			return m.peer.serve()
-		})
-	}()
-	if err := <-ready; err != nil {
+	// The peer's socket is made in B, the outbound sender's in A; once
+	// made, they may be used from any thread.
+	var conn tunio.UDPConn
+	if err := nsDo(m.env.b, func() error {
+		conn, err = tunio.ListenUDPOptions(netip.MustParseAddrPort(outerB+":51820"), tunio.UDPOptions{SocketBuffer: loadPeerSocketBuffer})
+		return err
+	}); err != nil {
 		return s, fmt.Errorf("%w: the harness's socket in %s: %v", ErrNetns, m.env.b, err)
 	}
+	if m.peer, err = newLoadPeer(conn, netip.MustParseAddrPort(outerA+":51820"), peerKey, tunnelKey.Public(),
+		netip.MustParseAddr(innerB), loadSink); err != nil {
+		conn.Close()
+		return s, err
+	}
+	if o, ok := conn.(tunio.UDPOffloads); ok {
+		m.gso, m.gro = o.Offloads()
+	}
+	served := make(chan error, 1)
+	go func() { served <- m.peer.serve() }()
 	defer func() {
-		m.peer.conn.Close()
+		conn.Close()
 		if serr := <-served; serr != nil && err == nil {
 			err = fmt.Errorf("%w: receiving: %v", ErrNetns, serr)
 		}
 	}()
-	if err := onGenThread(m.env.a, -1, func() error {
+	if err := nsDo(m.env.a, func() error {
 		var err error
 		m.out, err = tunio.ListenUDPOptions(netip.AddrPortFrom(netip.IPv4Unspecified(), 0), tunio.UDPOptions{})
 		return err
@@ -366,7 +360,7 @@ func (m *loadMeasurement) measure(ctx context.Context, dir Direction) (LoadgenSa
 			}
 			r, err := dropsF()
 			return tunDelivered(c.rxBytes-c0.rxBytes, c.rxPackets-c0.rxPackets), r - r0, err
-		}, preciseSleep)
+		}, time.Sleep)
 		delivered = func() (uint64, error) {
 			c, err := tunS()
 			return tunDelivered(c.rxBytes-c0.rxBytes, c.rxPackets-c0.rxPackets), err
@@ -381,14 +375,19 @@ func (m *loadMeasurement) measure(ctx context.Context, dir Direction) (LoadgenSa
 		f = newFlood(m.out, m.out.BatchSize(), m.outboundFill(), func() (uint64, uint64, error) {
 			c, err := tunF()
 			return m.peer.data.Load() - d0, c.txDropped - c0.txDropped, err
-		}, preciseSleep)
+		}, time.Sleep)
 		delivered = func() (uint64, error) { return m.peer.data.Load() - d0, nil }
 		m.peer.keepalive() // the tunnel has heard from us just now
 	}
+	unpin, err := pinProcess(m.cpu)
+	if err != nil {
+		return LoadgenSample{}, err
+	}
+	defer unpin()
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
 	flooded := make(chan error, 1)
-	go func() { flooded <- onGenThread("", m.cpu, func() error { return f.run(fctx) }) }()
+	go func() { flooded <- f.run(fctx) }()
 	wait := func(d time.Duration) error {
 		select {
 		case <-time.After(d):
@@ -437,6 +436,7 @@ func (m *loadMeasurement) measure(ctx context.Context, dir Direction) (LoadgenSa
 		TunnelCPUSeconds:    (s1.tunnel - s0.tunnel).Seconds(),
 		GeneratorCPUSeconds: (s1.self - s0.self).Seconds(),
 		WaitSeconds:         (s1.flood.Wait - s0.flood.Wait).Seconds(),
+		Drops:               s1.flood.Drops - s0.flood.Drops,
 		Stalls:              s1.flood.Stalls - s0.flood.Stalls,
 	}, nil
 }
@@ -445,7 +445,7 @@ func (m *loadMeasurement) measure(ctx context.Context, dir Direction) (LoadgenSa
 func (m *loadMeasurement) describe() string {
 	pin := "not pinned (one CPU)"
 	if m.cpu >= 0 {
-		pin = fmt.Sprintf("pinned to CPU %d of %d; the tunnel's threads may use every CPU", m.cpu, runtime.NumCPU())
+		pin = fmt.Sprintf("the harness's threads all pinned to CPU %d of %d while it measures (the tunnel's may use every CPU)", m.cpu, runtime.NumCPU())
 	}
 	onOff := func(b bool) string {
 		if b {
@@ -453,7 +453,7 @@ func (m *loadMeasurement) describe() string {
 		}
 		return "off"
 	}
-	return fmt.Sprintf("one sending and one receiving thread, %s; sendmmsg of up to %d datagrams, UDP GSO %s; recvmmsg, UDP GRO %s; "+
+	return fmt.Sprintf("one sending and one receiving goroutine, %s; sendmmsg of up to %d datagrams, UDP GSO %s; recvmmsg, UDP GRO %s; "+
 		"at most %d packets in flight (a window that shrinks on loss), inbound sealed on the fly",
 		pin, m.peer.conn.BatchSize(), onOff(m.gso), onOff(m.gro), windowMax)
 }
@@ -474,49 +474,72 @@ func genCPU() int {
 	return -1
 }
 
-// onGenThread runs fn on an OS thread of its own, in network namespace ns
-// ("" for the harness's) and pinned to cpu (-1 for none), and returns
-// fn's error. The goroutine exits without unlocking the thread, so the
-// runtime ends the thread with it: no other goroutine ever runs in the
-// namespace or with the pinning by accident. (cmd/internal/netns.Do does
-// the same for namespaces; package bench, outside cmd/, may not import
-// it.) What fn creates (sockets) stays in the namespace.
-func onGenThread(ns string, cpu int, fn func() error) error {
+// nsDo runs fn on an OS thread that has joined network namespace ns, for
+// making sockets there; what fn creates stays in the namespace. The
+// goroutine exits without unlocking the thread, so the runtime ends the
+// thread with it and no other goroutine ever runs in the namespace by
+// accident. (cmd/internal/netns.Do is the same; package bench, outside
+// cmd/, may not import it.)
+func nsDo(ns string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		errc <- func() error {
-			if ns != "" {
-				fd, err := unix.Open("/var/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-				if err != nil {
-					return fmt.Errorf("%w: open netns %s: %v", ErrNetns, ns, err)
-				}
-				err = unix.Setns(fd, unix.CLONE_NEWNET)
-				unix.Close(fd)
-				if err != nil {
-					return fmt.Errorf("%w: setns %s: %v", ErrNetns, ns, err)
-				}
-			}
-			if cpu >= 0 {
-				var set unix.CPUSet
-				set.Set(cpu)
-				if err := unix.SchedSetaffinity(0, &set); err != nil {
-					return fmt.Errorf("%w: pinning to CPU %d: %v", ErrNetns, cpu, err)
-				}
-			}
-			return fn()
-		}()
+		fd, err := unix.Open("/var/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("%w: open netns %s: %v", ErrNetns, ns, err)
+			return
+		}
+		err = unix.Setns(fd, unix.CLONE_NEWNET)
+		unix.Close(fd)
+		if err != nil {
+			errc <- fmt.Errorf("%w: setns %s: %v", ErrNetns, ns, err)
+			return
+		}
+		errc <- fn()
 	}()
 	return <-errc
 }
 
-// preciseSleep sleeps d on the calling (locked) thread: a nanosleep
-// system call, finer than the runtime's timers, which round short sleeps
-// up to a millisecond when the thread waits in the netpoller.
-func preciseSleep(d time.Duration) {
-	ts := unix.NsecToTimespec(d.Nanoseconds())
-	for errors.Is(unix.Nanosleep(&ts, &ts), unix.EINTR) {
+// pinProcess pins every thread of the harness to cpu (nothing when cpu <
+// 0) and returns what undoes it. The whole process, not one locked
+// thread: a goroutine locked to a thread costs two thread switches each
+// time it blocks and wakes, which at a few hundred thousand packets a
+// second cost the generator more than its sends. A thread the runtime
+// starts meanwhile inherits its parent's pinning; the second pass catches
+// one started from a thread the first had not reached yet.
+func pinProcess(cpu int) (unpin func(), err error) {
+	if cpu < 0 {
+		return func() {}, nil
 	}
+	var all, one unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		return nil, fmt.Errorf("%w: sched_getaffinity: %v", ErrNetns, err)
+	}
+	one.Set(cpu)
+	apply := func(set *unix.CPUSet) error {
+		for range 2 {
+			ents, err := os.ReadDir("/proc/self/task")
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrNetns, err)
+			}
+			for _, e := range ents {
+				tid, err := strconv.Atoi(e.Name())
+				if err != nil {
+					continue
+				}
+				// A thread that has just exited (ESRCH) needs nothing.
+				if err := unix.SchedSetaffinity(tid, set); err != nil && !errors.Is(err, unix.ESRCH) {
+					return fmt.Errorf("%w: pinning thread %d to CPU %d: %v", ErrNetns, tid, cpu, err)
+				}
+			}
+		}
+		return nil
+	}
+	if err := apply(&one); err != nil {
+		apply(&all)
+		return nil, err
+	}
+	return func() { apply(&all) }, nil
 }
 
 // procFile reads a /proc file into a buffer it keeps, so that the
