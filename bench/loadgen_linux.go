@@ -476,26 +476,43 @@ func genCPU() int {
 
 // nsDo runs fn on an OS thread that has joined network namespace ns, for
 // making sockets there; what fn creates stays in the namespace. The
-// goroutine exits without unlocking the thread, so the runtime ends the
-// thread with it and no other goroutine ever runs in the namespace by
-// accident. (cmd/internal/netns.Do is the same; package bench, outside
-// cmd/, may not import it.)
+// thread then goes back to the harness's namespace. Should that fail, the
+// goroutine exits still locked to it, and the runtime ends the thread (or,
+// the main thread, parks it for good), so that no other goroutine ever
+// runs in the namespace by accident. (cmd/internal/netns.Do does the
+// rest; package bench, outside cmd/, may not import it.)
 func nsDo(ns string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
+		home, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("%w: open the harness's netns: %v", ErrNetns, err)
+			return
+		}
+		defer unix.Close(home)
 		fd, err := unix.Open("/var/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("%w: open netns %s: %v", ErrNetns, ns, err)
 			return
 		}
 		err = unix.Setns(fd, unix.CLONE_NEWNET)
 		unix.Close(fd)
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("%w: setns %s: %v", ErrNetns, ns, err)
 			return
 		}
-		errc <- fn()
+		err = fn()
+		// Back home: a thread left in the namespace would be counted among
+		// its processes (the main thread stands for the whole process
+		// there), and removing the namespace kills those.
+		if unix.Setns(home, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }

@@ -167,10 +167,10 @@ func TestLoadgenCancel(t *testing.T) {
 		return len(p), nil
 	})
 	cfg := Config{Mode: ModeLoadgen, Quick: true, Progress: progress}
-	var stopped time.Time
-	go func() { <-ctx.Done(); stopped = time.Now() }()
+	stopped := make(chan time.Time, 1)
+	go func() { <-ctx.Done(); stopped <- time.Now() }()
 	_, err := Run(ctx, cfg, &bytes.Buffer{})
-	took := time.Since(stopped)
+	took := time.Since(<-stopped)
 	assertNothingLeft(t)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run: %v, want %v", err, context.Canceled)
