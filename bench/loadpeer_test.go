@@ -36,8 +36,8 @@ type memLoad struct {
 var (
 	memLoadTunnel = netip.MustParseAddrPort("192.0.2.1:51820")
 	memLoadPeer   = netip.MustParseAddrPort("192.0.2.2:51820")
-	memLoadInnerA = netip.MustParseAddr(innerA)
-	memLoadInnerB = netip.MustParseAddr(innerB)
+	memLoadInnerA = netip.MustParseAddr("10.202.0.1")
+	memLoadInnerB = netip.MustParseAddr("10.202.0.2")
 )
 
 func newMemLoad(t *testing.T, engine stages.Engine) *memLoad {
