@@ -136,9 +136,9 @@ type flood struct {
 	now   func() time.Time    // time.Now; tests set a fake
 	msgs  []tunio.Datagram
 
-	mu     sync.Mutex // guards stats, which run updates and snapshot reads
-	stats  floodStats
-	runErr error
+	mu      sync.Mutex // guards stats and waiting, which run updates and snapshot reads
+	stats   floodStats
+	waiting time.Time // when the sleep in progress began; zero when none
 }
 
 // floodStats is what a flood did so far.
@@ -187,8 +187,11 @@ func (f *flood) run(ctx context.Context) error {
 			w.look(delivered, drops*w.sent/max(units, 1), now)
 			w.full(now)
 			if room = w.room(); room < floodMinSend {
+				f.mu.Lock()
+				f.waiting = now
+				f.mu.Unlock()
 				f.sleep(floodPause)
-				f.note(&w, f.now().Sub(now))
+				f.note(&w, true)
 				continue
 			}
 		}
@@ -202,20 +205,30 @@ func (f *flood) run(ctx context.Context) error {
 		}
 		w.sent += uint64(n)
 		units += (uint64(n) + f.segs - 1) / f.segs
-		f.note(&w, 0)
+		f.note(&w, false)
 	}
 }
 
-func (f *flood) note(w *window, waited time.Duration) {
+// note publishes w's counts, and ends the wait in progress if slept.
+func (f *flood) note(w *window, slept bool) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.stats.Sent, f.stats.WrittenOff, f.stats.Stalls, f.stats.Window = w.sent, w.writtenOff, w.stalls, w.size
 	f.stats.Drops = w.dropEvents
-	f.stats.Wait += waited
-	f.mu.Unlock()
+	if slept {
+		f.stats.Wait += f.now().Sub(f.waiting)
+		f.waiting = time.Time{}
+	}
 }
 
+// snapshot is the counts so far; a wait in progress counts up to now, so
+// that two snapshots bound exactly the waiting between them.
 func (f *flood) snapshot() floodStats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.stats
+	s := f.stats
+	if !f.waiting.IsZero() {
+		s.Wait += f.now().Sub(f.waiting)
+	}
+	return s
 }

@@ -199,6 +199,14 @@ func loadgenWarnings(runs []LoadgenRun) []string {
 	for _, r := range runs {
 		for _, res := range r.Results {
 			k := tunnelKind{r.Impl, r.Engine}
+			stalls := 0
+			for _, s := range res.Samples {
+				stalls += s.Stalls
+			}
+			if stalls > 0 {
+				out = append(out, fmt.Sprintf("%s %s: %d stall(s) of %v with nothing delivered and packets in flight (the tunnel waiting for a CPU, or loss no counter sees)",
+					k, res.Direction, stalls, stallAfter))
+			}
 			if res.WaitPercent < loadWaitWarning {
 				out = append(out, fmt.Sprintf("%s %s: the generator waited for the tunnel only %.0f%% of the time: it may have set the pace",
 					k, res.Direction, res.WaitPercent))

@@ -198,10 +198,6 @@ func (m *loadMeasurement) run(ctx context.Context) (_ [2]LoadgenSample, err erro
 		}
 		m.prog.end(what, fmt.Sprintf("%.2f Gbit/s, tunnel CPU %.0f%%, generator CPU %.0f%%", s[d].gbps(),
 			100*s[d].TunnelCPUSeconds/s[d].Seconds, 100*s[d].GeneratorCPUSeconds/s[d].Seconds))
-		if s[d].Stalls > 0 {
-			m.warnings = append(m.warnings, fmt.Sprintf("%s %s: %d stall(s): nothing delivered for %v with packets in flight (the tunnel waiting for a CPU, or loss no counter sees)",
-				m.kind, dir, s[d].Stalls, stallAfter))
-		}
 	}
 	if n := m.peer.answered.Load(); n > 0 {
 		m.warnings = append(m.warnings, fmt.Sprintf("%s: the tunnel started %d handshake(s) during the run; the harness answered", m.kind, n))

@@ -280,8 +280,9 @@ func TestFlood(t *testing.T) {
 			go func() { done <- f.run(ctx) }()
 			deadline := time.Now().Add(20 * time.Second)
 			for {
+				s := f.snapshot() // before p.mu: the fake clock takes it
 				p.mu.Lock()
-				ok := tc.until(p, f.snapshot())
+				ok := tc.until(p, s)
 				p.mu.Unlock()
 				if ok {
 					break
@@ -296,11 +297,14 @@ func TestFlood(t *testing.T) {
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}
+			s := f.snapshot()
 			p.mu.Lock()
 			defer p.mu.Unlock()
-			s := f.snapshot()
 			if s.Sent != p.sent {
 				t.Errorf("sent %d, the path saw %d", s.Sent, p.sent)
+			}
+			if s.Wait <= 0 || s.Wait > p.clock.Sub(time.Time{}) {
+				t.Errorf("waited %v of %v", s.Wait, p.clock.Sub(time.Time{}))
 			}
 			tc.check(t, p, s)
 		})
@@ -351,6 +355,12 @@ func TestLoadgenSummary(t *testing.T) {
 	}
 	if w := r.Loadgen.Warnings; len(w) != 1 || !strings.Contains(w[0], "wireguard-go outbound: the generator waited for the tunnel only 5%") {
 		t.Errorf("warnings %q", w)
+	}
+	stalled := slices.Clone(runs[0].Results)
+	stalled[0].Samples = []LoadgenSample{{Stalls: 1}, {Stalls: 2}}
+	if w := loadgenWarnings([]LoadgenRun{{Impl: ImplPipeGuard, Engine: "sequential", Results: stalled}}); len(w) != 1 ||
+		!strings.HasPrefix(w[0], "pipeguard sequential inbound: 3 stall(s) of 50ms") {
+		t.Errorf("stall warnings %q", w)
 	}
 
 	var b bytes.Buffer
