@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"runtime"
@@ -16,9 +17,10 @@ type Mode string
 
 // Modes.
 const (
-	ModeMem   Mode = "mem"   // whole tunnels with in-memory ends; no root needed
-	ModeNetns Mode = "netns" // real TUN devices in network namespaces; root
-	ModeAll   Mode = "all"   // both
+	ModeMem     Mode = "mem"     // whole tunnels with in-memory ends; no root needed
+	ModeNetns   Mode = "netns"   // real TUN devices in network namespaces; root
+	ModeLoadgen Mode = "loadgen" // one tunnel under load, the harness its peer; root
+	ModeAll     Mode = "all"     // netns, loadgen, then mem
 )
 
 // Config is one run of the harness. The zero value runs the full
@@ -51,6 +53,10 @@ type Config struct {
 	Streams []int
 	// TCPDuration is what Duration means in netns mode, after defaults.
 	TCPDuration time.Duration
+	// LoadDuration is what Duration means in loadgen mode, after
+	// defaults: the measured time per tunnel and direction, default 10 s,
+	// quick 2 s.
+	LoadDuration time.Duration
 
 	NoStageCPU bool   // skip the profiled measurement behind the per-stage CPU share
 	CPUProfile string // file for a CPU profile of every measured interval
@@ -98,6 +104,12 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	c.TCPDuration = max(time.Second, (c.TCPDuration + time.Second - 1).Truncate(time.Second)) // iperf3 -t takes whole seconds
+	if c.LoadDuration == 0 {
+		c.LoadDuration = cmp.Or(c.Duration, defaultLoadDuration)
+		if c.Duration == 0 && c.Quick {
+			c.LoadDuration = quickLoadDuration
+		}
+	}
 	if len(c.Streams) == 0 {
 		c.Streams = []int{1, 4}
 	}
@@ -143,9 +155,9 @@ func (c *Config) check() error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, a...)...)
 	}
 	switch c.Mode {
-	case ModeMem, ModeNetns, ModeAll:
+	case ModeMem, ModeNetns, ModeLoadgen, ModeAll:
 	default:
-		return bad("mode %q is not mem, netns or all", c.Mode)
+		return bad("mode %q is not mem, netns, loadgen or all", c.Mode)
 	}
 	if c.Duration < 0 || c.Repeat < 1 || c.Packets < 0 {
 		return bad("duration, repeat and packets must be positive")

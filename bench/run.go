@@ -30,6 +30,11 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (*Report, error) {
 			return nil, err
 		}
 	}
+	if cfg.Mode == ModeLoadgen || cfg.Mode == ModeAll {
+		if rep.Loadgen, err = runLoadgen(ctx, &cfg); err != nil {
+			return nil, err
+		}
+	}
 	var profs []*profile.Profile
 	if cfg.Mode == ModeMem || cfg.Mode == ModeAll {
 		if rep.Mem, profs, err = runMem(ctx, &cfg); err != nil {
@@ -76,6 +81,7 @@ func describeMachine(cmdline []string) Machine {
 		Kernel:      kernel(),
 		Date:        time.Now().UTC().Format(time.RFC3339),
 		CommandLine: cmdline,
+		LoadAverage: loadAverage(),
 	}
 }
 

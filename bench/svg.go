@@ -78,18 +78,34 @@ var dirColors = map[Direction][2]string{
 	Both:     {"#2b8a3e", "#94d3a2"},
 }
 
-// WriteSVG draws the in-memory figures as a chart to w.
+// WriteSVG draws the report's figures as a chart to w: a row of panels
+// for each mode that ran, in memory first, then netns, then loadgen.
 func (r *Report) WriteSVG(w io.Writer) error {
-	if r.Mem == nil {
-		if r.Netns != nil {
-			return writeChart(w, netnsChart(r, chart{title: "PipeGuard against wireguard-go: TCP in network namespaces"}, 0))
-		}
-		return writeChart(w, chart{title: "PipeGuard throughput", subtitles: []string{"no figures in this report"}})
+	c, row := chart{title: "PipeGuard throughput"}, 0
+	var parts []string
+	if r.Mem != nil {
+		c, row = memChart(r), 1
+		parts = append(parts, "in memory against cores")
 	}
-	c := memChart(r)
 	if r.Netns != nil {
-		c.title = "PipeGuard: in memory against cores (top); in network namespaces against wireguard-go (bottom)"
-		c = netnsChart(r, c, 1)
+		c = netnsChart(r, c, row)
+		row++
+		parts = append(parts, "TCP in network namespaces against wireguard-go")
+	}
+	if r.Loadgen != nil {
+		c = loadgenChart(r, c, row)
+		row++
+		parts = append(parts, "one end under load against wireguard-go")
+	}
+	switch {
+	case row == 0:
+		c.subtitles = []string{"no figures in this report"}
+	case row > 1:
+		c.title = "PipeGuard: " + strings.Join(parts, "; ")
+	case r.Netns != nil:
+		c.title = "PipeGuard against wireguard-go: TCP in network namespaces"
+	case r.Loadgen != nil:
+		c.title = "PipeGuard against wireguard-go: one end under load"
 	}
 	return writeChart(w, c)
 }

@@ -59,3 +59,14 @@ func TestParseNetns(t *testing.T) {
 		t.Error("--streams many accepted")
 	}
 }
+
+func TestParseLoadgen(t *testing.T) {
+	cfg, err := parse([]string{"--mode", "loadgen", "--quick", "--repeat", "3", "--engines", "pipeline", "--json", "l.json", "--svg", "l.svg"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mode != bench.ModeLoadgen || !cfg.Quick || cfg.Repeat != 3 || !slices.Equal(cfg.Engines, []stages.Engine{stages.EnginePipeline}) ||
+		cfg.JSONPath == "" || cfg.SVGPath == "" {
+		t.Errorf("config %+v", cfg)
+	}
+}
