@@ -1,6 +1,7 @@
 package spsc
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -412,6 +413,49 @@ func BenchmarkReserve128(b *testing.B) {
 				}
 				q.Done()
 				q.Release()
+			}
+		})
+	}
+}
+
+// BenchmarkTransferCapacity moves 1300-byte values between two goroutines
+// whose consumer reads every byte, as a decrypt worker does, through
+// queues of several capacities: a ring's slots are reused only once the
+// producer has gone round it, so a larger ring touches more memory per
+// value that crosses the cores.
+func BenchmarkTransferCapacity(b *testing.B) {
+	for _, capacity := range []int{64, 256, 1000, 4096} {
+		b.Run(fmt.Sprintf("cap=%d", capacity), func(b *testing.B) {
+			var src value
+			for i := range src.buf {
+				src.buf[i] = byte(i)
+			}
+			q := New[value](capacity)
+			done := make(chan struct{})
+			defer close(done)
+			b.SetBytes(int64(len(value{}.buf)))
+			go func() {
+				for i := range b.N {
+					p, ok := q.Reserve(done)
+					if !ok {
+						return
+					}
+					src.seq = uint64(i)
+					*p = src
+					q.Commit()
+				}
+				q.Flush()
+			}()
+			var sum uint64
+			for range b.N {
+				p, _ := q.Next(done)
+				for _, c := range p.buf {
+					sum += uint64(c)
+				}
+				q.Done()
+			}
+			if sum == 0 {
+				b.Fatal("nothing read")
 			}
 		})
 	}
