@@ -107,7 +107,7 @@ func TestStagePanicRestarts(t *testing.T) {
 					t.Errorf("received %d and lost %d of %d", got, lost, n)
 				}
 				if p := dropsOf(vs, DropPanic); p != uint64(lost) {
-					t.Errorf("drop[panic] = %d, want %d: %s lost the packets in hand when it panicked without counting them (DESIGN.md: \"that loss is counted\")\nstats:\n%s",
+					t.Errorf("drop[panic] = %d, want %d: %s lost the packets in hand when it panicked without counting them (docs/ARCHITECTURE.md: \"that loss is counted\")\nstats:\n%s",
 						p, lost, fc.stage, st())
 				}
 				for _, e := range []*end{a, b} {
