@@ -28,6 +28,9 @@ type stageEntry struct {
 // tunnelCounters lists the engine's stages in data-flow order.
 type tunnelCounters struct {
 	stages []*stageEntry
+	// spread is the pipeline's spread decision (spread.go): supervised
+	// like a stage, but it carries no packets and has no counters.
+	spread service
 }
 
 func (tc *tunnelCounters) add(name string, n int) *stageEntry {
@@ -106,7 +109,7 @@ func (t *Tunnel) wireEngine() *tunnelCounters {
 			encIn[i], encOut[i] = spsc.New[outItem](q), spsc.New[outItem](q)
 		}
 
-		t.inline.max = defaultInlineMax
+		t.inline.max.Store(defaultInlineMax)
 
 		recv := tc.add("udprecv", 1)
 		dec := tc.add("decrypt", n)
@@ -133,6 +136,9 @@ func (t *Tunnel) wireEngine() *tunnelCounters {
 			send.inputs = append(send.inputs, queueOf(encOut[i]))
 		}
 		read.services = []service{newTUNRead(t, t.tun, encIn, read.instances[0], enc.addInline(), send.addInline(), logFor("tunread"))}
+		recvC, readC := recv.instances[0], read.instances[0]
+		tc.spread = &spreader{t: t, open: openPressure, log: logFor("spread"),
+			packets: func() uint64 { return recvC.packets.Load() + readC.packets.Load() }}
 	}
 
 	e := tc.add("handshake", 1)
@@ -214,6 +220,9 @@ func (t *Tunnel) buildSupervisor(closeEdges func()) *supervisor.Supervisor {
 			byChild[name] = e
 			sup.Add(name, labelled{stage: e.name, svc: svc})
 		}
+	}
+	if t.counters.spread != nil {
+		sup.Add("spread", labelled{stage: "spread", svc: t.counters.spread})
 	}
 	return sup
 }

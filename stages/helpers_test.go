@@ -99,8 +99,11 @@ type pairOpts struct {
 	// dualStack allows each tunnel the other's IPv6 address too.
 	dualStack bool
 	// noInline turns the pipeline's inline path off (inline.go): every
-	// packet goes through the pools, as a test of the pools needs.
-	noInline bool
+	// packet goes through the pools, as a test of the pools needs;
+	// inlineMax fixes its limit instead. Either keeps the spread
+	// decision (spread.go) from moving the limit.
+	noInline  bool
+	inlineMax int
 }
 
 // dataplane is an engine with the settings of its inline path.
@@ -140,7 +143,7 @@ func newPair(t testing.TB, o pairOpts) (a, b *end) {
 	spec := func(key noise.PrivateKey, peer noise.PublicKey, local, remote netip.AddrPort, inner, allowed host, engine Engine, dev memtun.Config) tunnelSpec {
 		return tunnelSpec{
 			key: key, udp: local, inner: inner.v4,
-			engine: engine, workers: o.workers, queue: o.queue, dev: dev, clock: o.clock, faults: o.faults, noInline: o.noInline,
+			engine: engine, workers: o.workers, queue: o.queue, dev: dev, clock: o.clock, faults: o.faults, noInline: o.noInline, inlineMax: o.inlineMax,
 			peers: []PeerConfig{{PublicKey: peer, Endpoint: remote, AllowedIPs: allowedIPs(allowed, o.dualStack)}},
 		}
 	}
@@ -227,9 +230,11 @@ func startTunnel(t testing.TB, net *memudp.Network, s tunnelSpec) *end {
 	}
 	switch { // before Serve, as faults
 	case s.noInline:
-		tun.inline.max = 0
-	case s.inlineMax > 0 && tun.inline.max > 0:
-		tun.inline.max = s.inlineMax
+		tun.inline.max.Store(0)
+		tun.inline.fixed = true
+	case s.inlineMax > 0 && tun.inline.limit() > 0:
+		tun.inline.max.Store(int64(s.inlineMax))
+		tun.inline.fixed = true
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &end{tun: tun, dev: dev, conn: conn, udp: udp.LocalAddr(), addr: s.inner, key: s.key, cancel: cancel, errc: make(chan error, 1)}

@@ -84,7 +84,7 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 		for i := range n {
 			s.take(s.slots[i], &s.msgs[i])
 		}
-		if n <= s.t.inline.max && s.t.inline.in.empty() {
+		if n <= s.t.inline.limit() && s.t.inline.in.empty() {
 			err := s.inline(n)
 			s.inHand = 0
 			if err != nil {

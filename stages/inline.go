@@ -54,9 +54,16 @@ func (f *flight) empty() bool { return f.n.Load() == 0 }
 // inlinePath is a tunnel's setting and state of the inline path (pipeline
 // engine only).
 type inlinePath struct {
-	max     int // batches of at most max packets may go inline; 0: never
+	// max: batches of at most max packets may go inline; 0: never. The
+	// spread decision (spread.go) moves it between defaultInlineMax and
+	// inlineAll while the tunnel runs, unless fixed.
+	max     atomic.Int64
+	fixed   bool // set before Serve (tests): max stays as it is
 	in, out flight
 }
+
+// limit is the largest batch that may go inline now.
+func (p *inlinePath) limit() int { return int(p.max.Load()) }
 
 // deliverStep runs the ordered checks (acceptStep) on one opened packet
 // and adds its inner packet to bufs, counting on c: the step after the

@@ -89,7 +89,7 @@ func (s *tunRead) Serve(ctx context.Context) error {
 		for i := range n {
 			s.route(s.slots[i], s.sizes[i], now)
 		}
-		if n <= s.t.inline.max && s.t.inline.out.empty() {
+		if n <= s.t.inline.limit() && s.t.inline.out.empty() {
 			err := s.inline(n)
 			s.inHand = 0
 			if err != nil {

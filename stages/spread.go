@@ -1,0 +1,229 @@
+package stages
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"pipeguard/stages/cpustat"
+)
+
+// The spread decision. The pools spread a large batch over the cores, and
+// that costs CPU the inline path does not spend: each batch's cache lines
+// move to a worker's core and on to the collector's, and each hand-off may
+// wake a thread. Measured on two vCPUs shared by both tunnel ends and
+// iperf3, a tunnel whose batches all go inline spends what the sequential
+// engine spends per byte, and one whose large batches take the pools about
+// a fifth more. With an idle core the pools win: the work of one batch
+// runs on two. With none, the extra CPU is taken from the tunnel's own
+// throughput and from everything else on the machine.
+//
+// So the pipeline watches the machine. A supervised actor (spreader) reads
+// the CPU pressure (Linux PSI: the share of the time some task waited for
+// a CPU) every spreadPeriod. While nothing waits, large batches spread.
+// When tasks wait, it measures: one period with every batch inline, then
+// one with the pools, and it keeps the pools only if they moved
+// spreadGain times the packets; otherwise every batch goes inline (the
+// small ones always do: inline.go) until the pressure eases. A choice that
+// holds is checked again after a hold time that doubles up to
+// spreadHoldMax, so a steady load costs a probe every few seconds.
+//
+// Order is never at stake: a change of mode only changes which batches the
+// edge stages may take inline, and they go inline only into an empty
+// pipeline.
+
+// Settings of the spread decision.
+const (
+	// spreadPeriod is how long each measurement runs: at the rates that
+	// matter (over spreadMinRate) it sees thousands of packets, and a
+	// probe of one period costs little.
+	spreadPeriod = 100 * time.Millisecond
+	// spreadPressure is the share of the time some task may wait for a
+	// CPU before spreading is put to the test: on an uncontended machine
+	// the pools cannot take CPU anyone else needs.
+	spreadPressure = 0.2
+	// spreadGain is how many times the packets of the inline period a
+	// trial of the pools must move to be kept: they cost about a fifth
+	// more CPU a packet, so a smaller gain is noise or a loss elsewhere.
+	spreadGain = 1.1
+	// spreadMinRate (packets a second, both directions) is the least
+	// traffic worth measuring: below it, the choice makes no difference
+	// that matters, and the pools stay.
+	spreadMinRate = 20000
+	// spreadHoldMin and spreadHoldMax bound how long a choice holds before
+	// it is checked again.
+	spreadHoldMin = 500 * time.Millisecond
+	spreadHoldMax = 8 * time.Second
+)
+
+// inlineAll is the inline path's limit in inline mode: any batch (none is
+// larger than maxBatch) goes inline when the pipeline is empty.
+const inlineAll = maxBatch
+
+// spreadMode is what the spreader does in the period being measured.
+type spreadMode int
+
+const (
+	modeSpread spreadMode = iota // large batches take the pools
+	modeProbe                    // every batch inline, to measure the inline rate
+	modeTrial                    // large batches take the pools, to compare
+	modeInline                   // every batch inline
+)
+
+func (m spreadMode) String() string {
+	return [...]string{"spread", "probe", "trial", "inline"}[m]
+}
+
+// inline says whether the mode takes every batch inline.
+func (m spreadMode) inline() bool { return m == modeProbe || m == modeInline }
+
+// spreadSample is one period's measurement.
+type spreadSample struct {
+	pressure float64       // share of the period some task waited for a CPU
+	rate     float64       // packets a second the edge stages read, both directions
+	elapsed  time.Duration // the period's length
+}
+
+// spreadState is the decision's state; its zero value spreads and checks
+// at once.
+type spreadState struct {
+	mode spreadMode
+	base float64       // packets a second of the last probe
+	hold time.Duration // how long the next choice holds; 0 means spreadHoldMin
+	left time.Duration // how long the present choice still holds
+}
+
+// step takes the measurement of the period just ended and returns the mode
+// of the next.
+func (s *spreadState) step(x spreadSample) spreadMode {
+	if s.hold == 0 {
+		s.hold = spreadHoldMin
+	}
+	switch s.mode {
+	case modeSpread:
+		if s.left > 0 {
+			s.left -= x.elapsed
+		} else if x.pressure >= spreadPressure {
+			s.mode = modeProbe
+		}
+	case modeProbe:
+		s.base = x.rate
+		if s.base < spreadMinRate {
+			s.mode = modeSpread // too little traffic to tell, or to matter
+			s.holdOn()
+		} else {
+			s.mode = modeTrial
+		}
+	case modeTrial:
+		if x.rate >= spreadGain*s.base {
+			s.mode = modeSpread
+		} else {
+			s.mode = modeInline
+		}
+		s.holdOn()
+	case modeInline:
+		switch {
+		case x.pressure < spreadPressure:
+			s.mode, s.hold, s.left = modeSpread, spreadHoldMin, 0
+		case s.left > 0:
+			s.left -= x.elapsed
+		default:
+			s.base = x.rate // this period was inline: the trial's baseline
+			s.mode = modeTrial
+			if s.base < spreadMinRate {
+				s.mode = modeSpread
+				s.holdOn()
+			}
+		}
+	}
+	return s.mode
+}
+
+// holdOn makes the choice just made hold for the hold time, and doubles
+// the hold time for the next, up to spreadHoldMax.
+func (s *spreadState) holdOn() {
+	s.left = s.hold
+	s.hold = min(2*s.hold, spreadHoldMax)
+}
+
+// pressureReader is cpustat.Reader as the spreader uses it.
+type pressureReader interface {
+	Read() (cpustat.Pressure, error)
+	Close() error
+}
+
+// openPressure is cpustat.Open as the spreader wants it.
+func openPressure() (pressureReader, error) {
+	r, err := cpustat.Open()
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// spreader is the supervised actor that runs the spread decision for a
+// pipeline tunnel: it moves the inline path's limit between
+// defaultInlineMax (spread) and inlineAll. It reads the edge stages'
+// published packet counters and the CPU pressure; where the pressure
+// cannot be read, it leaves the limit alone (large batches always spread).
+type spreader struct {
+	t       *Tunnel
+	open    func() (pressureReader, error) // cpustat.Open; tests pass a fake
+	packets func() uint64                  // packets read by the edge stages so far
+	log     *slog.Logger
+}
+
+func (s *spreader) Serve(ctx context.Context) error {
+	s.log.Debug("stage start")
+	defer s.log.Debug("stage stop")
+	done := ctx.Done()
+	if s.t.inline.fixed {
+		<-done
+		return nil
+	}
+	r, err := s.open()
+	if err != nil {
+		s.log.Debug("no CPU pressure reading: large batches always take the pools", "err", err)
+		<-done
+		return nil
+	}
+	defer r.Close()
+	p0, err := r.Read()
+	if err != nil {
+		s.log.Warn("CPU pressure unreadable: large batches always take the pools", "err", err)
+		<-done
+		return nil
+	}
+	tick := time.NewTicker(spreadPeriod)
+	defer tick.Stop()
+	var st spreadState
+	n0, t0 := s.packets(), time.Now()
+	for {
+		select {
+		case <-done:
+			return nil
+		case <-tick.C:
+		}
+		p1, err := r.Read()
+		if err != nil {
+			continue // measure over a longer period next time
+		}
+		n1, t1 := s.packets(), time.Now()
+		wall := t1.Sub(t0)
+		was := st.mode
+		next := st.step(spreadSample{
+			pressure: cpustat.Share(p0, p1, wall),
+			rate:     float64(n1-n0) / wall.Seconds(),
+			elapsed:  wall,
+		})
+		if next.inline() {
+			s.t.inline.max.Store(inlineAll)
+		} else {
+			s.t.inline.max.Store(defaultInlineMax)
+		}
+		if next != was && (next == modeInline || was == modeInline) {
+			s.log.Debug("spread decision", "mode", next, "inline_rate", st.base)
+		}
+		p0, n0, t0 = p1, n1, t1
+	}
+}

@@ -1,0 +1,161 @@
+package stages
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"pipeguard/stages/cpustat"
+)
+
+// TestSpreadDecision walks the spread decision through the loads it meets:
+// an uncontended machine keeps the pools; a contended one where the pools
+// move no more than inline goes inline; one where they move more keeps
+// them, checked again after holds that double; inline goes back to the
+// pools once nothing waits for a CPU; traffic too light to tell keeps the
+// pools.
+func TestSpreadDecision(t *testing.T) {
+	const p = spreadPeriod
+	calm := func(rate float64) spreadSample { return spreadSample{pressure: 0.05, rate: rate, elapsed: p} }
+	busy := func(rate float64) spreadSample { return spreadSample{pressure: 0.7, rate: rate, elapsed: p} }
+	periods := func(d time.Duration) int { return int(d / p) }
+	type step struct {
+		x    spreadSample
+		want spreadMode
+	}
+	repeat := func(n int, s step) []step {
+		out := make([]step, n)
+		for i := range out {
+			out[i] = s
+		}
+		return out
+	}
+	cat := func(parts ...[]step) []step {
+		var out []step
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"uncontended keeps the pools", repeat(50, step{calm(500e3), modeSpread})},
+		{"contended, pools no better: inline, and it stays while contended", cat(
+			[]step{{busy(300e3), modeProbe}, {busy(300e3), modeTrial}, {busy(280e3), modeInline}},
+			repeat(periods(spreadHoldMin), step{busy(300e3), modeInline}),
+			// the hold is over: the pools get another trial, measured against this period
+			[]step{{busy(300e3), modeTrial}, {busy(310e3), modeInline}},
+			repeat(periods(2*spreadHoldMin), step{busy(300e3), modeInline}),
+			[]step{{busy(300e3), modeTrial}},
+		)},
+		{"contended, pools better: spread, checked again after doubling holds", cat(
+			[]step{{busy(300e3), modeProbe}, {busy(300e3), modeTrial}, {busy(450e3), modeSpread}},
+			repeat(periods(spreadHoldMin), step{busy(450e3), modeSpread}),
+			[]step{{busy(450e3), modeProbe}, {busy(300e3), modeTrial}, {busy(450e3), modeSpread}},
+			repeat(periods(2*spreadHoldMin), step{busy(450e3), modeSpread}),
+			[]step{{busy(450e3), modeProbe}},
+		)},
+		{"inline returns to the pools when nothing waits", []step{
+			{busy(300e3), modeProbe}, {busy(300e3), modeTrial}, {busy(290e3), modeInline},
+			{calm(300e3), modeSpread}, {calm(300e3), modeSpread},
+		}},
+		{"too little traffic to tell: the pools stay", cat(
+			[]step{{busy(5e3), modeProbe}, {busy(5e3), modeSpread}},
+			repeat(periods(spreadHoldMin), step{busy(5e3), modeSpread}),
+			[]step{{busy(5e3), modeProbe}},
+		)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s spreadState
+			for i, st := range tc.steps {
+				if got := s.step(st.x); got != st.want {
+					t.Fatalf("step %d (%+v): mode %v, want %v (state %+v)", i, st.x, got, st.want, s)
+				}
+			}
+		})
+	}
+}
+
+// fakePressure is a CPU pressure reader whose share of waiting the test
+// sets; it advances with the real clock, as the spreader's ticker does.
+type fakePressure struct {
+	share atomic.Value // float64
+	at    time.Time
+	some  time.Duration
+}
+
+func (f *fakePressure) open() (pressureReader, error) { return f, nil }
+func (f *fakePressure) Close() error                  { return nil }
+
+func (f *fakePressure) Read() (cpustat.Pressure, error) {
+	now := time.Now()
+	if !f.at.IsZero() {
+		f.some += time.Duration(f.share.Load().(float64) * float64(now.Sub(f.at)))
+	}
+	f.at = now
+	return cpustat.Pressure{Some: f.some}, nil
+}
+
+// TestSpreaderMovesTheLimit: the spreader, under a contended machine where
+// the pools move no more packets than inline, takes every batch inline;
+// when the machine calms down, large batches spread again. A tunnel with a
+// fixed limit, or no pressure reading, keeps its limit.
+func TestSpreaderMovesTheLimit(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tun := &Tunnel{}
+	tun.inline.max.Store(defaultInlineMax)
+	var packets atomic.Uint64
+	f := &fakePressure{}
+	f.share.Store(0.9)
+	s := &spreader{t: tun, open: f.open, log: log, packets: packets.Load}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	// A steady 500,000 packets a second, whatever the mode.
+	stop := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				packets.Add(500)
+			}
+		}
+	}()
+	defer close(stop)
+	waitFor(t, 5*time.Second, func() bool { return tun.inline.limit() == inlineAll },
+		func() string { return "the limit never went to inlineAll under pressure" })
+	f.share.Store(0.0)
+	waitFor(t, 5*time.Second, func() bool { return tun.inline.limit() == defaultInlineMax },
+		func() string { return "the limit never came back once the pressure eased" })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	for _, fixed := range []bool{true, false} {
+		tun := &Tunnel{}
+		tun.inline.max.Store(3)
+		tun.inline.fixed = fixed
+		open := f.open
+		if !fixed {
+			open = func() (pressureReader, error) { return nil, cpustat.ErrUnsupported }
+		}
+		s := &spreader{t: tun, open: open, log: log, packets: packets.Load}
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { done <- s.Serve(ctx) }()
+		time.Sleep(3 * spreadPeriod)
+		cancel()
+		if err := <-done; err != nil || tun.inline.limit() != 3 {
+			t.Errorf("fixed %v: limit %d, err %v; want 3 untouched", fixed, tun.inline.limit(), err)
+		}
+	}
+}
