@@ -76,12 +76,19 @@ func TestStagePanicRestarts(t *testing.T) {
 				if fc.inbound {
 					victim = b
 				}
+				// The panic is armed with traffic still to come: after
+				// 200 of the first 400 packets arrived, before the rest
+				// is sent (armed mid-stream, a slow test goroutine could
+				// find the stream already through the victim).
+				if err := sendFlows(a, hostA, []host{hostB}, 1, 399); err != nil {
+					t.Fatal(err)
+				}
+				atB.wait(t, 0, 200, 5*time.Second, st)
+				victim.tun.faults.panics[fc.kind].Store(1)
 				stop := make(chan struct{})
 				defer close(stop)
 				errc := make(chan error, 1)
-				go func() { errc <- streamFlows(a, hostA, []host{hostB}, 1, n-1, stop) }()
-				atB.wait(t, 0, 200, 5*time.Second, st)
-				victim.tun.faults.panics[fc.kind].Store(1)
+				go func() { errc <- streamFlows(a, hostA, []host{hostB}, 400, n-400, stop) }()
 				atB.wait(t, 0, n, 5*time.Second, st)
 				if err := <-errc; err != nil {
 					t.Fatal(err)
