@@ -42,6 +42,16 @@ func (tc *tunnelCounters) add(name string, n int) *stageEntry {
 	return e
 }
 
+// packets is the packets the stage has handed on so far, summed over
+// its instances (the inline path's too), as far as they are published.
+func (e *stageEntry) packets() uint64 {
+	var n uint64
+	for _, c := range e.instances {
+		n += c.packets.Load()
+	}
+	return n
+}
+
 // addInline adds a counter instance for the steps of this stage that an
 // edge stage does inline (inline.go); it is not one of the stage's
 // instances.
@@ -136,9 +146,10 @@ func (t *Tunnel) wireEngine() *tunnelCounters {
 			send.inputs = append(send.inputs, queueOf(encOut[i]))
 		}
 		read.services = []service{newTUNRead(t, t.tun, encIn, read.instances[0], enc.addInline(), send.addInline(), logFor("tunread"))}
-		recvC, readC := recv.instances[0], read.instances[0]
+		// Delivered packets, not packets read: a trial of the pools
+		// would otherwise count the queues filling as throughput.
 		tc.spread = &spreader{t: t, open: openPressure, log: logFor("spread"),
-			packets: func() uint64 { return recvC.packets.Load() + readC.packets.Load() }}
+			packets: func() uint64 { return write.packets() + send.packets() }}
 	}
 
 	e := tc.add("handshake", 1)

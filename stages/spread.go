@@ -22,7 +22,7 @@ import (
 // the CPU pressure (Linux PSI: the share of the time some task waited for
 // a CPU) every spreadPeriod. While nothing waits, large batches spread.
 // When tasks wait, it measures: one period with every batch inline, then
-// one with the pools, and it keeps the pools only if they moved
+// one with the pools, and it keeps the pools only if they delivered
 // spreadGain times the packets; otherwise every batch goes inline (the
 // small ones always do: inline.go) until the pressure eases. A choice that
 // holds is checked again after a hold time that doubles up to
@@ -43,10 +43,11 @@ const (
 	// the pools cannot take CPU anyone else needs.
 	spreadPressure = 0.2
 	// spreadGain is how many times the packets of the inline period a
-	// trial of the pools must move to be kept: they cost about a fifth
-	// more CPU a packet, so a smaller gain is noise or a loss elsewhere.
-	spreadGain = 1.1
-	// spreadMinRate (packets a second, both directions) is the least
+	// trial of the pools must deliver to be kept: they cost about a fifth
+	// more CPU a packet, and a TCP flow's rate wanders by a tenth from one
+	// period to the next, so a smaller gain is noise or a loss elsewhere.
+	spreadGain = 1.2
+	// spreadMinRate (packets delivered a second, both directions) is the least
 	// traffic worth measuring: below it, the choice makes no difference
 	// that matters, and the pools stay.
 	spreadMinRate = 20000
@@ -80,7 +81,7 @@ func (m spreadMode) inline() bool { return m == modeProbe || m == modeInline }
 // spreadSample is one period's measurement.
 type spreadSample struct {
 	pressure float64       // share of the period some task waited for a CPU
-	rate     float64       // packets a second the edge stages read, both directions
+	rate     float64       // packets a second delivered (TUN writes and datagrams sent)
 	elapsed  time.Duration // the period's length
 }
 
@@ -163,13 +164,14 @@ func openPressure() (pressureReader, error) {
 
 // spreader is the supervised actor that runs the spread decision for a
 // pipeline tunnel: it moves the inline path's limit between
-// defaultInlineMax (spread) and inlineAll. It reads the edge stages'
-// published packet counters and the CPU pressure; where the pressure
-// cannot be read, it leaves the limit alone (large batches always spread).
+// defaultInlineMax (spread) and inlineAll. It reads the published packet
+// counters of the stages that deliver (tunwrite, udpsend) and the CPU
+// pressure; where the pressure cannot be read, it leaves the limit alone
+// (large batches always spread).
 type spreader struct {
 	t       *Tunnel
 	open    func() (pressureReader, error) // cpustat.Open; tests pass a fake
-	packets func() uint64                  // packets read by the edge stages so far
+	packets func() uint64                  // packets delivered so far, both directions
 	log     *slog.Logger
 }
 
