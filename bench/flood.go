@@ -19,7 +19,7 @@ const (
 	// windowStart and windowMax: milliseconds of the tunnel's work at up
 	// to a million packets a second, so that its input never runs dry
 	// while the generator sleeps (a millisecond at most), and well within
-	// the tunnels' socket buffers (4 MiB for PipeGuard, 7 MiB for
+	// the tunnels' socket buffers (8 MiB for PipeGuard, 7 MiB for
 	// wireguard-go, which the kernel doubles; a GSO batch of 64 datagrams
 	// takes about 100 KiB of it).
 	windowStart = 1024
