@@ -21,9 +21,9 @@ import (
 // So the pipeline watches the machine. A supervised actor (spreader) reads
 // the CPU pressure (Linux PSI: the share of the time some task waited for
 // a CPU) every spreadPeriod. While nothing waits, large batches spread.
-// When tasks wait, it measures: one period with every batch inline, then
-// one with the pools, and it keeps the pools only if they delivered
-// spreadGain times the packets; otherwise every batch goes inline (the
+// When tasks wait, it measures: one period with every batch inline, one
+// with the pools, one inline again, and it keeps the pools only if they
+// delivered spreadGain times the packets of the inline periods' mean; otherwise every batch goes inline (the
 // small ones always do: inline.go) until the pressure eases. A choice that
 // holds is checked again after a hold time that doubles up to
 // spreadHoldMax, so a steady load costs a probe every few seconds.
@@ -46,7 +46,7 @@ const (
 	// trial of the pools must deliver to be kept: they cost about a fifth
 	// more CPU a packet, and a TCP flow's rate wanders by a tenth from one
 	// period to the next, so a smaller gain is noise or a loss elsewhere.
-	spreadGain = 1.2
+	spreadGain = 1.25
 	// spreadMinRate (packets delivered a second, both directions) is the least
 	// traffic worth measuring: below it, the choice makes no difference
 	// that matters, and the pools stay.
@@ -68,15 +68,16 @@ const (
 	modeSpread spreadMode = iota // large batches take the pools
 	modeProbe                    // every batch inline, to measure the inline rate
 	modeTrial                    // large batches take the pools, to compare
+	modeCheck                    // every batch inline again, to measure it after the trial
 	modeInline                   // every batch inline
 )
 
 func (m spreadMode) String() string {
-	return [...]string{"spread", "probe", "trial", "inline"}[m]
+	return [...]string{"spread", "probe", "trial", "check", "inline"}[m]
 }
 
 // inline says whether the mode takes every batch inline.
-func (m spreadMode) inline() bool { return m == modeProbe || m == modeInline }
+func (m spreadMode) inline() bool { return m == modeProbe || m == modeCheck || m == modeInline }
 
 // spreadSample is one period's measurement.
 type spreadSample struct {
@@ -86,12 +87,15 @@ type spreadSample struct {
 }
 
 // spreadState is the decision's state; its zero value spreads and checks
-// at once.
+// at once. A trial of the pools is a period between two inline periods,
+// and it is compared with their mean: a rate that rises or falls through
+// the three (a TCP flow starting up) then favours neither.
 type spreadState struct {
-	mode spreadMode
-	base float64       // packets a second of the last probe
-	hold time.Duration // how long the next choice holds; 0 means spreadHoldMin
-	left time.Duration // how long the present choice still holds
+	mode   spreadMode
+	before float64       // packets a second of the inline period before the trial
+	trial  float64       // packets a second of the trial
+	hold   time.Duration // how long the next choice holds; 0 means spreadHoldMin
+	left   time.Duration // how long the present choice still holds
 }
 
 // step takes the measurement of the period just ended and returns the mode
@@ -108,15 +112,11 @@ func (s *spreadState) step(x spreadSample) spreadMode {
 			s.mode = modeProbe
 		}
 	case modeProbe:
-		s.base = x.rate
-		if s.base < spreadMinRate {
-			s.mode = modeSpread // too little traffic to tell, or to matter
-			s.holdOn()
-		} else {
-			s.mode = modeTrial
-		}
+		s.inlineMeasured(x.rate)
 	case modeTrial:
-		if x.rate >= spreadGain*s.base {
+		s.trial, s.mode = x.rate, modeCheck
+	case modeCheck:
+		if s.trial >= spreadGain*(s.before+x.rate)/2 {
 			s.mode = modeSpread
 		} else {
 			s.mode = modeInline
@@ -129,15 +129,23 @@ func (s *spreadState) step(x spreadSample) spreadMode {
 		case s.left > 0:
 			s.left -= x.elapsed
 		default:
-			s.base = x.rate // this period was inline: the trial's baseline
-			s.mode = modeTrial
-			if s.base < spreadMinRate {
-				s.mode = modeSpread
-				s.holdOn()
-			}
+			s.inlineMeasured(x.rate) // this period was inline: the trial's "before"
 		}
 	}
 	return s.mode
+}
+
+// inlineMeasured takes the rate of an inline period that starts a trial:
+// on to the trial, or, with too little traffic to tell (or to matter),
+// back to the pools for a hold.
+func (s *spreadState) inlineMeasured(rate float64) {
+	s.before = rate
+	if rate < spreadMinRate {
+		s.mode = modeSpread
+		s.holdOn()
+		return
+	}
+	s.mode = modeTrial
 }
 
 // holdOn makes the choice just made hold for the hold time, and doubles
@@ -213,18 +221,19 @@ func (s *spreader) Serve(ctx context.Context) error {
 		n1, t1 := s.packets(), time.Now()
 		wall := t1.Sub(t0)
 		was := st.mode
-		next := st.step(spreadSample{
+		x := spreadSample{
 			pressure: cpustat.Share(p0, p1, wall),
 			rate:     float64(n1-n0) / wall.Seconds(),
 			elapsed:  wall,
-		})
+		}
+		next := st.step(x)
 		if next.inline() {
 			s.t.inline.max.Store(inlineAll)
 		} else {
 			s.t.inline.max.Store(defaultInlineMax)
 		}
-		if next != was && (next == modeInline || was == modeInline) {
-			s.log.Debug("spread decision", "mode", next, "inline_rate", st.base)
+		if next != was {
+			s.log.Debug("spread decision", "mode", next, "pressure", x.pressure, "rate", x.rate)
 		}
 		p0, n0, t0 = p1, n1, t1
 	}

@@ -46,22 +46,25 @@ func TestSpreadDecision(t *testing.T) {
 	}{
 		{"uncontended keeps the pools", repeat(50, step{calm(500e3), modeSpread})},
 		{"contended, pools no better: inline, and it stays while contended", cat(
-			[]step{{busy(300e3), modeProbe}, {busy(300e3), modeTrial}, {busy(280e3), modeInline}},
+			[]step{{busy(300e3), modeProbe}, {busy(300e3), modeTrial}, {busy(330e3), modeCheck}, {busy(300e3), modeInline}},
 			repeat(periods(spreadHoldMin), step{busy(300e3), modeInline}),
-			// the hold is over: the pools get another trial, measured against this period
-			[]step{{busy(300e3), modeTrial}, {busy(310e3), modeInline}},
+			// the hold is over: the pools get another trial, this period its "before"
+			[]step{{busy(300e3), modeTrial}, {busy(310e3), modeCheck}, {busy(300e3), modeInline}},
 			repeat(periods(2*spreadHoldMin), step{busy(300e3), modeInline}),
 			[]step{{busy(300e3), modeTrial}},
 		)},
 		{"contended, pools better: spread, checked again after doubling holds", cat(
-			[]step{{busy(300e3), modeProbe}, {busy(300e3), modeTrial}, {busy(450e3), modeSpread}},
+			[]step{{busy(300e3), modeProbe}, {busy(300e3), modeTrial}, {busy(450e3), modeCheck}, {busy(300e3), modeSpread}},
 			repeat(periods(spreadHoldMin), step{busy(450e3), modeSpread}),
-			[]step{{busy(450e3), modeProbe}, {busy(300e3), modeTrial}, {busy(450e3), modeSpread}},
+			[]step{{busy(450e3), modeProbe}, {busy(300e3), modeTrial}, {busy(450e3), modeCheck}, {busy(300e3), modeSpread}},
 			repeat(periods(2*spreadHoldMin), step{busy(450e3), modeSpread}),
 			[]step{{busy(450e3), modeProbe}},
 		)},
+		{"a rate that climbs through the trial is no gain", []step{
+			{busy(300e3), modeProbe}, {busy(250e3), modeTrial}, {busy(330e3), modeCheck}, {busy(400e3), modeInline},
+		}},
 		{"inline returns to the pools when nothing waits", []step{
-			{busy(300e3), modeProbe}, {busy(300e3), modeTrial}, {busy(290e3), modeInline},
+			{busy(300e3), modeProbe}, {busy(300e3), modeTrial}, {busy(290e3), modeCheck}, {busy(300e3), modeInline},
 			{calm(300e3), modeSpread}, {calm(300e3), modeSpread},
 		}},
 		{"too little traffic to tell: the pools stay", cat(
