@@ -37,6 +37,10 @@ type udpRecv struct {
 	// the decrypt pool and tunwrite, and its batch of inner packets.
 	dec, write *stageCounters
 	bufs       [][]byte
+	// held is how many slots the last reserve got that are still
+	// reserved: an inline batch gives none away, so the next read reuses
+	// them (and their warm cache lines) without reserving again.
+	held int
 
 	// inHand is how many datagrams the current batch holds between the
 	// read and their hand-off: if the stage fails meanwhile, its successor
@@ -58,6 +62,7 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 	for _, q := range s.workers {
 		q.Cancel() // reservations of a stage that failed mid-batch
 	}
+	s.held = 0
 	countHeldBatch(s.c, &s.inHand)
 	for {
 		// Publish the last batch before waiting in the system call.
@@ -65,17 +70,21 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 		s.c.publish()
 		s.dec.publish()
 		s.write.publish()
-		k, ok := s.reserve(done)
-		if !ok {
-			return nil
+		if s.held == 0 {
+			k, ok := s.reserve(done)
+			if !ok {
+				return nil
+			}
+			s.held = k
 		}
-		n, err := s.conn.ReadBatch(s.msgs[:k])
+		n, err := s.conn.ReadBatch(s.msgs[:s.held])
 		s.inHand = n
 		s.t.faults.hit(stageUDPRecv)
 		if err != nil {
 			for _, q := range s.workers {
 				q.Cancel()
 			}
+			s.held = 0
 			if tunio.IsClosed(err) || ctx.Err() != nil {
 				return nil
 			}
@@ -106,6 +115,7 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 		}
 		s.t.inline.in.add(n)
 		s.inHand = 0
+		s.held = 0
 		s.rr = pos
 	}
 }
@@ -121,7 +131,8 @@ func (s *udpRecv) reserve(done <-chan struct{}) (int, bool) {
 }
 
 // inline takes a batch of n datagrams through the decrypt and tunwrite
-// steps itself, in their slots, and gives the slots back (inline.go).
+// steps itself, in their slots, and keeps the slots for the next read
+// (inline.go).
 func (s *udpRecv) inline(n int) error {
 	now := s.t.clock.Now()
 	s.bufs = s.bufs[:0]
@@ -140,8 +151,13 @@ func (s *udpRecv) inline(n int) error {
 	if len(s.bufs) > 0 {
 		err = s.t.writeTUN(s.t.tun, s.bufs, s.write)
 	}
-	for _, q := range s.workers {
-		q.Cancel()
+	if s.held < s.batch {
+		// A short reservation (the queues were filling): give it back
+		// and reserve afresh, for a whole batch if there is room now.
+		for _, q := range s.workers {
+			q.Cancel()
+		}
+		s.held = 0
 	}
 	return err
 }

@@ -43,6 +43,7 @@ type tunRead struct {
 	// the encrypt pool and udpsend, and its batch of datagrams.
 	enc, send *stageCounters
 	msgs      []tunio.Datagram
+	held      int // slots reserved and not handed on, as in udpRecv
 
 	inHand int // packets read and not yet handed on, as in udpRecv
 }
@@ -61,6 +62,7 @@ func (s *tunRead) Serve(ctx context.Context) error {
 	for _, q := range s.workers {
 		q.Cancel() // reservations of a stage that failed mid-batch
 	}
+	s.held = 0
 	countHeldBatch(s.c, &s.inHand)
 	for {
 		// Publish the last batch before waiting in the system call.
@@ -68,17 +70,21 @@ func (s *tunRead) Serve(ctx context.Context) error {
 		s.c.publish()
 		s.enc.publish()
 		s.send.publish()
-		k, ok := s.reserve(done)
-		if !ok {
-			return nil
+		if s.held == 0 {
+			k, ok := s.reserve(done)
+			if !ok {
+				return nil
+			}
+			s.held = k
 		}
-		n, err := s.t.readTUN(s.dev, s.bufs[:k], s.sizes[:k], s.c)
+		n, err := s.t.readTUN(s.dev, s.bufs[:s.held], s.sizes[:s.held], s.c)
 		s.inHand = n
 		s.t.faults.hit(stageTUNRead)
 		if err != nil {
 			for _, q := range s.workers {
 				q.Cancel()
 			}
+			s.held = 0
 			if tunio.IsClosed(err) || ctx.Err() != nil {
 				return nil
 			}
@@ -111,12 +117,14 @@ func (s *tunRead) Serve(ctx context.Context) error {
 		}
 		s.t.inline.out.add(n)
 		s.inHand = 0
+		s.held = 0
 		s.rr = pos
 	}
 }
 
 // inline takes a batch of n packets through the encrypt and udpsend steps
-// itself, in their slots, and gives the slots back (inline.go).
+// itself, in their slots, and keeps the slots for the next read
+// (inline.go).
 func (s *tunRead) inline(n int) error {
 	s.msgs = s.msgs[:0]
 	for _, it := range s.slots[:n] {
@@ -127,11 +135,7 @@ func (s *tunRead) inline(n int) error {
 		s.enc.pass(int(it.pkt.MsgLen))
 		s.msgs = append(s.msgs, datagramOf(it))
 	}
-	err := s.t.sendDatagrams(s.msgs, s.send)
-	for _, q := range s.workers {
-		q.Cancel()
-	}
-	return err
+	return s.t.sendDatagrams(s.msgs, s.send)
 }
 
 // route readies one packet read into slot it for its encrypt worker, or
