@@ -25,8 +25,10 @@ import (
 // with the pools, one inline again, and it keeps the pools only if they
 // delivered spreadGain times the packets of the inline periods' mean; otherwise every batch goes inline (the
 // small ones always do: inline.go) until the pressure eases. A choice that
-// holds is checked again after a hold time that doubles up to
-// spreadHoldMax, so a steady load costs a probe every few seconds.
+// holds is checked again after a hold time that doubles, up to
+// spreadHoldMax, while the trials agree, so a steady load costs a probe
+// every few seconds; a trial that disagrees with the last brings it back
+// to spreadHoldMin.
 //
 // Order is never at stake: a change of mode only changes which batches the
 // edge stages may take inline, and they go inline only into an empty
@@ -96,6 +98,8 @@ type spreadState struct {
 	trial  float64       // packets a second of the trial
 	hold   time.Duration // how long the next choice holds; 0 means spreadHoldMin
 	left   time.Duration // how long the present choice still holds
+	pools  bool          // the last trial's verdict: the pools paid
+	tried  bool          // there was a trial
 }
 
 // step takes the measurement of the period just ended and returns the mode
@@ -116,16 +120,23 @@ func (s *spreadState) step(x spreadSample) spreadMode {
 	case modeTrial:
 		s.trial, s.mode = x.rate, modeCheck
 	case modeCheck:
-		if s.trial >= spreadGain*(s.before+x.rate)/2 {
+		pools := s.trial >= spreadGain*(s.before+x.rate)/2
+		if s.tried && pools != s.pools {
+			s.hold = spreadHoldMin // the machine changed: watch it closely again
+		}
+		s.pools, s.tried = pools, true
+		s.mode = modeInline
+		if pools {
 			s.mode = modeSpread
-		} else {
-			s.mode = modeInline
 		}
 		s.holdOn()
 	case modeInline:
 		switch {
 		case x.pressure < spreadPressure:
-			s.mode, s.hold, s.left = modeSpread, spreadHoldMin, 0
+			// Nothing waits: the pools cost no one anything. The hold
+			// stays as it is: when the load returns, it is put to the
+			// test at once, and re-tested as seldom as before.
+			s.mode, s.left = modeSpread, 0
 		case s.left > 0:
 			s.left -= x.elapsed
 		default:

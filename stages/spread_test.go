@@ -63,10 +63,17 @@ func TestSpreadDecision(t *testing.T) {
 		{"a rate that climbs through the trial is no gain", []step{
 			{busy(300e3), modeProbe}, {busy(250e3), modeTrial}, {busy(330e3), modeCheck}, {busy(400e3), modeInline},
 		}},
-		{"inline returns to the pools when nothing waits", []step{
-			{busy(300e3), modeProbe}, {busy(300e3), modeTrial}, {busy(290e3), modeCheck}, {busy(300e3), modeInline},
-			{calm(300e3), modeSpread}, {calm(300e3), modeSpread},
-		}},
+		{"inline returns to the pools when nothing waits, and tries again at once when tasks wait", cat(
+			[]step{{busy(300e3), modeProbe}, {busy(300e3), modeTrial}, {busy(290e3), modeCheck}, {busy(300e3), modeInline},
+				{calm(300e3), modeSpread}, {calm(300e3), modeSpread},
+				{busy(300e3), modeProbe}, {busy(300e3), modeTrial}, {busy(290e3), modeCheck}, {busy(300e3), modeInline}},
+			// the same verdict twice: the hold has doubled
+			repeat(periods(2*spreadHoldMin), step{busy(300e3), modeInline}),
+			[]step{{busy(300e3), modeTrial}, {busy(450e3), modeCheck}, {busy(300e3), modeSpread}},
+			// a different verdict: back to the shortest hold
+			repeat(periods(spreadHoldMin), step{busy(450e3), modeSpread}),
+			[]step{{busy(450e3), modeProbe}},
+		)},
 		{"too little traffic to tell: the pools stay", cat(
 			[]step{{busy(5e3), modeProbe}, {busy(5e3), modeSpread}},
 			repeat(periods(spreadHoldMin), step{busy(5e3), modeSpread}),
