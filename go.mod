@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/alecthomas/kong v1.17.0
+	github.com/godbus/dbus/v5 v5.2.4
 	github.com/google/pprof v0.0.0-20261105003125-4bf881d7fb0b
 	github.com/lmittmann/tint v1.2.1
 	go.uber.org/goleak v1.3.0
