@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what PipeGuard's build and tests need on a fresh Debian machine:
 # the Go modules, wireguard-tools (the stock `wg`, which tests compare with
-# and point at our UAPI socket), iproute2 (network namespaces, veth) and
-# iperf3 (the netns benchmark). Idempotent: it installs only what is missing.
+# and point at our UAPI socket), iproute2 (network namespaces, veth),
+# iperf3 (the netns benchmark), openresolv and dbus-daemon (the DNS
+# tests). Idempotent: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,18 @@ command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 # setpriv: the end-to-end tests drop CAP_NET_ADMIN with it to check the
 # client's refusal.
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+# openresolv: the DNS tests run the real resolvconf(8), confined to a
+# network namespace's own /etc (installing it changes no resolv.conf).
+# Debian's resolvconf, if that is what the machine has, is left alone:
+# replacing it would change how the host manages DNS.
+if ! command -v resolvconf >/dev/null 2>&1; then
+	need+=(openresolv)
+elif ! resolvconf --version 2>/dev/null | grep -q '^openresolv'; then
+	echo "setup: resolvconf here is not openresolv; the openresolv DNS tests will fail" >&2
+fi
+# dbus-daemon: the systemd-resolved tests serve a fake resolved on a
+# private bus.
+command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus-daemon)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "setup: need root to install: ${need[*]} (run with sudo)" >&2

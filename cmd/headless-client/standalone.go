@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"pipeguard/cmd/headless-client/config"
+	"pipeguard/cmd/headless-client/dns"
 	"pipeguard/cmd/headless-client/ifsetup"
 	"pipeguard/cmd/headless-client/metrics"
 	"pipeguard/cmd/headless-client/uapi"
@@ -29,7 +30,8 @@ type standaloneCmd struct {
 	Interface     string `help:"Interface name; default: the config file's name without .conf."`
 	LogDir        string `help:"Also write JSON log lines to files in this directory, rotated by size." env:"LOG_DIR"`
 	StateDir      string `help:"State directory; the device id is kept in <dir>/config/pipeguard-id." default:"/var/lib/pipeguard" env:"PIPEGUARD_STATE_DIR"`
-	DNSControl    string `help:"How to apply the config's DNS: disabled leaves the system alone; etc-resolv-conf writes /etc/resolv.conf and restores it on exit." default:"disabled" enum:"disabled,etc-resolv-conf"`
+	DNSControl    string `help:"How to apply the config's DNS: auto is systemd-resolved when it runs, else disabled; disabled leaves the system alone; etc-resolv-conf writes /etc/resolv.conf; resolvconf calls resolvconf(8) as wg-quick does; systemd-resolved sets the link's DNS over D-Bus. Every mode is undone at exit, and after a crash at the next start." default:"auto" enum:"auto,disabled,etc-resolv-conf,resolvconf,systemd-resolved"`
+	Check         bool   `help:"Check everything a start would refuse (file, keys, routes, capability, interface name, ports, DNS mode), print one line and exit: 0 if it would start, 1 with the reason. Creates nothing."`
 	Engine        string `help:"Dataplane engine: pipeline or sequential." default:"pipeline" enum:"pipeline,sequential"`
 	Workers       int    `help:"Encrypt and decrypt workers each (pipeline engine); 0: one per CPU." default:"0"`
 	QueueCapacity int    `help:"Capacity of each queue between pipeline stages, in packets (at least 64: a segmentation-offloaded TUN read needs up to a batch of slots)." default:"1000"`
@@ -53,41 +55,6 @@ const stopTimeout = 2 * time.Second
 var errStopTimeout = errors.New("headless-client: tunnel did not stop within 2 s")
 
 func (c *standaloneCmd) Run(env *runEnv) error {
-	iface := c.Interface
-	var err error
-	if iface == "" {
-		iface, err = config.InterfaceName(c.Config)
-	} else {
-		err = config.CheckInterfaceName(iface)
-	}
-	if err != nil {
-		return err
-	}
-	log, closeLog, err := withLogDir(env.stderr, env.logLevel, c.LogDir, iface)
-	if err != nil {
-		return err
-	}
-	defer closeLog.Close()
-
-	// Every refusal comes before anything is created, so a refused start
-	// leaves nothing behind.
-	cfg, err := config.Load(c.Config)
-	if err != nil {
-		return err
-	}
-	if c.QueueCapacity < minQueueCapacity {
-		return errQueueCapacity
-	}
-	if err := checkNetAdmin(); err != nil {
-		return err
-	}
-	id, idFrom, err := deviceID(os.Getenv("PIPEGUARD_ID"), deviceIDFile(c.StateDir))
-	if err != nil {
-		return err
-	}
-	log = log.With("interface", iface)
-	log.Info("starting", "device_id", id, "device_id_from", idFrom, "config", c.Config, "peers", len(cfg.Peers))
-
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	// SIGHUP is caught from here on: its default action would kill a
@@ -96,11 +63,30 @@ func (c *standaloneCmd) Run(env *runEnv) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	peers, err := resolvePeers(ctx, cfg)
+
+	// Every refusal comes before anything is created, so a refused start
+	// (and --check) leaves nothing behind.
+	p, err := c.preflight(ctx)
 	if err != nil {
 		return err
 	}
-	t, err := bringUp(iface, cfg, peers, c, log)
+	if c.Check {
+		_, err := fmt.Fprintln(env.stdout, p.summary(c.Config))
+		return err
+	}
+	iface, cfg, peers := p.iface, p.cfg, p.peers
+	log, closeLog, err := withLogDir(env.stderr, env.logLevel, c.LogDir, iface)
+	if err != nil {
+		return err
+	}
+	defer closeLog.Close()
+	if err := p.id.save(); err != nil {
+		return err
+	}
+	log = log.With("interface", iface)
+	log.Info("starting", "device_id", p.id.id, "device_id_from", p.id.source, "config", c.Config, "peers", len(cfg.Peers))
+	p.startDNS(log)
+	t, err := bringUp(iface, cfg, peers, c, &dns.Request{System: p.dnsSys, Mode: p.dnsMode, Settings: p.dns}, log)
 	if err != nil {
 		return err
 	}
@@ -152,7 +138,7 @@ type running struct {
 // bringUp creates the socket, the TUN device, the tunnel, the interface
 // configuration and the UAPI socket, in that order; on failure it undoes
 // what it did.
-func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *standaloneCmd, log *slog.Logger) (*running, error) {
+func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *standaloneCmd, dnsReq *dns.Request, log *slog.Logger) (*running, error) {
 	udp, err := tunio.ListenUDP(netip.AddrPortFrom(netip.IPv6Unspecified(), cfg.Interface.ListenPort))
 	if err != nil {
 		return nil, fmt.Errorf("headless-client: UDP port %d: %w", cfg.Interface.ListenPort, err)
@@ -181,12 +167,7 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 		Addresses: cfg.Interface.Addresses,
 		Routes:    routes,
 		Endpoints: endpoints,
-		DNS: ifsetup.DNSConfig{
-			Mode:    c.DNSControl,
-			Servers: cfg.Interface.DNS,
-			Search:  cfg.Interface.DNSSearch,
-			Backup:  c.StateDir + "/resolv.conf." + iface,
-		},
+		DNS:       dnsReq,
 	}, log)
 	if err != nil {
 		dev.Close()
@@ -278,6 +259,12 @@ loop:
 		}
 	}
 	log.Info("stopping")
+	// DNS first, while the link is still there (systemd-resolved's
+	// RevertLink needs it) and before names could go to the servers of a
+	// tunnel that is going down.
+	if err := r.ifc.RevertDNS(); err != nil {
+		log.Warn("restoring DNS", "err", err)
+	}
 	cancel()
 	deadline := time.After(stopTimeout)
 	waits := []chan error{tunErr, uapiDone}

@@ -1,6 +1,6 @@
 // Package ifsetup configures the tunnel's network interface around a
 // running tunnel: MTU, addresses, link up, a route for every peer's
-// AllowedIPs (IPv4 and IPv6), and optionally DNS through /etc/resolv.conf.
+// AllowedIPs (IPv4 and IPv6), and optionally DNS (package dns).
 // Everything it adds it records, and Down takes exactly that away again,
 // so a stopped tunnel leaves the system as it found it.
 //
@@ -17,20 +17,14 @@ import (
 	"slices"
 	"syscall"
 
+	"pipeguard/cmd/headless-client/dns"
 	"pipeguard/tunio"
 )
 
 // Errors.
 var (
 	ErrRouteLoop = errors.New("ifsetup: a route would carry the tunnel's own packets into the tunnel")
-	ErrDNS       = errors.New("ifsetup: DNS setup failed")
 	ErrSetup     = errors.New("ifsetup: interface setup failed")
-)
-
-// DNS control modes, as the --dns-control flag names them.
-const (
-	DNSDisabled      = "disabled"        // leave the system's DNS alone
-	DNSEtcResolvConf = "etc-resolv-conf" // write /etc/resolv.conf, restore it on Down
 )
 
 // Config is what to set up.
@@ -40,7 +34,7 @@ type Config struct {
 	Addresses []netip.Prefix
 	Routes    []netip.Prefix   // the peers' AllowedIPs
 	Endpoints []netip.AddrPort // the peers' endpoints, which no route may cover
-	DNS       DNSConfig
+	DNS       *dns.Request     // applied last, if set
 }
 
 // Interface is a configured interface. Its methods are not safe for
@@ -50,7 +44,7 @@ type Interface struct {
 	log    *slog.Logger
 	addrs  []netip.Prefix
 	routes []netip.Prefix // routes we added (not those the kernel made)
-	dns    *dnsState
+	dns    *dns.Applied
 }
 
 // Up configures the interface named cfg.Name (the TUN device must exist)
@@ -84,14 +78,18 @@ func (i *Interface) up(cfg Config) error {
 	if err := i.SetRoutes(cfg.Routes); err != nil {
 		return err
 	}
-	if cfg.DNS.Mode != "" && cfg.DNS.Mode != DNSDisabled {
-		st, err := applyDNS(cfg.DNS, i.name)
+	dnsMode := dns.Disabled
+	if cfg.DNS != nil {
+		a, err := cfg.DNS.Apply()
 		if err != nil {
 			return err
 		}
-		i.dns = st
+		i.dns = a
+		if a != nil {
+			dnsMode = cfg.DNS.Mode.Name()
+		}
 	}
-	i.log.Info("interface up", "name", i.name, "mtu", cfg.MTU, "addresses", cfg.Addresses, "routes", i.routes, "dns", cfg.DNS.Mode)
+	i.log.Info("interface up", "name", i.name, "mtu", cfg.MTU, "addresses", cfg.Addresses, "routes", i.routes, "dns", dnsMode)
 	return nil
 }
 
@@ -171,14 +169,22 @@ func (i *Interface) Down() error {
 		keep(tunio.DelAddress(i.name, a))
 	}
 	i.addrs = nil
-	if i.dns != nil {
-		keep(i.dns.restore())
-		i.dns = nil
-	}
+	keep(i.RevertDNS())
 	if first == nil {
 		i.log.Info("interface configuration removed", "name", i.name)
 	}
 	return first
+}
+
+// RevertDNS takes the DNS setup away, and is done with it (Down then
+// skips it): the client calls it first when it stops, while the link is
+// still there. If it fails, Down tries again.
+func (i *Interface) RevertDNS() error {
+	if err := i.dns.Revert(); err != nil {
+		return err
+	}
+	i.dns = nil
+	return nil
 }
 
 // gone reports an error that means the interface, route or address no

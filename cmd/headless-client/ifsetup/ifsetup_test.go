@@ -5,8 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -41,76 +39,6 @@ func TestCheckRoutes(t *testing.T) {
 		if err := CheckRoutes(tc.routes, ep); errors.Is(err, ErrRouteLoop) != tc.loop {
 			t.Errorf("%v: error %v, want loop %v", tc.routes, err, tc.loop)
 		}
-	}
-}
-
-func TestDNSWritesAndRestores(t *testing.T) {
-	for _, existed := range []bool{true, false} {
-		dir := t.TempDir()
-		c := DNSConfig{
-			Mode:       DNSEtcResolvConf,
-			Servers:    []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("fd00::1")},
-			Search:     []string{"corp.example", "lab.example"},
-			ResolvConf: filepath.Join(dir, "resolv.conf"),
-			Backup:     filepath.Join(dir, "backup"),
-		}
-		const orig = "nameserver 192.0.2.53\n"
-		if existed {
-			os.WriteFile(c.ResolvConf, []byte(orig), 0o644)
-		}
-		st, err := applyDNS(c, "pg0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := os.ReadFile(c.ResolvConf)
-		for _, want := range []string{"nameserver 10.0.0.1\n", "nameserver fd00::1\n", "search corp.example lab.example\n"} {
-			if !strings.Contains(string(b), want) {
-				t.Errorf("resolv.conf lacks %q:\n%s", want, b)
-			}
-		}
-		if _, err := os.Stat(c.Backup); err != nil {
-			t.Errorf("no backup while running: %v", err)
-		}
-		if err := st.restore(); err != nil {
-			t.Fatal(err)
-		}
-		b, err = os.ReadFile(c.ResolvConf)
-		if existed && string(b) != orig || !existed && !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("existed %v: after restore %q, %v", existed, b, err)
-		}
-		if _, err := os.Stat(c.Backup); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("backup left behind: %v", err)
-		}
-	}
-}
-
-func TestDNSRecoversFromCrash(t *testing.T) {
-	dir := t.TempDir()
-	c := DNSConfig{Mode: DNSEtcResolvConf, Servers: []netip.Addr{netip.MustParseAddr("10.0.0.1")},
-		ResolvConf: filepath.Join(dir, "resolv.conf"), Backup: filepath.Join(dir, "backup")}
-	const orig = "nameserver 192.0.2.53\n"
-	os.WriteFile(c.ResolvConf, []byte(orig), 0o644)
-	if _, err := applyDNS(c, "pg0"); err != nil { // and "crash": no restore
-		t.Fatal(err)
-	}
-	st, err := applyDNS(c, "pg0") // the restart
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.restore(); err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(c.ResolvConf); string(b) != orig {
-		t.Fatalf("after a crash and a clean run resolv.conf is %q, want the original", b)
-	}
-}
-
-func TestDNSRefusals(t *testing.T) {
-	if _, err := applyDNS(DNSConfig{Mode: "systemd-resolved"}, "pg0"); !errors.Is(err, ErrDNS) {
-		t.Errorf("unknown mode: %v", err)
-	}
-	if _, err := applyDNS(DNSConfig{Mode: DNSEtcResolvConf}, "pg0"); !errors.Is(err, ErrDNS) {
-		t.Errorf("no servers: %v", err)
 	}
 }
 
