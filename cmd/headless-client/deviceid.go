@@ -21,18 +21,6 @@ func deviceIDFile(stateDir string) string {
 	return filepath.Join(stateDir, "config", "pipeguard-id")
 }
 
-// deviceID returns the device id: env (PIPEGUARD_ID) if set, else the
-// file's content, else a new random id written to the file (mode 0600,
-// directory 0700) so it stays the same across restarts. It reports where
-// the id came from, for the start-up log.
-func deviceID(env, path string) (id, source string, err error) {
-	p, err := lookupDeviceID(env, path)
-	if err == nil {
-		err = p.save()
-	}
-	return p.id, p.source, err
-}
-
 // deviceIDPlan is the device id a start will use, found without writing
 // anything.
 type deviceIDPlan struct {
@@ -40,9 +28,13 @@ type deviceIDPlan struct {
 	path       string // where a new id goes; "" when there is nothing to write
 }
 
-// lookupDeviceID is deviceID without the write: for a new id it only
-// checks that the file can be made, and save makes it once the start can
-// no longer be refused, so a refused start (and --check) creates no file.
+// lookupDeviceID returns the device id: env (PIPEGUARD_ID) if set, else
+// the file's content, else a new random id, which save writes to the
+// file (mode 0600, directory 0700) so it stays the same across restarts.
+// It writes nothing itself: for a new id it only checks that the file can
+// be made, and the start saves it once nothing can refuse the start any
+// more, so a refused start (and --check) creates no file. The plan says
+// where the id came from, for the start-up log.
 func lookupDeviceID(env, path string) (deviceIDPlan, error) {
 	if env != "" {
 		if err := checkDeviceID(env); err != nil {

@@ -110,8 +110,9 @@ type Mode interface {
 	undo(rec *record) error
 }
 
-// Modes lists the --dns-control values, auto first (the default).
-var Modes = []string{Auto, Disabled, EtcResolvConf, Resolvconf, SystemdResolved}
+// modeNames lists the --dns-control values, auto first (the default), for
+// messages.
+var modeNames = []string{Auto, Disabled, EtcResolvConf, Resolvconf, SystemdResolved}
 
 // Mode returns the mode called name (not auto: see Select).
 func (sys *System) Mode(name string) (Mode, error) {
@@ -125,7 +126,7 @@ func (sys *System) Mode(name string) (Mode, error) {
 	case SystemdResolved:
 		return &resolved{sys: sys}, nil
 	}
-	return nil, fmt.Errorf("%w: %q (want one of %s)", ErrMode, name, strings.Join(Modes, ", "))
+	return nil, fmt.Errorf("%w: %q (want one of %s)", ErrMode, name, strings.Join(modeNames, ", "))
 }
 
 // Select turns a --dns-control value into a mode, and says why, for the

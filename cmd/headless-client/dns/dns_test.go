@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 func addrs(ss ...string) []netip.Addr {
@@ -284,3 +286,7 @@ func TestNothingToApply(t *testing.T) {
 		t.Errorf("unknown mode: %v", err)
 	}
 }
+
+// TestMain checks that no test leaves a goroutine behind: every bus
+// connection is closed (godbus runs goroutines per connection).
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
