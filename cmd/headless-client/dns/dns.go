@@ -156,7 +156,6 @@ func (disabled) undo(*record) error            { return nil }
 // Applied is a mode in effect for one tunnel. A nil *Applied is valid
 // and reverts nothing. Not safe for concurrent use.
 type Applied struct {
-	sys  *System
 	mode Mode
 	rec  *record // nil once reverted
 }
@@ -182,7 +181,7 @@ func (sys *System) Apply(m Mode, s Settings) (*Applied, error) {
 		}
 		return nil, err
 	}
-	return &Applied{sys: sys, mode: m, rec: rec}, nil
+	return &Applied{mode: m, rec: rec}, nil
 }
 
 // Revert undoes Apply and deletes its record; a second call does
