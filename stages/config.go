@@ -69,7 +69,8 @@ type PeerConfig struct {
 // Config is a tunnel's settings. The zero value of each optional field
 // takes the default named in its comment.
 type Config struct {
-	PrivateKey    noise.PrivateKey
+	PrivateKey    noise.PrivateKey // zero: none yet (handshakes wait for one)
+	FwMark        uint32           // firewall mark (SO_MARK) on the UDP packets; 0: none (see Tunnel.SetFwMark)
 	Peers         []PeerConfig
 	Engine        Engine // default EnginePipeline
 	Workers       int    // decrypt and encrypt workers each; default GOMAXPROCS
@@ -99,14 +100,11 @@ func (c *Config) withDefaults() (Config, error) {
 	if out.QueueCapacity < 1 || out.QueueCapacity > 1<<20 {
 		return out, fmt.Errorf("%w: queue capacity %d not in 1..%d", ErrConfig, out.QueueCapacity, 1<<20)
 	}
-	if out.PrivateKey.IsZero() {
-		return out, fmt.Errorf("%w: no private key", ErrConfig)
-	}
 	return out, nil
 }
 
 // Check reports what New would refuse in c, building nothing: the
-// settings, a missing private key, a peer configured twice, and a peer
+// settings, a bad private key, a peer configured twice, and a peer
 // public key that is a low-order point (no handshake could ever succeed
 // with it). The client runs it before it creates anything, at start and
 // for --check, so that a refused start leaves nothing behind.
@@ -115,9 +113,9 @@ func (c *Config) Check() error {
 	if err != nil {
 		return err
 	}
-	static, err := noise.NewStatic(cc.PrivateKey)
+	id, err := newIdentity(cc.PrivateKey)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrConfig, err)
+		return err
 	}
 	seen := make(map[noise.PublicKey]bool, len(cc.Peers))
 	for _, pc := range cc.Peers {
@@ -125,7 +123,7 @@ func (c *Config) Check() error {
 			return fmt.Errorf("%w: %s", ErrPeerExists, pc.PublicKey)
 		}
 		seen[pc.PublicKey] = true
-		if _, err := noise.NewHandshake(static, pc.PublicKey, pc.PresharedKey, 0); err != nil {
+		if _, err := noise.NewHandshake(id.staticOf(), pc.PublicKey, pc.PresharedKey, 0); err != nil {
 			return fmt.Errorf("%w: peer %s: %v", ErrConfig, pc.PublicKey, err)
 		}
 	}

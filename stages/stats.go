@@ -26,6 +26,7 @@ const (
 	DropWriteError                 // the TUN device refused the packet
 	DropPanic                      // packet in hand when a stage panicked
 	DropReadError                  // the TUN device lost an offloaded super-packet (more segments than buffers)
+	DropNoPrivateKey               // handshake message while the tunnel has no private key
 	numDropReasons
 )
 
@@ -54,6 +55,7 @@ var dropNames = [numDropReasons]string{
 	DropWriteError:      "write_error",
 	DropPanic:           "panic",
 	DropReadError:       "read_error",
+	DropNoPrivateKey:    "no_private_key",
 }
 
 // String is the reason's name as it appears in logs and metrics.
