@@ -21,9 +21,16 @@ import (
 // and returns its exit code, stdout and stderr.
 func runOnce(t *testing.T, b bins, n *node, env []string, args ...string) (int, string, string) {
 	t.Helper()
+	return runVia(t, n, env, append([]string{b.client}, args...)...)
+}
+
+// runVia is runOnce for a command line of its own (the client behind
+// another program, such as setpriv).
+func runVia(t *testing.T, n *node, env []string, argv ...string) (int, string, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	cmd := n.ns.Command(ctx, b.client, args...)
+	cmd := n.ns.Command(ctx, argv[0], argv[1:]...)
 	for _, e := range os.Environ() {
 		switch k, _, _ := strings.Cut(e, "="); k {
 		case "PIPEGUARD_ID", "LOG_DIR", "PIPEGUARD_STATE_DIR", "PIPEGUARD_CONFIG", "DBUS_SYSTEM_BUS_ADDRESS":
@@ -116,12 +123,13 @@ func TestCheck(t *testing.T) {
 		}
 	})
 	for _, tc := range []struct {
-		name  string
-		setup func(t *testing.T)       // before the runs; the config is good
-		edit  func(conf string) string // changes the config text
-		env   []string
-		flags []string
-		want  []string // in the last line of stderr
+		name   string
+		setup  func(t *testing.T)       // before the runs; the config is good
+		edit   func(conf string) string // changes the config text
+		env    []string
+		flags  []string
+		prefix []string // runs the client through this command
+		want   []string // in the last line of stderr
 	}{
 		{name: "bad peer key", edit: func(c string) string { return strings.Replace(c, "PublicKey = ", "PublicKey = x", 1) },
 			want: []string{"pg.conf:", "bad key: PublicKey"}},
@@ -141,6 +149,8 @@ func TestCheck(t *testing.T) {
 			}
 		}, want: []string{"UDP port 51820", "in use"}},
 		{name: "metrics address not local", flags: []string{"--metrics-addr", "192.0.2.1:9586"}, want: []string{"metrics endpoint 192.0.2.1:9586", "not an address of this host"}},
+		{name: "no CAP_NET_ADMIN", prefix: []string{"setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin"},
+			want: []string{"missing CAP_NET_ADMIN"}},
 		{name: "resolvconf missing", edit: withDNS, env: []string{"PATH=/nonexistent"}, flags: []string{"--dns-control", "resolvconf"},
 			want: []string{"no resolvconf program"}},
 		{name: "systemd-resolved not running", edit: withDNS, env: []string{"DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent/bus"},
@@ -167,7 +177,8 @@ func TestCheck(t *testing.T) {
 				if mode == "--check" {
 					args = append(args, "--check")
 				}
-				code, stdout, stderr := runOnce(t, b, a, tc.env, args...)
+				argv := append(append(append([]string(nil), tc.prefix...), b.client), args...)
+				code, stdout, stderr := runVia(t, a, tc.env, argv...)
 				last := lastLine(stderr)
 				if code != 1 || stdout != "" {
 					t.Errorf("%s: exit %d, stdout %q; want 1 and nothing; stderr:\n%s", mode, code, stdout, stderr)
