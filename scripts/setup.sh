@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what PipeGuard's build and tests need on a fresh Debian machine:
-# the Go modules, wireguard-tools (the stock `wg`, which tests compare with
+# the Go modules (nfpm, for `make deb`, is fetched by its first use: see
+# tools/go.mod), wireguard-tools (the stock `wg`, which tests compare with
 # and point at our UAPI socket), iproute2 (network namespaces, veth),
 # iperf3 (the netns benchmark), openresolv and dbus-daemon (the DNS
 # tests). Idempotent: it installs only what is missing.
@@ -27,6 +28,14 @@ fi
 # dbus-daemon: the systemd-resolved tests serve a fake resolved on a
 # private bus.
 command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus-daemon)
+# systemd-analyze checks the units (verify, security); strace shows the
+# client's system calls stay within the units' SystemCallFilter=.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v strace >/dev/null 2>&1 || need+=(strace)
+# lintian and dpkg: the package test lints what `make deb` builds and
+# installs, removes and purges it (adduser: the package depends on it).
+command -v lintian >/dev/null 2>&1 || need+=(lintian)
+command -v adduser >/dev/null 2>&1 || need+=(adduser)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "setup: need root to install: ${need[*]} (run with sudo)" >&2
