@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -12,10 +11,10 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
-	"time"
 
 	"pipeguard/cmd/headless-client/config"
 	"pipeguard/cmd/headless-client/ifsetup"
+	"pipeguard/cmd/headless-client/lifecycle"
 	"pipeguard/cmd/headless-client/metrics"
 	"pipeguard/cmd/headless-client/uapi"
 	"pipeguard/stages"
@@ -44,13 +43,6 @@ const minQueueCapacity = 64
 
 // errQueueCapacity refuses a queue too small for an offloaded TUN read.
 var errQueueCapacity = fmt.Errorf("headless-client: --queue-capacity must be at least %d", minQueueCapacity)
-
-// stopTimeout is how long an orderly stop may take once the tunnel was
-// told to stop: within the 2 s an admin (and systemd's patience) expects.
-const stopTimeout = 2 * time.Second
-
-// errStopTimeout means a part of the tunnel did not stop in time.
-var errStopTimeout = errors.New("headless-client: tunnel did not stop within 2 s")
 
 func (c *standaloneCmd) Run(env *runEnv) error {
 	iface := c.Interface
@@ -245,59 +237,16 @@ func (r *running) listenHTTP(c *standaloneCmd, log *slog.Logger) error {
 // the tunnel (whose device takes the interface with it), then the
 // interface configuration that outlives the device (DNS).
 func (r *running) run(ctx context.Context, hup <-chan os.Signal, cfgPath string, log *slog.Logger) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	tunErr := make(chan error, 1)
-	uapiDone := make(chan error, 1)
-	go func() { tunErr <- r.tunnel.Serve(ctx) }()
-	go func() { uapiDone <- r.uapi.Serve(ctx) }()
-	httpDone := make(chan error, len(r.http))
-	for _, s := range r.http {
-		go func() { httpDone <- s.Serve(ctx) }()
-	}
 	log.Info("tunnel running", "listen_port", r.tunnel.LocalAddr().Port(), "public_key", r.tunnel.PublicKey(), "uapi", r.uapi.Path())
-
-	var failed error
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case <-hup:
-			r.reload(ctx, cfgPath, log)
-		case err := <-tunErr:
-			// The tunnel stopped by itself: a stage failed past its
-			// supervisor's patience.
-			failed = fmt.Errorf("headless-client: tunnel failed: %w", err)
-			tunErr <- err
-			break loop
-		case err := <-uapiDone:
-			log.Error("UAPI socket failed; wg can no longer reach this tunnel", "err", err)
-			uapiDone <- nil
-		}
+	parts := lifecycle.Parts{
+		Tunnel: r.tunnel,
+		UAPI:   r.uapi,
+		Reload: func(ctx context.Context) { r.reload(ctx, cfgPath, log) },
 	}
-	log.Info("stopping")
-	cancel()
-	deadline := time.After(stopTimeout)
-	waits := []chan error{tunErr, uapiDone}
-	for range r.http {
-		waits = append(waits, httpDone)
+	for _, s := range r.http {
+		parts.HTTP = append(parts.HTTP, s)
 	}
-wait:
-	for _, ch := range waits {
-		select {
-		case err := <-ch:
-			if err != nil && failed == nil {
-				failed = err
-			}
-		case <-deadline:
-			if failed == nil {
-				failed = errStopTimeout
-			}
-			break wait
-		}
-	}
+	failed := lifecycle.Run(ctx, parts, hup, log)
 	// Even after a timeout: restore DNS and remove what is left.
 	if err := r.ifc.Down(); err != nil {
 		log.Warn("removing interface configuration", "err", err)

@@ -1,0 +1,99 @@
+// Package lifecycle is what every long-running command of the client
+// shares around a tunnel: serving it together with its UAPI socket and
+// HTTP endpoints, reloading on SIGHUP, and stopping all of it in order
+// within StopTimeout. The commands (standalone, tunnel) only wire their
+// parts into a [Parts] and decide what to do before and after.
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+)
+
+// StopTimeout is how long an orderly stop may take once the tunnel was
+// told to stop: within the 2 s an admin (and systemd's patience) expects.
+const StopTimeout = 2 * time.Second
+
+// ErrStopTimeout means a part of the tunnel did not stop in time.
+var ErrStopTimeout = errors.New("headless-client: tunnel did not stop within 2 s")
+
+// Service is the supervisor's contract: Serve blocks until the service
+// has stopped, and returns soon after ctx ends.
+type Service interface {
+	Serve(ctx context.Context) error
+}
+
+// Parts are what Run serves. Tunnel and UAPI are required.
+type Parts struct {
+	Tunnel Service
+	UAPI   Service
+	HTTP   []Service // metrics and pprof endpoints, if any
+	// Reload is called on SIGHUP, from Run's goroutine; nil ignores it.
+	Reload func(ctx context.Context)
+}
+
+// Run serves p until ctx ends (SIGTERM, SIGINT) or the tunnel fails, and
+// calls p.Reload on each signal from hup. It then stops every part and
+// waits for them, up to StopTimeout. It returns nil after an orderly
+// stop.
+func Run(ctx context.Context, p Parts, hup <-chan os.Signal, log *slog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	tunErr := make(chan error, 1)
+	uapiDone := make(chan error, 1)
+	go func() { tunErr <- p.Tunnel.Serve(ctx) }()
+	go func() { uapiDone <- p.UAPI.Serve(ctx) }()
+	httpDone := make(chan error, len(p.HTTP))
+	for _, s := range p.HTTP {
+		go func() { httpDone <- s.Serve(ctx) }()
+	}
+
+	var failed error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-hup:
+			if p.Reload != nil {
+				p.Reload(ctx)
+			}
+		case err := <-tunErr:
+			// The tunnel stopped by itself: a stage failed past its
+			// supervisor's patience.
+			failed = fmt.Errorf("headless-client: tunnel failed: %w", err)
+			tunErr <- err
+			break loop
+		case err := <-uapiDone:
+			log.Error("UAPI socket failed; wg can no longer reach this tunnel", "err", err)
+			uapiDone <- nil
+		}
+	}
+	log.Info("stopping")
+	cancel()
+	deadline := time.After(StopTimeout)
+	waits := []chan error{tunErr, uapiDone}
+	for range p.HTTP {
+		waits = append(waits, httpDone)
+	}
+wait:
+	for _, ch := range waits {
+		select {
+		case err := <-ch:
+			if err != nil && failed == nil {
+				failed = err
+			}
+		case <-deadline:
+			if failed == nil {
+				failed = ErrStopTimeout
+			}
+			break wait
+		}
+	}
+	return failed
+}

@@ -1,0 +1,103 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// fake is a Service: it serves until ctx ends, or returns what is sent on
+// fail, or takes stopDelay to stop once ctx ends.
+type fake struct {
+	fail      chan error
+	stopDelay time.Duration
+	served    atomic.Int32
+}
+
+func newFake() *fake { return &fake{fail: make(chan error, 1)} }
+
+func (f *fake) Serve(ctx context.Context) error {
+	f.served.Add(1)
+	select {
+	case <-ctx.Done():
+		time.Sleep(f.stopDelay)
+		return nil
+	case err := <-f.fail:
+		return err
+	}
+}
+
+// runAsync runs p and returns Run's result channel.
+func runAsync(ctx context.Context, p Parts, hup <-chan os.Signal) <-chan error {
+	errc := make(chan error, 1)
+	go func() { errc <- Run(ctx, p, hup, slog.New(slog.DiscardHandler)) }()
+	return errc
+}
+
+// result waits up to within for Run's result.
+func result(t *testing.T, errc <-chan error, within time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(within):
+		t.Fatalf("Run did not return within %v", within)
+		return nil
+	}
+}
+
+func TestRunStopsInOrderAndReloads(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	tun, ua, web := newFake(), newFake(), newFake()
+	reloads := make(chan struct{}, 1)
+	hup := make(chan os.Signal, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := runAsync(ctx, Parts{Tunnel: tun, UAPI: ua, HTTP: []Service{web},
+		Reload: func(context.Context) { reloads <- struct{}{} }}, hup)
+	hup <- syscall.SIGHUP
+	select {
+	case <-reloads:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no reload after SIGHUP")
+	}
+	cancel()
+	if err := result(t, errc, 5*time.Second); err != nil {
+		t.Fatalf("orderly stop: %v", err)
+	}
+	for name, f := range map[string]*fake{"tunnel": tun, "uapi": ua, "http": web} {
+		if f.served.Load() != 1 {
+			t.Errorf("%s served %d times, want 1", name, f.served.Load())
+		}
+	}
+}
+
+func TestRunTunnelFailure(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	tun, ua := newFake(), newFake()
+	boom := errors.New("boom")
+	errc := runAsync(context.Background(), Parts{Tunnel: tun, UAPI: ua}, nil)
+	tun.fail <- boom
+	if err := result(t, errc, 5*time.Second); !errors.Is(err, boom) {
+		t.Fatalf("Run after the tunnel failed: %v, want it wrapped", err)
+	}
+}
+
+func TestRunStopTimeout(t *testing.T) {
+	tun, ua := newFake(), newFake()
+	ua.stopDelay = StopTimeout + time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := runAsync(ctx, Parts{Tunnel: tun, UAPI: ua}, nil)
+	time.Sleep(10 * time.Millisecond)
+	cancel()
+	if err := result(t, errc, StopTimeout+5*time.Second); !errors.Is(err, ErrStopTimeout) {
+		t.Fatalf("Run with a part that does not stop: %v, want ErrStopTimeout", err)
+	}
+	time.Sleep(time.Second + 100*time.Millisecond) // let the slow fake go
+}
