@@ -36,7 +36,7 @@ type Parts struct {
 	Reload func(ctx context.Context)
 }
 
-// Run serves p until ctx ends (SIGTERM, SIGINT) or the tunnel fails, and
+// Run serves p until ctx ends (SIGTERM, SIGINT) or a part fails, and
 // calls p.Reload on each signal from hup. It then stops every part and
 // waits for them, up to StopTimeout. It returns nil after an orderly
 // stop.
@@ -70,8 +70,16 @@ loop:
 			tunErr <- err
 			break loop
 		case err := <-uapiDone:
-			log.Error("UAPI socket failed; wg can no longer reach this tunnel", "err", err)
+			// The UAPI server retries what passes (such as the
+			// open-file limit) by itself; what ends it leaves a tunnel
+			// that wg can no longer reach. Stop, non-zero, so that a
+			// service manager starts it afresh.
+			if err == nil {
+				err = errors.New("stopped by itself")
+			}
+			failed = fmt.Errorf("headless-client: UAPI socket failed: %w", err)
 			uapiDone <- nil
+			break loop
 		}
 	}
 	log.Info("stopping")

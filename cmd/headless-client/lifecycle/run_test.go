@@ -101,3 +101,17 @@ func TestRunStopTimeout(t *testing.T) {
 	}
 	time.Sleep(time.Second + 100*time.Millisecond) // let the slow fake go
 }
+
+// TestRunUAPIFailure is issue 14 item 1: a UAPI server that stopped made
+// the run loop read its nil result back at once, for ever, at full CPU.
+// Now it ends the run with the error.
+func TestRunUAPIFailure(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	tun, ua := newFake(), newFake()
+	broken := errors.New("accept: broken")
+	errc := runAsync(context.Background(), Parts{Tunnel: tun, UAPI: ua}, nil)
+	ua.fail <- broken
+	if err := result(t, errc, 5*time.Second); !errors.Is(err, broken) {
+		t.Fatalf("Run after the UAPI server failed: %v, want it wrapped", err)
+	}
+}
