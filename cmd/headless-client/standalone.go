@@ -239,6 +239,7 @@ func (r *running) listenHTTP(c *standaloneCmd, log *slog.Logger) error {
 func (r *running) run(ctx context.Context, hup <-chan os.Signal, cfgPath string, log *slog.Logger) error {
 	log.Info("tunnel running", "listen_port", r.tunnel.LocalAddr().Port(), "public_key", r.tunnel.PublicKey(), "uapi", r.uapi.Path())
 	parts := lifecycle.Parts{
+		Iface:  r.iface,
 		Tunnel: r.tunnel,
 		UAPI:   r.uapi,
 		Reload: func(ctx context.Context) { r.reload(ctx, cfgPath, log) },

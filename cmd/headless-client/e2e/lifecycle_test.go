@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -105,6 +107,44 @@ func TestUAPIAtFileLimit(t *testing.T) {
 	}
 	if code, _ := p.stop(t, syscall.SIGTERM, 5*time.Second); code != 0 {
 		t.Fatalf("exit %d after SIGTERM", code)
+	}
+	assertGone(t, n)
+}
+
+// waitExit waits up to within for p to exit and returns its exit code.
+func (p *proc) waitExit(t *testing.T, within time.Duration) int {
+	t.Helper()
+	select {
+	case err := <-p.exit:
+		p.exit <- err
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("%s: %v", p.name, err)
+		}
+		return 0
+	case <-time.After(within):
+		t.Fatalf("%s still running after %v", p.name, within)
+		return 0
+	}
+}
+
+// TestInterfaceDeleted is issue 14 item 3: after `ip link del` the client
+// once ran on with peers and all, and exited 0 when stopped. Now it exits
+// within 3 s, non-zero (so that systemd's Restart=on-failure brings the
+// tunnel back), says why, and leaves nothing behind.
+func TestInterfaceDeleted(t *testing.T) {
+	b := binaries(t)
+	t.Parallel()
+	n := loneNode(t)
+	p := n.startClient(t, b)
+	n.ns.MustRun(t, "ip", "link", "del", n.iface)
+	if code := p.waitExit(t, 3*time.Second); code != 1 {
+		t.Errorf("exit %d after ip link del, want 1", code)
+	}
+	if want := "interface " + n.iface + " was deleted"; !strings.Contains(p.out.String(), want) {
+		t.Errorf("the client did not say %q", want)
 	}
 	assertGone(t, n)
 }

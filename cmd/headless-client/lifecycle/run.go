@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"os"
 	"time"
+
+	"pipeguard/tunio"
 )
 
 // StopTimeout is how long an orderly stop may take once the tunnel was
@@ -27,8 +29,23 @@ type Service interface {
 	Serve(ctx context.Context) error
 }
 
+// DeletedError is Run's error when the tunnel stopped because its
+// interface was deleted from outside (ip link del, which is also how
+// wg-quick down stops a userspace tunnel). errors.Is matches
+// tunio.ErrDeviceGone.
+type DeletedError struct {
+	Iface string
+}
+
+func (e *DeletedError) Error() string {
+	return "headless-client: interface " + e.Iface + " was deleted"
+}
+
+func (e *DeletedError) Unwrap() error { return tunio.ErrDeviceGone }
+
 // Parts are what Run serves. Tunnel and UAPI are required.
 type Parts struct {
+	Iface  string // the interface's name, for logs and errors
 	Tunnel Service
 	UAPI   Service
 	HTTP   []Service // metrics and pprof endpoints, if any
@@ -39,7 +56,8 @@ type Parts struct {
 // Run serves p until ctx ends (SIGTERM, SIGINT) or a part fails, and
 // calls p.Reload on each signal from hup. It then stops every part and
 // waits for them, up to StopTimeout. It returns nil after an orderly
-// stop.
+// stop, a *DeletedError if the interface was deleted, and otherwise the
+// error that stopped it.
 func Run(ctx context.Context, p Parts, hup <-chan os.Signal, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -64,10 +82,15 @@ loop:
 				p.Reload(ctx)
 			}
 		case err := <-tunErr:
+			tunErr <- err
+			if errors.Is(err, tunio.ErrDeviceGone) {
+				failed = &DeletedError{Iface: p.Iface}
+				log.Warn("interface " + p.Iface + " was deleted; stopping")
+				break loop
+			}
 			// The tunnel stopped by itself: a stage failed past its
 			// supervisor's patience.
 			failed = fmt.Errorf("headless-client: tunnel failed: %w", err)
-			tunErr <- err
 			break loop
 		case err := <-uapiDone:
 			// The UAPI server retries what passes (such as the

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync/atomic"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"pipeguard/tunio"
 )
 
 // fake is a Service: it serves until ctx ends, or returns what is sent on
@@ -113,5 +116,19 @@ func TestRunUAPIFailure(t *testing.T) {
 	ua.fail <- broken
 	if err := result(t, errc, 5*time.Second); !errors.Is(err, broken) {
 		t.Fatalf("Run after the UAPI server failed: %v, want it wrapped", err)
+	}
+}
+
+// TestRunInterfaceDeleted is issue 14 item 3: a tunnel whose interface
+// was deleted ends the run with an error that names the interface.
+func TestRunInterfaceDeleted(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	tun, ua := newFake(), newFake()
+	errc := runAsync(context.Background(), Parts{Iface: "pg7", Tunnel: tun, UAPI: ua}, nil)
+	tun.fail <- fmt.Errorf("supervisor: child terminated the tree: %w", tunio.ErrDeviceGone)
+	err := result(t, errc, 5*time.Second)
+	var de *DeletedError
+	if !errors.As(err, &de) || de.Iface != "pg7" || err.Error() != "headless-client: interface pg7 was deleted" {
+		t.Fatalf("Run after the interface was deleted: %v, want a *DeletedError for pg7", err)
 	}
 }
