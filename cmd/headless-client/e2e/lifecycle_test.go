@@ -148,3 +148,27 @@ func TestInterfaceDeleted(t *testing.T) {
 	}
 	assertGone(t, n)
 }
+
+// TestStopWithIdleHTTPConnection is issue 14 item 4: one idle TCP
+// connection to the metrics port (or a running pprof profile) made SIGTERM
+// take 2 s and exit 1. Now the client still exits 0 within 2 s.
+func TestStopWithIdleHTTPConnection(t *testing.T) {
+	b := binaries(t)
+	t.Parallel()
+	n := loneNode(t)
+	p := n.startClient(t, b, "--metrics-addr", "127.0.0.1:9586", "--pprof-addr", "127.0.0.1:6060")
+	for _, addr := range []string{"127.0.0.1:9586", "127.0.0.1:6060"} {
+		var c net.Conn
+		if err := n.ns.Do(func() (err error) { c, err = net.Dial("tcp", addr); return err }); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	time.Sleep(100 * time.Millisecond) // accepted, and idle
+	code, took := p.stop(t, syscall.SIGTERM, 5*time.Second)
+	t.Logf("stopped in %v with two idle HTTP connections", took)
+	if code != 0 || took > 2*time.Second {
+		t.Fatalf("exit %d after %v with idle HTTP connections; want 0 within 2 s", code, took)
+	}
+	assertGone(t, n)
+}

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"pipeguard/cmd/headless-client/metrics"
 	"pipeguard/tunio"
 )
 
@@ -130,5 +131,14 @@ func TestRunInterfaceDeleted(t *testing.T) {
 	var de *DeletedError
 	if !errors.As(err, &de) || de.Iface != "pg7" || err.Error() != "headless-client: interface pg7 was deleted" {
 		t.Fatalf("Run after the interface was deleted: %v, want a *DeletedError for pg7", err)
+	}
+}
+
+// TestHTTPGraceFitsStopTimeout: the HTTP endpoints' shutdown grace leaves
+// the rest of the stop room within StopTimeout (issue 14 item 4: they
+// were equal, and an idle connection made every stop late).
+func TestHTTPGraceFitsStopTimeout(t *testing.T) {
+	if metrics.ShutdownGrace > StopTimeout/2 {
+		t.Fatalf("metrics.ShutdownGrace %v leaves too little of StopTimeout %v", metrics.ShutdownGrace, StopTimeout)
 	}
 }
