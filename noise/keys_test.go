@@ -111,3 +111,39 @@ func TestKeyIsZeroEqual(t *testing.T) {
 		t.Fatal("IsZero/Equal wrong")
 	}
 }
+
+// TestPublicKeyCheck: Check refuses exactly the keys a handshake refuses
+// (issue 14 item 7: the config parser now uses it, so that a reload
+// refuses what start-up refuses), the low-order points of Curve25519
+// (the list libsodium and the kernel's selftests use) among them.
+func TestPublicKeyCheck(t *testing.T) {
+	lowOrder := []string{
+		"0000000000000000000000000000000000000000000000000000000000000000",
+		"0100000000000000000000000000000000000000000000000000000000000000",
+		"e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+		"5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+		"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+		"edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+		"eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+	}
+	k, _ := GeneratePrivateKey()
+	s, err := NewStatic(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range lowOrder {
+		p := PublicKey(mustHex32(t, h))
+		if err := p.Check(); !errors.Is(err, ErrLowOrderPoint) {
+			t.Errorf("Check(%s) = %v, want ErrLowOrderPoint", h, err)
+		}
+		if _, err := NewHandshake(s, p, PresharedKey{}, 0); !errors.Is(err, ErrLowOrderPoint) {
+			t.Errorf("NewHandshake(%s) = %v: the list is wrong", h, err)
+		}
+	}
+	for range 100 {
+		k2, _ := GeneratePrivateKey()
+		if err := k2.Public().Check(); err != nil {
+			t.Fatalf("Check of a real public key: %v", err)
+		}
+	}
+}

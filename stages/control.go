@@ -155,14 +155,22 @@ type SyncResult struct {
 //
 // The caller passes the configuration it applied last as prev (nil for
 // none), which is how roaming is told apart from a changed setting.
+//
+// A want that the tunnel would refuse (a peer listed twice, a public key
+// no handshake can use) is refused before anything changes.
 func (t *Tunnel) SyncPeers(prev, want []PeerConfig) (SyncResult, error) {
 	var res SyncResult
+	// Everything that can be refused is refused before anything
+	// changes: a reload applies whole or not at all.
 	seen := make(map[noise.PublicKey]bool, len(want))
 	for _, pc := range want {
 		if seen[pc.PublicKey] {
 			return res, fmt.Errorf("%w: peer %s listed twice", ErrConfig, pc.PublicKey)
 		}
 		seen[pc.PublicKey] = true
+		if err := pc.PublicKey.Check(); err != nil {
+			return res, fmt.Errorf("%w: peer %s: %v", ErrConfig, pc.PublicKey, err)
+		}
 	}
 	before := make(map[noise.PublicKey]PeerConfig, len(prev))
 	for _, pc := range prev {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -238,4 +239,35 @@ func TestPeerDiff(t *testing.T) {
 			t.Errorf("%s: changed %v endpoint set %v, want %v and %v", tc.name, changed, u.Endpoint != nil, tc.changed, tc.endpointSet)
 		}
 	}
+}
+
+// TestSyncPeersAllOrNothing is issue 14 item 7: a reload with a peer the
+// tunnel refuses (a low-order public key) removed and added peers before
+// it failed, part-way. Now nothing changes.
+func TestSyncPeersAllOrNothing(t *testing.T) {
+	a, b := newPair(t, pairOpts{engine: EnginePipeline, workers: 2})
+	exchange(t, a, b, 1)
+	bCfg := PeerConfig{
+		PublicKey:  b.key.Public(),
+		Endpoint:   netip.MustParseAddrPort("192.0.2.2:51820"),
+		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.2/32")},
+	}
+	kept := PeerConfig{PublicKey: mustKey(t).Public(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.6.0.0/24")}}
+	if err := a.tun.AddPeer(kept); err != nil {
+		t.Fatal(err)
+	}
+	before := a.tun.Peers()
+	lowOrder := PeerConfig{PublicKey: noise.PublicKey{1}, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/24")}}
+	fresh := PeerConfig{PublicKey: mustKey(t).Public(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.7.0.0/24")}}
+	changed := bCfg
+	changed.PersistentKeepalive = 25 * time.Second
+	// kept would go, b change, lowOrder and fresh come.
+	_, err := a.tun.SyncPeers([]PeerConfig{bCfg, kept}, []PeerConfig{changed, lowOrder, fresh})
+	if !errors.Is(err, ErrConfig) {
+		t.Fatalf("SyncPeers with a low-order key: %v, want ErrConfig", err)
+	}
+	if after := a.tun.Peers(); !reflect.DeepEqual(after, before) {
+		t.Fatalf("a refused sync changed the peers:\nbefore %+v\nafter  %+v", before, after)
+	}
+	exchange(t, a, b, 2)
 }

@@ -12,9 +12,10 @@ import (
 
 // reload re-reads the config file on SIGHUP and applies what can change
 // while running: peers (added, removed, changed in place, so unchanged
-// peers keep their sessions) and the routes of their AllowedIPs. A file
-// that fails to load or validate changes nothing: the tunnel keeps
-// running on the config it has. Interface settings (key, port, MTU,
+// peers keep their sessions) and the routes of their AllowedIPs. It
+// applies whole or not at all: a file that fails to load or validate, or
+// that the tunnel refuses, changes nothing, and the tunnel keeps running
+// on the config it has. Interface settings (key, port, MTU,
 // addresses, DNS) need a restart; a change to them is logged.
 func (r *running) reload(ctx context.Context, path string, log *slog.Logger) {
 	log.Info("reloading config (SIGHUP)", "config", path)
@@ -38,12 +39,23 @@ func (r *running) reload(ctx context.Context, path string, log *slog.Logger) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// All or nothing: SyncPeers refuses before it changes anything, and
+	// routes that cannot be set take the peers back with them.
 	res, err := r.tunnel.SyncPeers(r.peers, peers)
 	if err != nil {
-		log.Error("reload failed part-way", "err", err)
+		log.Error("reload refused; still running on the previous config", "err", err)
+		return
 	}
 	if err := r.ifc.SetRoutes(routes); err != nil {
-		log.Error("reload: routes", "err", err)
+		log.Error("reload refused: setting its routes failed; going back to the previous config", "err", err)
+		if _, err := r.tunnel.SyncPeers(peers, r.peers); err != nil {
+			log.Error("restoring the previous peers", "err", err)
+		}
+		oldRoutes, _ := routesOf(r.peers)
+		if err := r.ifc.SetRoutes(oldRoutes); err != nil {
+			log.Error("restoring the previous routes", "err", err)
+		}
+		return
 	}
 	r.cfg.Peers, r.peers = cfg.Peers, peers
 	log.Info("config reloaded", "added", short(res.Added), "updated", short(res.Updated), "removed", short(res.Removed),

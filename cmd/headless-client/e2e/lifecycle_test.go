@@ -14,8 +14,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"pipeguard/cmd/headless-client/config"
 	"pipeguard/cmd/headless-client/uapi"
 	"pipeguard/cmd/internal/netnstest"
+	"pipeguard/noise"
 )
 
 // The client's lifecycle end to end (issue 14's "must show" items 1, 3,
@@ -171,4 +173,41 @@ func TestStopWithIdleHTTPConnection(t *testing.T) {
 		t.Fatalf("exit %d after %v with idle HTTP connections; want 0 within 2 s", code, took)
 	}
 	assertGone(t, n)
+}
+
+// TestRefusedReloadChangesNothing is issue 14 item 7: a reload with a
+// low-order public key and a new valid peer once logged "reload failed
+// part-way", removed peers, installed routes for both new peers, and
+// repeated that on every later reload. Now the file is refused whole.
+func TestRefusedReloadChangesNothing(t *testing.T) {
+	b := binaries(t)
+	t.Parallel()
+	n := loneNode(t)
+	other := newNode(t, n.ns, netip.MustParseAddr("10.99.0.2"), 2)
+	n.writeConfig(t, other.asPeer(false))
+	p := n.startClient(t, b)
+	before := wgShow(t, n, "dump")
+	lowOrder := config.Peer{PublicKey: noise.PublicKey{1}, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.201.0.0/24")}}
+	k, err := noise.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := config.Peer{PublicKey: k.Public(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.202.0.0/24")}}
+	n.writeConfig(t, lowOrder, fresh)
+	for i := range 2 {
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { return strings.Count(p.out.String(), "reload refused") > i })
+	}
+	if after := wgShow(t, n, "dump"); after != before {
+		t.Errorf("a refused reload changed the tunnel:\nbefore %s\nafter  %s", before, after)
+	}
+	if routes := n.ns.MustRun(t, "ip", "route"); strings.Contains(routes, "10.201.") || strings.Contains(routes, "10.202.") {
+		t.Errorf("a refused reload installed routes:\n%s", routes)
+	}
+	if strings.Contains(p.out.String(), "config reloaded") {
+		t.Errorf("the client reports a refused reload as applied")
+	}
+	stopAndCheck(t, p, n)
 }
