@@ -82,7 +82,10 @@ loop:
 				p.Reload(ctx)
 			}
 		case err := <-tunErr:
-			tunErr <- err
+			tunErr <- err // for the wait below
+			if ctx.Err() != nil {
+				break loop // told to stop (it raced ctx.Done): the wait judges it
+			}
 			if errors.Is(err, tunio.ErrDeviceGone) {
 				failed = &DeletedError{Iface: p.Iface}
 				log.Warn("interface " + p.Iface + " was deleted; stopping")
@@ -93,6 +96,10 @@ loop:
 			failed = fmt.Errorf("headless-client: tunnel failed: %w", err)
 			break loop
 		case err := <-uapiDone:
+			uapiDone <- err // for the wait below
+			if ctx.Err() != nil {
+				break loop // as for the tunnel
+			}
 			// The UAPI server retries what passes (such as the
 			// open-file limit) by itself; what ends it leaves a tunnel
 			// that wg can no longer reach. Stop, non-zero, so that a
@@ -101,7 +108,6 @@ loop:
 				err = errors.New("stopped by itself")
 			}
 			failed = fmt.Errorf("headless-client: UAPI socket failed: %w", err)
-			uapiDone <- nil
 			break loop
 		}
 	}

@@ -142,3 +142,27 @@ func TestHTTPGraceFitsStopTimeout(t *testing.T) {
 		t.Fatalf("metrics.ShutdownGrace %v leaves too little of StopTimeout %v", metrics.ShutdownGrace, StopTimeout)
 	}
 }
+
+// TestRunStopDuringReload: a stop that comes while a reload runs finds
+// the parts already returned when the loop looks again; that is still an
+// orderly stop, not a part that "failed" (seen as exit 1 after SIGTERM
+// when SIGHUPs kept the loop busy).
+func TestRunStopDuringReload(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	for i := range 20 {
+		tun, ua := newFake(), newFake()
+		hup := make(chan os.Signal, 1)
+		ctx, cancel := context.WithCancel(context.Background())
+		reload := func(ctx context.Context) {
+			<-ctx.Done()
+			time.Sleep(20 * time.Millisecond) // the parts return meanwhile
+		}
+		errc := runAsync(ctx, Parts{Tunnel: tun, UAPI: ua, Reload: reload}, hup)
+		hup <- syscall.SIGHUP
+		time.Sleep(5 * time.Millisecond)
+		cancel()
+		if err := result(t, errc, 5*time.Second); err != nil {
+			t.Fatalf("run %d: stop during a reload: %v", i, err)
+		}
+	}
+}
