@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/alecthomas/kong"
+
+	"pipeguard/cmd/headless-client/lifecycle"
 )
 
 // cli is the whole command line. It stays in this package; commands turn it
@@ -23,14 +25,20 @@ type cli struct {
 }
 
 func main() {
+	// First of all, before anything that takes time: a SIGHUP or SIGTERM
+	// that finds the client starting must not kill it (see Catch).
+	signals := lifecycle.Catch()
 	var c cli
 	ctx := kong.Parse(&c,
 		kong.Name("headless-client"),
 		kong.Description("PipeGuard: a userspace WireGuard tunnel."),
 		kong.UsageOnError(),
 	)
+	if !serving(ctx.Command()) {
+		signals.Release()
+	}
 	log := newLogger(os.Stderr, c.LogLevel)
-	env := &runEnv{log: log, logLevel: c.LogLevel, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	env := &runEnv{log: log, logLevel: c.LogLevel, signals: signals, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
 	if err := ctx.Run(env); err != nil {
 		// One line that names the problem; most errors already say which
 		// part of the program they come from.
@@ -41,4 +49,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, msg)
 		os.Exit(1)
 	}
+}
+
+// serving reports whether a command (as kong names it) runs until it is
+// stopped, and so keeps the signals caught; the others get their
+// default actions back.
+func serving(command string) bool {
+	name, _, _ := strings.Cut(command, " ")
+	return name == "standalone" || name == "demo"
 }

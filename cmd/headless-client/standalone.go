@@ -8,9 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 
 	"pipeguard/cmd/headless-client/config"
 	"pipeguard/cmd/headless-client/ifsetup"
@@ -80,14 +78,10 @@ func (c *standaloneCmd) Run(env *runEnv) error {
 	log = log.With("interface", iface)
 	log.Info("starting", "device_id", id, "device_id_from", idFrom, "config", c.Config, "peers", len(cfg.Peers))
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	// Signals are caught from the start of main; a SIGHUP that arrived
+	// since is served once the tunnel runs, a stop ends ctx.
+	ctx, stop := env.signals.Context(context.Background())
 	defer stop()
-	// SIGHUP is caught from here on: its default action would kill a
-	// client that is still starting. One that arrives before the tunnel
-	// runs is served as soon as it does.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	peers, err := resolvePeers(ctx, cfg)
 	if err != nil {
 		return err
@@ -96,7 +90,7 @@ func (c *standaloneCmd) Run(env *runEnv) error {
 	if err != nil {
 		return err
 	}
-	return t.run(ctx, hup, c.Config, log)
+	return t.run(ctx, env.signals.Hup(), c.Config, log)
 }
 
 // resolvePeers turns the config's peers into the tunnel's, resolving host

@@ -111,7 +111,11 @@ loop:
 			break loop
 		}
 	}
-	log.Info("stopping")
+	why := context.Cause(ctx) // the signal, for a stop from outside
+	if failed != nil {
+		why = failed
+	}
+	log.Info("stopping", "why", why)
 	cancel()
 	deadline := time.After(StopTimeout)
 	waits := []chan error{tunErr, uapiDone}
