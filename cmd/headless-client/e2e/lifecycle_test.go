@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"net"
@@ -420,6 +421,64 @@ func TestSIGHUPDuringStartup(t *testing.T) {
 	f.Close()
 	p.waitSocket(t, n.iface)
 	waitFor(t, func() bool { return strings.Contains(p.out.String(), "reloading config (SIGHUP)") })
+	if code, _ := p.stop(t, syscall.SIGTERM, 5*time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM", code)
+	}
+	assertGone(t, n)
+}
+
+// TestBrokenStderrPipe is issue 14 item 9 end to end: the client's
+// stdout and stderr go to a pipe whose reader takes one line and goes
+// away (`… 2>&1 | head -1`). Its next log lines (a reload) once killed it
+// with SIGPIPE (exit 141), leaving its socket behind; now it keeps
+// serving, and stops cleanly.
+func TestBrokenStderrPipe(t *testing.T) {
+	b := binaries(t)
+	t.Parallel()
+	n := loneNode(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := n.ns.Command(context.Background(), b.client, "standalone", "--config", n.conf, "--interface", n.iface, "--state-dir", t.TempDir())
+	cmd.Env = append(os.Environ(), "PIPEGUARD_ID=e2e-"+n.iface)
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	p := &proc{name: "client " + n.iface, cmd: cmd, out: &syncBuffer{}, exit: make(chan error, 1)}
+	go func() { p.exit <- cmd.Wait() }()
+	t.Cleanup(func() {
+		select {
+		case err := <-p.exit:
+			p.exit <- err
+		default:
+			cmd.Process.Kill()
+			<-p.exit
+		}
+		os.Remove(uapi.SocketPath(n.iface))
+	})
+	line, err := bufio.NewReader(r).ReadString('\n') // head -1
+	if err != nil {
+		t.Fatalf("first line: %v", err)
+	}
+	t.Logf("first line: %s", strings.TrimSpace(line))
+	r.Close()
+	p.waitSocket(t, n.iface)
+	for range 3 { // each reload logs
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatalf("the client is gone: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	select {
+	case err := <-p.exit:
+		p.exit <- err
+		t.Fatalf("the client died with its stderr broken: %v", err)
+	default:
+	}
+	wgShow(t, n, "public-key")
 	if code, _ := p.stop(t, syscall.SIGTERM, 5*time.Second); code != 0 {
 		t.Fatalf("exit %d after SIGTERM", code)
 	}

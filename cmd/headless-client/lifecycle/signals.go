@@ -14,27 +14,38 @@ import (
 type Signals struct {
 	stop chan os.Signal // SIGTERM, SIGINT
 	hup  chan os.Signal // SIGHUP
+	pipe chan os.Signal // SIGPIPE: caught only so that it is not fatal; never read
 }
 
-// Catch starts catching SIGTERM, SIGINT and SIGHUP. Call it first thing
-// in main: until a signal is caught, Go's default for
+// Catch starts catching SIGTERM, SIGINT, SIGHUP and SIGPIPE. Call it
+// first thing in main: until a signal is caught, Go's default for
 // SIGHUP, SIGTERM and SIGINT is to exit at once, and a client still
 // parsing its flags or loading its config died of an early reload
 // (`systemctl reload` right after start). Signals that arrive before a
 // command looks are kept: a stop ends the Context made later, and a
 // reload waits on Hup.
+//
+// SIGPIPE: os/signal documents that a write to a broken pipe on file
+// descriptor 1 or 2 kills a program that does not call Notify for
+// SIGPIPE, while one that does gets EPIPE from the write, on any file
+// descriptor. So a client whose stderr reader went away (`… 2>&1 | head`)
+// loses its log lines but keeps its tunnel. Notify rather than
+// signal.Ignore: an ignored SIGPIPE would stay ignored in the programs
+// the client starts (exec keeps SIG_IGN), a caught one is reset.
 func Catch() *Signals {
 	s := &Signals{
 		stop: make(chan os.Signal, 1),
 		hup:  make(chan os.Signal, 1),
+		pipe: make(chan os.Signal, 1),
 	}
 	signal.Notify(s.stop, syscall.SIGTERM, syscall.SIGINT)
 	signal.Notify(s.hup, syscall.SIGHUP)
+	signal.Notify(s.pipe, syscall.SIGPIPE)
 	return s
 }
 
 // all is every channel of s.
-func (s *Signals) all() []chan os.Signal { return []chan os.Signal{s.stop, s.hup} }
+func (s *Signals) all() []chan os.Signal { return []chan os.Signal{s.stop, s.hup, s.pipe} }
 
 // Hup delivers SIGHUP; one that arrived earlier is waiting in it.
 func (s *Signals) Hup() <-chan os.Signal { return s.hup }

@@ -2,7 +2,10 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -44,5 +47,40 @@ func TestSignalsKeepEarlyOnes(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the early SIGTERM did not end the context")
+	}
+}
+
+// TestBrokenStderr is issue 14 item 9: with its stderr a pipe whose
+// reader went away (`… 2>&1 | head -1`), the client died of SIGPIPE at
+// its next log line (exit 141), once leaving its UAPI socket behind. With
+// the signals caught, a write there fails with EPIPE and the process
+// lives. The check runs in a child process (this test binary again),
+// whose fd 2 is such a pipe.
+func TestBrokenStderr(t *testing.T) {
+	if os.Getenv("LIFECYCLE_BROKEN_STDERR") == "1" {
+		s := Catch()
+		defer stopCatching(s)
+		for range 3 {
+			if _, err := os.Stderr.WriteString("a log line\n"); !errors.Is(err, syscall.EPIPE) {
+				fmt.Printf("write to the broken stderr: %v\n", err)
+				os.Exit(2)
+			}
+		}
+		fmt.Println("alive after EPIPE")
+		os.Exit(0)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close() // no reader: writes to w raise SIGPIPE
+	defer w.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBrokenStderr$")
+	cmd.Env = append(os.Environ(), "LIFECYCLE_BROKEN_STDERR=1")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, w
+	err = cmd.Run()
+	if err != nil || !strings.Contains(out.String(), "alive after EPIPE") {
+		t.Fatalf("child with a broken stderr: %v\n%s", err, out.String())
 	}
 }
