@@ -83,6 +83,11 @@ func (c *standaloneCmd) Run(env *runEnv) error {
 	ctx, stop := env.signals.Context(context.Background())
 	defer stop()
 	peers, err := resolvePeers(ctx, cfg)
+	if ctx.Err() != nil {
+		// Stopped while it resolved endpoints: not a failure.
+		log.Info("stopped during start-up", "signal", context.Cause(ctx))
+		return nil
+	}
 	if err != nil {
 		return err
 	}

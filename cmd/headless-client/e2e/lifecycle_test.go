@@ -484,3 +484,55 @@ func TestBrokenStderrPipe(t *testing.T) {
 	}
 	assertGone(t, n)
 }
+
+// TestSIGTERMDuringStartupLookup is issue 14 item 14: a SIGTERM while the
+// client resolves a peer's endpoint name at start-up made it exit 1 with
+// "bad endpoint … operation was canceled". Now that is an orderly stop:
+// exit 0, "stopped during start-up", nothing left. The namespace's
+// resolver is a UDP socket of the test that takes queries and never
+// answers.
+func TestSIGTERMDuringStartupLookup(t *testing.T) {
+	b := binaries(t)
+	t.Parallel()
+	n := loneNode(t)
+	etc := filepath.Join("/etc/netns", n.ns.Name)
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(etc) })
+	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte("nameserver 127.0.0.1\noptions timeout:10 attempts:1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var dns net.PacketConn
+	if err := n.ns.Do(func() (err error) { dns, err = net.ListenPacket("udp", "127.0.0.1:53"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer dns.Close()
+	asked := make(chan struct{})
+	go func() {
+		buf := make([]byte, 512)
+		if _, _, err := dns.ReadFrom(buf); err == nil {
+			close(asked) // and never answer
+		}
+	}()
+	k, err := noise.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.writeConfig(t, config.Peer{PublicKey: k.Public(), Endpoint: "slow.pipeguard.test:51820",
+		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.100.0.2/32")}})
+	p := spawn(t, n, b, "standalone", "--config", n.conf, "--interface", n.iface, "--state-dir", t.TempDir())
+	select {
+	case <-asked:
+	case err := <-p.exit:
+		p.exit <- err
+		t.Fatalf("the client exited before its lookup: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no DNS query from the client within 10 s")
+	}
+	code, took := p.stop(t, syscall.SIGTERM, 5*time.Second)
+	if code != 0 || took > 2*time.Second || !strings.Contains(p.out.String(), "stopped during start-up") {
+		t.Fatalf("SIGTERM during the start-up lookup: exit %d after %v; want 0, within 2 s, \"stopped during start-up\"", code, took)
+	}
+	assertGone(t, n)
+}
