@@ -1,8 +1,11 @@
 package noise
 
 import (
+	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -145,5 +148,25 @@ func TestPublicKeyCheck(t *testing.T) {
 		if err := k2.Public().Check(); err != nil {
 			t.Fatalf("Check of a real public key: %v", err)
 		}
+	}
+}
+
+// TestPublicKeyJSON is issue 14 item 13: the client's JSON log lines
+// wrote public keys as arrays of 32 numbers. A public key is now written
+// as `wg` prints it, alone, in a slice and in an slog JSON record.
+func TestPublicKeyJSON(t *testing.T) {
+	k, _ := GeneratePrivateKey()
+	pub := k.Public()
+	want := `"` + pub.String() + `"`
+	if b, err := json.Marshal(pub); err != nil || string(b) != want {
+		t.Errorf("json.Marshal = %s, %v; want %s", b, err, want)
+	}
+	if b, err := json.Marshal([]PublicKey{pub}); err != nil || string(b) != "["+want+"]" {
+		t.Errorf("json.Marshal of a slice = %s, %v", b, err)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("tunnel up", "public_key", pub)
+	if !strings.Contains(buf.String(), `"public_key":`+want) {
+		t.Errorf("slog JSON record: %s", buf.String())
 	}
 }
