@@ -141,20 +141,25 @@ func (t *Tunnel) updateLocked(p *peer, u PeerUpdate) {
 	}
 }
 
-// SyncResult says what SyncPeers changed, by public key.
+// SyncResult says what SyncPeers changed, by public key. Updated peers
+// changed in the configuration since the last one applied; Restored
+// peers had been changed at run time (`wg set`, an endpoint they roamed
+// to) and were set back to the configuration.
 type SyncResult struct {
-	Added, Updated, Removed []noise.PublicKey
+	Added, Updated, Restored, Removed []noise.PublicKey
 }
 
-// SyncPeers makes the tunnel's peers those of want, as a configuration
-// reload does: peers not in want are removed, new ones added, and those
-// whose settings differ are updated in place. A peer whose settings are
-// all equal is not touched at all, so its sessions and traffic carry on.
-// An endpoint the peer roamed to is not a difference: the configured
-// endpoint counts only if the configured value itself changed.
+// SyncPeers makes the tunnel's peers those of want, as `wg syncconf`
+// does with a file: the file wins, whole. Peers not in want are removed,
+// new ones added, and every setting of a kept peer that differs from
+// want is set to want's value: also a change made at run time with `wg
+// set`, and an endpoint the peer roamed to when want names an endpoint
+// (one the file leaves out stays as it is). A peer whose settings all
+// equal want's is not touched, so its sessions and traffic carry on; one
+// that is changed keeps its sessions too.
 //
 // The caller passes the configuration it applied last as prev (nil for
-// none), which is how roaming is told apart from a changed setting.
+// none); it only sorts the result into Updated and Restored.
 //
 // A want that the tunnel would refuse (a peer listed twice, a public key
 // no handshake can use) is refused before anything changes.
@@ -190,30 +195,32 @@ func (t *Tunnel) SyncPeers(prev, want []PeerConfig) (SyncResult, error) {
 			res.Added = append(res.Added, pc.PublicKey)
 			continue
 		}
-		u, changed := peerDiff(cur, before[pc.PublicKey], pc)
+		u, changed := peerDiff(cur, pc)
 		if !changed {
 			continue
 		}
 		if err := t.UpdatePeer(pc.PublicKey, u); err != nil {
 			return res, err
 		}
-		res.Updated = append(res.Updated, pc.PublicKey)
+		if old, ok := before[pc.PublicKey]; ok && samePeerConfig(old, pc) {
+			res.Restored = append(res.Restored, pc.PublicKey)
+		} else {
+			res.Updated = append(res.Updated, pc.PublicKey)
+		}
 	}
 	return res, nil
 }
 
-// peerDiff returns the update that turns the peer cur (last configured as
-// prev) into want, and whether there is anything to do.
-func peerDiff(cur PeerStatus, prev, want PeerConfig) (PeerUpdate, bool) {
+// peerDiff returns the update that turns the peer cur into want, and
+// whether there is anything to do.
+func peerDiff(cur PeerStatus, want PeerConfig) (PeerUpdate, bool) {
 	var u PeerUpdate
 	changed := false
 	if !cur.PresharedKey.Equal(want.PresharedKey) {
 		psk := want.PresharedKey
 		u.PresharedKey, changed = &psk, true
 	}
-	// A configured endpoint that did not change in the file leaves the
-	// roamed one alone; a new one in the file applies.
-	if want.Endpoint != prev.Endpoint && want.Endpoint != cur.Endpoint && want.Endpoint.IsValid() {
+	if want.Endpoint.IsValid() && want.Endpoint != cur.Endpoint {
 		ep := want.Endpoint
 		u.Endpoint, changed = &ep, true
 	}
@@ -225,6 +232,12 @@ func peerDiff(cur PeerStatus, prev, want PeerConfig) (PeerUpdate, bool) {
 		u.ReplaceAllowedIPs, u.AddAllowedIPs, changed = true, want.AllowedIPs, true
 	}
 	return u, changed
+}
+
+// samePeerConfig reports whether a and b configure a peer the same way.
+func samePeerConfig(a, b PeerConfig) bool {
+	return a.PublicKey == b.PublicKey && a.PresharedKey.Equal(b.PresharedKey) && a.Endpoint == b.Endpoint &&
+		a.PersistentKeepalive == b.PersistentKeepalive && samePrefixes(a.AllowedIPs, b.AllowedIPs)
 }
 
 // samePrefixes compares two prefix lists as sets of masked prefixes.

@@ -12,7 +12,8 @@ import (
 
 // reload re-reads the config file on SIGHUP and applies what can change
 // while running: peers (added, removed, changed in place, so unchanged
-// peers keep their sessions) and the routes of their AllowedIPs. It
+// peers keep their sessions) and the routes of their AllowedIPs. The
+// file wins, as with wg syncconf: what `wg set` changed is set back. It
 // applies whole or not at all: a file that fails to load or validate, or
 // that the tunnel refuses, changes nothing, and the tunnel keeps running
 // on the config it has. Interface settings (key, port, MTU,
@@ -58,8 +59,10 @@ func (r *running) reload(ctx context.Context, path string, log *slog.Logger) {
 		return
 	}
 	r.cfg.Peers, r.peers = cfg.Peers, peers
-	log.Info("config reloaded", "added", short(res.Added), "updated", short(res.Updated), "removed", short(res.Removed),
-		"unchanged", len(peers)-len(res.Added)-len(res.Updated))
+	// restored: peers changed at run time (wg set) and set back to the
+	// file, which wins.
+	log.Info("config reloaded", "added", short(res.Added), "updated", short(res.Updated), "restored", short(res.Restored),
+		"removed", short(res.Removed), "unchanged", len(peers)-len(res.Added)-len(res.Updated)-len(res.Restored))
 }
 
 // interfaceChanges names the [Interface] settings that differ.
