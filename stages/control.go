@@ -158,6 +158,10 @@ type SyncResult struct {
 // equal want's is not touched, so its sessions and traffic carry on; one
 // that is changed keeps its sessions too.
 //
+// A prefix that want lists for two peers goes to the later one, as at
+// start-up (see Overlaps), and the earlier peer is compared without it,
+// so that such a prefix does not move back and forth on every reload.
+//
 // The caller passes the configuration it applied last as prev (nil for
 // none); it only sorts the result into Updated and Restored.
 //
@@ -177,8 +181,11 @@ func (t *Tunnel) SyncPeers(prev, want []PeerConfig) (SyncResult, error) {
 			return res, fmt.Errorf("%w: peer %s: %v", ErrConfig, pc.PublicKey, err)
 		}
 	}
+	// Compared as the table will hold them: a prefix listed for two
+	// peers belongs to the later one, and is no change for the other.
+	want = effective(want)
 	before := make(map[noise.PublicKey]PeerConfig, len(prev))
-	for _, pc := range prev {
+	for _, pc := range effective(prev) {
 		before[pc.PublicKey] = pc
 	}
 	for _, p := range t.peers.Load().list {
@@ -232,6 +239,57 @@ func peerDiff(cur PeerStatus, want PeerConfig) (PeerUpdate, bool) {
 		u.ReplaceAllowedIPs, u.AddAllowedIPs, changed = true, want.AllowedIPs, true
 	}
 	return u, changed
+}
+
+// Overlap is a prefix that two peers of one configuration list. Only
+// the later peer gets it, as with wg setconf, where each allowed_ip
+// takes the prefix from whichever peer had it.
+type Overlap struct {
+	Prefix    netip.Prefix    // masked
+	Lost, Won noise.PublicKey // the earlier peer, left without it; the later one
+}
+
+// Overlaps lists the prefixes that more than one peer of peers lists,
+// for a warning: a peer silently left without a prefix its
+// configuration names is a mistake worth a log line.
+func Overlaps(peers []PeerConfig) []Overlap {
+	var out []Overlap
+	owner := map[netip.Prefix]noise.PublicKey{}
+	for _, pc := range peers {
+		for _, pfx := range pc.AllowedIPs {
+			pfx = pfx.Masked()
+			if prev, ok := owner[pfx]; ok && prev != pc.PublicKey {
+				out = append(out, Overlap{Prefix: pfx, Lost: prev, Won: pc.PublicKey})
+			}
+			owner[pfx] = pc.PublicKey
+		}
+	}
+	return out
+}
+
+// effective returns peers with each prefix kept by the last peer that
+// lists it, masked and once: what the table holds after adding them in
+// order. peers is not changed.
+func effective(peers []PeerConfig) []PeerConfig {
+	last := map[netip.Prefix]int{}
+	for i, pc := range peers {
+		for _, pfx := range pc.AllowedIPs {
+			last[pfx.Masked()] = i
+		}
+	}
+	out := make([]PeerConfig, len(peers))
+	done := make(map[netip.Prefix]bool, len(last))
+	for i, pc := range peers {
+		out[i] = pc
+		out[i].AllowedIPs = nil
+		for _, pfx := range pc.AllowedIPs {
+			if m := pfx.Masked(); last[m] == i && !done[m] {
+				done[m] = true
+				out[i].AllowedIPs = append(out[i].AllowedIPs, m)
+			}
+		}
+	}
+	return out
 }
 
 // samePeerConfig reports whether a and b configure a peer the same way.

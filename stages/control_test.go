@@ -313,3 +313,46 @@ func TestSyncPeersAllOrNothing(t *testing.T) {
 	}
 	exchange(t, a, b, 2)
 }
+
+// TestSyncPeersOverlap is issue 14 item 12: with one prefix listed for
+// two peers, the later one holds it, and every reload of the unchanged
+// file reported the earlier one as updated and moved the prefix to it,
+// and the next reload back. Now the reload compares the earlier peer
+// without the prefix: nothing changes, and Overlaps names both peers for
+// a warning.
+func TestSyncPeersOverlap(t *testing.T) {
+	a, b := newPair(t, pairOpts{engine: EnginePipeline, workers: 2})
+	shared := netip.MustParsePrefix("10.9.0.0/24")
+	bCfg := PeerConfig{
+		PublicKey:  b.key.Public(),
+		Endpoint:   netip.MustParseAddrPort("192.0.2.2:51820"),
+		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.2/32"), shared},
+	}
+	later := PeerConfig{PublicKey: mustKey(t).Public(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.9.0.7/24")}} // unmasked: the same prefix
+	file := []PeerConfig{bCfg, later}
+	if got := Overlaps(file); len(got) != 1 || got[0] != (Overlap{Prefix: shared, Lost: bCfg.PublicKey, Won: later.PublicKey}) {
+		t.Fatalf("Overlaps = %+v", got)
+	}
+	res, err := a.tun.SyncPeers([]PeerConfig{bCfg}, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Added, []noise.PublicKey{later.PublicKey}) {
+		t.Fatalf("first sync %+v: want later added", res)
+	}
+	for i := range 3 {
+		res, err := a.tun.SyncPeers(file, file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Added)+len(res.Updated)+len(res.Restored)+len(res.Removed) != 0 {
+			t.Fatalf("reload %d of the unchanged file: %+v, want no change", i, res)
+		}
+		bSt, _ := a.tun.Peer(bCfg.PublicKey)
+		lSt, _ := a.tun.Peer(later.PublicKey)
+		if slices.Contains(bSt.AllowedIPs, shared) || !slices.Equal(lSt.AllowedIPs, []netip.Prefix{shared}) {
+			t.Fatalf("reload %d: b has %v, later %v; want %v with the later peer only", i, bSt.AllowedIPs, lSt.AllowedIPs, shared)
+		}
+	}
+	exchange(t, a, b, 1)
+}

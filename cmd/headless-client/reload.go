@@ -8,6 +8,7 @@ import (
 	"pipeguard/cmd/headless-client/config"
 	"pipeguard/cmd/headless-client/ifsetup"
 	"pipeguard/noise"
+	"pipeguard/stages"
 )
 
 // reload re-reads the config file on SIGHUP and applies what can change
@@ -30,6 +31,7 @@ func (r *running) reload(ctx context.Context, path string, log *slog.Logger) {
 		log.Error("reload refused; still running on the previous config", "err", err)
 		return
 	}
+	warnOverlaps(log, peers)
 	routes, endpoints := routesOf(peers)
 	if err := ifsetup.CheckRoutes(routes, endpoints); err != nil {
 		log.Error("reload refused; still running on the previous config", "err", err)
@@ -63,6 +65,16 @@ func (r *running) reload(ctx context.Context, path string, log *slog.Logger) {
 	// file, which wins.
 	log.Info("config reloaded", "added", short(res.Added), "updated", short(res.Updated), "restored", short(res.Restored),
 		"removed", short(res.Removed), "unchanged", len(peers)-len(res.Added)-len(res.Updated)-len(res.Restored))
+}
+
+// warnOverlaps logs each prefix that two peers list, naming both: only
+// the later peer in the file gets it, and the earlier one goes without,
+// which is rarely what the file's author meant.
+func warnOverlaps(log *slog.Logger, peers []stages.PeerConfig) {
+	for _, o := range stages.Overlaps(peers) {
+		log.Warn("AllowedIPs overlap: only the later peer in the file gets this prefix",
+			"prefix", o.Prefix, "peer", o.Lost.String(), "taken_by", o.Won.String())
+	}
 }
 
 // interfaceChanges names the [Interface] settings that differ.

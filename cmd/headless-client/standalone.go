@@ -91,6 +91,7 @@ func (c *standaloneCmd) Run(env *runEnv) error {
 	if err != nil {
 		return err
 	}
+	warnOverlaps(log, peers)
 	t, err := bringUp(iface, cfg, peers, c, log)
 	if err != nil {
 		return err
