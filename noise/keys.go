@@ -85,21 +85,17 @@ func sharedSecret(k *PrivateKey, pub *PublicKey) ([KeySize]byte, error) {
 	return ss, nil
 }
 
-// lowOrderProbe is a clamped scalar (2^254, a multiple of the cofactor 8)
-// for Check: its product with a point is zero exactly when the point has
-// low order, whatever the private key it will later meet.
-var lowOrderProbe = [KeySize]byte{31: 64}
+// checkScalar is a fixed, clamped private key for CheckPublicKey.
+var checkScalar = PrivateKey{0: 8, 31: 64}
 
-// Check returns ErrLowOrderPoint for a public key that no handshake can
-// use: a low-order point (the zero key among them), whose shared secret
-// with every private key is all zero, and so known to anyone. A
-// configuration that names such a peer can be refused when it is read,
-// before any private key is at hand.
-func (p PublicKey) Check() error {
-	if _, err := curve25519.X25519(lowOrderProbe[:], p[:]); err != nil {
-		return ErrLowOrderPoint
-	}
-	return nil
+// CheckPublicKey returns ErrLowOrderPoint for a public key no handshake
+// could ever succeed with: one whose Diffie-Hellman result is all zero.
+// For a clamped scalar (a multiple of the cofactor) that happens exactly
+// for the points of small order, whatever the scalar, so one fixed
+// scalar tells, and a key that passes works with every private key.
+func CheckPublicKey(pk PublicKey) error {
+	_, err := sharedSecret(&checkScalar, &pk)
+	return err
 }
 
 // String returns k in the base64 form `wg` uses. It reveals the secret:

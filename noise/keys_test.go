@@ -115,7 +115,7 @@ func TestKeyIsZeroEqual(t *testing.T) {
 	}
 }
 
-// TestPublicKeyCheck: Check refuses exactly the keys a handshake refuses
+// TestPublicKeyCheck: CheckPublicKey refuses exactly the keys a handshake refuses
 // (issue 14 item 7: the config parser now uses it, so that a reload
 // refuses what start-up refuses), the low-order points of Curve25519
 // (the list libsodium and the kernel's selftests use) among them.
@@ -136,8 +136,8 @@ func TestPublicKeyCheck(t *testing.T) {
 	}
 	for _, h := range lowOrder {
 		p := PublicKey(mustHex32(t, h))
-		if err := p.Check(); !errors.Is(err, ErrLowOrderPoint) {
-			t.Errorf("Check(%s) = %v, want ErrLowOrderPoint", h, err)
+		if err := CheckPublicKey(p); !errors.Is(err, ErrLowOrderPoint) {
+			t.Errorf("CheckPublicKey(%s) = %v, want ErrLowOrderPoint", h, err)
 		}
 		if _, err := NewHandshake(s, p, PresharedKey{}, 0); !errors.Is(err, ErrLowOrderPoint) {
 			t.Errorf("NewHandshake(%s) = %v: the list is wrong", h, err)
@@ -145,8 +145,8 @@ func TestPublicKeyCheck(t *testing.T) {
 	}
 	for range 100 {
 		k2, _ := GeneratePrivateKey()
-		if err := k2.Public().Check(); err != nil {
-			t.Fatalf("Check of a real public key: %v", err)
+		if err := CheckPublicKey(k2.Public()); err != nil {
+			t.Fatalf("CheckPublicKey of a real public key: %v", err)
 		}
 	}
 }

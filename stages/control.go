@@ -42,10 +42,6 @@ func (t *Tunnel) Handshakes() map[noise.PublicKey]uint64 {
 	return m
 }
 
-// PrivateKey returns the tunnel's private key, for the UAPI "get"
-// operation (`wg showconf` prints it; the socket is root's alone).
-func (t *Tunnel) PrivateKey() noise.PrivateKey { return t.cfg.PrivateKey }
-
 // Peers returns the status of every peer, in the order they were added.
 func (t *Tunnel) Peers() []PeerStatus {
 	list := t.peers.Load().list
@@ -177,7 +173,7 @@ func (t *Tunnel) SyncPeers(prev, want []PeerConfig) (SyncResult, error) {
 			return res, fmt.Errorf("%w: peer %s listed twice", ErrConfig, pc.PublicKey)
 		}
 		seen[pc.PublicKey] = true
-		if err := pc.PublicKey.Check(); err != nil {
+		if err := noise.CheckPublicKey(pc.PublicKey); err != nil {
 			return res, fmt.Errorf("%w: peer %s: %v", ErrConfig, pc.PublicKey, err)
 		}
 	}

@@ -12,13 +12,15 @@ import (
 )
 
 // reload re-reads the config file on SIGHUP and applies what can change
-// while running: peers (added, removed, changed in place, so unchanged
-// peers keep their sessions) and the routes of their AllowedIPs. The
-// file wins, as with wg syncconf: what `wg set` changed is set back. It
-// applies whole or not at all: a file that fails to load or validate, or
-// that the tunnel refuses, changes nothing, and the tunnel keeps running
-// on the config it has. Interface settings (key, port, MTU,
-// addresses, DNS) need a restart; a change to them is logged.
+// while running: the listen port and the private key (as wg set does:
+// a new key drops the sessions of the old one), peers (added, removed,
+// changed in place, so unchanged peers keep their sessions) and the
+// routes of their AllowedIPs. The file wins, as with wg syncconf: what
+// `wg set` changed is set back. It applies whole or not at all: a file
+// that fails to load or validate, names a port that is taken, or that
+// the tunnel refuses, changes nothing, and the tunnel keeps running on
+// the config it has. The other interface settings (MTU, addresses, DNS)
+// need a restart; a change to them is logged.
 func (r *running) reload(ctx context.Context, path string, log *slog.Logger) {
 	log.Info("reloading config (SIGHUP)", "config", path)
 	cfg, err := config.Load(path)
@@ -42,10 +44,27 @@ func (r *running) reload(ctx context.Context, path string, log *slog.Logger) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	// All or nothing: SyncPeers refuses before it changes anything, and
-	// routes that cannot be set take the peers back with them.
+	// All or nothing: the port first (it may be taken), then the peers
+	// (SyncPeers refuses before it changes anything) and their routes,
+	// each undoing what came before if it fails; the key last, as it
+	// cannot fail.
+	oldPort := r.cfg.Interface.ListenPort
+	if cfg.Interface.ListenPort != oldPort {
+		if err := r.tunnel.SetListenPort(cfg.Interface.ListenPort); err != nil {
+			log.Error("reload refused; still running on the previous config", "err", err)
+			return
+		}
+	}
+	restorePort := func() {
+		if cfg.Interface.ListenPort != oldPort {
+			if err := r.tunnel.SetListenPort(oldPort); err != nil {
+				log.Error("restoring the previous listen port", "err", err)
+			}
+		}
+	}
 	res, err := r.tunnel.SyncPeers(r.peers, peers)
 	if err != nil {
+		restorePort()
 		log.Error("reload refused; still running on the previous config", "err", err)
 		return
 	}
@@ -58,8 +77,14 @@ func (r *running) reload(ctx context.Context, path string, log *slog.Logger) {
 		if err := r.ifc.SetRoutes(oldRoutes); err != nil {
 			log.Error("restoring the previous routes", "err", err)
 		}
+		restorePort()
 		return
 	}
+	if !cfg.Interface.PrivateKey.Equal(r.cfg.Interface.PrivateKey) {
+		r.tunnel.SetPrivateKey(cfg.Interface.PrivateKey) // cannot fail for a parsed key
+		log.Info("private key changed", "public_key", cfg.Interface.PrivateKey.Public())
+	}
+	r.cfg.Interface.PrivateKey, r.cfg.Interface.ListenPort = cfg.Interface.PrivateKey, cfg.Interface.ListenPort
 	r.cfg.Peers, r.peers = cfg.Peers, peers
 	// restored: peers changed at run time (wg set) and set back to the
 	// file, which wins.
@@ -77,15 +102,10 @@ func warnOverlaps(log *slog.Logger, peers []stages.PeerConfig) {
 	}
 }
 
-// interfaceChanges names the [Interface] settings that differ.
+// interfaceChanges names the [Interface] settings that differ and that a
+// reload does not apply.
 func interfaceChanges(old, cur *config.Interface) []string {
 	var out []string
-	if !old.PrivateKey.Equal(cur.PrivateKey) {
-		out = append(out, "PrivateKey")
-	}
-	if old.ListenPort != cur.ListenPort {
-		out = append(out, "ListenPort")
-	}
 	if old.MTU != cur.MTU {
 		out = append(out, "MTU")
 	}

@@ -9,11 +9,13 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"time"
 
 	"pipeguard/cmd/headless-client/config"
 	"pipeguard/cmd/headless-client/ifsetup"
 	"pipeguard/cmd/headless-client/lifecycle"
 	"pipeguard/cmd/headless-client/metrics"
+	"pipeguard/cmd/headless-client/sdnotify"
 	"pipeguard/cmd/headless-client/uapi"
 	"pipeguard/stages"
 	"pipeguard/tunio"
@@ -145,7 +147,8 @@ type running struct {
 // configuration and the UAPI socket, in that order; on failure it undoes
 // what it did.
 func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *standaloneCmd, log *slog.Logger) (*running, error) {
-	udp, err := tunio.ListenUDP(netip.AddrPortFrom(netip.IPv6Unspecified(), cfg.Interface.ListenPort))
+	// Rebindable, so that wg set can move it to another port.
+	udp, err := tunio.ListenRebindable(netip.AddrPortFrom(netip.IPv6Unspecified(), cfg.Interface.ListenPort), tunio.UDPOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("headless-client: UDP port %d: %w", cfg.Interface.ListenPort, err)
 	}
@@ -238,11 +241,18 @@ func (r *running) listenHTTP(c *standaloneCmd, log *slog.Logger) error {
 // interface configuration that outlives the device (DNS).
 func (r *running) run(ctx context.Context, hup <-chan os.Signal, cfgPath string, log *slog.Logger) error {
 	log.Info("tunnel running", "listen_port", r.tunnel.LocalAddr().Port(), "public_key", r.tunnel.PublicKey(), "uapi", r.uapi.Path())
+	sd, watch := notifySystemd(r.tunnel, log)
 	parts := lifecycle.Parts{
 		Iface:  r.iface,
 		Tunnel: r.tunnel,
 		UAPI:   r.uapi,
-		Reload: func(ctx context.Context) { r.reload(ctx, cfgPath, log) },
+		Watch:  watch,
+		Reload: func(ctx context.Context) {
+			sd.Reloading()
+			r.reload(ctx, cfgPath, log)
+			sd.Ready(sdnotify.TunnelStatus(r.tunnel.Peers(), time.Now(), nil))
+		},
+		Stopping: func() { sd.Stopping() },
 	}
 	for _, s := range r.http {
 		parts.HTTP = append(parts.HTTP, s)
@@ -257,4 +267,19 @@ func (r *running) run(ctx context.Context, hup <-chan os.Signal, cfgPath string,
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// notifySystemd tells systemd, when it runs the client as a Type=notify
+// service, that the tunnel is ready; watch keeps it informed (STATUS=,
+// WATCHDOG=1 while healthy) until its ctx ends. The notifier is nil, and
+// ignores calls, outside such a service.
+func notifySystemd(t *stages.Tunnel, log *slog.Logger) (sd *sdnotify.Notifier, watch lifecycle.Service) {
+	sd, err := sdnotify.FromEnv()
+	if err != nil {
+		log.Warn("cannot tell systemd how the tunnel is doing", "err", err)
+	}
+	if err := sd.Ready(sdnotify.TunnelStatus(t.Peers(), time.Now(), nil)); err != nil {
+		log.Warn("cannot tell systemd the tunnel is ready", "err", err)
+	}
+	return sd, lifecycle.ServiceFunc(func(ctx context.Context) error { sd.Watch(ctx, t, log); return nil })
 }

@@ -29,6 +29,12 @@ type Service interface {
 	Serve(ctx context.Context) error
 }
 
+// ServiceFunc adapts a function to Service.
+type ServiceFunc func(ctx context.Context) error
+
+// Serve calls f(ctx).
+func (f ServiceFunc) Serve(ctx context.Context) error { return f(ctx) }
+
 // DeletedError is Run's error when the tunnel stopped because its
 // interface was deleted from outside (ip link del, which is also how
 // wg-quick down stops a userspace tunnel). errors.Is matches
@@ -49,8 +55,14 @@ type Parts struct {
 	Tunnel Service
 	UAPI   Service
 	HTTP   []Service // metrics and pprof endpoints, if any
+	// Watch, if set, runs beside the others until the stop (a service
+	// manager's watchdog); it returning early ends nothing.
+	Watch Service
 	// Reload is called on SIGHUP, from Run's goroutine; nil ignores it.
 	Reload func(ctx context.Context)
+	// Stopping, if set, is called once the stop begins (to tell a
+	// service manager).
+	Stopping func()
 }
 
 // Run serves p until ctx ends (SIGTERM, SIGINT) or a part fails, and
@@ -69,6 +81,12 @@ func Run(ctx context.Context, p Parts, hup <-chan os.Signal, log *slog.Logger) e
 	httpDone := make(chan error, len(p.HTTP))
 	for _, s := range p.HTTP {
 		go func() { httpDone <- s.Serve(ctx) }()
+	}
+	watchDone := make(chan error, 1)
+	if p.Watch != nil {
+		go func() { watchDone <- p.Watch.Serve(ctx) }()
+	} else {
+		watchDone <- nil
 	}
 
 	var failed error
@@ -116,9 +134,12 @@ loop:
 		why = failed
 	}
 	log.Info("stopping", "why", why)
+	if p.Stopping != nil {
+		p.Stopping()
+	}
 	cancel()
 	deadline := time.After(StopTimeout)
-	waits := []chan error{tunErr, uapiDone}
+	waits := []chan error{tunErr, uapiDone, watchDone}
 	for range p.HTTP {
 		waits = append(waits, httpDone)
 	}
