@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"pipeguard/cmd/headless-client/sdnotify/sdnotifytest"
 	"pipeguard/cmd/headless-client/uapi"
 )
 
@@ -96,18 +97,22 @@ func checkEmpty(t *testing.T, n *node) {
 }
 
 // TestTunnelStartsEmpty: `tunnel --foreground IFACE` creates the
-// interface empty, with its socket, and SIGTERM or SIGINT stops it within
-// 2 s, exit 0, interface and socket gone.
+// interface empty, with its socket, tells systemd it is ready (as
+// pipeguard-tunnel@.service runs it), and SIGTERM or SIGINT stops it
+// within 2 s, exit 0, interface and socket gone.
 func TestTunnelStartsEmpty(t *testing.T) {
 	b := binaries(t)
 	t.Parallel()
 	n := loneNode(t)
 	t.Cleanup(func() { os.Remove(uapi.SocketPath(n.iface)) })
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
-		p := spawnEnv(t, n, b, tunnelEnv(t, n.iface), "tunnel", "--foreground", n.iface)
+		sd := sdnotifytest.Listen(t)
+		p := spawnEnv(t, n, b, append(tunnelEnv(t, n.iface), "NOTIFY_SOCKET="+sd.Path), "tunnel", "--foreground", n.iface)
 		p.waitSocket(t, n.iface)
+		sd.WaitFor(t, "READY", "1", 5*time.Second, nil)
 		checkEmpty(t, n)
 		code, took := p.stop(t, sig, 5*time.Second)
+		sd.WaitFor(t, "STOPPING", "1", time.Second, nil)
 		t.Logf("%v: exit %d in %v", sig, code, took.Round(time.Millisecond))
 		if code != 0 || took > 2*time.Second {
 			t.Fatalf("%v: exit %d after %v; want 0 within 2 s", sig, code, took)
