@@ -21,6 +21,16 @@ func deviceIDFile(stateDir string) string {
 	return filepath.Join(stateDir, "config", "pipeguard-id")
 }
 
+// deviceID looks the device id up and saves a new one at once (see
+// lookupDeviceID), for a command that has nothing left to refuse.
+func deviceID(env, path string) (id, source string, err error) {
+	p, err := lookupDeviceID(env, path)
+	if err == nil {
+		err = p.save()
+	}
+	return p.id, p.source, err
+}
+
 // deviceIDPlan is the device id a start will use, found without writing
 // anything.
 type deviceIDPlan struct {

@@ -11,15 +11,6 @@ import (
 	"pipeguard/noise"
 )
 
-// deviceID is what a start does: look the id up, then save a new one.
-func deviceID(env, path string) (id, source string, err error) {
-	p, err := lookupDeviceID(env, path)
-	if err == nil {
-		err = p.save()
-	}
-	return p.id, p.source, err
-}
-
 func TestDeviceID(t *testing.T) {
 	dir := t.TempDir()
 	path := deviceIDFile(dir)
