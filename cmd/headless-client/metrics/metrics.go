@@ -14,6 +14,7 @@ import (
 	"bufio"
 	"io"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -73,7 +74,16 @@ func WriteText(w io.Writer, src Source) error {
 	e := &encoder{w: bw}
 	writeStages(e, src.Stats())
 	writePeers(e, src)
+	writeRuntime(e)
 	return bw.Flush()
+}
+
+// writeRuntime writes the process's figures under the names Prometheus's
+// Go collector uses, so that dashboards and the soak benchmark (which
+// watches for leaks) find them where they look.
+func writeRuntime(e *encoder) {
+	e.family("go_goroutines", "gauge", "Number of goroutines that currently exist.")
+	e.sample("go_goroutines", nil, strconv.Itoa(runtime.NumGoroutine()))
 }
 
 func writeStages(e *encoder, st []stages.StageStats) {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -117,8 +118,36 @@ func TestExpositionEmpty(t *testing.T) {
 	if err := WriteText(&b, &fakeSource{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := parseStrict(t, b.String()); got["pipeguard_peers"] != 0 || len(got) != 1 {
+	if got := parseStrict(t, b.String()); got["pipeguard_peers"] != 0 || got["go_goroutines"] < 1 || len(got) != 2 {
 		t.Errorf("empty source: %v", got)
+	}
+}
+
+// TestGoroutines checks that go_goroutines follows the process: ten
+// goroutines more, ten more counted.
+func TestGoroutines(t *testing.T) {
+	scrape := func() float64 {
+		var b bytes.Buffer
+		if err := WriteText(&b, &fakeSource{}); err != nil {
+			t.Fatal(err)
+		}
+		return parseStrict(t, b.String())["go_goroutines"]
+	}
+	before := scrape()
+	release := make(chan struct{})
+	var started sync.WaitGroup
+	for range 10 {
+		started.Add(1)
+		go func() {
+			started.Done()
+			<-release
+		}()
+	}
+	started.Wait()
+	during := scrape()
+	close(release)
+	if during < before+10 {
+		t.Errorf("go_goroutines %v with ten goroutines more than at %v", during, before)
 	}
 }
 
