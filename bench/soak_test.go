@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"regexp"
 	"slices"
@@ -246,6 +247,30 @@ func checkSoakSVG(t *testing.T, svg []byte, r *SoakReport) {
 	for _, title := range []string{"resident set (VmRSS)", "goroutines (go_goroutines)"} {
 		if !slices.Contains(d.texts, title) {
 			t.Errorf("chart has no panel %q", title)
+		}
+	}
+}
+
+func TestSoakConfig(t *testing.T) {
+	for _, tc := range []struct {
+		in              Config
+		duration, every time.Duration
+	}{
+		{Config{Mode: ModeSoak}, 10 * time.Minute, time.Minute},
+		{Config{Mode: ModeSoak, Quick: true}, 20 * time.Second, time.Minute},
+		{Config{Mode: ModeSoak, Duration: time.Minute, SoakEvery: 15 * time.Second}, time.Minute, 15 * time.Second},
+	} {
+		c, err := tc.in.withDefaults()
+		if err != nil || c.Duration != tc.duration || c.SoakEvery != tc.every {
+			t.Errorf("%+v: duration %v, every %v, err %v; want %v, %v", tc.in, c.Duration, c.SoakEvery, err, tc.duration, tc.every)
+		}
+	}
+	for _, bad := range []Config{
+		{Mode: ModeSoak, Duration: 500 * time.Millisecond},
+		{Mode: ModeSoak, SoakEvery: -time.Second},
+	} {
+		if _, err := bad.withDefaults(); !errors.Is(err, ErrConfig) {
+			t.Errorf("%+v: err %v, want ErrConfig", bad, err)
 		}
 	}
 }
