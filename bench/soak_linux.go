@@ -140,6 +140,9 @@ func runSoak(ctx context.Context, cfg *Config) (_ *SoakReport, err error) {
 // run starts the traffic, waits out the warm-up, then samples and
 // changes the tunnels as plan says, and collects the traffic's figures.
 func (r *soakRun) run(ctx context.Context, env *nsEnv, plan soakPlan, prog *progress, m *tunnelMeasurement) error {
+	// Ends iperf3 and ping if the soak fails part-way.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	type output struct {
 		out []byte
 		err error
