@@ -16,14 +16,23 @@ import (
 
 // inNetns runs fn on an OS thread that has joined the network namespace
 // ns, so that the sockets fn makes are the namespace's. The thread is
-// never handed back to the scheduler: the goroutine exits still locked,
-// and the runtime ends the thread, so no other goroutine runs in the
-// namespace by accident. (cmd/internal/netns has the same; package bench
-// may not import it, being outside cmd.)
+// locked to fn's goroutine, and afterwards joins this process's namespace
+// again before the scheduler may use it; if it cannot, it stays locked and
+// the runtime ends it with the goroutine. Going back matters also when the
+// thread is the main thread, which the runtime never ends: left in ns, it
+// would make the harness one of ns's processes (ip netns pids), which
+// removeNetns kills. (cmd/internal/netns does the same; package bench may
+// not import it, being outside cmd.)
 func inNetns(ns string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
+		home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("%w: open own netns: %v", ErrNetns, err)
+			return
+		}
+		defer unix.Close(home)
 		fd, err := unix.Open(filepath.Join("/var/run/netns", ns), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			errc <- fmt.Errorf("%w: open netns %s: %v", ErrNetns, ns, err)
@@ -34,7 +43,11 @@ func inNetns(ns string, fn func() error) error {
 			errc <- fmt.Errorf("%w: setns %s: %v", ErrNetns, ns, err)
 			return
 		}
-		errc <- fn()
+		err = fn()
+		if unix.Setns(home, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }
