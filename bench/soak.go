@@ -102,6 +102,14 @@ type SoakEndStat struct {
 	// (pipeguard_peer_{receive,transmit}_bytes_total), so far.
 	RxBytes uint64 `json:"rx_bytes"`
 	TxBytes uint64 `json:"tx_bytes"`
+	// HeapBytes is the Go heap's objects, live and garbage not yet swept
+	// (go_memstats_heap_alloc_bytes); HeapGoalBytes where the next GC
+	// cycle ends (go_memstats_next_gc_bytes); GCCycles the cycles so far
+	// (go_gc_cycles_total). Resident memory that grows with HeapBytes
+	// while GCCycles stands still is garbage awaiting a cycle, not a leak.
+	HeapBytes     uint64 `json:"heap_bytes"`
+	HeapGoalBytes uint64 `json:"heap_goal_bytes"`
+	GCCycles      uint64 `json:"gc_cycles"`
 }
 
 // SoakEvent is one change made to a running tunnel.
@@ -283,16 +291,17 @@ func fmtSoakDuration(d time.Duration) string {
 // soakMetrics is what the harness reads from a tunnel's metrics
 // endpoint.
 type soakMetrics struct {
-	goroutines              int
-	panicDrops, restarts    uint64
-	rxBytes, txBytes        uint64
-	sawGoroutines, sawDrops bool
+	goroutines               int
+	panicDrops, restarts     uint64
+	rxBytes, txBytes         uint64
+	heap, heapGoal, gcCycles uint64
+	sawGoroutines, sawDrops  bool
 }
 
 // parseSoakMetrics reads the Prometheus text exposition of
-// cmd/headless-client/metrics: go_goroutines, and sums over stages of the
-// panic drops and restarts, and over peers of the bytes. go_goroutines
-// and the drop counters must be there.
+// cmd/headless-client/metrics: go_goroutines and the heap and GC figures,
+// and sums over stages of the panic drops and restarts, and over peers of
+// the bytes. go_goroutines and the drop counters must be there.
 func parseSoakMetrics(text string) (soakMetrics, error) {
 	var m soakMetrics
 	sc := bufio.NewScanner(strings.NewReader(text))
@@ -327,6 +336,12 @@ func parseSoakMetrics(text string) (soakMetrics, error) {
 			target = &m.rxBytes
 		case "pipeguard_peer_transmit_bytes_total":
 			target = &m.txBytes
+		case "go_memstats_heap_alloc_bytes":
+			target = &m.heap
+		case "go_memstats_next_gc_bytes":
+			target = &m.heapGoal
+		case "go_gc_cycles_total":
+			target = &m.gcCycles
 		default:
 			continue
 		}

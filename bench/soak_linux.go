@@ -254,7 +254,8 @@ func (r *soakRun) sample(ctx context.Context) (SoakSample, error) {
 			return s, fmt.Errorf("%s: %w", e.proc.name, err)
 		}
 		s.Ends = append(s.Ends, SoakEndStat{RSSBytes: rss, Goroutines: mt.goroutines, PanicDrops: mt.panicDrops,
-			StageRestarts: mt.restarts, RxBytes: mt.rxBytes, TxBytes: mt.txBytes})
+			StageRestarts: mt.restarts, RxBytes: mt.rxBytes, TxBytes: mt.txBytes,
+			HeapBytes: mt.heap, HeapGoalBytes: mt.heapGoal, GCCycles: mt.gcCycles})
 	}
 	return s, nil
 }

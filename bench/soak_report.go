@@ -19,6 +19,12 @@ func soakHead(ends []string) []string {
 		h = append(h, "RSS "+e+" MiB")
 	}
 	for _, e := range ends {
+		h = append(h, "heap "+e+" MiB")
+	}
+	for _, e := range ends {
+		h = append(h, "GCs "+e)
+	}
+	for _, e := range ends {
 		h = append(h, "goroutines "+e)
 	}
 	h = append(h, "panic drops", "stage restarts")
@@ -35,6 +41,12 @@ func soakRows(r *SoakReport) [][]string {
 		var drops, restarts uint64
 		for _, e := range s.Ends {
 			row = append(row, fmt.Sprintf("%.1f", mib(e.RSSBytes)))
+		}
+		for _, e := range s.Ends {
+			row = append(row, fmt.Sprintf("%.1f", mib(e.HeapBytes)))
+		}
+		for _, e := range s.Ends {
+			row = append(row, strconv.FormatUint(e.GCCycles, 10))
 		}
 		for _, e := range s.Ends {
 			row = append(row, strconv.Itoa(e.Goroutines))
@@ -71,7 +83,7 @@ func writeSoak(b *strings.Builder, r *SoakReport) {
 		fmtSoakDuration(time.Duration(r.WarmupSeconds*float64(time.Second))))
 	fmt.Fprintf(b, "a SIGHUP reload and a wg set peer change at each end every %s; every %gs, each end's RSS (VmRSS) and\n",
 		fmtSoakDuration(every), r.SampleEverySeconds)
-	fmt.Fprintf(b, "goroutines (go_goroutines), and its stages' panic drops and restarts (metrics endpoint).\n")
+	fmt.Fprintf(b, "goroutines (go_goroutines), Go heap and GC cycles, and its stages' panic drops and restarts (metrics endpoint).\n")
 	fmt.Fprintf(b, "PipeGuard %s; %s.\n\n", cmp.Or(r.PipeGuardRevision, "(revision unknown)"), r.Iperf3Version)
 	t := table{head: soakHead(r.Ends), rows: soakRows(r)}
 	t.write(b, "")
@@ -89,6 +101,16 @@ func writeSoak(b *strings.Builder, r *SoakReport) {
 		float64(r.TCP.BytesAToB)/1e9, float64(r.TCP.BytesBToA)/1e9, r.TCP.Seconds,
 		ratio(float64(r.TCP.BytesAToB+r.TCP.BytesBToA)*8/1e9, r.TCP.Seconds), r.TCP.Retransmits)
 	fmt.Fprintf(b, "ping: %d of %d answered, RTT p50 %.3f ms, p99 %.3f ms.\n", r.Ping.Received, r.Ping.Sent, r.Ping.P50Ms, r.Ping.P99Ms)
+	if n := len(r.Samples); n > 1 {
+		var gcs uint64
+		for i := range r.Samples[n-1].Ends {
+			gcs += r.Samples[n-1].Ends[i].GCCycles - r.Samples[0].Ends[i].GCCycles
+		}
+		if gcs == 0 {
+			b.WriteString("No GC cycle ran between the first and last samples: resident memory that grew with the heap is garbage\n" +
+				"awaiting one (the queues make the heap goal large), not a leak.\n")
+		}
+	}
 	fmt.Fprintf(b, "Bounds (issue 13), for each end and both together: last RSS ≤ first × %.1f + %d MiB; last goroutines ≤ first + %d; no panic drops.\n",
 		soakRSSFactor, soakRSSSlack>>20, soakGoroutineRise)
 	for _, f := range r.Failures {
@@ -101,7 +123,10 @@ func writeSoak(b *strings.Builder, r *SoakReport) {
 }
 
 // Colours of the soak chart's ends.
-var soakColors = []string{"#6a3d9a", "#c2530a", "#2b8a3e", "#1f5fa8"}
+var (
+	soakColors     = []string{"#6a3d9a", "#c2530a", "#2b8a3e", "#1f5fa8"}
+	soakHeapColors = []string{"#b79fd6", "#f2ac74", "#94d3a2", "#8fb6e0"}
+)
 
 // soakChart draws the soak's series: RSS and goroutines of each end, and
 // end A's tunnel throughput, against time.
@@ -131,7 +156,7 @@ func soakChart(r *Report) chart {
 	if n := len(sr.Samples); n > 0 {
 		xr[1] = max(xr[1], sr.Samples[n-1].AtSeconds)
 	}
-	rss := panel{title: "resident set (VmRSS)", yLabel: "MiB", xStep: xstep, xRange: xr}
+	rss := panel{title: "resident set (VmRSS) and Go heap", yLabel: "MiB", xStep: xstep, xRange: xr}
 	gor := panel{title: "goroutines (go_goroutines)", yLabel: "goroutines", xStep: xstep, xRange: xr}
 	for i, end := range sr.Ends {
 		// The ends' lines often coincide: the first wide and solid, the
@@ -149,6 +174,13 @@ func soakChart(r *Report) chart {
 		}
 		rss.add(sRSS)
 		gor.add(sGor)
+		heap := series{name: "heap, end " + end, color: soakHeapColors[i%len(soakHeapColors)], width: 2, dashed: true}
+		for _, s := range sr.Samples {
+			if i < len(s.Ends) {
+				heap.points = append(heap.points, point{s.AtSeconds, mib(s.Ends[i].HeapBytes)})
+			}
+		}
+		rss.add(heap)
 	}
 	tput := panel{title: "tunnel throughput at end A", yLabel: "Gbit/s, sent + received", xStep: xstep, xRange: xr}
 	if len(sr.Ends) > 0 {

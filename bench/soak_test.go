@@ -64,6 +64,9 @@ pipeguard_peer_receive_bytes_total{public_key="b"} 20
 pipeguard_peer_transmit_bytes_total{public_key="a"} 300
 # TYPE go_goroutines gauge
 go_goroutines 23
+go_memstats_heap_alloc_bytes 30000000
+go_memstats_next_gc_bytes 60000000
+go_gc_cycles_total 4
 `
 
 func TestParseSoakMetrics(t *testing.T) {
@@ -71,7 +74,8 @@ func TestParseSoakMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := soakMetrics{goroutines: 23, panicDrops: 3, restarts: 3, rxBytes: 120, txBytes: 300, sawGoroutines: true, sawDrops: true}
+	want := soakMetrics{goroutines: 23, panicDrops: 3, restarts: 3, rxBytes: 120, txBytes: 300,
+		heap: 30e6, heapGoal: 60e6, gcCycles: 4, sawGoroutines: true, sawDrops: true}
 	if m != want {
 		t.Errorf("got %+v, want %+v", m, want)
 	}
@@ -244,7 +248,7 @@ func checkSoakSVG(t *testing.T, svg []byte, r *SoakReport) {
 	if _, ok := d.series["end A datagrams"]; !ok {
 		t.Errorf("chart has no throughput line: %v", d.series)
 	}
-	for _, title := range []string{"resident set (VmRSS)", "goroutines (go_goroutines)"} {
+	for _, title := range []string{"resident set (VmRSS) and Go heap", "goroutines (go_goroutines)"} {
 		if !slices.Contains(d.texts, title) {
 			t.Errorf("chart has no panel %q", title)
 		}
