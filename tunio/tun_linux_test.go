@@ -216,7 +216,7 @@ func TestTUN(t *testing.T) {
 		t.Fatalf("Write after Close: %v", err)
 	}
 	ns.do(func() {
-		if _, err := ifIndex(name); err == nil {
+		if _, err := net.InterfaceByName(name); err == nil {
 			t.Error("TUN still exists after Close")
 		}
 	})

@@ -127,6 +127,10 @@ var (
 	ErrAddressFamily          = errors.New("tunio: address family does not match the socket")
 	ErrInvalidAddr            = errors.New("tunio: invalid address")
 	ErrInvalidInterface       = errors.New("tunio: invalid interface name")
+	// ErrEventsLost means the kernel dropped link notifications because
+	// the socket's buffer was full (ENOBUFS): whoever follows a link must
+	// read its state afresh. LinkEvents goes on working after it.
+	ErrEventsLost = errors.New("tunio: link notifications lost (socket buffer full)")
 )
 
 // closedError is ErrClosed: one value that matches both closed errors of the
