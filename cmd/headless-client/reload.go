@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	"pipeguard/cmd/headless-client/config"
-	"pipeguard/cmd/headless-client/ifsetup"
 	"pipeguard/noise"
 )
 
@@ -29,7 +28,7 @@ func (r *running) reload(ctx context.Context, path string, log *slog.Logger) {
 		return
 	}
 	routes, endpoints := routesOf(peers)
-	if err := ifsetup.CheckRoutes(routes, endpoints); err != nil {
+	if err := r.ifc.CheckRoutes(routes, endpoints); err != nil {
 		log.Error("reload refused; still running on the previous config", "err", err)
 		return
 	}
@@ -64,6 +63,12 @@ func interfaceChanges(old, cur *config.Interface) []string {
 	}
 	if !slices.Equal(old.Addresses, cur.Addresses) {
 		out = append(out, "Address")
+	}
+	if old.Table != cur.Table {
+		out = append(out, "Table")
+	}
+	if old.FwMark != cur.FwMark {
+		out = append(out, "FwMark")
 	}
 	if !slices.Equal(old.DNS, cur.DNS) || !slices.Equal(old.DNSSearch, cur.DNSSearch) {
 		out = append(out, "DNS")

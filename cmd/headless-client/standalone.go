@@ -10,12 +10,14 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
 	"pipeguard/cmd/headless-client/config"
 	"pipeguard/cmd/headless-client/ifsetup"
+	"pipeguard/cmd/headless-client/linkwatch"
 	"pipeguard/cmd/headless-client/metrics"
 	"pipeguard/cmd/headless-client/uapi"
 	"pipeguard/stages"
@@ -142,6 +144,7 @@ type running struct {
 	iface  string
 	tunnel *stages.Tunnel
 	ifc    *ifsetup.Interface
+	watch  *linkwatch.Watcher // holds the MTU, restores routes after a link bounce
 	uapi   *uapi.Server
 	http   []*metrics.Server // metrics and pprof endpoints, if asked for
 	cfg    *config.Config
@@ -181,6 +184,9 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 		Addresses: cfg.Interface.Addresses,
 		Routes:    routes,
 		Endpoints: endpoints,
+		Table:     cfg.Interface.Table,
+		FwMark:    cfg.Interface.FwMark,
+		StateFile: filepath.Join(c.StateDir, "rules."+iface+".json"),
 		DNS: ifsetup.DNSConfig{
 			Mode:    c.DNSControl,
 			Servers: cfg.Interface.DNS,
@@ -193,11 +199,24 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 		udp.Close()
 		return nil, err
 	}
-	r := &running{iface: iface, tunnel: tun, ifc: ifc, cfg: cfg, peers: peers}
-	if err := r.listenHTTP(c, log); err != nil {
+	undo := func() {
 		ifc.Down()
 		dev.Close()
 		udp.Close()
+	}
+	if err := setFwMark(tun, ifc.FwMark()); err != nil {
+		undo()
+		return nil, err
+	}
+	watch, err := linkwatch.New(linkwatch.Config{Name: iface, MaxMTU: config.MaxMTU, OnUp: ifc.Restore}, log)
+	if err != nil {
+		undo()
+		return nil, err
+	}
+	r := &running{iface: iface, tunnel: tun, ifc: ifc, watch: watch, cfg: cfg, peers: peers}
+	if err := r.listenHTTP(c, log); err != nil {
+		watch.Close()
+		undo()
 		return nil, err
 	}
 	srv, err := uapi.Listen(uapi.SocketPath(iface), tun, &r.mu, log)
@@ -205,9 +224,8 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 		for _, s := range r.http {
 			s.Close()
 		}
-		ifc.Down()
-		dev.Close()
-		udp.Close()
+		watch.Close()
+		undo()
 		return nil, fmt.Errorf("headless-client: UAPI socket for %s: %w", iface, err)
 	}
 	r.uapi = srv
@@ -252,6 +270,8 @@ func (r *running) run(ctx context.Context, hup <-chan os.Signal, cfgPath string,
 	uapiDone := make(chan error, 1)
 	go func() { tunErr <- r.tunnel.Serve(ctx) }()
 	go func() { uapiDone <- r.uapi.Serve(ctx) }()
+	watchDone := make(chan error, 1)
+	go func() { watchDone <- r.watch.Serve(ctx) }()
 	httpDone := make(chan error, len(r.http))
 	for _, s := range r.http {
 		go func() { httpDone <- s.Serve(ctx) }()
@@ -298,6 +318,11 @@ wait:
 			break wait
 		}
 	}
+	// The watcher restores routes: it must be done before they go.
+	select {
+	case <-watchDone:
+	case <-time.After(stopTimeout):
+	}
 	// Even after a timeout: restore DNS and remove what is left.
 	if err := r.ifc.Down(); err != nil {
 		log.Warn("removing interface configuration", "err", err)
@@ -307,4 +332,13 @@ wait:
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// setFwMark puts the mark a full tunnel's policy routing needs on the
+// tunnel's sockets (0: none needed).
+func setFwMark(tun *stages.Tunnel, mark uint32) error {
+	if mark == 0 {
+		return nil
+	}
+	return fmt.Errorf("headless-client: fwmark %#x: not yet supported", mark)
 }
