@@ -150,6 +150,7 @@ type tunnelSpec struct {
 	faults  bool        // install a fault injector before Serve
 	// wrapUDP, if set, wraps the tunnel's memudp.Conn.
 	wrapUDP func(*memudp.Conn) tunio.UDPConn
+	log     *slog.Logger // nil: testLog
 }
 
 // startTunnel builds a tunnel on net as s says and serves it until
@@ -172,13 +173,16 @@ func startTunnel(t testing.TB, net *memudp.Network, s tunnelSpec) *end {
 	if s.wrapUDP != nil {
 		udp = s.wrapUDP(conn)
 	}
+	if s.log == nil {
+		s.log = testLog(t)
+	}
 	tun, err := New(Config{
 		PrivateKey:    s.key,
 		Engine:        s.engine,
 		Workers:       s.workers,
 		QueueCapacity: s.queue,
 		Peers:         s.peers,
-	}, dev, udp, s.clock, testLog(t))
+	}, dev, udp, s.clock, s.log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ const (
 	DropWriteError                 // the TUN device refused the packet
 	DropPanic                      // packet in hand when a stage panicked
 	DropReadError                  // the TUN device lost an offloaded super-packet (more segments than buffers)
+	DropTooBig                     // inner packet above 1280 bytes: from the TUN (MTU raised) or a peer (its MTU too large)
 	numDropReasons
 )
 
@@ -54,6 +55,7 @@ var dropNames = [numDropReasons]string{
 	DropWriteError:      "write_error",
 	DropPanic:           "panic",
 	DropReadError:       "read_error",
+	DropTooBig:          "too_big",
 }
 
 // String is the reason's name as it appears in logs and metrics.
