@@ -67,6 +67,12 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, underLoad bool, lim *sourceLimit
 	if err != nil {
 		return DropMalformed
 	}
+	t.keyMu.RLock()
+	defer t.keyMu.RUnlock()
+	id := t.ident.Load()
+	if id == nil {
+		return DropNoPrivateKey
+	}
 	if typ == wire.TypeCookieReply {
 		if _, err := noise.ConsumeCookieReply(msg, now, &t.index); err != nil {
 			return DropHandshake
@@ -75,7 +81,7 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, underLoad bool, lim *sourceLimit
 	}
 	var sb [18]byte
 	var reply wire.CookieReply
-	switch err := t.cookies.Admit(msg, srcBytes(m.src, &sb), underLoad, now, &reply); {
+	switch err := id.cookies.Admit(msg, srcBytes(m.src, &sb), underLoad, now, &reply); {
 	case errors.Is(err, noise.ErrCookieRequired):
 		var b [wire.CookieReplySize]byte
 		reply.Marshal(&b)
@@ -89,7 +95,7 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, underLoad bool, lim *sourceLimit
 	}
 	switch typ {
 	case wire.TypeInitiation:
-		h, err := t.static.ConsumeInitiation(msg, now, t.handshakeByKey)
+		h, err := id.static.ConsumeInitiation(msg, now, t.handshakeByKey)
 		if err != nil {
 			t.logLimited.debug("initiation rejected", "from", m.src, "err", err)
 			return DropHandshake
@@ -113,7 +119,7 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, underLoad bool, lim *sourceLimit
 		p.session.ResponseSent(now)
 		t.log.Debug("handshake answered", "peer", p.name, "from", m.src)
 	case wire.TypeResponse:
-		h, kp, err := t.static.ConsumeResponse(msg, now, &t.index)
+		h, kp, err := id.static.ConsumeResponse(msg, now, &t.index)
 		if err != nil {
 			t.logLimited.debug("response rejected", "from", m.src, "err", err)
 			return DropHandshake
@@ -145,9 +151,14 @@ func (t *Tunnel) sendControl(b []byte, to netip.AddrPort) {
 // sendInitiation starts (or retries) a handshake with p. It runs on the
 // timer actor, which the session told to.
 func (t *Tunnel) sendInitiation(p *peer, now time.Time) {
+	t.keyMu.RLock()
+	defer t.keyMu.RUnlock()
 	dst := p.Endpoint()
-	if !dst.IsValid() {
-		return // nowhere to send it; the peer must reach us first
+	if !dst.IsValid() || t.ident.Load() == nil {
+		// Nowhere to send it (the peer must reach us first), or no key
+		// to make it with yet. The session retries, then gives up and
+		// drops what waits, as for a peer that does not answer.
+		return
 	}
 	var msg wire.Initiation
 	if err := p.hs.CreateInitiation(now, &t.index, &msg); err != nil {

@@ -26,6 +26,7 @@ const (
 	DropWriteError                 // the TUN device refused the packet
 	DropPanic                      // packet in hand when a stage panicked
 	DropReadError                  // the TUN device lost an offloaded super-packet (more segments than buffers)
+	DropNoPrivateKey               // handshake message while the tunnel has no private key
 	DropTooBig                     // inner packet above 1280 bytes: from the TUN (MTU raised) or a peer (its MTU too large)
 	numDropReasons
 )
@@ -55,6 +56,7 @@ var dropNames = [numDropReasons]string{
 	DropWriteError:      "write_error",
 	DropPanic:           "panic",
 	DropReadError:       "read_error",
+	DropNoPrivateKey:    "no_private_key",
 	DropTooBig:          "too_big",
 }
 

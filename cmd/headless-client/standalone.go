@@ -156,7 +156,8 @@ type running struct {
 // configuration and the UAPI socket, in that order; on failure it undoes
 // what it did.
 func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *standaloneCmd, log *slog.Logger) (*running, error) {
-	udp, err := tunio.ListenUDP(netip.AddrPortFrom(netip.IPv6Unspecified(), cfg.Interface.ListenPort))
+	// Rebindable, so that wg set can move it to another port.
+	udp, err := tunio.ListenRebindable(netip.AddrPortFrom(netip.IPv6Unspecified(), cfg.Interface.ListenPort), tunio.UDPOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("headless-client: UDP port %d: %w", cfg.Interface.ListenPort, err)
 	}
