@@ -335,11 +335,15 @@ wait:
 	return nil
 }
 
-// setFwMark puts the mark a full tunnel's policy routing needs on the
-// tunnel's sockets (0: none needed).
+// setFwMark puts the mark a full tunnel's policy routing needs (or the
+// config's FwMark) on the tunnel's sockets, before the tunnel sends
+// anything: without it, its own packets would be routed into itself.
 func setFwMark(tun *stages.Tunnel, mark uint32) error {
 	if mark == 0 {
 		return nil
 	}
-	return fmt.Errorf("headless-client: fwmark %#x: not yet supported", mark)
+	if err := tun.SetFwMark(mark); err != nil {
+		return fmt.Errorf("headless-client: fwmark %#x on the tunnel's socket: %w", mark, err)
+	}
+	return nil
 }
