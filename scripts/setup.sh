@@ -14,6 +14,10 @@ command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 # setpriv: the end-to-end tests drop CAP_NET_ADMIN with it to check the
 # client's refusal.
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+# wg-quick's full tunnel (the wg-quick end-to-end test, in a namespace)
+# runs nft, or iptables-restore, and sysctl; without either it fails.
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v sysctl >/dev/null 2>&1 || need+=(procps)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "setup: need root to install: ${need[*]} (run with sudo)" >&2
