@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"pipeguard/tunio"
 )
@@ -116,12 +117,25 @@ func (i *Interface) addPolicyLocked() error {
 			}
 		}
 		if !v6 {
-			if err := os.WriteFile(srcValidMark, []byte("1\n"), 0o644); err != nil {
-				return fmt.Errorf("%w: sysctl net.ipv4.conf.all.src_valid_mark=1: %v", ErrSetup, err)
-			}
+			i.setSrcValidMark()
 		}
 	}
 	return nil
+}
+
+// setSrcValidMark sets net.ipv4.conf.all.src_valid_mark=1, as wg-quick
+// does. It only matters where reverse-path filtering is strict and the
+// tunnel's incoming packets carry the mark (wg-quick's connmark rules,
+// which PipeGuard does not add), so a failure is a warning: under
+// systemd's ProtectKernelTunables, /proc/sys is read-only.
+func (i *Interface) setSrcValidMark() {
+	if b, err := os.ReadFile(srcValidMark); err == nil && strings.TrimSpace(string(b)) == "1" {
+		return
+	}
+	if err := os.WriteFile(srcValidMark, []byte("1\n"), 0o644); err != nil {
+		i.log.Warn("could not set sysctl net.ipv4.conf.all.src_valid_mark=1, as wg-quick does; the full tunnel works without it unless reverse-path filtering is strict",
+			"err", err)
+	}
 }
 
 // removeRulesLocked removes the rules we added, and the state file.
