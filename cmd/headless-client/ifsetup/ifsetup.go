@@ -84,6 +84,7 @@ type Interface struct {
 	rules     []tunio.Rule   // policy rules we added
 	stateFile string
 	dns       *dnsState
+	down      bool // Down ran: nothing is ours any more, rt is closed
 }
 
 // route is a route through the interface: a prefix in a table.
@@ -187,6 +188,10 @@ func (i *Interface) Routes() []string {
 func (i *Interface) Down() error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	if i.down {
+		return nil
+	}
+	i.down = true
 	var first error
 	keep := func(err error) {
 		if err != nil && !gone(err) && first == nil {
@@ -220,6 +225,9 @@ func (i *Interface) Down() error {
 func (i *Interface) Restore() error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	if i.down {
+		return nil
+	}
 	have, err := i.rt.Addresses(i.name)
 	if err != nil {
 		return fmt.Errorf("%w: addresses of %s: %v", ErrSetup, i.name, err)

@@ -135,8 +135,8 @@ func (i *Interface) checkFullTunnelLocked(want []netip.Prefix) error {
 		return nil
 	}
 	if got := defaults(want); got != i.plan.full {
-		return fmt.Errorf("%w: AllowedIPs now route %v of 0.0.0.0/0 and ::/0 (IPv4, IPv6), the running tunnel %v; "+
-			"starting or ending a full tunnel needs a restart", ErrFullTunnel, got, i.plan.full)
+		return fmt.Errorf("%w: the new AllowedIPs have %s, the running tunnel %s; starting or ending a full tunnel needs a restart",
+			ErrFullTunnel, describeFull(got), describeFull(i.plan.full))
 	}
 	return nil
 }
@@ -296,4 +296,17 @@ func (i *Interface) restoreRoutesLocked() ([]string, error) {
 		restored = append(restored, r.String())
 	}
 	return restored, first
+}
+
+// describeFull names the default routes among AllowedIPs.
+func describeFull(full [2]bool) string {
+	switch {
+	case full[0] && full[1]:
+		return "0.0.0.0/0 and ::/0"
+	case full[0]:
+		return "0.0.0.0/0 (not ::/0)"
+	case full[1]:
+		return "::/0 (not 0.0.0.0/0)"
+	}
+	return "neither 0.0.0.0/0 nor ::/0"
 }
