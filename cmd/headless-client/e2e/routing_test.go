@@ -141,6 +141,14 @@ func TestFullTunnelStandalone(t *testing.T) {
 	}
 	transferTo(t, a, nsB, netip.AddrPortFrom(farV4, 5201), 10<<20)
 	transferTo(t, a, nsB, netip.AddrPortFrom(farV6, 5202), 10<<20)
+	// A link bounce drops the table's default routes; they come back.
+	nsA.MustRun(t, "ip", "link", "set", a.iface, "down")
+	nsA.MustRun(t, "ip", "link", "set", a.iface, "up")
+	for _, dst := range []netip.Addr{farV4, farV6} {
+		if out, ok := pingOut(nsA, dst); !ok {
+			t.Fatalf("ping %s after a link bounce:\n%s\n%s", dst, out, policyState(t, nsA))
+		}
+	}
 	// The endpoint is still reached directly, outside the tunnel.
 	if out := nsA.MustRun(t, "ip", "route", "get", outerB.String(), "mark", "51820"); !strings.Contains(out, "dev va") {
 		t.Errorf("marked packets to the endpoint:\n%s", out)
