@@ -11,6 +11,7 @@ import (
 
 	"pipeguard/noise"
 	"pipeguard/stages/allowedips"
+	"pipeguard/supervisor"
 	"pipeguard/supervisor/clock"
 	"pipeguard/tunio"
 )
@@ -51,6 +52,7 @@ type Tunnel struct {
 	wakeTimers chan struct{}
 
 	counters *tunnelCounters
+	sup      atomic.Pointer[supervisor.Supervisor] // the stages' supervisor while Serve runs, for Health
 }
 
 // peerSet is the tunnel's peers at one moment.
@@ -242,6 +244,7 @@ func (t *Tunnel) Serve(ctx context.Context) error {
 		})
 	}
 	sup := t.buildSupervisor(closeEdges)
+	t.sup.Store(sup)
 	stop := context.AfterFunc(ctx, closeEdges)
 	defer stop()
 	defer closeEdges()

@@ -19,6 +19,7 @@ import (
 	"pipeguard/cmd/headless-client/ifsetup"
 	"pipeguard/cmd/headless-client/linkwatch"
 	"pipeguard/cmd/headless-client/metrics"
+	"pipeguard/cmd/headless-client/sdnotify"
 	"pipeguard/cmd/headless-client/uapi"
 	"pipeguard/stages"
 	"pipeguard/tunio"
@@ -278,6 +279,7 @@ func (r *running) run(ctx context.Context, hup <-chan os.Signal, cfgPath string,
 		go func() { httpDone <- s.Serve(ctx) }()
 	}
 	log.Info("tunnel running", "listen_port", r.tunnel.LocalAddr().Port(), "public_key", r.tunnel.PublicKey(), "uapi", r.uapi.Path())
+	sd, sdDone := notifySystemd(ctx, r.tunnel, log)
 
 	var failed error
 loop:
@@ -286,7 +288,9 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-hup:
+			sd.Reloading()
 			r.reload(ctx, cfgPath, log)
+			sd.Ready(sdnotify.TunnelStatus(r.tunnel.Peers(), time.Now(), nil))
 		case err := <-tunErr:
 			// The tunnel stopped by itself: a stage failed past its
 			// supervisor's patience.
@@ -299,9 +303,10 @@ loop:
 		}
 	}
 	log.Info("stopping")
+	sd.Stopping()
 	cancel()
 	deadline := time.After(stopTimeout)
-	waits := []chan error{tunErr, uapiDone}
+	waits := []chan error{tunErr, uapiDone, sdDone}
 	for range r.http {
 		waits = append(waits, httpDone)
 	}
@@ -346,4 +351,21 @@ func setFwMark(tun *stages.Tunnel, mark uint32) error {
 		return fmt.Errorf("headless-client: fwmark %#x on the tunnel's socket: %w", mark, err)
 	}
 	return nil
+}
+
+// notifySystemd tells systemd, when it runs the client as a Type=notify
+// service, that the tunnel is ready, and keeps it informed (STATUS=,
+// WATCHDOG=1 while healthy) until ctx ends; done receives nil then. The
+// notifier is nil, and ignores calls, outside such a service.
+func notifySystemd(ctx context.Context, t *stages.Tunnel, log *slog.Logger) (sd *sdnotify.Notifier, done chan error) {
+	done = make(chan error, 1)
+	sd, err := sdnotify.FromEnv()
+	if err != nil {
+		log.Warn("cannot tell systemd how the tunnel is doing", "err", err)
+	}
+	if err := sd.Ready(sdnotify.TunnelStatus(t.Peers(), time.Now(), nil)); err != nil {
+		log.Warn("cannot tell systemd the tunnel is ready", "err", err)
+	}
+	go func() { sd.Watch(ctx, t, log); done <- nil }()
+	return sd, done
 }
