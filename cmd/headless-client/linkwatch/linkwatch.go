@@ -55,6 +55,7 @@ type Watcher struct {
 // New subscribes to link notifications in the calling thread's network
 // namespace, where the interface cfg.Name must exist. Nothing that
 // happens to the link from here on is missed, also before Serve runs.
+// log should name the interface already, as the commands' loggers do.
 func New(cfg Config, log *slog.Logger) (*Watcher, error) {
 	events, err := tunio.SubscribeLinks()
 	if err != nil {
@@ -85,8 +86,8 @@ func (w *Watcher) Close() error {
 // returns nil then. It returns an error only when the notifications
 // cannot be read any more.
 func (w *Watcher) Serve(ctx context.Context) error {
-	w.log.Debug("link watcher start", "interface", w.cfg.Name)
-	defer w.log.Debug("link watcher stop", "interface", w.cfg.Name)
+	w.log.Debug("link watcher start")
+	defer w.log.Debug("link watcher stop")
 	defer w.Close()
 	stop := context.AfterFunc(ctx, func() { w.events.Close() })
 	defer stop()
@@ -101,7 +102,7 @@ func (w *Watcher) Serve(ctx context.Context) error {
 		case ctx.Err() != nil || errors.Is(err, tunio.ErrClosed):
 			return nil
 		case errors.Is(err, tunio.ErrEventsLost):
-			w.log.Warn("link notifications were lost; reading the link's state afresh", "interface", w.cfg.Name)
+			w.log.Warn("link notifications were lost; reading the link's state afresh")
 			if err := w.resync(true); err != nil {
 				return err
 			}
@@ -114,7 +115,7 @@ func (w *Watcher) Serve(ctx context.Context) error {
 				continue
 			}
 			if ev.Deleted {
-				w.log.Debug("interface deleted; nothing left to watch", "interface", w.cfg.Name)
+				w.log.Debug("interface deleted; nothing left to watch")
 				return nil
 			}
 			w.handle(ev.LinkState, false)
@@ -153,7 +154,7 @@ func (w *Watcher) handle(st tunio.LinkState, lost bool) {
 	w.up = st.Up
 	if st.Up && (!wasUp || lost) && w.cfg.OnUp != nil {
 		if err := w.cfg.OnUp(); err != nil {
-			w.log.Error("link up again, but restoring its configuration failed", "interface", w.cfg.Name, "err", err)
+			w.log.Error("link up again, but restoring its configuration failed", "err", err)
 		}
 	}
 }
@@ -162,13 +163,13 @@ func (w *Watcher) handle(st tunio.LinkState, lost bool) {
 func (w *Watcher) holdMTU(raised int) {
 	if err := w.rt.SetMTU(w.cfg.Name, w.cfg.MaxMTU); err != nil {
 		w.log.Error("interface MTU raised above what the tunnel carries, and setting it back failed: packets above the limit are dropped",
-			"interface", w.cfg.Name, "mtu", raised, "limit", w.cfg.MaxMTU, "err", err)
+			"mtu", raised, "limit", w.cfg.MaxMTU, "err", err)
 		return
 	}
 	w.log.Warn(fmt.Sprintf("interface MTU %d set back to %d: PipeGuard carries packets of at most %d bytes, and larger ones could only be dropped; "+
 		"set MTU = %d where the MTU is configured (wg-quick sets 1420 when its [Interface] has no MTU line)",
 		raised, w.cfg.MaxMTU, w.cfg.MaxMTU, w.cfg.MaxMTU),
-		"interface", w.cfg.Name, "raised_to", raised, "mtu", w.cfg.MaxMTU)
+		"raised_to", raised, "mtu", w.cfg.MaxMTU)
 }
 
 // isNoDevice reports the kernel's "no such device".
