@@ -15,6 +15,7 @@ type Report struct {
 	Settings Settings     `json:"settings"`
 	Mem      *MemReport   `json:"mem,omitempty"`
 	Netns    *NetnsReport `json:"netns,omitempty"`
+	Soak     *SoakReport  `json:"soak,omitempty"`
 }
 
 // Machine says where and when a report was measured.

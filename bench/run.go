@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/google/pprof/profile"
@@ -27,6 +28,11 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (*Report, error) {
 	}
 	if cfg.Mode == ModeNetns || cfg.Mode == ModeAll {
 		if rep.Netns, err = runNetns(ctx, &cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Mode == ModeSoak {
+		if rep.Soak, err = runSoak(ctx, &cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -62,6 +68,9 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (*Report, error) {
 		if err := writeAllocProfile(cfg.MemProfile); err != nil {
 			return nil, err
 		}
+	}
+	if rep.Soak != nil && !rep.Soak.Summary.Held {
+		return rep, fmt.Errorf("%w: %s", ErrSoak, strings.Join(rep.Soak.Failures, "; "))
 	}
 	return rep, nil
 }

@@ -16,6 +16,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	m := r.Machine
 	fmt.Fprintf(&b, "PipeGuard bench: %s, %d cores, %s, %s, %s\n", m.CPUModel, m.Cores, m.GoVersion, m.Kernel, m.Date)
+	if r.Soak != nil {
+		writeSoak(&b, r.Soak)
+	}
 	if r.Netns != nil {
 		writeNetns(&b, r.Netns, r.Settings)
 	}
