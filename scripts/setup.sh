@@ -28,6 +28,10 @@ fi
 # dbus-daemon: the systemd-resolved tests serve a fake resolved on a
 # private bus.
 command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus-daemon)
+# wg-quick's full tunnel (the wg-quick end-to-end test, in a namespace)
+# runs nft, or iptables-restore, and sysctl; without either it fails.
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v sysctl >/dev/null 2>&1 || need+=(procps)
 # systemd-analyze checks the units (verify, security); strace shows the
 # client's system calls stay within the units' SystemCallFilter=.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)

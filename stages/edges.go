@@ -90,6 +90,11 @@ func (t *Tunnel) writeTUN(dev tunio.Device, bufs [][]byte, c *stageCounters) err
 // are returned.
 func (t *Tunnel) readTUN(dev tunio.Device, bufs [][]byte, sizes []int, c *stageCounters) (int, error) {
 	n, err := dev.Read(bufs, sizes, wire.InnerOffset)
+	if errors.Is(err, tunio.ErrPacketTooBig) {
+		// The interface's MTU is above 1280 (linkwatch sets it back).
+		c.drop(DropTooBig)
+		return n, nil
+	}
 	if err != nil {
 		if !errors.Is(err, tunio.ErrTooManySegments) {
 			if n > 0 {
@@ -107,13 +112,15 @@ func (t *Tunnel) readTUN(dev tunio.Device, bufs [][]byte, sizes []int, c *stageC
 }
 
 // tunPacketStep readies one packet read from the device for routing. A
-// packet larger than the tunnel MTU is marked dropped, counted, and false
-// returned.
+// packet larger than the tunnel MTU is marked dropped, counted as
+// DropTooBig, and false returned: whether the device reports its whole
+// size (the buffer holds its head) or, as a TUN without offloads does,
+// cuts it to the buffer (then its IP header gives it away).
 func tunPacketStep(it *outItem, size int, c *stageCounters) bool {
 	it.peer, it.kp, it.drop = nil, nil, dropNone
-	if size > wire.MaxInnerSize {
-		it.drop = DropNotIP
-		c.drop(DropNotIP)
+	if size > wire.MaxInnerSize || size == wire.MaxInnerSize && cutShort(it.pkt.Buf[wire.InnerOffset:wire.InnerOffset+size]) {
+		it.drop = DropTooBig
+		c.drop(DropTooBig)
 		return false
 	}
 	it.pkt.InnerLen = uint16(size)

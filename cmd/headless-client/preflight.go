@@ -75,17 +75,21 @@ func (c *standaloneCmd) preflight(ctx context.Context) (*startPlan, error) {
 		return nil, fmt.Errorf("headless-client: interface %s already exists (another tunnel has it, or remove it: ip link del %s)", p.iface, p.iface)
 	}
 	// Routes: endpoints resolved, then loops (a route over a peer's own
-	// endpoint).
+	// endpoint) and conflicts (a prefix another route already has).
 	if p.peers, err = resolvePeers(ctx, p.cfg); err != nil {
 		return nil, err
 	}
 	routes, endpoints := routesOf(p.peers)
-	if err := ifsetup.CheckRoutes(routes, endpoints); err != nil {
+	table := p.cfg.Interface.Table
+	if err := ifsetup.CheckRoutes(routes, endpoints, table); err != nil {
+		return nil, err
+	}
+	if err := ifsetup.CheckConflicts(p.iface, routes, table); err != nil {
 		return nil, err
 	}
 	p.routes = len(routes)
 	for _, r := range routes {
-		p.fullTunl = p.fullTunl || r.Bits() == 0
+		p.fullTunl = p.fullTunl || r.Bits() == 0 && table != ifsetup.TableOff
 	}
 	if err := checkPorts(p.cfg.Interface.ListenPort, c.MetricsAddr, c.PprofAddr); err != nil {
 		return nil, err

@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	"pipeguard/cmd/headless-client/config"
-	"pipeguard/cmd/headless-client/ifsetup"
 	"pipeguard/noise"
 	"pipeguard/stages"
 )
@@ -35,7 +34,7 @@ func (r *running) reload(ctx context.Context, path string, log *slog.Logger) {
 	}
 	warnOverlaps(log, peers)
 	routes, endpoints := routesOf(peers)
-	if err := ifsetup.CheckRoutes(routes, endpoints); err != nil {
+	if err := r.ifc.CheckRoutes(routes, endpoints); err != nil {
 		log.Error("reload refused; still running on the previous config", "err", err)
 		return
 	}
@@ -111,6 +110,12 @@ func interfaceChanges(old, cur *config.Interface) []string {
 	}
 	if !slices.Equal(old.Addresses, cur.Addresses) {
 		out = append(out, "Address")
+	}
+	if old.Table != cur.Table {
+		out = append(out, "Table")
+	}
+	if old.FwMark != cur.FwMark {
+		out = append(out, "FwMark")
 	}
 	if !slices.Equal(old.DNS, cur.DNS) || !slices.Equal(old.DNSSearch, cur.DNSSearch) {
 		out = append(out, "DNS")

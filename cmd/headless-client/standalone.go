@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"pipeguard/cmd/headless-client/dns"
 	"pipeguard/cmd/headless-client/ifsetup"
 	"pipeguard/cmd/headless-client/lifecycle"
+	"pipeguard/cmd/headless-client/linkwatch"
 	"pipeguard/cmd/headless-client/metrics"
 	"pipeguard/cmd/headless-client/sdnotify"
 	"pipeguard/cmd/headless-client/uapi"
@@ -121,6 +123,7 @@ type running struct {
 	iface  string
 	tunnel *stages.Tunnel
 	ifc    *ifsetup.Interface
+	watch  *linkwatch.Watcher // holds the MTU, restores routes after a link bounce
 	uapi   *uapi.Server
 	http   []*metrics.Server // metrics and pprof endpoints, if asked for
 	cfg    *config.Config
@@ -161,6 +164,9 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 		Addresses: cfg.Interface.Addresses,
 		Routes:    routes,
 		Endpoints: endpoints,
+		Table:     cfg.Interface.Table,
+		FwMark:    cfg.Interface.FwMark,
+		StateFile: filepath.Join(c.StateDir, "rules."+iface+".json"),
 		DNS:       dnsReq,
 	}, log)
 	if err != nil {
@@ -168,11 +174,24 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 		udp.Close()
 		return nil, err
 	}
-	r := &running{iface: iface, tunnel: tun, ifc: ifc, cfg: cfg, peers: peers}
-	if err := r.listenHTTP(c, log); err != nil {
+	undo := func() {
 		ifc.Down()
 		dev.Close()
 		udp.Close()
+	}
+	if err := setFwMark(tun, ifc.FwMark()); err != nil {
+		undo()
+		return nil, err
+	}
+	watch, err := linkwatch.New(linkwatch.Config{Name: iface, MaxMTU: config.MaxMTU, OnUp: ifc.Restore}, log)
+	if err != nil {
+		undo()
+		return nil, err
+	}
+	r := &running{iface: iface, tunnel: tun, ifc: ifc, watch: watch, cfg: cfg, peers: peers}
+	if err := r.listenHTTP(c, log); err != nil {
+		watch.Close()
+		undo()
 		return nil, err
 	}
 	srv, err := uapi.Listen(uapi.SocketPath(iface), tun, &r.mu, log)
@@ -180,9 +199,8 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 		for _, s := range r.http {
 			s.Close()
 		}
-		ifc.Down()
-		dev.Close()
-		udp.Close()
+		watch.Close()
+		undo()
 		return nil, fmt.Errorf("headless-client: UAPI socket for %s: %w", iface, err)
 	}
 	r.uapi = srv
@@ -227,6 +245,7 @@ func (r *running) run(ctx context.Context, hup <-chan os.Signal, cfgPath string,
 		Tunnel: r.tunnel,
 		UAPI:   r.uapi,
 		Watch:  watch,
+		Link:   r.watch,
 		Reload: func(ctx context.Context) {
 			sd.Reloading()
 			r.reload(ctx, cfgPath, log)
@@ -254,6 +273,19 @@ func (r *running) run(ctx context.Context, hup <-chan os.Signal, cfgPath string,
 		return failed
 	}
 	log.Info("stopped")
+	return nil
+}
+
+// setFwMark puts the mark a full tunnel's policy routing needs (or the
+// config's FwMark) on the tunnel's sockets, before the tunnel sends
+// anything: without it, its own packets would be routed into itself.
+func setFwMark(tun *stages.Tunnel, mark uint32) error {
+	if mark == 0 {
+		return nil
+	}
+	if err := tun.SetFwMark(mark); err != nil {
+		return fmt.Errorf("headless-client: fwmark %#x on the tunnel's socket: %w", mark, err)
+	}
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"pipeguard/cmd/headless-client/config"
 	"pipeguard/cmd/headless-client/daemon"
 	"pipeguard/cmd/headless-client/lifecycle"
+	"pipeguard/cmd/headless-client/linkwatch"
 	"pipeguard/cmd/headless-client/uapi"
 	"pipeguard/stages"
 	"pipeguard/tunio"
@@ -90,7 +91,7 @@ func (c *tunnelCmd) serve(env *runEnv, report *daemon.Reporter) error {
 	ctx, stop := env.signals.Context(context.Background())
 	defer stop()
 
-	t, srv, err := c.bringUp(log)
+	t, srv, link, err := c.bringUp(log)
 	if err != nil {
 		return err
 	}
@@ -103,6 +104,7 @@ func (c *tunnelCmd) serve(env *runEnv, report *daemon.Reporter) error {
 		Tunnel: t,
 		UAPI:   srv,
 		Watch:  watch,
+		Link:   link,
 		Reload: func(context.Context) {
 			log.Info("SIGHUP: nothing to reload; this tunnel is configured over its UAPI socket")
 		},
@@ -124,17 +126,24 @@ func (c *tunnelCmd) serve(env *runEnv, report *daemon.Reporter) error {
 
 // bringUp creates the UDP socket (on a free port, rebindable so that wg
 // set listen-port works), the TUN device (link down, no addresses), the
-// tunnel with no key and no peers, and the UAPI socket; on failure it
-// undoes what it did.
-func (c *tunnelCmd) bringUp(log *slog.Logger) (*stages.Tunnel, *uapi.Server, error) {
+// tunnel with no key and no peers, the UAPI socket, and the link watcher
+// that holds the MTU at 1280 (wg-quick sets 1420); on failure it undoes
+// what it did.
+func (c *tunnelCmd) bringUp(log *slog.Logger) (*stages.Tunnel, *uapi.Server, *linkwatch.Watcher, error) {
 	udp, err := tunio.ListenRebindable(netip.AddrPortFrom(netip.IPv6Unspecified(), 0), tunio.UDPOptions{})
 	if err != nil {
-		return nil, nil, fmt.Errorf("headless-client: UDP socket: %w", err)
+		return nil, nil, nil, fmt.Errorf("headless-client: UDP socket: %w", err)
 	}
 	dev, err := tunio.CreateTUN(c.Interface, config.DefaultMTU)
 	if err != nil {
 		udp.Close()
-		return nil, nil, fmt.Errorf("headless-client: creating TUN device %s: %w", c.Interface, err)
+		return nil, nil, nil, fmt.Errorf("headless-client: creating TUN device %s: %w", c.Interface, err)
+	}
+	link, err := linkwatch.New(linkwatch.Config{Name: c.Interface, MaxMTU: config.MaxMTU}, log)
+	if err != nil {
+		dev.Close()
+		udp.Close()
+		return nil, nil, nil, err
 	}
 	t, err := stages.New(stages.Config{
 		Engine:        stages.Engine(c.Engine),
@@ -142,17 +151,19 @@ func (c *tunnelCmd) bringUp(log *slog.Logger) (*stages.Tunnel, *uapi.Server, err
 		QueueCapacity: c.QueueCapacity,
 	}, dev, udp, nil, log)
 	if err != nil {
+		link.Close()
 		dev.Close()
 		udp.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// UAPI requests are serialised among themselves; there is no reload
 	// to serialise them with.
 	srv, err := uapi.Listen(uapi.SocketPath(c.Interface), t, &sync.Mutex{}, log)
 	if err != nil {
+		link.Close()
 		dev.Close()
 		udp.Close()
-		return nil, nil, fmt.Errorf("headless-client: UAPI socket for %s: %w", c.Interface, err)
+		return nil, nil, nil, fmt.Errorf("headless-client: UAPI socket for %s: %w", c.Interface, err)
 	}
-	return t, srv, nil
+	return t, srv, link, nil
 }

@@ -109,7 +109,11 @@ func TestCheck(t *testing.T) {
 	t.Parallel()
 	nsA, nsB, outerA, outerB := netnstest.Pair(t)
 	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
+	// A start that went ahead by mistake is killed after 15 s and cannot
+	// remove its socket.
+	t.Cleanup(func() { os.Remove(uapi.SocketPath(a.iface)) })
 	before := links(t, a.ns)
+	routesBefore := a.ns.MustRun(t, "ip", "route", "show", "table", "all")
 
 	a.writeConfig(t, z.asPeer(true))
 	state, logs := filepath.Join(t.TempDir(), "state"), filepath.Join(t.TempDir(), "logs")
@@ -146,8 +150,15 @@ func TestCheck(t *testing.T) {
 		}, want: []string{"low-order point"}},
 		{name: "world-readable", setup: func(t *testing.T) { os.Chmod(a.conf, 0o644) }, want: []string{"mode 0644", "chmod 600"}},
 		{name: "route loop", edit: func(c string) string {
-			return strings.Replace(c, "AllowedIPs = 10.100.0.2/32", "AllowedIPs = 0.0.0.0/0", 1)
+			// The peer's endpoint, 10.99.0.2, inside a main-table route.
+			return strings.Replace(c, "AllowedIPs = 10.100.0.2/32", "AllowedIPs = 10.99.0.0/24", 1)
 		}, want: []string{"contains the endpoint"}},
+		{name: "route conflict", setup: func(t *testing.T) {
+			// Issue 14 item 2: a route another interface has for a
+			// prefix of AllowedIPs.
+			a.ns.MustRun(t, "ip", "route", "add", "10.100.0.2/32", "via", z.outer.String())
+			t.Cleanup(func() { a.ns.Run("ip", "route", "del", "10.100.0.2/32") })
+		}, want: []string{"AllowedIPs 10.100.0.2/32", "is already there", "leave unencrypted"}},
 		{name: "interface name", flags: []string{"--interface", "no/slash"}, want: []string{"bad interface name"}},
 		{name: "UDP port in use", setup: func(t *testing.T) {
 			if err := a.ns.Do(func() (err error) { held, err = net.ListenPacket("udp", ":51820"); return err }); err != nil {
@@ -196,6 +207,11 @@ func TestCheck(t *testing.T) {
 				}
 				lines = append(lines, last)
 				assertCreatedNothing(t, a, before, state, logs)
+			}
+			if tc.name != "route conflict" {
+				if now := a.ns.MustRun(t, "ip", "route", "show", "table", "all"); now != routesBefore {
+					t.Errorf("routes now\n%s\nbefore\n%s", now, routesBefore)
+				}
 			}
 			if lines[0] != lines[1] {
 				t.Errorf("--check and start refuse differently:\n%s\n%s", lines[0], lines[1])

@@ -27,17 +27,25 @@ func TestCheckRoutes(t *testing.T) {
 	ep := []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:51820"), netip.MustParseAddrPort("[2001:db8::1]:51820"), {}}
 	for _, tc := range []struct {
 		routes []netip.Prefix
+		table  int64
 		loop   bool
 	}{
-		{pfxs("10.0.0.0/8", "fd00::/8"), false},
-		{pfxs("0.0.0.0/0"), true},
-		{pfxs("192.0.2.0/24"), true},
-		{pfxs("::/0"), true},
-		{pfxs("2001:db8::/33", "192.0.3.0/24"), true},
-		{pfxs("192.0.2.2/32"), false},
+		{pfxs("10.0.0.0/8", "fd00::/8"), TableAuto, false},
+		// A full tunnel is policy routing: the endpoint is exempt.
+		{pfxs("0.0.0.0/0"), TableAuto, false},
+		{pfxs("::/0", "0.0.0.0/0"), TableAuto, false},
+		{pfxs("192.0.2.0/24"), TableAuto, true},
+		{pfxs("0.0.0.0/1", "128.0.0.0/1"), TableAuto, true},
+		{pfxs("2001:db8::/33", "192.0.3.0/24"), TableAuto, true},
+		{pfxs("192.0.2.2/32"), TableAuto, false},
+		// Table = main routes 0.0.0.0/0 into the main table: a loop.
+		{pfxs("0.0.0.0/0"), 254, true},
+		// Another table, or none: the admin's rules decide.
+		{pfxs("0.0.0.0/0", "192.0.2.0/24"), 1234, false},
+		{pfxs("192.0.2.0/24"), TableOff, false},
 	} {
-		if err := CheckRoutes(tc.routes, ep); errors.Is(err, ErrRouteLoop) != tc.loop {
-			t.Errorf("%v: error %v, want loop %v", tc.routes, err, tc.loop)
+		if err := CheckRoutes(tc.routes, ep, tc.table); errors.Is(err, ErrRouteLoop) != tc.loop {
+			t.Errorf("%v table %d: error %v, want loop %v", tc.routes, tc.table, err, tc.loop)
 		}
 	}
 }
@@ -65,7 +73,7 @@ func TestUpDown(t *testing.T) {
 	if err := ns.Do(func() (err error) { iface, err = Up(cfg, quiet()); return err }); err != nil {
 		t.Fatal(err)
 	}
-	if got := iface.Routes(); !slices.Equal(got, pfxs("10.8.0.0/16", "fd08::/64")) {
+	if got := iface.Routes(); !slices.Equal(got, []string{"10.8.0.0/16", "fd08::/64"}) {
 		t.Errorf("routes added %v", got)
 	}
 	link := ns.MustRun(t, "ip", "-o", "link", "show", name)
@@ -102,15 +110,17 @@ func TestUpDown(t *testing.T) {
 		t.Errorf("routes left after Down:\n%s", out)
 	}
 	// Down after the device is gone is fine (the tunnel closed it first).
+	if err := ns.Do(func() (err error) { iface, err = Up(cfg, quiet()); return err }); err != nil {
+		t.Fatal(err)
+	}
 	dev.Close()
-	iface2 := &Interface{name: name, log: quiet(), routes: pfxs("10.9.0.0/16"), addrs: pfxs("10.7.0.2/24")}
-	if err := ns.Do(iface2.Down); err != nil {
+	if err := ns.Do(iface.Down); err != nil {
 		t.Errorf("Down on a removed device: %v", err)
 	}
 }
 
 func TestUpRefusesRouteLoop(t *testing.T) {
-	_, err := Up(Config{Name: "x", Routes: pfxs("0.0.0.0/0"), Endpoints: []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:1")}}, quiet())
+	_, err := Up(Config{Name: "x", Routes: pfxs("128.0.0.0/1"), Endpoints: []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:1")}}, quiet())
 	if !errors.Is(err, ErrRouteLoop) {
 		t.Fatalf("error %v, want ErrRouteLoop", err)
 	}

@@ -58,10 +58,15 @@ type Parts struct {
 	// Watch, if set, runs beside the others until the stop (a service
 	// manager's watchdog); it returning early ends nothing.
 	Watch Service
+	// Link, if set, follows the interface's link beside the others until
+	// the stop (package linkwatch: the MTU held, routes restored after a
+	// bounce); it returning early ends nothing. Run returns only after
+	// it, so nothing is restored once the caller takes things down.
+	Link Service
 	// Reload is called on SIGHUP, from Run's goroutine; nil ignores it.
 	Reload func(ctx context.Context)
 	// Stopping, if set, is called once the stop begins (to tell a
-	// service manager).
+	// service manager, to restore DNS), before any part is told to stop.
 	Stopping func()
 }
 
@@ -71,22 +76,32 @@ type Parts struct {
 // stop, a *DeletedError if the interface was deleted, and otherwise the
 // error that stopped it.
 func Run(ctx context.Context, p Parts, hup <-chan os.Signal, log *slog.Logger) error {
-	ctx, cancel := context.WithCancel(ctx)
+	// The parts get a context of their own, which ends only after
+	// Stopping has run: a stop from outside (ctx) must not reach the
+	// tunnel before Stopping's work is done, such as restoring DNS while
+	// the link is still there.
+	partsCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 
 	tunErr := make(chan error, 1)
 	uapiDone := make(chan error, 1)
-	go func() { tunErr <- p.Tunnel.Serve(ctx) }()
-	go func() { uapiDone <- p.UAPI.Serve(ctx) }()
+	go func() { tunErr <- p.Tunnel.Serve(partsCtx) }()
+	go func() { uapiDone <- p.UAPI.Serve(partsCtx) }()
 	httpDone := make(chan error, len(p.HTTP))
 	for _, s := range p.HTTP {
-		go func() { httpDone <- s.Serve(ctx) }()
+		go func() { httpDone <- s.Serve(partsCtx) }()
 	}
 	watchDone := make(chan error, 1)
 	if p.Watch != nil {
-		go func() { watchDone <- p.Watch.Serve(ctx) }()
+		go func() { watchDone <- p.Watch.Serve(partsCtx) }()
 	} else {
 		watchDone <- nil
+	}
+	linkDone := make(chan error, 1)
+	if p.Link != nil {
+		go func() { linkDone <- p.Link.Serve(partsCtx) }()
+	} else {
+		linkDone <- nil
 	}
 
 	var failed error
@@ -139,7 +154,7 @@ loop:
 	}
 	cancel()
 	deadline := time.After(StopTimeout)
-	waits := []chan error{tunErr, uapiDone, watchDone}
+	waits := []chan error{tunErr, uapiDone, watchDone, linkDone}
 	for range p.HTTP {
 		waits = append(waits, httpDone)
 	}

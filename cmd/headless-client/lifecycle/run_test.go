@@ -166,3 +166,37 @@ func TestRunStopDuringReload(t *testing.T) {
 		}
 	}
 }
+
+// ctxPart is a Service that keeps its ctx, for a test to look at.
+type ctxPart struct{ ctx chan context.Context }
+
+func (c *ctxPart) Serve(ctx context.Context) error {
+	c.ctx <- ctx
+	<-ctx.Done()
+	return nil
+}
+
+// TestRunStoppingBeforeParts: a stop from outside reaches the parts only
+// after Stopping has run, so Stopping can still use what they hold (the
+// client restores DNS there while the tunnel's link exists: resolved's
+// RevertLink needs the link).
+func TestRunStoppingBeforeParts(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	tun := &ctxPart{ctx: make(chan context.Context, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	var stoppedEarly atomic.Int32
+	var partCtx context.Context
+	errc := runAsync(ctx, Parts{Tunnel: tun, UAPI: newFake(), Stopping: func() {
+		if partCtx.Err() != nil {
+			stoppedEarly.Add(1)
+		}
+	}}, nil)
+	partCtx = <-tun.ctx
+	cancel()
+	if err := result(t, errc, 5*time.Second); err != nil {
+		t.Fatalf("orderly stop: %v", err)
+	}
+	if stoppedEarly.Load() != 0 {
+		t.Error("the tunnel was told to stop before Stopping ran")
+	}
+}
