@@ -113,8 +113,11 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, underLoad bool, lim *sourceLimit
 		}
 		var b [wire.ResponseSize]byte
 		resp.Marshal(&b)
-		t.forgetKeypairs(p.session.Install(kp, now))
+		// Counted before Install: once the keypair is installed, staged
+		// packets flow and a reader of the counter may already see the
+		// traffic this handshake carried.
 		p.handshakes.Add(1)
+		t.forgetKeypairs(p.session.Install(kp, now))
 		t.sendControl(b[:], m.src)
 		p.session.ResponseSent(now)
 		t.log.Debug("handshake answered", "peer", p.name, "from", m.src)
@@ -130,8 +133,8 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, underLoad bool, lim *sourceLimit
 		}
 		p.session.HandshakeReceived(now)
 		p.roam(m.src)
+		p.handshakes.Add(1) // before Install, as above
 		t.forgetKeypairs(p.session.Install(kp, now))
-		p.handshakes.Add(1)
 		t.log.Debug("handshake complete", "peer", p.name, "role", "initiator")
 	default:
 		return DropMalformed

@@ -126,6 +126,16 @@ func (c *stageCounters) publish() {
 
 func (c *stageCounters) drop(r DropReason) { c.drops[r].Add(1) }
 
+// handled is how many values the instance has published as passed,
+// dropped or keepalives: for the health check, a count of its progress.
+func (c *stageCounters) handled() uint64 {
+	n := c.packets.Load() + c.keepalives.Load()
+	for i := range c.drops {
+		n += c.drops[i].Load()
+	}
+	return n
+}
+
 // lostToPanic counts n packets a stage lost when it panicked.
 func (c *stageCounters) lostToPanic(n uint64) {
 	if n > 0 {

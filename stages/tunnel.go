@@ -11,6 +11,7 @@ import (
 
 	"pipeguard/noise"
 	"pipeguard/stages/allowedips"
+	"pipeguard/supervisor"
 	"pipeguard/supervisor/clock"
 	"pipeguard/tunio"
 )
@@ -51,6 +52,7 @@ type Tunnel struct {
 	wakeTimers chan struct{}
 
 	counters *tunnelCounters
+	sup      atomic.Pointer[supervisor.Supervisor] // the stages' supervisor while Serve runs, for Health
 }
 
 // peerSet is the tunnel's peers at one moment.
@@ -230,7 +232,9 @@ func (t *Tunnel) LocalAddr() netip.AddrPort { return t.udp.LocalAddr() }
 
 // Serve runs the tunnel until ctx ends or a stage fails past its
 // supervisor's patience. It closes the TUN device and UDP socket on
-// return; a nil error means an orderly stop.
+// return; a nil error means an orderly stop. When the TUN device's
+// interface is deleted, it stops at once with an error that wraps
+// tunio.ErrDeviceGone.
 func (t *Tunnel) Serve(ctx context.Context) error {
 	// The edge stages block in system calls that no context reaches;
 	// closing the device and the socket is what unblocks them.
@@ -242,6 +246,7 @@ func (t *Tunnel) Serve(ctx context.Context) error {
 		})
 	}
 	sup := t.buildSupervisor(closeEdges)
+	t.sup.Store(sup)
 	stop := context.AfterFunc(ctx, closeEdges)
 	defer stop()
 	defer closeEdges()

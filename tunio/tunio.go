@@ -16,6 +16,8 @@
 // After Close, every method that does I/O returns an error for which
 // [IsClosed] reports true; it satisfies both errors.Is(err, net.ErrClosed)
 // and errors.Is(err, os.ErrClosed), so a stage may test whichever it likes.
+// A TUN device whose interface was deleted from outside returns
+// [ErrDeviceGone] instead: that is not a clean stop.
 package tunio
 
 import (
@@ -129,6 +131,12 @@ var (
 	ErrAddressFamily          = errors.New("tunio: address family does not match the socket")
 	ErrInvalidAddr            = errors.New("tunio: invalid address")
 	ErrInvalidInterface       = errors.New("tunio: invalid interface name")
+	// ErrDeviceGone is the error of I/O on a TUN device whose interface
+	// was deleted (ip link del) while it was open. Unlike ErrClosed, no
+	// one in this process closed it, so it is not a clean stop: the
+	// device will not come back, and whoever runs it should stop and say
+	// why. IsClosed reports false for it.
+	ErrDeviceGone = errors.New("tunio: the TUN device's interface was deleted")
 )
 
 // closedError is ErrClosed: one value that matches both closed errors of the

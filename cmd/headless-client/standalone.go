@@ -2,21 +2,20 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"pipeguard/cmd/headless-client/config"
 	"pipeguard/cmd/headless-client/ifsetup"
+	"pipeguard/cmd/headless-client/lifecycle"
 	"pipeguard/cmd/headless-client/metrics"
+	"pipeguard/cmd/headless-client/sdnotify"
 	"pipeguard/cmd/headless-client/uapi"
 	"pipeguard/stages"
 	"pipeguard/tunio"
@@ -44,13 +43,6 @@ const minQueueCapacity = 64
 
 // errQueueCapacity refuses a queue too small for an offloaded TUN read.
 var errQueueCapacity = fmt.Errorf("headless-client: --queue-capacity must be at least %d", minQueueCapacity)
-
-// stopTimeout is how long an orderly stop may take once the tunnel was
-// told to stop: within the 2 s an admin (and systemd's patience) expects.
-const stopTimeout = 2 * time.Second
-
-// errStopTimeout means a part of the tunnel did not stop in time.
-var errStopTimeout = errors.New("headless-client: tunnel did not stop within 2 s")
 
 func (c *standaloneCmd) Run(env *runEnv) error {
 	iface := c.Interface
@@ -88,23 +80,25 @@ func (c *standaloneCmd) Run(env *runEnv) error {
 	log = log.With("interface", iface)
 	log.Info("starting", "device_id", id, "device_id_from", idFrom, "config", c.Config, "peers", len(cfg.Peers))
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	// Signals are caught from the start of main; a SIGHUP that arrived
+	// since is served once the tunnel runs, a stop ends ctx.
+	ctx, stop := env.signals.Context(context.Background())
 	defer stop()
-	// SIGHUP is caught from here on: its default action would kill a
-	// client that is still starting. One that arrives before the tunnel
-	// runs is served as soon as it does.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	peers, err := resolvePeers(ctx, cfg)
+	if ctx.Err() != nil {
+		// Stopped while it resolved endpoints: not a failure.
+		log.Info("stopped during start-up", "signal", context.Cause(ctx))
+		return nil
+	}
 	if err != nil {
 		return err
 	}
+	warnOverlaps(log, peers)
 	t, err := bringUp(iface, cfg, peers, c, log)
 	if err != nil {
 		return err
 	}
-	return t.run(ctx, hup, c.Config, log)
+	return t.run(ctx, env.signals.Hup(), c.Config, log)
 }
 
 // resolvePeers turns the config's peers into the tunnel's, resolving host
@@ -246,59 +240,24 @@ func (r *running) listenHTTP(c *standaloneCmd, log *slog.Logger) error {
 // the tunnel (whose device takes the interface with it), then the
 // interface configuration that outlives the device (DNS).
 func (r *running) run(ctx context.Context, hup <-chan os.Signal, cfgPath string, log *slog.Logger) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	tunErr := make(chan error, 1)
-	uapiDone := make(chan error, 1)
-	go func() { tunErr <- r.tunnel.Serve(ctx) }()
-	go func() { uapiDone <- r.uapi.Serve(ctx) }()
-	httpDone := make(chan error, len(r.http))
-	for _, s := range r.http {
-		go func() { httpDone <- s.Serve(ctx) }()
-	}
 	log.Info("tunnel running", "listen_port", r.tunnel.LocalAddr().Port(), "public_key", r.tunnel.PublicKey(), "uapi", r.uapi.Path())
-
-	var failed error
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case <-hup:
+	sd, watch := notifySystemd(r.tunnel, log)
+	parts := lifecycle.Parts{
+		Iface:  r.iface,
+		Tunnel: r.tunnel,
+		UAPI:   r.uapi,
+		Watch:  watch,
+		Reload: func(ctx context.Context) {
+			sd.Reloading()
 			r.reload(ctx, cfgPath, log)
-		case err := <-tunErr:
-			// The tunnel stopped by itself: a stage failed past its
-			// supervisor's patience.
-			failed = fmt.Errorf("headless-client: tunnel failed: %w", err)
-			tunErr <- err
-			break loop
-		case err := <-uapiDone:
-			log.Error("UAPI socket failed; wg can no longer reach this tunnel", "err", err)
-			uapiDone <- nil
-		}
+			sd.Ready(sdnotify.TunnelStatus(r.tunnel.Peers(), time.Now(), nil))
+		},
+		Stopping: func() { sd.Stopping() },
 	}
-	log.Info("stopping")
-	cancel()
-	deadline := time.After(stopTimeout)
-	waits := []chan error{tunErr, uapiDone}
-	for range r.http {
-		waits = append(waits, httpDone)
+	for _, s := range r.http {
+		parts.HTTP = append(parts.HTTP, s)
 	}
-wait:
-	for _, ch := range waits {
-		select {
-		case err := <-ch:
-			if err != nil && failed == nil {
-				failed = err
-			}
-		case <-deadline:
-			if failed == nil {
-				failed = errStopTimeout
-			}
-			break wait
-		}
-	}
+	failed := lifecycle.Run(ctx, parts, hup, log)
 	// Even after a timeout: restore DNS and remove what is left.
 	if err := r.ifc.Down(); err != nil {
 		log.Warn("removing interface configuration", "err", err)
@@ -308,4 +267,19 @@ wait:
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// notifySystemd tells systemd, when it runs the client as a Type=notify
+// service, that the tunnel is ready; watch keeps it informed (STATUS=,
+// WATCHDOG=1 while healthy) until its ctx ends. The notifier is nil, and
+// ignores calls, outside such a service.
+func notifySystemd(t *stages.Tunnel, log *slog.Logger) (sd *sdnotify.Notifier, watch lifecycle.Service) {
+	sd, err := sdnotify.FromEnv()
+	if err != nil {
+		log.Warn("cannot tell systemd how the tunnel is doing", "err", err)
+	}
+	if err := sd.Ready(sdnotify.TunnelStatus(t.Peers(), time.Now(), nil)); err != nil {
+		log.Warn("cannot tell systemd the tunnel is ready", "err", err)
+	}
+	return sd, lifecycle.ServiceFunc(func(ctx context.Context) error { sd.Watch(ctx, t, log); return nil })
 }

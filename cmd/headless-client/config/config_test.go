@@ -103,6 +103,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad private key", "[Interface]\nPrivateKey = abc\n", ErrBadKey, 2, "PrivateKey"},
 		{"zero private key", "[Interface]\nPrivateKey = AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n", ErrBadKey, 2, "PrivateKey"},
 		{"bad public key", iface + "[Peer]\nPublicKey = " + kPeer[:43] + "\n", ErrBadKey, 4, "PublicKey"},
+		{"low-order public key", iface + "[Peer]\nPublicKey = AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n", ErrBadKey, 4, "low-order"},
 		{"bad psk", iface + peer + "PresharedKey = nope\n", ErrBadKey, 5, "PresharedKey"},
 		{"bad cidr", iface + "Address = 10.0.0.300/24\n", ErrBadCIDR, 3, "10.0.0.300"},
 		{"bad prefix length", iface + peer + "AllowedIPs = 10.0.0.0/33\n", ErrBadCIDR, 5, "/33"},

@@ -187,6 +187,11 @@ func (p *parser) peerKey(key, lower, val string) error {
 		if err != nil || k.IsZero() {
 			return fmt.Errorf("%w: PublicKey is not a base64 WireGuard key (44 characters, as `wg pubkey` prints)", ErrBadKey)
 		}
+		if noise.CheckPublicKey(k) != nil {
+			// The tunnel refuses it too; refused here, a reload
+			// fails before it changes anything.
+			return fmt.Errorf("%w: PublicKey is a low-order point, which no handshake can use (a typo or a forged key)", ErrBadKey)
+		}
 		pe.PublicKey = k
 	case "presharedkey":
 		if err := p.once(key, lower); err != nil {
