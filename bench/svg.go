@@ -297,9 +297,20 @@ func writePanel(b *strings.Builder, c chart, p panel, x0, y0 int) {
 		fmt.Fprintf(b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="%s"/>`+"\n", x0, fy(y), x0+svgPanelW, fy(y), svgGridGrey)
 		fmt.Fprintf(b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", x0-6, fy(y)+4, fmtTick(y, step))
 	}
-	for x := math.Ceil(xmin); x <= xmax; x++ {
+	// Whole-number axes (cores, streams) tick at every whole number; any
+	// other (CPU in cores) at a nice step.
+	xstep, xfirst := 1.0, math.Ceil(xmin)
+	if !wholeXs(p) || xmax-xmin > 12 {
+		_, xstep = niceScale(hi - lo)
+		xfirst = math.Ceil(lo/xstep) * xstep
+	}
+	for i := 0; ; i++ {
+		x := xfirst + float64(i)*xstep
+		if x > hi+1e-9 || i > 20 {
+			break
+		}
 		fmt.Fprintf(b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#333333"/>`+"\n", fx(x), y0+svgPanelH, fx(x), y0+svgPanelH+5)
-		fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">%g</text>`+"\n", fx(x), y0+svgPanelH+18, x)
+		fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", fx(x), y0+svgPanelH+18, fmtTick(x, xstep))
 	}
 	fmt.Fprintf(b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#333333"/>`+"\n", x0, y0, svgPanelW, svgPanelH)
 	fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", float64(x0)+svgPanelW/2, y0+svgPanelH+36, esc(cmp.Or(p.xLabel, c.xLabel)))
@@ -313,6 +324,18 @@ func writePanel(b *strings.Builder, c chart, p panel, x0, y0 int) {
 		}
 	}
 	b.WriteString("</g>\n")
+}
+
+// wholeXs reports whether every point of p has a whole-number x.
+func wholeXs(p panel) bool {
+	for _, s := range p.series {
+		for _, pt := range s.points {
+			if pt.x != math.Trunc(pt.x) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // writeLine draws s's line through pts, mapped by xy, as a polyline of
