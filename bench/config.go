@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"runtime"
@@ -16,9 +17,10 @@ type Mode string
 
 // Modes.
 const (
-	ModeMem   Mode = "mem"   // whole tunnels with in-memory ends; no root needed
-	ModeNetns Mode = "netns" // real TUN devices in network namespaces; root
-	ModeAll   Mode = "all"   // both
+	ModeMem     Mode = "mem"     // whole tunnels with in-memory ends; no root needed
+	ModeNetns   Mode = "netns"   // real TUN devices in network namespaces; root
+	ModeLoadgen Mode = "loadgen" // one tunnel under load, the harness its peer; root
+	ModeAll     Mode = "all"     // netns, loadgen, then mem
 	// ModeSoak runs two PipeGuard ends in network namespaces for
 	// Duration with traffic and config changes, watching for growth; root.
 	ModeSoak Mode = "soak"
@@ -54,6 +56,10 @@ type Config struct {
 	Streams []int
 	// TCPDuration is what Duration means in netns mode, after defaults.
 	TCPDuration time.Duration
+	// LoadDuration is what Duration means in loadgen mode, after
+	// defaults: the measured time per tunnel and direction, default 10 s,
+	// quick 2 s.
+	LoadDuration time.Duration
 	// SoakEvery is how often the soak mode reloads each end with SIGHUP
 	// and changes its peer with wg set; default 1 min. (In soak mode,
 	// Duration is the traffic watched: default 10 min, quick 20 s.)
@@ -105,6 +111,12 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	c.TCPDuration = max(time.Second, (c.TCPDuration + time.Second - 1).Truncate(time.Second)) // iperf3 -t takes whole seconds
+	if c.LoadDuration == 0 {
+		c.LoadDuration = cmp.Or(c.Duration, defaultLoadDuration)
+		if c.Duration == 0 && c.Quick {
+			c.LoadDuration = quickLoadDuration
+		}
+	}
 	if len(c.Streams) == 0 {
 		c.Streams = []int{1, 4}
 	}
@@ -159,9 +171,9 @@ func (c *Config) check() error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, a...)...)
 	}
 	switch c.Mode {
-	case ModeMem, ModeNetns, ModeAll, ModeSoak:
+	case ModeMem, ModeNetns, ModeLoadgen, ModeAll, ModeSoak:
 	default:
-		return bad("mode %q is not mem, netns, all or soak", c.Mode)
+		return bad("mode %q is not mem, netns, loadgen, all or soak", c.Mode)
 	}
 	if c.Mode == ModeSoak && (c.Duration < time.Second || c.SoakEvery < time.Second) {
 		return bad("soak duration and change interval must be at least 1s")

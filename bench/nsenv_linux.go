@@ -157,7 +157,9 @@ func (e *nsEnv) close() error {
 func removeNetns(ns string) error {
 	if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
 		for _, f := range strings.Fields(string(out)) {
-			if pid, err := strconv.Atoi(f); err == nil {
+			// Never the harness itself: a thread of it that joined the
+			// namespace (to make a socket there) makes it listed.
+			if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}

@@ -31,6 +31,11 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (*Report, error) {
 			return nil, err
 		}
 	}
+	if cfg.Mode == ModeLoadgen || cfg.Mode == ModeAll {
+		if rep.Loadgen, err = runLoadgen(ctx, &cfg); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Mode == ModeSoak {
 		if rep.Soak, err = runSoak(ctx, &cfg); err != nil {
 			return nil, err
@@ -85,6 +90,7 @@ func describeMachine(cmdline []string) Machine {
 		Kernel:      kernel(),
 		Date:        time.Now().UTC().Format(time.RFC3339),
 		CommandLine: cmdline,
+		LoadAverage: loadAverage(),
 	}
 }
 

@@ -60,6 +60,17 @@ func TestParseNetns(t *testing.T) {
 	}
 }
 
+func TestParseLoadgen(t *testing.T) {
+	cfg, err := parse([]string{"--mode", "loadgen", "--quick", "--repeat", "3", "--engines", "pipeline", "--json", "l.json", "--svg", "l.svg"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mode != bench.ModeLoadgen || !cfg.Quick || cfg.Repeat != 3 || !slices.Equal(cfg.Engines, []stages.Engine{stages.EnginePipeline}) ||
+		cfg.JSONPath == "" || cfg.SVGPath == "" {
+		t.Errorf("config %+v", cfg)
+	}
+}
+
 func TestParseSoak(t *testing.T) {
 	cfg, err := parse([]string{"--mode", "soak", "--duration", "60s", "--change-every", "20s"})
 	if err != nil {
