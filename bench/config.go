@@ -21,6 +21,9 @@ const (
 	ModeNetns   Mode = "netns"   // real TUN devices in network namespaces; root
 	ModeLoadgen Mode = "loadgen" // one tunnel under load, the harness its peer; root
 	ModeAll     Mode = "all"     // netns, loadgen, then mem
+	// ModeSoak runs two PipeGuard ends in network namespaces for
+	// Duration with traffic and config changes, watching for growth; root.
+	ModeSoak Mode = "soak"
 )
 
 // Config is one run of the harness. The zero value runs the full
@@ -57,6 +60,10 @@ type Config struct {
 	// defaults: the measured time per tunnel and direction, default 10 s,
 	// quick 2 s.
 	LoadDuration time.Duration
+	// SoakEvery is how often the soak mode reloads each end with SIGHUP
+	// and changes its peer with wg set; default 1 min. (In soak mode,
+	// Duration is the traffic watched: default 10 min, quick 20 s.)
+	SoakEvery time.Duration
 
 	NoStageCPU bool   // skip the profiled measurement behind the per-stage CPU share
 	CPUProfile string // file for a CPU profile of every measured interval
@@ -113,6 +120,15 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.Streams) == 0 {
 		c.Streams = []int{1, 4}
 	}
+	if c.Mode == ModeSoak && c.Duration == 0 {
+		c.Duration = defaultSoakDuration
+		if c.Quick {
+			c.Duration = quickSoakDuration
+		}
+	}
+	if c.SoakEvery == 0 {
+		c.SoakEvery = defaultSoakEvery
+	}
 	if c.Duration == 0 {
 		c.Duration = defaultDuration
 		if c.Quick {
@@ -155,9 +171,12 @@ func (c *Config) check() error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, a...)...)
 	}
 	switch c.Mode {
-	case ModeMem, ModeNetns, ModeLoadgen, ModeAll:
+	case ModeMem, ModeNetns, ModeLoadgen, ModeAll, ModeSoak:
 	default:
-		return bad("mode %q is not mem, netns, loadgen or all", c.Mode)
+		return bad("mode %q is not mem, netns, loadgen, all or soak", c.Mode)
+	}
+	if c.Mode == ModeSoak && (c.Duration < time.Second || c.SoakEvery < time.Second) {
+		return bad("soak duration and change interval must be at least 1s")
 	}
 	if c.Duration < 0 || c.Repeat < 1 || c.Packets < 0 {
 		return bad("duration, repeat and packets must be positive")

@@ -12,6 +12,9 @@ var (
 	// ErrNetns is wrapped by the netns and loadgen modes' failures: a
 	// namespace, a build, a tunnel that does not come up, a measurement.
 	ErrNetns = errors.New("bench: netns mode failed")
+	// ErrSoak is wrapped when a soak broke its bounds or a change to the
+	// tunnels did not apply; the report says which.
+	ErrSoak = errors.New("bench: soak failed")
 	// ErrReport is wrapped when a JSON report cannot be read.
 	ErrReport = errors.New("bench: bad report")
 	// ErrProfile is wrapped when a CPU profile cannot be taken or read.

@@ -3,6 +3,7 @@ package bench
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"net/netip"
 	"strings"
 	"time"
@@ -316,9 +317,30 @@ func loadgenChart(r *Report, c chart, row int) chart {
 			}
 			p.add(s)
 		}
+		p.xStep, p.xRange = cpuAxis(p)
 		c.panels = append(c.panels, p)
 	}
 	return c
+}
+
+// cpuAxis is an x axis for CPU in cores, which need not be whole: ticks
+// at a nice step, and ends on ticks around the points.
+func cpuAxis(p panel) (step float64, xr [2]float64) {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, s := range p.series {
+		for _, pt := range s.points {
+			lo, hi = min(lo, pt.x), max(hi, pt.x)
+		}
+	}
+	if lo > hi {
+		return 0, xr
+	}
+	_, step = niceScale(max(hi-lo, 0.2))
+	xr = [2]float64{math.Floor(lo/step) * step, math.Ceil(hi/step) * step}
+	if xr[1] <= xr[0] {
+		xr[1] = xr[0] + step
+	}
+	return step, xr
 }
 
 // tunDelivered is the number of inner packets a TUN interface's receive

@@ -137,7 +137,7 @@ func (m *loadMeasurement) run(ctx context.Context) (_ [2]LoadgenSample, err erro
 	// The peer's socket is made in B, the outbound sender's in A; once
 	// made, they may be used from any thread.
 	var conn tunio.UDPConn
-	if err := nsDo(m.env.b, func() error {
+	if err := inNetns(m.env.b, func() error {
 		conn, err = tunio.ListenUDPOptions(netip.MustParseAddrPort(outerB+":51820"), tunio.UDPOptions{SocketBuffer: loadPeerSocketBuffer})
 		return err
 	}); err != nil {
@@ -159,7 +159,7 @@ func (m *loadMeasurement) run(ctx context.Context) (_ [2]LoadgenSample, err erro
 			err = fmt.Errorf("%w: receiving: %v", ErrNetns, serr)
 		}
 	}()
-	if err := nsDo(m.env.a, func() error {
+	if err := inNetns(m.env.a, func() error {
 		var err error
 		m.out, err = tunio.ListenUDPOptions(netip.AddrPortFrom(netip.IPv4Unspecified(), 0), tunio.UDPOptions{})
 		return err

@@ -4,15 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 
 	"golang.org/x/sys/unix"
 )
 
 // The loadgen mode's dealings with the operating system: which CPU the
-// generator gets, joining a namespace to make a socket there, pinning the
-// harness, and reading /proc without allocating.
+// generator gets, pinning the harness, and reading /proc without
+// allocating. (Sockets in a namespace come from inNetns.)
 
 // genCPU is the CPU the generator's threads are pinned to: the last one
 // the harness may use, so that the tunnel under test has the others to
@@ -28,49 +27,6 @@ func genCPU() int {
 		}
 	}
 	return -1
-}
-
-// nsDo runs fn on an OS thread that has joined network namespace ns, for
-// making sockets there; what fn creates stays in the namespace. The
-// thread then goes back to the harness's namespace. Should that fail, the
-// goroutine exits still locked to it, and the runtime ends the thread (or,
-// the main thread, parks it for good), so that no other goroutine ever
-// runs in the namespace by accident. (cmd/internal/netns.Do does the
-// rest; package bench, outside cmd/, may not import it.)
-func nsDo(ns string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		home, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("%w: open the harness's netns: %v", ErrNetns, err)
-			return
-		}
-		defer unix.Close(home)
-		fd, err := unix.Open("/var/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("%w: open netns %s: %v", ErrNetns, ns, err)
-			return
-		}
-		err = unix.Setns(fd, unix.CLONE_NEWNET)
-		unix.Close(fd)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("%w: setns %s: %v", ErrNetns, ns, err)
-			return
-		}
-		err = fn()
-		// Back home: a thread left in the namespace would be counted among
-		// its processes (the main thread stands for the whole process
-		// there), and removing the namespace kills those.
-		if unix.Setns(home, unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
 }
 
 // pinProcess pins every thread of the harness to cpu (nothing when cpu <

@@ -404,7 +404,8 @@ func TestLoadgenSummary(t *testing.T) {
 	}
 	d := parseSVG(t, b.Bytes())
 	for _, text := range []string{"PipeGuard against wireguard-go: one end under load", "inbound, one end under load",
-		"outbound, one end under load", "tunnel CPU (cores)", "delivered Gbit/s"} {
+		"outbound, one end under load", "tunnel CPU (cores)", "delivered Gbit/s",
+		"1.4"} { // an x tick: cores from 1.0 to 1.8 tick every 0.2
 		if !slices.Contains(d.texts, text) {
 			t.Errorf("chart lacks %q: %q", text, d.texts)
 		}

@@ -42,11 +42,7 @@ func runNetns(ctx context.Context, cfg *Config) (_ *NetnsReport, err error) {
 			err = cerr
 		}
 	}()
-	srv, err := env.start(env.b, "iperf3 server", nil, "iperf3", "-s", "-p", iperfPort, "--forceflush")
-	if err != nil {
-		return nil, err
-	}
-	if err := waitFor(ctx, srv, 5*time.Second, func() bool { return strings.Contains(srv.out.String(), "Server listening") }); err != nil {
+	if err := env.startIperfServer(ctx); err != nil {
 		return nil, err
 	}
 

@@ -16,6 +16,7 @@ type Report struct {
 	Mem      *MemReport     `json:"mem,omitempty"`
 	Netns    *NetnsReport   `json:"netns,omitempty"`
 	Loadgen  *LoadgenReport `json:"loadgen,omitempty"`
+	Soak     *SoakReport    `json:"soak,omitempty"`
 }
 
 // Machine says where and when a report was measured.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/google/pprof/profile"
@@ -32,6 +33,11 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (*Report, error) {
 	}
 	if cfg.Mode == ModeLoadgen || cfg.Mode == ModeAll {
 		if rep.Loadgen, err = runLoadgen(ctx, &cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Mode == ModeSoak {
+		if rep.Soak, err = runSoak(ctx, &cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -67,6 +73,9 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (*Report, error) {
 		if err := writeAllocProfile(cfg.MemProfile); err != nil {
 			return nil, err
 		}
+	}
+	if rep.Soak != nil && !rep.Soak.Summary.Held {
+		return rep, fmt.Errorf("%w: %s", ErrSoak, strings.Join(rep.Soak.Failures, "; "))
 	}
 	return rep, nil
 }

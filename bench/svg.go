@@ -27,8 +27,10 @@ type chart struct {
 
 type panel struct {
 	title          string
-	xLabel, yLabel string // "": the chart's
-	row            int    // panels fill rows from 0, left to right
+	xLabel, yLabel string     // "": the chart's
+	xStep          float64    // between x ticks; 0: 1 (cores, streams)
+	xRange         [2]float64 // the x axis's ends, when [1] > [0]; else the points'
+	row            int        // panels fill rows from 0, left to right
 	series         []series
 }
 
@@ -81,6 +83,9 @@ var dirColors = map[Direction][2]string{
 // WriteSVG draws the report's figures as a chart to w: a row of panels
 // for each mode that ran, in memory first, then netns, then loadgen.
 func (r *Report) WriteSVG(w io.Writer) error {
+	if r.Soak != nil { // a mode of its own: its series against time
+		return writeChart(w, soakChart(r))
+	}
 	c, row := chart{title: "PipeGuard throughput"}, 0
 	var parts []string
 	if r.Mem != nil {
@@ -279,6 +284,9 @@ func writePanel(b *strings.Builder, c chart, p panel, x0, y0 int) {
 	if xmin > xmax { // no points
 		xmin, xmax = 1, 2
 	}
+	if p.xRange[1] > p.xRange[0] {
+		xmin, xmax = p.xRange[0], p.xRange[1]
+	}
 	if xmin == xmax {
 		xmin, xmax = xmin-0.5, xmax+0.5
 	}
@@ -297,9 +305,15 @@ func writePanel(b *strings.Builder, c chart, p panel, x0, y0 int) {
 		fmt.Fprintf(b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="%s"/>`+"\n", x0, fy(y), x0+svgPanelW, fy(y), svgGridGrey)
 		fmt.Fprintf(b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", x0-6, fy(y)+4, fmtTick(y, step))
 	}
-	for x := math.Ceil(xmin); x <= xmax; x++ {
+	xstep := cmp.Or(p.xStep, 1)
+	// A point a hair past a tick (a sample at 0.00002 s) keeps the tick.
+	xFirst := math.Ceil(xmin/xstep-0.01) * xstep
+	if xFirst == 0 {
+		xFirst = 0 // not -0, which prints as "-0"
+	}
+	for x := xFirst; x <= xmax+xstep*1e-6; x += xstep { // a hair over: steps of 0.05 add up to 0.8000000001
 		fmt.Fprintf(b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#333333"/>`+"\n", fx(x), y0+svgPanelH, fx(x), y0+svgPanelH+5)
-		fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">%g</text>`+"\n", fx(x), y0+svgPanelH+18, x)
+		fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", fx(x), y0+svgPanelH+18, fmtTick(x, xstep))
 	}
 	fmt.Fprintf(b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#333333"/>`+"\n", x0, y0, svgPanelW, svgPanelH)
 	fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", float64(x0)+svgPanelW/2, y0+svgPanelH+36, esc(cmp.Or(p.xLabel, c.xLabel)))

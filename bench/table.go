@@ -20,6 +20,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(&b, ", load average %s", m.LoadAverage)
 	}
 	b.WriteString("\n")
+	if r.Soak != nil {
+		writeSoak(&b, r.Soak)
+	}
 	if r.Netns != nil {
 		writeNetns(&b, r.Netns, r.Settings)
 	}

@@ -167,7 +167,7 @@ func (s *udpRecv) inline(n int) error {
 func (s *udpRecv) take(it *inItem, m *tunio.Datagram) {
 	it.peer, it.kp, it.drop = nil, nil, dropSkip
 	if m.N == 0 || m.N > wire.MaxMessageSize {
-		s.c.drop(DropMalformed)
+		s.t.badSize(m, s.c)
 		return
 	}
 	it.pkt.MsgLen = uint16(m.N)

@@ -10,6 +10,7 @@
 //	go run ./cmd/bench --quick
 //	sudo go run ./cmd/bench --mode netns --quick
 //	sudo go run ./cmd/bench --mode loadgen --quick
+//	sudo go run ./cmd/bench --mode soak --duration 60s
 package main
 
 import (
@@ -31,9 +32,9 @@ import (
 // cli is the command line. Zero values take package bench's defaults, which
 // --quick makes smaller.
 type cli struct {
-	Mode     string        `help:"What to measure: mem (in-memory tunnels, no root), netns (PipeGuard and wireguard-go on real TUN devices in network namespaces, iperf3 and ping; root), loadgen (one tunnel under load, the harness its peer; root), all (netns, loadgen, then mem)." default:"mem" enum:"mem,netns,loadgen,all"`
+	Mode     string        `help:"What to measure: mem (in-memory tunnels, no root), netns (PipeGuard and wireguard-go on real TUN devices in network namespaces, iperf3 and ping; root), loadgen (one tunnel under load, the harness its peer; root), all (netns, loadgen, then mem), soak (two PipeGuard ends in network namespaces for --duration with TCP, ping and config changes, RSS and goroutines watched; root)." default:"mem" enum:"mem,netns,loadgen,all,soak"`
 	Quick    bool          `help:"A small sweep (two sizes, one peer, GOMAXPROCS 1 and all cores) that still covers both engines, every direction and the ratios; in netns mode, 2-second iperf3 runs and a 1-second idle ping."`
-	Duration time.Duration `help:"Measured time per measurement: in memory, default 1s (500ms with --quick); in netns mode, each iperf3 run, whole seconds, default 10s (2s with --quick); in loadgen mode, each tunnel and direction, default 10s (2s with --quick)."`
+	Duration time.Duration `help:"Measured time per measurement: in memory, default 1s (500ms with --quick); in netns mode, each iperf3 run, whole seconds, default 10s (2s with --quick); in loadgen mode, each tunnel and direction, default 10s (2s with --quick); in soak mode, the traffic watched, default 10m (20s with --quick)."`
 	Repeat   int           `help:"Run the sweep N times and report medians." default:"1" placeholder:"N"`
 
 	JSON       string `name:"json" help:"Write every figure, and the machine, to FILE as JSON." placeholder:"FILE" type:"path"`
@@ -49,6 +50,8 @@ type cli struct {
 	Procs      []int    `help:"GOMAXPROCS values (default 1 to the number of CPUs)." sep:"," placeholder:"N"`
 	Workers    []int    `help:"Pipeline crypto workers per direction; 0 means GOMAXPROCS (default 1, GOMAXPROCS and twice that)." sep:"," placeholder:"N"`
 	Streams    []int    `help:"Netns mode: iperf3 parallel TCP streams, each run both ways (default 1,4)." sep:"," placeholder:"N"`
+
+	ChangeEvery time.Duration `name:"change-every" help:"Soak mode: a SIGHUP reload and a wg set peer change at each end this often (default 1m; at least once in a shorter soak)."`
 }
 
 func main() {
@@ -90,7 +93,7 @@ func parse(args []string) (bench.Config, error) {
 		Mode: bench.Mode(c.Mode), Quick: c.Quick, Duration: c.Duration, Repeat: c.Repeat,
 		Sizes: c.Sizes, Peers: c.Peers, Procs: c.Procs, Workers: c.Workers, Streams: c.Streams,
 		NoStageCPU: c.NoStageCPU, CPUProfile: c.CPUProfile, MemProfile: c.MemProfile,
-		JSONPath: c.JSON, SVGPath: c.SVG,
+		JSONPath: c.JSON, SVGPath: c.SVG, SoakEvery: c.ChangeEvery,
 	}
 	for _, d := range c.Directions {
 		cfg.Directions = append(cfg.Directions, bench.Direction(d))

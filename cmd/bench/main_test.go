@@ -70,3 +70,16 @@ func TestParseLoadgen(t *testing.T) {
 		t.Errorf("config %+v", cfg)
 	}
 }
+
+func TestParseSoak(t *testing.T) {
+	cfg, err := parse([]string{"--mode", "soak", "--duration", "60s", "--change-every", "20s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mode != bench.ModeSoak || cfg.Duration != time.Minute || cfg.SoakEvery != 20*time.Second {
+		t.Errorf("config %+v", cfg)
+	}
+	if _, err := parse([]string{"--mode", "soak", "--change-every", "often"}); err == nil {
+		t.Error("--change-every often accepted")
+	}
+}
