@@ -20,15 +20,17 @@ import (
 //
 // So the pipeline watches the machine. A supervised actor (spreader) reads
 // the CPU pressure (Linux PSI: the share of the time some task waited for
-// a CPU) every spreadPeriod. While nothing waits, large batches spread.
-// When tasks wait, it measures: one period with every batch inline, one
-// with the pools, one inline again, and it keeps the pools only if they
-// delivered spreadGain times the packets of the inline periods' mean; otherwise every batch goes inline (the
-// small ones always do: inline.go) until the pressure eases. A choice that
-// holds is checked again after a hold time that doubles, up to
-// spreadHoldMax, while the trials agree, so a steady load costs a probe
-// every few seconds; a trial that disagrees with the last brings it back
-// to spreadHoldMin.
+// a CPU) and the packets delivered every spreadPeriod. It starts with the
+// pools. When tasks wait while traffic flows, it measures: one period with
+// every batch inline, one with the pools, one inline again, and it keeps
+// the pools only if they delivered spreadGain times the mean of the inline
+// periods; otherwise every batch goes inline (the small ones always do:
+// inline.go). Inline, it tries the pools again once the hold is over, or
+// at once when traffic flows and nothing waits for a CPU (a core may have
+// come free). A verdict holds for a hold time that doubles, up to
+// spreadHoldMax, while the trials agree, so a steady load costs a trial
+// every few seconds; a trial that disagrees with the last brings the hold
+// back to spreadHoldMin. While the tunnel is idle the verdict stands.
 //
 // Order is never at stake: a change of mode only changes which batches the
 // edge stages may take inline, and they go inline only into an empty
@@ -108,11 +110,12 @@ func (s *spreadState) step(x spreadSample) spreadMode {
 	if s.hold == 0 {
 		s.hold = spreadHoldMin
 	}
+	busy := x.rate >= spreadMinRate // too little traffic to tell, or to matter
 	switch s.mode {
 	case modeSpread:
 		if s.left > 0 {
 			s.left -= x.elapsed
-		} else if x.pressure >= spreadPressure {
+		} else if busy && x.pressure >= spreadPressure {
 			s.mode = modeProbe
 		}
 	case modeProbe:
@@ -132,23 +135,27 @@ func (s *spreadState) step(x spreadSample) spreadMode {
 		s.holdOn()
 	case modeInline:
 		switch {
+		case !busy:
+			// Idle: the mode makes no difference now, and the verdict
+			// stands for the next burst (the bursts of one load are
+			// alike: a benchmark's cells, a transfer's chunks).
+			s.left = max(s.left-x.elapsed, 0)
 		case x.pressure < spreadPressure:
-			// Nothing waits: the pools cost no one anything. The hold
-			// stays as it is: when the load returns, it is put to the
-			// test at once, and re-tested as seldom as before.
-			s.mode, s.left = modeSpread, 0
+			// Traffic, and nothing waits for a CPU: a core may be free
+			// for the pools. Try them now (this period is the "before").
+			s.inlineMeasured(x.rate)
 		case s.left > 0:
 			s.left -= x.elapsed
 		default:
-			s.inlineMeasured(x.rate) // this period was inline: the trial's "before"
+			s.inlineMeasured(x.rate) // the hold is over: try the pools again
 		}
 	}
 	return s.mode
 }
 
 // inlineMeasured takes the rate of an inline period that starts a trial:
-// on to the trial, or, with too little traffic to tell (or to matter),
-// back to the pools for a hold.
+// on to the trial, or, with too little traffic to tell (the load went
+// away during the probe), back to the pools for a hold.
 func (s *spreadState) inlineMeasured(rate float64) {
 	s.before = rate
 	if rate < spreadMinRate {

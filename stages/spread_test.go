@@ -63,10 +63,15 @@ func TestSpreadDecision(t *testing.T) {
 		{"a rate that climbs through the trial is no gain", []step{
 			{busy(300e3), modeProbe}, {busy(250e3), modeTrial}, {busy(330e3), modeCheck}, {busy(400e3), modeInline},
 		}},
-		{"inline returns to the pools when nothing waits, and tries again at once when tasks wait", cat(
-			[]step{{busy(300e3), modeProbe}, {busy(300e3), modeTrial}, {busy(290e3), modeCheck}, {busy(300e3), modeInline},
-				{calm(300e3), modeSpread}, {calm(300e3), modeSpread},
-				{busy(300e3), modeProbe}, {busy(300e3), modeTrial}, {busy(290e3), modeCheck}, {busy(300e3), modeInline}},
+		{"inline tries the pools when traffic flows and nothing waits", []step{
+			{busy(300e3), modeProbe}, {busy(300e3), modeTrial}, {busy(290e3), modeCheck}, {busy(300e3), modeInline},
+			{calm(300e3), modeTrial}, {calm(480e3), modeCheck}, {calm(300e3), modeSpread},
+		}},
+		{"an idle spell keeps the verdict, and the hold", cat(
+			[]step{{busy(300e3), modeProbe}, {busy(300e3), modeTrial}, {busy(290e3), modeCheck}, {busy(300e3), modeInline}},
+			repeat(20, step{calm(0), modeInline}),
+			// the load is back: the hold (0.5 s) has run out in the quiet: a trial
+			[]step{{busy(300e3), modeTrial}, {busy(290e3), modeCheck}, {busy(300e3), modeInline}},
 			// the same verdict twice: the hold has doubled
 			repeat(periods(2*spreadHoldMin), step{busy(300e3), modeInline}),
 			[]step{{busy(300e3), modeTrial}, {busy(450e3), modeCheck}, {busy(300e3), modeSpread}},
@@ -74,10 +79,11 @@ func TestSpreadDecision(t *testing.T) {
 			repeat(periods(spreadHoldMin), step{busy(450e3), modeSpread}),
 			[]step{{busy(450e3), modeProbe}},
 		)},
-		{"too little traffic to tell: the pools stay", cat(
-			[]step{{busy(5e3), modeProbe}, {busy(5e3), modeSpread}},
-			repeat(periods(spreadHoldMin), step{busy(5e3), modeSpread}),
-			[]step{{busy(5e3), modeProbe}},
+		{"an idle tunnel on a busy machine is left alone", repeat(30, step{busy(1e3), modeSpread})},
+		{"traffic gone during the probe: the pools stay, for a hold", cat(
+			[]step{{busy(300e3), modeProbe}, {busy(5e3), modeSpread}},
+			repeat(periods(spreadHoldMin), step{busy(300e3), modeSpread}),
+			[]step{{busy(300e3), modeProbe}},
 		)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -113,8 +119,9 @@ func (f *fakePressure) Read() (cpustat.Pressure, error) {
 
 // TestSpreaderMovesTheLimit: the spreader, under a contended machine where
 // the pools move no more packets than inline, takes every batch inline;
-// when the machine calms down, large batches spread again. A tunnel with a
-// fixed limit, or no pressure reading, keeps its limit.
+// when the machine calms down and the pools move twice the packets, large
+// batches spread again, and stay so. A tunnel with a fixed limit, or no
+// pressure reading, keeps its limit.
 func TestSpreaderMovesTheLimit(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	tun := &Tunnel{}
@@ -126,7 +133,9 @@ func TestSpreaderMovesTheLimit(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx) }()
-	// A steady 500,000 packets a second, whatever the mode.
+	// 500,000 packets a second; with poolsGain set, twice that while
+	// large batches spread.
+	var poolsGain atomic.Bool
 	stop := make(chan struct{})
 	go func() {
 		tick := time.NewTicker(time.Millisecond)
@@ -136,16 +145,33 @@ func TestSpreaderMovesTheLimit(t *testing.T) {
 			case <-stop:
 				return
 			case <-tick.C:
-				packets.Add(500)
+				n := uint64(500)
+				if poolsGain.Load() && tun.inline.limit() == defaultInlineMax {
+					n *= 2
+				}
+				packets.Add(n)
 			}
 		}
 	}()
 	defer close(stop)
 	waitFor(t, 5*time.Second, func() bool { return tun.inline.limit() == inlineAll },
 		func() string { return "the limit never went to inlineAll under pressure" })
+	poolsGain.Store(true)
 	f.share.Store(0.0)
 	waitFor(t, 5*time.Second, func() bool { return tun.inline.limit() == defaultInlineMax },
-		func() string { return "the limit never came back once the pressure eased" })
+		func() string { return "the limit never came back once the pressure eased and the pools paid" })
+	// Past the trial's inline "check", the pools hold for a while.
+	var since time.Time
+	waitFor(t, 5*time.Second, func() bool {
+		if tun.inline.limit() != defaultInlineMax {
+			since = time.Time{}
+			return false
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		return time.Since(since) >= 3*spreadPeriod
+	}, func() string { return "the pools paid, and yet the limit did not stay at defaultInlineMax" })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
