@@ -25,12 +25,11 @@ import (
 // every batch inline, one with the pools, one inline again, and it keeps
 // the pools only if they delivered spreadGain times the mean of the inline
 // periods; otherwise every batch goes inline (the small ones always do:
-// inline.go). Inline, it tries the pools again once the hold is over, or
-// at once when traffic flows and nothing waits for a CPU (a core may have
-// come free). A verdict holds for a hold time that doubles, up to
-// spreadHoldMax, while the trials agree, so a steady load costs a trial
-// every few seconds; a trial that disagrees with the last brings the hold
-// back to spreadHoldMin. While the tunnel is idle the verdict stands.
+// inline.go). A verdict holds for a hold time of traffic (idle time does
+// not count) that doubles, up to spreadHoldMax, while the trials agree,
+// so a steady load costs a trial every few seconds of traffic; a trial
+// that disagrees with the last brings the hold back to spreadHoldMin.
+// When a hold is over, the verdict is tried again.
 //
 // Order is never at stake: a change of mode only changes which batches the
 // edge stages may take inline, and they go inline only into an empty
@@ -113,9 +112,12 @@ func (s *spreadState) step(x spreadSample) spreadMode {
 	busy := x.rate >= spreadMinRate // too little traffic to tell, or to matter
 	switch s.mode {
 	case modeSpread:
-		if s.left > 0 {
+		switch {
+		case !busy:
+			// Idle: nothing to decide, and the hold waits for traffic.
+		case s.left > 0:
 			s.left -= x.elapsed
-		} else if busy && x.pressure >= spreadPressure {
+		case x.pressure >= spreadPressure:
 			s.mode = modeProbe
 		}
 	case modeProbe:
@@ -137,13 +139,8 @@ func (s *spreadState) step(x spreadSample) spreadMode {
 		switch {
 		case !busy:
 			// Idle: the mode makes no difference now, and the verdict
-			// stands for the next burst (the bursts of one load are
-			// alike: a benchmark's cells, a transfer's chunks).
-			s.left = max(s.left-x.elapsed, 0)
-		case x.pressure < spreadPressure:
-			// Traffic, and nothing waits for a CPU: a core may be free
-			// for the pools. Try them now (this period is the "before").
-			s.inlineMeasured(x.rate)
+			// and its hold stand for the next burst (the bursts of one
+			// load are alike: a benchmark's cells, a transfer's chunks).
 		case s.left > 0:
 			s.left -= x.elapsed
 		default:

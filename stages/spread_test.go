@@ -63,21 +63,20 @@ func TestSpreadDecision(t *testing.T) {
 		{"a rate that climbs through the trial is no gain", []step{
 			{busy(300e3), modeProbe}, {busy(250e3), modeTrial}, {busy(330e3), modeCheck}, {busy(400e3), modeInline},
 		}},
-		{"inline tries the pools when traffic flows and nothing waits", []step{
-			{busy(300e3), modeProbe}, {busy(300e3), modeTrial}, {busy(290e3), modeCheck}, {busy(300e3), modeInline},
-			{calm(300e3), modeTrial}, {calm(480e3), modeCheck}, {calm(300e3), modeSpread},
-		}},
 		{"an idle spell keeps the verdict, and the hold", cat(
 			[]step{{busy(300e3), modeProbe}, {busy(300e3), modeTrial}, {busy(290e3), modeCheck}, {busy(300e3), modeInline}},
 			repeat(20, step{calm(0), modeInline}),
-			// the load is back: the hold (0.5 s) has run out in the quiet: a trial
+			// the load is back: the hold (0.5 s of traffic) still runs
+			repeat(periods(spreadHoldMin), step{busy(300e3), modeInline}),
 			[]step{{busy(300e3), modeTrial}, {busy(290e3), modeCheck}, {busy(300e3), modeInline}},
 			// the same verdict twice: the hold has doubled
 			repeat(periods(2*spreadHoldMin), step{busy(300e3), modeInline}),
 			[]step{{busy(300e3), modeTrial}, {busy(450e3), modeCheck}, {busy(300e3), modeSpread}},
-			// a different verdict: back to the shortest hold
-			repeat(periods(spreadHoldMin), step{busy(450e3), modeSpread}),
-			[]step{{busy(450e3), modeProbe}},
+			// a different verdict: back to the shortest hold, which idle
+			// spells do not shorten
+			repeat(periods(spreadHoldMin)-1, step{busy(450e3), modeSpread}),
+			repeat(20, step{busy(0), modeSpread}),
+			[]step{{busy(450e3), modeSpread}, {busy(450e3), modeProbe}},
 		)},
 		{"an idle tunnel on a busy machine is left alone", repeat(30, step{busy(1e3), modeSpread})},
 		{"traffic gone during the probe: the pools stay, for a hold", cat(
