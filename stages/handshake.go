@@ -15,17 +15,35 @@ import (
 
 // handshakeActor answers the handshake messages udprecv hands it, off the
 // data path. Its queue is small and drops when full (udprecv never waits
-// for it); from a quarter full it counts as under load and makes peers
-// prove their address with a cookie before it does any Curve25519 work,
-// and then it also limits each source address's rate.
+// for it); from a quarter full it counts as under load, and stays so for
+// underLoadAfterTime after the queue was last that full: it then makes
+// peers prove their address with a cookie before it does any Curve25519
+// work, and limits each source address's rate.
 type handshakeActor struct {
 	t   *Tunnel
 	in  chan handshakeMsg
 	c   *stageCounters
 	log *slog.Logger
 
-	limiter sourceLimiter
-	cur     handshakeMsg
+	limiter   sourceLimiter
+	cur       handshakeMsg
+	loadUntil time.Time // under load before this time (protocol clock)
+}
+
+// underLoadAfterTime is how long the actor stays under load after its
+// queue was last a quarter full: wireguard-go's UnderLoadAfterTime. A
+// flood that comes in bursts would otherwise cost a Curve25519 operation
+// per message whenever the queue dipped between two bursts.
+const underLoadAfterTime = time.Second
+
+// underLoad reports whether the actor is under load at now, and notes it
+// when the queue is at the threshold.
+func (a *handshakeActor) underLoad(now time.Time) bool {
+	if len(a.in) >= cap(a.in)/4 {
+		a.loadUntil = now.Add(underLoadAfterTime)
+		return true
+	}
+	return now.Before(a.loadUntil)
 }
 
 func (a *handshakeActor) Serve(ctx context.Context) error {
@@ -38,8 +56,8 @@ func (a *handshakeActor) Serve(ctx context.Context) error {
 		case <-done:
 			return nil
 		}
-		underLoad := len(a.in) >= cap(a.in)/4
-		if r := a.t.handshakeStep(&a.cur, underLoad, &a.limiter); r != dropNone {
+		now := a.t.clock.Now()
+		if r := a.t.handshakeStep(&a.cur, now, a.underLoad(now), &a.limiter); r != dropNone {
 			a.c.drop(r)
 			continue
 		}
@@ -60,8 +78,7 @@ func srcBytes(src netip.AddrPort, buf *[18]byte) []byte {
 // handshakeStep processes one handshake message: the cookie gate, then the
 // message itself, then the reply. Both engines run it on the handshake
 // actor.
-func (t *Tunnel) handshakeStep(m *handshakeMsg, underLoad bool, lim *sourceLimiter) DropReason {
-	now := t.clock.Now()
+func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, lim *sourceLimiter) DropReason {
 	msg := m.buf[:m.n]
 	typ, err := wire.PeekType(msg)
 	if err != nil {
