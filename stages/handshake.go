@@ -115,16 +115,17 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 		if !ok {
 			return DropHandshake
 		}
-		p.session.HandshakeReceived(now)
-		p.roam(m.src)
 		var resp wire.Response
 		kp, err := h.CreateResponse(now, &t.index, &resp)
 		if err != nil {
 			return DropHandshake
 		}
+		t.faults.interleave(raceBeforeInstall)
+		if !t.installKeys(p, kp, m.src, now) {
+			return DropHandshake // removed meanwhile: no response
+		}
 		var b [wire.ResponseSize]byte
 		resp.Marshal(&b)
-		t.forgetKeypairs(p.session.Install(kp, now))
 		p.handshakes.Add(1)
 		t.sendControl(b[:], m.src)
 		p.session.ResponseSent(now)
@@ -135,19 +136,52 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 			t.logLimited.debug("response rejected", "from", m.src, "err", err)
 			return DropHandshake
 		}
+		// kp's index is in the table from here on: install kp or free it.
+		t.faults.interleave(raceResponseDerived)
 		p, ok := t.peerByID(h.Peer())
 		if !ok {
+			t.index.Delete(kp.LocalIndex)
 			return DropHandshake
 		}
-		p.session.HandshakeReceived(now)
-		p.roam(m.src)
-		t.forgetKeypairs(p.session.Install(kp, now))
+		t.faults.interleave(raceBeforeInstall)
+		if !t.installKeys(p, kp, m.src, now) {
+			return DropHandshake
+		}
 		p.handshakes.Add(1)
 		t.log.Debug("handshake complete", "peer", p.name, "role", "initiator")
 	default:
 		return DropMalformed
 	}
 	return dropNone
+}
+
+// installKeys reports a handshake message from src that made kp and puts
+// kp into p's session, unless p was removed meanwhile: then it frees kp's
+// index instead, which nothing else would. RemovePeer erases keys under
+// the same lock (stopPeer), so kp is either installed before that erases
+// every key, or never.
+func (t *Tunnel) installKeys(p *peer, kp *noise.Keypair, src netip.AddrPort, now time.Time) bool {
+	p.hsMu.Lock()
+	defer p.hsMu.Unlock()
+	if p.removed {
+		t.index.Delete(kp.LocalIndex)
+		return false
+	}
+	p.session.HandshakeReceived(now)
+	p.roam(src)
+	t.forgetKeypairs(p.session.Install(kp, now))
+	return true
+}
+
+// stopPeer erases the keys and any handshake under way of a peer being
+// removed, and frees their indices; from then on installKeys and
+// sendInitiation leave it alone.
+func (t *Tunnel) stopPeer(p *peer) {
+	p.hsMu.Lock()
+	defer p.hsMu.Unlock()
+	p.removed = true
+	t.forgetKeypairs(p.session.Stop())
+	p.hs.Clear(&t.index)
 }
 
 // sendControl sends one handshake or cookie message. Control messages are
@@ -166,8 +200,21 @@ func (t *Tunnel) sendInitiation(p *peer, now time.Time) {
 	if !dst.IsValid() {
 		return // nowhere to send it; the peer must reach us first
 	}
+	t.faults.interleave(raceBeforeInitiation)
 	var msg wire.Initiation
-	if err := p.hs.CreateInitiation(now, &t.index, &msg); err != nil {
+	// Under hsMu, so that a peer being removed gets no new handshake
+	// index after stopPeer cleared its handshake.
+	var err error
+	p.hsMu.Lock()
+	removed := p.removed
+	if !removed {
+		err = p.hs.CreateInitiation(now, &t.index, &msg)
+	}
+	p.hsMu.Unlock()
+	if removed {
+		return
+	}
+	if err != nil {
 		t.logLimited.warn("creating initiation failed", "peer", p.name, "err", err)
 		return
 	}

@@ -164,8 +164,7 @@ func (t *Tunnel) RemovePeer(pk noise.PublicKey) bool {
 	}
 	t.peers.Store(ns)
 	t.allowed.RemovePeer(p)
-	t.forgetKeypairs(p.session.Stop())
-	p.hs.Clear(&t.index)
+	t.stopPeer(p)
 	p.dropStaged()
 	return true
 }
