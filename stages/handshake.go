@@ -15,19 +15,26 @@ import (
 
 // handshakeActor answers the handshake messages udprecv hands it, off the
 // data path. Its queue is small and drops when full (udprecv never waits
-// for it); from a quarter full it counts as under load, and stays so for
-// underLoadAfterTime after the queue was last that full: it then makes
-// peers prove their address with a cookie before it does any Curve25519
-// work, and limits each source address's rate.
+// for it). It is under load while its queue is a quarter full or its
+// budget for Curve25519 work is spent, and for underLoadAfterTime after
+// either: it then makes peers prove their address with a cookie before
+// it does any Curve25519 work, and limits each source address's rate.
 type handshakeActor struct {
 	t   *Tunnel
 	in  chan handshakeMsg
 	c   *stageCounters
 	log *slog.Logger
 
-	limiter   sourceLimiter
+	limits    handshakeLimits
 	cur       handshakeMsg
 	loadUntil time.Time // under load before this time (protocol clock)
+}
+
+// handshakeLimits bound the handshake actor's work under load: per
+// source address, and in total.
+type handshakeLimits struct {
+	perSource sourceLimiter
+	work      workBudget
 }
 
 // underLoadAfterTime is how long the actor stays under load after its
@@ -37,9 +44,9 @@ type handshakeActor struct {
 const underLoadAfterTime = time.Second
 
 // underLoad reports whether the actor is under load at now, and notes it
-// when the queue is at the threshold.
+// when the queue is at the threshold or the work budget is spent.
 func (a *handshakeActor) underLoad(now time.Time) bool {
-	if len(a.in) >= cap(a.in)/4 {
+	if len(a.in) >= cap(a.in)/4 || a.limits.work.empty(now) {
 		a.loadUntil = now.Add(underLoadAfterTime)
 		return true
 	}
@@ -57,7 +64,7 @@ func (a *handshakeActor) Serve(ctx context.Context) error {
 			return nil
 		}
 		now := a.t.clock.Now()
-		if r := a.t.handshakeStep(&a.cur, now, a.underLoad(now), &a.limiter); r != dropNone {
+		if r := a.t.handshakeStep(&a.cur, now, a.underLoad(now), &a.limits); r != dropNone {
 			a.c.drop(r)
 			continue
 		}
@@ -78,11 +85,15 @@ func srcBytes(src netip.AddrPort, buf *[18]byte) []byte {
 // handshakeStep processes one handshake message: the cookie gate, then the
 // message itself, then the reply. Both engines run it on the handshake
 // actor.
-func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, lim *sourceLimiter) DropReason {
+func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, lim *handshakeLimits) DropReason {
 	msg := m.buf[:m.n]
 	typ, err := wire.PeekType(msg)
 	if err != nil {
 		return DropMalformed
+	}
+	c := &t.hsCounters
+	if typ == wire.TypeInitiation {
+		c.initiations.Add(1)
 	}
 	if typ == wire.TypeCookieReply {
 		if _, err := noise.ConsumeCookieReply(msg, now, &t.index); err != nil {
@@ -97,15 +108,22 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 		var b [wire.CookieReplySize]byte
 		reply.Marshal(&b)
 		t.sendControl(b[:], m.src)
+		c.cookieReplies.Add(1)
 		return dropNone
 	case err != nil:
 		return DropHandshake
 	}
-	if underLoad && !lim.allow(m.src.Addr(), now) {
+	if underLoad && !lim.perSource.allow(m.src.Addr(), now) {
+		c.rateLimited.Add(1)
+		return DropHandshake
+	}
+	if !lim.work.take(now) {
+		c.throttled.Add(1)
 		return DropHandshake
 	}
 	switch typ {
 	case wire.TypeInitiation:
+		c.worked.Add(1)
 		h, err := t.static.ConsumeInitiation(msg, now, t.handshakeByKey)
 		if err != nil {
 			t.logLimited.debug("initiation rejected", "from", m.src, "err", err)
@@ -128,6 +146,7 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 		resp.Marshal(&b)
 		p.handshakes.Add(1)
 		t.sendControl(b[:], m.src)
+		c.responses.Add(1)
 		p.session.ResponseSent(now)
 		t.log.Debug("handshake answered", "peer", p.name, "from", m.src)
 	case wire.TypeResponse:

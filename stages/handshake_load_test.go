@@ -113,3 +113,45 @@ func TestUnderLoadLastsOneSecond(t *testing.T) {
 		func() string { return "the message after the load was not worked on\n" + fmtStats(e.tun.Stats()) })
 	f.expectNothing(20 * time.Millisecond)
 }
+
+// TestHandshakeWorkBudget: a flood that never fills the handshake queue
+// (it comes a few messages at a time, each group handled before the
+// next) still cannot buy more than the work budget's burst of Curve25519
+// operations in an instant of protocol time: then the tunnel is under
+// load and answers with cookies. Once the budget has refilled and the
+// load window passed, messages are worked on again.
+func TestHandshakeWorkBudget(t *testing.T) {
+	const (
+		group = 8 // far below the queue's under-load threshold
+		sent  = handshakeWorkBurst + 5*group
+	)
+	clk := fakeClock()
+	net := memudp.NewNetworkConfig(blocking)
+	leakCheck(t)
+	f, _ := newRawPeer(t, net, netip.MustParseAddrPort("203.0.113.9:2000"), host{netip.MustParseAddr("10.9.0.9"), netip.MustParseAddr("fd09::9")})
+	e, _ := withRawPeerOn(t, net, tunnelSpec{clock: clk})
+	f.attach(e)
+	flood := floodInitiations(t, e.key.Public(), sent+group)
+	for i := 0; i < sent; i += group {
+		f.send(flood[i : i+group]...)
+		waitFor(t, 5*time.Second, func() bool { return handshakesProcessed(t, e) == uint64(i+group) },
+			func() string { return "a group was not processed\n" + fmtStats(e.tun.Stats()) })
+	}
+	hs := e.tun.HandshakeStats()
+	if hs.Worked != handshakeWorkBurst || hs.CookieReplies != sent-handshakeWorkBurst {
+		t.Fatalf("of %d initiations, %d cost Curve25519 work and %d got cookie replies; want %d and %d",
+			sent, hs.Worked, hs.CookieReplies, handshakeWorkBurst, sent-handshakeWorkBurst)
+	}
+	for range sent - handshakeWorkBurst {
+		f.recvType(wire.TypeCookieReply, 5*time.Second)
+	}
+
+	advance(e, clk, underLoadAfterTime)
+	f.send(flood[sent:]...)
+	waitFor(t, 5*time.Second, func() bool { return handshakesProcessed(t, e) == sent+group },
+		func() string { return "the last group was not processed\n" + fmtStats(e.tun.Stats()) })
+	if hs := e.tun.HandshakeStats(); hs.Worked != handshakeWorkBurst+group {
+		t.Fatalf("after the budget refilled, %d more were worked on, want %d", hs.Worked-handshakeWorkBurst, group)
+	}
+	f.expectNothing(20 * time.Millisecond)
+}

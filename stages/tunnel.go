@@ -48,7 +48,8 @@ type Tunnel struct {
 	handshakes chan handshakeMsg
 	wakeTimers chan struct{}
 
-	counters *tunnelCounters
+	counters   *tunnelCounters
+	hsCounters handshakeCounters
 }
 
 // peerSet is the tunnel's peers at one moment.
