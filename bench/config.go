@@ -19,6 +19,7 @@ const (
 	ModeMem   Mode = "mem"   // whole tunnels with in-memory ends; no root needed
 	ModeNetns Mode = "netns" // real TUN devices in network namespaces; root
 	ModeAll   Mode = "all"   // both
+	ModeFlood Mode = "flood" // in memory: data under a handshake flood; no root needed
 )
 
 // Config is one run of the harness. The zero value runs the full
@@ -101,6 +102,21 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.Streams) == 0 {
 		c.Streams = []int{1, 4}
 	}
+	if c.Mode == ModeFlood {
+		// One case, not a sweep: the largest packets both ways, unless set.
+		if len(c.Sizes) == 0 {
+			c.Sizes = []int{wire.MaxInnerSize}
+		}
+		if len(c.Directions) == 0 {
+			c.Directions = []Direction{Both}
+		}
+	}
+	if c.Duration == 0 && c.Mode == ModeFlood {
+		c.Duration = floodDuration
+		if c.Quick {
+			c.Duration = floodQuickDuration
+		}
+	}
 	if c.Duration == 0 {
 		c.Duration = defaultDuration
 		if c.Quick {
@@ -143,9 +159,9 @@ func (c *Config) check() error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, a...)...)
 	}
 	switch c.Mode {
-	case ModeMem, ModeNetns, ModeAll:
+	case ModeMem, ModeNetns, ModeAll, ModeFlood:
 	default:
-		return bad("mode %q is not mem, netns or all", c.Mode)
+		return bad("mode %q is not mem, netns, all or flood", c.Mode)
 	}
 	if c.Duration < 0 || c.Repeat < 1 || c.Packets < 0 {
 		return bad("duration, repeat and packets must be positive")

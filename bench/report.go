@@ -8,13 +8,14 @@ import (
 )
 
 // Report is everything one run of the harness measured: what the table
-// shows and the JSON file holds. Mem and Netns are nil when their mode did
-// not run.
+// shows and the JSON file holds. Mem, Netns and Flood are nil when their
+// mode did not run.
 type Report struct {
 	Machine  Machine      `json:"machine"`
 	Settings Settings     `json:"settings"`
 	Mem      *MemReport   `json:"mem,omitempty"`
 	Netns    *NetnsReport `json:"netns,omitempty"`
+	Flood    *FloodReport `json:"flood,omitempty"`
 }
 
 // Machine says where and when a report was measured.

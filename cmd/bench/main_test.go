@@ -59,3 +59,13 @@ func TestParseNetns(t *testing.T) {
 		t.Error("--streams many accepted")
 	}
 }
+
+func TestParseFlood(t *testing.T) {
+	cfg, err := parse([]string{"--mode", "flood", "--quick"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mode != bench.ModeFlood || !cfg.Quick {
+		t.Errorf("config %+v", cfg)
+	}
+}
