@@ -239,7 +239,10 @@ func (t *Tunnel) sendInitiation(p *peer, now time.Time) {
 	}
 	var b [wire.InitiationSize]byte
 	msg.Marshal(&b)
-	t.sendControl(b[:], dst)
+	// Before the send, not after: the response can complete the handshake
+	// before sendControl returns, and InitiationSent after that would arm
+	// the retry of a handshake already done.
 	p.session.InitiationSent(now)
+	t.sendControl(b[:], dst)
 	t.log.Debug("handshake initiated", "peer", p.name, "to", dst)
 }
