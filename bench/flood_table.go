@@ -3,6 +3,8 @@ package bench
 import (
 	"fmt"
 	"strings"
+
+	"pipeguard/stages"
 )
 
 // writeFlood prints the flood mode's figures: a table of the two phases,
@@ -31,9 +33,9 @@ func writeFlood(b *strings.Builder, fr *FloodReport, st Settings) {
 func (fr *FloodReport) Line() string {
 	f := fr.Flooded
 	return fmt.Sprintf("flood: data kept %.0f%% of its unloaded rate; %.2f -> %.2f Gbit/s; "+
-		"initiations %.0f/s received (%dx X25519 %.0f/s), %.0f/s answered, %.0f/s dropped; "+
-		"cookie replies %.0f/s; Curve25519 work %.0f/s; tunnel CPU %.0f%% -> %.0f%% (handshake %.1f%%)",
+		"initiations %.0f/s received (%dx X25519 %.0f/s), %.0f/s answered, %.0f/s worked on (budget %d/s), %.0f/s dropped; "+
+		"cookie replies %.0f/s; tunnel CPU %.0f%% -> %.0f%% (handshake %.1f%%)",
 		100*fr.Kept, fr.Unloaded.Gbps, f.Gbps,
-		f.Received, floodFactor, fr.X25519PerSecond, f.Answered, f.Dropped,
-		f.CookieReplies, f.Worked, fr.Unloaded.TunnelCPU, f.TunnelCPU, f.HandshakeCPU)
+		f.Received, floodFactor, fr.X25519PerSecond, f.Answered, f.Worked, stages.HandshakeWorkRate, f.Dropped,
+		f.CookieReplies, fr.Unloaded.TunnelCPU, f.TunnelCPU, f.HandshakeCPU)
 }

@@ -9,12 +9,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"pipeguard/stages"
 )
 
 // floodLine is the shape of the flood mode's summary line.
 var floodLine = regexp.MustCompile(`^flood: data kept \d+% of its unloaded rate; [0-9.]+ -> [0-9.]+ Gbit/s; ` +
-	`initiations \d+/s received \(10x X25519 \d+/s\), \d+/s answered, \d+/s dropped; cookie replies \d+/s; ` +
-	`Curve25519 work \d+/s; tunnel CPU \d+% -> \d+% \(handshake [0-9.]+%\)$`)
+	`initiations \d+/s received \(10x X25519 \d+/s\), \d+/s answered, \d+/s worked on \(budget \d+/s\), \d+/s dropped; ` +
+	`cookie replies \d+/s; tunnel CPU \d+% -> \d+% \(handshake [0-9.]+%\)$`)
 
 // TestFloodShort runs the flood mode briefly: the summary line has its
 // shape and agrees with the JSON report; the tunnel, under a flood of
@@ -71,7 +73,7 @@ func TestFloodShort(t *testing.T) {
 	}
 	// Curve25519 work: the budget's burst, plus its rate over the time
 	// flooded (and the second under load lasts after each segment).
-	worked, bound := fl.Worked*fl.WallSeconds, 128+500*(fl.WallSeconds+1)
+	worked, bound := fl.Worked*fl.WallSeconds, stages.HandshakeWorkBurst+stages.HandshakeWorkRate*(fl.WallSeconds+1)
 	if worked > bound {
 		t.Errorf("%.0f initiations cost Curve25519 work in %.2f s flooded, more than the budget's %.0f", worked, fl.WallSeconds, bound)
 	}

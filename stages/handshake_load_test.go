@@ -123,7 +123,7 @@ func TestUnderLoadLastsOneSecond(t *testing.T) {
 func TestHandshakeWorkBudget(t *testing.T) {
 	const (
 		group = 8 // far below the queue's under-load threshold
-		sent  = handshakeWorkBurst + 5*group
+		sent  = HandshakeWorkBurst + 5*group
 	)
 	clk := fakeClock()
 	net := memudp.NewNetworkConfig(blocking)
@@ -138,11 +138,11 @@ func TestHandshakeWorkBudget(t *testing.T) {
 			func() string { return "a group was not processed\n" + fmtStats(e.tun.Stats()) })
 	}
 	hs := e.tun.HandshakeStats()
-	if hs.Worked != handshakeWorkBurst || hs.CookieReplies != sent-handshakeWorkBurst {
+	if hs.Worked != HandshakeWorkBurst || hs.CookieReplies != sent-HandshakeWorkBurst {
 		t.Fatalf("of %d initiations, %d cost Curve25519 work and %d got cookie replies; want %d and %d",
-			sent, hs.Worked, hs.CookieReplies, handshakeWorkBurst, sent-handshakeWorkBurst)
+			sent, hs.Worked, hs.CookieReplies, HandshakeWorkBurst, sent-HandshakeWorkBurst)
 	}
-	for range sent - handshakeWorkBurst {
+	for range sent - HandshakeWorkBurst {
 		f.recvType(wire.TypeCookieReply, 5*time.Second)
 	}
 
@@ -150,8 +150,8 @@ func TestHandshakeWorkBudget(t *testing.T) {
 	f.send(flood[sent:]...)
 	waitFor(t, 5*time.Second, func() bool { return handshakesProcessed(t, e) == sent+group },
 		func() string { return "the last group was not processed\n" + fmtStats(e.tun.Stats()) })
-	if hs := e.tun.HandshakeStats(); hs.Worked != handshakeWorkBurst+group {
-		t.Fatalf("after the budget refilled, %d more were worked on, want %d", hs.Worked-handshakeWorkBurst, group)
+	if hs := e.tun.HandshakeStats(); hs.Worked != HandshakeWorkBurst+group {
+		t.Fatalf("after the budget refilled, %d more were worked on, want %d", hs.Worked-HandshakeWorkBurst, group)
 	}
 	f.expectNothing(20 * time.Millisecond)
 }

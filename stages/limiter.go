@@ -81,26 +81,27 @@ func (l *sourceLimiter) sweep(now time.Time) {
 // The zero value is a full bucket. Not safe for concurrent use: the
 // handshake actor owns it.
 type workBudget struct {
-	used float64   // tokens taken and not yet refilled, 0..handshakeWorkBurst
+	used float64   // tokens taken and not yet refilled, 0..HandshakeWorkBurst
 	last time.Time // when used was last brought up to date
 }
 
+// The handshake actor's work budget (see workBudget).
 const (
-	// handshakeWorkRate is how many handshake messages a second may cost
+	// HandshakeWorkRate is how many handshake messages a second may cost
 	// Curve25519 work (up to four operations each, 50 to 100 µs apiece
 	// on current cores): enough for 60,000 peers that rekey every two
 	// minutes, and at most a fraction of one core.
-	handshakeWorkRate = 500
-	// handshakeWorkBurst is how many may come at once, as when every
+	HandshakeWorkRate = 500
+	// HandshakeWorkBurst is how many may come at once, as when every
 	// peer of a hub reconnects after a restart.
-	handshakeWorkBurst = 128
+	HandshakeWorkBurst = 128
 )
 
 // refill returns the budget at now: what the time since the last call
 // gave back.
 func (b *workBudget) refill(now time.Time) {
 	if d := now.Sub(b.last); d > 0 {
-		b.used = max(0, b.used-d.Seconds()*handshakeWorkRate)
+		b.used = max(0, b.used-d.Seconds()*HandshakeWorkRate)
 	}
 	b.last = now
 }
@@ -108,7 +109,7 @@ func (b *workBudget) refill(now time.Time) {
 // empty reports whether no work may be done at now.
 func (b *workBudget) empty(now time.Time) bool {
 	b.refill(now)
-	return b.used > handshakeWorkBurst-1
+	return b.used > HandshakeWorkBurst-1
 }
 
 // take takes one token if there is one.
