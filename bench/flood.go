@@ -65,16 +65,23 @@ type FloodReport struct {
 	TargetPerSecond float64    `json:"target_initiations_per_s"`
 	Unloaded        FloodPhase `json:"unloaded"`
 	Flooded         FloodPhase `json:"flooded"`
-	// Kept is Flooded.Gbps / Unloaded.Gbps.
+	// Kept is the data's rate flooded over its rate alone: the median,
+	// over every pair of adjacent segments of every run, of the one's
+	// Gbit/s over the other's. A change in the machine's other load falls
+	// on both of a pair; a median of the pairs is moved less by one
+	// disturbed segment than the ratio of the totals would be.
 	Kept float64    `json:"kept"`
 	Runs []FloodRun `json:"runs"`
 }
 
-// FloodRun is one repeat: the tunnel alone, then under the flood.
+// FloodRun is one repeat: the tunnel alone and under the flood, in
+// alternating segments.
 type FloodRun struct {
 	X25519PerSecond float64    `json:"x25519_per_s"`
 	Unloaded        FloodPhase `json:"unloaded"`
 	Flooded         FloodPhase `json:"flooded"`
+	// PairRatios are each segment pair's flooded Gbit/s over its alone.
+	PairRatios []float64 `json:"pair_ratios"`
 }
 
 // FloodPhase is one phase's figures. CPU comes from a profile of the
@@ -132,7 +139,11 @@ func runFlood(ctx context.Context, cfg *Config) (*FloodReport, []*profile.Profil
 	rep.TargetPerSecond = floodFactor * rep.X25519PerSecond
 	rep.Unloaded = medianPhase(rep.Runs, func(r FloodRun) FloodPhase { return r.Unloaded })
 	rep.Flooded = medianPhase(rep.Runs, func(r FloodRun) FloodPhase { return r.Flooded })
-	rep.Kept = ratio(rep.Flooded.Gbps, rep.Unloaded.Gbps)
+	var pairs []float64
+	for _, r := range rep.Runs {
+		pairs = append(pairs, r.PairRatios...)
+	}
+	rep.Kept = median(pairs)
 	return rep, profs, nil
 }
 
@@ -167,17 +178,19 @@ func floodOnce(ctx context.Context, cfg *Config, mc MemCase, x25519 float64, pro
 		if i%2 == 1 {
 			order = []*floodGen{gen, nil}
 		}
+		var gbps [2]float64 // alone, flooded
 		for _, g := range order {
-			acc := &alone
+			acc, k := &alone, 0
 			if g != nil {
-				acc = &flooded
+				acc, k = &flooded, 1
 			}
 			s, err := floodSegment(ctx, m, seg, cfg.Packets, rate, g, acc)
 			if err != nil {
 				return run, nil, err
 			}
-			rate = s
+			rate, gbps[k] = s, s.gbps(mc.PacketSize)
 		}
+		run.PairRatios = append(run.PairRatios, ratio(gbps[1], gbps[0]))
 	}
 	if run.Unloaded, _, err = alone.phase(mc.PacketSize); err != nil {
 		return run, nil, err
@@ -192,7 +205,7 @@ func floodOnce(ctx context.Context, cfg *Config, mc MemCase, x25519 float64, pro
 
 // floodSegments is how many times the two phases alternate in one run:
 // short segments, so that both see the same machine.
-const floodSegments = 8
+const floodSegments = 10
 
 // floodTotals is what one phase gathers over its segments.
 type floodTotals struct {

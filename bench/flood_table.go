@@ -14,7 +14,8 @@ func writeFlood(b *strings.Builder, fr *FloodReport, st Settings) {
 		fr.Direction, fr.PacketSize, fr.Procs)
 	fmt.Fprintf(b, "the flood: initiations with a valid MAC1 and no cookie, from %d source addresses, at %d x one core's X25519 rate (%.0f/s);\n",
 		fr.Sources, floodFactor, fr.X25519PerSecond)
-	fmt.Fprintf(b, "medians of %d; rates per second of wall time; CPU from the stage labels of a profile, 100 = one core.\n\n", st.Repeat)
+	fmt.Fprintf(b, "alone and flooded in %d alternating segments a run, %d run(s); rates per second of wall time;\n", floodSegments, st.Repeat)
+	fmt.Fprintf(b, "CPU from the stage labels of a profile, 100 = one core; kept: the median of the segment pairs' ratios.\n\n")
 	t := table{head: []string{"phase", "Gbit/s", "tunnel CPU %", "handshake CPU %", "udprecv CPU %", "received/s", "queue full/s",
 		"Curve25519/s", "answered/s", "cookie replies/s", "invalid/s"}, left: map[int]bool{0: true}}
 	row := func(name string, p FloodPhase) []string {
