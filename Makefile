@@ -2,7 +2,20 @@
 # both install what they need first (scripts/setup.sh, idempotent).
 GO ?= go
 
-.PHONY: setup demo test vet build static install fuzz
+# The version, from git (scripts/version.sh: a valid Debian version), is
+# stamped into every binary the Makefile builds and names the package.
+VERSION := $(shell ./scripts/version.sh)
+LDFLAGS := -X pipeguard/cmd/internal/version.stamped=$(VERSION)
+GOARCH := $(shell $(GO) env GOARCH)
+DEB_ARCH := $(if $(filter 386,$(GOARCH)),i386,$(if $(filter arm,$(GOARCH)),armhf,$(GOARCH)))
+DEB := dist/pipeguard_$(VERSION)_$(DEB_ARCH).deb
+# nfpm, pinned in tools/go.mod: a module of its own, so that its many
+# dependencies stay out of the client's build and of `go mod download`;
+# `go tool` builds it (once, then from the build cache) on the first
+# `make deb`.
+NFPM := $(GO) tool -modfile=tools/go.mod nfpm
+
+.PHONY: setup demo test vet build static install deb fuzz
 
 setup:
 	./scripts/setup.sh
@@ -26,15 +39,27 @@ fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 build:
-	$(GO) build -o bin/ ./cmd/...
+	$(GO) build -ldflags='$(LDFLAGS)' -o bin/ ./cmd/...
 
 static:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/pipeguard-headless-client ./cmd/headless-client
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w $(LDFLAGS)' -o bin/pipeguard-headless-client ./cmd/headless-client
 
-# install puts the static binary and the systemd unit where the unit
-# expects them (see README "Running").
+# deb builds dist/pipeguard_<version>_<arch>.deb with nfpm
+# (packaging/deb/nfpm.yaml; what is in it and why: README "Install").
+deb: static
+	mkdir -p dist/deb
+	./packaging/deb/changelog.sh $(VERSION) | gzip -9n > dist/deb/changelog.gz
+	PIPEGUARD_VERSION=$(VERSION) DEB_ARCH=$(DEB_ARCH) $(NFPM) package \
+		--config packaging/deb/nfpm.yaml --packager deb --target $(DEB)
+	@echo "built $(DEB)"
+
+# install does from a checkout what the package does: the static binary,
+# the pipeguard-go name, both units, the pipeguard user and its key
+# directory (see README "Running"). It enables and starts nothing.
 install: static
 	install -m 0755 bin/pipeguard-headless-client /usr/bin/pipeguard-headless-client
-	install -m 0644 cmd/headless-client/pipeguard-headless-client@.service /etc/systemd/system/
-	install -d -m 0700 /etc/pipeguard
-	-systemctl daemon-reload
+	ln -sf pipeguard-headless-client /usr/bin/pipeguard-go
+	install -m 0644 cmd/headless-client/pipeguard-headless-client@.service cmd/headless-client/pipeguard-tunnel@.service /etc/systemd/system/
+	getent passwd pipeguard >/dev/null || useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin pipeguard
+	install -d -m 0700 -o pipeguard -g pipeguard /etc/pipeguard
+	if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi

@@ -20,6 +20,9 @@ var (
 	ErrFlood          = errors.New("noise: initiations from this peer arrive faster than HandshakeInitiationRate")
 	ErrUnknownIndex   = errors.New("noise: no handshake or session for this receiver index")
 	ErrHandshakeState = errors.New("noise: handshake not in the state this message needs")
+	// ErrNoPrivateKey is returned by CreateInitiation for a handshake made
+	// without a local identity: a tunnel with no private key yet.
+	ErrNoPrivateKey = errors.New("noise: no private key")
 )
 
 // zeroNonce is the nonce of every handshake AEAD: each key is used once.
@@ -94,22 +97,25 @@ func (s HandshakeState) String() string {
 // Handshake is the Noise_IKpsk2 state we keep for one peer, as initiator
 // and as responder, plus the peer's cookie for MAC2.
 //
-// Create one per peer with NewHandshake; the zero value is not usable. Its
+// Create one per peer with NewHandshake; the zero value is not usable. A
+// Handshake made without a local identity (nil Static) belongs to a tunnel
+// that has no private key yet: it starts nothing (ErrNoPrivateKey) and
+// accepts nothing, since no Static's messages name it. Its
 // methods are safe for concurrent use: mu serialises them (a timer retry
 // and a received message may race), and no method holds mu while waiting
 // for anything but the IndexTable's lock, which never waits for a
 // Handshake.
 type Handshake struct {
 	// Immutable after NewHandshake.
-	local  *Static
 	remote PublicKey
 	peer   PeerID
-	ss     [KeySize]byte  // DH(our static, peer's static), precomputed
 	hash0  [hashSize]byte // HASH(H0 || remote): an initiator's first hash
 
 	cookies CookieGenerator // has its own lock
 
-	mu                   sync.Mutex // guards the fields below
+	mu                   sync.Mutex    // guards the fields below
+	local                *Static       // nil: no private key; changed by SetLocal
+	ss                   [KeySize]byte // DH(our static, peer's static), precomputed for local
 	psk                  PresharedKey
 	state                HandshakeState
 	hash                 [hashSize]byte
@@ -124,14 +130,22 @@ type Handshake struct {
 
 // NewHandshake prepares the handshake state of a peer with public key
 // remote and an optional pre-shared key (zero for none). peer is the
-// caller's handle, returned by IndexTable lookups. It fails with
-// ErrLowOrderPoint for a public key no handshake could ever succeed with.
+// caller's handle, returned by IndexTable lookups. local may be nil: no
+// private key yet. It fails with ErrLowOrderPoint for a public key no
+// handshake could ever succeed with.
 func NewHandshake(local *Static, remote PublicKey, psk PresharedKey, peer PeerID) (*Handshake, error) {
-	ss, err := local.dh(&local.private, &remote)
-	if err != nil {
-		return nil, err
+	h := &Handshake{local: local, remote: remote, peer: peer, psk: psk}
+	if local == nil {
+		if err := CheckPublicKey(remote); err != nil {
+			return nil, err
+		}
+	} else {
+		ss, err := local.dh(&local.private, &remote)
+		if err != nil {
+			return nil, err
+		}
+		h.ss = ss
 	}
-	h := &Handshake{local: local, remote: remote, peer: peer, ss: ss, psk: psk}
 	h.hash0 = mixHash(&initialHash, remote[:])
 	h.cookies.Init(remote)
 	return h, nil
@@ -190,6 +204,29 @@ func (h *Handshake) eraseLocked() {
 	h.state = HandshakeZeroed
 }
 
+// SetLocal moves the handshake to another local identity (nil: none)
+// after the private key changed. It recomputes the static-static DH and
+// abandons any handshake in progress, freeing its index in t: both derive
+// from the old key, and a response to an initiation made with it could
+// only fail. The replay and flood history and the peer's cookie stay:
+// they are the peer's, not our key's. It fails only with
+// ErrLowOrderPoint, which NewHandshake has already ruled out.
+func (h *Handshake) SetLocal(local *Static, t *IndexTable) error {
+	var ss [KeySize]byte
+	if local != nil {
+		var err error
+		if ss, err = local.dh(&local.private, &h.remote); err != nil {
+			return err
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.clearLocked(t)
+	setZero(h.ss[:])
+	h.local, h.ss = local, ss
+	return nil
+}
+
 // mixKey sets ck = KDF1(ck, data).
 func mixKey(ck *[hashSize]byte, data []byte) { kdf1(ck, ck[:], data) }
 
@@ -219,6 +256,9 @@ func (h *Handshake) CreateInitiation(now time.Time, t *IndexTable, msg *wire.Ini
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.clearLocked(t)
+	if h.local == nil {
+		return ErrNoPrivateKey
+	}
 
 	eph, err := GeneratePrivateKey()
 	if err != nil {
@@ -276,12 +316,15 @@ func (s *Static) ConsumeResponse(b []byte, now time.Time, t *IndexTable) (*Hands
 		return nil, nil, ErrMAC1
 	}
 	e, ok := t.Lookup(msg.Receiver)
-	if !ok || e.Keypair != nil || e.Handshake == nil || e.Handshake.local != s {
+	if !ok || e.Keypair != nil || e.Handshake == nil {
 		return nil, nil, ErrUnknownIndex
 	}
 	h := e.Handshake
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.local != s {
+		return nil, nil, ErrUnknownIndex // made with another key of ours
+	}
 	if h.state != HandshakeInitiationCreated || h.localIndex != msg.Receiver {
 		return nil, nil, ErrHandshakeState
 	}

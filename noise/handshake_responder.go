@@ -49,7 +49,13 @@ func (s *Static) ConsumeInitiation(b []byte, now time.Time, lookup func(PublicKe
 	hash = mixHash(&hash, msg.Static[:])
 
 	h := lookup(remote)
-	if h == nil || h.local != s || !h.remote.Equal(remote) {
+	if h == nil || !h.remote.Equal(remote) {
+		return nil, ErrUnknownPeer
+	}
+	// Locked from here: local and the precomputed DH change with our key.
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.local != s {
 		return nil, ErrUnknownPeer
 	}
 
@@ -61,8 +67,6 @@ func (s *Static) ConsumeInitiation(b []byte, now time.Time, lookup func(PublicKe
 	}
 	hash = mixHash(&hash, msg.Timestamp[:])
 
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	if !ts.After(h.lastTimestamp) {
 		return nil, ErrReplay
 	}

@@ -381,3 +381,106 @@ func TestSimultaneousInitiation(t *testing.T) {
 	}
 	exchange(t, kpA, kpB, []byte("z"))
 }
+
+// TestHandshakeWithoutIdentity: a tunnel with no private key keeps its
+// peers' handshakes without a Static. They start nothing, accept no
+// initiation, and still refuse a peer key no handshake could work with.
+func TestHandshakeWithoutIdentity(t *testing.T) {
+	us, peer := newStatic(t), &side{static: newStatic(t)}
+	if _, err := NewHandshake(nil, PublicKey{}, PresharedKey{}, 1); !errors.Is(err, ErrLowOrderPoint) {
+		t.Fatalf("zero peer key without identity: %v", err)
+	}
+	h, err := NewHandshake(nil, peer.static.PublicKey(), PresharedKey{3}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table IndexTable
+	var msg wire.Initiation
+	if err := h.CreateInitiation(t0, &table, &msg); !errors.Is(err, ErrNoPrivateKey) {
+		t.Fatalf("CreateInitiation without identity: %v, want ErrNoPrivateKey", err)
+	}
+	if table.Len() != 0 || h.State() != HandshakeZeroed {
+		t.Fatalf("a refused initiation left %d indices, state %v", table.Len(), h.State())
+	}
+	// The peer's initiation to an identity finds no use for the handshake
+	// without one, even when the lookup hands it over.
+	if peer.hs, err = NewHandshake(peer.static, us.PublicKey(), PresharedKey{}, 2); err != nil {
+		t.Fatal(err)
+	}
+	b := initiation(t, peer, t0)
+	if _, err := us.ConsumeInitiation(b, t0, func(PublicKey) *Handshake { return h }); !errors.Is(err, ErrUnknownPeer) {
+		t.Fatalf("initiation matched a handshake without identity: %v", err)
+	}
+}
+
+func TestCheckPublicKey(t *testing.T) {
+	for _, pk := range []PublicKey{{}, {1}} {
+		if err := CheckPublicKey(pk); !errors.Is(err, ErrLowOrderPoint) {
+			t.Errorf("CheckPublicKey(%x) = %v, want ErrLowOrderPoint", pk[:2], err)
+		}
+	}
+	if err := CheckPublicKey(newStatic(t).PublicKey()); err != nil {
+		t.Errorf("CheckPublicKey(real key) = %v", err)
+	}
+}
+
+// TestSetLocal: after our private key changes, a handshake in progress
+// is abandoned (its index freed, so the response to it finds nothing),
+// an initiation made for the old key is refused, and handshakes with
+// the new key work both ways. Setting no identity stops initiations.
+func TestSetLocal(t *testing.T) {
+	ini, resp := newPair(t, PresharedKey{5}, PresharedKey{5})
+	stale := initiation(t, ini, t0) // to resp's old key
+	if _, err := resp.static.ConsumeInitiation(stale, t0, resp.lookup); err != nil {
+		t.Fatal(err)
+	}
+	respond(t, resp, t0) // a session resp keeps in its table
+	// resp initiates too, and ini answers; the answer is still under way.
+	pending := initiation(t, resp, t0.Add(time.Second))
+	if _, err := ini.static.ConsumeInitiation(pending, t0.Add(time.Second), ini.lookup); err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := respond(t, ini, t0.Add(time.Second))
+
+	// resp gets a new key.
+	old, next := resp.static, newStatic(t)
+	if err := resp.hs.SetLocal(next, &resp.table); err != nil {
+		t.Fatal(err)
+	}
+	resp.static = next
+	if resp.hs.State() != HandshakeZeroed {
+		t.Errorf("state after SetLocal %v", resp.hs.State())
+	}
+	// The session's index stays (the session owns it, not the handshake);
+	// the handshake's is gone.
+	if n := resp.table.Len(); n != 1 {
+		t.Errorf("resp's table has %d entries, want the session's alone", n)
+	}
+	if _, _, err := old.ConsumeResponse(answer, t0.Add(time.Second), &resp.table); !errors.Is(err, ErrUnknownIndex) {
+		t.Errorf("response to the abandoned initiation: %v, want ErrUnknownIndex", err)
+	}
+	if _, err := old.ConsumeInitiation(initiation(t, ini, t0.Add(2*time.Second)), t0, resp.lookup); !errors.Is(err, ErrUnknownPeer) {
+		t.Errorf("initiation to the old key: %v, want ErrUnknownPeer", err)
+	}
+	if _, err := next.ConsumeInitiation(stale, t0, resp.lookup); !errors.Is(err, ErrMAC1) {
+		t.Errorf("initiation for the old key to the new one: %v, want ErrMAC1", err)
+	}
+
+	// ini is told the new key: handshakes work again, either side first.
+	var err error
+	if ini.hs, err = NewHandshake(ini.static, next.PublicKey(), PresharedKey{5}, 1); err != nil {
+		t.Fatal(err)
+	}
+	kpI, kpR := handshake(t, ini, resp, t0.Add(3*time.Second))
+	exchange(t, kpI, kpR, []byte("new key, ini first"))
+	kpR2, kpI2 := handshake(t, resp, ini, t0.Add(4*time.Second))
+	exchange(t, kpI2, kpR2, []byte("new key, resp first"))
+
+	if err := resp.hs.SetLocal(nil, &resp.table); err != nil {
+		t.Fatal(err)
+	}
+	var msg wire.Initiation
+	if err := resp.hs.CreateInitiation(t0, &resp.table, &msg); !errors.Is(err, ErrNoPrivateKey) {
+		t.Errorf("initiation after SetLocal(nil): %v", err)
+	}
+}

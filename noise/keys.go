@@ -85,6 +85,19 @@ func sharedSecret(k *PrivateKey, pub *PublicKey) ([KeySize]byte, error) {
 	return ss, nil
 }
 
+// checkScalar is a fixed, clamped private key for CheckPublicKey.
+var checkScalar = PrivateKey{0: 8, 31: 64}
+
+// CheckPublicKey returns ErrLowOrderPoint for a public key no handshake
+// could ever succeed with: one whose Diffie-Hellman result is all zero.
+// For a clamped scalar (a multiple of the cofactor) that happens exactly
+// for the points of small order, whatever the scalar, so one fixed
+// scalar tells, and a key that passes works with every private key.
+func CheckPublicKey(pk PublicKey) error {
+	_, err := sharedSecret(&checkScalar, &pk)
+	return err
+}
+
 // String returns k in the base64 form `wg` uses. It reveals the secret:
 // do not log it.
 func (k PrivateKey) String() string { return encodeKey(k) }

@@ -206,6 +206,31 @@ func (s *Session) Stop() Dropped {
 	return d
 }
 
+// Reset erases all keys, as Stop does, for a tunnel whose private key
+// changed: every keypair derives from the old key. Unlike Stop it leaves
+// the session running, ready for a handshake with the new key: a
+// persistent keepalive (kept) is due at once, so a peer that keeps a
+// NAT mapping open gets a new session without waiting for traffic, and
+// with waiting true (packets are queued for the peer) a handshake is
+// asked for at once; the rate limit of one initiation per RekeyTimeout
+// starts afresh, as in wireguard-go's ExpireCurrentKeypairs. The last
+// handshake time stays for `wg show`. The caller deletes the returned
+// keypairs' indices.
+func (s *Session) Reset(now time.Time, waiting bool) Dropped {
+	s.mu.Lock()
+	defer s.unlock()
+	d := s.zeroKeysLocked()
+	s.t = timers{persistentInterval: s.t.persistentInterval, lastHandshake: s.t.lastHandshake}
+	if s.t.persistentInterval > 0 {
+		s.raiseLocked(ActionSendKeepalive, now)
+		s.armLocked(&s.t.persistent, now.Add(s.t.persistentInterval))
+	}
+	if waiting {
+		s.initiateLocked(now, false)
+	}
+	return d
+}
+
 // unlock releases mu and, if an event made something due earlier than
 // the timer actor expects, wakes it. Waking outside the lock lets Wake do
 // anything but call back in while we hold it.

@@ -243,6 +243,52 @@ func TestSessionStop(t *testing.T) {
 	}
 }
 
+// TestSessionReset: after the private key changed, every keypair is gone
+// and none sends or receives, the last handshake time stays, and the
+// session asks for what a new session needs: a handshake at once when
+// packets wait (no matter how recently the last initiation went out),
+// and a keepalive at once for a persistent keepalive, which then asks
+// for the handshake itself.
+func TestSessionReset(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		persistent time.Duration
+		waiting    bool
+		want       Actions
+	}{
+		{"idle", 0, false, 0},
+		{"waiting", 0, true, ActionSendInitiation},
+		{"persistent", 25 * time.Second, false, ActionSendKeepalive},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s Session
+			s.SetPersistentKeepalive(tc.persistent, sessT0)
+			k1 := sessKeypair(1, true, sessT0)
+			s.Install(k1, sessT0)
+			s.Tick(sessT0)
+			s.RequestHandshake(sessT0) // an initiation went out just now
+			s.Tick(sessT0)
+			now := sessAt(time.Second)
+			if d := s.Reset(now, tc.waiting); d != (Dropped{k1}) {
+				t.Fatalf("Reset dropped %v", d)
+			}
+			if _, ok := s.SendKeypair(now); ok || s.ReceiveAllowed(k1, now) {
+				t.Fatal("the old keypair still sends or receives")
+			}
+			if !s.LastHandshake().Equal(sessT0) {
+				t.Errorf("last handshake %v, want %v", s.LastHandshake(), sessT0)
+			}
+			a, _ := s.Tick(now)
+			if a != tc.want {
+				t.Errorf("actions after Reset: %v, want %v", a, tc.want)
+			}
+			if tc.persistent > 0 && s.NextDeadline().IsZero() {
+				t.Error("persistent keepalive disarmed")
+			}
+		})
+	}
+}
+
 // TestSessionConcurrentRotation runs encrypt workers (Current, SendKeypair,
 // Seal) and a decrypt-side reader (ReceiveAllowed) against a handshake
 // actor that rotates keypairs and a timer actor that ticks. Run with -race.

@@ -46,6 +46,13 @@ type allocRig struct {
 
 func newAllocRig(t *testing.T, engine Engine, onWrite func([]byte)) *allocRig {
 	t.Helper()
+	return newAllocRigSpec(t, tunnelSpec{engine: engine}, onWrite)
+}
+
+// newAllocRigSpec is newAllocRig for a tunnel as s says (its engine,
+// rebindable); the rig sets the rest.
+func newAllocRigSpec(t *testing.T, s tunnelSpec, onWrite func([]byte)) *allocRig {
+	t.Helper()
 	r := &allocRig{reached: make(chan struct{}, 1), onWrite: onWrite}
 	r.target.Store(^uint64(0))
 	dev := memtun.Config{OnWrite: func(b []byte) {
@@ -58,7 +65,8 @@ func newAllocRig(t *testing.T, engine Engine, onWrite func([]byte)) *allocRig {
 	}}
 	// The real clock: the data path's periodic reports to the sessions
 	// run too, as they do in production.
-	r.e, r.p = withRawPeer(t, tunnelSpec{engine: engine, workers: 2, dev: dev, clock: realClock{}})
+	s.workers, s.dev, s.clock = 2, dev, realClock{}
+	r.e, r.p = withRawPeer(t, s)
 	r.p.initiate()
 	// Move the tunnel's endpoint for the peer to a socket nobody copies
 	// from: the peer roams there.

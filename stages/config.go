@@ -69,7 +69,8 @@ type PeerConfig struct {
 // Config is a tunnel's settings. The zero value of each optional field
 // takes the default named in its comment.
 type Config struct {
-	PrivateKey    noise.PrivateKey
+	PrivateKey    noise.PrivateKey // zero: none yet (handshakes wait for one)
+	FwMark        uint32           // firewall mark (SO_MARK) on the UDP packets; 0: none (see Tunnel.SetFwMark)
 	Peers         []PeerConfig
 	Engine        Engine // default EnginePipeline
 	Workers       int    // decrypt and encrypt workers each; default GOMAXPROCS
@@ -98,9 +99,6 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if out.QueueCapacity < 1 || out.QueueCapacity > 1<<20 {
 		return out, fmt.Errorf("%w: queue capacity %d not in 1..%d", ErrConfig, out.QueueCapacity, 1<<20)
-	}
-	if out.PrivateKey.IsZero() {
-		return out, fmt.Errorf("%w: no private key", ErrConfig)
 	}
 	return out, nil
 }

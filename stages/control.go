@@ -42,10 +42,6 @@ func (t *Tunnel) Handshakes() map[noise.PublicKey]uint64 {
 	return m
 }
 
-// PrivateKey returns the tunnel's private key, for the UAPI "get"
-// operation (`wg showconf` prints it; the socket is root's alone).
-func (t *Tunnel) PrivateKey() noise.PrivateKey { return t.cfg.PrivateKey }
-
 // Peers returns the status of every peer, in the order they were added.
 func (t *Tunnel) Peers() []PeerStatus {
 	list := t.peers.Load().list

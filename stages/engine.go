@@ -21,7 +21,7 @@ type stageEntry struct {
 	name      string
 	instances []*stageCounters
 	services  []service
-	inputs    []func() (depth, capacity int) // the channels it reads
+	inputs    []input // the queues it reads
 	restarts  atomic.Uint64
 }
 
@@ -39,12 +39,25 @@ func (tc *tunnelCounters) add(name string, n int) *stageEntry {
 	return e
 }
 
-func queueOf[T any](q *spsc.Queue[T]) func() (int, int) {
-	return func() (int, int) { return q.Len(), q.Cap() }
+// input is one of a stage's input queues as readers outside the stage
+// see it: Stats reads its depth, the health check its depth and how far
+// the stage has consumed it.
+type input struct {
+	depth func() (depth, capacity int)
+	// consumed counts the values the stage has finished with, as far as
+	// it has published them; it only grows.
+	consumed func() uint64
 }
 
-func chanOf[T any](ch chan T) func() (int, int) {
-	return func() (int, int) { return len(ch), cap(ch) }
+func queueOf[T any](q *spsc.Queue[T]) input {
+	return input{depth: func() (int, int) { return q.Len(), q.Cap() }, consumed: q.Released}
+}
+
+// chanOf is a Go channel read by the stage whose counters are c: every
+// value it takes ends counted (passed, dropped or a keepalive) and
+// published at once, so the counters tell how far it has consumed.
+func chanOf[T any](ch chan T, c *stageCounters) input {
+	return input{depth: func() (int, int) { return len(ch), cap(ch) }, consumed: c.handled}
 }
 
 // labelled runs svc with a pprof label naming its stage, so a CPU profile
@@ -101,13 +114,13 @@ func (t *Tunnel) wireEngine() *tunnelCounters {
 		}
 		e = tc.add("tunwrite", 1)
 		e.services = []service{newTUNWrite(t, t.tun, toTUN, e.instances[0], logFor("tunwrite"))}
-		e.inputs = []func() (int, int){queueOf(toTUN)}
+		e.inputs = []input{queueOf(toTUN)}
 
 		e = tc.add("tunread", 1)
 		e.services = []service{newTUNRead(t, t.tun, fromTUN, e.instances[0], logFor("tunread"))}
 		e = tc.add("route-out", 1)
 		e.services = []service{&routeOut{t: t, in: fromTUN, workers: encIn, c: e.instances[0], log: logFor("route-out")}}
-		e.inputs = []func() (int, int){queueOf(fromTUN)}
+		e.inputs = []input{queueOf(fromTUN)}
 		e = tc.add("encrypt", n)
 		for i := range n {
 			e.services = append(e.services, &encryptWorker{t: t, in: encIn[i], out: encOut[i], c: e.instances[i], log: logFor("encrypt")})
@@ -122,7 +135,7 @@ func (t *Tunnel) wireEngine() *tunnelCounters {
 
 	e := tc.add("handshake", 1)
 	e.services = []service{&handshakeActor{t: t, in: t.handshakes, c: e.instances[0], log: logFor("handshake")}}
-	e.inputs = []func() (int, int){chanOf(t.handshakes)}
+	e.inputs = []input{chanOf(t.handshakes, e.instances[0])}
 	e = tc.add("timers", 1)
 	e.services = []service{newTimerActor(t, e.instances[0], logFor("timers"))}
 	return tc
@@ -144,8 +157,8 @@ func (t *Tunnel) Stats() []StageStats {
 				}
 			}
 		}
-		for _, f := range e.inputs {
-			d, c := f()
+		for _, in := range e.inputs {
+			d, c := in.depth()
 			s.QueueDepth += d
 			s.QueueCap += c
 		}

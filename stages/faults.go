@@ -1,6 +1,9 @@
 package stages
 
-import "sync/atomic"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // stageKind names a kind of stage for fault injection.
 type stageKind int
@@ -17,8 +20,9 @@ const (
 	numStageKinds
 )
 
-// faultInjector makes a stage panic on purpose, for tests of supervision.
-// A nil *faultInjector (production) costs one comparison per packet.
+// faultInjector makes a stage panic or wedge on purpose, for tests of
+// supervision and of the health check. A nil *faultInjector (production)
+// costs one comparison per packet.
 type faultInjector struct {
 	// panics[k] is how many more times a stage of kind k panics when it
 	// next handles a packet.
@@ -29,6 +33,23 @@ type faultInjector struct {
 	// moment, to force an interleaving without sleeps. Atomic, so a test
 	// may set it while the tunnel runs.
 	race atomic.Pointer[func(racePoint)]
+
+	// stalls[k], when set, wedges a stage of kind k when it next handles
+	// a packet: it waits until the channel is closed.
+	stalls [numStageKinds]atomic.Pointer[chan struct{}]
+}
+
+// stall wedges stages of kind k until the returned function is called.
+func (f *faultInjector) stall(k stageKind) (release func()) {
+	ch := make(chan struct{})
+	f.stalls[k].Store(&ch)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.stalls[k].Store(nil)
+			close(ch)
+		})
+	}
 }
 
 // racePoint names a moment between two steps of the control plane where
@@ -53,6 +74,9 @@ type errInjected struct{ kind stageKind }
 func (f *faultInjector) hit(k stageKind) {
 	if f == nil {
 		return
+	}
+	if ch := f.stalls[k].Load(); ch != nil {
+		<-*ch
 	}
 	if f.panics[k].Load() > 0 && f.panics[k].Add(-1) >= 0 {
 		panic(errInjected{k})

@@ -103,6 +103,12 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 	if err != nil {
 		return DropMalformed
 	}
+	t.keyMu.RLock()
+	defer t.keyMu.RUnlock()
+	id := t.ident.Load()
+	if id == nil {
+		return DropNoPrivateKey
+	}
 	c := &t.hsCounters
 	if typ == wire.TypeInitiation {
 		c.initiations.Add(1)
@@ -115,7 +121,7 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 	}
 	var sb [18]byte
 	var reply wire.CookieReply
-	switch err := t.cookies.Admit(msg, srcBytes(m.src, &sb), underLoad, now, &reply); {
+	switch err := id.cookies.Admit(msg, srcBytes(m.src, &sb), underLoad, now, &reply); {
 	case errors.Is(err, noise.ErrCookieRequired):
 		var b [wire.CookieReplySize]byte
 		reply.Marshal(&b)
@@ -136,7 +142,7 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 	switch typ {
 	case wire.TypeInitiation:
 		c.worked.Add(1)
-		h, err := t.static.ConsumeInitiation(msg, now, t.handshakeByKey)
+		h, err := id.static.ConsumeInitiation(msg, now, t.handshakeByKey)
 		if err != nil {
 			t.logLimited.debug("initiation rejected", "from", m.src, "err", err)
 			return DropHandshake
@@ -156,13 +162,12 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 		}
 		var b [wire.ResponseSize]byte
 		resp.Marshal(&b)
-		p.handshakes.Add(1)
 		t.sendControl(b[:], m.src)
 		c.responses.Add(1)
 		p.session.ResponseSent(now)
 		t.log.Debug("handshake answered", "peer", p.name, "from", m.src)
 	case wire.TypeResponse:
-		h, kp, err := t.static.ConsumeResponse(msg, now, &t.index)
+		h, kp, err := id.static.ConsumeResponse(msg, now, &t.index)
 		if err != nil {
 			t.logLimited.debug("response rejected", "from", m.src, "err", err)
 			return DropHandshake
@@ -178,7 +183,6 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 		if !t.installKeys(p, kp, m.src, now) {
 			return DropHandshake
 		}
-		p.handshakes.Add(1)
 		t.log.Debug("handshake complete", "peer", p.name, "role", "initiator")
 	default:
 		return DropMalformed
@@ -200,6 +204,10 @@ func (t *Tunnel) installKeys(p *peer, kp *noise.Keypair, src netip.AddrPort, now
 	}
 	p.session.HandshakeReceived(now)
 	p.roam(src)
+	// Counted before Install: once the keypair is installed, staged
+	// packets flow and a reader of the counter may already see the
+	// traffic this handshake carried.
+	p.handshakes.Add(1)
 	t.forgetKeypairs(p.session.Install(kp, now))
 	return true
 }
@@ -227,9 +235,14 @@ func (t *Tunnel) sendControl(b []byte, to netip.AddrPort) {
 // sendInitiation starts (or retries) a handshake with p. It runs on the
 // timer actor, which the session told to.
 func (t *Tunnel) sendInitiation(p *peer, now time.Time) {
+	t.keyMu.RLock()
+	defer t.keyMu.RUnlock()
 	dst := p.Endpoint()
-	if !dst.IsValid() {
-		return // nowhere to send it; the peer must reach us first
+	if !dst.IsValid() || t.ident.Load() == nil {
+		// Nowhere to send it (the peer must reach us first), or no key
+		// to make it with yet. The session retries, then gives up and
+		// drops what waits, as for a peer that does not answer.
+		return
 	}
 	t.faults.interleave(raceBeforeInitiation)
 	var msg wire.Initiation

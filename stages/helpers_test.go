@@ -139,6 +139,7 @@ func allowedIPs(h host, dualStack bool) []netip.Prefix {
 // tunnelSpec describes one tunnel for startTunnel.
 type tunnelSpec struct {
 	key     noise.PrivateKey // zero: a fresh one
+	noKey   bool             // start without a private key (end.key is still made, for later)
 	udp     netip.AddrPort
 	inner   netip.Addr
 	engine  Engine
@@ -150,6 +151,9 @@ type tunnelSpec struct {
 	faults  bool        // install a fault injector before Serve
 	// wrapUDP, if set, wraps the tunnel's memudp.Conn.
 	wrapUDP func(*memudp.Conn) tunio.UDPConn
+	// rebindable puts the tunnel on a tunio.RebindConn over memudp (end.conn
+	// is then nil): SetListenPort works.
+	rebindable bool
 }
 
 // startTunnel builds a tunnel on net as s says and serves it until
@@ -160,7 +164,15 @@ func startTunnel(t testing.TB, net *memudp.Network, s tunnelSpec) *end {
 	if s.key.IsZero() {
 		s.key = mustKey(t)
 	}
-	conn, err := net.Listen(s.udp)
+	var conn *memudp.Conn
+	var udp tunio.UDPConn
+	var err error
+	if s.rebindable {
+		udp, err = tunio.NewRebindConn(net.ListenFunc(s.udp.Addr()), s.udp.Port(), 0)
+	} else {
+		conn, err = net.Listen(s.udp)
+		udp = conn
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,12 +180,15 @@ func startTunnel(t testing.TB, net *memudp.Network, s tunnelSpec) *end {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var udp tunio.UDPConn = conn
 	if s.wrapUDP != nil {
 		udp = s.wrapUDP(conn)
 	}
+	priv := s.key
+	if s.noKey {
+		priv = noise.PrivateKey{}
+	}
 	tun, err := New(Config{
-		PrivateKey:    s.key,
+		PrivateKey:    priv,
 		Engine:        s.engine,
 		Workers:       s.workers,
 		QueueCapacity: s.queue,
@@ -186,7 +201,7 @@ func startTunnel(t testing.TB, net *memudp.Network, s tunnelSpec) *end {
 		tun.faults = &faultInjector{} // before Serve: the stages read it unsynchronised
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &end{tun: tun, dev: dev, conn: conn, udp: conn.LocalAddr(), addr: s.inner, key: s.key, cancel: cancel, errc: make(chan error, 1)}
+	e := &end{tun: tun, dev: dev, conn: conn, udp: udp.LocalAddr(), addr: s.inner, key: s.key, cancel: cancel, errc: make(chan error, 1)}
 	go func() { e.errc <- tun.Serve(ctx) }()
 	t.Cleanup(func() {
 		if err := e.stop(); err != nil {

@@ -52,9 +52,14 @@ func startWG(t *testing.T, net *memudp.Network, udp netip.AddrPort, pg *end, pee
 }
 
 // checkFlows checks what the device writes to its TUN, like checkFlows
-// for a PipeGuard end.
+// for a PipeGuard end, with no gaps allowed.
 func (w *wgEnd) checkFlows(to host, senders []host) *flowChecker {
-	c := newFlowChecker(to, senders, false)
+	return w.checkFlowsGaps(to, senders, false)
+}
+
+// checkFlowsGaps is checkFlows, with gaps allowed if gaps is true.
+func (w *wgEnd) checkFlowsGaps(to host, senders []host, gaps bool) *flowChecker {
+	c := newFlowChecker(to, senders, gaps)
 	go func() {
 		defer close(c.done)
 		var want [wire.MaxInnerSize]byte

@@ -26,6 +26,7 @@ const (
 	DropWriteError                 // the TUN device refused the packet
 	DropPanic                      // packet in hand when a stage panicked
 	DropReadError                  // the TUN device lost an offloaded super-packet (more segments than buffers)
+	DropNoPrivateKey               // handshake message while the tunnel has no private key
 	numDropReasons
 )
 
@@ -54,6 +55,7 @@ var dropNames = [numDropReasons]string{
 	DropWriteError:      "write_error",
 	DropPanic:           "panic",
 	DropReadError:       "read_error",
+	DropNoPrivateKey:    "no_private_key",
 }
 
 // String is the reason's name as it appears in logs and metrics.
@@ -123,6 +125,16 @@ func (c *stageCounters) publish() {
 }
 
 func (c *stageCounters) drop(r DropReason) { c.drops[r].Add(1) }
+
+// handled is how many values the instance has published as passed,
+// dropped or keepalives: for the health check, a count of its progress.
+func (c *stageCounters) handled() uint64 {
+	n := c.packets.Load() + c.keepalives.Load()
+	for i := range c.drops {
+		n += c.drops[i].Load()
+	}
+	return n
+}
 
 // lostToPanic counts n packets a stage lost when it panicked.
 func (c *stageCounters) lostToPanic(n uint64) {

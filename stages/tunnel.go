@@ -11,6 +11,7 @@ import (
 
 	"pipeguard/noise"
 	"pipeguard/stages/allowedips"
+	"pipeguard/supervisor"
 	"pipeguard/supervisor/clock"
 	"pipeguard/tunio"
 )
@@ -28,15 +29,17 @@ type Tunnel struct {
 	tun   tunio.Device
 	udp   tunio.UDPConn
 
-	static  *noise.Static
-	cookies *noise.CookieChecker
+	ident atomic.Pointer[identity] // nil: no private key
+	// keyMu orders key changes (write) against handshake work (read),
+	// so that no session is derived from a key once it was replaced.
+	keyMu   sync.RWMutex
 	index   noise.IndexTable
 	allowed allowedips.Table[*peer]
 
 	// peers is an immutable snapshot, replaced whole on every change, so
 	// that the per-packet lookup from a PeerID takes no lock.
 	peers   atomic.Pointer[peerSet]
-	peersMu sync.Mutex // serialises peer changes
+	peersMu sync.Mutex // serialises configuration changes: peers, key, socket
 	nextID  noise.PeerID
 
 	udpOut     *lockedWriter
@@ -50,6 +53,7 @@ type Tunnel struct {
 
 	counters   *tunnelCounters
 	hsCounters handshakeCounters
+	sup        atomic.Pointer[supervisor.Supervisor] // the stages' supervisor while Serve runs, for Health
 }
 
 // peerSet is the tunnel's peers at one moment.
@@ -70,9 +74,9 @@ func New(cfg Config, tun tunio.Device, udp tunio.UDPConn, clk clock.Clock, log *
 	if clk == nil {
 		clk = clock.Real{}
 	}
-	static, err := noise.NewStatic(c.PrivateKey)
+	id, err := newIdentity(c.PrivateKey)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		return nil, err
 	}
 	t := &Tunnel{
 		cfg:        c,
@@ -80,12 +84,16 @@ func New(cfg Config, tun tunio.Device, udp tunio.UDPConn, clk clock.Clock, log *
 		clock:      clk,
 		tun:        tun,
 		udp:        udp,
-		static:     static,
-		cookies:    noise.NewCookieChecker(static),
 		udpOut:     &lockedWriter{conn: udp},
 		logLimited: newRateLimitedLogger(log, clk),
 		handshakes: make(chan handshakeMsg, HandshakeQueueCapacity),
 		wakeTimers: make(chan struct{}, 1),
+	}
+	t.ident.Store(id)
+	if c.FwMark != 0 {
+		if err := t.setFwMarkLocked(c.FwMark); err != nil {
+			return nil, err
+		}
 	}
 	t.counters = t.wireEngine()
 	t.peers.Store(&peerSet{byID: map[noise.PeerID]*peer{}, byKey: map[noise.PublicKey]*peer{}})
@@ -111,7 +119,7 @@ func (t *Tunnel) AddPeer(pc PeerConfig) error {
 	}
 	t.nextID++
 	id := t.nextID
-	hs, err := noise.NewHandshake(t.static, pc.PublicKey, pc.PresharedKey, id)
+	hs, err := noise.NewHandshake(t.ident.Load().staticOf(), pc.PublicKey, pc.PresharedKey, id)
 	if err != nil {
 		return fmt.Errorf("%w: peer %s: %v", ErrConfig, pc.PublicKey, err)
 	}
@@ -142,11 +150,16 @@ func (t *Tunnel) AddPeer(pc PeerConfig) error {
 func (t *Tunnel) RemovePeer(pk noise.PublicKey) bool {
 	t.peersMu.Lock()
 	defer t.peersMu.Unlock()
-	old := t.peers.Load()
-	p, ok := old.byKey[pk]
-	if !ok {
-		return false
+	p, ok := t.peers.Load().byKey[pk]
+	if ok {
+		t.removePeerLocked(p)
 	}
+	return ok
+}
+
+// removePeerLocked removes p; peersMu is held.
+func (t *Tunnel) removePeerLocked(p *peer) {
+	old := t.peers.Load()
 	ns := &peerSet{byID: make(map[noise.PeerID]*peer, len(old.byID)), byKey: make(map[noise.PublicKey]*peer, len(old.byKey))}
 	for k, v := range old.byID {
 		if v != p {
@@ -167,7 +180,6 @@ func (t *Tunnel) RemovePeer(pk noise.PublicKey) bool {
 	t.allowed.RemovePeer(p)
 	t.stopPeer(p)
 	p.dropStaged()
-	return true
 }
 
 // keypairByIndex finds the session keypair and peer for a receiver index.
@@ -218,9 +230,6 @@ func (t *Tunnel) wake() {
 // LocalAddr is the UDP address the tunnel listens on.
 func (t *Tunnel) LocalAddr() netip.AddrPort { return t.udp.LocalAddr() }
 
-// PublicKey is the tunnel's public key.
-func (t *Tunnel) PublicKey() noise.PublicKey { return t.static.PublicKey() }
-
 // Serve runs the tunnel until ctx ends or a stage fails past its
 // supervisor's patience. It closes the TUN device and UDP socket on
 // return; a nil error means an orderly stop.
@@ -235,11 +244,12 @@ func (t *Tunnel) Serve(ctx context.Context) error {
 		})
 	}
 	sup := t.buildSupervisor(closeEdges)
+	t.sup.Store(sup)
 	stop := context.AfterFunc(ctx, closeEdges)
 	defer stop()
 	defer closeEdges()
 	t.log.Info("tunnel up", "engine", t.cfg.Engine, "workers", t.cfg.Workers, "queue_capacity", t.cfg.QueueCapacity,
-		"listen", t.udp.LocalAddr(), "peers", len(t.peers.Load().list), "public_key", t.static.PublicKey())
+		"listen", t.udp.LocalAddr(), "peers", len(t.peers.Load().list), "public_key", t.PublicKey())
 	err := sup.Serve(ctx)
 	t.log.Info("tunnel down", "err", err)
 	return err

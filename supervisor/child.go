@@ -15,6 +15,7 @@ import (
 // returned. An escalation or terminate-tree request goes to r.fatal.
 func (s *Supervisor) supervise(r *run, c *child, done chan<- struct{}) {
 	defer close(done)
+	defer c.setState(childStopped)
 	ctx := r.ctx
 	var (
 		failures float64   // decayed failure count
@@ -25,6 +26,7 @@ func (s *Supervisor) supervise(r *run, c *child, done chan<- struct{}) {
 		if ctx.Err() != nil {
 			return // stopped while starting or in backoff: nothing is running
 		}
+		c.setState(childRunning)
 		if first {
 			s.emit(Event{Kind: EventStart, Child: c.name})
 		} else {
@@ -49,10 +51,12 @@ func (s *Supervisor) supervise(r *run, c *child, done chan<- struct{}) {
 			r.stop(fmt.Errorf("supervisor: %s: child %q terminated the tree: %w", s.name, c.name, err))
 			return
 		case err == nil, errors.Is(err, ErrDoNotRestart):
+			c.setState(childStopped) // before the event, which tests wait for
 			s.emit(Event{Kind: EventStop, Child: c.name, Err: err})
 			return
 		}
 
+		c.setState(childRestarting)
 		now := s.cfg.Clock.Now()
 		if failures > 0 {
 			halvings := float64(now.Sub(lastFail)) / float64(s.cfg.FailureDecay)

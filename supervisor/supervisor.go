@@ -117,12 +117,13 @@ type Supervisor struct {
 	run      *run // non-nil while Serve runs
 }
 
-// child is one added service. restarts is shared with readers of Restarts;
-// everything else is fixed once added.
+// child is one added service. restarts and state are shared with readers
+// of Restarts and Health; everything else is fixed once added.
 type child struct {
 	name     string
 	svc      Service
 	restarts atomic.Uint64
+	state    atomic.Int32 // a childState, written by the child's supervise goroutine
 }
 
 // run is the state of one call to Serve.
@@ -266,6 +267,7 @@ func (s *Supervisor) Serve(ctx context.Context) (err error) {
 // Serve's snapshot of r.runners includes every goroutine it must wait for.
 func (s *Supervisor) startLocked(r *run, c *child) {
 	done := make(chan struct{})
+	c.setState(childStarting)
 	r.runners = append(r.runners, runner{c: c, done: done})
 	go s.supervise(r, c, done)
 }

@@ -6,7 +6,9 @@
 // The pipeline's edge stages depend only on the two small interfaces
 // [Device] and [UDPConn]. Real implementations come from [CreateTUN] and
 // [ListenUDP] (Linux); in-memory fakes for tests and benchmarks live in the
-// sub-packages memtun and memudp.
+// sub-packages memtun and memudp. A [RebindConn] ([ListenRebindable])
+// lets the tunnel move to another port and change its firewall mark
+// while the stages keep one UDPConn.
 //
 // Both interfaces move packets in batches into and out of buffers owned by
 // the caller, and do not allocate per call in steady state.

@@ -22,6 +22,11 @@ type UDPOptions struct {
 	// SocketBuffer is the receive and send buffer size asked of the kernel
 	// in bytes; default DefaultSocketBuffer.
 	SocketBuffer int
+
+	// Mark is the firewall mark (SO_MARK) of every packet sent, set
+	// before the socket binds; 0: none. Setting one needs CAP_NET_ADMIN.
+	// The socket implements Marker to change it later.
+	Mark uint32
 }
 
 // DefaultSocketBuffer is the default socket buffer size: a few milliseconds

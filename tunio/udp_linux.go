@@ -63,6 +63,7 @@ type udpConn struct {
 	closed atomic.Bool
 	gso    atomic.Bool // cleared for good when the kernel refuses a segmented send
 	gro    bool
+	mark   atomic.Uint32 // SO_MARK, as last set
 
 	rmu sync.Mutex // guards r
 	r   recvState
@@ -74,6 +75,7 @@ type udpConn struct {
 var (
 	_ UDPConn     = (*udpConn)(nil)
 	_ UDPOffloads = (*udpConn)(nil)
+	_ Marker      = (*udpConn)(nil)
 )
 
 func listenUDP(addr netip.AddrPort, opts UDPOptions) (UDPConn, error) {
@@ -115,6 +117,11 @@ func setupUDP(fd int, v6, v6only bool, addr netip.AddrPort, opts UDPOptions) (*u
 	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, opts.SocketBuffer) != nil {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, opts.SocketBuffer)
 	}
+	if opts.Mark != 0 {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(opts.Mark)); err != nil {
+			return nil, os.NewSyscallError("setsockopt SO_MARK", err)
+		}
+	}
 	var sa unix.RawSockaddrInet6
 	salen, ok := putSockaddr(&sa, addr, v6)
 	if !ok {
@@ -128,6 +135,7 @@ func setupUDP(fd int, v6, v6only bool, addr netip.AddrPort, opts UDPOptions) (*u
 		return nil, os.NewSyscallError("getsockname", e)
 	}
 	c := &udpConn{v6: v6, local: getSockaddr(&sa), batch: opts.BatchSize}
+	c.mark.Store(opts.Mark)
 	if !opts.DisableGSO {
 		// Reading UDP_SEGMENT succeeds on kernels that support it (4.18+).
 		_, err := unix.GetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_SEGMENT)
@@ -162,6 +170,25 @@ func (c *udpConn) BatchSize() int { return c.batch }
 
 // Offloads implements UDPOffloads.
 func (c *udpConn) Offloads() (gso, gro bool) { return c.gso.Load(), c.gro }
+
+// Mark implements Marker.
+func (c *udpConn) Mark() uint32 { return c.mark.Load() }
+
+// SetMark implements Marker with SO_MARK; 0 removes the mark.
+func (c *udpConn) SetMark(mark uint32) error {
+	var serr error
+	err := c.raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+	})
+	if err == nil && serr != nil {
+		err = os.NewSyscallError("setsockopt SO_MARK", serr)
+	}
+	if err != nil {
+		return c.ioError("setsockopt SO_MARK", err)
+	}
+	c.mark.Store(mark)
+	return nil
+}
 
 // Close implements UDPConn. Closing the file wakes goroutines parked in the
 // netpoller; they see closed set and report ErrClosed.

@@ -9,12 +9,15 @@ import (
 	"strings"
 
 	"github.com/alecthomas/kong"
+
+	"pipeguard/cmd/internal/version"
 )
 
 // cli is the whole command line. It stays in this package; commands turn it
 // into typed configs for the packages below.
 type cli struct {
-	LogLevel string `help:"Log level: debug, info, warn, error." default:"info" enum:"debug,info,warn,error" env:"LOG_LEVEL"`
+	LogLevel string           `help:"Log level: debug, info, warn, error." default:"info" enum:"debug,info,warn,error" env:"LOG_LEVEL"`
+	Version  kong.VersionFlag `help:"Print the version and exit."`
 
 	Standalone standaloneCmd `cmd:"" help:"Bring up a tunnel from a WireGuard config file and keep it up (SIGHUP reloads, SIGTERM stops)."`
 	Demo       demoCmd       `cmd:"" help:"Show a working tunnel: two PipeGuard peers in private network namespaces, with traffic between them (needs root)."`
@@ -28,6 +31,7 @@ func main() {
 		kong.Name("headless-client"),
 		kong.Description("PipeGuard: a userspace WireGuard tunnel."),
 		kong.UsageOnError(),
+		kong.Vars{"version": version.Line("pipeguard-headless-client")},
 	)
 	log := newLogger(os.Stderr, c.LogLevel)
 	env := &runEnv{log: log, logLevel: c.LogLevel, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}

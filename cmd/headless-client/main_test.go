@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"pipeguard/cmd/internal/version"
 )
 
 // TestMain lets tests run the real binary: a child started with
@@ -123,5 +125,17 @@ func TestPubkeyAcceptsWGFormats(t *testing.T) {
 		if o != outs[0] {
 			t.Fatalf("outputs differ: %q", outs)
 		}
+	}
+}
+
+// TestVersionFlag: --version prints the name and the version the build
+// recorded, and exits 0 without running a command.
+func TestVersionFlag(t *testing.T) {
+	out, errOut, code := runMain(t, "", "--version")
+	if code != 0 || errOut != "" {
+		t.Fatalf("--version: exit %d, stderr %q", code, errOut)
+	}
+	if want := version.Line("pipeguard-headless-client") + "\n"; out != want {
+		t.Errorf("--version printed %q, want %q", out, want)
 	}
 }

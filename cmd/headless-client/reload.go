@@ -11,11 +11,13 @@ import (
 )
 
 // reload re-reads the config file on SIGHUP and applies what can change
-// while running: peers (added, removed, changed in place, so unchanged
-// peers keep their sessions) and the routes of their AllowedIPs. A file
-// that fails to load or validate changes nothing: the tunnel keeps
-// running on the config it has. Interface settings (key, port, MTU,
-// addresses, DNS) need a restart; a change to them is logged.
+// while running: the listen port and the private key (as wg set does:
+// a new key drops the sessions of the old one), peers (added, removed,
+// changed in place, so unchanged peers keep their sessions) and the
+// routes of their AllowedIPs. A file that fails to load or validate, or
+// names a port that is taken, changes nothing: the tunnel keeps running
+// on the config it has. The other interface settings (MTU, addresses,
+// DNS) need a restart; a change to them is logged.
 func (r *running) reload(ctx context.Context, path string, log *slog.Logger) {
 	log.Info("reloading config (SIGHUP)", "config", path)
 	cfg, err := config.Load(path)
@@ -38,6 +40,17 @@ func (r *running) reload(ctx context.Context, path string, log *slog.Logger) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if cfg.Interface.ListenPort != r.cfg.Interface.ListenPort {
+		if err := r.tunnel.SetListenPort(cfg.Interface.ListenPort); err != nil {
+			log.Error("reload refused; still running on the previous config", "err", err)
+			return
+		}
+	}
+	if !cfg.Interface.PrivateKey.Equal(r.cfg.Interface.PrivateKey) {
+		r.tunnel.SetPrivateKey(cfg.Interface.PrivateKey) // cannot fail for a parsed key
+		log.Info("private key changed", "public_key", cfg.Interface.PrivateKey.Public())
+	}
+	r.cfg.Interface.PrivateKey, r.cfg.Interface.ListenPort = cfg.Interface.PrivateKey, cfg.Interface.ListenPort
 	res, err := r.tunnel.SyncPeers(r.peers, peers)
 	if err != nil {
 		log.Error("reload failed part-way", "err", err)
@@ -50,15 +63,10 @@ func (r *running) reload(ctx context.Context, path string, log *slog.Logger) {
 		"unchanged", len(peers)-len(res.Added)-len(res.Updated))
 }
 
-// interfaceChanges names the [Interface] settings that differ.
+// interfaceChanges names the [Interface] settings that differ and that a
+// reload does not apply.
 func interfaceChanges(old, cur *config.Interface) []string {
 	var out []string
-	if !old.PrivateKey.Equal(cur.PrivateKey) {
-		out = append(out, "PrivateKey")
-	}
-	if old.ListenPort != cur.ListenPort {
-		out = append(out, "ListenPort")
-	}
 	if old.MTU != cur.MTU {
 		out = append(out, "MTU")
 	}

@@ -17,6 +17,7 @@ import (
 	"pipeguard/cmd/headless-client/config"
 	"pipeguard/cmd/headless-client/ifsetup"
 	"pipeguard/cmd/headless-client/metrics"
+	"pipeguard/cmd/headless-client/sdnotify"
 	"pipeguard/cmd/headless-client/uapi"
 	"pipeguard/stages"
 	"pipeguard/tunio"
@@ -153,7 +154,8 @@ type running struct {
 // configuration and the UAPI socket, in that order; on failure it undoes
 // what it did.
 func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *standaloneCmd, log *slog.Logger) (*running, error) {
-	udp, err := tunio.ListenUDP(netip.AddrPortFrom(netip.IPv6Unspecified(), cfg.Interface.ListenPort))
+	// Rebindable, so that wg set can move it to another port.
+	udp, err := tunio.ListenRebindable(netip.AddrPortFrom(netip.IPv6Unspecified(), cfg.Interface.ListenPort), tunio.UDPOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("headless-client: UDP port %d: %w", cfg.Interface.ListenPort, err)
 	}
@@ -257,6 +259,7 @@ func (r *running) run(ctx context.Context, hup <-chan os.Signal, cfgPath string,
 		go func() { httpDone <- s.Serve(ctx) }()
 	}
 	log.Info("tunnel running", "listen_port", r.tunnel.LocalAddr().Port(), "public_key", r.tunnel.PublicKey(), "uapi", r.uapi.Path())
+	sd, sdDone := notifySystemd(ctx, r.tunnel, log)
 
 	var failed error
 loop:
@@ -265,7 +268,9 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-hup:
+			sd.Reloading()
 			r.reload(ctx, cfgPath, log)
+			sd.Ready(sdnotify.TunnelStatus(r.tunnel.Peers(), time.Now(), nil))
 		case err := <-tunErr:
 			// The tunnel stopped by itself: a stage failed past its
 			// supervisor's patience.
@@ -278,9 +283,10 @@ loop:
 		}
 	}
 	log.Info("stopping")
+	sd.Stopping()
 	cancel()
 	deadline := time.After(stopTimeout)
-	waits := []chan error{tunErr, uapiDone}
+	waits := []chan error{tunErr, uapiDone, sdDone}
 	for range r.http {
 		waits = append(waits, httpDone)
 	}
@@ -307,4 +313,21 @@ wait:
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// notifySystemd tells systemd, when it runs the client as a Type=notify
+// service, that the tunnel is ready, and keeps it informed (STATUS=,
+// WATCHDOG=1 while healthy) until ctx ends; done receives nil then. The
+// notifier is nil, and ignores calls, outside such a service.
+func notifySystemd(ctx context.Context, t *stages.Tunnel, log *slog.Logger) (sd *sdnotify.Notifier, done chan error) {
+	done = make(chan error, 1)
+	sd, err := sdnotify.FromEnv()
+	if err != nil {
+		log.Warn("cannot tell systemd how the tunnel is doing", "err", err)
+	}
+	if err := sd.Ready(sdnotify.TunnelStatus(t.Peers(), time.Now(), nil)); err != nil {
+		log.Warn("cannot tell systemd the tunnel is ready", "err", err)
+	}
+	go func() { sd.Watch(ctx, t, log); done <- nil }()
+	return sd, done
 }

@@ -111,6 +111,13 @@ func (q *Queue[T]) Len() int {
 	return int(t - h)
 }
 
+// Released is how many values the consumer has released so far: a count
+// that only grows, as published (every few values, and always before the
+// consumer waits). With Len it tells a stalled consumer (values waiting,
+// Released unchanged) from an idle one (nothing waiting). Safe from any
+// goroutine; it costs the ends nothing.
+func (q *Queue[T]) Released() uint64 { return q.head.Load() }
+
 // Reserve returns the next free slot for the producer to fill, waiting
 // while the queue is full (after publishing what was committed, so the
 // consumer can make room). It returns false once done is closed. The slot

@@ -43,7 +43,10 @@ var (
 	ErrInvalidAddr = errors.New("memudp: invalid address")
 )
 
-var _ tunio.UDPConn = (*Conn)(nil)
+var (
+	_ tunio.UDPConn = (*Conn)(nil)
+	_ tunio.Marker  = (*Conn)(nil)
+)
 
 // Config configures a Network. The zero value gives the defaults.
 type Config struct {
@@ -155,6 +158,7 @@ type Conn struct {
 	local   netip.AddrPort
 	queue   *ring.Ring[netip.AddrPort] // meta: sender address
 	dropped atomic.Uint64
+	mark    atomic.Uint32
 	closed  chan struct{}
 	once    sync.Once
 
@@ -293,6 +297,29 @@ func (c *Conn) deliver(to *Conn, recs [][]byte) {
 
 // LocalAddr implements tunio.UDPConn.
 func (c *Conn) LocalAddr() netip.AddrPort { return c.local }
+
+// SetMark implements tunio.Marker. The network has no routing, so a mark
+// changes nothing but what Mark reports.
+func (c *Conn) SetMark(mark uint32) error {
+	c.mark.Store(mark)
+	return nil
+}
+
+// Mark implements tunio.Marker.
+func (c *Conn) Mark() uint32 { return c.mark.Load() }
+
+// ListenFunc returns a tunio.ListenFunc that opens Conns at ip on n, for
+// a tunio.RebindConn; a taken port is ErrAddrInUse.
+func (n *Network) ListenFunc(ip netip.Addr) tunio.ListenFunc {
+	return func(port uint16, mark uint32) (tunio.UDPConn, error) {
+		c, err := n.Listen(netip.AddrPortFrom(ip, port))
+		if err != nil {
+			return nil, err
+		}
+		c.mark.Store(mark)
+		return c, nil
+	}
+}
 
 // BatchSize implements tunio.UDPConn.
 func (c *Conn) BatchSize() int { return len(c.readDst) }

@@ -15,8 +15,16 @@ import (
 type Device interface {
 	PrivateKey() noise.PrivateKey
 	LocalAddr() netip.AddrPort
+	FwMark() uint32
 	Peers() []stages.PeerStatus
 	Peer(noise.PublicKey) (stages.PeerStatus, bool)
+
+	// SetPrivateKey sets, changes or (zero) removes the key; it must not
+	// fail for any key (Apply relies on that).
+	SetPrivateKey(noise.PrivateKey) error
+	// Rebind moves the UDP socket to port (0: a free one) with firewall
+	// mark mark; on error nothing changed.
+	Rebind(port uint16, mark uint32) error
 	AddPeer(stages.PeerConfig) error
 	RemovePeer(noise.PublicKey) bool
 	UpdatePeer(noise.PublicKey, stages.PeerUpdate) error
@@ -27,9 +35,14 @@ var _ Device = (*stages.Tunnel)(nil)
 // AppendGet appends the answer to a get operation, without the final
 // errno line, in wireguard-go's order: device keys, then each peer's.
 func AppendGet(b []byte, dev Device) []byte {
-	b = appendKey(b, "private_key", dev.PrivateKey())
+	if k := dev.PrivateKey(); !k.IsZero() {
+		b = appendKey(b, "private_key", k)
+	}
 	if port := dev.LocalAddr().Port(); port != 0 {
 		b = fmt.Appendf(b, "listen_port=%d\n", port)
+	}
+	if mark := dev.FwMark(); mark != 0 {
+		b = fmt.Appendf(b, "fwmark=%d\n", mark)
 	}
 	for _, p := range dev.Peers() {
 		b = appendKey(b, "public_key", p.PublicKey)
@@ -57,69 +70,6 @@ func appendKey[K ~[32]byte](b []byte, name string, k K) []byte {
 	b = append(b, '=')
 	b = hex.AppendEncode(b, k[:])
 	return append(b, '\n')
-}
-
-// Apply carries out a set request on dev. Changes the tunnel cannot make
-// while running (another private key, another listen port, a firewall
-// mark) fail with ErrUnsupported before anything is changed; everything
-// else applies peer by peer in request order, as wireguard-go does, and
-// stops at the first failure.
-func Apply(dev Device, req *SetRequest) error {
-	if req.PrivateKey != nil && !req.PrivateKey.Equal(dev.PrivateKey()) {
-		return fmt.Errorf("%w: the private key (restart with the new key in the config file)", ErrUnsupported)
-	}
-	if req.ListenPort != nil && *req.ListenPort != dev.LocalAddr().Port() {
-		return fmt.Errorf("%w: the listen port (restart with ListenPort = %d in the config file)", ErrUnsupported, *req.ListenPort)
-	}
-	if req.FwMark != nil && *req.FwMark != 0 {
-		return fmt.Errorf("%w: fwmark", ErrUnsupported)
-	}
-	if req.ReplacePeers {
-		// As wireguard-go: every peer goes, sessions and all (wg
-		// syncconf avoids this by sending only the differences).
-		for _, p := range dev.Peers() {
-			dev.RemovePeer(p.PublicKey)
-		}
-	}
-	self := dev.PrivateKey().Public()
-	for i := range req.Peers {
-		pc := &req.Peers[i]
-		if pc.PublicKey == self {
-			continue // wireguard-go ignores a peer with our own key
-		}
-		if err := applyPeer(dev, pc); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func applyPeer(dev Device, pc *PeerChange) error {
-	_, exists := dev.Peer(pc.PublicKey)
-	switch {
-	case pc.Remove:
-		dev.RemovePeer(pc.PublicKey)
-		return nil
-	case !exists && pc.UpdateOnly:
-		return nil
-	case !exists:
-		cfg := stages.PeerConfig{PublicKey: pc.PublicKey}
-		if err := dev.AddPeer(cfg); err != nil {
-			return fmt.Errorf("%w: %v", ErrInvalid, err)
-		}
-	}
-	err := dev.UpdatePeer(pc.PublicKey, stages.PeerUpdate{
-		PresharedKey:        pc.PresharedKey,
-		Endpoint:            pc.Endpoint,
-		PersistentKeepalive: pc.PersistentKeepalive,
-		ReplaceAllowedIPs:   pc.ReplaceAllowedIPs,
-		AddAllowedIPs:       pc.AddAllowedIPs,
-		RemoveAllowedIPs:    pc.RemoveAllowedIPs,
-	})
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	return nil
 }
 
 // errnoLine is the status line that ends every answer.

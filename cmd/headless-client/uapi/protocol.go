@@ -11,8 +11,10 @@
 // numbers follow wireguard-go's device/uapi.go, which wg(8) is tested
 // against.
 //
-// Unlike wireguard-go, a set request is parsed whole before anything is
-// applied, so a request with a bad line changes nothing.
+// Unlike wireguard-go, a set request is all or nothing: it is parsed
+// whole and checked before anything is applied, and the one step that
+// can still fail (binding the new port) comes first, so a request with
+// any error changes nothing.
 package uapi
 
 import (
@@ -31,20 +33,27 @@ import (
 // Errors of the protocol. Each maps to the errno wireguard-go answers
 // with (see Errno).
 var (
-	ErrProtocol    = errors.New("uapi: malformed request")
-	ErrInvalid     = errors.New("uapi: invalid value")
-	ErrUnsupported = errors.New("uapi: change not supported while running")
+	ErrProtocol = errors.New("uapi: malformed request")
+	ErrInvalid  = errors.New("uapi: invalid value")
+	// ErrSocket: the tunnel's UDP socket refused the change: the listen
+	// port is taken, or the firewall mark could not be set.
+	ErrSocket = errors.New("uapi: cannot change the UDP socket")
+	// ErrUnsupported: the device cannot make this change at all (a
+	// tunnel on a socket that cannot move).
+	ErrUnsupported = errors.New("uapi: change not supported by this tunnel")
 	ErrIO          = errors.New("uapi: i/o error")
 	ErrInUse       = errors.New("uapi: socket in use by another process")
 )
 
 // Error numbers as wireguard-go's ipc package defines them: negative
-// errno values (EIO, EPROTO, EINVAL, EADDRINUSE), written as such.
+// errno values (EIO, EPROTO, EINVAL, EADDRINUSE), written as such; and
+// EOPNOTSUPP, which wireguard-go has no case for.
 const (
-	errnoIO        = -5
-	errnoProtocol  = -71
-	errnoInvalid   = -22
-	errnoPortInUse = -98
+	errnoIO          = -5
+	errnoProtocol    = -71
+	errnoInvalid     = -22
+	errnoPortInUse   = -98
+	errnoUnsupported = -95
 )
 
 // Errno is the number the protocol reports for err (0 for nil).
@@ -56,10 +65,12 @@ func Errno(err error) int64 {
 		return errnoProtocol
 	case errors.Is(err, ErrIO):
 		return errnoIO
-	case errors.Is(err, ErrUnsupported):
-		// wireguard-go answers a failed rebind with EADDRINUSE; the
-		// changes we refuse are of that kind (port, identity).
+	case errors.Is(err, ErrSocket):
+		// wireguard-go answers every failed rebind and fwmark change
+		// with EADDRINUSE.
 		return errnoPortInUse
+	case errors.Is(err, ErrUnsupported):
+		return errnoUnsupported
 	default:
 		return errnoInvalid
 	}
@@ -73,7 +84,7 @@ const maxLine = 4096
 // SetRequest is a parsed "set=1" operation. Nil pointers leave a setting
 // as it is.
 type SetRequest struct {
-	PrivateKey   *noise.PrivateKey // zero key: remove the key (refused by our server)
+	PrivateKey   *noise.PrivateKey // zero key: remove the key
 	ListenPort   *uint16
 	FwMark       *uint32
 	ReplacePeers bool
@@ -88,12 +99,21 @@ type PeerChange struct {
 	PresharedKey        *noise.PresharedKey
 	Endpoint            *netip.AddrPort
 	PersistentKeepalive *time.Duration
-	// ReplaceAllowedIPs clears the peer's allowed IPs before Remove- and
-	// AddAllowedIPs apply. A replace_allowed_ips line discards the
-	// allowed_ip lines before it, which is what applying in order means.
-	ReplaceAllowedIPs bool
-	AddAllowedIPs     []netip.Prefix
-	RemoveAllowedIPs  []netip.Prefix
+	// AllowedIPs are the allowed_ip and replace_allowed_ips lines, in
+	// request order, which is the order they apply in.
+	AllowedIPs []AllowedIPOp
+}
+
+// AllowedIPOp is one allowed-IP line of a peer block.
+type AllowedIPOp struct {
+	// ReplaceAll (replace_allowed_ips=true) removes all of the peer's
+	// allowed IPs; Prefix is then zero.
+	ReplaceAll bool
+	// Remove (allowed_ip=-PREFIX) removes Prefix if the peer has it;
+	// otherwise (allowed_ip=PREFIX) Prefix goes to the peer, taken from
+	// any other peer that had it.
+	Remove bool
+	Prefix netip.Prefix // masked
 }
 
 // readLine reads one line without its newline. A line longer than maxLine
@@ -192,8 +212,7 @@ func (pc *PeerChange) line(key, value string) error {
 		case "remove":
 			pc.Remove = true
 		default:
-			pc.ReplaceAllowedIPs = true
-			pc.AddAllowedIPs, pc.RemoveAllowedIPs = nil, nil
+			pc.AllowedIPs = append(pc.AllowedIPs, AllowedIPOp{ReplaceAll: true})
 		}
 	case "preshared_key":
 		k, err := parseHexKey(key, value)
@@ -224,11 +243,7 @@ func (pc *PeerChange) line(key, value string) error {
 		if err != nil {
 			return fmt.Errorf("%w: allowed_ip %q", ErrInvalid, value)
 		}
-		if remove {
-			pc.RemoveAllowedIPs = append(pc.RemoveAllowedIPs, pfx.Masked())
-		} else {
-			pc.AddAllowedIPs = append(pc.AddAllowedIPs, pfx.Masked())
-		}
+		pc.AllowedIPs = append(pc.AllowedIPs, AllowedIPOp{Remove: remove, Prefix: pfx.Masked()})
 	case "protocol_version":
 		if value != "1" {
 			return fmt.Errorf("%w: protocol_version %q", ErrInvalid, value)
