@@ -66,6 +66,9 @@ const (
 	// raceBeforeInitiation: the timer actor is about to create an
 	// initiation for a peer.
 	raceBeforeInitiation
+	// raceTimersAsleep: the timer actor has done what was due and is
+	// about to wait for its next deadline or a wake-up.
+	raceTimersAsleep
 )
 
 // errInjected is the value injected panics carry.

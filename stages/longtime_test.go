@@ -1,7 +1,6 @@
 package stages
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -77,12 +76,29 @@ func TestTwoTunnelsFor24Hours(t *testing.T) {
 	ka, kb := mustKey(t), mustKey(t)
 	udpA, udpB := netip.MustParseAddrPort("192.0.2.1:51820"), netip.MustParseAddrPort("192.0.2.2:51820")
 	var tap *holdingConn
-	a := startTunnel(t, net, tunnelSpec{key: ka, udp: udpA, inner: hostA.v4, workers: 1, clock: clk,
+	a := startTunnel(t, net, tunnelSpec{key: ka, udp: udpA, inner: hostA.v4, workers: 1, clock: clk, faults: true,
 		peers:   []PeerConfig{{PublicKey: kb.Public(), Endpoint: udpB, AllowedIPs: allowedIPs(hostB, false)}},
 		wrapUDP: func(c *memudp.Conn) tunio.UDPConn { tap = &holdingConn{Conn: c}; return tap }})
-	b := startTunnel(t, net, tunnelSpec{key: kb, udp: udpB, inner: hostB.v4, workers: 1, clock: clk,
+	b := startTunnel(t, net, tunnelSpec{key: kb, udp: udpB, inner: hostB.v4, workers: 1, clock: clk, faults: true,
 		peers: []PeerConfig{{PublicKey: ka.Public(), Endpoint: udpA, AllowedIPs: allowedIPs(hostA, false)}}})
 	peerOf := func(e *end) *peer { return e.tun.peers.Load().list[0] }
+	// sleeps signals each tunnel's timer actor going to sleep.
+	type sleepSignal struct {
+		e      *end
+		asleep chan struct{}
+	}
+	sleeps := []*sleepSignal{{e: a, asleep: make(chan struct{}, 64)}, {e: b, asleep: make(chan struct{}, 64)}}
+	for _, s := range sleeps {
+		hook := func(p racePoint) {
+			if p == raceTimersAsleep {
+				select {
+				case s.asleep <- struct{}{}:
+				default:
+				}
+			}
+		}
+		s.e.tun.faults.race.Store(&hook)
+	}
 	start := clk.Now()
 	at := func() time.Duration { return clk.Now().Sub(start) }
 
@@ -99,28 +115,40 @@ func TestTwoTunnelsFor24Hours(t *testing.T) {
 				})
 		}
 		clk.Advance(d)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := clk.WaitTimers(ctx, 2); err != nil {
-			t.Fatalf("%v: the timer actors did not go back to sleep", at())
+		// Let each timer actor do what is due at the new time before any
+		// traffic: wake it twice and wait for it to go back to sleep each
+		// time. The second tick begins after the first has ended, so after
+		// the clock moved, even if the first had begun before.
+		for _, s := range sleeps {
+			for drained := false; !drained; {
+				select {
+				case <-s.asleep:
+				default:
+					drained = true
+				}
+			}
+			for range 2 {
+				s.e.tun.wake()
+				select {
+				case <-s.asleep:
+				case <-time.After(5 * time.Second):
+					t.Fatalf("%v: a timer actor did not go back to sleep", at())
+				}
+			}
 		}
-		a.tun.wake()
-		b.tun.wake()
 	}
-	// exchange sends packet seq A→B, waits for it unless it is held
-	// back, then sends one B→A and waits for it. (Both at once would make
-	// the tunnels' first handshakes cross, which real peers sort out by a
-	// retry after Rekey-Timeout: a five-second pause that is no part of
-	// what this test checks.)
+	// exchange sends packet seq A→B and waits for it, then one B→A and
+	// waits for it. (Both at once would make the tunnels' first
+	// handshakes cross, which real peers sort out by a retry after
+	// Rekey-Timeout: a five-second pause that is no part of what this
+	// test checks.)
 	var pa, pb [100]byte
-	exchange := func(seq uint32, holdAB bool) {
+	exchange := func(seq uint32) {
 		fillIPv4(pa[:], hostA.v4, hostB.v4, seq)
 		fillIPv4(pb[:], hostB.v4, hostA.v4, seq)
 		a.inject(t, pa[:])
-		if !holdAB {
-			if got := b.recv(t, 5*time.Second); seqOf(got) != seq {
-				t.Fatalf("%v: B got packet %d, want %d: a packet was lost or late", at(), seqOf(got), seq)
-			}
+		if got := b.recv(t, 5*time.Second); seqOf(got) != seq {
+			t.Fatalf("%v: B got packet %d, want %d: a packet was lost or late", at(), seqOf(got), seq)
 		}
 		b.inject(t, pb[:])
 		if got := a.recv(t, 5*time.Second); seqOf(got) != seq {
@@ -170,19 +198,22 @@ func TestTwoTunnelsFor24Hours(t *testing.T) {
 			}
 			lastHS[i] = hs
 			if i == 0 && at() >= nextHold && held == nil {
-				holdNext, nextHold = true, nextHold+time.Hour // the first packet on the fresh key
+				holdNext, nextHold = true, nextHold+time.Hour // a packet on the fresh key
 			}
 		}
 		if holdNext {
+			// An extra packet, so that the traffic the timers see stays
+			// the same: held back now, delivered too late.
 			tap.hold()
-		}
-		exchange(seq, holdNext)
-		if holdNext {
+			var extra [100]byte
+			fillIPv4(extra[:], hostA.v4, hostB.v4, 1<<31)
+			a.inject(t, extra[:])
 			waitFor(t, 5*time.Second, func() bool { tap.mu.Lock(); defer tap.mu.Unlock(); return tap.held != nil },
 				func() string { return "the data datagram was not held back" })
 			held, holdNext = tap.take(), false
 			deliverAt = at() + noise.RejectAfterTime + longStep
 		}
+		exchange(seq)
 		if held != nil && at() >= deliverAt {
 			if err := tap.Conn.WriteBatch([]tunio.Datagram{{Buf: held, N: len(held), Addr: udpB}}); err != nil {
 				t.Fatal(err)
