@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"runtime"
@@ -16,10 +17,16 @@ type Mode string
 
 // Modes.
 const (
-	ModeMem   Mode = "mem"   // whole tunnels with in-memory ends; no root needed
-	ModeNetns Mode = "netns" // real TUN devices in network namespaces; root
-	ModeAll   Mode = "all"   // both
-	ModeFlood Mode = "flood" // in memory: data under a handshake flood; no root needed
+	ModeMem     Mode = "mem"     // whole tunnels with in-memory ends; no root needed
+	ModeNetns   Mode = "netns"   // real TUN devices in network namespaces; root
+	ModeLoadgen Mode = "loadgen" // one tunnel under load, the harness its peer; root
+	ModeAll     Mode = "all"     // netns, loadgen, then mem
+	// ModeSoak runs two PipeGuard ends in network namespaces for
+	// Duration with traffic and config changes, watching for growth; root.
+	ModeSoak Mode = "soak"
+	// ModeFlood runs one tunnel in memory with bulk data under a
+	// handshake flood; no root needed.
+	ModeFlood Mode = "flood"
 )
 
 // Config is one run of the harness. The zero value runs the full
@@ -52,6 +59,14 @@ type Config struct {
 	Streams []int
 	// TCPDuration is what Duration means in netns mode, after defaults.
 	TCPDuration time.Duration
+	// LoadDuration is what Duration means in loadgen mode, after
+	// defaults: the measured time per tunnel and direction, default 10 s,
+	// quick 2 s.
+	LoadDuration time.Duration
+	// SoakEvery is how often the soak mode reloads each end with SIGHUP
+	// and changes its peer with wg set; default 1 min. (In soak mode,
+	// Duration is the traffic watched: default 10 min, quick 20 s.)
+	SoakEvery time.Duration
 
 	NoStageCPU bool   // skip the profiled measurement behind the per-stage CPU share
 	CPUProfile string // file for a CPU profile of every measured interval
@@ -99,6 +114,12 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	c.TCPDuration = max(time.Second, (c.TCPDuration + time.Second - 1).Truncate(time.Second)) // iperf3 -t takes whole seconds
+	if c.LoadDuration == 0 {
+		c.LoadDuration = cmp.Or(c.Duration, defaultLoadDuration)
+		if c.Duration == 0 && c.Quick {
+			c.LoadDuration = quickLoadDuration
+		}
+	}
 	if len(c.Streams) == 0 {
 		c.Streams = []int{1, 4}
 	}
@@ -116,6 +137,15 @@ func (c Config) withDefaults() (Config, error) {
 		if c.Quick {
 			c.Duration = floodQuickDuration
 		}
+	}
+	if c.Mode == ModeSoak && c.Duration == 0 {
+		c.Duration = defaultSoakDuration
+		if c.Quick {
+			c.Duration = quickSoakDuration
+		}
+	}
+	if c.SoakEvery == 0 {
+		c.SoakEvery = defaultSoakEvery
 	}
 	if c.Duration == 0 {
 		c.Duration = defaultDuration
@@ -159,9 +189,12 @@ func (c *Config) check() error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, a...)...)
 	}
 	switch c.Mode {
-	case ModeMem, ModeNetns, ModeAll, ModeFlood:
+	case ModeMem, ModeNetns, ModeLoadgen, ModeAll, ModeSoak, ModeFlood:
 	default:
-		return bad("mode %q is not mem, netns, all or flood", c.Mode)
+		return bad("mode %q is not mem, netns, loadgen, all, soak or flood", c.Mode)
+	}
+	if c.Mode == ModeSoak && (c.Duration < time.Second || c.SoakEvery < time.Second) {
+		return bad("soak duration and change interval must be at least 1s")
 	}
 	if c.Duration < 0 || c.Repeat < 1 || c.Packets < 0 {
 		return bad("duration, repeat and packets must be positive")

@@ -29,4 +29,22 @@
 // the harness's pid and removed before it returns, also when its context
 // ends (cmd/bench cancels it on SIGINT and SIGTERM); what a killed run
 // left is removed by the next one.
+//
+// The load generator mode (runLoadgen, Linux and root) measures one end,
+// as a user whose peer is another machine sees it: one tunnel process at
+// a time (each engine, then wireguard-go) runs in namespace A of the same
+// pair, and the harness itself plays its peer from namespace B, so that
+// the far end costs almost nothing (loadPeer): a real handshake with
+// package noise, as initiator (it answers the tunnel's own handshakes
+// too). Inbound, it seals full-size inner UDP packets on the fly and sends
+// them with sendmmsg and UDP GSO; their destination is blackholed in A,
+// and the TUN interface's counters (/proc/<pid>/net/dev) count what the
+// tunnel delivered. Outbound, a sender in A floods an address routed into
+// the tunnel with UDP GSO, and the harness receives with recvmmsg and UDP
+// GRO, counting full-size data messages under its sessions and
+// authenticating one in 64. A window bounds the packets in flight (flood,
+// window): over a veth pair a flood meets no backpressure, so without it
+// the generator would spend a core on packets the tunnel's socket drops.
+// While it measures, the harness's threads are pinned to the last CPU, and
+// its own CPU time (getrusage) is reported beside the tunnel's.
 package bench

@@ -42,11 +42,7 @@ func runNetns(ctx context.Context, cfg *Config) (_ *NetnsReport, err error) {
 			err = cerr
 		}
 	}()
-	srv, err := env.start(env.b, "iperf3 server", nil, "iperf3", "-s", "-p", iperfPort, "--forceflush")
-	if err != nil {
-		return nil, err
-	}
-	if err := waitFor(ctx, srv, 5*time.Second, func() bool { return strings.Contains(srv.out.String(), "Server listening") }); err != nil {
+	if err := env.startIperfServer(ctx); err != nil {
 		return nil, err
 	}
 
@@ -153,52 +149,71 @@ func (m *tunnelMeasurement) start(ctx context.Context) error {
 	}
 	ifA, ifB := m.env.tunnelName("a"), m.env.tunnelName("b")
 	var procs [2]*nsProc
-	for i, end := range []struct {
-		ns, iface, inner, peerOuter, peerInner string
-		key                                    noise.PrivateKey
-		peer                                   noise.PublicKey
-	}{
+	for i, end := range []tunnelEnd{
 		{m.env.a, ifA, innerA, outerB, innerB, keyA, keyB.Public()},
 		{m.env.b, ifB, innerB, outerA, innerA, keyB, keyA.Public()},
 	} {
-		conf := filepath.Join(m.env.dir, end.iface+".conf")
-		text := fmt.Sprintf("[Interface]\nPrivateKey = %s\nAddress = %s/24\nListenPort = 51820\nMTU = %d\n\n"+
-			"[Peer]\nPublicKey = %s\nEndpoint = %s:51820\nAllowedIPs = %s/32\n",
-			end.key, end.inner, netnsMTU, end.peer, end.peerOuter, end.peerInner)
-		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		var args []string
+		if procs[i], args, err = startTunnel(m.env, m.bins, m.kind, end); err != nil {
 			return err
 		}
-		bin, args, env := m.bins.wgpeer, []string{"--config", conf, "--interface", end.iface, "--mtu", strconv.Itoa(netnsMTU), "--uapi"}, []string(nil)
-		if m.kind.Impl == ImplPipeGuard {
-			bin = m.bins.client
-			args = []string{"standalone", "--config", conf, "--interface", end.iface, "--state-dir", m.env.dir, "--engine", m.kind.Engine}
-			env = []string{"PIPEGUARD_ID=pgbench-" + end.iface}
-		}
-		if i == 0 { // for the report, without the run's temporary paths
-			m.args = make([]string, len(args))
-			for j, a := range args {
-				m.args[j] = strings.ReplaceAll(a, m.env.dir, "$TMPDIR")
-			}
-		}
-		if procs[i], err = m.env.start(end.ns, fmt.Sprintf("%s in %s", m.kind, end.ns), env, bin, args...); err != nil {
-			return err
+		if i == 0 {
+			m.args = args
 		}
 		m.a, m.b = procs[0], procs[1]
 	}
 	for i, ifc := range []string{ifA, ifB} {
-		p := procs[i]
-		up := func() bool {
-			c, err := net.Dial("unix", socketPath(ifc))
-			if err == nil {
-				c.Close()
-			}
-			return err == nil
-		}
-		if err := waitFor(ctx, p, 15*time.Second, up); err != nil {
+		if err := waitUAPI(ctx, procs[i], ifc); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// tunnelEnd is one end of a tunnel under test: its namespace, interface
+// and keys, and the peer it talks to.
+type tunnelEnd struct {
+	ns, iface, inner, peerOuter, peerInner string
+	key                                    noise.PrivateKey
+	peer                                   noise.PublicKey
+}
+
+// startTunnel writes end's config and starts kind's tunnel program for
+// it. It returns the process and the program's arguments for the report,
+// with the run's temporary directory shown as $TMPDIR.
+func startTunnel(env *nsEnv, bins *tunnelBins, kind tunnelKind, end tunnelEnd) (*nsProc, []string, error) {
+	conf := filepath.Join(env.dir, end.iface+".conf")
+	text := fmt.Sprintf("[Interface]\nPrivateKey = %s\nAddress = %s/24\nListenPort = 51820\nMTU = %d\n\n"+
+		"[Peer]\nPublicKey = %s\nEndpoint = %s:51820\nAllowedIPs = %s/32\n",
+		end.key, end.inner, netnsMTU, end.peer, end.peerOuter, end.peerInner)
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		return nil, nil, err
+	}
+	bin, args, penv := bins.wgpeer, []string{"--config", conf, "--interface", end.iface, "--mtu", strconv.Itoa(netnsMTU), "--uapi"}, []string(nil)
+	if kind.Impl == ImplPipeGuard {
+		bin = bins.client
+		args = []string{"standalone", "--config", conf, "--interface", end.iface, "--state-dir", env.dir, "--engine", kind.Engine}
+		penv = []string{"PIPEGUARD_ID=pgbench-" + end.iface}
+	}
+	shown := make([]string, len(args))
+	for j, a := range args {
+		shown[j] = strings.ReplaceAll(a, env.dir, "$TMPDIR")
+	}
+	p, err := env.start(end.ns, fmt.Sprintf("%s in %s", kind, end.ns), penv, bin, args...)
+	return p, shown, err
+}
+
+// waitUAPI waits until the tunnel p serves the UAPI socket of iface, which
+// every tunnel program here opens once its tunnel is up.
+func waitUAPI(ctx context.Context, p *nsProc, iface string) error {
+	up := func() bool {
+		c, err := net.Dial("unix", socketPath(iface))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+	return waitFor(ctx, p, 15*time.Second, up)
 }
 
 // stop stops both ends with SIGTERM and notes any that did not exit 0.

@@ -13,12 +13,16 @@ import (
 
 // netnsUsable checks what the mode needs: root, iproute2, iperf3, ping and
 // /dev/net/tun.
-func netnsUsable() error {
+func netnsUsable() error { return nsUsable("ip", "iperf3", "ping") }
+
+// nsUsable checks that the harness runs as root, /dev/net/tun exists and
+// the tools are on the PATH.
+func nsUsable(tools ...string) error {
 	var why []string
 	if os.Geteuid() != 0 {
 		why = append(why, "not root")
 	}
-	for _, tool := range []string{"ip", "iperf3", "ping"} {
+	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			why = append(why, "no "+tool)
 		}

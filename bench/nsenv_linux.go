@@ -1,11 +1,13 @@
 package bench
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -43,6 +45,9 @@ type nsEnv struct {
 	dir    string    // configs and state, removed by close
 	procs  []*nsProc // stopped by close, last first
 	ifaces []string  // tunnel interfaces made, whose UAPI sockets close removes
+	// extraEnv is added to the environment of every process start runs
+	// (the soak mode turns the clients' metrics endpoints on with it).
+	extraEnv []string
 }
 
 // newNsEnv makes the namespaces and the veth pair. On failure it removes
@@ -96,11 +101,21 @@ func (e *nsEnv) tunnelName(side string) string {
 
 // start runs a process in namespace ns; close stops it if nobody did.
 func (e *nsEnv) start(ns, name string, env []string, bin string, args ...string) (*nsProc, error) {
-	p, err := startProc(ns, name, env, bin, args...)
+	p, err := startProc(ns, name, append(slices.Clip(e.extraEnv), env...), bin, args...)
 	if err == nil {
 		e.procs = append(e.procs, p)
 	}
 	return p, err
+}
+
+// startIperfServer starts iperf3's server in namespace B, on iperfPort,
+// and waits until it listens.
+func (e *nsEnv) startIperfServer(ctx context.Context) error {
+	srv, err := e.start(e.b, "iperf3 server", nil, "iperf3", "-s", "-p", iperfPort, "--forceflush")
+	if err != nil {
+		return err
+	}
+	return waitFor(ctx, srv, 5*time.Second, func() bool { return strings.Contains(srv.out.String(), "Server listening") })
 }
 
 // stopGrace is how long a process has to exit after SIGTERM: the client
@@ -142,7 +157,9 @@ func (e *nsEnv) close() error {
 func removeNetns(ns string) error {
 	if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
 		for _, f := range strings.Fields(string(out)) {
-			if pid, err := strconv.Atoi(f); err == nil {
+			// Never the harness itself: a thread of it that joined the
+			// namespace (to make a socket there) makes it listed.
+			if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}

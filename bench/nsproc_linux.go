@@ -150,10 +150,23 @@ func procPeakRSS(pid int) (uint64, error) {
 	return parseVmHWM(b)
 }
 
+// procRSS is pid's resident set now (VmRSS) in bytes.
+func procRSS(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatusKB(b, "VmRSS")
+}
+
 // parseVmHWM reads "VmHWM:    1234 kB" from a /proc/<pid>/status.
-func parseVmHWM(b []byte) (uint64, error) {
+func parseVmHWM(b []byte) (uint64, error) { return parseStatusKB(b, "VmHWM") }
+
+// parseStatusKB reads the field key ("VmHWM", "VmRSS"), a size in kB, from
+// a /proc/<pid>/status, in bytes.
+func parseStatusKB(b []byte, key string) (uint64, error) {
 	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
 			f := strings.Fields(v)
 			if len(f) == 2 && f[1] == "kB" {
 				if n, err := strconv.ParseUint(f[0], 10, 64); err == nil {
@@ -163,7 +176,7 @@ func parseVmHWM(b []byte) (uint64, error) {
 			return 0, fmt.Errorf("%w: /proc status line %q", ErrNetns, strings.TrimSpace(line))
 		}
 	}
-	return 0, fmt.Errorf("%w: no VmHWM in /proc status", ErrNetns)
+	return 0, fmt.Errorf("%w: no %s in /proc status", ErrNetns, key)
 }
 
 // runIn runs a short command in namespace ns and returns its standard

@@ -44,6 +44,20 @@ func kernel() string {
 	return "Linux " + unix.ByteSliceToString(u.Release[:])
 }
 
+// loadAverage is the first three fields of /proc/loadavg: the 1, 5 and
+// 15 minute load averages.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
 // IsTerminal reports whether f is a terminal, for the progress line.
 func IsTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)

@@ -18,5 +18,7 @@ func cpuModel() string { return "unknown" }
 
 func kernel() string { return runtime.GOOS }
 
+func loadAverage() string { return "" }
+
 // IsTerminal reports false: unsupported outside Linux.
 func IsTerminal(*os.File) bool { return false }

@@ -11,11 +11,13 @@ import (
 // shows and the JSON file holds. Mem, Netns and Flood are nil when their
 // mode did not run.
 type Report struct {
-	Machine  Machine      `json:"machine"`
-	Settings Settings     `json:"settings"`
-	Mem      *MemReport   `json:"mem,omitempty"`
-	Netns    *NetnsReport `json:"netns,omitempty"`
-	Flood    *FloodReport `json:"flood,omitempty"`
+	Machine  Machine        `json:"machine"`
+	Settings Settings       `json:"settings"`
+	Mem      *MemReport     `json:"mem,omitempty"`
+	Netns    *NetnsReport   `json:"netns,omitempty"`
+	Loadgen  *LoadgenReport `json:"loadgen,omitempty"`
+	Soak     *SoakReport    `json:"soak,omitempty"`
+	Flood    *FloodReport   `json:"flood,omitempty"`
 }
 
 // Machine says where and when a report was measured.
@@ -28,6 +30,9 @@ type Machine struct {
 	Kernel      string   `json:"kernel"`
 	Date        string   `json:"date"` // RFC 3339, UTC
 	CommandLine []string `json:"command_line"`
+	// LoadAverage is /proc/loadavg's first three fields at the start: on
+	// a shared machine, how busy it was.
+	LoadAverage string `json:"load_average,omitempty"`
 }
 
 // Settings are the knobs the run used, after defaults.

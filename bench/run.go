@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/google/pprof/profile"
@@ -27,6 +28,16 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (*Report, error) {
 	}
 	if cfg.Mode == ModeNetns || cfg.Mode == ModeAll {
 		if rep.Netns, err = runNetns(ctx, &cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Mode == ModeLoadgen || cfg.Mode == ModeAll {
+		if rep.Loadgen, err = runLoadgen(ctx, &cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Mode == ModeSoak {
+		if rep.Soak, err = runSoak(ctx, &cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -68,6 +79,9 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (*Report, error) {
 			return nil, err
 		}
 	}
+	if rep.Soak != nil && !rep.Soak.Summary.Held {
+		return rep, fmt.Errorf("%w: %s", ErrSoak, strings.Join(rep.Soak.Failures, "; "))
+	}
 	return rep, nil
 }
 
@@ -81,6 +95,7 @@ func describeMachine(cmdline []string) Machine {
 		Kernel:      kernel(),
 		Date:        time.Now().UTC().Format(time.RFC3339),
 		CommandLine: cmdline,
+		LoadAverage: loadAverage(),
 	}
 }
 

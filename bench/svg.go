@@ -27,8 +27,10 @@ type chart struct {
 
 type panel struct {
 	title          string
-	xLabel, yLabel string // "": the chart's
-	row            int    // panels fill rows from 0, left to right
+	xLabel, yLabel string     // "": the chart's
+	xStep          float64    // between x ticks; 0: 1 (cores, streams)
+	xRange         [2]float64 // the x axis's ends, when [1] > [0]; else the points'
+	row            int        // panels fill rows from 0, left to right
 	series         []series
 }
 
@@ -78,18 +80,37 @@ var dirColors = map[Direction][2]string{
 	Both:     {"#2b8a3e", "#94d3a2"},
 }
 
-// WriteSVG draws the in-memory figures as a chart to w.
+// WriteSVG draws the report's figures as a chart to w: a row of panels
+// for each mode that ran, in memory first, then netns, then loadgen.
 func (r *Report) WriteSVG(w io.Writer) error {
-	if r.Mem == nil {
-		if r.Netns != nil {
-			return writeChart(w, netnsChart(r, chart{title: "PipeGuard against wireguard-go: TCP in network namespaces"}, 0))
-		}
-		return writeChart(w, chart{title: "PipeGuard throughput", subtitles: []string{"no figures in this report"}})
+	if r.Soak != nil { // a mode of its own: its series against time
+		return writeChart(w, soakChart(r))
 	}
-	c := memChart(r)
+	c, row := chart{title: "PipeGuard throughput"}, 0
+	var parts []string
+	if r.Mem != nil {
+		c, row = memChart(r), 1
+		parts = append(parts, "in memory against cores")
+	}
 	if r.Netns != nil {
-		c.title = "PipeGuard: in memory against cores (top); in network namespaces against wireguard-go (bottom)"
-		c = netnsChart(r, c, 1)
+		c = netnsChart(r, c, row)
+		row++
+		parts = append(parts, "TCP in network namespaces against wireguard-go")
+	}
+	if r.Loadgen != nil {
+		c = loadgenChart(r, c, row)
+		row++
+		parts = append(parts, "one end under load against wireguard-go")
+	}
+	switch {
+	case row == 0:
+		c.subtitles = []string{"no figures in this report"}
+	case row > 1:
+		c.title = "PipeGuard: " + strings.Join(parts, "; ")
+	case r.Netns != nil:
+		c.title = "PipeGuard against wireguard-go: TCP in network namespaces"
+	case r.Loadgen != nil:
+		c.title = "PipeGuard against wireguard-go: one end under load"
 	}
 	return writeChart(w, c)
 }
@@ -263,6 +284,9 @@ func writePanel(b *strings.Builder, c chart, p panel, x0, y0 int) {
 	if xmin > xmax { // no points
 		xmin, xmax = 1, 2
 	}
+	if p.xRange[1] > p.xRange[0] {
+		xmin, xmax = p.xRange[0], p.xRange[1]
+	}
 	if xmin == xmax {
 		xmin, xmax = xmin-0.5, xmax+0.5
 	}
@@ -281,9 +305,15 @@ func writePanel(b *strings.Builder, c chart, p panel, x0, y0 int) {
 		fmt.Fprintf(b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="%s"/>`+"\n", x0, fy(y), x0+svgPanelW, fy(y), svgGridGrey)
 		fmt.Fprintf(b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", x0-6, fy(y)+4, fmtTick(y, step))
 	}
-	for x := math.Ceil(xmin); x <= xmax; x++ {
+	xstep := cmp.Or(p.xStep, 1)
+	// A point a hair past a tick (a sample at 0.00002 s) keeps the tick.
+	xFirst := math.Ceil(xmin/xstep-0.01) * xstep
+	if xFirst == 0 {
+		xFirst = 0 // not -0, which prints as "-0"
+	}
+	for x := xFirst; x <= xmax+xstep*1e-6; x += xstep { // a hair over: steps of 0.05 add up to 0.8000000001
 		fmt.Fprintf(b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#333333"/>`+"\n", fx(x), y0+svgPanelH, fx(x), y0+svgPanelH+5)
-		fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">%g</text>`+"\n", fx(x), y0+svgPanelH+18, x)
+		fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", fx(x), y0+svgPanelH+18, fmtTick(x, xstep))
 	}
 	fmt.Fprintf(b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#333333"/>`+"\n", x0, y0, svgPanelW, svgPanelH)
 	fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", float64(x0)+svgPanelW/2, y0+svgPanelH+36, esc(cmp.Or(p.xLabel, c.xLabel)))

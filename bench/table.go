@@ -15,9 +15,19 @@ import (
 func (r *Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	m := r.Machine
-	fmt.Fprintf(&b, "PipeGuard bench: %s, %d cores, %s, %s, %s\n", m.CPUModel, m.Cores, m.GoVersion, m.Kernel, m.Date)
+	fmt.Fprintf(&b, "PipeGuard bench: %s, %d cores, %s, %s, %s", m.CPUModel, m.Cores, m.GoVersion, m.Kernel, m.Date)
+	if m.LoadAverage != "" {
+		fmt.Fprintf(&b, ", load average %s", m.LoadAverage)
+	}
+	b.WriteString("\n")
+	if r.Soak != nil {
+		writeSoak(&b, r.Soak)
+	}
 	if r.Netns != nil {
 		writeNetns(&b, r.Netns, r.Settings)
+	}
+	if r.Loadgen != nil {
+		writeLoadgen(&b, r.Loadgen, m, r.Settings)
 	}
 	if r.Mem != nil {
 		writeMem(&b, r.Mem, r.Settings)

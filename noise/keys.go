@@ -105,6 +105,12 @@ func (k PrivateKey) String() string { return encodeKey(k) }
 // String returns p in the base64 form `wg` uses.
 func (p PublicKey) String() string { return encodeKey(p) }
 
+// MarshalText returns p in the base64 form `wg` uses, so that JSON (and
+// so slog's JSON logs) writes a public key as `wg` prints it rather than
+// as an array of 32 numbers. Private and pre-shared keys have no such
+// method on purpose.
+func (p PublicKey) MarshalText() ([]byte, error) { return []byte(encodeKey(p)), nil }
+
 // String returns k in the base64 form `wg` uses. It reveals the secret:
 // do not log it.
 func (k PresharedKey) String() string { return encodeKey(k) }

@@ -1,8 +1,11 @@
 package noise
 
 import (
+	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -109,5 +112,61 @@ func TestKeyIsZeroEqual(t *testing.T) {
 	k := PresharedKey{31: 1}
 	if k.IsZero() || k.Equal(z) || !k.Equal(k) {
 		t.Fatal("IsZero/Equal wrong")
+	}
+}
+
+// TestPublicKeyCheck: CheckPublicKey refuses exactly the keys a handshake refuses
+// (issue 14 item 7: the config parser now uses it, so that a reload
+// refuses what start-up refuses), the low-order points of Curve25519
+// (the list libsodium and the kernel's selftests use) among them.
+func TestPublicKeyCheck(t *testing.T) {
+	lowOrder := []string{
+		"0000000000000000000000000000000000000000000000000000000000000000",
+		"0100000000000000000000000000000000000000000000000000000000000000",
+		"e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+		"5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+		"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+		"edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+		"eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+	}
+	k, _ := GeneratePrivateKey()
+	s, err := NewStatic(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range lowOrder {
+		p := PublicKey(mustHex32(t, h))
+		if err := CheckPublicKey(p); !errors.Is(err, ErrLowOrderPoint) {
+			t.Errorf("CheckPublicKey(%s) = %v, want ErrLowOrderPoint", h, err)
+		}
+		if _, err := NewHandshake(s, p, PresharedKey{}, 0); !errors.Is(err, ErrLowOrderPoint) {
+			t.Errorf("NewHandshake(%s) = %v: the list is wrong", h, err)
+		}
+	}
+	for range 100 {
+		k2, _ := GeneratePrivateKey()
+		if err := CheckPublicKey(k2.Public()); err != nil {
+			t.Fatalf("CheckPublicKey of a real public key: %v", err)
+		}
+	}
+}
+
+// TestPublicKeyJSON is issue 14 item 13: the client's JSON log lines
+// wrote public keys as arrays of 32 numbers. A public key is now written
+// as `wg` prints it, alone, in a slice and in an slog JSON record.
+func TestPublicKeyJSON(t *testing.T) {
+	k, _ := GeneratePrivateKey()
+	pub := k.Public()
+	want := `"` + pub.String() + `"`
+	if b, err := json.Marshal(pub); err != nil || string(b) != want {
+		t.Errorf("json.Marshal = %s, %v; want %s", b, err, want)
+	}
+	if b, err := json.Marshal([]PublicKey{pub}); err != nil || string(b) != "["+want+"]" {
+		t.Errorf("json.Marshal of a slice = %s, %v", b, err)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("tunnel up", "public_key", pub)
+	if !strings.Contains(buf.String(), `"public_key":`+want) {
+		t.Errorf("slog JSON record: %s", buf.String())
 	}
 }

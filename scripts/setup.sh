@@ -2,8 +2,9 @@
 # Installs what PipeGuard's build and tests need on a fresh Debian machine:
 # the Go modules (nfpm, for `make deb`, is fetched by its first use: see
 # tools/go.mod), wireguard-tools (the stock `wg`, which tests compare with
-# and point at our UAPI socket), iproute2 (network namespaces, veth) and
-# iperf3 (the netns benchmark). Idempotent: it installs only what is missing.
+# and point at our UAPI socket), iproute2 (network namespaces, veth),
+# iperf3 (the netns benchmark), openresolv and dbus-daemon (the DNS
+# tests). Idempotent: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,22 @@ command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 # setpriv: the end-to-end tests drop CAP_NET_ADMIN with it to check the
 # client's refusal.
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+# openresolv: the DNS tests run the real resolvconf(8), confined to a
+# network namespace's own /etc (installing it changes no resolv.conf).
+# Debian's resolvconf, if that is what the machine has, is left alone:
+# replacing it would change how the host manages DNS.
+if ! command -v resolvconf >/dev/null 2>&1; then
+	need+=(openresolv)
+elif ! resolvconf --version 2>/dev/null | grep -q '^openresolv'; then
+	echo "setup: resolvconf here is not openresolv; the openresolv DNS tests will fail" >&2
+fi
+# dbus-daemon: the systemd-resolved tests serve a fake resolved on a
+# private bus.
+command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus-daemon)
+# wg-quick's full tunnel (the wg-quick end-to-end test, in a namespace)
+# runs nft, or iptables-restore, and sysctl; without either it fails.
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v sysctl >/dev/null 2>&1 || need+=(procps)
 # systemd-analyze checks the units (verify, security); strace shows the
 # client's system calls stay within the units' SystemCallFilter=.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)

@@ -102,3 +102,30 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	return out, nil
 }
+
+// Check reports what New would refuse in c, building nothing: the
+// settings, a bad private key, a peer configured twice, and a peer
+// public key that is a low-order point (no handshake could ever succeed
+// with it). The client runs it before it creates anything, at start and
+// for --check, so that a refused start leaves nothing behind.
+func (c *Config) Check() error {
+	cc, err := c.withDefaults()
+	if err != nil {
+		return err
+	}
+	id, err := newIdentity(cc.PrivateKey)
+	if err != nil {
+		return err
+	}
+	seen := make(map[noise.PublicKey]bool, len(cc.Peers))
+	for _, pc := range cc.Peers {
+		if seen[pc.PublicKey] {
+			return fmt.Errorf("%w: %s", ErrPeerExists, pc.PublicKey)
+		}
+		seen[pc.PublicKey] = true
+		if _, err := noise.NewHandshake(id.staticOf(), pc.PublicKey, pc.PresharedKey, 0); err != nil {
+			return fmt.Errorf("%w: peer %s: %v", ErrConfig, pc.PublicKey, err)
+		}
+	}
+	return nil
+}

@@ -137,31 +137,51 @@ func (t *Tunnel) updateLocked(p *peer, u PeerUpdate) {
 	}
 }
 
-// SyncResult says what SyncPeers changed, by public key.
+// SyncResult says what SyncPeers changed, by public key. Updated peers
+// changed in the configuration since the last one applied; Restored
+// peers had been changed at run time (`wg set`, an endpoint they roamed
+// to) and were set back to the configuration.
 type SyncResult struct {
-	Added, Updated, Removed []noise.PublicKey
+	Added, Updated, Restored, Removed []noise.PublicKey
 }
 
-// SyncPeers makes the tunnel's peers those of want, as a configuration
-// reload does: peers not in want are removed, new ones added, and those
-// whose settings differ are updated in place. A peer whose settings are
-// all equal is not touched at all, so its sessions and traffic carry on.
-// An endpoint the peer roamed to is not a difference: the configured
-// endpoint counts only if the configured value itself changed.
+// SyncPeers makes the tunnel's peers those of want, as `wg syncconf`
+// does with a file: the file wins, whole. Peers not in want are removed,
+// new ones added, and every setting of a kept peer that differs from
+// want is set to want's value: also a change made at run time with `wg
+// set`, and an endpoint the peer roamed to when want names an endpoint
+// (one the file leaves out stays as it is). A peer whose settings all
+// equal want's is not touched, so its sessions and traffic carry on; one
+// that is changed keeps its sessions too.
+//
+// A prefix that want lists for two peers goes to the later one, as at
+// start-up (see Overlaps), and the earlier peer is compared without it,
+// so that such a prefix does not move back and forth on every reload.
 //
 // The caller passes the configuration it applied last as prev (nil for
-// none), which is how roaming is told apart from a changed setting.
+// none); it only sorts the result into Updated and Restored.
+//
+// A want that the tunnel would refuse (a peer listed twice, a public key
+// no handshake can use) is refused before anything changes.
 func (t *Tunnel) SyncPeers(prev, want []PeerConfig) (SyncResult, error) {
 	var res SyncResult
+	// Everything that can be refused is refused before anything
+	// changes: a reload applies whole or not at all.
 	seen := make(map[noise.PublicKey]bool, len(want))
 	for _, pc := range want {
 		if seen[pc.PublicKey] {
 			return res, fmt.Errorf("%w: peer %s listed twice", ErrConfig, pc.PublicKey)
 		}
 		seen[pc.PublicKey] = true
+		if err := noise.CheckPublicKey(pc.PublicKey); err != nil {
+			return res, fmt.Errorf("%w: peer %s: %v", ErrConfig, pc.PublicKey, err)
+		}
 	}
+	// Compared as the table will hold them: a prefix listed for two
+	// peers belongs to the later one, and is no change for the other.
+	want = effective(want)
 	before := make(map[noise.PublicKey]PeerConfig, len(prev))
-	for _, pc := range prev {
+	for _, pc := range effective(prev) {
 		before[pc.PublicKey] = pc
 	}
 	for _, p := range t.peers.Load().list {
@@ -178,30 +198,32 @@ func (t *Tunnel) SyncPeers(prev, want []PeerConfig) (SyncResult, error) {
 			res.Added = append(res.Added, pc.PublicKey)
 			continue
 		}
-		u, changed := peerDiff(cur, before[pc.PublicKey], pc)
+		u, changed := peerDiff(cur, pc)
 		if !changed {
 			continue
 		}
 		if err := t.UpdatePeer(pc.PublicKey, u); err != nil {
 			return res, err
 		}
-		res.Updated = append(res.Updated, pc.PublicKey)
+		if old, ok := before[pc.PublicKey]; ok && samePeerConfig(old, pc) {
+			res.Restored = append(res.Restored, pc.PublicKey)
+		} else {
+			res.Updated = append(res.Updated, pc.PublicKey)
+		}
 	}
 	return res, nil
 }
 
-// peerDiff returns the update that turns the peer cur (last configured as
-// prev) into want, and whether there is anything to do.
-func peerDiff(cur PeerStatus, prev, want PeerConfig) (PeerUpdate, bool) {
+// peerDiff returns the update that turns the peer cur into want, and
+// whether there is anything to do.
+func peerDiff(cur PeerStatus, want PeerConfig) (PeerUpdate, bool) {
 	var u PeerUpdate
 	changed := false
 	if !cur.PresharedKey.Equal(want.PresharedKey) {
 		psk := want.PresharedKey
 		u.PresharedKey, changed = &psk, true
 	}
-	// A configured endpoint that did not change in the file leaves the
-	// roamed one alone; a new one in the file applies.
-	if want.Endpoint != prev.Endpoint && want.Endpoint != cur.Endpoint && want.Endpoint.IsValid() {
+	if want.Endpoint.IsValid() && want.Endpoint != cur.Endpoint {
 		ep := want.Endpoint
 		u.Endpoint, changed = &ep, true
 	}
@@ -213,6 +235,63 @@ func peerDiff(cur PeerStatus, prev, want PeerConfig) (PeerUpdate, bool) {
 		u.ReplaceAllowedIPs, u.AddAllowedIPs, changed = true, want.AllowedIPs, true
 	}
 	return u, changed
+}
+
+// Overlap is a prefix that two peers of one configuration list. Only
+// the later peer gets it, as with wg setconf, where each allowed_ip
+// takes the prefix from whichever peer had it.
+type Overlap struct {
+	Prefix    netip.Prefix    // masked
+	Lost, Won noise.PublicKey // the earlier peer, left without it; the later one
+}
+
+// Overlaps lists the prefixes that more than one peer of peers lists,
+// for a warning: a peer silently left without a prefix its
+// configuration names is a mistake worth a log line.
+func Overlaps(peers []PeerConfig) []Overlap {
+	var out []Overlap
+	owner := map[netip.Prefix]noise.PublicKey{}
+	for _, pc := range peers {
+		for _, pfx := range pc.AllowedIPs {
+			pfx = pfx.Masked()
+			if prev, ok := owner[pfx]; ok && prev != pc.PublicKey {
+				out = append(out, Overlap{Prefix: pfx, Lost: prev, Won: pc.PublicKey})
+			}
+			owner[pfx] = pc.PublicKey
+		}
+	}
+	return out
+}
+
+// effective returns peers with each prefix kept by the last peer that
+// lists it, masked and once: what the table holds after adding them in
+// order. peers is not changed.
+func effective(peers []PeerConfig) []PeerConfig {
+	last := map[netip.Prefix]int{}
+	for i, pc := range peers {
+		for _, pfx := range pc.AllowedIPs {
+			last[pfx.Masked()] = i
+		}
+	}
+	out := make([]PeerConfig, len(peers))
+	done := make(map[netip.Prefix]bool, len(last))
+	for i, pc := range peers {
+		out[i] = pc
+		out[i].AllowedIPs = nil
+		for _, pfx := range pc.AllowedIPs {
+			if m := pfx.Masked(); last[m] == i && !done[m] {
+				done[m] = true
+				out[i].AllowedIPs = append(out[i].AllowedIPs, m)
+			}
+		}
+	}
+	return out
+}
+
+// samePeerConfig reports whether a and b configure a peer the same way.
+func samePeerConfig(a, b PeerConfig) bool {
+	return a.PublicKey == b.PublicKey && a.PresharedKey.Equal(b.PresharedKey) && a.Endpoint == b.Endpoint &&
+		a.PersistentKeepalive == b.PersistentKeepalive && samePrefixes(a.AllowedIPs, b.AllowedIPs)
 }
 
 // samePrefixes compares two prefix lists as sets of masked prefixes.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -216,26 +217,142 @@ func TestPeerDiff(t *testing.T) {
 	ep2 := netip.MustParseAddrPort("192.0.2.2:2")
 	roamed := netip.MustParseAddrPort("198.51.100.7:9")
 	ips := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}
-	base := PeerConfig{Endpoint: ep1, AllowedIPs: ips}
 	for _, tc := range []struct {
 		name        string
 		cur         PeerStatus
-		prev, want  PeerConfig
+		want        PeerConfig
 		changed     bool
 		endpointSet bool
 	}{
-		{"equal", PeerStatus{Endpoint: ep1, AllowedIPs: ips}, base, base, false, false},
-		{"roamed, file unchanged", PeerStatus{Endpoint: roamed, AllowedIPs: ips}, base, base, false, false},
-		{"file endpoint changed", PeerStatus{Endpoint: roamed, AllowedIPs: ips}, base, PeerConfig{Endpoint: ep2, AllowedIPs: ips}, true, true},
-		{"endpoint dropped from file", PeerStatus{Endpoint: ep1, AllowedIPs: ips}, base, PeerConfig{AllowedIPs: ips}, false, false},
-		{"unmasked prefix equal", PeerStatus{Endpoint: ep1, AllowedIPs: ips}, base, PeerConfig{Endpoint: ep1, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.9/24")}}, false, false},
-		{"prefix added", PeerStatus{Endpoint: ep1, AllowedIPs: ips}, base, PeerConfig{Endpoint: ep1, AllowedIPs: append(slices.Clone(ips), netip.MustParsePrefix("fd00::/8"))}, true, false},
-		{"psk", PeerStatus{Endpoint: ep1, AllowedIPs: ips}, base, PeerConfig{Endpoint: ep1, AllowedIPs: ips, PresharedKey: noise.PresharedKey{9}}, true, false},
-		{"keepalive", PeerStatus{Endpoint: ep1, AllowedIPs: ips}, base, PeerConfig{Endpoint: ep1, AllowedIPs: ips, PersistentKeepalive: time.Second}, true, false},
+		{"equal", PeerStatus{Endpoint: ep1, AllowedIPs: ips}, PeerConfig{Endpoint: ep1, AllowedIPs: ips}, false, false},
+		// The file wins, as with wg syncconf: a roamed (or wg set)
+		// endpoint goes back to the file's.
+		{"roamed", PeerStatus{Endpoint: roamed, AllowedIPs: ips}, PeerConfig{Endpoint: ep1, AllowedIPs: ips}, true, true},
+		{"file endpoint changed", PeerStatus{Endpoint: ep1, AllowedIPs: ips}, PeerConfig{Endpoint: ep2, AllowedIPs: ips}, true, true},
+		{"no endpoint in the file", PeerStatus{Endpoint: roamed, AllowedIPs: ips}, PeerConfig{AllowedIPs: ips}, false, false},
+		{"unmasked prefix equal", PeerStatus{Endpoint: ep1, AllowedIPs: ips}, PeerConfig{Endpoint: ep1, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.9/24")}}, false, false},
+		{"prefix added", PeerStatus{Endpoint: ep1, AllowedIPs: ips}, PeerConfig{Endpoint: ep1, AllowedIPs: append(slices.Clone(ips), netip.MustParsePrefix("fd00::/8"))}, true, false},
+		{"psk", PeerStatus{Endpoint: ep1, AllowedIPs: ips}, PeerConfig{Endpoint: ep1, AllowedIPs: ips, PresharedKey: noise.PresharedKey{9}}, true, false},
+		{"keepalive", PeerStatus{Endpoint: ep1, AllowedIPs: ips}, PeerConfig{Endpoint: ep1, AllowedIPs: ips, PersistentKeepalive: time.Second}, true, false},
 	} {
-		u, changed := peerDiff(tc.cur, tc.prev, tc.want)
+		u, changed := peerDiff(tc.cur, tc.want)
 		if changed != tc.changed || (u.Endpoint != nil) != tc.endpointSet {
 			t.Errorf("%s: changed %v endpoint set %v, want %v and %v", tc.name, changed, u.Endpoint != nil, tc.changed, tc.endpointSet)
 		}
 	}
+}
+
+// TestSyncPeersFileWins is issue 14 item 11: after `wg set` changed a
+// peer's endpoint and AllowedIPs, a reload of the unchanged file set the
+// AllowedIPs back but kept the wg-set endpoint, a mix nobody chose, and
+// traffic broke. Now the file wins whole, as with wg syncconf, the
+// session survives, and the peer is reported as restored.
+func TestSyncPeersFileWins(t *testing.T) {
+	a, b := newPair(t, pairOpts{engine: EnginePipeline, workers: 2})
+	exchange(t, a, b, 1)
+	kp := currentKeypair(t, a)
+	file := []PeerConfig{{
+		PublicKey:  b.key.Public(),
+		Endpoint:   netip.MustParseAddrPort("192.0.2.2:51820"),
+		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.2/32")},
+	}}
+	// wg set peer B endpoint … allowed-ips …
+	elsewhere := netip.MustParseAddrPort("198.51.100.9:4000")
+	if err := a.tun.UpdatePeer(b.key.Public(), PeerUpdate{Endpoint: &elsewhere,
+		AddAllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.5.0.0/16")}}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.tun.SyncPeers(file, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Restored, []noise.PublicKey{b.key.Public()}) || len(res.Added)+len(res.Updated)+len(res.Removed) != 0 {
+		t.Fatalf("result %+v: want b restored, nothing else", res)
+	}
+	st, _ := a.tun.Peer(b.key.Public())
+	if st.Endpoint != file[0].Endpoint || !samePrefixes(st.AllowedIPs, file[0].AllowedIPs) {
+		t.Fatalf("after the reload: endpoint %v, allowed %v; want the file's %v, %v", st.Endpoint, st.AllowedIPs, file[0].Endpoint, file[0].AllowedIPs)
+	}
+	if currentKeypair(t, a) != kp {
+		t.Fatal("restoring the peer replaced its session")
+	}
+	exchange(t, a, b, 2)
+	// Once it equals the file, a reload leaves it alone.
+	if res, err := a.tun.SyncPeers(file, file); err != nil || len(res.Restored)+len(res.Updated) != 0 {
+		t.Fatalf("second reload: %+v, %v; want nothing changed", res, err)
+	}
+}
+
+// TestSyncPeersAllOrNothing is issue 14 item 7: a reload with a peer the
+// tunnel refuses (a low-order public key) removed and added peers before
+// it failed, part-way. Now nothing changes.
+func TestSyncPeersAllOrNothing(t *testing.T) {
+	a, b := newPair(t, pairOpts{engine: EnginePipeline, workers: 2})
+	exchange(t, a, b, 1)
+	bCfg := PeerConfig{
+		PublicKey:  b.key.Public(),
+		Endpoint:   netip.MustParseAddrPort("192.0.2.2:51820"),
+		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.2/32")},
+	}
+	kept := PeerConfig{PublicKey: mustKey(t).Public(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.6.0.0/24")}}
+	if err := a.tun.AddPeer(kept); err != nil {
+		t.Fatal(err)
+	}
+	before := a.tun.Peers()
+	lowOrder := PeerConfig{PublicKey: noise.PublicKey{1}, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/24")}}
+	fresh := PeerConfig{PublicKey: mustKey(t).Public(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.7.0.0/24")}}
+	changed := bCfg
+	changed.PersistentKeepalive = 25 * time.Second
+	// kept would go, b change, lowOrder and fresh come.
+	_, err := a.tun.SyncPeers([]PeerConfig{bCfg, kept}, []PeerConfig{changed, lowOrder, fresh})
+	if !errors.Is(err, ErrConfig) {
+		t.Fatalf("SyncPeers with a low-order key: %v, want ErrConfig", err)
+	}
+	if after := a.tun.Peers(); !reflect.DeepEqual(after, before) {
+		t.Fatalf("a refused sync changed the peers:\nbefore %+v\nafter  %+v", before, after)
+	}
+	exchange(t, a, b, 2)
+}
+
+// TestSyncPeersOverlap is issue 14 item 12: with one prefix listed for
+// two peers, the later one holds it, and every reload of the unchanged
+// file reported the earlier one as updated and moved the prefix to it,
+// and the next reload back. Now the reload compares the earlier peer
+// without the prefix: nothing changes, and Overlaps names both peers for
+// a warning.
+func TestSyncPeersOverlap(t *testing.T) {
+	a, b := newPair(t, pairOpts{engine: EnginePipeline, workers: 2})
+	shared := netip.MustParsePrefix("10.9.0.0/24")
+	bCfg := PeerConfig{
+		PublicKey:  b.key.Public(),
+		Endpoint:   netip.MustParseAddrPort("192.0.2.2:51820"),
+		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.2/32"), shared},
+	}
+	later := PeerConfig{PublicKey: mustKey(t).Public(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.9.0.7/24")}} // unmasked: the same prefix
+	file := []PeerConfig{bCfg, later}
+	if got := Overlaps(file); len(got) != 1 || got[0] != (Overlap{Prefix: shared, Lost: bCfg.PublicKey, Won: later.PublicKey}) {
+		t.Fatalf("Overlaps = %+v", got)
+	}
+	res, err := a.tun.SyncPeers([]PeerConfig{bCfg}, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Added, []noise.PublicKey{later.PublicKey}) {
+		t.Fatalf("first sync %+v: want later added", res)
+	}
+	for i := range 3 {
+		res, err := a.tun.SyncPeers(file, file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Added)+len(res.Updated)+len(res.Restored)+len(res.Removed) != 0 {
+			t.Fatalf("reload %d of the unchanged file: %+v, want no change", i, res)
+		}
+		bSt, _ := a.tun.Peer(bCfg.PublicKey)
+		lSt, _ := a.tun.Peer(later.PublicKey)
+		if slices.Contains(bSt.AllowedIPs, shared) || !slices.Equal(lSt.AllowedIPs, []netip.Prefix{shared}) {
+			t.Fatalf("reload %d: b has %v, later %v; want %v with the later peer only", i, bSt.AllowedIPs, lSt.AllowedIPs, shared)
+		}
+	}
+	exchange(t, a, b, 1)
 }

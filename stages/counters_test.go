@@ -60,7 +60,10 @@ func TestDropCounters(t *testing.T) {
 			x.p.send(d)
 		}},
 		{"transport message too short", DropMalformed, memtun.Config{}, func(t *testing.T, x env) { x.p.send(junk(wire.TypeTransport, wire.MinTransportSize-1)) }},
-		{"datagram longer than any message", DropMalformed, memtun.Config{}, func(t *testing.T, x env) { x.p.send(junk(wire.TypeTransport, wire.MaxMessageSize+16)) }},
+		{"datagram longer than any message", DropMalformed, memtun.Config{}, func(t *testing.T, x env) { x.p.send(junk(9, wire.MaxMessageSize+16)) }},
+		{"transport message above the tunnel MTU", DropTooBig, memtun.Config{}, func(t *testing.T, x env) {
+			x.p.send(x.p.forged(1, 1400)) // a peer with MTU 1420 sends these
+		}},
 		{"handshake message too long", DropMalformed, memtun.Config{}, func(t *testing.T, x env) { x.p.send(junk(wire.TypeResponse, wire.InitiationSize+1)) }},
 		{"unknown receiver index", DropUnknownIndex, memtun.Config{}, func(t *testing.T, x env) {
 			d := x.p.seal(ipv4(hostB.v4, hostA.v4, 40, 1))
@@ -97,7 +100,7 @@ func TestDropCounters(t *testing.T) {
 			x.e.inject(t, ipv4(hostA.v4, netip.MustParseAddr("10.0.0.5"), 100, 1))
 		}},
 		{"TUN packet not IP", DropNotIP, memtun.Config{}, func(t *testing.T, x env) { x.e.inject(t, make([]byte, 60)) }},
-		{"TUN packet above the tunnel MTU", DropNotIP, memtun.Config{MTU: 1500}, func(t *testing.T, x env) {
+		{"TUN packet above the tunnel MTU", DropTooBig, memtun.Config{MTU: 1500}, func(t *testing.T, x env) {
 			x.e.inject(t, ipv4(hostA.v4, hostB.v4, wire.MaxInnerSize+1, 1))
 		}},
 		{"socket refuses the datagram", DropSendError, memtun.Config{}, func(t *testing.T, x env) {

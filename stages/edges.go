@@ -2,9 +2,11 @@ package stages
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"sync"
 
+	"pipeguard/supervisor"
 	"pipeguard/tunio"
 	"pipeguard/wire"
 )
@@ -54,14 +56,22 @@ func (t *Tunnel) classifyInbound(it *inItem, handshakes chan<- handshakeMsg, c *
 	}
 }
 
+// errDeviceGone is what a stage returns when the TUN device's interface
+// was deleted: no restart can bring it back, so it stops the whole
+// tunnel, and Serve's error says why (errors.Is tunio.ErrDeviceGone).
+var errDeviceGone = fmt.Errorf("%w: %w", supervisor.ErrTerminateTree, tunio.ErrDeviceGone)
+
 // writeTUN writes a batch of inner packets (bufs[i][wire.InnerOffset:])
 // to the device. A packet the device refuses is dropped and counted; only
-// a closed device is an error.
+// a closed or deleted device is an error.
 func (t *Tunnel) writeTUN(dev tunio.Device, bufs [][]byte, c *stageCounters) error {
 	n, err := dev.Write(bufs, wire.InnerOffset)
 	if err != nil {
 		if tunio.IsClosed(err) {
 			return err
+		}
+		if errors.Is(err, tunio.ErrDeviceGone) {
+			return errDeviceGone
 		}
 		c.drops[DropWriteError].Add(uint64(len(bufs) - n))
 		t.logLimited.warn("tun write failed", "err", err)
@@ -80,10 +90,18 @@ func (t *Tunnel) writeTUN(dev tunio.Device, bufs [][]byte, c *stageCounters) err
 // are returned.
 func (t *Tunnel) readTUN(dev tunio.Device, bufs [][]byte, sizes []int, c *stageCounters) (int, error) {
 	n, err := dev.Read(bufs, sizes, wire.InnerOffset)
+	if errors.Is(err, tunio.ErrPacketTooBig) {
+		// The interface's MTU is above 1280 (linkwatch sets it back).
+		c.drop(DropTooBig)
+		return n, nil
+	}
 	if err != nil {
 		if !errors.Is(err, tunio.ErrTooManySegments) {
 			if n > 0 {
 				return n, nil // the error comes back on the next read
+			}
+			if errors.Is(err, tunio.ErrDeviceGone) {
+				return 0, errDeviceGone
 			}
 			return 0, err
 		}
@@ -94,13 +112,15 @@ func (t *Tunnel) readTUN(dev tunio.Device, bufs [][]byte, sizes []int, c *stageC
 }
 
 // tunPacketStep readies one packet read from the device for routing. A
-// packet larger than the tunnel MTU is marked dropped, counted, and false
-// returned.
+// packet larger than the tunnel MTU is marked dropped, counted as
+// DropTooBig, and false returned: whether the device reports its whole
+// size (the buffer holds its head) or, as a TUN without offloads does,
+// cuts it to the buffer (then its IP header gives it away).
 func tunPacketStep(it *outItem, size int, c *stageCounters) bool {
 	it.peer, it.kp, it.drop = nil, nil, dropNone
-	if size > wire.MaxInnerSize {
-		it.drop = DropNotIP
-		c.drop(DropNotIP)
+	if size > wire.MaxInnerSize || size == wire.MaxInnerSize && cutShort(it.pkt.Buf[wire.InnerOffset:wire.InnerOffset+size]) {
+		it.drop = DropTooBig
+		c.drop(DropTooBig)
 		return false
 	}
 	it.pkt.InnerLen = uint16(size)

@@ -154,6 +154,7 @@ type tunnelSpec struct {
 	// rebindable puts the tunnel on a tunio.RebindConn over memudp (end.conn
 	// is then nil): SetListenPort works.
 	rebindable bool
+	log        *slog.Logger // nil: testLog
 }
 
 // startTunnel builds a tunnel on net as s says and serves it until
@@ -183,6 +184,9 @@ func startTunnel(t testing.TB, net *memudp.Network, s tunnelSpec) *end {
 	if s.wrapUDP != nil {
 		udp = s.wrapUDP(conn)
 	}
+	if s.log == nil {
+		s.log = testLog(t)
+	}
 	priv := s.key
 	if s.noKey {
 		priv = noise.PrivateKey{}
@@ -193,7 +197,7 @@ func startTunnel(t testing.TB, net *memudp.Network, s tunnelSpec) *end {
 		Workers:       s.workers,
 		QueueCapacity: s.queue,
 		Peers:         s.peers,
-	}, dev, udp, s.clock, testLog(t))
+	}, dev, udp, s.clock, s.log)
 	if err != nil {
 		t.Fatal(err)
 	}

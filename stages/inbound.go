@@ -116,7 +116,7 @@ func (s *udpRecv) reserve(done <-chan struct{}) (int, bool) {
 func (s *udpRecv) take(it *inItem, m *tunio.Datagram) {
 	it.peer, it.kp, it.drop = nil, nil, dropSkip
 	if m.N == 0 || m.N > wire.MaxMessageSize {
-		s.c.drop(DropMalformed)
+		s.t.badSize(m, s.c)
 		return
 	}
 	it.pkt.MsgLen = uint16(m.N)

@@ -47,6 +47,10 @@ type peer struct {
 	// written by the handshake actor.
 	handshakes atomic.Uint64
 
+	// toldTooBig is set once the peer was logged for sending inner
+	// packets above 1280 bytes (udprecv).
+	toldTooBig atomic.Bool
+
 	// rxReport and txReport throttle the data path's reports to session.
 	rxReport, txReport reportThrottle
 

@@ -57,7 +57,7 @@ func (s *seqInbound) Serve(ctx context.Context) error {
 		for i := range n {
 			m, it := &s.msgs[i], &s.items[i]
 			if m.N == 0 || m.N > wire.MaxMessageSize {
-				s.c.drop(DropMalformed)
+				t.badSize(m, s.c)
 				continue
 			}
 			it.pkt.MsgLen, it.src = uint16(m.N), m.Addr

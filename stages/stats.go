@@ -27,6 +27,7 @@ const (
 	DropPanic                      // packet in hand when a stage panicked
 	DropReadError                  // the TUN device lost an offloaded super-packet (more segments than buffers)
 	DropNoPrivateKey               // handshake message while the tunnel has no private key
+	DropTooBig                     // inner packet above 1280 bytes: from the TUN (MTU raised) or a peer (its MTU too large)
 	numDropReasons
 )
 
@@ -56,6 +57,7 @@ var dropNames = [numDropReasons]string{
 	DropPanic:           "panic",
 	DropReadError:       "read_error",
 	DropNoPrivateKey:    "no_private_key",
+	DropTooBig:          "too_big",
 }
 
 // String is the reason's name as it appears in logs and metrics.

@@ -232,7 +232,9 @@ func (t *Tunnel) LocalAddr() netip.AddrPort { return t.udp.LocalAddr() }
 
 // Serve runs the tunnel until ctx ends or a stage fails past its
 // supervisor's patience. It closes the TUN device and UDP socket on
-// return; a nil error means an orderly stop.
+// return; a nil error means an orderly stop. When the TUN device's
+// interface is deleted, it stops at once with an error that wraps
+// tunio.ErrDeviceGone.
 func (t *Tunnel) Serve(ctx context.Context) error {
 	// The edge stages block in system calls that no context reaches;
 	// closing the device and the socket is what unblocks them.

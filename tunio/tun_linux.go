@@ -3,6 +3,7 @@ package tunio
 import (
 	"errors"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -140,7 +141,7 @@ func (t *nativeTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 }
 
 // Write implements Device. It returns len(bufs) unless the device is
-// closed; a packet the kernel refused is reported in the (joined) error,
+// closed or gone; a packet the kernel refused is reported in the (joined) error,
 // and the others were written.
 func (t *nativeTUN) Write(bufs [][]byte, offset int) (int, error) {
 	if t.closed.Load() {
@@ -168,7 +169,7 @@ func (t *nativeTUN) Write(bufs [][]byte, offset int) (int, error) {
 		_, err := t.dev.Write(list, offset)
 		clear(list)
 		if err != nil {
-			if err = t.mapError(err); err == ErrClosed {
+			if err = t.mapError(err); err == ErrClosed || err == ErrDeviceGone {
 				return written, err
 			}
 			if first == nil {
@@ -182,11 +183,23 @@ func (t *nativeTUN) Write(bufs [][]byte, offset int) (int, error) {
 }
 
 func (t *nativeTUN) mapError(err error) error {
-	if t.closed.Load() || errors.Is(err, os.ErrClosed) {
+	if t.closed.Load() {
 		return ErrClosed
+	}
+	if errors.Is(err, os.ErrClosed) {
+		// The wrapped device reports EBADFD, the kernel's answer once
+		// the interface is deleted, as os.ErrClosed; but we did not
+		// close it.
+		return ErrDeviceGone
 	}
 	if errors.Is(err, tun.ErrTooManySegments) {
 		return ErrTooManySegments
+	}
+	if strings.Contains(err.Error(), "overflows bufs element len") {
+		// wireguard's TUN (with offloads) read a packet larger than
+		// bufs[0] and dropped it, with an error of no type of its own.
+		// TestTUNReadTooBig pins the text.
+		return ErrPacketTooBig
 	}
 	return err
 }

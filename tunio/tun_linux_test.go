@@ -216,7 +216,7 @@ func TestTUN(t *testing.T) {
 		t.Fatalf("Write after Close: %v", err)
 	}
 	ns.do(func() {
-		if _, err := ifIndex(name); err == nil {
+		if _, err := net.InterfaceByName(name); err == nil {
 			t.Error("TUN still exists after Close")
 		}
 	})
@@ -337,4 +337,75 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// TestTUNReadTooBig: with the interface MTU above the buffers (wg-quick
+// sets 1420), a larger packet from the kernel is dropped with
+// ErrPacketTooBig, never cut short, and reading goes on. It also pins the
+// text of wireguard's error that tunio maps.
+func TestTUNReadTooBig(t *testing.T) {
+	requireRoot(t)
+	ns := newNetns(t)
+	name := fmt.Sprintf("pgbig%d", rand.Uint32N(1e6))
+	var dev Device
+	var sock *net.UDPConn
+	var err error
+	ns.do(func() {
+		if dev, err = CreateTUN(name, 1420); err != nil {
+			return
+		}
+		for _, step := range []func() error{
+			func() error { return SetLinkUp(name) },
+			func() error { return AddAddress(name, netip.MustParsePrefix("10.77.0.1/24")) },
+		} {
+			if err = step(); err != nil {
+				return
+			}
+		}
+		sock, err = net.ListenUDP("udp4", nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	defer sock.Close()
+	if dev.BatchSize() == 1 {
+		t.Skip("no TUN offloads here: the kernel cuts the packet to the buffer, which the stages detect by its IP header")
+	}
+	dst := netip.MustParseAddrPort("10.77.0.2:9")
+	bufs, sizes := bufsOf(dev.BatchSize()), make([]int, dev.BatchSize())
+	// A 1400-byte packet, then a small one; skip whatever else the kernel
+	// sends (IPv6 router solicitations, ...).
+	if _, err := sock.WriteToUDPAddrPort(make([]byte, 1400-28), dst); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sock.WriteToUDPAddrPort([]byte("small"), dst); err != nil {
+		t.Fatal(err)
+	}
+	tooBig := 0
+	for range 20 {
+		n, err := dev.Read(bufs, sizes, Offset)
+		if errors.Is(err, ErrPacketTooBig) {
+			tooBig++
+			continue
+		}
+		if err != nil {
+			t.Fatalf("Read: %v (want ErrPacketTooBig for the large packet)", err)
+		}
+		for i := range n {
+			if sizes[i] > InnerMTU {
+				t.Fatalf("Read returned a %d-byte packet into %d-byte buffers", sizes[i], InnerMTU)
+			}
+			if _, d, payload, ok := parseUDP(bufs[i][Offset : Offset+sizes[i]]); ok && d == dst {
+				if string(payload) != "small" {
+					t.Fatalf("read %d bytes of payload to %v: the large packet was cut short", len(payload), d)
+				}
+				if tooBig != 1 {
+					t.Fatalf("%d ErrPacketTooBig before the small packet, want 1", tooBig)
+				}
+				return
+			}
+		}
+	}
+	t.Fatal("the small packet after the large one was not read")
 }

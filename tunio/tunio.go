@@ -16,6 +16,8 @@
 // After Close, every method that does I/O returns an error for which
 // [IsClosed] reports true; it satisfies both errors.Is(err, net.ErrClosed)
 // and errors.Is(err, os.ErrClosed), so a stage may test whichever it likes.
+// A TUN device whose interface was deleted from outside returns
+// [ErrDeviceGone] instead: that is not a clean stop.
 package tunio
 
 import (
@@ -90,6 +92,10 @@ type Datagram struct {
 	Buf  []byte
 	N    int
 	Addr netip.AddrPort
+	// Trunc reports, on receive, a datagram longer than Buf: N is 0 and
+	// Buf holds the datagram's first len(Buf) bytes, so the receiver can
+	// tell what was too large (and from whom) before it drops it.
+	Trunc bool
 }
 
 // UDPConn is a UDP socket doing batch datagram I/O.
@@ -100,7 +106,7 @@ type UDPConn interface {
 	// ReadBatch blocks until at least one datagram arrives, then fills
 	// msgs[i].N and msgs[i].Addr for as many datagrams as are ready (at most
 	// len(msgs)), the payload landing in msgs[i].Buf[:N]. A datagram longer
-	// than its Buf is dropped and reported with N == 0.
+	// than its Buf is dropped and reported with N == 0 and Trunc set.
 	ReadBatch(msgs []Datagram) (n int, err error)
 
 	// WriteBatch sends msgs[i].Buf[:msgs[i].N] to msgs[i].Addr for every i.
@@ -129,6 +135,24 @@ var (
 	ErrAddressFamily          = errors.New("tunio: address family does not match the socket")
 	ErrInvalidAddr            = errors.New("tunio: invalid address")
 	ErrInvalidInterface       = errors.New("tunio: invalid interface name")
+	// ErrDeviceGone is the error of I/O on a TUN device whose interface
+	// was deleted (ip link del) while it was open. Unlike ErrClosed, no
+	// one in this process closed it, so it is not a clean stop: the
+	// device will not come back, and whoever runs it should stop and say
+	// why. IsClosed reports false for it.
+	ErrDeviceGone = errors.New("tunio: the TUN device's interface was deleted")
+)
+
+// More errors, of the TUN's reads and of link notifications.
+var (
+	// ErrPacketTooBig is a packet read from a TUN device that is larger
+	// than the buffer it was to go into (an interface MTU above the
+	// buffers'): the packet was dropped, and reading may go on.
+	ErrPacketTooBig = errors.New("tunio: packet larger than the buffer, dropped")
+	// ErrEventsLost means the kernel dropped link notifications because
+	// the socket's buffer was full (ENOBUFS): whoever follows a link must
+	// read its state afresh. LinkEvents goes on working after it.
+	ErrEventsLost = errors.New("tunio: link notifications lost (socket buffer full)")
 )
 
 // closedError is ErrClosed: one value that matches both closed errors of the

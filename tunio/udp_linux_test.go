@@ -205,6 +205,9 @@ func TestUDPShortBuffer(t *testing.T) {
 				out[i].N, out[i].Addr = 500, recv.LocalAddr()
 			}
 			out[2].N = 50
+			for i := range 100 {
+				out[0].Buf[i], out[1].Buf[i] = byte(i), byte(i)
+			}
 			send.WriteBatch(out)
 			msgs := makeMsgs(3, 100)
 			for got := 0; got < 3; {
@@ -216,6 +219,15 @@ func TestUDPShortBuffer(t *testing.T) {
 			}
 			if msgs[0].N != 0 || msgs[1].N != 0 || msgs[2].N != 50 {
 				t.Fatalf("N = %d %d %d, want 0 0 50", msgs[0].N, msgs[1].N, msgs[2].N)
+			}
+			// The long ones say so, with their heads; the short one not.
+			if !msgs[0].Trunc || !msgs[1].Trunc || msgs[2].Trunc {
+				t.Fatalf("Trunc = %v %v %v, want true true false", msgs[0].Trunc, msgs[1].Trunc, msgs[2].Trunc)
+			}
+			for i := range 100 {
+				if msgs[0].Buf[i] != byte(i) || msgs[1].Buf[i] != byte(i) {
+					t.Fatalf("the head of a truncated datagram differs at byte %d", i)
+				}
 			}
 		})
 	}

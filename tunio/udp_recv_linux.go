@@ -141,7 +141,9 @@ func (c *udpConn) ReadBatch(msgs []Datagram) (int, error) {
 		h := &r.hdrs[i]
 		m := &msgs[i]
 		m.N = int(h.len)
-		if h.hdr.Flags&unix.MSG_TRUNC != 0 {
+		// The kernel wrote the head of a longer datagram into Buf.
+		m.Trunc = h.hdr.Flags&unix.MSG_TRUNC != 0
+		if m.Trunc {
 			m.N = 0
 		}
 		m.Addr = getSockaddr(&r.names[i])
@@ -157,6 +159,7 @@ func (r *recvState) split(msgs []Datagram) int {
 	for j < len(msgs) && r.gi < r.gn {
 		m := &msgs[j]
 		m.Addr = r.gaddr[r.gi]
+		m.Trunc = false
 		j++
 		n := r.glen[r.gi]
 		if n <= 0 {
@@ -175,7 +178,8 @@ func (r *recvState) split(msgs []Datagram) int {
 		if len(d) <= len(m.Buf) {
 			m.N = copy(m.Buf, d)
 		} else {
-			m.N = 0
+			copy(m.Buf, d) // the head, as recvmmsg leaves it
+			m.N, m.Trunc = 0, true
 		}
 		r.goff += len(d)
 		if r.goff >= n {

@@ -1,13 +1,16 @@
 // Command bench measures PipeGuard's dataplane: the pipeline engine
 // against the sequential baseline and the AEAD's limit, with whole tunnels
-// in memory (the default mode), and against wireguard-go over real TUN
-// devices between network namespaces (--mode netns, root). It is a thin
-// shell over package bench: flags in, bench.Run, exit status. SIGINT and
-// SIGTERM cancel the run, which then removes what it made (namespaces,
-// processes, files) before it exits.
+// in memory (the default mode), against wireguard-go over real TUN devices
+// between network namespaces (--mode netns, root), and one tunnel end
+// under a load the harness generates itself (--mode loadgen, root). It is
+// a thin shell over package bench: flags in, bench.Run, exit status.
+// SIGINT and SIGTERM cancel the run, which then removes what it made
+// (namespaces, processes, files) before it exits.
 //
 //	go run ./cmd/bench --quick
 //	sudo go run ./cmd/bench --mode netns --quick
+//	sudo go run ./cmd/bench --mode loadgen --quick
+//	sudo go run ./cmd/bench --mode soak --duration 60s
 //	go run ./cmd/bench --mode flood --quick
 package main
 
@@ -30,9 +33,9 @@ import (
 // cli is the command line. Zero values take package bench's defaults, which
 // --quick makes smaller.
 type cli struct {
-	Mode     string        `help:"What to measure: mem (in-memory tunnels, no root), netns (PipeGuard and wireguard-go on real TUN devices in network namespaces, iperf3 and ping; root), all (netns, then mem), flood (in memory: bulk data under a handshake flood at 10x this machine's X25519 rate)." default:"mem" enum:"mem,netns,all,flood"`
+	Mode     string        `help:"What to measure: mem (in-memory tunnels, no root), netns (PipeGuard and wireguard-go on real TUN devices in network namespaces, iperf3 and ping; root), loadgen (one tunnel under load, the harness its peer; root), all (netns, loadgen, then mem), soak (two PipeGuard ends in network namespaces for --duration with TCP, ping and config changes, RSS and goroutines watched; root), flood (in memory: bulk data under a handshake flood at 10x this machine's X25519 rate)." default:"mem" enum:"mem,netns,loadgen,all,soak,flood"`
 	Quick    bool          `help:"A small sweep (two sizes, one peer, GOMAXPROCS 1 and all cores) that still covers both engines, every direction and the ratios; in netns mode, 2-second iperf3 runs and a 1-second idle ping."`
-	Duration time.Duration `help:"Measured time per measurement: in memory, default 1s (500ms with --quick); in netns mode, each iperf3 run, whole seconds, default 10s (2s with --quick); in flood mode, each phase, default 3s (2s with --quick)."`
+	Duration time.Duration `help:"Measured time per measurement: in memory, default 1s (500ms with --quick); in netns mode, each iperf3 run, whole seconds, default 10s (2s with --quick); in loadgen mode, each tunnel and direction, default 10s (2s with --quick); in soak mode, the traffic watched, default 10m (20s with --quick); in flood mode, each phase, default 3s (2s with --quick)."`
 	Repeat   int           `help:"Run the sweep N times and report medians." default:"1" placeholder:"N"`
 
 	JSON       string `name:"json" help:"Write every figure, and the machine, to FILE as JSON." placeholder:"FILE" type:"path"`
@@ -48,6 +51,8 @@ type cli struct {
 	Procs      []int    `help:"GOMAXPROCS values (default 1 to the number of CPUs)." sep:"," placeholder:"N"`
 	Workers    []int    `help:"Pipeline crypto workers per direction; 0 means GOMAXPROCS (default 1, GOMAXPROCS and twice that)." sep:"," placeholder:"N"`
 	Streams    []int    `help:"Netns mode: iperf3 parallel TCP streams, each run both ways (default 1,4)." sep:"," placeholder:"N"`
+
+	ChangeEvery time.Duration `name:"change-every" help:"Soak mode: a SIGHUP reload and a wg set peer change at each end this often (default 1m; at least once in a shorter soak)."`
 }
 
 func main() {
@@ -89,7 +94,7 @@ func parse(args []string) (bench.Config, error) {
 		Mode: bench.Mode(c.Mode), Quick: c.Quick, Duration: c.Duration, Repeat: c.Repeat,
 		Sizes: c.Sizes, Peers: c.Peers, Procs: c.Procs, Workers: c.Workers, Streams: c.Streams,
 		NoStageCPU: c.NoStageCPU, CPUProfile: c.CPUProfile, MemProfile: c.MemProfile,
-		JSONPath: c.JSON, SVGPath: c.SVG,
+		JSONPath: c.JSON, SVGPath: c.SVG, SoakEvery: c.ChangeEvery,
 	}
 	for _, d := range c.Directions {
 		cfg.Directions = append(cfg.Directions, bench.Direction(d))

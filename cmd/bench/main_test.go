@@ -60,6 +60,30 @@ func TestParseNetns(t *testing.T) {
 	}
 }
 
+func TestParseLoadgen(t *testing.T) {
+	cfg, err := parse([]string{"--mode", "loadgen", "--quick", "--repeat", "3", "--engines", "pipeline", "--json", "l.json", "--svg", "l.svg"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mode != bench.ModeLoadgen || !cfg.Quick || cfg.Repeat != 3 || !slices.Equal(cfg.Engines, []stages.Engine{stages.EnginePipeline}) ||
+		cfg.JSONPath == "" || cfg.SVGPath == "" {
+		t.Errorf("config %+v", cfg)
+	}
+}
+
+func TestParseSoak(t *testing.T) {
+	cfg, err := parse([]string{"--mode", "soak", "--duration", "60s", "--change-every", "20s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mode != bench.ModeSoak || cfg.Duration != time.Minute || cfg.SoakEvery != 20*time.Second {
+		t.Errorf("config %+v", cfg)
+	}
+	if _, err := parse([]string{"--mode", "soak", "--change-every", "often"}); err == nil {
+		t.Error("--change-every often accepted")
+	}
+}
+
 func TestParseFlood(t *testing.T) {
 	cfg, err := parse([]string{"--mode", "flood", "--quick"})
 	if err != nil {

@@ -21,49 +21,87 @@ func deviceIDFile(stateDir string) string {
 	return filepath.Join(stateDir, "config", "pipeguard-id")
 }
 
-// deviceID returns the device id: env (PIPEGUARD_ID) if set, else the
-// file's content, else a new random id written to the file (mode 0600,
-// directory 0700) so it stays the same across restarts. It reports where
-// the id came from, for the start-up log.
+// deviceID looks the device id up and saves a new one at once (see
+// lookupDeviceID), for a command that has nothing left to refuse.
 func deviceID(env, path string) (id, source string, err error) {
+	p, err := lookupDeviceID(env, path)
+	if err == nil {
+		err = p.save()
+	}
+	return p.id, p.source, err
+}
+
+// deviceIDPlan is the device id a start will use, found without writing
+// anything.
+type deviceIDPlan struct {
+	id, source string
+	path       string // where a new id goes; "" when there is nothing to write
+}
+
+// lookupDeviceID returns the device id: env (PIPEGUARD_ID) if set, else
+// the file's content, else a new random id, which save writes to the
+// file (mode 0600, directory 0700) so it stays the same across restarts.
+// It writes nothing itself: for a new id it only checks that the file can
+// be made, and the start saves it once nothing can refuse the start any
+// more, so a refused start (and --check) creates no file. The plan says
+// where the id came from, for the start-up log.
+func lookupDeviceID(env, path string) (deviceIDPlan, error) {
 	if env != "" {
 		if err := checkDeviceID(env); err != nil {
-			return "", "", fmt.Errorf("%w: PIPEGUARD_ID: %v", errDeviceID, err)
+			return deviceIDPlan{}, fmt.Errorf("%w: PIPEGUARD_ID: %v", errDeviceID, err)
 		}
-		return env, "PIPEGUARD_ID", nil
+		return deviceIDPlan{id: env, source: "PIPEGUARD_ID"}, nil
 	}
 	b, err := os.ReadFile(path)
 	switch {
 	case err == nil:
 		id := strings.TrimSpace(string(b))
 		if err := checkDeviceID(id); err != nil {
-			return "", "", fmt.Errorf("%w: %s: %v", errDeviceID, path, err)
+			return deviceIDPlan{}, fmt.Errorf("%w: %s: %v", errDeviceID, path, err)
 		}
-		return id, path, nil
+		return deviceIDPlan{id: id, source: path}, nil
 	case !errors.Is(err, os.ErrNotExist):
-		return "", "", fmt.Errorf("%w: %v", errDeviceID, err)
+		return deviceIDPlan{}, fmt.Errorf("%w: %v", errDeviceID, err)
 	}
-	id = rand.Text() // 26 base32 characters, 130 bits: unique without coordination
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", "", fmt.Errorf("%w: %v", errDeviceID, err)
+	if err := canCreate(path); err != nil {
+		return deviceIDPlan{}, fmt.Errorf("%w: cannot create %s: %v", errDeviceID, path, err)
+	}
+	// 26 base32 characters, 130 bits: unique without coordination.
+	return deviceIDPlan{id: rand.Text(), source: path + " (new)", path: path}, nil
+}
+
+// save writes a new id to its file; for an id that was found, it does
+// nothing.
+func (p *deviceIDPlan) save() error {
+	if p.path == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p.path), 0o700); err != nil {
+		return fmt.Errorf("%w: %v", errDeviceID, err)
 	}
 	// O_EXCL: if another instance wrote one meanwhile, keep theirs.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(p.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, os.ErrExist) {
-		return deviceID("", path)
+		theirs, err := lookupDeviceID("", p.path)
+		if err != nil {
+			return err
+		}
+		*p = theirs
+		return nil
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("%w: %v", errDeviceID, err)
+		return fmt.Errorf("%w: %v", errDeviceID, err)
 	}
-	_, werr := f.WriteString(id + "\n")
+	_, werr := f.WriteString(p.id + "\n")
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
 	if werr != nil {
-		os.Remove(path)
-		return "", "", fmt.Errorf("%w: %v", errDeviceID, werr)
+		os.Remove(p.path)
+		return fmt.Errorf("%w: %v", errDeviceID, werr)
 	}
-	return id, path + " (new)", nil
+	p.path = ""
+	return nil
 }
 
 // checkDeviceID accepts 1 to maxDeviceID printable ASCII characters

@@ -48,6 +48,42 @@ func TestDeviceID(t *testing.T) {
 	}
 }
 
+// TestLookupDeviceIDWritesNothing: a start finds its id first and writes
+// a new one only once nothing can refuse it any more (save); a refused
+// start and --check leave no file.
+func TestLookupDeviceIDWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	path := deviceIDFile(filepath.Join(dir, "state"))
+	p, err := lookupDeviceID("", path)
+	if err != nil || len(p.id) != 26 || p.path != path {
+		t.Fatalf("lookup: %+v %v", p, err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("lookup created %v", ents)
+	}
+	if err := p.save(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := deviceID("", path); err != nil || got != p.id {
+		t.Errorf("saved %q, read back %q (%v)", p.id, got, err)
+	}
+	// Two starts that both found no id: the second keeps the first's.
+	path2 := deviceIDFile(filepath.Join(dir, "other"))
+	p1, _ := lookupDeviceID("", path2)
+	p2, _ := lookupDeviceID("", path2)
+	if err := p1.save(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p2.save(); err != nil || p2.id != p1.id {
+		t.Errorf("second save: %q (%v), want the first's %q", p2.id, err, p1.id)
+	}
+	// Under a file, no id can be made: refused at lookup.
+	os.WriteFile(filepath.Join(dir, "file"), nil, 0o600)
+	if _, err := lookupDeviceID("", deviceIDFile(filepath.Join(dir, "file"))); !errors.Is(err, errDeviceID) {
+		t.Errorf("uncreatable: %v", err)
+	}
+}
+
 func TestDeviceIDRejectsBadValues(t *testing.T) {
 	for _, bad := range []string{"has space", "tab\there", strings.Repeat("x", maxDeviceID+1), "ünïcode"} {
 		if _, _, err := deviceID(bad, "/nonexistent"); !errors.Is(err, errDeviceID) {

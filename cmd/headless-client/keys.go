@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"pipeguard/cmd/headless-client/lifecycle"
 	"pipeguard/noise"
 )
 
@@ -15,6 +16,7 @@ import (
 type runEnv struct {
 	log      *slog.Logger
 	logLevel string // --log-level, for commands that build their own loggers
+	signals  *lifecycle.Signals
 	stdin    io.Reader
 	stdout   io.Writer
 	stderr   io.Writer

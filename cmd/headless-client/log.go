@@ -48,6 +48,15 @@ func withLogDir(stderr io.Writer, level, dir, iface string) (*slog.Logger, io.Cl
 	if err != nil {
 		return nil, nil, fmt.Errorf("log directory %s: %w", dir, err)
 	}
+	// Rotation trouble is told on stderr alone: the file is what fails.
+	toStderr := slog.New(stderrHandler(stderr, lvl)).With("log_file", f.Path())
+	f.OnError = func(err error) {
+		if err != nil {
+			toStderr.Warn("log file rotation failed; writing on to the current file, past its size limit", "err", err)
+		} else {
+			toStderr.Info("log file rotation works again")
+		}
+	}
 	h := slog.NewMultiHandler(stderrHandler(stderr, lvl), slog.NewJSONHandler(f, &slog.HandlerOptions{Level: lvl}))
 	return slog.New(h), f, nil
 }

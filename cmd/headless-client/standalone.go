@@ -2,20 +2,21 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
-	"os/signal"
+	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"pipeguard/cmd/headless-client/config"
+	"pipeguard/cmd/headless-client/dns"
 	"pipeguard/cmd/headless-client/ifsetup"
+	"pipeguard/cmd/headless-client/lifecycle"
+	"pipeguard/cmd/headless-client/linkwatch"
 	"pipeguard/cmd/headless-client/metrics"
 	"pipeguard/cmd/headless-client/sdnotify"
 	"pipeguard/cmd/headless-client/uapi"
@@ -30,7 +31,8 @@ type standaloneCmd struct {
 	Interface     string `help:"Interface name; default: the config file's name without .conf."`
 	LogDir        string `help:"Also write JSON log lines to files in this directory, rotated by size." env:"LOG_DIR"`
 	StateDir      string `help:"State directory; the device id is kept in <dir>/config/pipeguard-id." default:"/var/lib/pipeguard" env:"PIPEGUARD_STATE_DIR"`
-	DNSControl    string `help:"How to apply the config's DNS: disabled leaves the system alone; etc-resolv-conf writes /etc/resolv.conf and restores it on exit." default:"disabled" enum:"disabled,etc-resolv-conf"`
+	DNSControl    string `help:"How to apply the config's DNS: auto is systemd-resolved when it runs, else disabled; disabled leaves the system alone; etc-resolv-conf writes /etc/resolv.conf; resolvconf calls resolvconf(8) as wg-quick does; systemd-resolved sets the link's DNS over D-Bus. Every mode is undone at exit, and after a crash at the next start." default:"auto" enum:"auto,disabled,etc-resolv-conf,resolvconf,systemd-resolved"`
+	Check         bool   `help:"Check everything a start would refuse (file, keys, routes, capability, interface name, ports, DNS mode), print one line and exit: 0 if it would start, 1 with the reason. Creates nothing."`
 	Engine        string `help:"Dataplane engine: pipeline or sequential." default:"pipeline" enum:"pipeline,sequential"`
 	Workers       int    `help:"Encrypt and decrypt workers each (pipeline engine); 0: one per CPU." default:"0"`
 	QueueCapacity int    `help:"Capacity of each queue between pipeline stages, in packets (at least 64: a segmentation-offloaded TUN read needs up to a batch of slots)." default:"1000"`
@@ -46,66 +48,44 @@ const minQueueCapacity = 64
 // errQueueCapacity refuses a queue too small for an offloaded TUN read.
 var errQueueCapacity = fmt.Errorf("headless-client: --queue-capacity must be at least %d", minQueueCapacity)
 
-// stopTimeout is how long an orderly stop may take once the tunnel was
-// told to stop: within the 2 s an admin (and systemd's patience) expects.
-const stopTimeout = 2 * time.Second
-
-// errStopTimeout means a part of the tunnel did not stop in time.
-var errStopTimeout = errors.New("headless-client: tunnel did not stop within 2 s")
-
 func (c *standaloneCmd) Run(env *runEnv) error {
-	iface := c.Interface
-	var err error
-	if iface == "" {
-		iface, err = config.InterfaceName(c.Config)
-	} else {
-		err = config.CheckInterfaceName(iface)
+	// Signals are caught from the start of main; a SIGHUP that arrived
+	// since is served once the tunnel runs, a stop ends ctx.
+	ctx, stop := env.signals.Context(context.Background())
+	defer stop()
+	// Every refusal comes before anything is created, so a refused start
+	// (and --check) leaves nothing behind.
+	p, err := c.preflight(ctx)
+	if ctx.Err() != nil {
+		// Stopped while it resolved endpoints: not a failure.
+		env.log.Info("stopped during start-up", "signal", context.Cause(ctx))
+		return nil
 	}
 	if err != nil {
 		return err
 	}
+	if c.Check {
+		_, err := fmt.Fprintln(env.stdout, p.summary(c.Config))
+		return err
+	}
+	iface, cfg, peers := p.iface, p.cfg, p.peers
 	log, closeLog, err := withLogDir(env.stderr, env.logLevel, c.LogDir, iface)
 	if err != nil {
 		return err
 	}
 	defer closeLog.Close()
-
-	// Every refusal comes before anything is created, so a refused start
-	// leaves nothing behind.
-	cfg, err := config.Load(c.Config)
-	if err != nil {
-		return err
-	}
-	if c.QueueCapacity < minQueueCapacity {
-		return errQueueCapacity
-	}
-	if err := checkNetAdmin(); err != nil {
-		return err
-	}
-	id, idFrom, err := deviceID(os.Getenv("PIPEGUARD_ID"), deviceIDFile(c.StateDir))
-	if err != nil {
+	if err := p.id.save(); err != nil {
 		return err
 	}
 	log = log.With("interface", iface)
-	log.Info("starting", "device_id", id, "device_id_from", idFrom, "config", c.Config, "peers", len(cfg.Peers))
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	// SIGHUP is caught from here on: its default action would kill a
-	// client that is still starting. One that arrives before the tunnel
-	// runs is served as soon as it does.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	peers, err := resolvePeers(ctx, cfg)
+	log.Info("starting", "device_id", p.id.id, "device_id_from", p.id.source, "config", c.Config, "peers", len(cfg.Peers))
+	warnOverlaps(log, peers)
+	p.startDNS(log)
+	t, err := bringUp(iface, cfg, peers, c, &dns.Request{System: p.dnsSys, Mode: p.dnsMode, Settings: p.dns}, log)
 	if err != nil {
 		return err
 	}
-	t, err := bringUp(iface, cfg, peers, c, log)
-	if err != nil {
-		return err
-	}
-	return t.run(ctx, hup, c.Config, log)
+	return t.run(ctx, env.signals.Hup(), c.Config, log)
 }
 
 // resolvePeers turns the config's peers into the tunnel's, resolving host
@@ -143,6 +123,7 @@ type running struct {
 	iface  string
 	tunnel *stages.Tunnel
 	ifc    *ifsetup.Interface
+	watch  *linkwatch.Watcher // holds the MTU, restores routes after a link bounce
 	uapi   *uapi.Server
 	http   []*metrics.Server // metrics and pprof endpoints, if asked for
 	cfg    *config.Config
@@ -153,7 +134,7 @@ type running struct {
 // bringUp creates the socket, the TUN device, the tunnel, the interface
 // configuration and the UAPI socket, in that order; on failure it undoes
 // what it did.
-func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *standaloneCmd, log *slog.Logger) (*running, error) {
+func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *standaloneCmd, dnsReq *dns.Request, log *slog.Logger) (*running, error) {
 	// Rebindable, so that wg set can move it to another port.
 	udp, err := tunio.ListenRebindable(netip.AddrPortFrom(netip.IPv6Unspecified(), cfg.Interface.ListenPort), tunio.UDPOptions{})
 	if err != nil {
@@ -183,23 +164,34 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 		Addresses: cfg.Interface.Addresses,
 		Routes:    routes,
 		Endpoints: endpoints,
-		DNS: ifsetup.DNSConfig{
-			Mode:    c.DNSControl,
-			Servers: cfg.Interface.DNS,
-			Search:  cfg.Interface.DNSSearch,
-			Backup:  c.StateDir + "/resolv.conf." + iface,
-		},
+		Table:     cfg.Interface.Table,
+		FwMark:    cfg.Interface.FwMark,
+		StateFile: filepath.Join(c.StateDir, "rules."+iface+".json"),
+		DNS:       dnsReq,
 	}, log)
 	if err != nil {
 		dev.Close()
 		udp.Close()
 		return nil, err
 	}
-	r := &running{iface: iface, tunnel: tun, ifc: ifc, cfg: cfg, peers: peers}
-	if err := r.listenHTTP(c, log); err != nil {
+	undo := func() {
 		ifc.Down()
 		dev.Close()
 		udp.Close()
+	}
+	if err := setFwMark(tun, ifc.FwMark()); err != nil {
+		undo()
+		return nil, err
+	}
+	watch, err := linkwatch.New(linkwatch.Config{Name: iface, MaxMTU: config.MaxMTU, OnUp: ifc.Restore}, log)
+	if err != nil {
+		undo()
+		return nil, err
+	}
+	r := &running{iface: iface, tunnel: tun, ifc: ifc, watch: watch, cfg: cfg, peers: peers}
+	if err := r.listenHTTP(c, log); err != nil {
+		watch.Close()
+		undo()
 		return nil, err
 	}
 	srv, err := uapi.Listen(uapi.SocketPath(iface), tun, &r.mu, log)
@@ -207,9 +199,8 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 		for _, s := range r.http {
 			s.Close()
 		}
-		ifc.Down()
-		dev.Close()
-		udp.Close()
+		watch.Close()
+		undo()
 		return nil, fmt.Errorf("headless-client: UAPI socket for %s: %w", iface, err)
 	}
 	r.uapi = srv
@@ -247,63 +238,33 @@ func (r *running) listenHTTP(c *standaloneCmd, log *slog.Logger) error {
 // the tunnel (whose device takes the interface with it), then the
 // interface configuration that outlives the device (DNS).
 func (r *running) run(ctx context.Context, hup <-chan os.Signal, cfgPath string, log *slog.Logger) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	tunErr := make(chan error, 1)
-	uapiDone := make(chan error, 1)
-	go func() { tunErr <- r.tunnel.Serve(ctx) }()
-	go func() { uapiDone <- r.uapi.Serve(ctx) }()
-	httpDone := make(chan error, len(r.http))
-	for _, s := range r.http {
-		go func() { httpDone <- s.Serve(ctx) }()
-	}
 	log.Info("tunnel running", "listen_port", r.tunnel.LocalAddr().Port(), "public_key", r.tunnel.PublicKey(), "uapi", r.uapi.Path())
-	sd, sdDone := notifySystemd(ctx, r.tunnel, log)
-
-	var failed error
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case <-hup:
+	sd, watch := notifySystemd(r.tunnel, log)
+	parts := lifecycle.Parts{
+		Iface:  r.iface,
+		Tunnel: r.tunnel,
+		UAPI:   r.uapi,
+		Watch:  watch,
+		Link:   r.watch,
+		Reload: func(ctx context.Context) {
 			sd.Reloading()
 			r.reload(ctx, cfgPath, log)
 			sd.Ready(sdnotify.TunnelStatus(r.tunnel.Peers(), time.Now(), nil))
-		case err := <-tunErr:
-			// The tunnel stopped by itself: a stage failed past its
-			// supervisor's patience.
-			failed = fmt.Errorf("headless-client: tunnel failed: %w", err)
-			tunErr <- err
-			break loop
-		case err := <-uapiDone:
-			log.Error("UAPI socket failed; wg can no longer reach this tunnel", "err", err)
-			uapiDone <- nil
-		}
-	}
-	log.Info("stopping")
-	sd.Stopping()
-	cancel()
-	deadline := time.After(stopTimeout)
-	waits := []chan error{tunErr, uapiDone, sdDone}
-	for range r.http {
-		waits = append(waits, httpDone)
-	}
-wait:
-	for _, ch := range waits {
-		select {
-		case err := <-ch:
-			if err != nil && failed == nil {
-				failed = err
+		},
+		Stopping: func() {
+			sd.Stopping()
+			// DNS first, while the link is still there (systemd-resolved's
+			// RevertLink needs it) and before names could go to the
+			// servers of a tunnel that is going down.
+			if err := r.ifc.RevertDNS(); err != nil {
+				log.Warn("restoring DNS", "err", err)
 			}
-		case <-deadline:
-			if failed == nil {
-				failed = errStopTimeout
-			}
-			break wait
-		}
+		},
 	}
+	for _, s := range r.http {
+		parts.HTTP = append(parts.HTTP, s)
+	}
+	failed := lifecycle.Run(ctx, parts, hup, log)
 	// Even after a timeout: restore DNS and remove what is left.
 	if err := r.ifc.Down(); err != nil {
 		log.Warn("removing interface configuration", "err", err)
@@ -315,12 +276,24 @@ wait:
 	return nil
 }
 
+// setFwMark puts the mark a full tunnel's policy routing needs (or the
+// config's FwMark) on the tunnel's sockets, before the tunnel sends
+// anything: without it, its own packets would be routed into itself.
+func setFwMark(tun *stages.Tunnel, mark uint32) error {
+	if mark == 0 {
+		return nil
+	}
+	if err := tun.SetFwMark(mark); err != nil {
+		return fmt.Errorf("headless-client: fwmark %#x on the tunnel's socket: %w", mark, err)
+	}
+	return nil
+}
+
 // notifySystemd tells systemd, when it runs the client as a Type=notify
-// service, that the tunnel is ready, and keeps it informed (STATUS=,
-// WATCHDOG=1 while healthy) until ctx ends; done receives nil then. The
-// notifier is nil, and ignores calls, outside such a service.
-func notifySystemd(ctx context.Context, t *stages.Tunnel, log *slog.Logger) (sd *sdnotify.Notifier, done chan error) {
-	done = make(chan error, 1)
+// service, that the tunnel is ready; watch keeps it informed (STATUS=,
+// WATCHDOG=1 while healthy) until its ctx ends. The notifier is nil, and
+// ignores calls, outside such a service.
+func notifySystemd(t *stages.Tunnel, log *slog.Logger) (sd *sdnotify.Notifier, watch lifecycle.Service) {
 	sd, err := sdnotify.FromEnv()
 	if err != nil {
 		log.Warn("cannot tell systemd how the tunnel is doing", "err", err)
@@ -328,6 +301,5 @@ func notifySystemd(ctx context.Context, t *stages.Tunnel, log *slog.Logger) (sd 
 	if err := sd.Ready(sdnotify.TunnelStatus(t.Peers(), time.Now(), nil)); err != nil {
 		log.Warn("cannot tell systemd the tunnel is ready", "err", err)
 	}
-	go func() { sd.Watch(ctx, t, log); done <- nil }()
-	return sd, done
+	return sd, lifecycle.ServiceFunc(func(ctx context.Context) error { sd.Watch(ctx, t, log); return nil })
 }

@@ -219,8 +219,9 @@ func (c *Conn) ReadBatch(msgs []tunio.Datagram) (int, error) {
 	for i := range n {
 		m := &msgs[i]
 		m.N = c.readLen[i]
-		if m.N > len(m.Buf) {
-			m.N = 0 // too long for the buffer: dropped, as tunio.UDPConn says
+		m.Trunc = m.N > len(m.Buf)
+		if m.Trunc {
+			m.N = 0 // too long for the buffer: its head only, as tunio.UDPConn says
 		}
 		m.Addr = c.readFrom[i]
 	}

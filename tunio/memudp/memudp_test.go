@@ -99,8 +99,8 @@ func TestDrops(t *testing.T) {
 	in := datagrams(4, 10)
 	nr, _ := b.ReadBatch(in)
 	for i := range nr {
-		if in[i].N != 0 {
-			t.Fatalf("truncated datagram reported N=%d", in[i].N)
+		if in[i].N != 0 || !in[i].Trunc {
+			t.Fatalf("truncated datagram reported N=%d Trunc=%v", in[i].N, in[i].Trunc)
 		}
 	}
 }

@@ -1,6 +1,6 @@
 // Package config reads the WireGuard configuration files of the headless
 // client: the INI-like format `wg-quick` uses, with an [Interface] section
-// (PrivateKey, Address, ListenPort, MTU, DNS) and [Peer] sections
+// (PrivateKey, Address, ListenPort, MTU, DNS, Table, FwMark) and [Peer] sections
 // (PublicKey, PresharedKey, Endpoint, AllowedIPs, PersistentKeepalive).
 //
 // Parsing is strict: an unknown key, a bad key, address, CIDR or endpoint
@@ -70,7 +70,19 @@ type Interface struct {
 	MTU        int            // DefaultMTU when not set
 	DNS        []netip.Addr   // name servers
 	DNSSearch  []string       // DNS entries that are names: search domains, as in wg-quick
+	Table      int64          // routing table for AllowedIPs: TableAuto, TableOff or a table number
+	FwMark     uint32         // firewall mark on the tunnel's sockets; 0: none
 }
+
+// Table values besides table numbers (1..2^32-1), as wg-quick's Table key
+// has them.
+const (
+	// TableAuto: routes in the main table; 0.0.0.0/0 and ::/0 by policy
+	// routing in a table of their own (a full tunnel).
+	TableAuto = 0
+	// TableOff: no routes at all.
+	TableOff = -1
+)
 
 // Peer is one [Peer] section.
 type Peer struct {

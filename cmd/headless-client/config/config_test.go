@@ -82,6 +82,39 @@ func TestParseDefaults(t *testing.T) {
 	}
 }
 
+func TestParseTableAndFwMark(t *testing.T) {
+	iface := "[Interface]\nPrivateKey = " + kPriv + "\n"
+	for _, tc := range []struct {
+		text   string
+		table  int64
+		fwmark uint32
+	}{
+		{"", TableAuto, 0},
+		{"Table = auto\n", TableAuto, 0},
+		{"table = OFF\n", TableOff, 0},
+		{"Table = 1234\n", 1234, 0},
+		{"Table = 4294967295\n", 4294967295, 0},
+		{"FwMark = 51820\n", TableAuto, 51820},
+		{"FwMark = 0xCA6C\nTable = 7\n", 7, 0xca6c},
+		{"fwmark = off\n", TableAuto, 0},
+		{"FwMark = 0\n", TableAuto, 0},
+		{"FwMark = 0xffffffff\n", TableAuto, 0xffffffff},
+	} {
+		c, err := Parse("pg0.conf", []byte(iface+tc.text))
+		if err != nil {
+			t.Errorf("%q: %v", tc.text, err)
+			continue
+		}
+		if c.Interface.Table != tc.table || c.Interface.FwMark != tc.fwmark {
+			t.Errorf("%q: Table %d FwMark %#x, want %d %#x", tc.text, c.Interface.Table, c.Interface.FwMark, tc.table, tc.fwmark)
+		}
+		again, err := Parse("again", []byte(c.Format()))
+		if err != nil || !sameConfig(c, again) {
+			t.Errorf("%q: round trip through Format: %v\n%s", tc.text, err, c.Format())
+		}
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	iface := "[Interface]\nPrivateKey = " + kPriv + "\n"
 	peer := "[Peer]\nPublicKey = " + kPeer + "\n"
@@ -103,6 +136,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad private key", "[Interface]\nPrivateKey = abc\n", ErrBadKey, 2, "PrivateKey"},
 		{"zero private key", "[Interface]\nPrivateKey = AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n", ErrBadKey, 2, "PrivateKey"},
 		{"bad public key", iface + "[Peer]\nPublicKey = " + kPeer[:43] + "\n", ErrBadKey, 4, "PublicKey"},
+		{"low-order public key", iface + "[Peer]\nPublicKey = AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n", ErrBadKey, 4, "low-order"},
 		{"bad psk", iface + peer + "PresharedKey = nope\n", ErrBadKey, 5, "PresharedKey"},
 		{"bad cidr", iface + "Address = 10.0.0.300/24\n", ErrBadCIDR, 3, "10.0.0.300"},
 		{"bad prefix length", iface + peer + "AllowedIPs = 10.0.0.0/33\n", ErrBadCIDR, 5, "/33"},
@@ -118,6 +152,15 @@ func TestParseErrors(t *testing.T) {
 		{"mtu too big", iface + "MTU = 1420\n", ErrBadValue, 3, "1280"},
 		{"mtu too small", iface + "MTU = 500\n", ErrBadValue, 3, "MTU"},
 		{"mtu too small for ipv6", iface + "MTU = 1200\nAddress = fd00::1/64\n", ErrBadValue, 1, "IPv6"},
+		{"table name", iface + "Table = main\n", ErrBadValue, 3, "Table"},
+		{"table zero", iface + "Table = 0\n", ErrBadValue, 3, "Table"},
+		{"table too big", iface + "Table = 4294967296\n", ErrBadValue, 3, "Table"},
+		{"table twice", iface + "Table = off\nTable = 7\n", ErrDuplicate, 4, "line 3"},
+		{"table in peer", iface + peer + "Table = off\n", ErrUnknownKey, 5, "Table in [Peer]"},
+		{"fwmark word", iface + "FwMark = on\n", ErrBadValue, 3, "FwMark"},
+		{"fwmark too big", iface + "FwMark = 0x100000000\n", ErrBadValue, 3, "FwMark"},
+		{"fwmark bare 0x", iface + "FwMark = 0x\n", ErrBadValue, 3, "FwMark"},
+		{"fwmark negative", iface + "FwMark = -1\n", ErrBadValue, 3, "FwMark"},
 		{"keepalive", iface + peer + "PersistentKeepalive = soon\n", ErrBadValue, 5, "PersistentKeepalive"},
 		{"bad dns", iface + "DNS = not a name\n", ErrBadValue, 3, "DNS"},
 		{"duplicate key", iface + "ListenPort = 1\nlistenport = 2\n", ErrDuplicate, 4, "line 3"},
@@ -171,7 +214,7 @@ func TestFormatRoundTrip(t *testing.T) {
 func sameConfig(a, b *Config) bool {
 	ai, bi := a.Interface, b.Interface
 	if !ai.PrivateKey.Equal(bi.PrivateKey) || !slices.Equal(ai.Addresses, bi.Addresses) || ai.ListenPort != bi.ListenPort ||
-		ai.MTU != bi.MTU || !slices.Equal(ai.DNS, bi.DNS) || !slices.Equal(ai.DNSSearch, bi.DNSSearch) || len(a.Peers) != len(b.Peers) {
+		ai.MTU != bi.MTU || ai.Table != bi.Table || ai.FwMark != bi.FwMark || !slices.Equal(ai.DNS, bi.DNS) || !slices.Equal(ai.DNSSearch, bi.DNSSearch) || len(a.Peers) != len(b.Peers) {
 		return false
 	}
 	for i := range a.Peers {

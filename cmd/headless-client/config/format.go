@@ -23,6 +23,15 @@ func (c *Config) Format() string {
 	if in.MTU != 0 {
 		fmt.Fprintf(&b, "MTU = %d\n", in.MTU)
 	}
+	switch {
+	case in.Table == TableOff:
+		b.WriteString("Table = off\n")
+	case in.Table > 0:
+		fmt.Fprintf(&b, "Table = %d\n", in.Table)
+	}
+	if in.FwMark != 0 {
+		fmt.Fprintf(&b, "FwMark = %#x\n", in.FwMark)
+	}
 	for _, d := range in.DNS {
 		fmt.Fprintf(&b, "DNS = %s\n", d)
 	}

@@ -9,6 +9,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("[Interface]\nPrivateKey = " + kPriv + "\n[Peer]\nPublicKey = " + kPeer + "\nEndpoint=[::1]:1\nAllowedIPs=0.0.0.0/0,::/0\n"))
 	f.Add([]byte("[interface]\r\nprivatekey=" + kPriv + "#c\r\nDNS=a.b.,1.1.1.1\r\n"))
 	f.Add([]byte("[Peer]\n["))
+	f.Add([]byte("[Interface]\nPrivateKey = " + kPriv + "\nTable = off\nFwMark = 0x1f\n"))
+	f.Add([]byte("[Interface]\nPrivateKey = " + kPriv + "\ntable=51820\nfwmark=off\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("fuzz", data)
 		if err != nil {

@@ -15,13 +15,11 @@ import (
 // wgQuickOnly are wg-quick keys that PipeGuard knows and refuses, with
 // the reason, so the admin learns why rather than just "unknown".
 var wgQuickOnly = map[string]string{
-	"table":      "routes follow AllowedIPs in the main table",
 	"preup":      "PipeGuard runs no hook scripts",
 	"postup":     "PipeGuard runs no hook scripts",
 	"predown":    "PipeGuard runs no hook scripts",
 	"postdown":   "PipeGuard runs no hook scripts",
 	"saveconfig": "PipeGuard never writes its config",
-	"fwmark":     "PipeGuard sets no firewall mark",
 }
 
 // parser is the state of one Parse call.
@@ -159,6 +157,24 @@ func (p *parser) interfaceKey(key, lower, val string) error {
 			return fmt.Errorf("%w: MTU %q is not in %d..%d (PipeGuard's packets are at most %d bytes)", ErrBadValue, val, MinMTU, MaxMTU, MaxMTU)
 		}
 		in.MTU = n
+	case "table":
+		if err := p.once(key, lower); err != nil {
+			return err
+		}
+		t, err := parseTable(val)
+		if err != nil {
+			return err
+		}
+		in.Table = t
+	case "fwmark":
+		if err := p.once(key, lower); err != nil {
+			return err
+		}
+		m, err := parseFwMark(val)
+		if err != nil {
+			return err
+		}
+		in.FwMark = m
 	case "dns":
 		for _, s := range splitList(val) {
 			if a, err := netip.ParseAddr(s); err == nil {
@@ -186,6 +202,11 @@ func (p *parser) peerKey(key, lower, val string) error {
 		k, err := noise.ParsePublicKey(val)
 		if err != nil || k.IsZero() {
 			return fmt.Errorf("%w: PublicKey is not a base64 WireGuard key (44 characters, as `wg pubkey` prints)", ErrBadKey)
+		}
+		if noise.CheckPublicKey(k) != nil {
+			// The tunnel refuses it too; refused here, a reload
+			// fails before it changes anything.
+			return fmt.Errorf("%w: PublicKey is a low-order point, which no handshake can use (a typo or a forged key)", ErrBadKey)
 		}
 		pe.PublicKey = k
 	case "presharedkey":
@@ -298,6 +319,39 @@ func parseAddress(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("%w: %q", ErrBadCIDR, s)
 	}
 	return pfx, nil
+}
+
+// parseTable reads Table as wg-quick does, less table names: auto (the
+// default), off, or a routing table number.
+func parseTable(v string) (int64, error) {
+	switch strings.ToLower(v) {
+	case "auto":
+		return TableAuto, nil
+	case "off":
+		return TableOff, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%w: Table %q is not auto, off or a routing table number 1..4294967295", ErrBadValue, v)
+	}
+	return int64(n), nil
+}
+
+// parseFwMark reads FwMark as wg(8) does: off, or a 32-bit number in
+// decimal or 0x hex; 0 is off.
+func parseFwMark(v string) (uint32, error) {
+	if strings.EqualFold(v, "off") {
+		return 0, nil
+	}
+	base, digits := 10, v
+	if h, ok := strings.CutPrefix(strings.ToLower(v), "0x"); ok {
+		base, digits = 16, h
+	}
+	n, err := strconv.ParseUint(digits, base, 32)
+	if err != nil || digits == "" || digits[0] == '+' {
+		return 0, fmt.Errorf("%w: FwMark %q is not off or a 32-bit number (decimal or 0x hex)", ErrBadValue, v)
+	}
+	return uint32(n), nil
 }
 
 // checkEndpoint validates host:port, [v6]:port or name:port.

@@ -69,16 +69,33 @@ func binaries(t *testing.T) bins {
 }
 
 // syncBuffer is a bytes.Buffer safe for a process's writes and a test's
-// reads at once.
+// reads at once. It keeps the first maxOutput bytes, so that a process
+// that floods its log cannot exhaust the test's memory, and counts every
+// line.
 type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
+	mu    sync.Mutex // guards b and lines
+	b     bytes.Buffer
+	lines int
 }
+
+// maxOutput is how much of a process's output a syncBuffer keeps.
+const maxOutput = 8 << 20
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.b.Write(p)
+	s.lines += bytes.Count(p, []byte{'\n'})
+	if room := maxOutput - s.b.Len(); room > 0 {
+		s.b.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+// Lines is the number of lines written so far.
+func (s *syncBuffer) Lines() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lines
 }
 
 func (s *syncBuffer) String() string {

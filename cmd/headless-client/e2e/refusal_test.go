@@ -42,7 +42,8 @@ func TestRefusals(t *testing.T) {
 		{name: "bad CIDR", edit: func(c string) string { return strings.Replace(c, "/32", "/33", 1) }, want: []string{"pg.conf:", "bad address or CIDR"}},
 		{name: "bad endpoint", edit: func(c string) string { return strings.Replace(c, ":51820", ":0", 1) }, want: []string{"pg.conf:", "bad endpoint"}},
 		{name: "route loop", edit: func(c string) string {
-			return strings.Replace(c, "AllowedIPs = 10.100.0.2/32", "AllowedIPs = 0.0.0.0/0", 1)
+			// The endpoint's own subnet; 0.0.0.0/0 would be a full tunnel.
+			return strings.Replace(c, "AllowedIPs = 10.100.0.2/32", "AllowedIPs = 10.99.0.0/24", 1)
 		}, want: []string{"contains the endpoint"}},
 		{name: "queue too small", flags: []string{"--queue-capacity", "16"}, want: []string{"--queue-capacity must be at least 64"}},
 		{name: "metrics address not local", flags: []string{"--metrics-addr", "192.0.2.1:9586"}, want: []string{"metrics endpoint 192.0.2.1:9586"}},

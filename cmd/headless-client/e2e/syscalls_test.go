@@ -58,7 +58,8 @@ func TestSyscallsWithinUnitFilter(t *testing.T) {
 
 	nsA, nsB, outerA, outerB := netnstest.Pair(t)
 	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
-	a.writeConfig(t, z.asPeer(true))
+	// A full tunnel: policy rules and the fwmark are in the trace too.
+	a.writeConfig(t, fullTunnelPeer(z))
 	z.writeConfig(t, a.asPeer(true))
 	z.startWGPeer(t, b)
 
@@ -74,6 +75,12 @@ func TestSyscallsWithinUnitFilter(t *testing.T) {
 	a.ping(t, z.inner[0].Addr())
 	transfer(t, a, z, 1<<20, nil)
 	transfer(t, z, a, 1<<20, nil)
+	// The link watcher at work: an MTU set back, routes restored.
+	a.ns.MustRun(t, "ip", "link", "set", a.iface, "mtu", "1420")
+	a.ns.MustRun(t, "ip", "link", "set", a.iface, "down")
+	a.ns.MustRun(t, "ip", "link", "set", a.iface, "up")
+	waitOutput(t, p, "restored what it lost")
+	a.ping(t, z.inner[0].Addr())
 	wg(t, "show", a.iface)
 	wg(t, "set", a.iface, "peer", z.key.Public().String(), "persistent-keepalive", "25")
 	if err := syscall.Kill(client, syscall.SIGHUP); err != nil {

@@ -10,30 +10,25 @@ import (
 	"testing"
 	"time"
 
+	"pipeguard/cmd/headless-client/uapi"
 	"pipeguard/cmd/internal/netnstest"
 	"pipeguard/noise"
 )
 
 // startEmptyTunnel starts PipeGuard for n as an interface that wg
-// configures: no peers, and no key or port of its own that matter (wg
-// setconf sets them). It brings the interface up with n's addresses.
-//
-// The issue's form is the empty-interface command, `tunnel --foreground
-// IFACE`, followed by `ip addr add` and `ip link set up`. Until that
-// command exists, this is standalone with a config of addresses alone
-// and a throwaway key, which the test replaces over UAPI; switching is a
-// change to this function only.
+// configures: `tunnel --foreground IFACE`, which has no key, no port of
+// its own that matters, no peers, no addresses and its link down; then,
+// as wg-quick would, n's addresses and the link up.
 func startEmptyTunnel(t *testing.T, b bins, n *node) *proc {
 	t.Helper()
-	throwaway, err := noise.GeneratePrivateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	real, port := n.key, n.port
-	n.key, n.port = throwaway, 0
-	n.writeConfig(t)
-	n.key, n.port = real, port
-	return n.startClient(t, b)
+	t.Cleanup(func() { os.Remove(uapi.SocketPath(n.iface)) })
+	p := start(t, n.ns, "tunnel "+n.iface, b.client, []string{"PIPEGUARD_ID=e2e-" + n.iface},
+		"--log-level", "debug", "tunnel", "--foreground", "--state-dir", t.TempDir(), n.iface)
+	p.waitSocket(t, n.iface)
+	n.ns.MustRun(t, "ip", "address", "add", n.inner[0].String(), "dev", n.iface)
+	n.ns.MustRun(t, "ip", "address", "add", n.inner[1].String(), "dev", n.iface, "nodad")
+	n.ns.MustRun(t, "ip", "link", "set", n.iface, "up")
+	return p
 }
 
 // wgConf writes an ordinary wg(8) config file (not wg-quick's: no

@@ -1,12 +1,20 @@
 // Package ifsetup configures the tunnel's network interface around a
 // running tunnel: MTU, addresses, link up, a route for every peer's
-// AllowedIPs (IPv4 and IPv6), and optionally DNS through /etc/resolv.conf.
-// Everything it adds it records, and Down takes exactly that away again,
-// so a stopped tunnel leaves the system as it found it.
+// AllowedIPs (IPv4 and IPv6), a full tunnel (0.0.0.0/0, ::/0) by policy
+// routing as wg-quick sets it up, and optionally DNS (package dns).
+// Everything it adds it records, and Down takes exactly
+// that away again, so a stopped tunnel leaves the system as it found it;
+// the policy rules, which outlive the interface, are also recorded in a
+// state file, so the next start removes those of a run that was killed.
+//
+// It refuses to route a prefix that another route in the same table
+// already covers exactly: the kernel would keep the other route, and the
+// prefix's traffic would leave unencrypted.
 //
 // The TUN device itself belongs to the tunnel (closing it removes the
-// interface); this package only configures it by name, over rtnetlink
-// (package tunio), in the network namespace of the calling thread.
+// interface with its addresses and routes); this package configures it by
+// name, over rtnetlink (package tunio), in the network namespace of the
+// thread that called Up.
 package ifsetup
 
 import (
@@ -15,22 +23,30 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"sync"
 	"syscall"
 
+	"pipeguard/cmd/headless-client/dns"
 	"pipeguard/tunio"
 )
 
 // Errors.
 var (
-	ErrRouteLoop = errors.New("ifsetup: a route would carry the tunnel's own packets into the tunnel")
-	ErrDNS       = errors.New("ifsetup: DNS setup failed")
-	ErrSetup     = errors.New("ifsetup: interface setup failed")
+	ErrRouteLoop     = errors.New("ifsetup: a route would carry the tunnel's own packets into the tunnel")
+	ErrRouteConflict = errors.New("ifsetup: another route already covers an AllowedIPs prefix")
+	ErrFullTunnel    = errors.New("ifsetup: full-tunnel change")
+	ErrSetup         = errors.New("ifsetup: interface setup failed")
 )
 
-// DNS control modes, as the --dns-control flag names them.
+// Table values besides table numbers, as wg-quick's Table key (and
+// package config) has them.
 const (
-	DNSDisabled      = "disabled"        // leave the system's DNS alone
-	DNSEtcResolvConf = "etc-resolv-conf" // write /etc/resolv.conf, restore it on Down
+	// TableAuto: routes in the main table; 0.0.0.0/0 and ::/0 by policy
+	// routing in a table of their own, with an fwmark on the tunnel's
+	// sockets.
+	TableAuto = 0
+	// TableOff: no routes at all.
+	TableOff = -1
 )
 
 // Config is what to set up.
@@ -39,28 +55,57 @@ type Config struct {
 	MTU       int
 	Addresses []netip.Prefix
 	Routes    []netip.Prefix   // the peers' AllowedIPs
-	Endpoints []netip.AddrPort // the peers' endpoints, which no route may cover
-	DNS       DNSConfig
+	Endpoints []netip.AddrPort // the peers' endpoints, which no route in the main table may cover
+	Table     int64            // TableAuto, TableOff, or the table number for every route (as wg-quick's Table)
+	FwMark    uint32           // the config's FwMark; a full tunnel uses it as its table; 0: none
+	// StateFile records the policy rules added, so that a start after a
+	// crash removes them; "" records nothing (tests).
+	StateFile string
+	DNS       *dns.Request // applied last, if set
 }
 
-// Interface is a configured interface. Its methods are not safe for
-// concurrent use; the client calls them from its main goroutine.
+// Interface is a configured interface. Its methods are safe for
+// concurrent use: a reload and the link watcher's Restore may overlap.
 type Interface struct {
-	name   string
-	log    *slog.Logger
-	addrs  []netip.Prefix
-	routes []netip.Prefix // routes we added (not those the kernel made)
-	dns    *dnsState
+	log  *slog.Logger
+	name string
+	rt   *tunio.RTNL
+
+	mu        sync.Mutex     // guards the fields below
+	addrs     []netip.Prefix // addresses we added
+	routes    []route        // routes we added (not those the kernel made)
+	plan      plan           // where routes go
+	rules     []tunio.Rule   // policy rules we added
+	stateFile string
+	dns       *dns.Applied
+	down      bool // Down ran: nothing is ours any more, rt is closed
+}
+
+// route is a route through the interface: a prefix in a table.
+type route struct {
+	Prefix netip.Prefix
+	Table  int
+}
+
+func (r route) String() string {
+	if r.Table == tunio.MainTable {
+		return r.Prefix.String()
+	}
+	return fmt.Sprintf("%s table %d", r.Prefix, r.Table)
 }
 
 // Up configures the interface named cfg.Name (the TUN device must exist)
 // and brings it up. On failure it undoes what it did and returns the
 // error.
 func Up(cfg Config, log *slog.Logger) (*Interface, error) {
-	if err := CheckRoutes(cfg.Routes, cfg.Endpoints); err != nil {
+	if err := CheckRoutes(cfg.Routes, cfg.Endpoints, cfg.Table); err != nil {
 		return nil, err
 	}
-	i := &Interface{name: cfg.Name, log: log}
+	rt, err := tunio.OpenRTNL()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+	}
+	i := &Interface{name: cfg.Name, log: log, rt: rt, stateFile: cfg.StateFile}
 	if err := i.up(cfg); err != nil {
 		i.Down()
 		return nil, err
@@ -69,116 +114,155 @@ func Up(cfg Config, log *slog.Logger) (*Interface, error) {
 }
 
 func (i *Interface) up(cfg Config) error {
-	if err := tunio.SetMTU(i.name, cfg.MTU); err != nil {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	// Rules of a run that was killed go first: they would steer this
+	// run's traffic too.
+	i.removeStaleRulesLocked()
+	if err := i.rt.SetMTU(i.name, cfg.MTU); err != nil {
 		return fmt.Errorf("%w: MTU %d on %s: %v", ErrSetup, cfg.MTU, i.name, err)
 	}
 	for _, a := range cfg.Addresses {
-		if err := tunio.AddAddress(i.name, a); err != nil {
+		if err := i.rt.AddAddress(i.name, a); err != nil {
 			return fmt.Errorf("%w: address %s on %s: %v", ErrSetup, a, i.name, err)
 		}
 		i.addrs = append(i.addrs, a)
 	}
-	if err := tunio.SetLinkUp(i.name); err != nil {
+	if err := i.rt.SetLinkUp(i.name); err != nil {
 		return fmt.Errorf("%w: link up %s: %v", ErrSetup, i.name, err)
 	}
-	if err := i.SetRoutes(cfg.Routes); err != nil {
+	p, err := i.makePlan(cfg.Table, cfg.FwMark, cfg.Routes)
+	if err != nil {
 		return err
 	}
-	if cfg.DNS.Mode != "" && cfg.DNS.Mode != DNSDisabled {
-		st, err := applyDNS(cfg.DNS, i.name)
+	i.plan = p
+	if err := i.setRoutesLocked(cfg.Routes); err != nil {
+		return err
+	}
+	if err := i.addPolicyLocked(); err != nil {
+		return err
+	}
+	dnsMode := dns.Disabled
+	if cfg.DNS != nil {
+		a, err := cfg.DNS.Apply()
 		if err != nil {
 			return err
 		}
-		i.dns = st
+		i.dns = a
+		if a != nil {
+			dnsMode = cfg.DNS.Mode.Name()
+		}
 	}
-	i.log.Info("interface up", "name", i.name, "mtu", cfg.MTU, "addresses", cfg.Addresses, "routes", i.routes, "dns", cfg.DNS.Mode)
+	i.log.Info("interface up", "name", i.name, "mtu", cfg.MTU, "addresses", cfg.Addresses, "routes", i.routes,
+		"full_tunnel", i.plan.families(), "fwmark", i.plan.fwmark, "dns", dnsMode)
 	return nil
 }
 
-// CheckRoutes refuses routes that cover a peer's endpoint: the encrypted
-// packets to that peer would be routed into the tunnel itself. (A full
-// tunnel, 0.0.0.0/0, needs policy routing, as wg-quick does with fwmark
-// and a separate table; PipeGuard does not set that up.)
-func CheckRoutes(routes []netip.Prefix, endpoints []netip.AddrPort) error {
-	for _, r := range routes {
-		for _, ep := range endpoints {
-			if ep.IsValid() && r.Contains(ep.Addr().Unmap()) {
-				return fmt.Errorf("%w: AllowedIPs %s contains the endpoint %s (full-tunnel routing is not supported)", ErrRouteLoop, r, ep)
-			}
-		}
-	}
-	return nil
+// FwMark is the firewall mark the tunnel's sockets must carry: a full
+// tunnel's (its table number unless the config set FwMark), else the
+// config's FwMark; 0 for none.
+func (i *Interface) FwMark() uint32 {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.plan.fwmark
 }
 
-// SetRoutes makes the routes through the interface those of want: it
-// adds the missing ones and removes those it added before that are no
-// longer wanted. A route the kernel already has through the interface
-// (the subnet of an address) is left to the kernel. Used at start and on
-// reload.
-func (i *Interface) SetRoutes(want []netip.Prefix) error {
-	norm := make([]netip.Prefix, 0, len(want))
-	for _, p := range want {
-		if p = p.Masked(); !slices.Contains(norm, p) {
-			norm = append(norm, p)
-		}
-	}
-	var keep []netip.Prefix
+// Routes returns the routes this package added, as text ("10.0.0.0/24",
+// "0.0.0.0/0 table 51820").
+func (i *Interface) Routes() []string {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	out := make([]string, 0, len(i.routes))
 	for _, r := range i.routes {
-		if slices.Contains(norm, r) {
-			keep = append(keep, r)
-			continue
-		}
-		if err := tunio.DelRoute(i.name, r); err != nil && !gone(err) {
-			return fmt.Errorf("%w: removing route %s: %v", ErrSetup, r, err)
-		}
+		out = append(out, r.String())
 	}
-	i.routes = keep
-	for _, r := range norm {
-		if slices.Contains(i.routes, r) {
-			continue
-		}
-		err := tunio.AddRoute(i.name, r)
-		if errors.Is(err, syscall.EEXIST) {
-			continue // the kernel's own route for an address's subnet
-		}
-		if err != nil {
-			return fmt.Errorf("%w: route %s via %s: %v", ErrSetup, r, i.name, err)
-		}
-		i.routes = append(i.routes, r)
-	}
-	return nil
+	return out
 }
 
-// Routes returns the routes this package added.
-func (i *Interface) Routes() []netip.Prefix { return slices.Clone(i.routes) }
-
-// Down removes the routes and addresses it added and restores DNS. It
-// tolerates an interface that is already gone (the tunnel closed the
-// device, which takes its routes and addresses with it), and returns the
-// first other error after trying everything.
+// Down removes the policy rules, routes and addresses it added and
+// restores DNS. It tolerates an interface that is already gone (the
+// tunnel closed the device, which takes its routes and addresses with
+// it), and returns the first other error after trying everything.
 func (i *Interface) Down() error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.down {
+		return nil
+	}
+	i.down = true
 	var first error
 	keep := func(err error) {
 		if err != nil && !gone(err) && first == nil {
 			first = err
 		}
 	}
+	keep(i.removeRulesLocked())
 	for _, r := range i.routes {
-		keep(tunio.DelRoute(i.name, r))
+		keep(i.rt.DelRoute(i.name, r.Prefix, r.Table))
 	}
 	i.routes = nil
 	for _, a := range i.addrs {
-		keep(tunio.DelAddress(i.name, a))
+		keep(i.rt.DelAddress(i.name, a))
 	}
 	i.addrs = nil
-	if i.dns != nil {
-		keep(i.dns.restore())
-		i.dns = nil
-	}
+	keep(i.revertDNSLocked())
+	i.rt.Close()
 	if first == nil {
 		i.log.Info("interface configuration removed", "name", i.name)
 	}
 	return first
+}
+
+// RevertDNS takes the DNS setup away, and is done with it (Down then
+// skips it): the client calls it first when it stops, while the link is
+// still there. If it fails, Down tries again.
+func (i *Interface) RevertDNS() error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.revertDNSLocked()
+}
+
+func (i *Interface) revertDNSLocked() error {
+	if err := i.dns.Revert(); err != nil {
+		return err
+	}
+	i.dns = nil
+	return nil
+}
+
+// Restore puts back what the interface lost while it was down (`ip link
+// set IFACE down; up` removes its routes, and its IPv6 addresses): the
+// addresses and routes this package added. The link watcher calls it when
+// the link comes back up.
+func (i *Interface) Restore() error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.down {
+		return nil
+	}
+	have, err := i.rt.Addresses(i.name)
+	if err != nil {
+		return fmt.Errorf("%w: addresses of %s: %v", ErrSetup, i.name, err)
+	}
+	var restored []string
+	for _, a := range i.addrs {
+		if slices.Contains(have, a) {
+			continue
+		}
+		if err := i.rt.AddAddress(i.name, a); err != nil && !errors.Is(err, syscall.EEXIST) {
+			return fmt.Errorf("%w: address %s on %s: %v", ErrSetup, a, i.name, err)
+		}
+		restored = append(restored, a.String())
+	}
+	routes, err := i.restoreRoutesLocked()
+	if err != nil {
+		return err
+	}
+	restored = append(restored, routes...)
+	if len(restored) > 0 {
+		i.log.Info("link up again: restored what it lost", "name", i.name, "restored", restored)
+	}
+	return nil
 }
 
 // gone reports an error that means the interface, route or address no

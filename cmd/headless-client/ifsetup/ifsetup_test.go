@@ -5,8 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -29,88 +27,26 @@ func TestCheckRoutes(t *testing.T) {
 	ep := []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:51820"), netip.MustParseAddrPort("[2001:db8::1]:51820"), {}}
 	for _, tc := range []struct {
 		routes []netip.Prefix
+		table  int64
 		loop   bool
 	}{
-		{pfxs("10.0.0.0/8", "fd00::/8"), false},
-		{pfxs("0.0.0.0/0"), true},
-		{pfxs("192.0.2.0/24"), true},
-		{pfxs("::/0"), true},
-		{pfxs("2001:db8::/33", "192.0.3.0/24"), true},
-		{pfxs("192.0.2.2/32"), false},
+		{pfxs("10.0.0.0/8", "fd00::/8"), TableAuto, false},
+		// A full tunnel is policy routing: the endpoint is exempt.
+		{pfxs("0.0.0.0/0"), TableAuto, false},
+		{pfxs("::/0", "0.0.0.0/0"), TableAuto, false},
+		{pfxs("192.0.2.0/24"), TableAuto, true},
+		{pfxs("0.0.0.0/1", "128.0.0.0/1"), TableAuto, true},
+		{pfxs("2001:db8::/33", "192.0.3.0/24"), TableAuto, true},
+		{pfxs("192.0.2.2/32"), TableAuto, false},
+		// Table = main routes 0.0.0.0/0 into the main table: a loop.
+		{pfxs("0.0.0.0/0"), 254, true},
+		// Another table, or none: the admin's rules decide.
+		{pfxs("0.0.0.0/0", "192.0.2.0/24"), 1234, false},
+		{pfxs("192.0.2.0/24"), TableOff, false},
 	} {
-		if err := CheckRoutes(tc.routes, ep); errors.Is(err, ErrRouteLoop) != tc.loop {
-			t.Errorf("%v: error %v, want loop %v", tc.routes, err, tc.loop)
+		if err := CheckRoutes(tc.routes, ep, tc.table); errors.Is(err, ErrRouteLoop) != tc.loop {
+			t.Errorf("%v table %d: error %v, want loop %v", tc.routes, tc.table, err, tc.loop)
 		}
-	}
-}
-
-func TestDNSWritesAndRestores(t *testing.T) {
-	for _, existed := range []bool{true, false} {
-		dir := t.TempDir()
-		c := DNSConfig{
-			Mode:       DNSEtcResolvConf,
-			Servers:    []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("fd00::1")},
-			Search:     []string{"corp.example", "lab.example"},
-			ResolvConf: filepath.Join(dir, "resolv.conf"),
-			Backup:     filepath.Join(dir, "backup"),
-		}
-		const orig = "nameserver 192.0.2.53\n"
-		if existed {
-			os.WriteFile(c.ResolvConf, []byte(orig), 0o644)
-		}
-		st, err := applyDNS(c, "pg0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := os.ReadFile(c.ResolvConf)
-		for _, want := range []string{"nameserver 10.0.0.1\n", "nameserver fd00::1\n", "search corp.example lab.example\n"} {
-			if !strings.Contains(string(b), want) {
-				t.Errorf("resolv.conf lacks %q:\n%s", want, b)
-			}
-		}
-		if _, err := os.Stat(c.Backup); err != nil {
-			t.Errorf("no backup while running: %v", err)
-		}
-		if err := st.restore(); err != nil {
-			t.Fatal(err)
-		}
-		b, err = os.ReadFile(c.ResolvConf)
-		if existed && string(b) != orig || !existed && !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("existed %v: after restore %q, %v", existed, b, err)
-		}
-		if _, err := os.Stat(c.Backup); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("backup left behind: %v", err)
-		}
-	}
-}
-
-func TestDNSRecoversFromCrash(t *testing.T) {
-	dir := t.TempDir()
-	c := DNSConfig{Mode: DNSEtcResolvConf, Servers: []netip.Addr{netip.MustParseAddr("10.0.0.1")},
-		ResolvConf: filepath.Join(dir, "resolv.conf"), Backup: filepath.Join(dir, "backup")}
-	const orig = "nameserver 192.0.2.53\n"
-	os.WriteFile(c.ResolvConf, []byte(orig), 0o644)
-	if _, err := applyDNS(c, "pg0"); err != nil { // and "crash": no restore
-		t.Fatal(err)
-	}
-	st, err := applyDNS(c, "pg0") // the restart
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.restore(); err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(c.ResolvConf); string(b) != orig {
-		t.Fatalf("after a crash and a clean run resolv.conf is %q, want the original", b)
-	}
-}
-
-func TestDNSRefusals(t *testing.T) {
-	if _, err := applyDNS(DNSConfig{Mode: "systemd-resolved"}, "pg0"); !errors.Is(err, ErrDNS) {
-		t.Errorf("unknown mode: %v", err)
-	}
-	if _, err := applyDNS(DNSConfig{Mode: DNSEtcResolvConf}, "pg0"); !errors.Is(err, ErrDNS) {
-		t.Errorf("no servers: %v", err)
 	}
 }
 
@@ -137,7 +73,7 @@ func TestUpDown(t *testing.T) {
 	if err := ns.Do(func() (err error) { iface, err = Up(cfg, quiet()); return err }); err != nil {
 		t.Fatal(err)
 	}
-	if got := iface.Routes(); !slices.Equal(got, pfxs("10.8.0.0/16", "fd08::/64")) {
+	if got := iface.Routes(); !slices.Equal(got, []string{"10.8.0.0/16", "fd08::/64"}) {
 		t.Errorf("routes added %v", got)
 	}
 	link := ns.MustRun(t, "ip", "-o", "link", "show", name)
@@ -174,15 +110,17 @@ func TestUpDown(t *testing.T) {
 		t.Errorf("routes left after Down:\n%s", out)
 	}
 	// Down after the device is gone is fine (the tunnel closed it first).
+	if err := ns.Do(func() (err error) { iface, err = Up(cfg, quiet()); return err }); err != nil {
+		t.Fatal(err)
+	}
 	dev.Close()
-	iface2 := &Interface{name: name, log: quiet(), routes: pfxs("10.9.0.0/16"), addrs: pfxs("10.7.0.2/24")}
-	if err := ns.Do(iface2.Down); err != nil {
+	if err := ns.Do(iface.Down); err != nil {
 		t.Errorf("Down on a removed device: %v", err)
 	}
 }
 
 func TestUpRefusesRouteLoop(t *testing.T) {
-	_, err := Up(Config{Name: "x", Routes: pfxs("0.0.0.0/0"), Endpoints: []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:1")}}, quiet())
+	_, err := Up(Config{Name: "x", Routes: pfxs("128.0.0.0/1"), Endpoints: []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:1")}}, quiet())
 	if !errors.Is(err, ErrRouteLoop) {
 		t.Fatalf("error %v, want ErrRouteLoop", err)
 	}

@@ -28,14 +28,29 @@ const (
 // safe for concurrent use; each Write lands whole in one file (a log
 // record is never split across a rotation). The zero value is not
 // usable; make one with Open.
+//
+// A rotation that fails (the directory made read-only or immutable for a
+// while, the disk full) does not stop the logging: the Writer goes on
+// appending to the current file, past its size limit, tries again after
+// each further eighth of the limit, and reopens the file if it had to
+// let go of it.
 type Writer struct {
 	path    string // the current file: dir/name.log
 	maxSize int64
 	keep    int
 
-	mu   sync.Mutex // guards f and size
-	f    *os.File
-	size int64
+	// OnError, if set, is called when rotating or reopening the file
+	// first fails, with the error, and with nil once it works again. It
+	// is called without the Writer's lock held. Set it before the first
+	// Write.
+	OnError func(error)
+
+	mu      sync.Mutex // guards the fields below
+	f       *os.File   // nil after Close, or while the file cannot be opened
+	size    int64
+	closed  bool
+	failing bool  // the last rotation or reopening failed
+	retryAt int64 // while failing: the size at which to rotate again
 }
 
 // Open opens (creating, mode 0640) dir/name.log for appending, creating
@@ -77,27 +92,69 @@ func (w *Writer) openLocked() error {
 // gets written, alone in its file).
 func (w *Writer) Write(p []byte) (int, error) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.f == nil {
-		return 0, os.ErrClosed
+	n, err, report, changed := w.writeLocked(p)
+	onError := w.OnError
+	w.mu.Unlock()
+	if changed && onError != nil {
+		onError(report)
 	}
-	if w.size > 0 && w.size+int64(len(p)) > w.maxSize {
-		if err := w.rotateLocked(); err != nil {
-			return 0, err
+	return n, err
+}
+
+// writeLocked is Write with w.mu held. changed says whether the writer
+// started or stopped failing, report being the error (nil: recovered).
+func (w *Writer) writeLocked(p []byte) (n int, err, report error, changed bool) {
+	if w.closed {
+		return 0, os.ErrClosed, nil, false
+	}
+	if w.f == nil {
+		// A failed rotation left no file open: try again.
+		if err := w.openLocked(); err != nil {
+			report, changed = w.failedLocked(err)
+			return 0, err, report, changed
 		}
 	}
-	n, err := w.f.Write(p)
+	if w.size > 0 && w.size+int64(len(p)) > w.maxSize && w.size >= w.retryAt {
+		if err := w.rotateLocked(); err != nil {
+			report, changed = w.failedLocked(err)
+			w.retryAt = w.size + max(w.maxSize/8, 1)
+			if w.f == nil {
+				if oerr := w.openLocked(); oerr != nil {
+					return 0, oerr, report, changed
+				}
+			}
+		} else if w.failing {
+			w.failing, w.retryAt = false, 0
+			report, changed = nil, true
+		}
+	} else if w.failing && w.f != nil && w.retryAt == 0 {
+		// Reopened after an open failure, with nothing to rotate.
+		w.failing = false
+		report, changed = nil, true
+	}
+	n, err = w.f.Write(p)
 	w.size += int64(n)
-	return n, err
+	return n, err, report, changed
+}
+
+// failedLocked records a failure and reports whether it starts a run of
+// them.
+func (w *Writer) failedLocked(err error) (error, bool) {
+	if w.failing {
+		return err, false
+	}
+	w.failing = true
+	return err, true
 }
 
 // rotateLocked shifts name.log.i to name.log.i+1, dropping the oldest,
 // and starts a new name.log.
 func (w *Writer) rotateLocked() error {
-	if err := w.f.Close(); err != nil {
+	err := w.f.Close()
+	w.f = nil // reopened by the caller if rotation fails
+	if err != nil {
 		return fmt.Errorf("logfile: %w", err)
 	}
-	w.f = nil
 	rotated := func(i int) string { return w.path + "." + strconv.Itoa(i) }
 	if err := os.Remove(rotated(w.keep)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("logfile: %w", err)
@@ -117,6 +174,7 @@ func (w *Writer) rotateLocked() error {
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.closed = true
 	if w.f == nil {
 		return nil
 	}

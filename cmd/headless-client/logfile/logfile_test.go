@@ -3,6 +3,7 @@ package logfile
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,5 +124,59 @@ func TestOpenRejectsBadSettings(t *testing.T) {
 	w.Close()
 	if _, err := w.Write([]byte("x")); !errors.Is(err, os.ErrClosed) {
 		t.Errorf("write after close: %v", err)
+	}
+}
+
+// TestRotationFailureKeepsLogging is issue 14 item 10: one failed rotation
+// (the directory immutable at that moment) left the Writer without a
+// file, and every later line was lost without a word. Now the line goes
+// to the current file, OnError says why, and rotation resumes once it
+// can.
+func TestRotationFailureKeepsLogging(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(dir, "pg0", 100, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var reports []error
+	w.OnError = func(err error) { reports = append(reports, err) }
+	line := func(i int) string { return fmt.Sprintf("line %04d %s\n", i, strings.Repeat("x", 39)) } // 50 bytes
+	write := func(i int) {
+		t.Helper()
+		if n, err := io.WriteString(w, line(i)); err != nil || n != 50 {
+			t.Fatalf("write %d: %d, %v", i, n, err)
+		}
+	}
+	// The oldest kept file cannot be removed: a non-empty directory
+	// stands in its place, which stops a rotation (even for root).
+	blocker := w.Path() + ".2"
+	if err := os.MkdirAll(filepath.Join(blocker, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(0)
+	write(1) // 100 bytes: full
+	write(2) // rotation fails; the line still lands
+	write(3)
+	if len(reports) != 1 || reports[0] == nil {
+		t.Fatalf("reports after the failure: %v, want one error", reports)
+	}
+	b, _ := os.ReadFile(w.Path())
+	if !strings.Contains(string(b), line(3)) {
+		t.Fatalf("the current file lacks the lines written after the failed rotation:\n%s", b)
+	}
+	os.RemoveAll(blocker)
+	for i := 4; i < 8; i++ {
+		write(i)
+	}
+	if len(reports) != 2 || reports[1] != nil {
+		t.Fatalf("reports after the directory was fixed: %v, want the error then nil", reports)
+	}
+	// Rotated twice since: 0-3 (written past the limit) in .2, 4-5 in
+	// .1, 6-7 in the current file.
+	for suffix, want := range map[string]string{"": line(6) + line(7), ".1": line(4) + line(5), ".2": line(0) + line(1) + line(2) + line(3)} {
+		if b, _ := os.ReadFile(w.Path() + suffix); string(b) != want {
+			t.Errorf("pg0.log%s after recovery: %q, want %q", suffix, b, want)
+		}
 	}
 }

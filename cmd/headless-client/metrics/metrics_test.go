@@ -7,9 +7,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -117,8 +119,61 @@ func TestExpositionEmpty(t *testing.T) {
 	if err := WriteText(&b, &fakeSource{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := parseStrict(t, b.String()); got["pipeguard_peers"] != 0 || len(got) != 1 {
+	got := parseStrict(t, b.String())
+	if got["pipeguard_peers"] != 0 || got["go_goroutines"] < 1 || got["go_memstats_heap_alloc_bytes"] < 1 ||
+		got["go_memstats_next_gc_bytes"] < got["go_memstats_heap_alloc_bytes"]/2 || len(got) != 5 {
 		t.Errorf("empty source: %v", got)
+	}
+}
+
+// TestGCFigures checks that the heap and GC figures follow the runtime:
+// a GC cycle counts, and a large live object shows in the heap.
+func TestGCFigures(t *testing.T) {
+	scrape := func() map[string]float64 {
+		var b bytes.Buffer
+		if err := WriteText(&b, &fakeSource{}); err != nil {
+			t.Fatal(err)
+		}
+		return parseStrict(t, b.String())
+	}
+	before := scrape()
+	big := make([]byte, 64<<20)
+	runtime.GC()
+	after := scrape()
+	runtime.KeepAlive(big)
+	if after["go_gc_cycles_total"] < before["go_gc_cycles_total"]+1 {
+		t.Errorf("GC cycles %v after a runtime.GC(), %v before", after["go_gc_cycles_total"], before["go_gc_cycles_total"])
+	}
+	if after["go_memstats_heap_alloc_bytes"] < 64<<20 {
+		t.Errorf("heap %v bytes with 64 MiB live", after["go_memstats_heap_alloc_bytes"])
+	}
+}
+
+// TestGoroutines checks that go_goroutines follows the process: ten
+// goroutines more, ten more counted.
+func TestGoroutines(t *testing.T) {
+	scrape := func() float64 {
+		var b bytes.Buffer
+		if err := WriteText(&b, &fakeSource{}); err != nil {
+			t.Fatal(err)
+		}
+		return parseStrict(t, b.String())["go_goroutines"]
+	}
+	before := scrape()
+	release := make(chan struct{})
+	var started sync.WaitGroup
+	for range 10 {
+		started.Add(1)
+		go func() {
+			started.Done()
+			<-release
+		}()
+	}
+	started.Wait()
+	during := scrape()
+	close(release)
+	if during < before+10 {
+		t.Errorf("go_goroutines %v with ten goroutines more than at %v", during, before)
 	}
 }
 
@@ -325,4 +380,21 @@ func unescape(s string, label bool) (string, error) {
 		}
 	}
 	return b.String(), nil
+}
+
+// TestScrapeGarbage bounds what a scrape allocates: a tunnel's GC runs
+// rarely (its queues make the heap goal large), so until then every byte
+// a scrape leaves is resident memory, and a scraper comes every few
+// seconds for months. The bufio.Writer, each peer's key as a label and
+// the runtime's figures take a dozen allocations; the hundreds of samples
+// must add none.
+func TestScrapeGarbage(t *testing.T) {
+	src := newFake()
+	for i := range 10 {
+		src.stats = append(src.stats, stages.StageStats{Name: fmt.Sprintf("stage-%d", i), Instances: 2,
+			Packets: 123_456_789, Bytes: 1 << 40, Drops: map[stages.DropReason]uint64{stages.DropAuth: 77}})
+	}
+	if n := testing.AllocsPerRun(20, func() { WriteText(io.Discard, src) }); n > 15 {
+		t.Errorf("a scrape of %d stages and %d peers makes %v allocations, want at most 15", len(src.stats), len(src.peers), n)
+	}
 }

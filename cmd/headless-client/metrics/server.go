@@ -29,8 +29,14 @@ func PprofMux() *http.ServeMux {
 const (
 	readHeaderTimeout = 5 * time.Second
 	idleTimeout       = 60 * time.Second
-	shutdownTimeout   = 2 * time.Second
 )
+
+// ShutdownGrace is how long Serve lets requests in flight finish once it
+// is told to stop; then it cuts every connection. A scrape takes
+// milliseconds. It must stay well below the client's stop timeout (2 s):
+// an idle connection, which http.Server.Shutdown waits for up to 5 s,
+// or a 30 s profile must never make a stop late.
+const ShutdownGrace = 500 * time.Millisecond
 
 // Server serves one handler on one listening address. Make one with
 // Listen, then call Serve once; the zero value is not usable.
@@ -62,7 +68,7 @@ func Listen(addr string, h http.Handler, log *slog.Logger) (*Server, error) {
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // Serve serves until ctx ends, then shuts down, giving requests in flight
-// a moment to finish, and returns nil once it has; or returns the error
+// ShutdownGrace to finish, and returns nil once it has; or returns the error
 // that stopped it. It has the supervisor's Serve(ctx) error contract, and
 // closes the listener on return.
 func (s *Server) Serve(ctx context.Context) error {
@@ -71,10 +77,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	shutDown := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		defer close(shutDown)
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
 		defer cancel()
 		if err := s.srv.Shutdown(sctx); err != nil {
-			s.srv.Close() // a long profile download: cut it
+			s.srv.Close() // an idle connection or a long profile: cut it
 		}
 	})
 	err := s.srv.Serve(s.ln) // returns at once when Shutdown starts

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -147,5 +148,41 @@ func TestTunnelMetrics(t *testing.T) {
 	}
 	if got[`pipeguard_stage_instances{stage="decrypt"}`] != 2 || got["pipeguard_peers"] != 1 {
 		t.Errorf("instances %v, peers %v", got[`pipeguard_stage_instances{stage="decrypt"}`], got["pipeguard_peers"])
+	}
+}
+
+// TestServeStopsWithIdleConnection is issue 14 item 4: one TCP connection
+// that sent nothing held Shutdown for the whole 2 s grace, which equalled
+// the client's stop timeout: the client exited 1, "did not stop within
+// 2 s". Now such a connection is cut after ShutdownGrace.
+func TestServeStopsWithIdleConnection(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	s, err := Listen("127.0.0.1:0", PprofMux(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(ctx) }()
+	c, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(50 * time.Millisecond) // let the server accept it
+	begin := time.Now()
+	cancel()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+		// 1.5 s: ShutdownGrace and a margin for a loaded machine, and
+		// still below the client's 2 s stop timeout.
+		if d := time.Since(begin); d > 1500*time.Millisecond {
+			t.Fatalf("Serve took %v to stop with an idle connection open", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -25,6 +26,16 @@ func SocketPath(iface string) string { return filepath.Join(SocketDir, iface+".s
 // request at once.
 const idleTimeout = 30 * time.Second
 
+// Accept retries: a temporary accept error (the process at its open-file
+// limit, memory short, a connection aborted before it was accepted) is
+// retried after acceptBackoffMin, doubling up to acceptBackoffMax, as
+// net/http does. So a flood of connections costs a log line a second at
+// most, not a busy loop, and the socket keeps serving once it is over.
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
+
 // Server answers the protocol on one socket for one device. Make it with
 // Listen; Serve runs it. Lock, if set, is held while a request runs, so
 // that the caller can serialise requests with its own changes (a config
@@ -32,7 +43,7 @@ const idleTimeout = 30 * time.Second
 type Server struct {
 	dev  Device
 	log  *slog.Logger
-	ln   *net.UnixListener
+	ln   net.Listener // a *net.UnixListener; an interface so tests can inject accept errors
 	path string
 	lock sync.Locker
 
@@ -60,8 +71,8 @@ func (s *Server) Path() string { return s.path }
 
 // Serve accepts connections until ctx ends, then closes the listener and
 // every connection, waits for their goroutines and removes the socket
-// file. It returns nil after ctx ends, or the error that stopped
-// accepting.
+// file. Temporary accept errors are retried with a backoff. It returns
+// nil after ctx ends, or the permanent error that stopped accepting.
 func (s *Server) Serve(ctx context.Context) error {
 	var wg sync.WaitGroup
 	stop := context.AfterFunc(ctx, s.shutdown)
@@ -76,13 +87,31 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	}()
 	s.log.Info("UAPI socket listening", "path", s.path)
+	done := ctx.Done()
+	var backoff time.Duration // of the current run of accept errors; 0: none
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("%w: accept: %v", ErrIO, err)
+			if !temporary(err) {
+				return fmt.Errorf("%w: accept: %v", ErrIO, err)
+			}
+			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
+			s.log.Warn("UAPI accept failed; retrying", "err", err, "retry_in", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-done:
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+			continue
+		}
+		if backoff != 0 {
+			s.log.Info("UAPI accepting again")
+			backoff = 0
 		}
 		s.mu.Lock()
 		s.conns[c] = struct{}{}
@@ -161,6 +190,20 @@ func (s *Server) handle(c net.Conn) {
 			return
 		}
 	}
+}
+
+// temporary reports whether an accept error is worth retrying: a
+// shortage that ends when connections close, or a connection the client
+// gave up before it was accepted. Anything else (the listener closed or
+// broken) stops the server.
+func temporary(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+		syscall.ECONNABORTED, syscall.EINTR, syscall.EAGAIN, syscall.EPROTO} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func isTimeout(err error) bool {

@@ -9,10 +9,12 @@
 package netnstest
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -126,4 +128,56 @@ func Pair(t TB) (a, b *NS, addrA, addrB netip.Addr) {
 	pa, pb := netip.MustParsePrefix("10.99.0.1/24"), netip.MustParsePrefix("10.99.0.2/24")
 	Link(t, a, b, pa, pb)
 	return a, b, pa.Addr(), pb.Addr()
+}
+
+// etcNetns is where `ip netns exec` looks for a namespace's own /etc
+// files: it bind-mounts /etc/netns/NAME/FILE over /etc/FILE, in a mount
+// namespace of the command's own, for every FILE there.
+const etcNetns = "/etc/netns"
+
+// EtcDir makes the namespace's own /etc directory, /etc/netns/NAME, and
+// removes it in t.Cleanup. What is put there is seen at /etc by commands
+// run through ns.Command and ns.Run, and by nothing else: the host's /etc
+// stays as it is. A file there takes effect only where /etc has a file of
+// that name to mount it over.
+func (ns *NS) EtcDir(t TB) string {
+	t.Helper()
+	dir := filepath.Join(etcNetns, ns.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Logf("%v", err)
+		}
+		os.Remove(etcNetns) // only if no other namespace has one
+	})
+	return dir
+}
+
+// WriteEtc gives the namespace its own /etc/NAME holding content (made
+// with EtcDir) and checks that a command in the namespace sees it, so a
+// test never goes on to change the host's file by mistake. The host must
+// have /etc/NAME for ip netns exec to mount over.
+func (ns *NS) WriteEtc(t TB, name, content string) string {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join("/etc", name)); err != nil {
+		t.Fatalf("netnstest: the namespace cannot have its own /etc/%s: the host has none to mount over (%v)", name, err)
+	}
+	p := filepath.Join(ns.EtcDir(t), name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatalf("%v", err)
+	}
+	ns.CheckEtc(t, name, content)
+	return p
+}
+
+// CheckEtc fails the test unless a command in the namespace reads
+// content at /etc/NAME.
+func (ns *NS) CheckEtc(t TB, name, content string) {
+	t.Helper()
+	out, err := ns.Command(context.Background(), "cat", filepath.Join("/etc", name)).Output()
+	if err != nil || string(out) != content {
+		t.Fatalf("netnstest: in %s, /etc/%s is %q (%v), want the namespace's own %q", ns.Name, name, out, err, content)
+	}
 }

@@ -1,0 +1,356 @@
+package bench
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// The load generator mode's plan, report and arithmetic, apart from the
+// Linux code that runs it (loadgen_linux.go) and the peer it plays
+// (loadpeer.go): one tunnel process under test in namespace A, the harness
+// as its peer in namespace B, and the tunnel's delivery counted from its
+// TUN interface's counters (inbound) or by the harness (outbound).
+
+// Loadgen addresses, besides the netns mode's: the inner destination of
+// the inbound load, blackholed in namespace A so the kernel drops it at
+// its first route lookup.
+var loadSink = netip.MustParseAddr("10.203.0.1")
+
+// loadSinkRoute is the blackhole route that holds loadSink.
+const loadSinkRoute = "10.203.0.0/24"
+
+// Timing of one direction's measurement: the generator runs loadWarmup
+// before the measured interval, so that the window, the socket buffers
+// and the tunnel's queues have settled.
+const loadWarmup = 300 * time.Millisecond
+
+// Defaults of the measured time per direction.
+const (
+	defaultLoadDuration = 10 * time.Second
+	quickLoadDuration   = 2 * time.Second
+)
+
+// loadDirections are measured for each tunnel, in this order.
+var loadDirections = []Direction{Inbound, Outbound}
+
+// LoadgenReport holds the loadgen mode's figures: one tunnel process at a
+// time in namespace A, the harness playing its peer in namespace B (a
+// real handshake with package noise), full-size inner UDP packets.
+type LoadgenReport struct {
+	MTU              int     `json:"mtu"`                // of the tunnel interface
+	InnerPacketBytes int     `json:"inner_packet_bytes"` // every inner packet's size
+	Seconds          float64 `json:"seconds"`            // measured per direction, after the warm-up
+	WarmupSeconds    float64 `json:"warmup_seconds"`
+	// Generator says how the generator ran: threads, pinning, offloads.
+	Generator string `json:"generator"`
+	// LoadAverageEnd is /proc/loadavg's first three fields at the end
+	// (Machine.LoadAverage has them at the start).
+	LoadAverageEnd     string       `json:"load_average_end"`
+	WireguardGoVersion string       `json:"wireguard_go_version"`
+	PipeGuardRevision  string       `json:"pipeguard_revision,omitempty"`
+	Runs               []LoadgenRun `json:"runs"`
+	// Warnings are things that went wrong without spoiling a figure: a
+	// handshake mid-run, a stall, a generator that may have set the pace.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// LoadgenRun is one implementation (and engine) under load.
+type LoadgenRun struct {
+	Impl    string          `json:"impl"`
+	Engine  string          `json:"engine,omitempty"`
+	Args    []string        `json:"args"`    // the tunnel program's arguments
+	Results []LoadgenResult `json:"results"` // inbound, then outbound
+}
+
+// LoadgenResult is one direction's figures, medians over the repeats in
+// Samples, and its ratios of Gbit/s to the same direction over the
+// sequential engine and over wireguard-go (0 when not measured).
+type LoadgenResult struct {
+	Direction Direction `json:"direction"`
+	Gbps      float64   `json:"gbit_per_s"` // inner bytes delivered
+	Mpps      float64   `json:"mpps"`       // inner packets delivered
+	// TunnelCPUPercent is the tunnel process's CPU (user and system, from
+	// /proc/<pid>/stat); GeneratorCPUPercent the harness's own (getrusage
+	// RUSAGE_SELF): sender, receiver and all. 100 = one core.
+	TunnelCPUPercent    float64 `json:"tunnel_cpu_percent"`
+	GeneratorCPUPercent float64 `json:"generator_cpu_percent"`
+	// OfferedMpps is what the generator sent; LostPercent the share of it
+	// not delivered.
+	OfferedMpps float64 `json:"offered_mpps"`
+	LostPercent float64 `json:"lost_percent"`
+	// WaitPercent is the share of the time the generator waited for the
+	// tunnel (its window full): near 100, the tunnel set the pace; near 0,
+	// the generator did, and the figure is the generator's.
+	WaitPercent   float64         `json:"wait_percent"`
+	VsSequential  float64         `json:"vs_sequential"`
+	VsWireguardGo float64         `json:"vs_wireguard_go"`
+	Samples       []LoadgenSample `json:"samples"`
+}
+
+// LoadgenSample is one repeat's raw counts over the measured interval.
+type LoadgenSample struct {
+	Packets             uint64  `json:"packets"` // inner packets delivered
+	Offered             uint64  `json:"offered"` // inner packets the generator sent
+	Seconds             float64 `json:"seconds"`
+	TunnelCPUSeconds    float64 `json:"tunnel_cpu_seconds"`
+	GeneratorCPUSeconds float64 `json:"generator_cpu_seconds"`
+	WaitSeconds         float64 `json:"wait_seconds"`
+	// Drops are the drop events the kernel counted (inbound, the tunnel
+	// socket's RcvbufErrors; outbound, the TUN's transmit drops), each up
+	// to a GSO run of packets.
+	Drops  uint64 `json:"drops,omitempty"`
+	Stalls int    `json:"stalls,omitempty"` // windows written off: loss no counter saw
+}
+
+func (s LoadgenSample) mpps() float64 { return ratio(float64(s.Packets), s.Seconds) / 1e6 }
+func (s LoadgenSample) gbps() float64 { return s.mpps() * loadInnerSize * 8 / 1e3 }
+
+// lostPercent is the share of the offered packets not delivered. Both are
+// counted over the same interval, so the packets in flight at its ends
+// (at most a window) blur it by a fraction of a percent.
+func (s LoadgenSample) lostPercent() float64 {
+	if s.Offered <= s.Packets {
+		return 0
+	}
+	return 100 * float64(s.Offered-s.Packets) / float64(s.Offered)
+}
+
+// medianBy is the median of f over xs.
+func medianBy[S any](xs []S, f func(S) float64) float64 {
+	v := make([]float64, len(xs))
+	for i, x := range xs {
+		v[i] = f(x)
+	}
+	return median(v)
+}
+
+// summarizeLoadgen turns the samples (samples[i][d] are kinds[i]'s repeats
+// in loadDirections[d]) into runs: medians over the repeats, then the
+// ratios.
+func summarizeLoadgen(kinds []tunnelKind, args [][]string, samples [][][]LoadgenSample) []LoadgenRun {
+	runs := make([]LoadgenRun, len(kinds))
+	for i, k := range kinds {
+		r := LoadgenRun{Impl: k.Impl, Engine: k.Engine, Args: args[i]}
+		for d, dir := range loadDirections {
+			ss := samples[i][d]
+			r.Results = append(r.Results, LoadgenResult{
+				Direction: dir,
+				Gbps:      medianBy(ss, LoadgenSample.gbps),
+				Mpps:      medianBy(ss, LoadgenSample.mpps),
+				TunnelCPUPercent: medianBy(ss, func(s LoadgenSample) float64 {
+					return 100 * ratio(s.TunnelCPUSeconds, s.Seconds)
+				}),
+				GeneratorCPUPercent: medianBy(ss, func(s LoadgenSample) float64 {
+					return 100 * ratio(s.GeneratorCPUSeconds, s.Seconds)
+				}),
+				OfferedMpps: medianBy(ss, func(s LoadgenSample) float64 { return ratio(float64(s.Offered), s.Seconds) / 1e6 }),
+				LostPercent: medianBy(ss, LoadgenSample.lostPercent),
+				WaitPercent: medianBy(ss, func(s LoadgenSample) float64 { return 100 * ratio(s.WaitSeconds, s.Seconds) }),
+				Samples:     ss,
+			})
+		}
+		runs[i] = r
+	}
+	fillLoadgenRatios(runs)
+	return runs
+}
+
+// fillLoadgenRatios sets each PipeGuard result's ratio to wireguard-go's
+// in the same direction, and each pipeline result's to the sequential
+// engine's.
+func fillLoadgenRatios(runs []LoadgenRun) {
+	find := func(impl, engine string, d Direction) float64 {
+		for _, r := range runs {
+			if r.Impl == impl && r.Engine == engine {
+				for _, res := range r.Results {
+					if res.Direction == d {
+						return res.Gbps
+					}
+				}
+			}
+		}
+		return 0
+	}
+	for i := range runs {
+		r := &runs[i]
+		for j := range r.Results {
+			res := &r.Results[j]
+			res.VsWireguardGo, res.VsSequential = 0, 0
+			if r.Impl == ImplPipeGuard {
+				res.VsWireguardGo = ratio(res.Gbps, find(ImplWireguardGo, "", res.Direction))
+				if r.Engine != engineSequential {
+					res.VsSequential = ratio(res.Gbps, find(ImplPipeGuard, engineSequential, res.Direction))
+				}
+			}
+		}
+	}
+}
+
+// loadWaitWarning is the share of time waiting below which the generator,
+// not the tunnel, may have set the pace.
+const loadWaitWarning = 10
+
+// loadgenWarnings are the warnings the figures themselves raise.
+func loadgenWarnings(runs []LoadgenRun) []string {
+	var out []string
+	for _, r := range runs {
+		for _, res := range r.Results {
+			k := tunnelKind{r.Impl, r.Engine}
+			stalls := 0
+			for _, s := range res.Samples {
+				stalls += s.Stalls
+			}
+			if stalls > 0 {
+				out = append(out, fmt.Sprintf("%s %s: %d stall(s) of %v with nothing delivered and packets in flight (the tunnel waiting for a CPU, or loss no counter sees)",
+					k, res.Direction, stalls, stallAfter))
+			}
+			if res.WaitPercent < loadWaitWarning {
+				out = append(out, fmt.Sprintf("%s %s: the generator waited for the tunnel only %.0f%% of the time: it may have set the pace",
+					k, res.Direction, res.WaitPercent))
+			}
+			if res.GeneratorCPUPercent >= res.TunnelCPUPercent {
+				out = append(out, fmt.Sprintf("%s %s: the generator used as much CPU as the tunnel (%.0f%% against %.0f%%)",
+					k, res.Direction, res.GeneratorCPUPercent, res.TunnelCPUPercent))
+			}
+		}
+	}
+	return out
+}
+
+// loadgenHead is the loadgen table's header; loadgenRow formats one
+// result to match it. Cells hold no spaces.
+var loadgenHead = []string{"impl", "engine", "direction", "Gbit/s", "Mpps", "tunnel CPU %", "gen CPU %",
+	"offered Mpps", "lost %", "gen wait %", "vs wg-go", "pipe/seq"}
+
+func loadgenRow(run LoadgenRun, res LoadgenResult) []string {
+	return []string{run.Impl, orDash(run.Engine != "", run.Engine), string(res.Direction),
+		fmt.Sprintf("%.2f", res.Gbps), fmt.Sprintf("%.3f", res.Mpps),
+		fmt.Sprintf("%.0f", res.TunnelCPUPercent), fmt.Sprintf("%.0f", res.GeneratorCPUPercent),
+		fmt.Sprintf("%.3f", res.OfferedMpps), fmt.Sprintf("%.1f", res.LostPercent), fmt.Sprintf("%.0f", res.WaitPercent),
+		orDash(res.VsWireguardGo > 0, fmt.Sprintf("%.2f", res.VsWireguardGo)),
+		orDash(res.VsSequential > 0, fmt.Sprintf("%.2f", res.VsSequential))}
+}
+
+func writeLoadgen(b *strings.Builder, lr *LoadgenReport, m Machine, st Settings) {
+	fmt.Fprintf(b, "\nLoad generator: one tunnel process in namespace A (TUN MTU %d); the harness in namespace B is its peer\n", lr.MTU)
+	fmt.Fprintf(b, "(a noise handshake, then %d-byte inner UDP packets sealed in, or received and 1 in %d authenticated out);\n",
+		lr.InnerPacketBytes, loadSampleEvery)
+	fmt.Fprintf(b, "%.0f s per direction after %.1f s warm-up, medians of %d; delivered inner bytes (inbound: the TUN's counters);\n",
+		lr.Seconds, lr.WarmupSeconds, st.Repeat)
+	fmt.Fprintf(b, "CPU: 100 = one core; tunnel from /proc/<pid>/stat, gen(erator) the harness's own getrusage.\n")
+	fmt.Fprintf(b, "Generator: %s.\n", lr.Generator)
+	fmt.Fprintf(b, "Load average: %s at the start, %s at the end.\n", cmp.Or(m.LoadAverage, "unknown"), cmp.Or(lr.LoadAverageEnd, "unknown"))
+	fmt.Fprintf(b, "PipeGuard %s; wireguard-go %s.\n\n", cmp.Or(lr.PipeGuardRevision, "(revision unknown)"), lr.WireguardGoVersion)
+	t := table{head: loadgenHead, left: map[int]bool{0: true, 1: true, 2: true}}
+	for i, run := range lr.Runs {
+		if i > 0 {
+			t.rows = append(t.rows, nil)
+		}
+		for _, res := range run.Results {
+			t.rows = append(t.rows, loadgenRow(run, res))
+		}
+	}
+	t.write(b, "")
+	b.WriteString("(gen wait %: the share of the time the generator waited for the tunnel; near 100, the tunnel set the pace)\n\n")
+	writeLoadgenRatios(b, lr)
+	for _, w := range lr.Warnings {
+		fmt.Fprintf(b, "warning: %s\n", w)
+	}
+}
+
+// writeLoadgenRatios prints the ratio table in its fixed form: pipeline
+// over sequential and over wireguard-go, inbound and outbound, "-" where
+// a figure is missing.
+func writeLoadgenRatios(b *strings.Builder, lr *LoadgenReport) {
+	cell := func(f func(LoadgenResult) float64, d Direction) string {
+		for _, r := range lr.Runs {
+			if r.Impl == ImplPipeGuard && r.Engine == "pipeline" {
+				for _, res := range r.Results {
+					if res.Direction == d && f(res) > 0 {
+						return fmt.Sprintf("%.2f", f(res))
+					}
+				}
+			}
+		}
+		return "-"
+	}
+	fmt.Fprintf(b, "%-23s  %9s  %8s\n", "loadgen ratio", "inbound", "outbound")
+	for _, row := range []struct {
+		name string
+		f    func(LoadgenResult) float64
+	}{
+		{"pipeline / sequential", func(r LoadgenResult) float64 { return r.VsSequential }},
+		{"pipeline / wireguard-go", func(r LoadgenResult) float64 { return r.VsWireguardGo }},
+	} {
+		fmt.Fprintf(b, "%-23s  %9s  %8s\n", row.name, cell(row.f, Inbound), cell(row.f, Outbound))
+	}
+}
+
+// loadgenChart adds to c a row of panels (at row) for the loadgen mode:
+// for each direction, delivered Gbit/s against the tunnel's CPU in
+// cores, a point per tunnel.
+func loadgenChart(r *Report, c chart, row int) chart {
+	lr := r.Loadgen
+	c.subtitles = append(c.subtitles, fmt.Sprintf("loadgen: %s, %d cores, %s; TUN MTU %d, %d-byte packets; %.0f s, medians of %d; load average %s; wireguard-go %s",
+		r.Machine.CPUModel, r.Machine.Cores, r.Machine.Date, lr.MTU, lr.InnerPacketBytes, lr.Seconds, r.Settings.Repeat,
+		cmp.Or(r.Machine.LoadAverage, "unknown"), lr.WireguardGoVersion))
+	for _, d := range loadDirections {
+		p := panel{title: fmt.Sprintf("%s, one end under load", d), xLabel: "tunnel CPU (cores)", yLabel: "delivered Gbit/s", row: row}
+		for _, run := range lr.Runs {
+			k := tunnelKind{run.Impl, run.Engine}
+			name := k.Impl
+			if k.Impl == ImplPipeGuard {
+				name = "PipeGuard " + k.Engine
+			}
+			s := series{name: name, color: cmp.Or(netnsColors[k], "#888888"), width: 2, marker: "square"}
+			if k.Engine == "pipeline" {
+				s.width, s.marker = 3, "circle"
+			}
+			for _, res := range run.Results {
+				if res.Direction == d {
+					s.points = append(s.points, point{res.TunnelCPUPercent / 100, res.Gbps})
+				}
+			}
+			p.add(s)
+		}
+		p.xStep, p.xRange = cpuAxis(p)
+		c.panels = append(c.panels, p)
+	}
+	return c
+}
+
+// cpuAxis is an x axis for CPU in cores, which need not be whole: ticks
+// at a nice step, and ends on ticks around the points.
+func cpuAxis(p panel) (step float64, xr [2]float64) {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, s := range p.series {
+		for _, pt := range s.points {
+			lo, hi = min(lo, pt.x), max(hi, pt.x)
+		}
+	}
+	if lo > hi {
+		return 0, xr
+	}
+	_, step = niceScale(max(hi-lo, 0.2))
+	xr = [2]float64{math.Floor(lo/step) * step, math.Ceil(hi/step) * step}
+	if xr[1] <= xr[0] {
+		xr[1] = xr[0] + step
+	}
+	return step, xr
+}
+
+// tunDelivered is the number of inner packets a TUN interface's receive
+// counters say the tunnel wrote, all of them loadInnerSize-byte IPv4 UDP
+// packets: a tunnel may coalesce a run of them into one UDP GRO packet
+// (wireguard-go's TUN offload does), which the interface counts once with
+// one set of headers, so packets = (bytes - headers*writes) / payload.
+func tunDelivered(bytes, writes uint64) uint64 {
+	if bytes < loadHeaderSize*writes {
+		return 0
+	}
+	return (bytes - loadHeaderSize*writes) / loadPayloadSize
+}

@@ -1,0 +1,451 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"time"
+
+	"pipeguard/noise"
+	"pipeguard/tunio"
+)
+
+// runLoadgen is the load generator mode: PipeGuard with each engine, then
+// wireguard-go, one at a time as the only tunnel process, in namespace A
+// of the netns mode's pair; the harness plays its peer in namespace B and
+// measures inbound (it seals, the tunnel opens and writes to its TUN) and
+// outbound (a sender in A writes into the tunnel, the harness receives).
+// It builds the tunnel programs once, removes what crashed runs left
+// behind, and removes everything it made before it returns, also when ctx
+// ends.
+func runLoadgen(ctx context.Context, cfg *Config) (_ *LoadgenReport, err error) {
+	if err := nsUsable("ip"); err != nil {
+		return nil, err
+	}
+	for _, what := range removeStale() {
+		note(cfg, "removed %s, left by an earlier run", what)
+	}
+	bins, err := buildTunnels(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(bins.dir)
+	env, err := newNsEnv()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := env.close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	// The inbound load's destination: dropped at A's first route lookup,
+	// silently (a blackhole sends no ICMP).
+	if err := ipCmd("-n", env.a, "route", "add", "blackhole", loadSinkRoute); err != nil {
+		return nil, err
+	}
+	cpu := genCPU()
+	rep := &LoadgenReport{MTU: netnsMTU, InnerPacketBytes: loadInnerSize, Seconds: cfg.LoadDuration.Seconds(),
+		WarmupSeconds: loadWarmup.Seconds(), WireguardGoVersion: bins.wgVersion, PipeGuardRevision: bins.revision}
+	kinds := cfg.netnsKinds()
+	prog := newProgress(cfg.Progress, cfg.ProgressTTY, cfg.Repeat*len(kinds)*len(loadDirections))
+	defer prog.finish()
+	samples := make([][][]LoadgenSample, len(kinds))
+	args := make([][]string, len(kinds))
+	for i := range samples {
+		samples[i] = make([][]LoadgenSample, len(loadDirections))
+	}
+	for r := range cfg.Repeat {
+		// Each repeat starts with another tunnel, as in the netns mode.
+		for j := range kinds {
+			i := (j + r) % len(kinds)
+			m := &loadMeasurement{env: env, bins: bins, kind: kinds[i], cfg: cfg, prog: prog, cpu: cpu}
+			s, err := m.run(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				return nil, fmt.Errorf("loadgen: %s: %w", kinds[i], err)
+			}
+			for d := range loadDirections {
+				samples[i][d] = append(samples[i][d], s[d])
+			}
+			args[i] = m.args
+			rep.Warnings = append(rep.Warnings, m.warnings...)
+			if rep.Generator == "" {
+				rep.Generator = m.describe()
+			}
+		}
+	}
+	rep.Runs = summarizeLoadgen(kinds, args, samples)
+	rep.Warnings = append(rep.Warnings, loadgenWarnings(rep.Runs)...)
+	rep.LoadAverageEnd = loadAverage()
+	return rep, nil
+}
+
+// Socket buffers of the harness's ends: the receiver's is large, so that
+// the harness never drops what the tunnel sends while it is descheduled.
+const loadPeerSocketBuffer = 32 << 20
+
+// loadMeasurement is one repeat of one tunnel under load: start it,
+// handshake, check that each direction delivers, measure both, stop it.
+type loadMeasurement struct {
+	env      *nsEnv
+	bins     *tunnelBins
+	kind     tunnelKind
+	cfg      *Config
+	prog     *progress
+	cpu      int // the generator's CPU, -1 for none
+	args     []string
+	warnings []string
+
+	proc  *nsProc // the tunnel
+	iface string  // its TUN interface
+	peer  *loadPeer
+	out   tunio.UDPConn // the outbound sender's socket, in A
+	gso   bool          // the peer's socket sends with UDP GSO
+	gro   bool          // and receives with UDP GRO
+}
+
+func (m *loadMeasurement) run(ctx context.Context) (_ [2]LoadgenSample, err error) {
+	var s [2]LoadgenSample
+	tunnelKey, err := noise.GeneratePrivateKey()
+	if err != nil {
+		return s, err
+	}
+	peerKey, err := noise.GeneratePrivateKey()
+	if err != nil {
+		return s, err
+	}
+	m.iface = m.env.tunnelName("a")
+	if m.proc, m.args, err = startTunnel(m.env, m.bins, m.kind,
+		tunnelEnd{m.env.a, m.iface, innerA, outerB, innerB, tunnelKey, peerKey.Public()}); err != nil {
+		return s, err
+	}
+	defer func() {
+		if code := m.proc.stop(stopGrace); code != 0 {
+			m.warnings = append(m.warnings, fmt.Sprintf("%s exited with status %d after SIGTERM: %s",
+				m.proc.name, code, lastLine(m.proc.out.String())))
+		}
+	}()
+	if err := waitUAPI(ctx, m.proc, m.iface); err != nil {
+		return s, err
+	}
+
+	// The peer's socket is made in B, the outbound sender's in A; once
+	// made, they may be used from any thread.
+	var conn tunio.UDPConn
+	if err := inNetns(m.env.b, func() error {
+		conn, err = tunio.ListenUDPOptions(netip.MustParseAddrPort(outerB+":51820"), tunio.UDPOptions{SocketBuffer: loadPeerSocketBuffer})
+		return err
+	}); err != nil {
+		return s, fmt.Errorf("%w: the harness's socket in %s: %v", ErrNetns, m.env.b, err)
+	}
+	if m.peer, err = newLoadPeer(conn, netip.MustParseAddrPort(outerA+":51820"), peerKey, tunnelKey.Public(),
+		netip.MustParseAddr(innerB), loadSink); err != nil {
+		conn.Close()
+		return s, err
+	}
+	if o, ok := conn.(tunio.UDPOffloads); ok {
+		m.gso, m.gro = o.Offloads()
+	}
+	served := make(chan error, 1)
+	go func() { served <- m.peer.serve() }()
+	defer func() {
+		conn.Close()
+		if serr := <-served; serr != nil && err == nil {
+			err = fmt.Errorf("%w: receiving: %v", ErrNetns, serr)
+		}
+	}()
+	if err := inNetns(m.env.a, func() error {
+		var err error
+		m.out, err = tunio.ListenUDPOptions(netip.AddrPortFrom(netip.IPv4Unspecified(), 0), tunio.UDPOptions{})
+		return err
+	}); err != nil {
+		return s, fmt.Errorf("%w: the sender's socket in %s: %v", ErrNetns, m.env.a, err)
+	}
+	defer m.out.Close()
+
+	if err := m.peer.handshake(ctx, 10*time.Second); err != nil {
+		return s, m.dead(err)
+	}
+	// Keepalives every few seconds keep a tunnel that only sends from
+	// starting a handshake because it hears nothing back.
+	kctx, stopKeepalives := context.WithCancel(ctx)
+	defer stopKeepalives()
+	go func() {
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-kctx.Done():
+				return
+			case <-t.C:
+				m.peer.keepalive()
+			}
+		}
+	}()
+	if err := m.ready(ctx); err != nil {
+		return s, m.dead(err)
+	}
+	for d, dir := range loadDirections {
+		what := fmt.Sprintf("%s: %s, %d-byte packets", m.kind, dir, loadInnerSize)
+		m.prog.begin(what)
+		if s[d], err = m.measure(ctx, dir); err != nil {
+			return s, m.dead(fmt.Errorf("%s: %w", dir, err))
+		}
+		m.prog.end(what, fmt.Sprintf("%.2f Gbit/s, tunnel CPU %.0f%%, generator CPU %.0f%%", s[d].gbps(),
+			100*s[d].TunnelCPUSeconds/s[d].Seconds, 100*s[d].GeneratorCPUSeconds/s[d].Seconds))
+	}
+	if n := m.peer.answered.Load(); n > 0 {
+		m.warnings = append(m.warnings, fmt.Sprintf("%s: the tunnel started %d handshake(s) during the run; the harness answered", m.kind, n))
+	}
+	return s, m.peer.checkForged()
+}
+
+// dead adds to err what the tunnel printed when it has exited.
+func (m *loadMeasurement) dead(err error) error {
+	if m.proc.exited() {
+		return fmt.Errorf("%w: %v; %s exited: %v\n%s", ErrNetns, err, m.proc.name, m.proc.err, m.proc.out)
+	}
+	return err
+}
+
+// readyBatch is the count of each direction's check before measuring.
+const readyBatch = 64
+
+// ready checks that each direction delivers, and is counted, exactly:
+// one batch in (the TUN's counters must show every packet, GRO or not),
+// one batch out (the harness must receive every one, authenticated).
+func (m *loadMeasurement) ready(ctx context.Context) error {
+	tun := m.tunCounters()
+	c0, err := tun()
+	if err != nil {
+		return err
+	}
+	msgs := make([]tunio.Datagram, readyBatch)
+	m.peer.sealInbound(msgs)
+	if err := m.peer.conn.WriteBatch(msgs); err != nil {
+		return err
+	}
+	var got uint64
+	if err := pollUntil(ctx, 5*time.Second, func() (bool, error) {
+		c, err := tun()
+		got = tunDelivered(c.rxBytes-c0.rxBytes, c.rxPackets-c0.rxPackets)
+		return got >= readyBatch, err
+	}); err != nil {
+		return fmt.Errorf("%w: inbound check: the TUN counted %d of %d packets: %v", ErrNetns, got, readyBatch, err)
+	}
+	if got != readyBatch {
+		return fmt.Errorf("%w: inbound check: the TUN counted %d packets, %d sent", ErrNetns, got, readyBatch)
+	}
+	d0 := m.peer.data.Load()
+	fill := m.outboundFill()
+	fill(msgs)
+	if err := m.out.WriteBatch(msgs); err != nil {
+		return err
+	}
+	if err := pollUntil(ctx, 5*time.Second, func() (bool, error) { return m.peer.data.Load()-d0 >= readyBatch, nil }); err != nil {
+		return fmt.Errorf("%w: outbound check: the harness received %d of %d packets: %v", ErrNetns, m.peer.data.Load()-d0, readyBatch, err)
+	}
+	if m.peer.sampled.Load() == 0 {
+		return fmt.Errorf("%w: outbound check: nothing authenticated", ErrNetns)
+	}
+	return m.peer.checkForged()
+}
+
+// pollUntil calls ok every millisecond until it holds, fails, or timeout
+// passes.
+func pollUntil(ctx context.Context, timeout time.Duration, ok func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		done, err := ok()
+		if err != nil || done {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not within %v", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// outboundFill returns the outbound load's fill: every datagram the same
+// payload, to B's tunnel address, which A routes into the tunnel; UDP GSO
+// sends a batch in one or two super-packets, the kernel adds the headers.
+func (m *loadMeasurement) outboundFill() func([]tunio.Datagram) {
+	payload := make([]byte, loadPayloadSize)
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	dst := netip.AddrPortFrom(netip.MustParseAddr(innerB), loadSinkPort)
+	return func(msgs []tunio.Datagram) {
+		for i := range msgs {
+			msgs[i] = tunio.Datagram{Buf: payload, N: len(payload), Addr: dst}
+		}
+	}
+}
+
+// tunCounters returns a reader of the tunnel's TUN interface's counters,
+// which /proc/<pid>/net/dev shows for the tunnel's namespace. Each reader
+// is for one goroutine.
+func (m *loadMeasurement) tunCounters() func() (netDevCounters, error) {
+	f := newProcFile(fmt.Sprintf("/proc/%d/net/dev", m.proc.pid()))
+	return func() (netDevCounters, error) {
+		b, err := f.read()
+		if err != nil {
+			return netDevCounters{}, err
+		}
+		return parseNetDev(b, m.iface)
+	}
+}
+
+// udpRcvbufErrors returns a reader of the UDP receive buffer drops in the
+// tunnel's namespace (its socket is the only one there that receives
+// load).
+func (m *loadMeasurement) udpRcvbufErrors() func() (uint64, error) {
+	f := newProcFile(fmt.Sprintf("/proc/%d/net/snmp", m.proc.pid()))
+	return func() (uint64, error) {
+		b, err := f.read()
+		if err != nil {
+			return 0, err
+		}
+		return parseSnmpUDP(b, "RcvbufErrors")
+	}
+}
+
+// loadSnap is what a measurement reads at each end of its interval.
+type loadSnap struct {
+	at           time.Time
+	tunnel, self time.Duration // CPU time
+	delivered    uint64
+	flood        floodStats
+}
+
+// measure runs one direction's generator, lets it warm up, and measures
+// over cfg.LoadDuration.
+func (m *loadMeasurement) measure(ctx context.Context, dir Direction) (LoadgenSample, error) {
+	var f *flood
+	var delivered func() (uint64, error) // for the snapshots, on this goroutine
+	switch dir {
+	case Inbound:
+		tunF, dropsF := m.tunCounters(), m.udpRcvbufErrors() // the flood's
+		tunS := m.tunCounters()                              // the snapshots'
+		c0, err := tunF()
+		if err != nil {
+			return LoadgenSample{}, err
+		}
+		r0, err := dropsF()
+		if err != nil {
+			return LoadgenSample{}, err
+		}
+		f = newFlood(m.peer.conn, m.peer.conn.BatchSize(), m.peer.sealInbound, func() (uint64, uint64, error) {
+			c, err := tunF()
+			if err != nil {
+				return 0, 0, err
+			}
+			r, err := dropsF()
+			return tunDelivered(c.rxBytes-c0.rxBytes, c.rxPackets-c0.rxPackets), r - r0, err
+		}, time.Sleep)
+		delivered = func() (uint64, error) {
+			c, err := tunS()
+			return tunDelivered(c.rxBytes-c0.rxBytes, c.rxPackets-c0.rxPackets), err
+		}
+	case Outbound:
+		tunF := m.tunCounters()
+		c0, err := tunF()
+		if err != nil {
+			return LoadgenSample{}, err
+		}
+		d0 := m.peer.data.Load()
+		f = newFlood(m.out, m.out.BatchSize(), m.outboundFill(), func() (uint64, uint64, error) {
+			c, err := tunF()
+			return m.peer.data.Load() - d0, c.txDropped - c0.txDropped, err
+		}, time.Sleep)
+		delivered = func() (uint64, error) { return m.peer.data.Load() - d0, nil }
+		m.peer.keepalive() // the tunnel has heard from us just now
+	}
+	unpin, err := pinProcess(m.cpu)
+	if err != nil {
+		return LoadgenSample{}, err
+	}
+	defer unpin()
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	flooded := make(chan error, 1)
+	go func() { flooded <- f.run(fctx) }()
+	wait := func(d time.Duration) error {
+		select {
+		case <-time.After(d):
+			return nil
+		case err := <-flooded:
+			return fmt.Errorf("the generator stopped: %v", err)
+		case <-ctx.Done():
+			<-flooded
+			return ctx.Err()
+		}
+	}
+	snap := func() (loadSnap, error) {
+		s := loadSnap{at: time.Now(), self: processCPU(), flood: f.snapshot()}
+		var err error
+		if s.tunnel, err = procCPU(m.proc.pid()); err != nil {
+			return s, err
+		}
+		s.delivered, err = delivered()
+		return s, err
+	}
+	if err := wait(loadWarmup); err != nil {
+		return LoadgenSample{}, err
+	}
+	s0, err := snap()
+	if err != nil {
+		return LoadgenSample{}, err
+	}
+	if err := wait(m.cfg.LoadDuration); err != nil {
+		return LoadgenSample{}, err
+	}
+	s1, err := snap()
+	if err != nil {
+		return LoadgenSample{}, err
+	}
+	stop()
+	if err := <-flooded; err != nil {
+		return LoadgenSample{}, err
+	}
+	if err := m.peer.checkForged(); err != nil {
+		return LoadgenSample{}, err
+	}
+	return LoadgenSample{
+		Packets:             s1.delivered - s0.delivered,
+		Offered:             s1.flood.Sent - s0.flood.Sent,
+		Seconds:             s1.at.Sub(s0.at).Seconds(),
+		TunnelCPUSeconds:    (s1.tunnel - s0.tunnel).Seconds(),
+		GeneratorCPUSeconds: (s1.self - s0.self).Seconds(),
+		WaitSeconds:         (s1.flood.Wait - s0.flood.Wait).Seconds(),
+		Drops:               s1.flood.Drops - s0.flood.Drops,
+		Stalls:              s1.flood.Stalls - s0.flood.Stalls,
+	}, nil
+}
+
+// describe says how the generator ran, for the report.
+func (m *loadMeasurement) describe() string {
+	pin := "not pinned (one CPU)"
+	if m.cpu >= 0 {
+		pin = fmt.Sprintf("the harness's threads all pinned to CPU %d of %d while it measures (the tunnel's may use every CPU)", m.cpu, runtime.NumCPU())
+	}
+	onOff := func(b bool) string {
+		if b {
+			return "on"
+		}
+		return "off"
+	}
+	return fmt.Sprintf("one sending and one receiving goroutine, %s; sendmmsg of up to %d datagrams, UDP GSO %s; recvmmsg, UDP GRO %s; "+
+		"at most %d packets in flight (a window that shrinks on loss), inbound sealed on the fly",
+		pin, m.peer.conn.BatchSize(), onOff(m.gso), onOff(m.gro), windowMax)
+}

@@ -1,0 +1,185 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestLoadgenQuick runs `bench --mode loadgen --quick` end to end: real
+// namespaces, both PipeGuard engines and wireguard-go each under load from
+// the harness, both directions. It checks that every cell is measured
+// (throughput, packets, the tunnel's CPU and the generator's own), that
+// the table holds every row and the ratio table in its fixed form, that
+// the JSON and the chart hold the figures, and that nothing is left
+// behind. About 30 s on two cores.
+func TestLoadgenQuick(t *testing.T) {
+	requireLoadgen(t)
+	dir := t.TempDir()
+	cfg := Config{Mode: ModeLoadgen, Quick: true, JSONPath: filepath.Join(dir, "r.json"), SVGPath: filepath.Join(dir, "r.svg"),
+		CommandLine: []string{"bench", "--mode", "loadgen", "--quick"}, Progress: testLog{t}}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	begin := time.Now()
+	var stdout bytes.Buffer
+	_, err := Run(ctx, cfg, &stdout)
+	t.Logf("loadgen quick run: %v\n%s", time.Since(begin).Round(100*time.Millisecond), stdout.String())
+	assertNothingLeft(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(cfg.JSONPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rep, err := ReadReport(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLoadgenReport(t, rep)
+	table := stdout.String()
+	for _, run := range rep.Loadgen.Runs {
+		for _, res := range run.Results {
+			if row := strings.Join(loadgenRow(run, res), " "); !strings.Contains(squeeze(table), row+"\n") {
+				t.Errorf("table lacks the row %q", row)
+			}
+		}
+	}
+	// Columns of 23, 9 and 8 characters, two spaces apart; numbers right
+	// aligned with two decimals.
+	ratios := regexp.MustCompile(`(?m)^loadgen ratio {14}inbound {2}outbound\n` +
+		`pipeline / sequential {4}[ \d]{5}\d\.\d\d {2}[ \d]{4}\d\.\d\d\n` +
+		`pipeline / wireguard-go {2}[ \d]{5}\d\.\d\d {2}[ \d]{4}\d\.\d\d\n`)
+	if !ratios.MatchString(table) {
+		t.Errorf("no ratio table in its fixed form:\n%s", table)
+	}
+	if !strings.Contains(table, "load average "+rep.Machine.LoadAverage) || !strings.Contains(table, "Generator: ") {
+		t.Errorf("the header lacks the load average or the generator")
+	}
+	svg, err := os.ReadFile(cfg.SVGPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := parseSVG(t, svg)
+	for _, text := range []string{"PipeGuard pipeline", "PipeGuard sequential", "wireguard-go", "inbound, one end under load", "outbound, one end under load"} {
+		if !slices.Contains(d.texts, text) {
+			t.Errorf("chart lacks %q", text)
+		}
+	}
+}
+
+// requireLoadgen skips t unless the loadgen mode can run here (root, ip,
+// /dev/net/tun) and the test is not short; with CI=true it fails instead.
+func requireLoadgen(t *testing.T) {
+	t.Helper()
+	if err := nsUsable("ip"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true: this test must run, but: %v", err)
+		}
+		t.Skip(err)
+	}
+	if testing.Short() && os.Getenv("CI") != "true" {
+		t.Skip("runs tunnels under load for half a minute")
+	}
+}
+
+// checkLoadgenReport checks that a loadgen report holds every figure,
+// sane, and that its ratios are its figures' quotients.
+func checkLoadgenReport(t *testing.T, rep *Report) {
+	t.Helper()
+	lr := rep.Loadgen
+	if lr == nil {
+		t.Fatal("no loadgen figures")
+	}
+	if lr.MTU != 1280 || lr.InnerPacketBytes != 1280 || !(lr.Seconds > 0) || lr.Generator == "" ||
+		lr.WireguardGoVersion == "" || lr.WireguardGoVersion == "unknown" || rep.Machine.LoadAverage == "" || lr.LoadAverageEnd == "" {
+		t.Errorf("settings %+v, load average %q", lr, rep.Machine.LoadAverage)
+	}
+	var kinds []string
+	gbps := map[string]float64{}
+	maxCPU := 100 * float64(rep.Machine.Cores) * 1.1
+	for _, run := range lr.Runs {
+		k := tunnelKind{run.Impl, run.Engine}.String()
+		kinds = append(kinds, k)
+		if len(run.Results) != 2 || run.Results[0].Direction != Inbound || run.Results[1].Direction != Outbound || len(run.Args) == 0 {
+			t.Fatalf("%s: results %+v, args %q", k, run.Results, run.Args)
+		}
+		for _, res := range run.Results {
+			what := fmt.Sprintf("%s %s", k, res.Direction)
+			if !(res.Gbps > 0) || !(res.Mpps > 0) || !near(res.Gbps, res.Mpps*1280*8/1e3) || len(res.Samples) != rep.Settings.Repeat ||
+				!(res.TunnelCPUPercent > 0) || res.TunnelCPUPercent > maxCPU ||
+				!(res.GeneratorCPUPercent > 0) || res.GeneratorCPUPercent > maxCPU ||
+				!(res.OfferedMpps > 0) || res.LostPercent < 0 || res.LostPercent > 100 || res.WaitPercent < 0 || res.WaitPercent > 101 {
+				t.Errorf("%s: %+v", what, res)
+			}
+			gbps[what] = res.Gbps
+		}
+	}
+	if want := []string{"pipeguard sequential", "pipeguard pipeline", "wireguard-go"}; !slices.Equal(kinds, want) {
+		t.Fatalf("tunnels %q, want %q", kinds, want)
+	}
+	for _, run := range lr.Runs {
+		for _, res := range run.Results {
+			d := " " + string(res.Direction)
+			wantWG, wantSeq := 0.0, 0.0
+			if run.Impl == ImplPipeGuard {
+				wantWG = res.Gbps / gbps["wireguard-go"+d]
+				if run.Engine == "pipeline" {
+					wantSeq = res.Gbps / gbps["pipeguard sequential"+d]
+				}
+			}
+			if !near(res.VsWireguardGo, wantWG) || !near(res.VsSequential, wantSeq) {
+				t.Errorf("%s %s%s: ratios %v, %v; want %v, %v", run.Impl, run.Engine, d, res.VsWireguardGo, res.VsSequential, wantWG, wantSeq)
+			}
+		}
+	}
+	for _, w := range lr.Warnings {
+		t.Logf("warning: %s", w)
+	}
+}
+
+// TestLoadgenCancel cancels a loadgen run while the generator floods (as
+// cmd/bench does on Ctrl-C) and checks that it returns the context's
+// error promptly and leaves nothing behind: no namespace, process,
+// socket or directory.
+func TestLoadgenCancel(t *testing.T) {
+	requireLoadgen(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The first measurement's end is reported while the second (the first
+	// tunnel's outbound flood) starts: cancel then, a little into it.
+	var once sync.Once
+	progress := writerFunc(func(p []byte) (int, error) {
+		t.Log(strings.TrimRight(string(p), "\n"))
+		if bytes.Contains(p, []byte("[1/")) {
+			once.Do(func() { time.AfterFunc(500*time.Millisecond, cancel) })
+		}
+		return len(p), nil
+	})
+	cfg := Config{Mode: ModeLoadgen, Quick: true, Progress: progress}
+	stopped := make(chan time.Time, 1)
+	go func() { <-ctx.Done(); stopped <- time.Now() }()
+	_, err := Run(ctx, cfg, &bytes.Buffer{})
+	took := time.Since(<-stopped)
+	assertNothingLeft(t)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v, want %v", err, context.Canceled)
+	}
+	if took > 10*time.Second {
+		t.Errorf("took %v to stop after the cancel", took)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -1,0 +1,72 @@
+package e2e
+
+import (
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"pipeguard/cmd/headless-client/dns/resolvconftest"
+	"pipeguard/cmd/headless-client/dns/resolvedtest"
+	"pipeguard/cmd/internal/netnstest"
+)
+
+// TestDNSSyscallsWithinUnitFilter runs the client under strace -f with
+// DNS, as the units would: the default mode over D-Bus (a fake resolved),
+// and resolvconf mode with the real openresolv, whose shell script runs
+// under the unit's filter too. Every system call must be one the units'
+// SystemCallFilter= lets through (see TestSyscallsWithinUnitFilter).
+func TestDNSSyscallsWithinUnitFilter(t *testing.T) {
+	b := binaries(t)
+	t.Parallel()
+	allowed := allowedSyscalls(t, unitFilter(t))
+	fake := resolvedtest.Start(t)
+	for _, mode := range []string{"auto", "resolvconf"} {
+		t.Run(mode, func(t *testing.T) {
+			ns := netnstest.New(t)
+			if mode == "resolvconf" {
+				resolvconftest.NewOpenresolv(t, ns, origResolvConf)
+			}
+			a := newNode(t, ns, netip.Addr{}, 1)
+			a.writeDNSConfig(t, []string{"10.100.0.53"}, "corp.example")
+			trace := filepath.Join(t.TempDir(), "strace")
+			p := start(t, a.ns, "client under strace", "strace", []string{"PIPEGUARD_ID=e2e-dns-syscalls", fake.Env()},
+				"-f", "-qq", "-o", trace, b.client, "standalone", "--config", a.conf, "--interface", a.iface,
+				"--state-dir", t.TempDir(), "--dns-control", mode)
+			p.waitSocket(t, a.iface)
+			if mode == "auto" && len(fake.Calls()) == 0 {
+				t.Fatalf("no call reached the fake resolved:\n%s", p.out)
+			}
+			if mode == "resolvconf" {
+				wantNameservers(t, ns, "up", "10.100.0.53")
+			}
+			client := tracedChild(t, p.cmd.Process.Pid)
+			if err := syscall.Kill(client, syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-p.exit:
+				p.exit <- err
+				if err != nil {
+					t.Fatalf("client under strace: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("client did not stop")
+			}
+			var outside []string
+			used := tracedSyscalls(t, trace)
+			for name := range used {
+				if !allowed[name] {
+					outside = append(outside, name)
+				}
+			}
+			slices.Sort(outside)
+			t.Logf("%d distinct system calls", len(used))
+			if len(outside) > 0 {
+				t.Errorf("system calls outside the units' SystemCallFilter=: %v", outside)
+			}
+		})
+	}
+}
