@@ -32,6 +32,12 @@ vet:
 test: setup vet
 	$(GO) test -race -timeout 20m ./...
 
+# fuzz runs every fuzz target in the module (scripts/fuzz.sh finds them)
+# for FUZZTIME each; CI runs it after test. A long run: make fuzz FUZZTIME=10m.
+FUZZTIME ?= 6s
+fuzz:
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
 build:
 	$(GO) build -ldflags='$(LDFLAGS)' -o bin/ ./cmd/...
 

@@ -24,6 +24,9 @@ const (
 	// ModeSoak runs two PipeGuard ends in network namespaces for
 	// Duration with traffic and config changes, watching for growth; root.
 	ModeSoak Mode = "soak"
+	// ModeFlood runs one tunnel in memory with bulk data under a
+	// handshake flood; no root needed.
+	ModeFlood Mode = "flood"
 )
 
 // Config is one run of the harness. The zero value runs the full
@@ -120,6 +123,21 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.Streams) == 0 {
 		c.Streams = []int{1, 4}
 	}
+	if c.Mode == ModeFlood {
+		// One case, not a sweep: the largest packets both ways, unless set.
+		if len(c.Sizes) == 0 {
+			c.Sizes = []int{wire.MaxInnerSize}
+		}
+		if len(c.Directions) == 0 {
+			c.Directions = []Direction{Both}
+		}
+	}
+	if c.Duration == 0 && c.Mode == ModeFlood {
+		c.Duration = floodDuration
+		if c.Quick {
+			c.Duration = floodQuickDuration
+		}
+	}
 	if c.Mode == ModeSoak && c.Duration == 0 {
 		c.Duration = defaultSoakDuration
 		if c.Quick {
@@ -171,9 +189,9 @@ func (c *Config) check() error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, a...)...)
 	}
 	switch c.Mode {
-	case ModeMem, ModeNetns, ModeLoadgen, ModeAll, ModeSoak:
+	case ModeMem, ModeNetns, ModeLoadgen, ModeAll, ModeSoak, ModeFlood:
 	default:
-		return bad("mode %q is not mem, netns, loadgen, all or soak", c.Mode)
+		return bad("mode %q is not mem, netns, loadgen, all, soak or flood", c.Mode)
 	}
 	if c.Mode == ModeSoak && (c.Duration < time.Second || c.SoakEvery < time.Second) {
 		return bad("soak duration and change interval must be at least 1s")

@@ -8,8 +8,8 @@ import (
 )
 
 // Report is everything one run of the harness measured: what the table
-// shows and the JSON file holds. Mem and Netns are nil when their mode did
-// not run.
+// shows and the JSON file holds. Mem, Netns and Flood are nil when their
+// mode did not run.
 type Report struct {
 	Machine  Machine        `json:"machine"`
 	Settings Settings       `json:"settings"`
@@ -17,6 +17,7 @@ type Report struct {
 	Netns    *NetnsReport   `json:"netns,omitempty"`
 	Loadgen  *LoadgenReport `json:"loadgen,omitempty"`
 	Soak     *SoakReport    `json:"soak,omitempty"`
+	Flood    *FloodReport   `json:"flood,omitempty"`
 }
 
 // Machine says where and when a report was measured.

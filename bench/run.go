@@ -42,6 +42,11 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (*Report, error) {
 		}
 	}
 	var profs []*profile.Profile
+	if cfg.Mode == ModeFlood {
+		if rep.Flood, profs, err = runFlood(ctx, &cfg); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Mode == ModeMem || cfg.Mode == ModeAll {
 		if rep.Mem, profs, err = runMem(ctx, &cfg); err != nil {
 			return nil, err

@@ -32,6 +32,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Mem != nil {
 		writeMem(&b, r.Mem, r.Settings)
 	}
+	if r.Flood != nil {
+		writeFlood(&b, r.Flood, r.Settings)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

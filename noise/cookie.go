@@ -1,6 +1,7 @@
 package noise
 
 import (
+	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
 	"encoding/binary"
@@ -48,6 +49,9 @@ func macOffsets(msg []byte) (mac1, mac2 int, ok bool) {
 type CookieChecker struct {
 	mac1Key   [hashSize]byte // HASH("mac1----" || our public key); immutable
 	cookieKey [hashSize]byte // HASH("cookie--" || our public key); immutable
+	// replyAEAD is XChaCha20-Poly1305 under cookieKey, made once: under a
+	// flood every reply would otherwise set up the cipher again.
+	replyAEAD cipher.AEAD
 
 	mu        sync.RWMutex   // guards secret and secretSet
 	secret    [hashSize]byte // random, replaced every CookieRefreshTime
@@ -56,7 +60,9 @@ type CookieChecker struct {
 
 // NewCookieChecker returns a checker for messages sent to local.
 func NewCookieChecker(local *Static) *CookieChecker {
-	return &CookieChecker{mac1Key: local.mac1Key, cookieKey: local.cookieKey}
+	c := &CookieChecker{mac1Key: local.mac1Key, cookieKey: local.cookieKey}
+	c.replyAEAD, _ = chacha20poly1305.NewX(c.cookieKey[:]) // key size is fixed
+	return c
 }
 
 // CheckMAC1 reports whether the MAC1 of the handshake message msg is
@@ -118,8 +124,7 @@ func (c *CookieChecker) CreateReply(msg []byte, receiver uint32, src []byte, now
 
 	reply := wire.CookieReply{Receiver: receiver}
 	rand.Read(reply.Nonce[:])
-	aead, _ := chacha20poly1305.NewX(c.cookieKey[:]) // key size is fixed
-	aead.Seal(reply.Cookie[:0], reply.Nonce[:], cookie[:], msg[m1:m2])
+	c.replyAEAD.Seal(reply.Cookie[:0], reply.Nonce[:], cookie[:], msg[m1:m2])
 	return reply
 }
 
@@ -146,12 +151,25 @@ func (c *CookieChecker) Admit(msg, src []byte, underLoad bool, now time.Time, re
 	if !c.CheckMAC1(msg) {
 		return ErrMAC1
 	}
-	if underLoad && !c.CheckMAC2(msg, src, now) {
+	if underLoad && !c.hasValidMAC2(msg, src, now) {
 		// Both messages carry their sender index at bytes 4..8.
 		*reply = c.CreateReply(msg, binary.LittleEndian.Uint32(msg[4:8]), src, now)
 		return ErrCookieRequired
 	}
 	return nil
+}
+
+// hasValidMAC2 is CheckMAC2 for Admit, with a shortcut for the common
+// case under a flood: a sender without a cookie leaves MAC2 zero, and a
+// real MAC2 is zero with probability 2^-128, so a zero one is invalid
+// without the two BLAKE2s computations of checking it.
+func (c *CookieChecker) hasValidMAC2(msg, src []byte, now time.Time) bool {
+	_, m2, _ := macOffsets(msg) // long enough: Admit checked the size
+	var zero [wire.MACSize]byte
+	if hmac.Equal(msg[m2:], zero[:]) {
+		return false
+	}
+	return c.CheckMAC2(msg, src, now)
 }
 
 // CookieGenerator is the initiator's half: it adds MAC1 and MAC2 to the

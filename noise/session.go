@@ -65,10 +65,20 @@ type Session struct {
 	// channel of capacity 1 is the usual body.
 	Wake func()
 
-	// The slots. Loads are lock-free; stores happen only with mu held, so
-	// writers see a consistent triple, and in an order that never leaves a
-	// keypair that moves between slots absent from all of them (see
-	// ReceiveAllowed).
+	// The slots. Stores happen only with mu held, so writers see a
+	// consistent triple. Loads are lock-free, and a reader that loads the
+	// three one after another must still find a keypair that moves while
+	// it reads. Two rules make sure it does:
+	//   - keypairs move only toward previous: next → current (the peer
+	//     confirmed a responder's keypair), current → previous and
+	//     next → previous (an initiator's keypair took over), and each
+	//     move stores the keypair in its new slot before it leaves the
+	//     old one;
+	//   - readers load in the same direction: next, then current, then
+	//     previous (see ReceiveAllowed).
+	// A keypair that leaves a slot after the reader loaded it is already
+	// in a slot the reader loads later. Only a keypair dropped meanwhile
+	// is missed, and that one is dead anyway.
 	current, previous, next atomic.Pointer[Keypair]
 
 	mu sync.Mutex // guards t and serialises all stores to the slots
@@ -108,7 +118,9 @@ func (s *Session) ReceiveAllowed(kp *Keypair, now time.Time) bool {
 	if kp == nil || now.Sub(kp.Created) >= RejectAfterTime {
 		return false
 	}
-	return kp == s.current.Load() || kp == s.previous.Load() || kp == s.next.Load()
+	// next, current, previous: the direction keypairs move in (see the
+	// slots' comment), so that a rotation under way cannot hide kp.
+	return kp == s.next.Load() || kp == s.current.Load() || kp == s.previous.Load()
 }
 
 // Install puts the keypair of a completed handshake into its slot and

@@ -2,6 +2,7 @@ package noise
 
 import (
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -372,5 +373,101 @@ func TestSessionHotPathNoAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("per-batch session calls allocate %v times", allocs)
+	}
+}
+
+// TestSessionReceiveAllowedDuringRotation races ReceiveAllowed against
+// the three ways a keypair moves between slots (next → current on
+// confirmation, current → previous and next → previous on an initiator's
+// Install): a keypair that stays in the session throughout must never be
+// refused. Reading the slots against the direction keypairs move in lost
+// a few hundred packets per 200,000 rotations.
+//
+// The writer marks each stretch in which no watched keypair is dropped
+// with an even generation; the reader counts only refusals whose whole
+// check fell inside one such stretch.
+func TestSessionReceiveAllowedDuringRotation(t *testing.T) {
+	rotations := 200_000
+	if testing.Short() {
+		rotations = 30_000
+	}
+	var s Session
+	s.Jitter = func() time.Duration { return 0 }
+	type watch struct{ a, b *Keypair }
+	var (
+		gen     atomic.Uint64 // odd while keypairs are dropped
+		watched atomic.Pointer[watch]
+		seen    atomic.Uint64 // the last generation the reader checked in
+		done    atomic.Bool
+		checks  atomic.Int64
+		refused atomic.Int64
+	)
+	reader := make(chan struct{})
+	go func() {
+		defer close(reader)
+		for !done.Load() {
+			g := gen.Load()
+			w := watched.Load()
+			if g%2 == 1 || w == nil {
+				continue
+			}
+			okA := s.ReceiveAllowed(w.a, sessT0)
+			okB := w.b == nil || s.ReceiveAllowed(w.b, sessT0)
+			if gen.Load() != g {
+				continue // a drop may have begun meanwhile
+			}
+			checks.Add(1)
+			seen.Store(g)
+			if !okA || !okB {
+				refused.Add(1)
+			}
+		}
+	}()
+	index := uint32(0)
+	kp := func(initiator bool) *Keypair { index++; return sessKeypair(index, initiator, sessT0) }
+	// safe publishes the keypairs to watch and opens a stretch without
+	// drops, then waits (a little, at most) until the reader checks in
+	// it, so that the move that follows overlaps its checks; drops closes
+	// the stretch.
+	safe := func(a, b *Keypair) {
+		watched.Store(&watch{a, b})
+		g := gen.Add(1)
+		for spin := 0; spin < 100 && seen.Load() != g; spin++ {
+			runtime.Gosched()
+		}
+	}
+	drops := func() { gen.Add(1) }
+
+	drops()
+	cur := kp(true)
+	s.Install(cur, sessT0)
+	for i := 0; i < rotations; i += 3 {
+		// next → current, current → previous.
+		next := kp(false)
+		s.Install(next, sessT0) // drops previous
+		safe(cur, next)
+		s.TransportReceived(next, sessT0, true)
+		drops()
+		// current → previous under an initiator's keypair.
+		ini := kp(true)
+		safe(next, nil)
+		s.Install(ini, sessT0) // drops old previous (cur), which we no longer watch
+		drops()
+		// next → previous under an initiator's keypair.
+		waiting := kp(false)
+		s.Install(waiting, sessT0) // drops previous
+		cur = kp(true)
+		safe(waiting, nil)
+		s.Install(cur, sessT0) // drops ini, unwatched
+		drops()
+	}
+	done.Store(true)
+	<-reader
+	t.Logf("%d rotations, %d checks during them, %d false refusals", rotations, checks.Load(), refused.Load())
+	if checks.Load() == 0 {
+		t.Fatal("the reader never checked during a rotation")
+	}
+	if n := refused.Load(); n > 0 {
+		t.Fatalf("%d authenticated packets refused while their keypair moved between slots", n)
 	}
 }

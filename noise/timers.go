@@ -138,6 +138,15 @@ func (s *Session) NextDeadline() time.Time {
 	return next
 }
 
+// Handshaking reports whether a handshake this session started is under
+// way: its initiation is due or sent, and no response completed it yet
+// (the retry timer is armed). It changes nothing; for status and tests.
+func (s *Session) Handshaking() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.t.retransmit.IsZero()
+}
+
 // LastHandshake returns when the last handshake completed, or the zero
 // time.
 func (s *Session) LastHandshake() time.Time {

@@ -27,6 +27,13 @@ type faultInjector struct {
 	// panics[k] is how many more times a stage of kind k panics when it
 	// next handles a packet.
 	panics [numStageKinds]atomic.Int64
+
+	// race, if set, runs at each racePoint, on the goroutine that reaches
+	// it: a test does there what another goroutine might do at that
+	// moment, to force an interleaving without sleeps. Atomic, so a test
+	// may set it while the tunnel runs.
+	race atomic.Pointer[func(racePoint)]
+
 	// stalls[k], when set, wedges a stage of kind k when it next handles
 	// a packet: it waits until the channel is closed.
 	stalls [numStageKinds]atomic.Pointer[chan struct{}]
@@ -45,6 +52,25 @@ func (f *faultInjector) stall(k stageKind) (release func()) {
 	}
 }
 
+// racePoint names a moment between two steps of the control plane where
+// a concurrent peer change may fall.
+type racePoint int
+
+const (
+	// raceResponseDerived: a handshake response was consumed; its keypair
+	// is in the index table, its peer not yet looked up.
+	raceResponseDerived racePoint = iota
+	// raceBeforeInstall: the handshake actor found the peer of a valid
+	// initiation or response and is about to install its keys.
+	raceBeforeInstall
+	// raceBeforeInitiation: the timer actor is about to create an
+	// initiation for a peer.
+	raceBeforeInitiation
+	// raceTimersAsleep: the timer actor has done what was due and is
+	// about to wait for its next deadline or a wake-up.
+	raceTimersAsleep
+)
+
 // errInjected is the value injected panics carry.
 type errInjected struct{ kind stageKind }
 
@@ -57,5 +83,15 @@ func (f *faultInjector) hit(k stageKind) {
 	}
 	if f.panics[k].Load() > 0 && f.panics[k].Add(-1) >= 0 {
 		panic(errInjected{k})
+	}
+}
+
+// interleave runs the test's hook at point p, if there is one.
+func (f *faultInjector) interleave(p racePoint) {
+	if f == nil {
+		return
+	}
+	if hook := f.race.Load(); hook != nil {
+		(*hook)(p)
 	}
 }

@@ -70,6 +70,57 @@ func (l *sourceLimiter) sweep(now time.Time) {
 	}
 }
 
+// workBudget is a token bucket for the handshake actor's Curve25519
+// work, over all sources together: each initiation or response it goes
+// on to consume takes a token. The per-source limit cannot bound the
+// total against many sources, and the queue's depth cannot see a flood
+// that the actor just keeps up with, a full core of Curve25519 work; an
+// empty budget puts the actor under load, so cookies are required, and
+// what has one waits for the budget.
+//
+// The zero value is a full bucket. Not safe for concurrent use: the
+// handshake actor owns it.
+type workBudget struct {
+	used float64   // tokens taken and not yet refilled, 0..HandshakeWorkBurst
+	last time.Time // when used was last brought up to date
+}
+
+// The handshake actor's work budget (see workBudget).
+const (
+	// HandshakeWorkRate is how many handshake messages a second may cost
+	// Curve25519 work (up to four operations each, 50 to 100 µs apiece
+	// on current cores): enough for 60,000 peers that rekey every two
+	// minutes, and at most a fraction of one core.
+	HandshakeWorkRate = 500
+	// HandshakeWorkBurst is how many may come at once, as when every
+	// peer of a hub reconnects after a restart.
+	HandshakeWorkBurst = 128
+)
+
+// refill returns the budget at now: what the time since the last call
+// gave back.
+func (b *workBudget) refill(now time.Time) {
+	if d := now.Sub(b.last); d > 0 {
+		b.used = max(0, b.used-d.Seconds()*HandshakeWorkRate)
+	}
+	b.last = now
+}
+
+// empty reports whether no work may be done at now.
+func (b *workBudget) empty(now time.Time) bool {
+	b.refill(now)
+	return b.used > HandshakeWorkBurst-1
+}
+
+// take takes one token if there is one.
+func (b *workBudget) take(now time.Time) bool {
+	if b.empty(now) {
+		return false
+	}
+	b.used++
+	return true
+}
+
 // rateLimitedLogger logs a message at most once a second per message text,
 // for events that can repeat per packet: a failing socket must not flood
 // the journal. Safe for concurrent use.

@@ -37,6 +37,13 @@ type peer struct {
 	// keepalives).
 	rxBytes, txBytes atomic.Uint64
 
+	// hsMu orders the actors' handshake steps against RemovePeer: keys
+	// are installed, and initiations created, only under it and only
+	// while removed is false; RemovePeer sets removed and erases the keys
+	// under it. Held briefly, never while waiting for a stage.
+	hsMu    sync.Mutex
+	removed bool // guarded by hsMu
+
 	// handshakes counts completed handshakes (as initiator or responder);
 	// written by the handshake actor.
 	handshakes atomic.Uint64

@@ -47,6 +47,7 @@ func (a *timerActor) Serve(ctx context.Context) error {
 			wait = min(max(next.Sub(now), 0), idleRecheck)
 		}
 		timer.Reset(wait)
+		a.t.faults.interleave(raceTimersAsleep)
 		select {
 		case <-timer.C():
 		case <-a.t.wakeTimers:

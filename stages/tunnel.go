@@ -51,9 +51,10 @@ type Tunnel struct {
 	handshakes chan handshakeMsg
 	wakeTimers chan struct{}
 
-	counters *tunnelCounters
-	sup      atomic.Pointer[supervisor.Supervisor] // the stages' supervisor while Serve runs, for Health
-	inline   inlinePath                            // the pipeline's inline path (inline.go)
+	counters   *tunnelCounters
+	hsCounters handshakeCounters
+	sup        atomic.Pointer[supervisor.Supervisor] // the stages' supervisor while Serve runs, for Health
+	inline     inlinePath                            // the pipeline's inline path (inline.go)
 }
 
 // peerSet is the tunnel's peers at one moment.
@@ -178,8 +179,7 @@ func (t *Tunnel) removePeerLocked(p *peer) {
 	}
 	t.peers.Store(ns)
 	t.allowed.RemovePeer(p)
-	t.forgetKeypairs(p.session.Stop())
-	p.hs.Clear(&t.index)
+	t.stopPeer(p)
 	p.dropStaged()
 }
 

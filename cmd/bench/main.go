@@ -11,6 +11,7 @@
 //	sudo go run ./cmd/bench --mode netns --quick
 //	sudo go run ./cmd/bench --mode loadgen --quick
 //	sudo go run ./cmd/bench --mode soak --duration 60s
+//	go run ./cmd/bench --mode flood --quick
 package main
 
 import (
@@ -32,9 +33,9 @@ import (
 // cli is the command line. Zero values take package bench's defaults, which
 // --quick makes smaller.
 type cli struct {
-	Mode     string        `help:"What to measure: mem (in-memory tunnels, no root), netns (PipeGuard and wireguard-go on real TUN devices in network namespaces, iperf3 and ping; root), loadgen (one tunnel under load, the harness its peer; root), all (netns, loadgen, then mem), soak (two PipeGuard ends in network namespaces for --duration with TCP, ping and config changes, RSS and goroutines watched; root)." default:"mem" enum:"mem,netns,loadgen,all,soak"`
+	Mode     string        `help:"What to measure: mem (in-memory tunnels, no root), netns (PipeGuard and wireguard-go on real TUN devices in network namespaces, iperf3 and ping; root), loadgen (one tunnel under load, the harness its peer; root), all (netns, loadgen, then mem), soak (two PipeGuard ends in network namespaces for --duration with TCP, ping and config changes, RSS and goroutines watched; root), flood (in memory: bulk data under a handshake flood at 10x this machine's X25519 rate)." default:"mem" enum:"mem,netns,loadgen,all,soak,flood"`
 	Quick    bool          `help:"A small sweep (two sizes, one peer, GOMAXPROCS 1 and all cores) that still covers both engines, every direction and the ratios; in netns mode, 2-second iperf3 runs and a 1-second idle ping."`
-	Duration time.Duration `help:"Measured time per measurement: in memory, default 1s (500ms with --quick); in netns mode, each iperf3 run, whole seconds, default 10s (2s with --quick); in loadgen mode, each tunnel and direction, default 10s (2s with --quick); in soak mode, the traffic watched, default 10m (20s with --quick)."`
+	Duration time.Duration `help:"Measured time per measurement: in memory, default 1s (500ms with --quick); in netns mode, each iperf3 run, whole seconds, default 10s (2s with --quick); in loadgen mode, each tunnel and direction, default 10s (2s with --quick); in soak mode, the traffic watched, default 10m (20s with --quick); in flood mode, each phase, default 3s (2s with --quick)."`
 	Repeat   int           `help:"Run the sweep N times and report medians." default:"1" placeholder:"N"`
 
 	JSON       string `name:"json" help:"Write every figure, and the machine, to FILE as JSON." placeholder:"FILE" type:"path"`

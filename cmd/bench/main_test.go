@@ -83,3 +83,13 @@ func TestParseSoak(t *testing.T) {
 		t.Error("--change-every often accepted")
 	}
 }
+
+func TestParseFlood(t *testing.T) {
+	cfg, err := parse([]string{"--mode", "flood", "--quick"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mode != bench.ModeFlood || !cfg.Quick {
+		t.Errorf("config %+v", cfg)
+	}
+}

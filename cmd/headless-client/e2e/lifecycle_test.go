@@ -249,64 +249,37 @@ func spawnEnv(t *testing.T, n *node, b bins, env []string, args ...string) *proc
 	return p
 }
 
-// runtimeUp waits until the process runs the Go program bin and its
-// runtime has started (a second thread: sysmon, which runtime.main starts
-// before the packages' init functions). Before that point no Go program
-// can catch a signal: `ip netns exec` may still be setting up, or the
-// kernel loading the binary.
-func runtimeUp(t *testing.T, p *proc, bin string) {
+// configOpened returns a channel that receives once a process opens the
+// file path (inotify IN_OPEN), and stops watching when the test ends.
+// The client opens its config only after main has caught its signals,
+// so the event marks the end of the window in which no Go program can
+// catch a signal (its runtime and package initialisation).
+func configOpened(t *testing.T, path string) <-chan struct{} {
 	t.Helper()
-	proc := "/proc/" + strconv.Itoa(p.cmd.Process.Pid)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Microsecond) {
-		if exe, _ := os.Readlink(proc + "/exe"); exe != bin {
-			continue
-		}
-		status, _ := os.ReadFile(proc + "/status")
-		for line := range strings.SplitSeq(string(status), "\n") {
-			if n, ok := strings.CutPrefix(line, "Threads:"); ok && strings.TrimSpace(n) != "1" {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.InotifyAddWatch(fd, path, unix.IN_OPEN); err != nil {
+		unix.Close(fd)
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "inotify")
+	t.Cleanup(func() { f.Close() })
+	ch := make(chan struct{}, 1)
+	go func() { // returns when f is closed
+		buf := make([]byte, 4096)
+		for {
+			if _, err := f.Read(buf); err != nil {
 				return
 			}
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
 		}
-	}
-	t.Fatalf("%s: the Go runtime did not start within 10 s", p.name)
-}
-
-// threadsCPU is the CPU time all of the process's threads have used, in
-// nanoseconds (schedstat's first field).
-func threadsCPU(pid int) time.Duration {
-	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/schedstat")
-	var sum time.Duration
-	for _, f := range tasks {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue // a thread that ended
-		}
-		if ns, err := strconv.ParseInt(strings.Fields(string(b))[0], 10, 64); err == nil {
-			sum += time.Duration(ns)
-		}
-	}
-	return sum
-}
-
-// afterInit waits, once the runtime is up, until the client has used 3 ms
-// of CPU more: its packages' init functions need about 1 ms, so main has
-// begun by then, however long the kernel kept it waiting for a CPU. It
-// returns early if the process exits.
-func afterInit(t *testing.T, p *proc) {
-	t.Helper()
-	pid := p.cmd.Process.Pid
-	start := threadsCPU(pid)
-	for deadline := time.Now().Add(10 * time.Second); threadsCPU(pid)-start < 3*time.Millisecond; time.Sleep(50 * time.Microsecond) {
-		if time.Now().After(deadline) {
-			return // a client that idles this early is tested as it is
-		}
-		select {
-		case err := <-p.exit:
-			p.exit <- err
-			return
-		default:
-		}
-	}
+	}()
+	return ch
 }
 
 // killedBy reports whether the process's exit (Wait's error) was death by
@@ -329,25 +302,42 @@ func killedBy(err error, sig syscall.Signal) bool {
 // millisecond, never kill it.
 //
 // A Go program cannot catch a signal before its runtime and its packages'
-// init functions have run (about 1 ms of CPU), and on a loaded machine
-// `ip netns exec` alone may take longer than 5 ms to start the client (a
-// SIGHUP then kills ip), and the kernel may leave the client waiting for
-// a CPU for tens of milliseconds. So the first SIGHUP goes 5 ms after the
-// spawn, but not before the client has had the CPU time its init needs.
-// This test shows the client survives; TestSIGHUPDuringStartup catches
-// the regression without timing.
+// init functions have run (0.1 to 3 ms of CPU, measured), and on a loaded
+// machine `ip netns exec` alone may take longer than 5 ms to start the
+// client (a SIGHUP then kills ip). So the first SIGHUP goes 5 ms after the
+// spawn, but not before the client has opened its config file, which it
+// does right after main caught its signals and well before the point
+// where the old client began to catch them (after config load, checks
+// and device id). TestSIGHUPDuringStartup catches the regression without
+// any timing.
 func TestEarlySIGHUP(t *testing.T) {
 	b := binaries(t)
 	t.Parallel()
 	n := loneNode(t)
 	t.Cleanup(func() { os.Remove(uapi.SocketPath(n.iface)) })
 	const runs = 20
+	opened := configOpened(t, n.conf)
 	sent, early := 0, 0 // SIGHUPs in all; of them, before the socket was up
 	for i := range runs {
+		// Forget the opens of the previous run's reloads: wait until
+		// none has come for 50 ms.
+		for drained := false; !drained; {
+			select {
+			case <-opened:
+			case <-time.After(50 * time.Millisecond):
+				drained = true
+			}
+		}
 		begin := time.Now()
 		p := spawn(t, n, b, "standalone", "--config", n.conf, "--interface", n.iface, "--state-dir", t.TempDir())
-		runtimeUp(t, p, b.client)
-		afterInit(t, p)
+		select {
+		case <-opened:
+		case err := <-p.exit:
+			p.exit <- err
+			t.Fatalf("run %d: the client exited before it opened its config: %v", i, err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("run %d: the client did not open its config within 10 s", i)
+		}
 		time.Sleep(time.Until(begin.Add(5 * time.Millisecond)))
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 			if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {

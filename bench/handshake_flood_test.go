@@ -1,0 +1,83 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"pipeguard/stages"
+)
+
+// floodLine is the shape of the flood mode's summary line.
+var floodLine = regexp.MustCompile(`^flood: data kept \d+% of its unloaded rate; [0-9.]+ -> [0-9.]+ Gbit/s; ` +
+	`initiations \d+/s received \(10x X25519 \d+/s\), \d+/s answered, \d+/s worked on \(budget \d+/s\), \d+/s dropped; ` +
+	`cookie replies \d+/s; tunnel CPU \d+% -> \d+% \(handshake [0-9.]+%\)$`)
+
+// TestFloodShort runs the flood mode briefly: the summary line has its
+// shape and agrees with the JSON report; the tunnel, under a flood of
+// initiations it cannot afford Curve25519 work for, answered with cookie
+// replies, and its Curve25519 work stayed within its budget (a burst and
+// the rate over the time flooded) whatever the flood's rate. It asserts
+// behaviour, not throughput.
+func TestFloodShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a tunnel under a flood")
+	}
+	dir := t.TempDir()
+	var stdout, prog bytes.Buffer
+	// A fixed count of packets: one segment of each phase, a round each.
+	cfg := Config{Mode: ModeFlood, Packets: 20000, JSONPath: filepath.Join(dir, "f.json"), Progress: &prog}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg, &stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line string
+	for _, l := range strings.Split(stdout.String(), "\n") {
+		if strings.HasPrefix(l, "flood:") {
+			line = l
+		}
+	}
+	if !floodLine.MatchString(line) {
+		t.Fatalf("summary line %q does not have the flood mode's shape; output:\n%s", line, stdout.String())
+	}
+	f, err := os.Open(cfg.JSONPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fromJSON, err := ReadReport(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr := fromJSON.Flood
+	if fr == nil || fr.Line() != line || fr.Line() != rep.Flood.Line() {
+		t.Fatalf("the JSON report's summary differs from the printed one:\n%s\n%s", fr.Line(), line)
+	}
+	fl := fr.Flooded
+	t.Logf("%s", line)
+	if !(fr.X25519PerSecond > 0) || !(fl.Received > 0) || !(fr.Unloaded.Gbps > 0) || !(fl.Gbps > 0) {
+		t.Fatalf("figures missing: %+v", fr)
+	}
+	if !(fl.CookieReplies > 0) {
+		t.Errorf("no cookie replies under a flood at %.0f initiations/s: %+v", fl.Received, fl)
+	}
+	if fl.Answered != 0 {
+		t.Errorf("%.0f/s forged initiations answered with a response", fl.Answered)
+	}
+	// Curve25519 work: the budget's burst, plus its rate over the time
+	// flooded (and the second under load lasts after each segment).
+	worked, bound := fl.Worked*fl.WallSeconds, stages.HandshakeWorkBurst+stages.HandshakeWorkRate*(fl.WallSeconds+1)
+	if worked > bound {
+		t.Errorf("%.0f initiations cost Curve25519 work in %.2f s flooded, more than the budget's %.0f", worked, fl.WallSeconds, bound)
+	}
+	if got := prog.String(); !strings.Contains(got, "X25519 rate") || !strings.Contains(got, "flooded at") {
+		t.Errorf("progress:\n%s", got)
+	}
+}
