@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"pipeguard/noise"
 	"pipeguard/stages"
 	"pipeguard/wire"
 )
@@ -195,6 +196,10 @@ func (c *Config) check() error {
 	}
 	if c.Mode == ModeSoak && (c.Duration < time.Second || c.SoakEvery < time.Second) {
 		return bad("soak duration and change interval must be at least 1s")
+	}
+	if (c.Mode == ModeLoadgen || c.Mode == ModeAll) && c.LoadDuration > maxLoadDuration {
+		return bad("loadgen duration %v is over %v: a tunnel's cells run on one session, which must end before Rekey-After-Time (%v)",
+			c.LoadDuration, maxLoadDuration, noise.RekeyAfterTime)
 	}
 	if c.Duration < 0 || c.Repeat < 1 || c.Packets < 0 {
 		return bad("duration, repeat and packets must be positive")

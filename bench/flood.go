@@ -18,12 +18,13 @@ import (
 const (
 	// windowStart and windowMax: milliseconds of the tunnel's work at up
 	// to a million packets a second, so that its input never runs dry
-	// while the generator sleeps (a millisecond at most), and well within
-	// the tunnels' socket buffers (8 MiB for PipeGuard, 7 MiB for
-	// wireguard-go, which the kernel doubles; a GSO batch of 64 datagrams
-	// takes about 100 KiB of it).
-	windowStart = 1024
-	windowMax   = 2048
+	// while the generator sleeps (floodPause, and the runtime's timers
+	// add up to a millisecond), and well within the tunnels' socket
+	// buffers (8 MiB for PipeGuard, 7 MiB for wireguard-go, which the
+	// kernel doubles; a GSO batch of 64 datagrams takes about 100 KiB of
+	// it, so the most in flight about 6.5 MiB).
+	windowStart = 2048
+	windowMax   = 4096
 	windowMin   = 64
 	// windowGrow is added each time the generator finds the window full
 	// and nothing was dropped since it last looked: the window seeks the
@@ -112,10 +113,40 @@ func (w *window) full(now time.Time) {
 }
 
 // Pacing of the generator when the window is full: it sleeps this long
-// before it looks again (the runtime's timers make it up to a
-// millisecond), which at a few hundred thousand packets a second frees
-// room for a batch or more, and drains far less than the window.
-const floodPause = 500 * time.Microsecond
+// before it looks again (the runtime's timers make it up to a millisecond
+// more), which at a few hundred thousand packets a second frees room for
+// several batches, and drains well under half the window. Each sleep is a
+// thread switch or two, which in a VM cost about what sending a batch
+// does: fewer, longer sleeps are most of what makes the generator cheap
+// once its load is sealed ahead.
+const floodPause = time.Millisecond
+
+// dropLookEvery is how often the generator reads the kernel's drop
+// counters (the flood's count, inbound /proc/net/snmp, outbound
+// /proc/net/dev): formatting those files costs the kernel tens of
+// microseconds a read, a tenth of the generator's CPU at every look, and
+// drops beyond the window's size show up a few milliseconds late just as
+// well.
+const dropLookEvery = 10 * time.Millisecond
+
+// cachedFor returns a reader that calls f at most once per d of now's
+// time, and in between returns what f last returned. For one goroutine.
+func cachedFor(d time.Duration, now func() time.Time, f func() (uint64, error)) func() (uint64, error) {
+	var last time.Time
+	var v uint64
+	return func() (uint64, error) {
+		t := now()
+		if !last.IsZero() && t.Sub(last) < d {
+			return v, nil
+		}
+		n, err := f()
+		if err != nil {
+			return 0, err
+		}
+		last, v = t, n
+		return v, nil
+	}
+}
 
 // floodMinSend is the least room worth a system call.
 const floodMinSend = 32

@@ -34,6 +34,13 @@ const (
 	quickLoadDuration   = 2 * time.Second
 )
 
+// maxLoadDuration bounds the measured time per direction: each tunnel's
+// cells run on the session of one handshake (the inbound ring is sealed
+// under it), and handshake, readiness check, sealing, warm-up and cell
+// must end well before the session reaches Rekey-After-Time (120 s), so
+// that no rekey replaces it under the ring.
+const maxLoadDuration = 100 * time.Second
+
 // loadDirections are measured for each tunnel, in this order.
 var loadDirections = []Direction{Inbound, Outbound}
 
@@ -47,6 +54,15 @@ type LoadgenReport struct {
 	WarmupSeconds    float64 `json:"warmup_seconds"`
 	// Generator says how the generator ran: threads, pinning, offloads.
 	Generator string `json:"generator"`
+	// RingPackets is the size of the pre-sealed ring of inbound
+	// datagrams, RingBytes its memory; PeakRSSBytes is the harness's
+	// peak resident set (VmHWM), the ring's pages included.
+	RingPackets  int    `json:"ring_packets"`
+	RingBytes    uint64 `json:"ring_bytes"`
+	PeakRSSBytes uint64 `json:"peak_rss_bytes,omitempty"`
+	// RingMapSeconds is the time mapping the ring's memory and faulting
+	// it in took, once, before the first cell.
+	RingMapSeconds float64 `json:"ring_map_seconds,omitempty"`
 	// LoadAverageEnd is /proc/loadavg's first three fields at the end
 	// (Machine.LoadAverage has them at the start).
 	LoadAverageEnd     string       `json:"load_average_end"`
@@ -85,7 +101,10 @@ type LoadgenResult struct {
 	// WaitPercent is the share of the time the generator waited for the
 	// tunnel (its window full): near 100, the tunnel set the pace; near 0,
 	// the generator did, and the figure is the generator's.
-	WaitPercent   float64         `json:"wait_percent"`
+	WaitPercent float64 `json:"wait_percent"`
+	// SealSeconds is the wall time the harness took to seal the ring
+	// before the cell (inbound; on every CPU, outside every figure).
+	SealSeconds   float64         `json:"seal_seconds,omitempty"`
 	VsSequential  float64         `json:"vs_sequential"`
 	VsWireguardGo float64         `json:"vs_wireguard_go"`
 	Samples       []LoadgenSample `json:"samples"`
@@ -104,6 +123,12 @@ type LoadgenSample struct {
 	// to a GSO run of packets.
 	Drops  uint64 `json:"drops,omitempty"`
 	Stalls int    `json:"stalls,omitempty"` // windows written off: loss no counter saw
+	// Inbound: the datagrams sealed ahead for the cell and the time that
+	// took, and the datagrams of the measured interval sealed on the fly
+	// because the ring ran out (their sealing is in the generator's CPU).
+	SealedAhead uint64  `json:"sealed_ahead,omitempty"`
+	SealSeconds float64 `json:"seal_seconds,omitempty"`
+	SealedLive  uint64  `json:"sealed_live,omitempty"`
 }
 
 func (s LoadgenSample) mpps() float64 { return ratio(float64(s.Packets), s.Seconds) / 1e6 }
@@ -150,6 +175,7 @@ func summarizeLoadgen(kinds []tunnelKind, args [][]string, samples [][][]Loadgen
 				OfferedMpps: medianBy(ss, func(s LoadgenSample) float64 { return ratio(float64(s.Offered), s.Seconds) / 1e6 }),
 				LostPercent: medianBy(ss, LoadgenSample.lostPercent),
 				WaitPercent: medianBy(ss, func(s LoadgenSample) float64 { return 100 * ratio(s.WaitSeconds, s.Seconds) }),
+				SealSeconds: medianBy(ss, func(s LoadgenSample) float64 { return s.SealSeconds }),
 				Samples:     ss,
 			})
 		}
@@ -204,6 +230,15 @@ func loadgenWarnings(runs []LoadgenRun) []string {
 			for _, s := range res.Samples {
 				stalls += s.Stalls
 			}
+			var live, offered uint64
+			for _, s := range res.Samples {
+				live += s.SealedLive
+				offered += s.Offered
+			}
+			if live > 0 {
+				out = append(out, fmt.Sprintf("%s %s: the pre-sealed ring ran out; %.1f%% of the datagrams offered were sealed on the fly, in the generator's CPU",
+					k, res.Direction, 100*ratio(float64(live), float64(offered))))
+			}
 			if stalls > 0 {
 				out = append(out, fmt.Sprintf("%s %s: %d stall(s) of %v with nothing delivered and packets in flight (the tunnel waiting for a CPU, or loss no counter sees)",
 					k, res.Direction, stalls, stallAfter))
@@ -243,6 +278,7 @@ func writeLoadgen(b *strings.Builder, lr *LoadgenReport, m Machine, st Settings)
 		lr.Seconds, lr.WarmupSeconds, st.Repeat)
 	fmt.Fprintf(b, "CPU: 100 = one core; tunnel from /proc/<pid>/stat, gen(erator) the harness's own getrusage.\n")
 	fmt.Fprintf(b, "Generator: %s.\n", lr.Generator)
+	writeLoadgenSealing(b, lr)
 	fmt.Fprintf(b, "Load average: %s at the start, %s at the end.\n", cmp.Or(m.LoadAverage, "unknown"), cmp.Or(lr.LoadAverageEnd, "unknown"))
 	fmt.Fprintf(b, "PipeGuard %s; wireguard-go %s.\n\n", cmp.Or(lr.PipeGuardRevision, "(revision unknown)"), lr.WireguardGoVersion)
 	t := table{head: loadgenHead, left: map[int]bool{0: true, 1: true, 2: true}}
@@ -260,6 +296,27 @@ func writeLoadgen(b *strings.Builder, lr *LoadgenReport, m Machine, st Settings)
 	for _, w := range lr.Warnings {
 		fmt.Fprintf(b, "warning: %s\n", w)
 	}
+}
+
+// writeLoadgenSealing prints the pre-sealed ring's memory and how long
+// sealing it took before each tunnel's inbound cell.
+func writeLoadgenSealing(b *strings.Builder, lr *LoadgenReport) {
+	var took []string
+	for _, r := range lr.Runs {
+		for _, res := range r.Results {
+			if res.SealSeconds > 0 {
+				took = append(took, fmt.Sprintf("%.2f s (%s)", res.SealSeconds, tunnelKind{r.Impl, r.Engine}))
+			}
+		}
+	}
+	if len(took) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "Pre-sealed ring: %d datagrams, %.2f GiB, mapped in %.2f s", lr.RingPackets, float64(lr.RingBytes)/(1<<30), lr.RingMapSeconds)
+	if lr.PeakRSSBytes > 0 {
+		fmt.Fprintf(b, " (harness peak RSS %.2f GiB)", float64(lr.PeakRSSBytes)/(1<<30))
+	}
+	fmt.Fprintf(b, "; sealing it before each inbound cell, outside every figure, took %s.\n", strings.Join(took, ", "))
 }
 
 // writeLoadgenRatios prints the ratio table in its fixed form: pipeline

@@ -49,6 +49,22 @@ func runLoadgen(ctx context.Context, cfg *Config) (_ *LoadgenReport, err error) 
 	cpu := genCPU()
 	rep := &LoadgenReport{MTU: netnsMTU, InnerPacketBytes: loadInnerSize, Seconds: cfg.LoadDuration.Seconds(),
 		WarmupSeconds: loadWarmup.Seconds(), WireguardGoVersion: bins.wgVersion, PipeGuardRevision: bins.revision}
+	// One ring for the run, sealed anew for each inbound cell.
+	n, capped := ringPackets(cfg.LoadDuration, memAvailable())
+	ring, err := newSealedRing(n)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := ring.close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	rep.RingPackets, rep.RingBytes, rep.RingMapSeconds = n, ring.bytes(), ring.mapTook.Seconds()
+	if capped {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("the pre-sealed ring was capped at %d datagrams (%.1f GiB): %.1f s of the %.1f s each inbound cell sends at %.1f Mpps",
+			n, float64(ring.bytes())/(1<<30), float64(n)/loadRingRate, (loadWarmup+cfg.LoadDuration+loadRingSlack).Seconds(), loadRingRate/1e6))
+	}
 	kinds := cfg.netnsKinds()
 	prog := newProgress(cfg.Progress, cfg.ProgressTTY, cfg.Repeat*len(kinds)*len(loadDirections))
 	defer prog.finish()
@@ -61,7 +77,7 @@ func runLoadgen(ctx context.Context, cfg *Config) (_ *LoadgenReport, err error) 
 		// Each repeat starts with another tunnel, as in the netns mode.
 		for j := range kinds {
 			i := (j + r) % len(kinds)
-			m := &loadMeasurement{env: env, bins: bins, kind: kinds[i], cfg: cfg, prog: prog, cpu: cpu}
+			m := &loadMeasurement{env: env, bins: bins, kind: kinds[i], cfg: cfg, prog: prog, cpu: cpu, ring: ring}
 			s, err := m.run(ctx)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -82,12 +98,25 @@ func runLoadgen(ctx context.Context, cfg *Config) (_ *LoadgenReport, err error) 
 	rep.Runs = summarizeLoadgen(kinds, args, samples)
 	rep.Warnings = append(rep.Warnings, loadgenWarnings(rep.Runs)...)
 	rep.LoadAverageEnd = loadAverage()
+	if rss, err := procPeakRSS(os.Getpid()); err == nil {
+		rep.PeakRSSBytes = rss
+	}
 	return rep, nil
 }
 
 // Socket buffers of the harness's ends: the receiver's is large, so that
-// the harness never drops what the tunnel sends while it is descheduled.
+// the harness never drops what the tunnel sends while it is descheduled
+// or sleeping between reads; the senders' hold the window's datagrams
+// until the tunnel has read them.
 const loadPeerSocketBuffer = 32 << 20
+
+// loadDrainPause: once a read has drained the harness's socket while
+// datagrams keep coming, the receiver sleeps this long rather than wait
+// for the next one. Waiting, it is woken for every GSO run the tunnel
+// sends, thousands of times a second, a thread switch each; asleep, it
+// wakes a thousand times a second at most and finds a millisecond's
+// datagrams waiting (under 1 MiB at a million a second).
+const loadDrainPause = time.Millisecond
 
 // loadMeasurement is one repeat of one tunnel under load: start it,
 // handshake, check that each direction delivers, measure both, stop it.
@@ -97,16 +126,18 @@ type loadMeasurement struct {
 	kind     tunnelKind
 	cfg      *Config
 	prog     *progress
-	cpu      int // the generator's CPU, -1 for none
+	cpu      int         // the generator's CPU, -1 for none
+	ring     *sealedRing // the inbound load, sealed before each inbound cell
 	args     []string
 	warnings []string
 
-	proc  *nsProc // the tunnel
-	iface string  // its TUN interface
+	proc  *nsProc     // the tunnel
+	files []*procFile // its /proc files the measurement reads
+	iface string      // its TUN interface
 	peer  *loadPeer
-	out   tunio.UDPConn // the outbound sender's socket, in A
-	gso   bool          // the peer's socket sends with UDP GSO
-	gro   bool          // and receives with UDP GRO
+	out   *rawUDP // the outbound sender's socket, in A
+	gso   bool    // the peer's socket sends with UDP GSO
+	gro   bool    // and receives with UDP GRO
 }
 
 func (m *loadMeasurement) run(ctx context.Context) (_ [2]LoadgenSample, err error) {
@@ -125,6 +156,9 @@ func (m *loadMeasurement) run(ctx context.Context) (_ [2]LoadgenSample, err erro
 		return s, err
 	}
 	defer func() {
+		for _, f := range m.files {
+			f.close()
+		}
 		if code := m.proc.stop(stopGrace); code != 0 {
 			m.warnings = append(m.warnings, fmt.Sprintf("%s exited with status %d after SIGTERM: %s",
 				m.proc.name, code, lastLine(m.proc.out.String())))
@@ -136,9 +170,9 @@ func (m *loadMeasurement) run(ctx context.Context) (_ [2]LoadgenSample, err erro
 
 	// The peer's socket is made in B, the outbound sender's in A; once
 	// made, they may be used from any thread.
-	var conn tunio.UDPConn
+	var conn *rawUDP
 	if err := inNetns(m.env.b, func() error {
-		conn, err = tunio.ListenUDPOptions(netip.MustParseAddrPort(outerB+":51820"), tunio.UDPOptions{SocketBuffer: loadPeerSocketBuffer})
+		conn, err = newRawUDP(netip.MustParseAddrPort(outerB+":51820"), loadPeerSocketBuffer, loadDrainPause)
 		return err
 	}); err != nil {
 		return s, fmt.Errorf("%w: the harness's socket in %s: %v", ErrNetns, m.env.b, err)
@@ -148,9 +182,7 @@ func (m *loadMeasurement) run(ctx context.Context) (_ [2]LoadgenSample, err erro
 		conn.Close()
 		return s, err
 	}
-	if o, ok := conn.(tunio.UDPOffloads); ok {
-		m.gso, m.gro = o.Offloads()
-	}
+	m.gso, m.gro = conn.Offloads()
 	served := make(chan error, 1)
 	go func() { served <- m.peer.serve() }()
 	defer func() {
@@ -161,7 +193,7 @@ func (m *loadMeasurement) run(ctx context.Context) (_ [2]LoadgenSample, err erro
 	}()
 	if err := inNetns(m.env.a, func() error {
 		var err error
-		m.out, err = tunio.ListenUDPOptions(netip.AddrPortFrom(netip.IPv4Unspecified(), 0), tunio.UDPOptions{})
+		m.out, err = newRawUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), 0), loadPeerSocketBuffer, 0)
 		return err
 	}); err != nil {
 		return s, fmt.Errorf("%w: the sender's socket in %s: %v", ErrNetns, m.env.a, err)
@@ -292,11 +324,19 @@ func (m *loadMeasurement) outboundFill() func([]tunio.Datagram) {
 	}
 }
 
+// procFile opens the tunnel's /proc/<pid>/name for reading, to be closed
+// at the end of the measurement.
+func (m *loadMeasurement) procFile(name string) *procFile {
+	f := newProcFile(fmt.Sprintf("/proc/%d/%s", m.proc.pid(), name))
+	m.files = append(m.files, f)
+	return f
+}
+
 // tunCounters returns a reader of the tunnel's TUN interface's counters,
 // which /proc/<pid>/net/dev shows for the tunnel's namespace. Each reader
 // is for one goroutine.
 func (m *loadMeasurement) tunCounters() func() (netDevCounters, error) {
-	f := newProcFile(fmt.Sprintf("/proc/%d/net/dev", m.proc.pid()))
+	f := m.procFile("net/dev")
 	return func() (netDevCounters, error) {
 		b, err := f.read()
 		if err != nil {
@@ -310,7 +350,7 @@ func (m *loadMeasurement) tunCounters() func() (netDevCounters, error) {
 // tunnel's namespace (its socket is the only one there that receives
 // load).
 func (m *loadMeasurement) udpRcvbufErrors() func() (uint64, error) {
-	f := newProcFile(fmt.Sprintf("/proc/%d/net/snmp", m.proc.pid()))
+	f := m.procFile("net/snmp")
 	return func() (uint64, error) {
 		b, err := f.read()
 		if err != nil {
@@ -325,6 +365,7 @@ type loadSnap struct {
 	at           time.Time
 	tunnel, self time.Duration // CPU time
 	delivered    uint64
+	live         uint64 // inbound datagrams sealed on the fly
 	flood        floodStats
 }
 
@@ -333,19 +374,27 @@ type loadSnap struct {
 func (m *loadMeasurement) measure(ctx context.Context, dir Direction) (LoadgenSample, error) {
 	var f *flood
 	var delivered func() (uint64, error) // for the snapshots, on this goroutine
+	var live func() uint64
 	switch dir {
 	case Inbound:
-		tunF, dropsF := m.tunCounters(), m.udpRcvbufErrors() // the flood's
-		tunS := m.tunCounters()                              // the snapshots'
+		// Sealed on both CPUs before the clock starts (and before the
+		// harness is pinned to one).
+		defer m.peer.releaseRing()
+		if err := m.peer.presealInbound(m.ring); err != nil {
+			return LoadgenSample{}, err
+		}
+		live = m.ring.live.Load
+		tunF, dropsF := m.tunCounters(), cachedFor(dropLookEvery, time.Now, m.udpRcvbufErrors()) // the flood's
+		tunS := m.tunCounters()                                                                  // the snapshots'
 		c0, err := tunF()
 		if err != nil {
 			return LoadgenSample{}, err
 		}
-		r0, err := dropsF()
+		r0, err := dropsF() // the first call reads
 		if err != nil {
 			return LoadgenSample{}, err
 		}
-		f = newFlood(m.peer.conn, m.peer.conn.BatchSize(), m.peer.sealInbound, func() (uint64, uint64, error) {
+		f = newFlood(m.peer.conn, m.peer.conn.BatchSize(), m.ring.fill, func() (uint64, uint64, error) {
 			c, err := tunF()
 			if err != nil {
 				return 0, 0, err
@@ -363,12 +412,17 @@ func (m *loadMeasurement) measure(ctx context.Context, dir Direction) (LoadgenSa
 		if err != nil {
 			return LoadgenSample{}, err
 		}
+		txDropped := cachedFor(dropLookEvery, time.Now, func() (uint64, error) {
+			c, err := tunF()
+			return c.txDropped, err
+		})
 		d0 := m.peer.data.Load()
 		f = newFlood(m.out, m.out.BatchSize(), m.outboundFill(), func() (uint64, uint64, error) {
-			c, err := tunF()
-			return m.peer.data.Load() - d0, c.txDropped - c0.txDropped, err
+			d, err := txDropped()
+			return m.peer.data.Load() - d0, d - c0.txDropped, err
 		}, time.Sleep)
 		delivered = func() (uint64, error) { return m.peer.data.Load() - d0, nil }
+		live = func() uint64 { return 0 }
 		m.peer.keepalive() // the tunnel has heard from us just now
 	}
 	unpin, err := pinProcess(m.cpu)
@@ -392,7 +446,7 @@ func (m *loadMeasurement) measure(ctx context.Context, dir Direction) (LoadgenSa
 		}
 	}
 	snap := func() (loadSnap, error) {
-		s := loadSnap{at: time.Now(), self: processCPU(), flood: f.snapshot()}
+		s := loadSnap{at: time.Now(), self: processCPU(), flood: f.snapshot(), live: live()}
 		var err error
 		if s.tunnel, err = procCPU(m.proc.pid()); err != nil {
 			return s, err
@@ -421,7 +475,7 @@ func (m *loadMeasurement) measure(ctx context.Context, dir Direction) (LoadgenSa
 	if err := m.peer.checkForged(); err != nil {
 		return LoadgenSample{}, err
 	}
-	return LoadgenSample{
+	sample := LoadgenSample{
 		Packets:             s1.delivered - s0.delivered,
 		Offered:             s1.flood.Sent - s0.flood.Sent,
 		Seconds:             s1.at.Sub(s0.at).Seconds(),
@@ -430,14 +484,22 @@ func (m *loadMeasurement) measure(ctx context.Context, dir Direction) (LoadgenSa
 		WaitSeconds:         (s1.flood.Wait - s0.flood.Wait).Seconds(),
 		Drops:               s1.flood.Drops - s0.flood.Drops,
 		Stalls:              s1.flood.Stalls - s0.flood.Stalls,
-	}, nil
+		SealedLive:          s1.live - s0.live,
+	}
+	if dir == Inbound {
+		sample.SealSeconds, sample.SealedAhead = m.ring.sealTook.Seconds(), uint64(len(m.ring.pkts))
+		if w := m.ring.check(time.Now()); w != "" {
+			m.warnings = append(m.warnings, fmt.Sprintf("%s inbound: %s", m.kind, w))
+		}
+	}
+	return sample, nil
 }
 
 // describe says how the generator ran, for the report.
 func (m *loadMeasurement) describe() string {
 	pin := "not pinned (one CPU)"
 	if m.cpu >= 0 {
-		pin = fmt.Sprintf("the harness's threads all pinned to CPU %d of %d while it measures (the tunnel's may use every CPU)", m.cpu, runtime.NumCPU())
+		pin = fmt.Sprintf("the harness's threads all pinned to CPU %d of %d and GOMAXPROCS 1 while it measures (the tunnel's may use every CPU)", m.cpu, runtime.NumCPU())
 	}
 	onOff := func(b bool) string {
 		if b {
@@ -445,7 +507,8 @@ func (m *loadMeasurement) describe() string {
 		}
 		return "off"
 	}
-	return fmt.Sprintf("one sending and one receiving goroutine, %s; sendmmsg of up to %d datagrams, UDP GSO %s; recvmmsg, UDP GRO %s; "+
-		"at most %d packets in flight (a window that shrinks on loss), inbound sealed on the fly",
-		pin, m.peer.conn.BatchSize(), onOff(m.gso), onOff(m.gro), windowMax)
+	return fmt.Sprintf("one sending and one receiving goroutine, %s; sendmmsg of up to %d datagrams, UDP GSO %s; recvmmsg, UDP GRO %s, "+
+		"a %v pause once the socket is drained; at most %d packets in flight (a window that shrinks on loss), a %v pause when it is full; "+
+		"inbound sealed ahead, before each inbound cell, on %d CPUs, and sealed on the fly only if the ring runs out",
+		pin, m.peer.conn.BatchSize(), onOff(m.gso), onOff(m.gro), loadDrainPause, windowMax, floodPause, runtime.GOMAXPROCS(0))
 }

@@ -19,9 +19,11 @@ import (
 // namespaces, both PipeGuard engines and wireguard-go each under load from
 // the harness, both directions. It checks that every cell is measured
 // (throughput, packets, the tunnel's CPU and the generator's own), that
-// the table holds every row and the ratio table in its fixed form, that
-// the JSON and the chart hold the figures, and that nothing is left
-// behind. About 30 s on two cores.
+// each inbound cell was sent from a ring sealed ahead, that the table
+// holds every row and the ratio table in its fixed form, that the JSON
+// and the chart hold the figures, and that nothing is left behind. About
+// 45 s on two cores (with the race detector), a tenth of it mapping the
+// ring and a fifth sealing it.
 func TestLoadgenQuick(t *testing.T) {
 	requireLoadgen(t)
 	dir := t.TempDir()
@@ -63,8 +65,9 @@ func TestLoadgenQuick(t *testing.T) {
 	if !ratios.MatchString(table) {
 		t.Errorf("no ratio table in its fixed form:\n%s", table)
 	}
-	if !strings.Contains(table, "load average "+rep.Machine.LoadAverage) || !strings.Contains(table, "Generator: ") {
-		t.Errorf("the header lacks the load average or the generator")
+	if !strings.Contains(table, "load average "+rep.Machine.LoadAverage) || !strings.Contains(table, "Generator: ") ||
+		!strings.Contains(table, "Pre-sealed ring: ") {
+		t.Errorf("the header lacks the load average, the generator or the ring")
 	}
 	svg, err := os.ReadFile(cfg.SVGPath)
 	if err != nil {
@@ -101,6 +104,9 @@ func checkLoadgenReport(t *testing.T, rep *Report) {
 	if lr == nil {
 		t.Fatal("no loadgen figures")
 	}
+	if lr.RingPackets < loadRingMin || lr.RingBytes != uint64(lr.RingPackets)*ringSlot || lr.PeakRSSBytes < lr.RingBytes {
+		t.Errorf("ring: %d datagrams, %d bytes; harness peak RSS %d bytes", lr.RingPackets, lr.RingBytes, lr.PeakRSSBytes)
+	}
 	if lr.MTU != 1280 || lr.InnerPacketBytes != 1280 || !(lr.Seconds > 0) || lr.Generator == "" ||
 		lr.WireguardGoVersion == "" || lr.WireguardGoVersion == "unknown" || rep.Machine.LoadAverage == "" || lr.LoadAverageEnd == "" {
 		t.Errorf("settings %+v, load average %q", lr, rep.Machine.LoadAverage)
@@ -123,6 +129,20 @@ func checkLoadgenReport(t *testing.T, rep *Report) {
 				t.Errorf("%s: %+v", what, res)
 			}
 			gbps[what] = res.Gbps
+			// Inbound is sent from the ring, sealed ahead; outbound
+			// seals nothing.
+			inbound := res.Direction == Inbound
+			if inbound != (res.SealSeconds > 0) {
+				t.Errorf("%s: sealing took %v s", what, res.SealSeconds)
+			}
+			for _, s := range res.Samples {
+				if inbound != (s.SealedAhead == uint64(lr.RingPackets)) || !inbound && s.SealedLive != 0 {
+					t.Errorf("%s: %d sealed ahead, %d on the fly", what, s.SealedAhead, s.SealedLive)
+				}
+			}
+			// Not a check: on a loaded machine the tunnel may get less
+			// CPU than the generator.
+			t.Logf("%s: %.2f Gbit/s, tunnel CPU %.0f%%, generator CPU %.0f%%", what, res.Gbps, res.TunnelCPUPercent, res.GeneratorCPUPercent)
 		}
 	}
 	if want := []string{"pipeguard sequential", "pipeguard pipeline", "wireguard-go"}; !slices.Equal(kinds, want) {

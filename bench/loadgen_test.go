@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"runtime"
@@ -323,11 +324,17 @@ func loadgenFixture() *Report {
 		{{s(0.5, 1.8, 0.5, 0.95), s(0.7, 1.8, 0.6, 0.95)}, {s(0.6, 1.6, 0.3, 0.9), s(0.6, 1.6, 0.3, 0.9)}},
 		{{s(0.25, 1.5, 0.3, 0.9), s(0.25, 1.5, 0.3, 0.9)}, {s(0.2, 1.2, 0.2, 0.05), s(0.2, 1.2, 0.2, 0.05)}},
 	}
+	for i := range samples { // inbound: the ring's sealing, 1.0 and 1.2 s
+		for j := range samples[i][0] {
+			samples[i][0][j].SealSeconds, samples[i][0][j].SealedAhead = 1+0.2*float64(j), 2_500_000
+		}
+	}
 	runs := summarizeLoadgen(kinds, [][]string{{"a"}, {"b"}, {"c"}}, samples)
 	return &Report{
 		Machine:  Machine{CPUModel: "Test CPU", Cores: 2, Date: "2026-11-28T00:00:00Z", LoadAverage: "0.50 0.40 0.30"},
 		Settings: Settings{Mode: string(ModeLoadgen), Repeat: 2},
 		Loadgen: &LoadgenReport{MTU: 1280, InnerPacketBytes: 1280, Seconds: 2, WarmupSeconds: 0.3, Generator: "one thread",
+			RingPackets: 2_500_000, RingBytes: 2_500_000 * ringSlot, RingMapSeconds: 0.5, PeakRSSBytes: 3 << 30,
 			LoadAverageEnd: "0.60 0.40 0.30", WireguardGoVersion: "v0.0.0-test", Runs: runs, Warnings: loadgenWarnings(runs)},
 	}
 }
@@ -356,6 +363,15 @@ func TestLoadgenSummary(t *testing.T) {
 	if w := r.Loadgen.Warnings; len(w) != 1 || !strings.Contains(w[0], "wireguard-go outbound: the generator waited for the tunnel only 5%") {
 		t.Errorf("warnings %q", w)
 	}
+	if !near(seq.Results[0].SealSeconds, 1.1) || seq.Results[1].SealSeconds != 0 {
+		t.Errorf("sealing time: %v inbound, %v outbound", seq.Results[0].SealSeconds, seq.Results[1].SealSeconds)
+	}
+	ranOut := slices.Clone(runs[0].Results)
+	ranOut[0].Samples = []LoadgenSample{{Offered: 1000, SealedLive: 0}, {Offered: 1000, SealedLive: 50}}
+	if w := loadgenWarnings([]LoadgenRun{{Impl: ImplPipeGuard, Engine: "sequential", Results: ranOut}}); len(w) != 1 ||
+		!strings.HasPrefix(w[0], "pipeguard sequential inbound: the pre-sealed ring ran out; 2.5% of the datagrams offered were sealed on the fly") {
+		t.Errorf("ring warnings %q", w)
+	}
 	stalled := slices.Clone(runs[0].Results)
 	stalled[0].Samples = []LoadgenSample{{Stalls: 1}, {Stalls: 2}}
 	if w := loadgenWarnings([]LoadgenRun{{Impl: ImplPipeGuard, Engine: "sequential", Results: stalled}}); len(w) != 1 ||
@@ -372,6 +388,8 @@ func TestLoadgenSummary(t *testing.T) {
 		"PipeGuard bench: Test CPU, 2 cores, , , 2026-11-28T00:00:00Z, load average 0.50 0.40 0.30\n",
 		"Load average: 0.50 0.40 0.30 at the start, 0.60 0.40 0.30 at the end.\n",
 		"Generator: one thread.\n",
+		"Pre-sealed ring: 2500000 datagrams, 3.06 GiB, mapped in 0.50 s (harness peak RSS 3.00 GiB); sealing it before each inbound cell, " +
+			"outside every figure, took 1.10 s (pipeguard sequential), 1.10 s (pipeguard pipeline), 1.10 s (wireguard-go).\n",
 		"loadgen ratio              inbound  outbound\n" +
 			"pipeline / sequential         2.00      2.00\n" +
 			"pipeline / wireguard-go       2.40      3.00\n",
@@ -457,5 +475,18 @@ func TestLoadgenPlan(t *testing.T) {
 	}
 	if _, err := (Config{Mode: "loadgun"}).withDefaults(); err == nil {
 		t.Error("mode loadgun accepted")
+	}
+	// A cell must end on the session it started on, well before
+	// Rekey-After-Time.
+	for _, mode := range []Mode{ModeLoadgen, ModeAll} {
+		if _, err := (Config{Mode: mode, Duration: maxLoadDuration}).withDefaults(); err != nil {
+			t.Errorf("%s, %v: %v", mode, maxLoadDuration, err)
+		}
+		if _, err := (Config{Mode: mode, Duration: maxLoadDuration + time.Second}).withDefaults(); !errors.Is(err, ErrConfig) {
+			t.Errorf("%s, %v: %v, want %v", mode, maxLoadDuration+time.Second, err, ErrConfig)
+		}
+	}
+	if _, err := (Config{Mode: ModeNetns, Duration: 5 * time.Minute}).withDefaults(); err != nil {
+		t.Errorf("netns, 5m: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -49,8 +50,9 @@ var (
 // (a rekey), so that a mid-run handshake does not break the count.
 //
 // Make one with newLoadPeer. serve runs on one goroutine; handshake,
-// keepalive and the counters may be used from others; sealInbound from
-// one goroutine at a time (the sender).
+// keepalive and the counters may be used from others; sealInbound,
+// presealInbound and a ring's fill from one goroutine at a time (the
+// sender).
 type loadPeer struct {
 	conn   tunio.UDPConn
 	tunnel netip.AddrPort // the tunnel's UDP address
@@ -62,10 +64,15 @@ type loadPeer struct {
 	kp          atomic.Pointer[noise.Keypair] // the session we send on (we initiated it)
 	established chan struct{}                 // capacity 1: a response completed our handshake
 
-	// inbound is the inner packet the inbound load carries, sealed anew
-	// for each datagram; ring holds one batch of sealed datagrams.
+	// mu guards hold: while a pre-sealed ring is in use, keepalives are
+	// not sent (presealInbound says why).
+	mu   sync.Mutex
+	hold bool
+
+	// inbound is the inner packet the inbound load carries; batch holds
+	// one batch of it sealed on the fly.
 	inbound wire.Packet
-	ring    []wire.Packet
+	batch   []wire.Packet
 
 	// What serve counted.
 	data       atomic.Uint64 // full-size data messages under one of our sessions
@@ -89,7 +96,7 @@ func newLoadPeer(conn tunio.UDPConn, tunnel netip.AddrPort, key noise.PrivateKey
 		return nil, err
 	}
 	p := &loadPeer{conn: conn, tunnel: tunnel, static: st, remote: remote, hs: hs,
-		established: make(chan struct{}, 1), ring: make([]wire.Packet, conn.BatchSize())}
+		established: make(chan struct{}, 1), batch: make([]wire.Packet, conn.BatchSize())}
 	if err := p.inbound.SetInner(udp4Packet(inboundSrc, inboundDst, loadInnerSize)); err != nil {
 		return nil, err
 	}
@@ -133,11 +140,17 @@ func (p *loadPeer) handshake(ctx context.Context, timeout time.Duration) error {
 
 // keepalive sends an empty transport message on our session: it confirms
 // a new session, and it keeps a tunnel that only sends (outbound load)
-// from starting a handshake because it hears nothing back.
+// from starting a handshake because it hears nothing back. While a
+// pre-sealed ring is in use it sends nothing.
 func (p *loadPeer) keepalive() error {
 	kp := p.kp.Load()
 	if kp == nil {
 		return errLoadHandshake
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.hold {
+		return nil
 	}
 	var ka wire.Packet
 	if _, err := kp.Seal(&ka); err != nil {
@@ -155,28 +168,45 @@ func (p *loadPeer) send(b []byte) error {
 // sealInbound fills msgs with datagrams of inbound load, each the inner
 // packet sealed under the next counter of our session. len(msgs) is at
 // most the conn's batch size.
-func (p *loadPeer) sealInbound(msgs []tunio.Datagram) {
-	kp := p.kp.Load()
+func (p *loadPeer) sealInbound(msgs []tunio.Datagram) { p.sealInboundWith(p.kp.Load(), msgs) }
+
+// sealInboundWith is sealInbound under the session kp.
+func (p *loadPeer) sealInboundWith(kp *noise.Keypair, msgs []tunio.Datagram) {
 	for i := range msgs {
 		c, err := kp.ReserveCounter()
 		if err != nil {
 			panic(err) // 2^64 messages: unreachable in a benchmark's lifetime
 		}
-		pkt := &p.ring[i]
+		pkt := &p.batch[i]
 		kp.SealTo(pkt, &p.inbound, c)
 		msgs[i] = tunio.Datagram{Buf: pkt.Buf[:pkt.MsgLen], N: int(pkt.MsgLen), Addr: p.tunnel}
 	}
 }
 
+// viewReader is a conn that hands received datagrams over in place,
+// without copying them into the caller's buffers (rawUDP).
+type viewReader interface {
+	ReadViews(fn func(b []byte, from netip.AddrPort)) (int, error)
+}
+
 // serve receives until the conn is closed, which is a clean return.
 func (p *loadPeer) serve() error {
+	var st serveState
+	if v, ok := p.conn.(viewReader); ok {
+		handle := func(b []byte, _ netip.AddrPort) { p.handle(&st, b) }
+		for {
+			if _, err := v.ReadViews(handle); err != nil {
+				if tunio.IsClosed(err) {
+					return nil
+				}
+				return err
+			}
+		}
+	}
 	msgs := make([]tunio.Datagram, p.conn.BatchSize())
 	for i := range msgs {
 		msgs[i].Buf = make([]byte, 2048)
 	}
-	var scratch wire.Packet
-	var lastIndex uint32
-	var lastKP *noise.Keypair
 	for {
 		n, err := p.conn.ReadBatch(msgs)
 		if err != nil {
@@ -186,58 +216,71 @@ func (p *loadPeer) serve() error {
 			return err
 		}
 		for i := range msgs[:n] {
-			b := msgs[i].Buf[:msgs[i].N]
-			if len(b) < 4 {
-				p.other.Add(1)
-				continue
-			}
-			switch wire.MessageType(b[0]) {
-			case wire.TypeTransport:
-				h, err := wire.ParseTransportHeader(b)
-				if err != nil {
-					p.other.Add(1)
-					continue
-				}
-				if h.Receiver != lastIndex || lastKP == nil {
-					e, ok := p.index.Lookup(h.Receiver)
-					if !ok || e.Keypair == nil {
-						p.other.Add(1)
-						continue
-					}
-					lastIndex, lastKP = h.Receiver, e.Keypair
-				}
-				switch len(b) {
-				case wire.MinTransportSize:
-					p.keepalives.Add(1)
-				case loadMessageSize:
-					if p.data.Add(1)%loadSampleEvery == 1 {
-						p.sampled.Add(1)
-						if !p.authentic(&scratch, lastKP, b, h.Counter) {
-							p.forged.Add(1)
-						}
-					}
-				default:
-					p.other.Add(1)
-				}
-			case wire.TypeResponse:
-				if _, kp, err := p.static.ConsumeResponse(b, time.Now(), &p.index); err == nil {
-					p.kp.Store(kp)
-					select {
-					case p.established <- struct{}{}:
-					default:
-					}
-				} else {
-					p.other.Add(1)
-				}
-			case wire.TypeInitiation:
-				p.answer(b)
-			case wire.TypeCookieReply:
-				noise.ConsumeCookieReply(b, time.Now(), &p.index)
-				p.other.Add(1)
-			default:
-				p.other.Add(1)
-			}
+			p.handle(&st, msgs[i].Buf[:msgs[i].N])
 		}
+	}
+}
+
+// serveState is what serve keeps between datagrams: the session of the
+// last data message (a lookup spared for each of a run), and a packet to
+// open samples in.
+type serveState struct {
+	scratch   wire.Packet
+	lastIndex uint32
+	lastKP    *noise.Keypair
+}
+
+// handle counts, samples or answers one received datagram.
+func (p *loadPeer) handle(st *serveState, b []byte) {
+	if len(b) < 4 {
+		p.other.Add(1)
+		return
+	}
+	switch wire.MessageType(b[0]) {
+	case wire.TypeTransport:
+		h, err := wire.ParseTransportHeader(b)
+		if err != nil {
+			p.other.Add(1)
+			return
+		}
+		if h.Receiver != st.lastIndex || st.lastKP == nil {
+			e, ok := p.index.Lookup(h.Receiver)
+			if !ok || e.Keypair == nil {
+				p.other.Add(1)
+				return
+			}
+			st.lastIndex, st.lastKP = h.Receiver, e.Keypair
+		}
+		switch len(b) {
+		case wire.MinTransportSize:
+			p.keepalives.Add(1)
+		case loadMessageSize:
+			if p.data.Add(1)%loadSampleEvery == 1 {
+				p.sampled.Add(1)
+				if !p.authentic(&st.scratch, st.lastKP, b, h.Counter) {
+					p.forged.Add(1)
+				}
+			}
+		default:
+			p.other.Add(1)
+		}
+	case wire.TypeResponse:
+		if _, kp, err := p.static.ConsumeResponse(b, time.Now(), &p.index); err == nil {
+			p.kp.Store(kp)
+			select {
+			case p.established <- struct{}{}:
+			default:
+			}
+		} else {
+			p.other.Add(1)
+		}
+	case wire.TypeInitiation:
+		p.answer(b)
+	case wire.TypeCookieReply:
+		noise.ConsumeCookieReply(b, time.Now(), &p.index)
+		p.other.Add(1)
+	default:
+		p.other.Add(1)
 	}
 }
 
