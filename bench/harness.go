@@ -186,7 +186,7 @@ func (r *Rig) handshake(responses chan []byte) error {
 	for time.Now().Before(deadline) {
 		var ka uint64
 		for _, s := range r.tunnel.Stats() {
-			if s.Name == "tunwrite" || s.Name == "inbound" {
+			if s.Name == "route-in" || s.Name == "inbound" {
 				ka += s.Keepalives
 			}
 		}

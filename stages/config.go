@@ -24,21 +24,23 @@ const (
 //
 // What a stage does when the queue after it is full:
 //   - every data queue between stages (udprecv → decrypt workers →
-//     tunwrite, tunread → encrypt workers → udpsend): the
-//     producer waits. Backpressure travels back to the edges, where the
-//     kernel's socket buffer (inbound) or the TUN device's queue
-//     (outbound) fills and drops or pushes back on the sender, as a
-//     network would; no queue ever grows.
+//     route-in → tunwrite, tunread → route-out → encrypt workers →
+//     udpsend), each Config.QueueCapacity packets: the producer waits.
+//     Backpressure travels back to the edges, where the kernel's socket
+//     buffer (inbound) or the TUN device's queue (outbound) fills and
+//     drops or pushes back on the sender, as a network would; no queue
+//     ever grows.
 //   - the handshake queue: udprecv drops the message and counts it
 //     (DropQueueFull), so a handshake flood never stalls data.
 //   - a peer's staged queue (packets waiting for a handshake): routing
 //     drops the packet and counts it (DropStagedOverflow).
 const (
 	// DefaultQueueCapacity is the capacity of every data queue between
-	// stages, in packets: about 1.4 MB of slots per queue, enough to ride
-	// out a scheduling hiccup of a millisecond at several Gbit/s, small
-	// enough to stay out of the way of latency when a stage is slower than
-	// its input. (Measured: 64 to 256 made the pipeline slower here, the
+	// stages (each pool worker's input and output, route-in's output to
+	// tunwrite, tunread's output to route-out), in packets: about 1.4 MB
+	// of slots per queue, enough to ride out a scheduling hiccup of a
+	// millisecond at several Gbit/s, small enough to stay out of the way
+	// of latency when a stage is slower than its input. (Measured: 64 to 256 made the pipeline slower here, the
 	// stages then park and wake far more often.)
 	DefaultQueueCapacity = 1000
 

@@ -173,9 +173,11 @@ func TestStageCounters(t *testing.T) {
 			var wants []want
 			if engine == EnginePipeline {
 				wants = []want{
-					{"tunwrite", in, inBytes, 1, 1, true, true},
 					{"decrypt", in + 1, 0, 3, 0, false, false}, // the data and the keepalive
+					{"route-in", in, inBytes, 1, 1, true, true},
+					{"tunwrite", in, inBytes, 1, 0, true, true},
 					{"tunread", out, outBytes, 1, 0, true, false},
+					{"route-out", out, outBytes, 1, 0, true, false},
 					{"encrypt", out, 0, 3, 0, false, false},
 					{"udpsend", out, outDgramBytes, 1, 0, true, false},
 				}

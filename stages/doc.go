@@ -3,35 +3,40 @@
 // the sequential baseline engine built from the same per-packet step
 // functions.
 //
-//	inbound:  UDP ─► udprecv ─► decrypt pool ─► tunwrite (ordered checks) ─► TUN
+//	inbound:  UDP ─► udprecv ─► decrypt pool ─► route-in ─► tunwrite ─► TUN
 //	                    └─► handshake actor
-//	outbound: TUN ─► tunread (routing) ─► encrypt pool ─► udpsend ─► UDP
+//	outbound: TUN ─► tunread ─► route-out ─► encrypt pool ─► udpsend ─► UDP
 //
-// Packets travel as values (inItem, outItem, wire.Packet: fixed arrays and
+// Packets travel as values (inItem, outItem, tunPacket: fixed arrays and
 // a few words of metadata) through bounded single-producer,
 // single-consumer queues (package spsc) whose capacities are set in one
-// place (config.go). The edge stages read into and write from the slots
-// of the pools' queues: udprecv and tunread read a batch straight into the
-// slots of the workers' input queues (tunread routes each packet in its
-// slot), the workers let the AEAD write its output into their output
-// queue's slot, and tunwrite (after the ordered checks: replay window,
-// cryptokey routing) and udpsend write the batch straight from those
-// slots. So a packet is copied exactly where the sequential engine copies
-// it, and no two stages ever hold the same slot. Handshake messages take a
-// Go channel to the handshake actor: they are rare, and that queue drops
-// when full.
+// place (config.go). A value is copied once per hop: udprecv reads a batch
+// straight into the slots of the decrypt workers' input queues, each
+// worker lets the AEAD write its output into its output queue's slot,
+// route-in runs the ordered checks there (acceptStep: replay window,
+// cryptokey routing) and copies each accepted inner packet into
+// tunwrite's queue, and tunwrite writes the batch from those slots.
+// Outbound, tunread reads into route-out's queue, route-out routes each
+// packet in its slot (routeStep: peer, keypair, counter, in packet order)
+// and copies it into an encrypt worker's input queue, the worker seals
+// into its output queue's slot, and udpsend sends from there. No two
+// stages ever hold the same slot. Handshake messages take a Go channel to
+// the handshake actor: they are rare, and that queue drops when full.
 //
-// Worker pools keep order by turns: the stage before a pool hands runs of
-// consecutive packets to the workers in turn, and the stage after it
-// collects from them in the same turns (roundRobin), so one peer's packets
-// leave a pool in the order they entered. A worker that loses a packet (a
-// malformed one, or one in hand when it panicked) still emits its slot,
-// marked dropped, so the collector never falls out of step.
+// Worker pools keep order by turns: the stage before a pool (udprecv,
+// route-out) hands runs of consecutive packets to the workers in turn,
+// and the stage after it (route-in, udpsend) collects from them in the
+// same turns (roundRobin), so one peer's packets leave a pool in the order
+// they entered. A worker that loses a packet (a malformed one, or one in
+// hand when it panicked) still emits its slot, marked dropped, so the
+// collector never falls out of step.
 //
-// A small batch read while its direction's pool and collector hold
-// nothing skips the hand-offs: the edge stage that read it runs the
-// remaining steps itself (inline.go). Hand-offs pay when there is work to
-// spread over the cores; for a lone packet they only add wake-ups.
+// A small batch read while its direction's pipeline holds nothing skips
+// the hand-offs: the edge stage that read it runs the remaining steps
+// itself, routing included (inline.go). Hand-offs pay when there is work
+// to spread over the cores; for a lone packet they only add wake-ups. And
+// while other tasks wait for a CPU, every batch runs so unless the pools
+// prove they deliver more (spread.go).
 //
 // Every stage is a struct with Serve(ctx) error, run under a supervisor;
 // queues belong to the Tunnel that wires them and outlive restarts, and a

@@ -118,6 +118,8 @@ func (t *Tunnel) wireEngine() *tunnelCounters {
 			decIn[i], decOut[i] = spsc.New[inItem](q), spsc.New[inItem](q)
 			encIn[i], encOut[i] = spsc.New[outItem](q), spsc.New[outItem](q)
 		}
+		toTUN := spsc.New[tunPacket](q)
+		fromTUN := spsc.New[outItem](q)
 
 		t.inline.max.Store(defaultInlineMax)
 
@@ -127,14 +129,20 @@ func (t *Tunnel) wireEngine() *tunnelCounters {
 			dec.services = append(dec.services, &decryptWorker{t: t, in: decIn[i], out: decOut[i], c: dec.instances[i], log: logFor("decrypt")})
 			dec.inputs = append(dec.inputs, queueOf(decIn[i]))
 		}
-		write := tc.add("tunwrite", 1)
-		write.services = []service{newTUNWrite(t, t.tun, decOut, write.instances[0], logFor("tunwrite"))}
+		rin := tc.add("route-in", 1)
+		rin.services = []service{newRouteIn(t, decOut, toTUN, rin.instances[0], logFor("route-in"))}
 		for i := range n {
-			write.inputs = append(write.inputs, queueOf(decOut[i]))
+			rin.inputs = append(rin.inputs, queueOf(decOut[i]))
 		}
-		recv.services = []service{newUDPRecv(t, t.udp, decIn, t.handshakes, recv.instances[0], dec.addInline(), write.addInline(), logFor("udprecv"))}
+		write := tc.add("tunwrite", 1)
+		write.services = []service{newTUNWrite(t, t.tun, toTUN, write.instances[0], logFor("tunwrite"))}
+		write.inputs = []input{queueOf(toTUN)}
+		recv.services = []service{newUDPRecv(t, t.udp, decIn, t.handshakes, recv.instances[0], dec.addInline(), rin.addInline(), write.addInline(), logFor("udprecv"))}
 
 		read := tc.add("tunread", 1)
+		rout := tc.add("route-out", 1)
+		rout.services = []service{newRouteOut(t, fromTUN, encIn, rout.instances[0], logFor("route-out"))}
+		rout.inputs = []input{queueOf(fromTUN)}
 		enc := tc.add("encrypt", n)
 		for i := range n {
 			enc.services = append(enc.services, &encryptWorker{t: t, in: encIn[i], out: encOut[i], c: enc.instances[i], log: logFor("encrypt")})
@@ -145,7 +153,7 @@ func (t *Tunnel) wireEngine() *tunnelCounters {
 		for i := range n {
 			send.inputs = append(send.inputs, queueOf(encOut[i]))
 		}
-		read.services = []service{newTUNRead(t, t.tun, encIn, read.instances[0], enc.addInline(), send.addInline(), logFor("tunread"))}
+		read.services = []service{newTUNRead(t, t.tun, fromTUN, read.instances[0], rout.addInline(), enc.addInline(), send.addInline(), logFor("tunread"))}
 		// Delivered packets, not packets read: a trial of the pools
 		// would otherwise count the queues filling as throughput.
 		tc.spread = &spreader{t: t, open: openPressure, log: logFor("spread"),

@@ -11,10 +11,10 @@ type stageKind int
 const (
 	stageUDPRecv stageKind = iota
 	stageDecrypt
-	stageAccept // the ordered checks of one inbound packet, in tunwrite
+	stageRouteIn
 	stageTUNWrite
 	stageTUNRead
-	stageRoute // routing one outbound packet, in tunread
+	stageRouteOut
 	stageEncrypt
 	stageUDPSend
 	numStageKinds
@@ -27,6 +27,10 @@ type faultInjector struct {
 	// panics[k] is how many more times a stage of kind k panics when it
 	// next handles a packet.
 	panics [numStageKinds]atomic.Int64
+	// skips[k] is how many more packets a stage of kind k handles before
+	// an armed panic fires: a test that wants the panic in the middle of
+	// a run of packets rather than at its start sets it first.
+	skips [numStageKinds]atomic.Int64
 
 	// race, if set, runs at each racePoint, on the goroutine that reaches
 	// it: a test does there what another goroutine might do at that
@@ -81,8 +85,13 @@ func (f *faultInjector) hit(k stageKind) {
 	if ch := f.stalls[k].Load(); ch != nil {
 		<-*ch
 	}
-	if f.panics[k].Load() > 0 && f.panics[k].Add(-1) >= 0 {
-		panic(errInjected{k})
+	if f.panics[k].Load() > 0 {
+		if f.skips[k].Load() > 0 && f.skips[k].Add(-1) >= 0 {
+			return
+		}
+		if f.panics[k].Add(-1) >= 0 {
+			panic(errInjected{k})
+		}
 	}
 }
 

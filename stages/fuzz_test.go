@@ -144,7 +144,7 @@ func (ft *fuzzTunnel) accounted() (n uint64, ss []StageStats) {
 		switch s.Name {
 		case "handshake":
 			n += s.Packets
-		case "tunwrite", "inbound":
+		case "route-in", "inbound":
 			n += s.Keepalives
 		}
 	}

@@ -344,7 +344,7 @@ func totalDrops(ss []StageStats) uint64 {
 func keepalivesIn(ss []StageStats) uint64 {
 	var n uint64
 	for _, s := range ss {
-		if s.Name == "tunwrite" || s.Name == "inbound" {
+		if s.Name == "route-in" || s.Name == "inbound" {
 			n += s.Keepalives
 		}
 	}

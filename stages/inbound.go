@@ -3,7 +3,6 @@ package stages
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	"pipeguard/stages/spsc"
 	"pipeguard/tunio"
@@ -11,8 +10,8 @@ import (
 )
 
 // udpRecv reads datagrams in batches straight into the decrypt workers'
-// queues, datagram i of the stream into worker i mod N, and hands
-// handshake messages to the handshake actor.
+// queues, in the workers' turns (roundRobin), and hands handshake
+// messages to the handshake actor.
 //
 // Full queues: a full decrypt queue makes udpRecv wait (backpressure: the
 // socket's buffer then fills and drops, as a network would); a full
@@ -34,9 +33,10 @@ type udpRecv struct {
 	turn  []int // per worker: scratch for reserveTurns
 
 	// The inline path (inline.go): the counters of the steps it does for
-	// the decrypt pool and tunwrite, and its batch of inner packets.
-	dec, write *stageCounters
-	bufs       [][]byte
+	// the decrypt pool, route-in and tunwrite, and its batch of inner
+	// packets.
+	dec, route, write *stageCounters
+	bufs              [][]byte
 	// held is how many slots the last reserve got that are still
 	// reserved: an inline batch gives none away, so the next read reuses
 	// them (and their warm cache lines) without reserving again.
@@ -48,11 +48,11 @@ type udpRecv struct {
 	inHand int
 }
 
-func newUDPRecv(t *Tunnel, conn tunio.UDPConn, workers []*spsc.Queue[inItem], hs chan handshakeMsg, c, dec, write *stageCounters, log *slog.Logger) *udpRecv {
+func newUDPRecv(t *Tunnel, conn tunio.UDPConn, workers []*spsc.Queue[inItem], hs chan handshakeMsg, c, dec, route, write *stageCounters, log *slog.Logger) *udpRecv {
 	n := min(max(conn.BatchSize(), 1), maxBatch)
 	return &udpRecv{t: t, conn: conn, workers: workers, handshakes: hs, c: c, log: log, rr: newRoundRobin(len(workers), poolRun(workers[0].Cap())),
 		batch: n, slots: make([]*inItem, n), msgs: make([]tunio.Datagram, n), used: make([]int, len(workers)), turn: make([]int, len(workers)),
-		dec: dec, write: write, bufs: make([][]byte, 0, n)}
+		dec: dec, route: route, write: write, bufs: make([][]byte, 0, n)}
 }
 
 func (s *udpRecv) Serve(ctx context.Context) error {
@@ -69,6 +69,7 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 		flushAll(s.workers)
 		s.c.publish()
 		s.dec.publish()
+		s.route.publish()
 		s.write.publish()
 		if s.held == 0 {
 			k, ok := s.reserve(done)
@@ -123,16 +124,16 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 // reserve reserves up to a batch of slots, in the workers' turns from
 // rr, and points msgs at them. It waits only for the first.
 func (s *udpRecv) reserve(done <-chan struct{}) (int, bool) {
-	k, ok := reserveTurns(done, s.workers, s.rr, s.batch, false, s.c, s.used, s.turn, s.slots)
+	k, ok := reserveTurns(done, s.workers, s.rr, s.batch, s.c, s.used, s.turn, s.slots)
 	for i := range k {
 		s.msgs[i].Buf = s.slots[i].pkt.Buf[:]
 	}
 	return k, ok
 }
 
-// inline takes a batch of n datagrams through the decrypt and tunwrite
-// steps itself, in their slots, and keeps the slots for the next read
-// (inline.go).
+// inline takes a batch of n datagrams through the decrypt, route-in and
+// tunwrite steps itself, in their slots, and keeps the slots for the next
+// read (inline.go).
 func (s *udpRecv) inline(n int) error {
 	now := s.t.clock.Now()
 	s.bufs = s.bufs[:0]
@@ -145,7 +146,10 @@ func (s *udpRecv) inline(n int) error {
 			continue
 		}
 		s.dec.pass(int(it.pkt.InnerLen))
-		s.bufs = s.t.deliverStep(it, now, s.write, s.bufs)
+		if s.t.acceptOne(it, now, s.route) {
+			s.route.pass(int(it.pkt.InnerLen))
+			s.bufs = append(s.bufs, it.pkt.Buf[:wire.InnerOffset+int(it.pkt.InnerLen)])
+		}
 	}
 	var err error
 	if len(s.bufs) > 0 {
@@ -223,76 +227,48 @@ func (w *decryptWorker) Serve(ctx context.Context) error {
 	}
 }
 
-// tunWrite collects the decrypt pool's output in dispatch order, runs the
-// ordered checks (acceptStep: replay window, cryptokey routing) on each
-// packet in its slot, and writes the accepted inner packets to the TUN
-// device in batches straight from those slots: it waits for the next
-// packet, then takes those already there, in order, up to a batch, so a
-// busy tunnel makes one system call per batch and an idle one adds no
-// delay.
-//
-// The ordered checks run here rather than in a stage of their own: they
-// cost a few percent of a packet's CPU, and a stage between the pool and
-// the device cost a hand-off (a wake-up, often on the other core) and a
-// copy of every packet (docs/ARCHITECTURE.md, "Where the pipeline's time
-// went").
+// tunWrite writes inner packets to the TUN device in batches, straight
+// from its queue: it waits for one packet, then takes whatever else is
+// already there, up to a batch, so a busy tunnel makes one system call per
+// batch and an idle one adds no delay.
 type tunWrite struct {
-	t       *Tunnel
-	dev     tunio.Device
-	workers []*spsc.Queue[inItem]
-	rr      roundRobin
-	c       *stageCounters
-	log     *slog.Logger
+	t   *Tunnel
+	dev tunio.Device
+	in  *spsc.Queue[tunPacket]
+	c   *stageCounters
+	log *slog.Logger
 
 	batch int
 	bufs  [][]byte
 }
 
-func newTUNWrite(t *Tunnel, dev tunio.Device, workers []*spsc.Queue[inItem], c *stageCounters, log *slog.Logger) *tunWrite {
+func newTUNWrite(t *Tunnel, dev tunio.Device, in *spsc.Queue[tunPacket], c *stageCounters, log *slog.Logger) *tunWrite {
 	n := min(max(dev.BatchSize(), 1), maxBatch)
-	return &tunWrite{t: t, dev: dev, workers: workers, rr: newRoundRobin(len(workers), poolRun(workers[0].Cap())),
-		c: c, log: log, batch: n, bufs: make([][]byte, 0, n)}
+	return &tunWrite{t: t, dev: dev, in: in, c: c, log: log, batch: n, bufs: make([][]byte, 0, n)}
 }
 
 func (s *tunWrite) Serve(ctx context.Context) error {
 	s.log.Debug("stage start")
 	defer s.log.Debug("stage stop")
 	done := ctx.Done()
-	s.t.inline.in.done(abandonInHand(s.c, s.workers...))
+	s.t.inline.in.done(abandonInHand(s.c, s.in))
 	for {
-		// Give back every slot finished with before waiting.
-		releaseAll(s.workers)
-		s.c.publish()
-		p, ok := s.workers[s.rr.next].Next(done)
+		p, ok := s.in.Next(done)
 		if !ok {
 			return nil
 		}
-		// The clock once per batch, as the sequential engine reads it.
-		now := s.t.clock.Now()
-		s.bufs = s.bufs[:0]
-		taken := 0
-		for {
-			// Advance first: if the checks below panic, the restarted
-			// stage resumes at the next worker and the order holds.
-			s.rr.advance()
-			taken++
-			s.accept(p, now)
-			if taken == s.batch {
+		s.bufs = append(s.bufs[:0], p.Buf[:wire.InnerOffset+int(p.InnerLen)])
+		for len(s.bufs) < s.batch {
+			if p = s.in.TryNext(); p == nil {
 				break
 			}
-			if p = s.workers[s.rr.next].TryNext(); p == nil {
-				break
-			}
+			s.bufs = append(s.bufs, p.Buf[:wire.InnerOffset+int(p.InnerLen)])
 		}
 		s.t.faults.hit(stageTUNWrite)
-		var err error
-		if len(s.bufs) > 0 {
-			err = s.t.writeTUN(s.dev, s.bufs, s.c)
-		}
-		for _, q := range s.workers {
-			q.Done()
-		}
-		s.t.inline.in.done(taken)
+		err := s.t.writeTUN(s.dev, s.bufs, s.c)
+		s.c.publish()
+		s.in.Done()
+		s.t.inline.in.done(len(s.bufs))
 		if err != nil {
 			if tunio.IsClosed(err) || ctx.Err() != nil {
 				return nil
@@ -300,14 +276,4 @@ func (s *tunWrite) Serve(ctx context.Context) error {
 			return err
 		}
 	}
-}
-
-// accept runs the ordered checks on one slot from the pool and, if it
-// carries an inner packet to deliver, adds it to the batch.
-func (s *tunWrite) accept(it *inItem, now time.Time) {
-	if it.drop != dropNone {
-		return // counted where it was dropped
-	}
-	s.t.faults.hit(stageAccept)
-	s.bufs = s.t.deliverStep(it, now, s.c, s.bufs)
 }

@@ -3,8 +3,6 @@ package stages
 import (
 	"sync/atomic"
 	"time"
-
-	"pipeguard/wire"
 )
 
 // The pipeline's inline path. Every hand-off between stages costs a
@@ -14,20 +12,21 @@ import (
 // that hands a lone packet through two stages per direction answers a
 // ping later than the sequential engine, and spends more CPU on a trickle
 // of small batches. So an edge stage that reads a small batch while its
-// direction's pool and collector hold nothing takes the batch through the
-// remaining steps itself, calling the same step functions as the stages
-// after it, and hands nothing on. Larger batches, and any batch while
+// direction's pipeline holds nothing (pool, route stage, last stage) takes
+// the batch through the remaining steps itself, routing included, calling
+// the same step functions as the stages after it, and hands nothing on. Larger batches, and any batch while
 // earlier packets are still in the pipeline, take the pipeline: that is
 // where the workers pay.
 //
 // Order: the edge stage is its direction's only dispatcher, and it goes
 // inline only when the packets it dispatched before have all left the
-// collector (flight is zero), so an inline batch never overtakes one in
-// the pipeline, and nothing it dispatches later can overtake it.
+// pipeline (flight is zero), so an inline batch never overtakes one in
+// the pipeline, its ordered step (the replay window, the send counter)
+// runs after theirs, and nothing it dispatches later can overtake it.
 //
 // Counting: the steps done inline are counted under the stage whose step
-// it is (decrypt, tunwrite; encrypt, udpsend), in a counter instance of
-// that stage's own which only the edge stage writes.
+// it is (decrypt, route-in, tunwrite; route-out, encrypt, udpsend), in a
+// counter instance of that stage's own which only the edge stage writes.
 
 // defaultInlineMax is the largest batch an edge stage takes through inline:
 // enough for a ping, an ACK train or a small burst; a full read (a
@@ -36,12 +35,15 @@ import (
 const defaultInlineMax = 8
 
 // flight counts the packets of one direction that its dispatcher handed to
-// the pipeline and its collector has not finished with: the dispatcher
-// adds a batch once it has committed it, the collector subtracts once the
-// packets have left (written or sent, or lost to a panic). The collector
-// may subtract first, but only the dispatcher reads the count, after its
-// own adds, so it reads zero exactly when everything it handed on has
-// left.
+// the pipeline and that have not left it: the dispatcher adds a batch once
+// it has committed it; the route stage subtracts those that end with it
+// (dropped, keepalives, slots that carry none, staged for a handshake),
+// once it has marked them done; the last stage subtracts the rest once
+// they have left (written or sent); whoever restarts after a panic
+// subtracts what was lost. Each packet is subtracted once, after the
+// ordered step (acceptStep, routeStep) ran on it. The later stages may
+// subtract first, but only the dispatcher reads the count, after its own
+// adds, so it reads zero exactly when everything it handed on has left.
 type flight struct {
 	n atomic.Int64
 	_ [56]byte // its own cache line: two stages write it
@@ -65,17 +67,18 @@ type inlinePath struct {
 // limit is the largest batch that may go inline now.
 func (p *inlinePath) limit() int { return int(p.max.Load()) }
 
-// deliverStep runs the ordered checks (acceptStep) on one opened packet
-// and adds its inner packet to bufs, counting on c: the step after the
-// decrypt pool, in tunwrite or inline in udprecv.
-func (t *Tunnel) deliverStep(it *inItem, now time.Time, c *stageCounters, bufs [][]byte) [][]byte {
+// acceptOne runs the ordered checks (acceptStep) on one opened packet,
+// counting a drop or a keepalive on c, and reports whether it carries an
+// inner packet to deliver: the step after the decrypt pool, in route-in or
+// inline in udprecv.
+func (t *Tunnel) acceptOne(it *inItem, now time.Time, c *stageCounters) bool {
 	if r := t.acceptStep(it, now); r != dropNone {
 		c.drop(r)
-		return bufs
+		return false
 	}
 	if it.pkt.InnerLen == 0 {
 		c.keepalives.Add(1)
-		return bufs
+		return false
 	}
-	return append(bufs, it.pkt.Buf[:wire.InnerOffset+int(it.pkt.InnerLen)])
+	return true
 }

@@ -127,7 +127,7 @@ func TestInlineAndPoolsKeepOrder(t *testing.T) {
 		if d := totalDrops(e.tun.Stats()); d != 0 {
 			t.Errorf("%s dropped %d packets\n%s", e.udp, d, st())
 		}
-		for _, name := range []string{"encrypt", "decrypt"} {
+		for _, name := range []string{"route-out", "encrypt", "decrypt", "route-in"} {
 			all := stageStats(t, e.tun.Stats(), name).Packets
 			in := inlineCount(t, e, name)
 			if in == 0 || in == all {

@@ -28,7 +28,7 @@ type outItem struct {
 	dst     netip.AddrPort
 	peer    *peer
 	kp      *noise.Keypair
-	counter uint64 // reserved by routeStep (in tunread), in packet order
+	counter uint64 // reserved by routeStep (in route-out), in packet order
 	drop    DropReason
 	_       [itemPad]byte
 }
@@ -36,11 +36,19 @@ type outItem struct {
 func (it *inItem) markDropped(r DropReason)  { it.drop = r }
 func (it *outItem) markDropped(r DropReason) { it.drop = r }
 
+// tunPacket is an accepted inner packet on its way from route-in to
+// tunwrite.
+type tunPacket struct {
+	wire.Packet
+	_ [tunPacketPad]byte
+}
+
 // Padding that makes each item a whole number of 128-byte blocks (two
 // cache lines, the unit of the adjacent-line prefetcher), so that queue
 // slots never share a cache line: the producer filling slot k+1 would
 // otherwise steal the line the consumer is reading at the end of slot k,
 // once per packet. TestItemSizes checks the sums.
 const (
-	itemPad = 24
+	itemPad      = 24
+	tunPacketPad = 92
 )

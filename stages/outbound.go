@@ -3,7 +3,6 @@ package stages
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	"pipeguard/stages/spsc"
 	"pipeguard/tunio"
@@ -12,62 +11,48 @@ import (
 
 // tunRead reads inner packets from the TUN device in batches (a
 // segmentation-offloaded read arrives already split into ≤MTU packets)
-// straight into the encrypt workers' queues, packet i of the stream into
-// worker i mod N, and routes each in its slot (routeStep: the peer, its
-// keypair and the packet's counter, in packet order). A full queue makes
-// it wait: the TUN device's queue then fills and the kernel pushes back on
-// the sender.
-//
-// Routing runs here rather than in a stage of its own: it costs a few
-// percent of a packet's CPU, and a stage between the device and the pool
-// cost a hand-off and a copy of every packet (docs/ARCHITECTURE.md,
-// "Where the pipeline's time went"). A packet that is not sent on (no
-// route, or staged for a handshake) keeps its slot, marked dropped, so
-// the collector after the pool stays in step.
+// straight into route-out's queue, waiting when it is full: the TUN
+// device's queue then fills and the kernel pushes back on the sender.
 type tunRead struct {
-	t       *Tunnel
-	dev     tunio.Device
-	workers []*spsc.Queue[outItem]
-	rr      roundRobin
-	c       *stageCounters
-	log     *slog.Logger
+	t   *Tunnel
+	dev tunio.Device
+	out *spsc.Queue[outItem]
+	c   *stageCounters
+	log *slog.Logger
 
 	batch int
 	slots []*outItem // bufs[i] aliases slots[i]
 	bufs  [][]byte
 	sizes []int
-	used  []int // per worker: slots of this batch that hold a packet read
-	turn  []int // per worker: scratch for reserveTurns
 
 	// The inline path (inline.go): the counters of the steps it does for
-	// the encrypt pool and udpsend, and its batch of datagrams.
-	enc, send *stageCounters
-	msgs      []tunio.Datagram
-	held      int // slots reserved and not handed on, as in udpRecv
+	// route-out, the encrypt pool and udpsend, and its batch of datagrams.
+	route, enc, send *stageCounters
+	msgs             []tunio.Datagram
+	held             int // slots reserved and not handed on, as in udpRecv
 
 	inHand int // packets read and not yet handed on, as in udpRecv
 }
 
-func newTUNRead(t *Tunnel, dev tunio.Device, workers []*spsc.Queue[outItem], c, enc, send *stageCounters, log *slog.Logger) *tunRead {
+func newTUNRead(t *Tunnel, dev tunio.Device, out *spsc.Queue[outItem], c, route, enc, send *stageCounters, log *slog.Logger) *tunRead {
 	n := min(max(dev.BatchSize(), 1), maxBatch)
-	return &tunRead{t: t, dev: dev, workers: workers, rr: newRoundRobin(len(workers), poolRun(workers[0].Cap())), c: c, log: log,
-		batch: n, slots: make([]*outItem, n), bufs: make([][]byte, n), sizes: make([]int, n), used: make([]int, len(workers)), turn: make([]int, len(workers)),
-		enc: enc, send: send, msgs: make([]tunio.Datagram, 0, n)}
+	return &tunRead{t: t, dev: dev, out: out, c: c, log: log,
+		batch: n, slots: make([]*outItem, n), bufs: make([][]byte, n), sizes: make([]int, n),
+		route: route, enc: enc, send: send, msgs: make([]tunio.Datagram, 0, n)}
 }
 
 func (s *tunRead) Serve(ctx context.Context) error {
 	s.log.Debug("stage start")
 	defer s.log.Debug("stage stop")
 	done := ctx.Done()
-	for _, q := range s.workers {
-		q.Cancel() // reservations of a stage that failed mid-batch
-	}
+	s.out.Cancel() // reservations of a stage that failed mid-batch
 	s.held = 0
 	countHeldBatch(s.c, &s.inHand)
 	for {
 		// Publish the last batch before waiting in the system call.
-		flushAll(s.workers)
+		s.out.Flush()
 		s.c.publish()
+		s.route.publish()
 		s.enc.publish()
 		s.send.publish()
 		if s.held == 0 {
@@ -81,19 +66,17 @@ func (s *tunRead) Serve(ctx context.Context) error {
 		s.inHand = n
 		s.t.faults.hit(stageTUNRead)
 		if err != nil {
-			for _, q := range s.workers {
-				q.Cancel()
-			}
+			s.out.Cancel()
 			s.held = 0
 			if tunio.IsClosed(err) || ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		// The clock once per batch, as the sequential engine reads it.
-		now := s.t.clock.Now()
 		for i := range n {
-			s.route(s.slots[i], s.sizes[i], now)
+			if tunPacketStep(s.slots[i], s.sizes[i], s.c) {
+				s.c.pass(s.sizes[i])
+			}
 		}
 		if n <= s.t.inline.limit() && s.t.inline.out.empty() {
 			err := s.inline(n)
@@ -106,31 +89,33 @@ func (s *tunRead) Serve(ctx context.Context) error {
 			}
 			continue
 		}
-		clear(s.used)
-		pos := s.rr // advanced for good once the batch is handed on
-		for range n {
-			s.used[pos.next]++
-			pos.advance()
-		}
-		for i, q := range s.workers {
-			q.CommitFirst(s.used[i])
-		}
+		s.out.CommitFirst(n)
 		s.t.inline.out.add(n)
 		s.inHand = 0
 		s.held = 0
-		s.rr = pos
 	}
 }
 
-// inline takes a batch of n packets through the encrypt and udpsend steps
-// itself, in their slots, and keeps the slots for the next read
-// (inline.go).
+// inline takes a batch of n packets through the route-out, encrypt and
+// udpsend steps itself, in their slots, and keeps the slots for the next
+// read (inline.go).
 func (s *tunRead) inline(n int) error {
+	// The clock once per batch, as the sequential engine reads it.
+	now := s.t.clock.Now()
 	s.msgs = s.msgs[:0]
 	for _, it := range s.slots[:n] {
 		if it.drop != dropNone {
-			continue // counted, or staged for a handshake
+			continue // too big, counted
 		}
+		r, staged := s.t.routeStep(it, now)
+		if r != dropNone {
+			s.route.drop(r)
+			continue
+		}
+		if staged {
+			continue
+		}
+		s.route.pass(int(it.pkt.InnerLen))
 		sealStep(it, it)
 		s.enc.pass(int(it.pkt.MsgLen))
 		s.msgs = append(s.msgs, datagramOf(it))
@@ -138,37 +123,26 @@ func (s *tunRead) inline(n int) error {
 	return s.t.sendDatagrams(s.msgs, s.send)
 }
 
-// route readies one packet read into slot it for its encrypt worker, or
-// marks the slot dropped.
-func (s *tunRead) route(it *outItem, size int, now time.Time) {
-	if !tunPacketStep(it, size, s.c) {
-		return // marked and counted
-	}
-	s.c.pass(size)
-	s.t.faults.hit(stageRoute)
-	r, staged := s.t.routeStep(it, now)
-	switch {
-	case r != dropNone:
-		s.c.drop(r)
-		it.drop = r
-	case staged:
-		it.drop = dropSkip
-	}
-}
-
-// reserve reserves a whole batch of slots (or as many as the queues
-// hold), in the workers' turns from rr, and points bufs at them, with
-// room for a full inner packet after the header; the tag's room stays out
-// of the device's reach. It waits for room if it must: a device with
-// segmentation offload splits one read into up to a batch of packets, and
-// fewer buffers would lose the rest of a large one. Holding reservations
-// while it waits is safe because they never exceed a queue's capacity.
+// reserve reserves a whole batch of slots (or the queue's capacity, if
+// smaller) and points bufs at them, with room for a full inner packet
+// after the header; the tag's room stays out of the device's reach. It
+// waits for room if it must: a device with segmentation offload splits one
+// read into up to a batch of packets, and fewer buffers would lose the
+// rest of a large one. Holding reservations while it waits is safe because
+// they never exceed the capacity.
 func (s *tunRead) reserve(done <-chan struct{}) (int, bool) {
-	k, ok := reserveTurns(done, s.workers, s.rr, s.batch, true, s.c, s.used, s.turn, s.slots)
-	for i := range k {
-		s.bufs[i] = s.slots[i].pkt.Buf[:wire.InnerOffset+wire.MaxInnerSize]
+	need := min(s.batch, s.out.Cap())
+	if got := s.out.TryReserveN(need); got < need {
+		s.c.publish()
+		if !s.out.ReserveN(done, need-got) {
+			return 0, false
+		}
 	}
-	return k, ok
+	for k := range need {
+		s.slots[k] = s.out.Reserved(k)
+		s.bufs[k] = s.slots[k].pkt.Buf[:wire.InnerOffset+wire.MaxInnerSize]
+	}
+	return need, true
 }
 
 // encryptWorker is one of the encrypt pool's N workers: it seals packets
@@ -199,12 +173,8 @@ func (w *encryptWorker) Serve(ctx context.Context) error {
 		if !ok {
 			return nil
 		}
-		if src.drop != dropNone {
-			dst.drop = src.drop // counted by tunread
-		} else {
-			sealStep(dst, src)
-			w.c.pass(int(dst.pkt.MsgLen))
-		}
+		sealStep(dst, src)
+		w.c.pass(int(dst.pkt.MsgLen))
 		w.out.Commit()
 		w.in.Done()
 	}

@@ -1,10 +1,7 @@
 package stages
 
 import (
-	"time"
-
 	"pipeguard/stages/spsc"
-	"pipeguard/supervisor/clock"
 )
 
 // roundRobin is the ordering discipline of a worker pool: the stage before
@@ -88,14 +85,13 @@ func reserve[T any](done <-chan struct{}, q *spsc.Queue[T], c *stageCounters) (*
 
 // reserveTurns reserves the slots for the next n packets (at most) of a
 // pool's dispatcher, in the workers' turns from rr, and puts the k-th
-// packet's slot in slots[k]; it returns how many it reserved. With all,
-// it waits for room for every one of them (a worker's share of the batch
-// is capped at its queue's capacity, so that the wait can end); without,
-// it waits only for the first, and stops at the first worker whose queue
-// is full. It reserves with one call per worker (spsc TryReserveN), not
-// one per slot. count and next are scratch, one entry per worker. If it
-// waits, it first publishes everything (flushAll) and c, as reserveIn does.
-func reserveTurns[T any](done <-chan struct{}, qs []*spsc.Queue[T], rr roundRobin, n int, all bool, c *stageCounters, count, next []int, slots []*T) (int, bool) {
+// packet's slot in slots[k]; it returns how many it reserved. It waits
+// only for the first, and stops at the first worker whose queue is full
+// (a worker's share is capped at its queue's capacity). It reserves with
+// one call per worker (spsc TryReserveN), not one per slot. count and
+// next are scratch, one entry per worker. If it waits, it first publishes
+// everything (flushAll) and c, as reserveIn does.
+func reserveTurns[T any](done <-chan struct{}, qs []*spsc.Queue[T], rr roundRobin, n int, c *stageCounters, count, next []int, slots []*T) (int, bool) {
 	clear(count)
 	pos := rr
 	for k := range n {
@@ -107,20 +103,17 @@ func reserveTurns[T any](done <-chan struct{}, qs []*spsc.Queue[T], rr roundRobi
 		pos.advance()
 	}
 	for w, q := range qs {
-		want := count[w]
-		count[w] = q.TryReserveN(want)
-		if count[w] == want || !all && (w != rr.next || count[w] > 0) {
-			continue
+		got := q.TryReserveN(count[w])
+		if got == 0 && count[w] > 0 && w == rr.next {
+			// The first packet's slot: wait for it.
+			flushAll(qs)
+			c.publish()
+			if _, ok := q.Reserve(done); !ok {
+				return 0, false
+			}
+			got = 1
 		}
-		flushAll(qs)
-		c.publish()
-		if !all {
-			want = 1 // the first slot, waited for
-		}
-		if !q.ReserveN(done, want-count[w]) {
-			return 0, false
-		}
-		count[w] = want
+		count[w] = got
 	}
 	clear(next)
 	pos = rr
@@ -191,26 +184,4 @@ func abandonInHand[T any](c *stageCounters, qs ...*spsc.Queue[T]) int {
 func countHeldBatch(c *stageCounters, held *int) {
 	c.lostToPanic(uint64(*held))
 	*held = 0
-}
-
-// burstClock reads the clock once per burst of packets rather than once
-// per packet: the protocol's timers count in seconds, and on a virtual
-// machine a clock read can cost as much as the rest of a route step. A
-// burst ends when the stage had to wait for input, or after burstClockMax
-// packets.
-type burstClock struct {
-	now  time.Time
-	left int
-}
-
-const burstClockMax = 64
-
-// get returns the time for the next packet; fresh forces a new reading.
-func (b *burstClock) get(c clock.Clock, fresh bool) time.Time {
-	if fresh || b.left <= 0 {
-		b.now = c.Now()
-		b.left = burstClockMax
-	}
-	b.left--
-	return b.now
 }

@@ -93,7 +93,7 @@ type stageCounters struct {
 	packets atomic.Uint64
 	bytes   atomic.Uint64
 	drops   [numDropReasons]atomic.Uint64
-	// keepalives counts empty transport messages: received (tunwrite,
+	// keepalives counts empty transport messages: received (route-in,
 	// inbound), sent (the timer actor). They are neither data nor drops.
 	keepalives atomic.Uint64
 
@@ -156,7 +156,7 @@ type StageStats struct {
 	QueueDepth int    // packets waiting in the stage's input channels now
 	QueueCap   int    // capacity of those channels
 	Restarts   uint64 // times the supervisor restarted an instance
-	Keepalives uint64 // keepalives received (tunwrite, inbound) or sent (timers)
+	Keepalives uint64 // keepalives received (route-in, inbound) or sent (timers)
 }
 
 // TotalDrops sums the stage's drops over all reasons.

@@ -131,7 +131,7 @@ func writeStages(e *encoder, st []stages.StageStats) {
 			e.sample("pipeguard_stage_drops_total", []string{"stage", s.Name, "reason", r.String()}, s.Drops[r])
 		}
 	}
-	e.family("pipeguard_stage_keepalives_total", "counter", "Keepalives the stage received (tunwrite, inbound) or sent (timers).")
+	e.family("pipeguard_stage_keepalives_total", "counter", "Keepalives the stage received (route-in, inbound) or sent (timers).")
 	for _, s := range st {
 		e.sample("pipeguard_stage_keepalives_total", stageLabel(s), s.Keepalives)
 	}
