@@ -24,23 +24,12 @@ func runLoadgen(ctx context.Context, cfg *Config) (_ *LoadgenReport, err error) 
 	if err := nsUsable("ip"); err != nil {
 		return nil, err
 	}
-	for _, what := range removeStale() {
-		note(cfg, "removed %s, left by an earlier run", what)
-	}
-	bins, err := buildTunnels(ctx)
+	nb, err := openNsBench(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(bins.dir)
-	env, err := newNsEnv()
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if cerr := env.close(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
+	defer closeKeep(&err, nb.close)
+	bins, env := nb.bins, nb.env
 	// The inbound load's destination: dropped at A's first route lookup,
 	// silently (a blackhole sends no ICMP).
 	if err := ipCmd("-n", env.a, "route", "add", "blackhole", loadSinkRoute); err != nil {
@@ -55,11 +44,7 @@ func runLoadgen(ctx context.Context, cfg *Config) (_ *LoadgenReport, err error) 
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if cerr := ring.close(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
+	defer closeKeep(&err, ring.close)
 	rep.RingPackets, rep.RingBytes, rep.RingMapSeconds = n, ring.bytes(), ring.mapTook.Seconds()
 	if capped {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("the pre-sealed ring was capped at %d datagrams (%.1f GiB): %.1f s of the %.1f s each inbound cell sends at %.1f Mpps",

@@ -25,23 +25,12 @@ func runNetns(ctx context.Context, cfg *Config) (_ *NetnsReport, err error) {
 	if err := netnsUsable(); err != nil {
 		return nil, err
 	}
-	for _, what := range removeStale() {
-		note(cfg, "removed %s, left by an earlier run", what)
-	}
-	bins, err := buildTunnels(ctx)
+	nb, err := openNsBench(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(bins.dir)
-	env, err := newNsEnv()
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if cerr := env.close(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
+	defer closeKeep(&err, nb.close)
+	bins, env := nb.bins, nb.env
 	if err := env.startIperfServer(ctx); err != nil {
 		return nil, err
 	}

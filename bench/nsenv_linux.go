@@ -50,6 +50,49 @@ type nsEnv struct {
 	extraEnv []string
 }
 
+// nsBench is what every namespace mode starts from: the tunnel programs,
+// built once for the run, and a fresh pair of namespaces. close removes
+// both.
+type nsBench struct {
+	bins *tunnelBins
+	env  *nsEnv
+}
+
+// openNsBench removes what crashed runs left behind (noting each on the
+// progress writer), builds the tunnel programs and makes the namespaces.
+// On failure it removes what it made.
+func openNsBench(ctx context.Context, cfg *Config) (*nsBench, error) {
+	for _, what := range removeStale() {
+		note(cfg, "removed %s, left by an earlier run", what)
+	}
+	bins, err := buildTunnels(ctx)
+	if err != nil {
+		return nil, err
+	}
+	env, err := newNsEnv()
+	if err != nil {
+		os.RemoveAll(bins.dir)
+		return nil, err
+	}
+	return &nsBench{bins: bins, env: env}, nil
+}
+
+// close removes the namespaces, with every process in them, then the
+// tunnel programs. It returns the namespaces' close error.
+func (b *nsBench) close() error {
+	err := b.env.close()
+	os.RemoveAll(b.bins.dir)
+	return err
+}
+
+// closeKeep calls close and keeps its error in *err unless *err holds one
+// already: a deferred close whose failure the run must report.
+func closeKeep(err *error, close func() error) {
+	if cerr := close(); cerr != nil && *err == nil {
+		*err = cerr
+	}
+}
+
 // newNsEnv makes the namespaces and the veth pair. On failure it removes
 // what it made.
 func newNsEnv() (_ *nsEnv, err error) {
