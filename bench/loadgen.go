@@ -358,15 +358,7 @@ func loadgenChart(r *Report, c chart, row int) chart {
 	for _, d := range loadDirections {
 		p := panel{title: fmt.Sprintf("%s, one end under load", d), xLabel: "tunnel CPU (cores)", yLabel: "delivered Gbit/s", row: row}
 		for _, run := range lr.Runs {
-			k := tunnelKind{run.Impl, run.Engine}
-			name := k.Impl
-			if k.Impl == ImplPipeGuard {
-				name = "PipeGuard " + k.Engine
-			}
-			s := series{name: name, color: cmp.Or(netnsColors[k], "#888888"), width: 2, marker: "square"}
-			if k.Engine == "pipeline" {
-				s.width, s.marker = 3, "circle"
-			}
+			s := tunnelSeries(tunnelKind{run.Impl, run.Engine})
 			for _, res := range run.Results {
 				if res.Direction == d {
 					s.points = append(s.points, point{res.TunnelCPUPercent / 100, res.Gbps})

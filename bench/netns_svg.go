@@ -14,6 +14,21 @@ var netnsColors = map[tunnelKind]string{
 	{Impl: ImplWireguardGo}:           "#222222",
 }
 
+// tunnelSeries is an empty line for tunnel k, drawn alike in every
+// namespace panel: its name, its colour, and the pipeline engine's line
+// thicker, with round markers.
+func tunnelSeries(k tunnelKind) series {
+	name := k.Impl
+	if k.Impl == ImplPipeGuard {
+		name = "PipeGuard " + k.Engine
+	}
+	s := series{name: name, color: cmp.Or(netnsColors[k], "#888888"), width: 2, marker: "square"}
+	if k.Engine == "pipeline" {
+		s.width, s.marker = 3, "circle"
+	}
+	return s
+}
+
 // netnsChart adds to c a row of panels (at row) for the namespace mode:
 // for each direction, TCP throughput against iperf3 streams, a line per
 // tunnel.
@@ -24,15 +39,7 @@ func netnsChart(r *Report, c chart, row int) chart {
 	for _, d := range []Direction{Outbound, Inbound} {
 		p := panel{title: fmt.Sprintf("TCP %s, netns", d), xLabel: "iperf3 TCP streams", yLabel: "TCP Gbit/s", row: row}
 		for _, run := range nr.Runs {
-			k := tunnelKind{run.Impl, run.Engine}
-			name := k.Impl
-			if k.Impl == ImplPipeGuard {
-				name = "PipeGuard " + k.Engine
-			}
-			s := series{name: name, color: cmp.Or(netnsColors[k], "#888888"), width: 2, marker: "square"}
-			if k.Engine == "pipeline" {
-				s.width, s.marker = 3, "circle"
-			}
+			s := tunnelSeries(tunnelKind{run.Impl, run.Engine})
 			for _, tc := range run.TCP {
 				if tc.Direction == d {
 					s.points = append(s.points, point{float64(tc.Streams), tc.Gbps})
