@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -13,6 +14,17 @@ import (
 
 // The edge steps: what both engines do at the TUN device and the UDP
 // socket, around the per-packet steps.
+
+// edgeErr is what a stage's Serve returns for err from the TUN device or
+// the UDP socket: nil when the device or socket was closed or ctx has
+// ended (the tunnel is stopping, not failing), else err, for the
+// supervisor to restart the stage.
+func edgeErr(ctx context.Context, err error) error {
+	if tunio.IsClosed(err) || ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
 
 // handshakeMsg is a handshake message on its way to the handshake actor.
 // Initiations are the largest handshake message.

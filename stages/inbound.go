@@ -86,10 +86,7 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 				q.Cancel()
 			}
 			s.held = 0
-			if tunio.IsClosed(err) || ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return edgeErr(ctx, err)
 		}
 		for i := range n {
 			s.take(s.slots[i], &s.msgs[i])
@@ -98,10 +95,7 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 			err := s.inline(n)
 			s.inHand = 0
 			if err != nil {
-				if tunio.IsClosed(err) || ctx.Err() != nil {
-					return nil
-				}
-				return err
+				return edgeErr(ctx, err)
 			}
 			continue
 		}
@@ -270,10 +264,7 @@ func (s *tunWrite) Serve(ctx context.Context) error {
 		s.in.Done()
 		s.t.inline.in.done(len(s.bufs))
 		if err != nil {
-			if tunio.IsClosed(err) || ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return edgeErr(ctx, err)
 		}
 	}
 }

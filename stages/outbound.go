@@ -68,10 +68,7 @@ func (s *tunRead) Serve(ctx context.Context) error {
 		if err != nil {
 			s.out.Cancel()
 			s.held = 0
-			if tunio.IsClosed(err) || ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return edgeErr(ctx, err)
 		}
 		for i := range n {
 			if tunPacketStep(s.slots[i], s.sizes[i], s.c) {
@@ -82,10 +79,7 @@ func (s *tunRead) Serve(ctx context.Context) error {
 			err := s.inline(n)
 			s.inHand = 0
 			if err != nil {
-				if tunio.IsClosed(err) || ctx.Err() != nil {
-					return nil
-				}
-				return err
+				return edgeErr(ctx, err)
 			}
 			continue
 		}
@@ -234,10 +228,7 @@ func (s *udpSend) Serve(ctx context.Context) error {
 		}
 		s.t.inline.out.done(taken)
 		if err != nil {
-			if tunio.IsClosed(err) || ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return edgeErr(ctx, err)
 		}
 	}
 }

@@ -45,10 +45,7 @@ func (s *seqInbound) Serve(ctx context.Context) error {
 		s.c.publish()
 		n, err := t.udp.ReadBatch(s.msgs)
 		if err != nil {
-			if tunio.IsClosed(err) || ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return edgeErr(ctx, err)
 		}
 		s.inHand = n
 		t.faults.hit(stageUDPRecv)
@@ -83,10 +80,7 @@ func (s *seqInbound) Serve(ctx context.Context) error {
 			continue
 		}
 		if err := t.writeTUN(t.tun, s.bufs, s.c); err != nil {
-			if tunio.IsClosed(err) || ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return edgeErr(ctx, err)
 		}
 	}
 }
@@ -123,10 +117,7 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 		s.c.publish()
 		n, err := t.readTUN(t.tun, s.bufs, s.sizes, s.c)
 		if err != nil {
-			if tunio.IsClosed(err) || ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return edgeErr(ctx, err)
 		}
 		s.inHand = n
 		t.faults.hit(stageTUNRead)
@@ -150,10 +141,7 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 			k++
 		}
 		if err := t.sendDatagrams(s.msgs[:k], s.c); err != nil {
-			if tunio.IsClosed(err) || ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return edgeErr(ctx, err)
 		}
 	}
 }
