@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -47,15 +46,7 @@ func TestFloodShort(t *testing.T) {
 	if !floodLine.MatchString(line) {
 		t.Fatalf("summary line %q does not have the flood mode's shape; output:\n%s", line, stdout.String())
 	}
-	f, err := os.Open(cfg.JSONPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fromJSON, err := ReadReport(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fromJSON := readReportFile(t, cfg.JSONPath)
 	fr := fromJSON.Flood
 	if fr == nil || fr.Line() != line || fr.Line() != rep.Flood.Line() {
 		t.Fatalf("the JSON report's summary differs from the printed one:\n%s\n%s", fr.Line(), line)

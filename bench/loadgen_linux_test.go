@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -26,30 +25,10 @@ import (
 // ring and a fifth sealing it.
 func TestLoadgenQuick(t *testing.T) {
 	requireLoadgen(t)
-	dir := t.TempDir()
-	cfg := Config{Mode: ModeLoadgen, Quick: true, JSONPath: filepath.Join(dir, "r.json"), SVGPath: filepath.Join(dir, "r.svg"),
-		CommandLine: []string{"bench", "--mode", "loadgen", "--quick"}, Progress: testLog{t}}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	begin := time.Now()
-	var stdout bytes.Buffer
-	_, err := Run(ctx, cfg, &stdout)
-	t.Logf("loadgen quick run: %v\n%s", time.Since(begin).Round(100*time.Millisecond), stdout.String())
-	assertNothingLeft(t)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(cfg.JSONPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rep, err := ReadReport(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := &Config{Mode: ModeLoadgen, Quick: true,
+		CommandLine: []string{"bench", "--mode", "loadgen", "--quick"}}
+	rep, table := runNsMode(t, cfg)
 	checkLoadgenReport(t, rep)
-	table := stdout.String()
 	for _, run := range rep.Loadgen.Runs {
 		for _, res := range run.Results {
 			if row := strings.Join(loadgenRow(run, res), " "); !strings.Contains(squeeze(table), row+"\n") {

@@ -48,30 +48,10 @@ func TestNetnsQuick(t *testing.T) {
 	if testing.Short() && os.Getenv("CI") != "true" {
 		t.Skip("runs tunnels for half a minute")
 	}
-	dir := t.TempDir()
-	cfg := Config{Mode: ModeNetns, Quick: true, JSONPath: filepath.Join(dir, "r.json"), SVGPath: filepath.Join(dir, "r.svg"),
-		CommandLine: []string{"bench", "--mode", "netns", "--quick"}, Progress: testLog{t}}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	begin := time.Now()
-	var stdout bytes.Buffer
-	_, err := Run(ctx, cfg, &stdout)
-	t.Logf("netns quick run: %v", time.Since(begin).Round(100*time.Millisecond))
-	assertNothingLeft(t)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(cfg.JSONPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rep, err := ReadReport(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := &Config{Mode: ModeNetns, Quick: true,
+		CommandLine: []string{"bench", "--mode", "netns", "--quick"}}
+	rep, table := runNsMode(t, cfg)
 	checkNetnsReport(t, rep)
-	table := stdout.String()
 	for _, run := range rep.Netns.Runs {
 		for _, tc := range run.TCP {
 			if row := strings.Join(netnsTCPRow(run, tc), " "); !strings.Contains(squeeze(table), row) {
@@ -92,6 +72,27 @@ func TestNetnsQuick(t *testing.T) {
 			t.Errorf("chart has no line %q: %v", name, d.series)
 		}
 	}
+}
+
+// runNsMode runs the harness as cfg says, for 3 minutes at most, with its
+// JSON and SVG files in a test directory (it sets cfg's paths and
+// progress writer), checks that the run left nothing behind, and returns
+// the JSON report read back and the table printed.
+func runNsMode(t *testing.T, cfg *Config) (*Report, string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg.JSONPath, cfg.SVGPath, cfg.Progress = filepath.Join(dir, "r.json"), filepath.Join(dir, "r.svg"), testLog{t}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	begin := time.Now()
+	var stdout bytes.Buffer
+	_, err := Run(ctx, *cfg, &stdout)
+	t.Logf("%s run: %v\n%s", cfg.Mode, time.Since(begin).Round(100*time.Millisecond), stdout.String())
+	assertNothingLeft(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return readReportFile(t, cfg.JSONPath), stdout.String()
 }
 
 // assertNothingLeft checks that this process left no namespace, socket,

@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -17,26 +16,12 @@ import (
 //	report-netns-repeat3.json: go run ./cmd/bench --mode netns --repeat 3 --json …   (the run in RESULTS.md)
 var recordedNetns = []string{"testdata/report-netns-quick.json", "testdata/report-netns-repeat3.json"}
 
-func readNetnsRecorded(t *testing.T, path string) *Report {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := ReadReport(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return r
-}
-
 // TestNetnsRecorded recomputes the recorded reports' medians and ratios
 // from their samples, and checks that the table and the chart show every
 // tunnel's figures.
 func TestNetnsRecorded(t *testing.T) {
 	for _, path := range recordedNetns {
-		r := readNetnsRecorded(t, path)
+		r := readReportFile(t, path)
 		checkNetnsReport(t, r)
 		for _, run := range r.Netns.Runs {
 			for _, tc := range run.TCP {
@@ -96,7 +81,7 @@ func TestNetnsRecorded(t *testing.T) {
 // recorded in-memory ones: two rows of panels, every line once in the
 // legend.
 func TestNetnsWithMemChart(t *testing.T) {
-	r := readNetnsRecorded(t, recordedNetns[0])
+	r := readReportFile(t, recordedNetns[0])
 	r.Mem = readRecorded(t, "testdata/report-quick.json").Mem
 	var b bytes.Buffer
 	if err := r.WriteSVG(&b); err != nil {

@@ -18,7 +18,8 @@ import (
 //	report-repeat3.json: go run ./cmd/bench --repeat 3 --directions inbound,outbound --sizes 512 --procs 1,2 --workers 0 --duration 200ms --json …
 var recordedReports = []string{"testdata/report-quick.json", "testdata/report-repeat3.json"}
 
-func readRecorded(t *testing.T, path string) *Report {
+// readReportFile reads the JSON report at path.
+func readReportFile(t *testing.T, path string) *Report {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -27,8 +28,14 @@ func readRecorded(t *testing.T, path string) *Report {
 	defer f.Close()
 	r, err := ReadReport(f)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", path, err)
 	}
+	return r
+}
+
+func readRecorded(t *testing.T, path string) *Report {
+	t.Helper()
+	r := readReportFile(t, path)
 	if r.Mem == nil || len(r.Mem.Results) == 0 {
 		t.Fatalf("%s: no in-memory results", path)
 	}

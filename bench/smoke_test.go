@@ -43,15 +43,7 @@ func TestSmokeMem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(cfg.JSONPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fromJSON, err := ReadReport(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fromJSON := readReportFile(t, cfg.JSONPath)
 	// 3 directions × 2 engines, one AEAD limit, and the stage profile.
 	if n := len(fromJSON.Mem.Results); n != 6 {
 		t.Fatalf("%d results, want 6", n)

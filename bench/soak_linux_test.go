@@ -1,10 +1,7 @@
 package bench
 
 import (
-	"bytes"
-	"context"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -27,34 +24,14 @@ func TestSoakQuick(t *testing.T) {
 	if testing.Short() && os.Getenv("CI") != "true" {
 		t.Skip("runs tunnels for half a minute")
 	}
-	dir := t.TempDir()
-	cfg := Config{Mode: ModeSoak, Duration: 15 * time.Second, SoakEvery: 8 * time.Second,
-		JSONPath: filepath.Join(dir, "soak.json"), SVGPath: filepath.Join(dir, "soak.svg"),
-		CommandLine: []string{"bench", "--mode", "soak", "--duration", "15s", "--change-every", "8s"}, Progress: testLog{t}}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	begin := time.Now()
-	var stdout bytes.Buffer
-	_, err := Run(ctx, cfg, &stdout)
-	t.Logf("soak run: %v\n%s", time.Since(begin).Round(100*time.Millisecond), stdout.String())
-	assertNothingLeft(t)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(cfg.JSONPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rep, err := ReadReport(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := &Config{Mode: ModeSoak, Duration: 15 * time.Second, SoakEvery: 8 * time.Second,
+		CommandLine: []string{"bench", "--mode", "soak", "--duration", "15s", "--change-every", "8s"}}
+	rep, table := runNsMode(t, cfg)
 	r := rep.Soak
 	if r == nil {
 		t.Fatal("no soak in the JSON report")
 	}
-	checkSoakTable(t, stdout.String(), r)
+	checkSoakTable(t, table, r)
 	svg, err := os.ReadFile(cfg.SVGPath)
 	if err != nil {
 		t.Fatal(err)
