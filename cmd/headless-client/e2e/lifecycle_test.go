@@ -226,27 +226,7 @@ func spawn(t *testing.T, n *node, b bins, args ...string) *proc {
 // spawnEnv is spawn with env added to the test's environment.
 func spawnEnv(t *testing.T, n *node, b bins, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: "client " + n.iface, out: &syncBuffer{}, exit: make(chan error, 1)}
-	p.cmd = n.ns.Command(context.Background(), b.client, args...)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.exit <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		select {
-		case err := <-p.exit:
-			p.exit <- err
-		default:
-			p.cmd.Process.Kill()
-			<-p.exit
-		}
-		if t.Failed() {
-			t.Logf("output of %s:\n%s", p.name, p.out)
-		}
-	})
-	return p
+	return start(t, n.ns, "client "+n.iface, b.client, env, args...)
 }
 
 // configOpened returns a channel that receives once a process opens the
