@@ -349,7 +349,7 @@ func (c *rawUDP) ReadViews(fn func(b []byte, from netip.AddrPort)) (int, error) 
 				continue
 			}
 			from := netip.AddrPortFrom(netip.AddrFrom4(r.names[i].Addr), binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&r.names[i].Port))[:]))
-			seg := groSegment(r.ctrl[i*rawCtrl : i*rawCtrl+int(h.hdr.Controllen)])
+			seg := tunio.GROSegment(r.ctrl[i*rawCtrl : i*rawCtrl+int(h.hdr.Controllen)])
 			if seg <= 0 || seg > size {
 				seg = size
 			}
@@ -390,21 +390,4 @@ func (c *rawUDP) ReadBatch(msgs []tunio.Datagram) (int, error) {
 		n++
 	}
 	return n, nil
-}
-
-// groSegment finds the UDP_GRO cmsg in b and returns the segment size it
-// carries, 0 when the datagram was not coalesced.
-func groSegment(b []byte) int {
-	for len(b) >= unix.SizeofCmsghdr {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
-		l := int(h.Len)
-		if l < unix.SizeofCmsghdr || l > len(b) {
-			return 0
-		}
-		if h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO && l >= unix.CmsgLen(4) {
-			return int(*(*int32)(unsafe.Pointer(&b[unix.CmsgLen(0)])))
-		}
-		b = b[min(len(b), unix.CmsgSpace(l-unix.CmsgLen(0))):]
-	}
-	return 0
 }

@@ -318,7 +318,7 @@ func TestGROSegment(t *testing.T) {
 		{"cut short", b[:unix.CmsgSpace(4)+4], 0},
 	}
 	for _, tt := range tests {
-		if got := groSegment(tt.b); got != tt.want {
+		if got := GROSegment(tt.b); got != tt.want {
 			t.Errorf("%s: got %d, want %d", tt.name, got, tt.want)
 		}
 	}

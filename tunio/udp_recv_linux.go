@@ -131,7 +131,7 @@ func (c *udpConn) ReadBatch(msgs []Datagram) (int, error) {
 			if h.hdr.Flags&unix.MSG_TRUNC != 0 {
 				r.glen[i] = -1
 			}
-			r.gseg[i] = groSegment(r.ctrl[i*recvCtrlSize : i*recvCtrlSize+int(h.hdr.Controllen)])
+			r.gseg[i] = GROSegment(r.ctrl[i*recvCtrlSize : i*recvCtrlSize+int(h.hdr.Controllen)])
 			r.gaddr[i] = getSockaddr(&r.names[i])
 		}
 		r.gn, r.gi, r.goff = r.n, 0, 0
@@ -189,10 +189,12 @@ func (r *recvState) split(msgs []Datagram) int {
 	return j
 }
 
-// groSegment finds the UDP_GRO cmsg in b and returns the segment size it
-// carries, or 0 when the datagram was not coalesced. It walks the cmsgs by
-// hand: unix.ParseSocketControlMessage allocates.
-func groSegment(b []byte) int {
+// GROSegment finds the UDP_GRO cmsg in the control data b of one
+// received message and returns the segment size it carries, or 0 when
+// the datagram was not coalesced. It walks the cmsgs by hand:
+// unix.ParseSocketControlMessage allocates. (Exported for the bench's raw
+// receiver, which reads the same cmsg.)
+func GROSegment(b []byte) int {
 	for len(b) >= unix.SizeofCmsghdr {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
 		l := int(h.Len)
