@@ -18,13 +18,8 @@ type netDevCounters struct {
 // counters: "iface: rx bytes packets errs drop fifo frame compressed
 // multicast, tx bytes packets errs drop fifo colls carrier compressed".
 func parseNetDev(b []byte, iface string) (netDevCounters, error) {
-	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
+	for line := range bytes.Lines(b) {
+		line = bytes.TrimSuffix(line, []byte("\n"))
 		name, rest, ok := bytes.Cut(line, []byte(":"))
 		if !ok || string(bytes.TrimSpace(name)) != iface {
 			continue
@@ -54,13 +49,8 @@ func parseNetDev(b []byte, iface string) (netDevCounters, error) {
 // /proc/net/snmp: a line of names, then one of values.
 func parseSnmpUDP(b []byte, name string) (uint64, error) {
 	var names []byte
-	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
+	for line := range bytes.Lines(b) {
+		line = bytes.TrimSuffix(line, []byte("\n"))
 		rest, ok := bytes.CutPrefix(line, []byte("Udp:"))
 		if !ok {
 			continue
