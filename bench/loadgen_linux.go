@@ -12,6 +12,10 @@ import (
 	"pipeguard/tunio"
 )
 
+// loadgenUsable checks what the loadgen mode needs: root, iproute2 and
+// /dev/net/tun (the harness is its own peer: no iperf3 or ping).
+func loadgenUsable() error { return nsUsable("ip") }
+
 // runLoadgen is the load generator mode: PipeGuard with each engine, then
 // wireguard-go, one at a time as the only tunnel process, in namespace A
 // of the netns mode's pair; the harness plays its peer in namespace B and
@@ -21,10 +25,7 @@ import (
 // behind, and removes everything it made before it returns, also when ctx
 // ends.
 func runLoadgen(ctx context.Context, cfg *Config) (_ *LoadgenReport, err error) {
-	if err := nsUsable("ip"); err != nil {
-		return nil, err
-	}
-	nb, err := openNsBench(ctx, cfg)
+	nb, err := openNsBench(ctx, cfg, loadgenUsable)
 	if err != nil {
 		return nil, err
 	}

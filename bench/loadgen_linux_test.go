@@ -64,7 +64,7 @@ func TestLoadgenQuick(t *testing.T) {
 // /dev/net/tun) and the test is not short; with CI=true it fails instead.
 func requireLoadgen(t *testing.T) {
 	t.Helper()
-	if err := nsUsable("ip"); err != nil {
+	if err := loadgenUsable(); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("CI=true: this test must run, but: %v", err)
 		}

@@ -22,10 +22,7 @@ const iperfPort = "5201"
 // builds the tunnel programs once, removes what crashed runs left behind,
 // and removes everything it made before it returns, also when ctx ends.
 func runNetns(ctx context.Context, cfg *Config) (_ *NetnsReport, err error) {
-	if err := netnsUsable(); err != nil {
-		return nil, err
-	}
-	nb, err := openNsBench(ctx, cfg)
+	nb, err := openNsBench(ctx, cfg, netnsUsable)
 	if err != nil {
 		return nil, err
 	}

@@ -58,10 +58,14 @@ type nsBench struct {
 	env  *nsEnv
 }
 
-// openNsBench removes what crashed runs left behind (noting each on the
-// progress writer), builds the tunnel programs and makes the namespaces.
-// On failure it removes what it made.
-func openNsBench(ctx context.Context, cfg *Config) (*nsBench, error) {
+// openNsBench checks with usable that the mode can run here, removes
+// what crashed runs left behind (noting each on the progress writer),
+// builds the tunnel programs and makes the namespaces. On failure it
+// removes what it made.
+func openNsBench(ctx context.Context, cfg *Config, usable func() error) (*nsBench, error) {
+	if err := usable(); err != nil {
+		return nil, err
+	}
 	for _, what := range removeStale() {
 		note(cfg, "removed %s, left by an earlier run", what)
 	}

@@ -65,10 +65,7 @@ type soakRun struct {
 // builds the client, removes what crashed runs left, and removes all it
 // made before it returns, also when ctx ends.
 func runSoak(ctx context.Context, cfg *Config) (_ *SoakReport, err error) {
-	if err := soakUsable(); err != nil {
-		return nil, err
-	}
-	nb, err := openNsBench(ctx, cfg)
+	nb, err := openNsBench(ctx, cfg, soakUsable)
 	if err != nil {
 		return nil, err
 	}
