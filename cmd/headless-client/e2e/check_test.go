@@ -107,8 +107,7 @@ func assertCreatedNothing(t *testing.T, n *node, linksBefore, stateDir, logDir s
 func TestCheck(t *testing.T) {
 	b := binaries(t)
 	t.Parallel()
-	nsA, nsB, outerA, outerB := netnstest.Pair(t)
-	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
+	a, z := newNodes(t)
 	// A start that went ahead by mistake is killed after 15 s and cannot
 	// remove its socket.
 	t.Cleanup(func() { os.Remove(uapi.SocketPath(a.iface)) })
@@ -230,10 +229,7 @@ func withDNS(c string) string {
 func TestCheckDoesNotDisturbARunningTunnel(t *testing.T) {
 	b := binaries(t)
 	t.Parallel()
-	nsA, nsB, outerA, outerB := netnstest.Pair(t)
-	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
-	a.writeConfig(t, z.asPeer(true))
-	z.writeConfig(t, a.asPeer(true))
+	a, z := peeredNodes(t)
 	pa, pz := a.startClient(t, b), z.startClient(t, b)
 	code, _, stderr := runOnce(t, b, a, nil, "standalone", "--check", "--config", a.conf, "--interface", a.iface, "--state-dir", t.TempDir())
 	if code != 1 || !strings.Contains(lastLine(stderr), "interface "+a.iface+" already exists") {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"pipeguard/cmd/headless-client/config"
-	"pipeguard/cmd/internal/netnstest"
 	"pipeguard/cmd/internal/tcpcheck"
 	"pipeguard/noise"
 )
@@ -23,8 +22,7 @@ import (
 func TestWGSetAddsPeer(t *testing.T) {
 	b := binaries(t)
 	t.Parallel()
-	nsA, nsB, outerA, outerB := netnstest.Pair(t)
-	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
+	a, z := newNodes(t)
 	a.writeConfig(t)
 	z.writeConfig(t, a.asPeer(true))
 	pa := a.startClient(t, b)
@@ -34,7 +32,7 @@ func TestWGSetAddsPeer(t *testing.T) {
 	}
 	// 10.100.0.2 is in the /24 of a's address, so no new route is needed,
 	// as with kernel WireGuard.
-	wg(t, "set", a.iface, "peer", z.key.Public().String(), "endpoint", netip.AddrPortFrom(outerB, z.port).String(),
+	wg(t, "set", a.iface, "peer", z.key.Public().String(), "endpoint", netip.AddrPortFrom(z.outer, z.port).String(),
 		"allowed-ips", z.inner[0].Addr().String()+"/32,"+z.inner[1].Addr().String()+"/128")
 	if peers := strings.TrimSpace(wg(t, "show", a.iface, "peers")); peers != z.key.Public().String() {
 		t.Fatalf("peers after wg set: %q", peers)
@@ -71,8 +69,7 @@ func (p paced) CloseWrite() error { return p.Conn.(*net.TCPConn).CloseWrite() }
 func TestSIGHUPReload(t *testing.T) {
 	b := binaries(t)
 	t.Parallel()
-	nsA, nsB, outerA, outerB := netnstest.Pair(t)
-	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
+	a, z := newNodes(t)
 	key := func() noise.PublicKey {
 		k, err := noise.GeneratePrivateKey()
 		if err != nil {

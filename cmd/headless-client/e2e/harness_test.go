@@ -214,6 +214,24 @@ func newNode(t *testing.T, ns *netnstest.NS, outer netip.Addr, n byte) *node {
 	}
 }
 
+// newNodes makes the two nodes of most tests, one in each namespace of a
+// new veth pair: a (tunnel addresses .1) and z (.2).
+func newNodes(t *testing.T) (a, z *node) {
+	t.Helper()
+	nsA, nsB, outerA, outerB := netnstest.Pair(t)
+	return newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
+}
+
+// peeredNodes is newNodes with each node's config naming the other as its
+// one peer, at its veth address.
+func peeredNodes(t *testing.T) (a, z *node) {
+	t.Helper()
+	a, z = newNodes(t)
+	a.writeConfig(t, z.asPeer(true))
+	z.writeConfig(t, a.asPeer(true))
+	return a, z
+}
+
 // asPeer is n as another node's [Peer], reachable at its veth address.
 func (n *node) asPeer(withEndpoint bool) config.Peer {
 	p := config.Peer{

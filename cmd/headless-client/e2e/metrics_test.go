@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"pipeguard/cmd/internal/netnstest"
 )
 
 // TestMetricsAndPprofEndpoints runs a client with --metrics-addr and
@@ -21,10 +19,7 @@ import (
 func TestMetricsAndPprofEndpoints(t *testing.T) {
 	b := binaries(t)
 	t.Parallel()
-	nsA, nsB, outerA, outerB := netnstest.Pair(t)
-	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
-	a.writeConfig(t, z.asPeer(true))
-	z.writeConfig(t, a.asPeer(true))
+	a, z := peeredNodes(t)
 	pa := a.startClient(t, b, "--metrics-addr", "127.0.0.1:9586", "--pprof-addr", "127.0.0.1:6060")
 	pz := z.startClient(t, b)
 	transfer(t, a, z, 2<<20, nil)

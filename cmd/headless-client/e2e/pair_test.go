@@ -6,8 +6,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"pipeguard/cmd/internal/netnstest"
 )
 
 // bulk is the size of each TCP transfer, as the issue asks: 50 MB each
@@ -46,10 +44,7 @@ func TestPipeGuardPair(t *testing.T) {
 	for _, engine := range []string{"pipeline", "sequential"} {
 		t.Run(engine, func(t *testing.T) {
 			t.Parallel()
-			nsA, nsB, outerA, outerB := netnstest.Pair(t)
-			a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
-			a.writeConfig(t, z.asPeer(true))
-			z.writeConfig(t, a.asPeer(true))
+			a, z := peeredNodes(t)
 			pa := a.startClient(t, b, "--engine", engine, "--workers", "2")
 			pz := z.startClient(t, b, "--engine", engine, "--workers", "2", "--queue-capacity", "256")
 			if !strings.Contains(pa.out.String(), "engine="+engine) {
@@ -58,7 +53,7 @@ func TestPipeGuardPair(t *testing.T) {
 			trafficBothWays(t, a, z)
 
 			show := wg(t, "show", a.iface)
-			for _, want := range []string{"peer: " + z.key.Public().String(), "endpoint: " + outerB.String() + ":51820", "latest handshake:", "transfer:"} {
+			for _, want := range []string{"peer: " + z.key.Public().String(), "endpoint: " + z.outer.String() + ":51820", "latest handshake:", "transfer:"} {
 				if !strings.Contains(show, want) {
 					t.Errorf("wg show lacks %q:\n%s", want, show)
 				}
@@ -87,10 +82,7 @@ func TestWireguardGoInterop(t *testing.T) {
 	for _, role := range []string{"initiator", "responder"} {
 		t.Run("pipeguard_"+role, func(t *testing.T) {
 			t.Parallel()
-			nsA, nsB, outerA, outerB := netnstest.Pair(t)
-			pg, wgo := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
-			pg.writeConfig(t, wgo.asPeer(true))
-			wgo.writeConfig(t, pg.asPeer(true))
+			pg, wgo := peeredNodes(t)
 			ppg := pg.startClient(t, b)
 			pwg := wgo.startWGPeer(t, b)
 			if role == "initiator" {

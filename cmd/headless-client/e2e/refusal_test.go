@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"pipeguard/cmd/internal/netnstest"
 )
 
 // TestRefusals checks each reason the client refuses to start: exit code
@@ -19,8 +17,7 @@ import (
 func TestRefusals(t *testing.T) {
 	b := binaries(t)
 	t.Parallel()
-	nsA, nsB, outerA, outerB := netnstest.Pair(t)
-	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
+	a, z := newNodes(t)
 	setpriv, err := exec.LookPath("setpriv")
 	if err != nil {
 		t.Fatal("setpriv (util-linux) is needed to drop CAP_NET_ADMIN")

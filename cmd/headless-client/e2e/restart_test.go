@@ -104,10 +104,7 @@ func TestPeerRestart(t *testing.T) {
 		for _, sender := range []string{"peer_sends", "pipeguard_sends"} {
 			t.Run(kind+"/"+sender, func(t *testing.T) {
 				t.Parallel()
-				nsA, nsB, outerA, outerB := netnstest.Pair(t)
-				a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
-				a.writeConfig(t, z.asPeer(true))
-				z.writeConfig(t, a.asPeer(true))
+				a, z := peeredNodes(t)
 				pa := a.startClient(t, b)
 				pz := z.startPeer(t, b, kind)
 				// The peer starts the first handshake, so that PipeGuard,
@@ -162,10 +159,7 @@ func TestPipeGuardKilled(t *testing.T) {
 	for _, kind := range peerKinds {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
-			nsA, nsB, outerA, outerB := netnstest.Pair(t)
-			a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
-			a.writeConfig(t, z.asPeer(true))
-			z.writeConfig(t, a.asPeer(true))
+			a, z := peeredNodes(t)
 			pa := a.startClient(t, b)
 			pz := z.startPeer(t, b, kind)
 			a.ping(t, z.inner[0].Addr())

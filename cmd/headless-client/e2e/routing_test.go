@@ -108,20 +108,19 @@ func (n *node) startClientIn(t *testing.T, b bins, stateDir string, extra ...str
 func TestFullTunnelStandalone(t *testing.T) {
 	b := binaries(t)
 	t.Parallel()
-	nsA, nsB, outerA, outerB := netnstest.Pair(t)
-	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
-	giveFarAddresses(t, nsB)
-	if out, ok := pingOut(nsA, farV4, "-c", "1", "-w", "1"); ok {
+	a, z := newNodes(t)
+	giveFarAddresses(t, z.ns)
+	if out, ok := pingOut(a.ns, farV4, "-c", "1", "-w", "1"); ok {
 		t.Fatalf("%s answers without the tunnel; the test would prove nothing:\n%s", farV4, out)
 	}
-	before := policyState(t, nsA)
+	before := policyState(t, a.ns)
 	a.writeConfig(t, fullTunnelPeer(z))
 	z.writeConfig(t, a.asPeer(true))
 	pz := z.startWGPeer(t, b)
 	state := t.TempDir()
 	pa := a.startClientIn(t, b, state)
 
-	rules := policyState(t, nsA)
+	rules := policyState(t, a.ns)
 	for _, want := range []string{
 		"not from all fwmark 0xca6c lookup 51820",
 		"from all lookup main suppress_prefixlength 0",
@@ -135,27 +134,27 @@ func TestFullTunnelStandalone(t *testing.T) {
 		t.Errorf("wg show fwmark: %q, want 0xca6c", show)
 	}
 	for _, dst := range []netip.Addr{farV4, farV6} {
-		if out, ok := pingOut(nsA, dst); !ok {
+		if out, ok := pingOut(a.ns, dst); !ok {
 			t.Fatalf("ping %s through the full tunnel:\n%s", dst, out)
 		}
 	}
-	transferTo(t, a, nsB, netip.AddrPortFrom(farV4, 5201), 10<<20)
-	transferTo(t, a, nsB, netip.AddrPortFrom(farV6, 5202), 10<<20)
+	transferTo(t, a, z.ns, netip.AddrPortFrom(farV4, 5201), 10<<20)
+	transferTo(t, a, z.ns, netip.AddrPortFrom(farV6, 5202), 10<<20)
 	// A link bounce drops the table's default routes; they come back.
-	nsA.MustRun(t, "ip", "link", "set", a.iface, "down")
-	nsA.MustRun(t, "ip", "link", "set", a.iface, "up")
+	a.ns.MustRun(t, "ip", "link", "set", a.iface, "down")
+	a.ns.MustRun(t, "ip", "link", "set", a.iface, "up")
 	for _, dst := range []netip.Addr{farV4, farV6} {
-		if out, ok := pingOut(nsA, dst); !ok {
-			t.Fatalf("ping %s after a link bounce:\n%s\n%s", dst, out, policyState(t, nsA))
+		if out, ok := pingOut(a.ns, dst); !ok {
+			t.Fatalf("ping %s after a link bounce:\n%s\n%s", dst, out, policyState(t, a.ns))
 		}
 	}
 	// The endpoint is still reached directly, outside the tunnel.
-	if out := nsA.MustRun(t, "ip", "route", "get", outerB.String(), "mark", "51820"); !strings.Contains(out, "dev va") {
+	if out := a.ns.MustRun(t, "ip", "route", "get", z.outer.String(), "mark", "51820"); !strings.Contains(out, "dev va") {
 		t.Errorf("marked packets to the endpoint:\n%s", out)
 	}
 
 	stopAndCheck(t, pa, a)
-	if got := policyState(t, nsA); got != before {
+	if got := policyState(t, a.ns); got != before {
 		t.Errorf("after SIGTERM:\n%s\nwant as before:\n%s", got, before)
 	}
 	if left, _ := filepath.Glob(filepath.Join(state, "rules.*")); len(left) != 0 {
@@ -173,10 +172,9 @@ func TestFullTunnelStandalone(t *testing.T) {
 func TestFullTunnelAfterSIGKILL(t *testing.T) {
 	b := binaries(t)
 	t.Parallel()
-	nsA, nsB, outerA, outerB := netnstest.Pair(t)
-	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
-	giveFarAddresses(t, nsB)
-	before := policyState(t, nsA)
+	a, z := newNodes(t)
+	giveFarAddresses(t, z.ns)
+	before := policyState(t, a.ns)
 	a.writeConfig(t, fullTunnelPeer(z))
 	z.writeConfig(t, a.asPeer(true))
 	z.startWGPeer(t, b)
@@ -186,9 +184,9 @@ func TestFullTunnelAfterSIGKILL(t *testing.T) {
 	p1.cmd.Process.Kill()
 	<-p1.exit
 	p1.exit <- nil
-	waitFor(t, func() bool { _, err := nsA.Run("ip", "link", "show", a.iface); return err != nil })
+	waitFor(t, func() bool { _, err := a.ns.Run("ip", "link", "show", a.iface); return err != nil })
 	os.Remove(uapi.SocketPath(a.iface)) // a killed process cannot remove it
-	left := policyState(t, nsA)
+	left := policyState(t, a.ns)
 	if strings.Count(left, "lookup 51820") != 2 || strings.Count(left, "suppress_prefixlength 0") != 2 {
 		t.Fatalf("the killed run's rules are not there; the test would prove nothing:\n%s", left)
 	}
@@ -197,15 +195,15 @@ func TestFullTunnelAfterSIGKILL(t *testing.T) {
 	if !strings.Contains(p2.out.String(), "removed the policy rules a previous run left") {
 		t.Errorf("the restart does not say it removed the leftovers:\n%s", p2.out)
 	}
-	now := policyState(t, nsA)
+	now := policyState(t, a.ns)
 	if strings.Count(now, "lookup 51820") != 2 || strings.Count(now, "suppress_prefixlength 0") != 2 {
 		t.Errorf("after the restart, want one run's rules:\n%s", now)
 	}
-	if out, ok := pingOut(nsA, farV4); !ok {
+	if out, ok := pingOut(a.ns, farV4); !ok {
 		t.Errorf("ping %s after the restart:\n%s", farV4, out)
 	}
 	stopAndCheck(t, p2, a)
-	if got := policyState(t, nsA); got != before {
+	if got := policyState(t, a.ns); got != before {
 		t.Errorf("after SIGTERM:\n%s\nwant as before:\n%s", got, before)
 	}
 }
@@ -219,14 +217,13 @@ func TestFullTunnelAfterSIGKILL(t *testing.T) {
 func TestConflictingRouteRefused(t *testing.T) {
 	b := binaries(t)
 	t.Parallel()
-	nsA, nsB, outerA, outerB := netnstest.Pair(t)
-	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
-	veth := strings.Fields(nsA.MustRun(t, "ip", "-o", "-4", "addr", "show", "to", outerA.String()))[1]
-	nsA.MustRun(t, "ip", "addr", "add", "fd99::1/64", "dev", veth, "nodad")
-	nsA.MustRun(t, "ip", "route", "add", "10.78.0.0/24", "via", outerB.String(), "dev", veth)
-	nsA.MustRun(t, "ip", "-6", "route", "add", "fd78::/64", "via", "fd99::2", "dev", veth)
+	a, z := newNodes(t)
+	veth := strings.Fields(a.ns.MustRun(t, "ip", "-o", "-4", "addr", "show", "to", a.outer.String()))[1]
+	a.ns.MustRun(t, "ip", "addr", "add", "fd99::1/64", "dev", veth, "nodad")
+	a.ns.MustRun(t, "ip", "route", "add", "10.78.0.0/24", "via", z.outer.String(), "dev", veth)
+	a.ns.MustRun(t, "ip", "-6", "route", "add", "fd78::/64", "via", "fd99::2", "dev", veth)
 	for _, tc := range []struct{ prefix, route string }{
-		{"10.78.0.0/24", "10.78.0.0/24 via " + outerB.String() + " dev " + veth},
+		{"10.78.0.0/24", "10.78.0.0/24 via " + z.outer.String() + " dev " + veth},
 		{"fd78::/64", "fd78::/64 via fd99::2 dev " + veth},
 	} {
 		t.Run(tc.prefix, func(t *testing.T) {
@@ -235,7 +232,7 @@ func TestConflictingRouteRefused(t *testing.T) {
 			a.writeConfig(t, p)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			cmd := nsA.Command(ctx, b.client, "standalone", "--config", a.conf, "--interface", a.iface, "--state-dir", t.TempDir())
+			cmd := a.ns.Command(ctx, b.client, "standalone", "--config", a.conf, "--interface", a.iface, "--state-dir", t.TempDir())
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			err := cmd.Run()
@@ -257,7 +254,7 @@ func TestConflictingRouteRefused(t *testing.T) {
 			if strings.Contains(tc.prefix, ":") {
 				dst = strings.TrimSuffix(tc.prefix, "/64") + "5"
 			}
-			if out := nsA.MustRun(t, "ip", "route", "get", dst); !strings.Contains(out, "dev "+veth) {
+			if out := a.ns.MustRun(t, "ip", "route", "get", dst); !strings.Contains(out, "dev "+veth) {
 				t.Errorf("ip route get %s:\n%s", dst, out)
 			}
 		})
@@ -273,9 +270,8 @@ func TestConflictingRouteRefused(t *testing.T) {
 func TestLinkBounceRestoresRoutes(t *testing.T) {
 	b := binaries(t)
 	t.Parallel()
-	nsA, nsB, outerA, outerB := netnstest.Pair(t)
-	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
-	giveFarAddresses(t, nsB)
+	a, z := newNodes(t)
+	giveFarAddresses(t, z.ns)
 	p := z.asPeer(true)
 	p.AllowedIPs = append(p.AllowedIPs, netip.PrefixFrom(farV4, 32), netip.PrefixFrom(farV6, 128))
 	a.writeConfig(t, p)
@@ -284,12 +280,12 @@ func TestLinkBounceRestoresRoutes(t *testing.T) {
 	z.startWGPeer(t, b)
 	a.ping(t, farV4)
 	for round := range 2 {
-		nsA.MustRun(t, "ip", "link", "set", a.iface, "down")
-		nsA.MustRun(t, "ip", "link", "set", a.iface, "up")
+		a.ns.MustRun(t, "ip", "link", "set", a.iface, "down")
+		a.ns.MustRun(t, "ip", "link", "set", a.iface, "up")
 		for _, dst := range []netip.Addr{farV4, farV6, z.inner[1].Addr()} {
-			if out, ok := pingOut(nsA, dst); !ok {
+			if out, ok := pingOut(a.ns, dst); !ok {
 				t.Fatalf("round %d: ping %s after a link bounce:\n%s\nroutes:\n%s", round, dst, out,
-					nsA.MustRun(t, "ip", "route", "show")+nsA.MustRun(t, "ip", "-6", "route", "show"))
+					a.ns.MustRun(t, "ip", "route", "show")+a.ns.MustRun(t, "ip", "-6", "route", "show"))
 			}
 		}
 	}
@@ -305,28 +301,25 @@ func TestLinkBounceRestoresRoutes(t *testing.T) {
 func TestMTURaised(t *testing.T) {
 	b := binaries(t)
 	t.Parallel()
-	nsA, nsB, outerA, outerB := netnstest.Pair(t)
-	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
-	a.writeConfig(t, z.asPeer(true))
-	z.writeConfig(t, a.asPeer(true))
+	a, z := peeredNodes(t)
 	pa := a.startClient(t, b)
 	z.startWGPeer(t, b)
 	a.ping(t, z.inner[0].Addr())
-	nsA.MustRun(t, "ip", "link", "set", a.iface, "mtu", "1420")
-	waitFor(t, func() bool { return strings.Contains(nsA.MustRun(t, "ip", "link", "show", a.iface), " mtu 1280 ") })
+	a.ns.MustRun(t, "ip", "link", "set", a.iface, "mtu", "1420")
+	waitFor(t, func() bool { return strings.Contains(a.ns.MustRun(t, "ip", "link", "show", a.iface), " mtu 1280 ") })
 	waitFor(t, func() bool { return strings.Count(pa.out.String(), "interface MTU 1420 set back to 1280") == 1 })
 	for _, c := range []struct {
 		dst  netip.Addr
 		size string // 1400 bytes with the header
 	}{{z.inner[0].Addr(), "1372"}, {z.inner[1].Addr(), "1352"}} {
-		out, ok := pingOut(nsA, c.dst, "-M", "do", "-s", c.size, "-c", "1")
+		out, ok := pingOut(a.ns, c.dst, "-M", "do", "-s", c.size, "-c", "1")
 		if ok || !strings.Contains(strings.ToLower(out), "message too long") {
 			t.Errorf("1400-byte DF ping to %s: ok %v, want a local error:\n%s", c.dst, ok, out)
 		}
 		t.Logf("ping -M do -s %s %s: %s", c.size, c.dst, strings.TrimSpace(out))
 	}
 	// 1280 still passes, both ways.
-	if out, ok := pingOut(nsA, z.inner[0].Addr(), "-M", "do", "-s", "1252"); !ok {
+	if out, ok := pingOut(a.ns, z.inner[0].Addr(), "-M", "do", "-s", "1252"); !ok {
 		t.Errorf("1280-byte DF ping:\n%s", out)
 	}
 	if n := strings.Count(pa.out.String(), "set back to 1280"); n != 1 {
@@ -341,16 +334,13 @@ func TestMTURaised(t *testing.T) {
 func TestOversizedFromPeer(t *testing.T) {
 	b := binaries(t)
 	t.Parallel()
-	nsA, nsB, outerA, outerB := netnstest.Pair(t)
-	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
-	a.writeConfig(t, z.asPeer(true))
-	z.writeConfig(t, a.asPeer(true))
+	a, z := peeredNodes(t)
 	pa := a.startClient(t, b, "--metrics-addr", "127.0.0.1:9586")
 	t.Cleanup(func() { os.Remove(uapi.SocketPath(z.iface)) })
-	start(t, nsB, "wgpeer "+z.iface, b.wgpeer, nil, "--config", z.conf, "--interface", z.iface, "--uapi", "--mtu", "1420").waitSocket(t, z.iface)
+	start(t, z.ns, "wgpeer "+z.iface, b.wgpeer, nil, "--config", z.conf, "--interface", z.iface, "--uapi", "--mtu", "1420").waitSocket(t, z.iface)
 	z.ping(t, a.inner[0].Addr()) // a session, so the drop can name the peer
 	const n = 3
-	out, ok := pingOut(nsB, a.inner[0].Addr(), "-M", "do", "-s", "1372", "-c", fmt.Sprint(n), "-w", "3")
+	out, ok := pingOut(z.ns, a.inner[0].Addr(), "-M", "do", "-s", "1372", "-c", fmt.Sprint(n), "-w", "3")
 	if ok {
 		t.Fatalf("1400-byte packets from the peer were answered:\n%s", out)
 	}
@@ -365,7 +355,7 @@ func TestOversizedFromPeer(t *testing.T) {
 		t.Errorf("the log does not name the peer:\n%s", pa.out)
 	}
 	// Packets of 1280 bytes still pass.
-	if out, ok := pingOut(nsB, a.inner[0].Addr(), "-M", "do", "-s", "1252"); !ok {
+	if out, ok := pingOut(z.ns, a.inner[0].Addr(), "-M", "do", "-s", "1252"); !ok {
 		t.Errorf("1280-byte ping from the peer:\n%s", out)
 	}
 	stopAndCheck(t, pa, a)

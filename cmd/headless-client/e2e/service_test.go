@@ -14,7 +14,6 @@ import (
 
 	"pipeguard/cmd/headless-client/sdnotify/sdnotifytest"
 	"pipeguard/cmd/headless-client/uapi"
-	"pipeguard/cmd/internal/netnstest"
 )
 
 // TestSystemdNotify runs the client as systemd runs a Type=notify service
@@ -27,10 +26,7 @@ import (
 func TestSystemdNotify(t *testing.T) {
 	b := binaries(t)
 	t.Parallel()
-	nsA, nsB, outerA, outerB := netnstest.Pair(t)
-	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
-	a.writeConfig(t, z.asPeer(true))
-	z.writeConfig(t, a.asPeer(true))
+	a, z := peeredNodes(t)
 	z.startWGPeer(t, b)
 
 	sd := sdnotifytest.Listen(t)
@@ -109,8 +105,7 @@ func TestUnprivileged(t *testing.T) {
 			t.Fatalf("%s (util-linux) is needed: %v", tool, err)
 		}
 	}
-	nsA, nsB, outerA, outerB := netnstest.Pair(t)
-	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
+	a, z := newNodes(t)
 	z.writeConfig(t, a.asPeer(true))
 	z.startWGPeer(t, b)
 

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"pipeguard/cmd/headless-client/sdnotify/sdnotifytest"
-	"pipeguard/cmd/internal/netnstest"
 )
 
 // unitFilter returns the SystemCallFilter= lines of the standalone unit,
@@ -56,8 +55,7 @@ func TestSyscallsWithinUnitFilter(t *testing.T) {
 	filter := unitFilter(t)
 	allowed := allowedSyscalls(t, filter)
 
-	nsA, nsB, outerA, outerB := netnstest.Pair(t)
-	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
+	a, z := newNodes(t)
 	// A full tunnel: policy rules and the fwmark are in the trace too.
 	a.writeConfig(t, fullTunnelPeer(z))
 	z.writeConfig(t, a.asPeer(true))

@@ -103,19 +103,18 @@ func TestWGQuickFullTunnel(t *testing.T) {
 	}
 	dir := pipeguardGo(t, b)
 	t.Parallel()
-	nsA, nsB, outerA, outerB := netnstest.Pair(t)
-	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
+	a, z := newNodes(t)
 	a.iface = netnstest.UniqueName("pq")
-	giveFarAddresses(t, nsB)
+	giveFarAddresses(t, z.ns)
 	z.writeConfig(t, a.asPeer(true))
 	z.startWGPeer(t, b)
-	before := policyState(t, nsA)
+	before := policyState(t, a.ns)
 
 	// wg-quick's own format: the file is named after the interface; no
 	// MTU and no DNS line (so it never touches the host's resolver).
 	conf := filepath.Join(t.TempDir(), a.iface+".conf")
 	text := fmt.Sprintf("[Interface]\nPrivateKey = %s\nAddress = %s, %s\nListenPort = %d\n\n[Peer]\nPublicKey = %s\nEndpoint = %s\nAllowedIPs = 0.0.0.0/0, ::/0\n",
-		a.key, a.inner[0], a.inner[1], a.port, z.key.Public(), netip.AddrPortFrom(outerB, z.port))
+		a.key, a.inner[0], a.inner[1], a.port, z.key.Public(), netip.AddrPortFrom(z.outer, z.port))
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +125,7 @@ func TestWGQuickFullTunnel(t *testing.T) {
 		os.Remove(uapi.SocketPath(a.iface))
 	})
 
-	code, out, upLog := wgQuick(t, nsA, dir, "up", conf)
+	code, out, upLog := wgQuick(t, a.ns, dir, "up", conf)
 	t.Logf("wg-quick up (exit %d):\n%s", code, out)
 	if code != 0 {
 		t.Fatalf("wg-quick up exited %d", code)
@@ -142,22 +141,22 @@ func TestWGQuickFullTunnel(t *testing.T) {
 		t.Errorf("wg show %s fwmark: %q, want 0xca6c", a.iface, got)
 	}
 	// wg-quick set 1420 (1500 - 80); the tunnel holds 1280.
-	waitFor(t, func() bool { return strings.Contains(nsA.MustRun(t, "ip", "link", "show", a.iface), " mtu 1280 ") })
+	waitFor(t, func() bool { return strings.Contains(a.ns.MustRun(t, "ip", "link", "show", a.iface), " mtu 1280 ") })
 
 	for _, dst := range []netip.Addr{farV4, farV6} {
-		if out, ok := pingOut(nsA, dst); !ok {
-			t.Fatalf("ping %s through wg-quick's full tunnel:\n%s\n%s", dst, out, policyState(t, nsA))
+		if out, ok := pingOut(a.ns, dst); !ok {
+			t.Fatalf("ping %s through wg-quick's full tunnel:\n%s\n%s", dst, out, policyState(t, a.ns))
 		}
 	}
-	transferTo(t, a, nsB, netip.AddrPortFrom(farV4, 5201), 10<<20)
-	transferTo(t, a, nsB, netip.AddrPortFrom(farV6, 5202), 10<<20)
+	transferTo(t, a, z.ns, netip.AddrPortFrom(farV4, 5201), 10<<20)
+	transferTo(t, a, z.ns, netip.AddrPortFrom(farV6, 5202), 10<<20)
 	// 1400 bytes with DF: answered, or an error ping prints; never
 	// silence.
 	for _, c := range []struct {
 		dst  netip.Addr
 		size string
 	}{{farV4, "1372"}, {farV6, "1352"}} {
-		out, ok := pingOut(nsA, c.dst, "-M", "do", "-s", c.size, "-c", "1", "-w", "3")
+		out, ok := pingOut(a.ns, c.dst, "-M", "do", "-s", c.size, "-c", "1", "-w", "3")
 		t.Logf("ping -M do -s %s %s (ok %v):\n%s", c.size, c.dst, ok, out)
 		if !ok && !strings.Contains(strings.ToLower(out), "message too long") {
 			t.Errorf("1400-byte DF ping to %s was silently lost:\n%s", c.dst, out)
@@ -165,7 +164,7 @@ func TestWGQuickFullTunnel(t *testing.T) {
 	}
 
 	downAt := time.Now()
-	code, out, _ = wgQuick(t, nsA, dir, "down", conf)
+	code, out, _ = wgQuick(t, a.ns, dir, "down", conf)
 	t.Logf("wg-quick down (exit %d):\n%s", code, out)
 	if code != 0 {
 		t.Errorf("wg-quick down exited %d", code)
@@ -186,7 +185,7 @@ func TestWGQuickFullTunnel(t *testing.T) {
 	if n := strings.Count(string(tunnelLog), "interface MTU 1420 set back to 1280"); n != 1 {
 		t.Errorf("%d MTU warnings in the tunnel's log, want 1:\n%s", n, tunnelLog)
 	}
-	if got := policyState(t, nsA); got != before {
+	if got := policyState(t, a.ns); got != before {
 		t.Errorf("policy routing after wg-quick down:\n%s\nwant as before:\n%s", got, before)
 	}
 }

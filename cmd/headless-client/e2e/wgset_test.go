@@ -56,8 +56,7 @@ func udpPorts(t *testing.T, ns *netnstest.NS) string {
 func TestWGSetconfAndKeyChange(t *testing.T) {
 	b := binaries(t)
 	t.Parallel()
-	nsA, nsB, outerA, outerB := netnstest.Pair(t)
-	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
+	a, z := newNodes(t)
 	pa := startEmptyTunnel(t, b, a)
 	z.writeConfig(t, a.asPeer(true))
 	z.startWGPeer(t, b)
@@ -71,14 +70,14 @@ FwMark = 0x5678
 PublicKey = %s
 Endpoint = %s
 AllowedIPs = %s/32, %s/128
-`, a.key, a.port, z.key.Public(), netip.AddrPortFrom(outerB, z.port), z.inner[0].Addr(), z.inner[1].Addr())))
+`, a.key, a.port, z.key.Public(), netip.AddrPortFrom(z.outer, z.port), z.inner[0].Addr(), z.inner[1].Addr())))
 	if got := strings.TrimSpace(wg(t, "show", a.iface, "fwmark")); got != "0x5678" {
 		t.Errorf("wg show fwmark = %q", got)
 	}
 	if got := strings.TrimSpace(wg(t, "show", a.iface, "public-key")); got != a.key.Public().String() {
 		t.Errorf("wg show public-key = %q", got)
 	}
-	if ports := udpPorts(t, nsA); !strings.Contains(ports, fmt.Sprintf(":%d ", a.port)) {
+	if ports := udpPorts(t, a.ns); !strings.Contains(ports, fmt.Sprintf(":%d ", a.port)) {
 		t.Errorf("not listening on %d:\n%s", a.port, ports)
 	}
 	a.ping(t, z.inner[0].Addr())
@@ -103,11 +102,11 @@ AllowedIPs = %s/32, %s/128
 	if got := strings.TrimSpace(wg(t, "show", a.iface, "fwmark")); got != "0x5678" {
 		t.Errorf("after wg set: fwmark %q", got)
 	}
-	if ports := udpPorts(t, nsA); !strings.Contains(ports, fmt.Sprintf(":%d ", a.port)) || strings.Contains(ports, fmt.Sprintf(":%d ", a.port-1)) {
+	if ports := udpPorts(t, a.ns); !strings.Contains(ports, fmt.Sprintf(":%d ", a.port)) || strings.Contains(ports, fmt.Sprintf(":%d ", a.port-1)) {
 		t.Errorf("after wg set listen-port %d, sockets:\n%s", a.port, ports)
 	}
 	wg(t, "set", z.iface, "peer", oldPub.String(), "remove",
-		"peer", next.Public().String(), "endpoint", netip.AddrPortFrom(outerA, a.port).String(),
+		"peer", next.Public().String(), "endpoint", netip.AddrPortFrom(a.outer, a.port).String(),
 		"allowed-ips", a.inner[0].Addr().String()+"/32,"+a.inner[1].Addr().String()+"/128")
 	// The far side speaks first this time: it initiates to the new key.
 	z.ping(t, a.inner[0].Addr())
@@ -122,10 +121,7 @@ AllowedIPs = %s/32, %s/128
 func TestSIGHUPKeyAndPort(t *testing.T) {
 	b := binaries(t)
 	t.Parallel()
-	nsA, nsB, outerA, outerB := netnstest.Pair(t)
-	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
-	a.writeConfig(t, z.asPeer(true))
-	z.writeConfig(t, a.asPeer(true))
+	a, z := peeredNodes(t)
 	pa := a.startClient(t, b)
 	pz := z.startClient(t, b)
 	a.ping(t, z.inner[0].Addr())
