@@ -169,24 +169,5 @@ func TestRebindConnZeroAlloc(t *testing.T) {
 	recv := rebindableT(t, "[::]:0", UDPOptions{})
 	send := rebindableT(t, "[::]:0", UDPOptions{})
 	to := netip.AddrPortFrom(netip.MustParseAddr("::1"), recv.LocalAddr().Port())
-	out := makeMsgs(32, 1312)
-	for i := range out {
-		out[i].N, out[i].Addr = 1312, to
-	}
-	in := makeMsgs(32, 1312)
-	allocs := testing.AllocsPerRun(200, func() {
-		if err := send.WriteBatch(out); err != nil {
-			t.Fatal(err)
-		}
-		for got := 0; got < len(out); {
-			n, err := recv.ReadBatch(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got += n
-		}
-	})
-	if allocs != 0 {
-		t.Fatalf("%v allocations per run", allocs)
-	}
+	assertBatchZeroAlloc(t, send, recv, to)
 }
