@@ -3,10 +3,7 @@ package e2e
 import (
 	"net/netip"
 	"path/filepath"
-	"slices"
-	"syscall"
 	"testing"
-	"time"
 
 	"pipeguard/cmd/headless-client/dns/resolvconftest"
 	"pipeguard/cmd/headless-client/dns/resolvedtest"
@@ -42,29 +39,8 @@ func TestDNSSyscallsWithinUnitFilter(t *testing.T) {
 			if mode == "resolvconf" {
 				wantNameservers(t, ns, "up", "10.100.0.53")
 			}
-			client := tracedChild(t, p.cmd.Process.Pid)
-			if err := syscall.Kill(client, syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case err := <-p.exit:
-				p.exit <- err
-				if err != nil {
-					t.Fatalf("client under strace: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("client did not stop")
-			}
-			var outside []string
-			used := tracedSyscalls(t, trace)
-			for name := range used {
-				if !allowed[name] {
-					outside = append(outside, name)
-				}
-			}
-			slices.Sort(outside)
-			t.Logf("%d distinct system calls", len(used))
-			if len(outside) > 0 {
+			stopTraced(t, p, tracedChild(t, p.cmd.Process.Pid))
+			if outside := syscallsOutside(t, trace, allowed); len(outside) > 0 {
 				t.Errorf("system calls outside the units' SystemCallFilter=: %v", outside)
 			}
 		})
