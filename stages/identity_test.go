@@ -10,7 +10,6 @@ import (
 
 	"pipeguard/noise"
 	"pipeguard/tunio/memudp"
-	"pipeguard/wire"
 )
 
 // TestNoPrivateKey: a tunnel may start without a private key, as an
@@ -39,13 +38,7 @@ func TestNoPrivateKey(t *testing.T) {
 			}
 
 			// The peer initiates, to the key the tunnel does not have yet.
-			var msg wire.Initiation
-			if err := p.hs.CreateInitiation(time.Now(), &p.index, &msg); err != nil {
-				t.Fatal(err)
-			}
-			var b [wire.InitiationSize]byte
-			msg.Marshal(&b)
-			p.send(b[:])
+			p.sendInitiation()
 			waitFor(t, 5*time.Second, func() bool { return dropsOf(e.tun.Stats(), DropNoPrivateKey) == 1 },
 				func() string { return "initiation not counted as no_private_key\n" + fmtStats(e.tun.Stats()) })
 			p.expectNothing(20 * time.Millisecond)
@@ -132,13 +125,7 @@ func TestPrivateKeyChange(t *testing.T) {
 			waitFor(t, 5*time.Second, func() bool { return dropsOf(e.tun.Stats(), DropUnknownIndex) == 1 },
 				func() string { return "old session's data not dropped as unknown\n" + fmtStats(e.tun.Stats()) })
 			e.expectNoPacket(t, 10*time.Millisecond)
-			var msg wire.Initiation
-			if err := p.hs.CreateInitiation(time.Now(), &p.index, &msg); err != nil {
-				t.Fatal(err)
-			}
-			var b [wire.InitiationSize]byte
-			msg.Marshal(&b)
-			p.send(b[:]) // to the old key: fails MAC1
+			p.sendInitiation() // to the old key: fails MAC1
 			waitFor(t, 5*time.Second, func() bool { return dropsOf(e.tun.Stats(), DropHandshake) == 1 },
 				func() string { return "initiation to the old key not dropped\n" + fmtStats(e.tun.Stats()) })
 			p.expectNothing(10 * time.Millisecond)
@@ -188,13 +175,7 @@ func TestPrivateKeySetAndRemove(t *testing.T) {
 	if !e.tun.PublicKey().IsZero() || e.tun.index.Len() != 0 {
 		t.Fatalf("after removing the key: public %s, %d indices", e.tun.PublicKey(), e.tun.index.Len())
 	}
-	var msg wire.Initiation
-	if err := p.hs.CreateInitiation(time.Now(), &p.index, &msg); err != nil {
-		t.Fatal(err)
-	}
-	var b [wire.InitiationSize]byte
-	msg.Marshal(&b)
-	p.send(b[:])
+	p.sendInitiation()
 	waitFor(t, 5*time.Second, func() bool { return dropsOf(e.tun.Stats(), DropNoPrivateKey) == 1 },
 		func() string { return "initiation not dropped as no_private_key\n" + fmtStats(e.tun.Stats()) })
 	p.expectNothing(10 * time.Millisecond)

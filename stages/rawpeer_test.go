@@ -158,13 +158,7 @@ func (p *rawPeer) recvType(typ wire.MessageType, within time.Duration) rxDgram {
 // datagram (counter 0).
 func (p *rawPeer) initiate() []byte {
 	p.t.Helper()
-	var msg wire.Initiation
-	if err := p.hs.CreateInitiation(time.Now(), &p.index, &msg); err != nil {
-		p.t.Fatal(err)
-	}
-	var b [wire.InitiationSize]byte
-	msg.Marshal(&b)
-	p.send(b[:])
+	p.sendInitiation()
 	r := p.recvType(wire.TypeResponse, 5*time.Second)
 	_, kp, err := p.static.ConsumeResponse(r.b, time.Now(), &p.index)
 	if err != nil {
@@ -176,6 +170,19 @@ func (p *rawPeer) initiate() []byte {
 	waitFor(p.t, 5*time.Second, func() bool { return keepalivesIn(p.tunnel.tun.Stats()) > 0 },
 		func() string { return "the tunnel took no keepalive\n" + fmtStats(p.tunnel.tun.Stats()) })
 	return ka
+}
+
+// sendInitiation sends the tunnel a new handshake initiation from p,
+// and nothing more.
+func (p *rawPeer) sendInitiation() {
+	p.t.Helper()
+	var msg wire.Initiation
+	if err := p.hs.CreateInitiation(time.Now(), &p.index, &msg); err != nil {
+		p.t.Fatal(err)
+	}
+	var b [wire.InitiationSize]byte
+	msg.Marshal(&b)
+	p.send(b[:])
 }
 
 // respond answers the tunnel's next message, which must be an initiation,
