@@ -38,14 +38,7 @@ func TestInlineAndPoolsKeepOrder(t *testing.T) {
 	atB := checkFlows(b, hostB, []host{hostA}, false)
 	atA := checkFlows(a, hostA, []host{hostB}, false)
 	st := stats(a, b)
-	if err := sendFlows(a, hostA, []host{hostB}, 0, 1); err != nil {
-		t.Fatal(err)
-	}
-	atB.wait(t, 0, 1, 5*time.Second, st)
-	if err := sendFlows(b, hostB, []host{hostA}, 0, 1); err != nil {
-		t.Fatal(err)
-	}
-	atA.wait(t, 0, 1, 5*time.Second, st)
+	firstPacketEachWay(t, a, b, atA, atB, st)
 
 	// send streams bursts from one end and returns how many packets it
 	// sent, or an error.

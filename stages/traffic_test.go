@@ -14,6 +14,21 @@ import (
 // receive queue instead of dropping: with it, no packet may be lost.
 var blocking = memudp.Config{Block: true}
 
+// firstPacketEachWay sends packet 0 of the flow from a to b and waits
+// for it at b, then the same from b to a: the handshake, with nothing
+// else waiting.
+func firstPacketEachWay(t *testing.T, a, b *end, atA, atB *flowChecker, st func() string) {
+	t.Helper()
+	if err := sendFlows(a, hostA, []host{hostB}, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	atB.wait(t, 0, 1, 5*time.Second, st)
+	if err := sendFlows(b, hostB, []host{hostA}, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	atA.wait(t, 0, 1, 5*time.Second, st)
+}
+
 // stats prints both ends' counters for a failure message.
 func stats(ends ...*end) func() string {
 	return func() string {
@@ -42,14 +57,7 @@ func TestPairBulkBothWays(t *testing.T) {
 			atA := checkFlows(a, hostA, []host{hostB}, false)
 			st := stats(a, b)
 			// Packet 0 each way: the handshake, with nothing else waiting.
-			if err := sendFlows(a, hostA, []host{hostB}, 0, 1); err != nil {
-				t.Fatal(err)
-			}
-			atB.wait(t, 0, 1, 5*time.Second, st)
-			if err := sendFlows(b, hostB, []host{hostA}, 0, 1); err != nil {
-				t.Fatal(err)
-			}
-			atA.wait(t, 0, 1, 5*time.Second, st)
+			firstPacketEachWay(t, a, b, atA, atB, st)
 
 			errc := make(chan error, 2)
 			go func() { errc <- sendFlows(a, hostA, []host{hostB}, 1, n-1) }()
