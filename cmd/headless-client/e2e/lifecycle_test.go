@@ -110,10 +110,7 @@ func TestUAPIAtFileLimit(t *testing.T) {
 	if err != nil {
 		t.Fatalf("wg show after the connections closed: %v\n%s", err, out)
 	}
-	if code, _ := p.stop(t, syscall.SIGTERM, 5*time.Second); code != 0 {
-		t.Fatalf("exit %d after SIGTERM", code)
-	}
-	assertGone(t, n)
+	stopLeavingNothing(t, p, n)
 }
 
 // waitExit waits up to within for p to exit and returns its exit code.
@@ -391,10 +388,7 @@ func TestSIGHUPDuringStartup(t *testing.T) {
 	f.Close()
 	p.waitSocket(t, n.iface)
 	waitFor(t, func() bool { return strings.Contains(p.out.String(), "reloading config (SIGHUP)") })
-	if code, _ := p.stop(t, syscall.SIGTERM, 5*time.Second); code != 0 {
-		t.Fatalf("exit %d after SIGTERM", code)
-	}
-	assertGone(t, n)
+	stopLeavingNothing(t, p, n)
 }
 
 // TestBrokenStderrPipe is issue 14 item 9 end to end: the client's
@@ -449,10 +443,7 @@ func TestBrokenStderrPipe(t *testing.T) {
 	default:
 	}
 	wgShow(t, n, "public-key")
-	if code, _ := p.stop(t, syscall.SIGTERM, 5*time.Second); code != 0 {
-		t.Fatalf("exit %d after SIGTERM", code)
-	}
-	assertGone(t, n)
+	stopLeavingNothing(t, p, n)
 }
 
 // TestSIGTERMDuringStartupLookup is issue 14 item 14: a SIGTERM while the
@@ -503,6 +494,16 @@ func TestSIGTERMDuringStartupLookup(t *testing.T) {
 	code, took := p.stop(t, syscall.SIGTERM, 5*time.Second)
 	if code != 0 || took > 2*time.Second || !strings.Contains(p.out.String(), "stopped during start-up") {
 		t.Fatalf("SIGTERM during the start-up lookup: exit %d after %v; want 0, within 2 s, \"stopped during start-up\"", code, took)
+	}
+	assertGone(t, n)
+}
+
+// stopLeavingNothing stops p with SIGTERM, fails t unless it exits 0
+// within 5 s, and checks that nothing of n is left.
+func stopLeavingNothing(t *testing.T, p *proc, n *node) {
+	t.Helper()
+	if code, _ := p.stop(t, syscall.SIGTERM, 5*time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM", code)
 	}
 	assertGone(t, n)
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"pipeguard/cmd/internal/netnstest"
 )
 
 // TestRefusals checks each reason the client refuses to start: exit code
@@ -60,24 +62,30 @@ func TestRefusals(t *testing.T) {
 			}
 			args := append(tc.prefix, b.client, "standalone", "--config", a.conf, "--interface", a.iface, "--state-dir", t.TempDir())
 			args = append(args, tc.flags...)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			cmd := a.ns.Command(ctx, args[0], args[1:]...)
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			err := cmd.Run()
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
-				t.Fatalf("exit: %v, want status 1; stderr:\n%s", err, stderr.String())
-			}
-			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-			last := lines[len(lines)-1]
-			for _, w := range tc.want {
-				if !strings.Contains(last, w) {
-					t.Errorf("last stderr line %q lacks %q", last, w)
-				}
-			}
+			assertRefused(t, a.ns, args, tc.want...)
 			assertGone(t, a)
 		})
+	}
+}
+
+// assertRefused runs argv in ns (for at most 10 s) and fails t unless it
+// exits with status 1 and the last line of its stderr holds each of want.
+func assertRefused(t *testing.T, ns *netnstest.NS, argv []string, want ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := ns.Command(ctx, argv[0], argv[1:]...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v, want status 1; stderr:\n%s", err, stderr.String())
+	}
+	last := lastLine(stderr.String())
+	for _, w := range want {
+		if !strings.Contains(last, w) {
+			t.Errorf("last stderr line %q lacks %q", last, w)
+		}
 	}
 }

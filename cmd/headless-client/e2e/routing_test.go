@@ -1,14 +1,11 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -230,23 +227,8 @@ func TestConflictingRouteRefused(t *testing.T) {
 			p := z.asPeer(true)
 			p.AllowedIPs = append(p.AllowedIPs, netip.MustParsePrefix(tc.prefix))
 			a.writeConfig(t, p)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			cmd := a.ns.Command(ctx, b.client, "standalone", "--config", a.conf, "--interface", a.iface, "--state-dir", t.TempDir())
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			err := cmd.Run()
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
-				t.Fatalf("exit: %v, want status 1; stderr:\n%s", err, stderr.String())
-			}
-			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-			last := lines[len(lines)-1]
-			for _, want := range []string{tc.route, "AllowedIPs " + tc.prefix, "unencrypted"} {
-				if !strings.Contains(last, want) {
-					t.Errorf("last stderr line %q lacks %q", last, want)
-				}
-			}
+			assertRefused(t, a.ns, []string{b.client, "standalone", "--config", a.conf, "--interface", a.iface, "--state-dir", t.TempDir()},
+				tc.route, "AllowedIPs "+tc.prefix, "unencrypted")
 			assertGone(t, a)
 			// The prefix still goes where the admin's route sends it, not
 			// into a half-started tunnel.
