@@ -40,6 +40,17 @@ func (n *node) startPeer(t *testing.T, b bins, kind string) *proc {
 	return n.startClient(t, b)
 }
 
+// startWithPeer starts the client for a and kind's program for z, and
+// pings each way, so that both have a session.
+func startWithPeer(t *testing.T, b bins, a, z *node, kind string) (pa, pz *proc) {
+	t.Helper()
+	pa = a.startClient(t, b)
+	pz = z.startPeer(t, b, kind)
+	a.ping(t, z.inner[0].Addr())
+	z.ping(t, a.inner[0].Addr())
+	return pa, pz
+}
+
 // kill ends p with SIGKILL, as a crash or the OOM killer would: nothing of
 // its own shutdown runs.
 func (p *proc) kill(t *testing.T) {
@@ -160,10 +171,7 @@ func TestPipeGuardKilled(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
 			a, z := peeredNodes(t)
-			pa := a.startClient(t, b)
-			pz := z.startPeer(t, b, kind)
-			a.ping(t, z.inner[0].Addr())
-			z.ping(t, a.inner[0].Addr())
+			pa, pz := startWithPeer(t, b, a, z, kind)
 
 			pa.kill(t)
 			if _, err := os.Stat(uapi.SocketPath(a.iface)); err != nil {
@@ -207,10 +215,7 @@ func TestPeerRoams(t *testing.T) {
 			a, z := newNode(t, nsA, pa4.Addr(), 1), newNode(t, nsB, pz4.Addr(), 2)
 			a.writeConfig(t, z.asPeer(true))
 			z.writeConfig(t, a.asPeer(true))
-			pa := a.startClient(t, b)
-			pz := z.startPeer(t, b, kind)
-			a.ping(t, z.inner[0].Addr())
-			z.ping(t, a.inner[0].Addr())
+			pa, pz := startWithPeer(t, b, a, z, kind)
 
 			// 6 MiB each way in 64 KiB writes 30 ms apart: about 3 s, and
 			// the move comes after 1 s.
