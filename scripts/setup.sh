@@ -25,6 +25,9 @@ if ! command -v resolvconf >/dev/null 2>&1; then
 elif ! resolvconf --version 2>/dev/null | grep -q '^openresolv'; then
 	echo "setup: resolvconf here is not openresolv; the openresolv DNS tests will fail" >&2
 fi
+# wireguard-go: Debian's build, an older release than the module
+# cmd/wgpeer is built from, as a second independent peer for interop.
+command -v wireguard-go >/dev/null 2>&1 || need+=(wireguard-go)
 # dbus-daemon: the systemd-resolved tests serve a fake resolved on a
 # private bus.
 command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus-daemon)
