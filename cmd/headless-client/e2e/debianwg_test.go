@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"pipeguard/cmd/headless-client/uapi"
-	"pipeguard/cmd/internal/netnstest"
 )
 
 // TestDebianWireguardGo: interop with the wireguard-go that Debian ships
@@ -28,8 +27,7 @@ func TestDebianWireguardGo(t *testing.T) {
 		t.Fatal("wireguard-go (Debian's package) is needed; scripts/setup.sh installs it")
 	}
 	t.Parallel()
-	nsA, nsB, outerA, outerB := netnstest.Pair(t)
-	a, z := newNode(t, nsA, outerA, 1), newNode(t, nsB, outerB, 2)
+	a, z := newNodes(t)
 
 	pz := startDebianWireguardGo(t, z, bin)
 	wg(t, "setconf", z.iface, wgConf(t, fmt.Sprintf(`[Interface]
@@ -40,7 +38,7 @@ ListenPort = %d
 PublicKey = %s
 Endpoint = %s
 AllowedIPs = %s/32, %s/128
-`, z.key, z.port, a.key.Public(), netip.AddrPortFrom(outerA, a.port), a.inner[0].Addr(), a.inner[1].Addr())))
+`, z.key, z.port, a.key.Public(), netip.AddrPortFrom(a.outer, a.port), a.inner[0].Addr(), a.inner[1].Addr())))
 	z.ns.MustRun(t, "ip", "address", "add", z.inner[0].String(), "dev", z.iface)
 	z.ns.MustRun(t, "ip", "address", "add", z.inner[1].String(), "dev", z.iface, "nodad")
 	z.ns.MustRun(t, "ip", "link", "set", z.iface, "mtu", "1280", "up")
