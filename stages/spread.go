@@ -3,6 +3,7 @@ package stages
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"pipeguard/stages/cpustat"
@@ -195,7 +196,50 @@ type spreader struct {
 	t       *Tunnel
 	open    func() (pressureReader, error) // cpustat.Open; tests pass a fake
 	packets func() uint64                  // packets delivered so far, both directions
+	procs   func() int                     // runtime.GOMAXPROCS(0) if nil; tests pass a fake
 	log     *slog.Logger
+
+	spread int // the limit while large batches spread: the one it started with
+}
+
+// oneP reports whether the Go runtime runs one goroutine at a time (one
+// P). The pools then cannot run a batch's steps in parallel with the next
+// batch's, only add hand-offs: measured in memory with GOMAXPROCS=1, the
+// pipeline with its pools delivered 0.88 to 0.94 times the sequential
+// engine's rate. So on one P every batch goes inline, whatever the
+// pressure. GOMAXPROCS may change while the tunnel runs (the runtime
+// follows the CPU limit of a cgroup), so this is asked every period.
+func (s *spreader) oneP() bool {
+	if s.procs != nil {
+		return s.procs() < 2
+	}
+	return runtime.GOMAXPROCS(0) < 2
+}
+
+// setInline moves the inline path's limit: every batch (inline) or only
+// small ones, the rest spread over the pools (the limit the tunnel
+// started with, defaultInlineMax).
+func (s *spreader) setInline(inline bool) {
+	if inline {
+		s.t.inline.max.Store(inlineAll)
+	} else {
+		s.t.inline.max.Store(int64(s.spread))
+	}
+}
+
+// withoutPressure is the spreader where the CPU pressure cannot be read:
+// large batches take the pools, except on one P.
+func (s *spreader) withoutPressure(done <-chan struct{}) error {
+	tick := time.NewTicker(spreadPeriod)
+	defer tick.Stop()
+	for {
+		s.setInline(s.oneP())
+		select {
+		case <-done:
+			return nil
+		case <-tick.C:
+		}
+	}
 }
 
 func (s *spreader) Serve(ctx context.Context) error {
@@ -206,22 +250,24 @@ func (s *spreader) Serve(ctx context.Context) error {
 		<-done
 		return nil
 	}
+	if s.spread == 0 { // the first start; a restart keeps it
+		s.spread = s.t.inline.limit()
+	}
 	r, err := s.open()
 	if err != nil {
-		s.log.Debug("no CPU pressure reading: large batches always take the pools", "err", err)
-		<-done
-		return nil
+		s.log.Debug("no CPU pressure reading: large batches take the pools (on more than one P)", "err", err)
+		return s.withoutPressure(done)
 	}
 	defer r.Close()
 	p0, err := r.Read()
 	if err != nil {
-		s.log.Warn("CPU pressure unreadable: large batches always take the pools", "err", err)
-		<-done
-		return nil
+		s.log.Warn("CPU pressure unreadable: large batches take the pools (on more than one P)", "err", err)
+		return s.withoutPressure(done)
 	}
 	tick := time.NewTicker(spreadPeriod)
 	defer tick.Stop()
 	var st spreadState
+	s.setInline(s.oneP() || st.mode.inline())
 	n0, t0 := s.packets(), time.Now()
 	for {
 		select {
@@ -234,6 +280,11 @@ func (s *spreader) Serve(ctx context.Context) error {
 			continue // measure over a longer period next time
 		}
 		n1, t1 := s.packets(), time.Now()
+		if s.oneP() {
+			s.setInline(true)
+			p0, n0, t0 = p1, n1, t1
+			continue
+		}
 		wall := t1.Sub(t0)
 		was := st.mode
 		x := spreadSample{
@@ -242,11 +293,7 @@ func (s *spreader) Serve(ctx context.Context) error {
 			elapsed:  wall,
 		}
 		next := st.step(x)
-		if next.inline() {
-			s.t.inline.max.Store(inlineAll)
-		} else {
-			s.t.inline.max.Store(defaultInlineMax)
-		}
+		s.setInline(next.inline())
 		if next != was {
 			s.log.Debug("spread decision", "mode", next, "pressure", x.pressure, "rate", x.rate)
 		}

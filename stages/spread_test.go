@@ -2,6 +2,7 @@ package stages
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync/atomic"
@@ -192,5 +193,63 @@ func TestSpreaderMovesTheLimit(t *testing.T) {
 		if err := <-done; err != nil || tun.inline.limit() != 3 {
 			t.Errorf("fixed %v: limit %d, err %v; want 3 untouched", fixed, tun.inline.limit(), err)
 		}
+	}
+}
+
+// TestSpreaderOneP: on one P every batch goes inline, whatever the
+// pressure and whatever a trial of the pools would show, with or without
+// a pressure reading; when a second P appears, large batches spread
+// again (without a reading) or the decision resumes (with one).
+func TestSpreaderOneP(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, reading := range []bool{true, false} {
+		t.Run(fmt.Sprintf("pressure reading %v", reading), func(t *testing.T) {
+			tun := &Tunnel{}
+			tun.inline.max.Store(defaultInlineMax)
+			var packets atomic.Uint64
+			f := &fakePressure{}
+			f.share.Store(0.0) // no pressure: on two Ps the pools stay
+			open := f.open
+			if !reading {
+				open = func() (pressureReader, error) { return nil, cpustat.ErrUnsupported }
+			}
+			var procs atomic.Int64
+			procs.Store(1)
+			s := &spreader{t: tun, open: open, log: log, packets: packets.Load, procs: func() int { return int(procs.Load()) }}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- s.Serve(ctx) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Error(err)
+				}
+			}()
+			stop := make(chan struct{})
+			defer close(stop)
+			go func() { // traffic, so that the decision has something to measure
+				tick := time.NewTicker(time.Millisecond)
+				defer tick.Stop()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+						packets.Add(500)
+					}
+				}
+			}()
+			waitFor(t, 2*time.Second, func() bool { return tun.inline.limit() == inlineAll },
+				func() string { return "one P: the limit never went to inlineAll" })
+			for range 5 {
+				time.Sleep(spreadPeriod)
+				if l := tun.inline.limit(); l != inlineAll {
+					t.Fatalf("one P: the limit went back to %d", l)
+				}
+			}
+			procs.Store(2)
+			waitFor(t, 2*time.Second, func() bool { return tun.inline.limit() == defaultInlineMax },
+				func() string { return "two Ps and no pressure: large batches never spread again" })
+		})
 	}
 }
