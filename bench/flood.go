@@ -19,12 +19,20 @@ const (
 	// windowStart and windowMax: milliseconds of the tunnel's work at up
 	// to a million packets a second, so that its input never runs dry
 	// while the generator sleeps (floodPause, and the runtime's timers
-	// add up to a millisecond), and well within the tunnels' socket
-	// buffers (8 MiB for PipeGuard, 7 MiB for wireguard-go, which the
-	// kernel doubles; a GSO batch of 64 datagrams takes about 100 KiB of
-	// it, so the most in flight about 6.5 MiB).
-	windowStart = 2048
-	windowMax   = 4096
+	// add up to a millisecond), and more than the tunnel holds in its own
+	// queues: by Little's law a window caps the rate at what is in flight
+	// over the time a packet takes through, and the pipeline's queues
+	// (a few thousand slots a direction) make that time longer than the
+	// sequential engine's. With 4096 the pipeline ran at one core while
+	// a third of the machine sat idle (vmstat), and its pools showed no
+	// gain in the spread decision's trials; with 16384 it took 113-134%
+	// and delivered 1.10-1.51 times the sequential engine's rate, where
+	// 4096 gave 0.95-1.21 (two --quick --repeat 3 runs each). Drops at
+	// the tunnel's socket (8 MiB for PipeGuard, 7 MiB for wireguard-go,
+	// which the kernel doubles; a GSO run of 64 datagrams takes about
+	// 100 KiB) shrink the window, so it settles at what the path holds.
+	windowStart = 8192
+	windowMax   = 16384
 	windowMin   = 64
 	// windowGrow is added each time the generator finds the window full
 	// and nothing was dropped since it last looked: the window seeks the
