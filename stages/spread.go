@@ -295,7 +295,7 @@ func (s *spreader) Serve(ctx context.Context) error {
 		next := st.step(x)
 		s.setInline(next.inline())
 		if next != was {
-			s.log.Debug("spread decision", "mode", next, "pressure", x.pressure, "rate", x.rate)
+			s.log.Debug("spread decision", "mode", next.String(), "pressure", x.pressure, "rate", x.rate)
 		}
 		p0, n0, t0 = p1, n1, t1
 	}
