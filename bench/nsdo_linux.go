@@ -7,49 +7,21 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
-	"runtime"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"pipeguard/tunio/nsthread"
 )
 
 // inNetns runs fn on an OS thread that has joined the network namespace
-// ns, so that the sockets fn makes are the namespace's. The thread is
-// locked to fn's goroutine, and afterwards joins this process's namespace
-// again before the scheduler may use it; if it cannot, it stays locked and
-// the runtime ends it with the goroutine. Going back matters also when the
-// thread is the main thread, which the runtime never ends: left in ns, it
-// would make the harness one of ns's processes (ip netns pids), which
-// removeNetns kills. (cmd/internal/netns does the same; package bench may
-// not import it, being outside cmd.)
+// ns, so that the sockets fn makes are the namespace's (nsthread.Do). The
+// thread never carries the harness into ns for good: removeNetns kills
+// ns's processes.
 func inNetns(ns string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("%w: open own netns: %v", ErrNetns, err)
-			return
-		}
-		defer unix.Close(home)
-		fd, err := unix.Open(filepath.Join("/var/run/netns", ns), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("%w: open netns %s: %v", ErrNetns, ns, err)
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("%w: setns %s: %v", ErrNetns, ns, err)
-			return
-		}
-		err = fn()
-		if unix.Setns(home, unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
+	var fnErr error
+	if err := nsthread.Do(ns, func() error { fnErr = fn(); return nil }); err != nil {
+		return fmt.Errorf("%w: %v", ErrNetns, err)
+	}
+	return fnErr
 }
 
 // httpTimeout bounds one request inside a namespace: on its loopback,

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 func TestParseProcFiles(t *testing.T) {
@@ -76,44 +74,5 @@ func TestTailBuffer(t *testing.T) {
 	}
 	if strings.Contains(lastLine("one"), "\n") {
 		t.Error("lastLine")
-	}
-}
-
-// TestInNetnsComesHome checks that the thread inNetns ran fn on is, once
-// it has returned, back in the harness's own namespace, and alive: left
-// in the namespace, the main thread (which the runtime never ends) would
-// make the harness one of its processes, and removeNetns would kill it.
-func TestInNetnsComesHome(t *testing.T) {
-	requireNetns(t)
-	ns := fmt.Sprintf("%s%d-home", nsPrefix, os.Getpid())
-	if err := ipCmd("netns", "add", ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ipCmd("netns", "del", ns) })
-	home, err := os.Readlink("/proc/self/ns/net")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 20 {
-		var tid int
-		var inside string
-		err := inNetns(ns, func() (err error) {
-			tid = unix.Gettid()
-			inside, err = os.Readlink("/proc/thread-self/ns/net")
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if inside == home {
-			t.Fatalf("fn ran in the harness's own namespace %s", home)
-		}
-		after, err := os.Readlink(fmt.Sprintf("/proc/self/task/%d/ns/net", tid))
-		if err != nil || after != home {
-			t.Fatalf("thread %d after inNetns: namespace %q (%v), want back in %s", tid, after, err, home)
-		}
-	}
-	if out, _ := exec.Command("ip", "netns", "pids", ns).Output(); strings.TrimSpace(string(out)) != "" {
-		t.Errorf("processes in %s after inNetns: %s", ns, out)
 	}
 }

@@ -1,10 +1,10 @@
 //go:build !linux
 
-package netns
+package nsthread
 
 import "errors"
 
 // Do is unsupported outside Linux: network namespaces are Linux's.
-func (ns *NS) Do(fn func() error) error {
+func Do(name string, fn func() error) error {
 	return errors.New("netns: network namespaces are unsupported on this platform")
 }
