@@ -17,11 +17,24 @@ n=0
 while IFS=: read -r file name; do
 	dir=./$(dirname "$file")
 	t0=$SECONDS
-	if go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$dir" >"/tmp/pipeguard-fuzz-$$.log" 2>&1; then
+	log=/tmp/pipeguard-fuzz-$$.log
+	ok=0
+	go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$dir" >"$log" 2>&1 && ok=1
+	# Go up to 1.26 can fail a target at the -fuzztime boundary with a bare
+	# "context deadline exceeded" when a worker's shutdown races the
+	# deadline (go.dev/issue/75804, fixed in Go 1.27): no input failed, and
+	# none is written. Such a run, and only such a run, is tried once more;
+	# a failing input, a panic or a second failure still fails.
+	if [ $ok = 0 ] && grep -q 'context deadline exceeded' "$log" &&
+		! grep -qE 'Failing input written|panic:|_test\.go:[0-9]+:' "$log"; then
+		echo "fuzz: retry $dir $name: the -fuzztime deadline race (go.dev/issue/75804), no failing input"
+		go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$dir" >"$log" 2>&1 && ok=1
+	fi
+	if [ $ok = 1 ]; then
 		echo "fuzz: ok   $dir $name ($((SECONDS - t0))s)"
 	else
 		echo "fuzz: FAIL $dir $name ($((SECONDS - t0))s)"
-		tail -n 30 "/tmp/pipeguard-fuzz-$$.log"
+		tail -n 30 "$log"
 		failed+=("$dir $name")
 	fi
 	n=$((n + 1))
