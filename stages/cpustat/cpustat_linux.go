@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"syscall"
 	"time"
@@ -78,6 +79,11 @@ func parse(b []byte) (Pressure, error) {
 				return Pressure{}, fmt.Errorf("%w: total %q", errFormat, digits)
 			}
 			us = us*10 + uint64(c-'0')
+		}
+		if us > math.MaxInt64/uint64(time.Microsecond) {
+			// More than a Duration holds (292 years): the file is not
+			// what it should be.
+			return Pressure{}, fmt.Errorf("%w: total %q", errFormat, digits)
 		}
 		return Pressure{Some: time.Duration(us) * time.Microsecond}, nil
 	}

@@ -15,6 +15,8 @@ func TestParse(t *testing.T) {
 		{in: "some avg10=1.50 avg60=0.80 avg300=0.20 total=2764359824\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n", some: 2764359824 * time.Microsecond},
 		{in: "full avg10=0.00 avg60=0.00 avg300=0.00 total=7\nsome avg10=0.00 avg60=0.00 avg300=0.00 total=42\n", some: 42 * time.Microsecond},
 		{in: "some avg10=0.00 avg60=0.00 avg300=0.00 total=x\n", bad: true},
+		// more microseconds than a time.Duration holds (292 years)
+		{in: "some avg10=0.00 avg60=0.00 avg300=0.00 total=9999999999999999999\n", bad: true},
 		{in: "some avg10=0.00\n", bad: true},
 		{in: "", bad: true},
 	} {
@@ -54,4 +56,16 @@ func TestReader(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { r.Read() }); n != 0 {
 		t.Errorf("Read allocates %v times", n)
 	}
+}
+
+// FuzzParse: any bytes give an error or a total that is not negative.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("some avg10=1.50 avg60=0.80 avg300=0.20 total=2764359824\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"))
+	f.Add([]byte("full avg10=0.00 avg60=0.00 avg300=0.00 total=7\nsome avg10=0.00 avg60=0.00 avg300=0.00 total=42\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := parse(b)
+		if err == nil && p.Some < 0 {
+			t.Errorf("parse(%q) = %v, want a total that is not negative", b, p.Some)
+		}
+	})
 }
