@@ -136,24 +136,12 @@ func TestSpreaderMovesTheLimit(t *testing.T) {
 	// 500,000 packets a second; with poolsGain set, twice that while
 	// large batches spread.
 	var poolsGain atomic.Bool
-	stop := make(chan struct{})
-	go func() {
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				n := uint64(500)
-				if poolsGain.Load() && tun.inline.limit() == defaultInlineMax {
-					n *= 2
-				}
-				packets.Add(n)
-			}
+	countTraffic(t, &packets, func() uint64 {
+		if poolsGain.Load() && tun.inline.limit() == defaultInlineMax {
+			return 1000
 		}
-	}()
-	defer close(stop)
+		return 500
+	})
 	waitFor(t, 5*time.Second, func() bool { return tun.inline.limit() == inlineAll },
 		func() string { return "the limit never went to inlineAll under pressure" })
 	poolsGain.Store(true)
@@ -225,20 +213,7 @@ func TestSpreaderOneP(t *testing.T) {
 					t.Error(err)
 				}
 			}()
-			stop := make(chan struct{})
-			defer close(stop)
-			go func() { // traffic, so that the decision has something to measure
-				tick := time.NewTicker(time.Millisecond)
-				defer tick.Stop()
-				for {
-					select {
-					case <-stop:
-						return
-					case <-tick.C:
-						packets.Add(500)
-					}
-				}
-			}()
+			countTraffic(t, &packets, func() uint64 { return 500 })
 			waitFor(t, 2*time.Second, func() bool { return tun.inline.limit() == inlineAll },
 				func() string { return "one P: the limit never went to inlineAll" })
 			for range 5 {
@@ -252,4 +227,24 @@ func TestSpreaderOneP(t *testing.T) {
 				func() string { return "two Ps and no pressure: large batches never spread again" })
 		})
 	}
+}
+
+// countTraffic adds n() to packets every millisecond until the test ends:
+// traffic, so that the spread decision has something to measure.
+func countTraffic(t *testing.T, packets *atomic.Uint64, n func() uint64) {
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				packets.Add(n())
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-stopped })
 }
