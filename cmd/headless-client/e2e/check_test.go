@@ -112,6 +112,7 @@ func TestCheck(t *testing.T) {
 	// remove its socket.
 	t.Cleanup(func() { os.Remove(uapi.SocketPath(a.iface)) })
 	before := links(t, a.ns)
+	a.ns.SettleIPv6(t)
 	routesBefore := a.ns.MustRun(t, "ip", "route", "show", "table", "all")
 
 	a.writeConfig(t, z.asPeer(true))

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"pipeguard/cmd/internal/netns"
 )
@@ -117,6 +118,25 @@ func Link(t TB, a, b *NS, addrA, addrB netip.Prefix) (ifA, ifB string) {
 		t.Fatalf("%v", err)
 	}
 	return ifA, ifB
+}
+
+// SettleIPv6 waits until no address in ns is still tentative (IPv6
+// duplicate address detection, about a second after a link comes up), so
+// that a snapshot of the routing tables taken next does not miss the
+// local route the kernel adds for a link-local address once it is usable.
+func (ns *NS) SettleIPv6(t TB) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := ns.Run("ip", "-6", "address", "show", "tentative")
+		if err == nil && strings.TrimSpace(out) == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("netnstest: in %s, addresses still tentative after 10 s: %v\n%s", ns.Name, err, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Pair makes two namespaces joined by a veth pair on 10.99.0.1/24 and
