@@ -1,0 +1,454 @@
+// Package fq is the tunnel's managed queue: the one place per direction
+// where packets may wait in numbers. It holds them in preallocated slots,
+// sorts them into flow queues by a hash the producer gives, serves the
+// flows by deficit round robin with new (sparse) flows first, and runs a
+// CoDel controller (package codel) on each flow at its head: the ideas of
+// Linux's sch_fq_codel (RFC 8290). A ping, a DNS query or a TCP ACK thus
+// leaves ahead of a bulk flow's backlog, and a bulk flow's backlog is
+// kept near the target delay by drops or ECN marks.
+//
+// Per-flow order holds: each flow is FIFO. Order across flows changes,
+// on purpose.
+//
+// One producer and one consumer, which may be different goroutines. The
+// producer reserves slots (Reserve, TryReserve), fills them in place
+// (Reserved, Classify) and commits them with the time they arrived
+// (Commit); the consumer takes runs of packets in the order they are to
+// leave (Take), works on them in their slots (Hand) and gives the slots
+// back (Done). A slot belongs to exactly one of: the free list, the
+// producer's reservations, a flow queue, the consumer's hand. A mutex
+// guards the queue's structure, taken once per call, so once per batch.
+//
+// When every slot is taken, the producer waits (Reserve) or gets none
+// (TryReserve): the queue never grows, and the kernel's queue in front of
+// the producer takes the overflow, as a network would.
+package fq
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"pipeguard/stages/codel"
+)
+
+// Config is a queue's shape and policy.
+type Config struct {
+	// Slots is how many packets the queue holds at most.
+	Slots int
+	// Flows is how many flow queues packets are hashed into (rounded up
+	// to a power of two); 1 makes one FIFO.
+	Flows int
+	// Quantum is the bytes a flow may send per round of the deficit
+	// round robin: about one full packet, so that flows of small
+	// packets (ACKs) get as many packets out per round as they need.
+	Quantum int
+	// Manage runs CoDel (with Params) on each flow; without it the queue
+	// only ever fills.
+	Manage bool
+	Params codel.Params
+}
+
+// none is the empty index of a slot or flow list.
+const none = -1
+
+// slotMeta is what the queue knows of a packet besides its value.
+type slotMeta struct {
+	next    int32         // the next packet in its flow
+	flow    int32         // its flow queue
+	size    int32         // bytes, for the deficit and the backlog
+	ect     bool          // ECN-capable: may be marked instead of dropped
+	arrival time.Duration // when the producer committed it
+}
+
+// flowQueue is one flow's FIFO and its place in the round robin. Its
+// CoDel state outlives its packets, as fq_codel's does: a flow that goes
+// idle and comes back soon resumes its drop rate.
+type flowQueue struct {
+	head, tail int32
+	next       int32 // the next flow in the list it is on
+	deficit    int32
+	on         uint8 // which list it is on: offList, onNew, onOld
+	codel      codel.State
+}
+
+const (
+	offList = iota
+	onNew
+	onOld
+)
+
+type flowList struct{ head, tail int32 }
+
+// Queue is a managed queue of T values. Make one with New; the zero value
+// is not usable. Its concurrency rules are in the package comment.
+type Queue[T any] struct {
+	slots []T
+	cfg   Config
+	mask  uint64 // len(flows)-1
+
+	mu                sync.Mutex // guards the fields up to the producer's
+	meta              []slotMeta
+	free              []int32 // a stack: the slot freed last, warm in cache, goes out first
+	flows             []flowQueue
+	newFlows          flowList
+	oldFlows          flowList
+	queued            int // packets in flow queues
+	backlog           int // their bytes
+	producerWaiting   bool
+	wantFree          int // slots the waiting producer needs
+	consumerWaiting   bool
+	notEmpty, notFull chan struct{} // capacity 1: a token means "look again"
+
+	// busy is queued plus the consumer's hand, published under mu for
+	// readers that take no lock (Idle, Len).
+	busy atomic.Int64
+
+	_ [64]byte
+	// Producer-private.
+	res []int32 // reserved slots, in order
+
+	_ [64]byte
+	// Consumer-private.
+	hand   []int32
+	marked []bool
+	acct   counts // not yet published
+
+	stats published
+}
+
+// New returns an empty queue shaped by cfg.
+func New[T any](cfg Config) *Queue[T] {
+	cfg.Slots = max(cfg.Slots, 1)
+	cfg.Quantum = max(cfg.Quantum, 1)
+	nf := 1
+	for nf < cfg.Flows {
+		nf <<= 1
+	}
+	q := &Queue[T]{
+		slots:    make([]T, cfg.Slots),
+		cfg:      cfg,
+		mask:     uint64(nf - 1),
+		meta:     make([]slotMeta, cfg.Slots),
+		free:     make([]int32, cfg.Slots),
+		flows:    make([]flowQueue, nf),
+		newFlows: flowList{none, none},
+		oldFlows: flowList{none, none},
+		notEmpty: make(chan struct{}, 1),
+		notFull:  make(chan struct{}, 1),
+		res:      make([]int32, 0, cfg.Slots),
+		hand:     make([]int32, 0, cfg.Slots),
+		marked:   make([]bool, 0, cfg.Slots),
+	}
+	for i := range q.free {
+		q.free[i] = int32(cfg.Slots - 1 - i) // slot 0 on top
+	}
+	for i := range q.flows {
+		q.flows[i].head, q.flows[i].tail, q.flows[i].next = none, none, none
+	}
+	return q
+}
+
+// Cap is how many packets the queue holds at most.
+func (q *Queue[T]) Cap() int { return q.cfg.Slots }
+
+// Len is how many packets are queued or in the consumer's hand: a
+// snapshot, safe from any goroutine.
+func (q *Queue[T]) Len() int { return int(q.busy.Load()) }
+
+// Idle reports whether the queue holds nothing and the consumer has
+// nothing in hand. The producer may use it to decide that what it reads
+// now cannot overtake anything it committed before.
+func (q *Queue[T]) Idle() bool { return q.busy.Load() == 0 }
+
+// Producer side.
+
+// TryReserve reserves up to n free slots, without waiting, and returns
+// how many it reserved; Reserved(i) gives their values.
+func (q *Queue[T]) TryReserve(n int) int {
+	q.mu.Lock()
+	k := q.reserveLocked(n)
+	q.mu.Unlock()
+	return k
+}
+
+// Reserve reserves n free slots (n ≤ Cap minus those already reserved),
+// waiting until there are that many. It returns false, having reserved
+// nothing more, once done is closed.
+func (q *Queue[T]) Reserve(done <-chan struct{}, n int) bool {
+	for {
+		q.mu.Lock()
+		if len(q.free) >= n {
+			q.reserveLocked(n)
+			q.producerWaiting = false
+			q.mu.Unlock()
+			return true
+		}
+		q.producerWaiting, q.wantFree = true, n
+		q.mu.Unlock()
+		select {
+		case <-q.notFull:
+		case <-done:
+			q.mu.Lock()
+			q.producerWaiting = false
+			q.mu.Unlock()
+			return false
+		}
+	}
+}
+
+func (q *Queue[T]) reserveLocked(n int) int {
+	k := min(n, len(q.free))
+	top := len(q.free) - k
+	for i := len(q.free) - 1; i >= top; i-- {
+		q.res = append(q.res, q.free[i])
+	}
+	q.free = q.free[:top]
+	return k
+}
+
+// Reservations is how many slots the producer holds reserved.
+func (q *Queue[T]) Reservations() int { return len(q.res) }
+
+// Reserved is the i-th reserved slot's value, for the producer to fill.
+func (q *Queue[T]) Reserved(i int) *T { return &q.slots[q.res[i]] }
+
+// Classify says what the i-th reserved slot holds: the hash of its flow,
+// its size in bytes and whether it is ECN-capable. Every slot committed
+// must have been classified since it was reserved.
+func (q *Queue[T]) Classify(i int, flow uint64, size int, ect bool) {
+	m := &q.meta[q.res[i]]
+	m.flow, m.size, m.ect = int32(flow&q.mask), int32(size), ect
+}
+
+// Commit queues the first k reserved slots, in order, as having arrived
+// at now, and gives the rest of the reservations back.
+func (q *Queue[T]) Commit(k int, now time.Duration) {
+	q.mu.Lock()
+	for _, s := range q.res[:k] {
+		q.enqueueLocked(s, now)
+	}
+	q.freeLocked(q.res[k:])
+	q.res = q.res[:0]
+	q.busy.Store(int64(q.queued + len(q.hand)))
+	wake := q.consumerWaiting && q.queued > 0
+	q.mu.Unlock()
+	if wake {
+		signal(q.notEmpty)
+	}
+}
+
+// Cancel gives back every reserved slot: a restarted producer tidies
+// what its predecessor held.
+func (q *Queue[T]) Cancel() {
+	if len(q.res) == 0 {
+		return
+	}
+	q.mu.Lock()
+	q.freeLocked(q.res)
+	q.res = q.res[:0]
+	q.mu.Unlock()
+}
+
+func (q *Queue[T]) enqueueLocked(s int32, now time.Duration) {
+	m := &q.meta[s]
+	m.next, m.arrival = none, now
+	f := &q.flows[m.flow]
+	if f.tail == none {
+		f.head = s
+	} else {
+		q.meta[f.tail].next = s
+	}
+	f.tail = s
+	q.queued++
+	q.backlog += int(m.size)
+	if f.on == offList {
+		// A flow with nothing queued and not in the round robin is new:
+		// it is served before the old flows, with a full quantum.
+		f.deficit = int32(q.cfg.Quantum)
+		q.push(&q.newFlows, m.flow, onNew)
+	}
+}
+
+// freeLocked puts slots back on the free list and wakes a producer
+// waiting for as many.
+func (q *Queue[T]) freeLocked(ss []int32) {
+	q.free = append(q.free, ss...)
+	if q.producerWaiting && len(q.free) >= q.wantFree {
+		q.producerWaiting = false
+		signal(q.notFull)
+	}
+}
+
+// Consumer side.
+
+// Wait waits until a packet is queued; false once done is closed.
+func (q *Queue[T]) Wait(done <-chan struct{}) bool {
+	for {
+		q.mu.Lock()
+		if q.queued > 0 {
+			q.consumerWaiting = false
+			q.mu.Unlock()
+			return true
+		}
+		q.consumerWaiting = true
+		q.mu.Unlock()
+		select {
+		case <-q.notEmpty:
+		case <-done:
+			q.mu.Lock()
+			q.consumerWaiting = false
+			q.mu.Unlock()
+			return false
+		}
+	}
+}
+
+// Take gives back the slots of the last run (as Done) and takes the next
+// run of up to max packets, in the order they are to leave, at now: the
+// flows in turn, sparse ones first, each run past its CoDel controller,
+// which may drop packets (their slots go straight back) or mark them. It
+// returns how many packets the run holds; Hand(i) gives each. It does not
+// wait: 0 means nothing is queued.
+func (q *Queue[T]) Take(now time.Duration, max int) int {
+	q.mu.Lock()
+	q.doneLocked()
+	for len(q.hand) < max {
+		s, mark, ok := q.dequeueLocked(now)
+		if !ok {
+			break
+		}
+		q.hand = append(q.hand, s)
+		q.marked = append(q.marked, mark)
+	}
+	q.busy.Store(int64(q.queued + len(q.hand)))
+	if q.producerWaiting && len(q.free) >= q.wantFree {
+		// Slots the controller dropped.
+		q.producerWaiting = false
+		signal(q.notFull)
+	}
+	q.publish()
+	q.mu.Unlock()
+	return len(q.hand)
+}
+
+// Hand is the i-th packet of the run Take took, and whether the
+// controller marked it: then the consumer sets CE on it (it was
+// classified ECN-capable) and sends it on.
+func (q *Queue[T]) Hand(i int) (p *T, mark bool) { return &q.slots[q.hand[i]], q.marked[i] }
+
+// InHand is how many packets the consumer holds from its last Take: after
+// a restart, the ones its predecessor was working on.
+func (q *Queue[T]) InHand() int { return len(q.hand) }
+
+// Done gives back the slots of the run in hand.
+func (q *Queue[T]) Done() {
+	if len(q.hand) == 0 {
+		return
+	}
+	q.mu.Lock()
+	q.doneLocked()
+	q.busy.Store(int64(q.queued))
+	q.mu.Unlock()
+}
+
+func (q *Queue[T]) doneLocked() {
+	q.freeLocked(q.hand)
+	q.hand, q.marked = q.hand[:0], q.marked[:0]
+}
+
+// dequeueLocked is fq_codel's dequeue: the first flow of the new list,
+// else of the old; a flow whose deficit is spent goes to the back of the
+// old list with another quantum; a flow found empty leaves the round
+// robin (a new one goes to the old list first if other flows wait, so
+// that it cannot stay "new" by emptying at once, and starve them).
+func (q *Queue[T]) dequeueLocked(now time.Duration) (slot int32, mark, ok bool) {
+	for {
+		list, on := &q.newFlows, uint8(onNew)
+		if list.head == none {
+			list, on = &q.oldFlows, onOld
+			if list.head == none {
+				return none, false, false
+			}
+		}
+		fi := list.head
+		f := &q.flows[fi]
+		if f.deficit <= 0 {
+			f.deficit += int32(q.cfg.Quantum)
+			q.pop(list)
+			q.push(&q.oldFlows, fi, onOld)
+			continue
+		}
+		s, mark, ok := q.headLocked(f, now)
+		if !ok {
+			q.pop(list)
+			if on == onNew && q.oldFlows.head != none {
+				q.push(&q.oldFlows, fi, onOld)
+			} else {
+				f.on = offList
+			}
+			continue
+		}
+		f.deficit -= q.meta[s].size
+		return s, mark, true
+	}
+}
+
+// headLocked takes the packet at the head of flow f that its controller
+// lets through, dropping the ones it does not.
+func (q *Queue[T]) headLocked(f *flowQueue, now time.Duration) (slot int32, mark, ok bool) {
+	for f.head != none {
+		s := f.head
+		m := &q.meta[s]
+		f.head = m.next
+		if f.head == none {
+			f.tail = none
+		}
+		q.queued--
+		q.backlog -= int(m.size)
+		sojourn := now - m.arrival
+		q.acct.sojourn(sojourn)
+		v := codel.Deliver
+		if q.cfg.Manage {
+			v = f.codel.Decide(&q.cfg.Params, now, sojourn, q.backlog, m.ect)
+		}
+		switch v {
+		case codel.Drop:
+			q.acct.drops++
+			q.free = append(q.free, s)
+			continue
+		case codel.Mark:
+			q.acct.marks++
+		}
+		q.acct.taken++
+		return s, v == codel.Mark, true
+	}
+	return none, false, false
+}
+
+func (q *Queue[T]) push(l *flowList, fi int32, on uint8) {
+	f := &q.flows[fi]
+	f.next, f.on = none, on
+	if l.tail == none {
+		l.head = fi
+	} else {
+		q.flows[l.tail].next = fi
+	}
+	l.tail = fi
+}
+
+func (q *Queue[T]) pop(l *flowList) {
+	f := &q.flows[l.head]
+	l.head = f.next
+	if l.head == none {
+		l.tail = none
+	}
+	f.next = none
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
