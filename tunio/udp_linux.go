@@ -42,13 +42,16 @@ const (
 	// recvmmsg still spread the system call cost thin.
 	maxGROBuffers = 32
 
-	// recvCtrlSize has room for the UDP_GRO cmsg (an int) with space to
-	// spare should the kernel add another.
+	// recvCtrlSize has room for the cmsgs of one received datagram: the
+	// UDP_GRO segment size and the TOS or traffic class (an int each,
+	// 24 bytes each with their headers), with space to spare should the
+	// kernel add another.
 	recvCtrlSize = 64
 )
 
-// sendCtrlSize is the UDP_SEGMENT cmsg: a uint16 segment size.
-var sendCtrlSize = unix.CmsgSpace(2)
+// sendCtrlSize is the control data of one sendmmsg entry: the
+// UDP_SEGMENT cmsg (a uint16 segment size) and the TOS cmsg.
+var sendCtrlSize = unix.CmsgSpace(2) + tosCtrlSize
 
 // udpConn is the Linux UDPConn: a non-blocking socket on the runtime
 // netpoller, so a blocked ReadBatch parks its goroutine (no thread) and
@@ -62,8 +65,11 @@ type udpConn struct {
 	batch  int
 	closed atomic.Bool
 	gso    atomic.Bool // cleared for good when the kernel refuses a segmented send
-	gro    bool
-	mark   atomic.Uint32 // SO_MARK, as last set
+	// sendECN: datagrams carry their ECN field in a TOS cmsg; cleared
+	// for good when the kernel refuses one.
+	sendECN atomic.Bool
+	gro     bool
+	mark    atomic.Uint32 // SO_MARK, as last set
 
 	rmu sync.Mutex // guards r
 	r   recvState
@@ -76,6 +82,7 @@ var (
 	_ UDPConn     = (*udpConn)(nil)
 	_ UDPOffloads = (*udpConn)(nil)
 	_ Marker      = (*udpConn)(nil)
+	_ TryReader   = (*udpConn)(nil)
 )
 
 func listenUDP(addr netip.AddrPort, opts UDPOptions) (UDPConn, error) {
@@ -144,6 +151,8 @@ func setupUDP(fd int, v6, v6only bool, addr netip.AddrPort, opts UDPOptions) (*u
 	if !opts.DisableGRO {
 		c.gro = unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
 	}
+	enableRecvTOS(fd, v6, v6only) // best effort: without it, every datagram reads Not-ECT
+	c.sendECN.Store(true)
 	c.file = os.NewFile(uintptr(fd), "udp:"+c.local.String())
 	raw, err := c.file.SyscallConn()
 	if err != nil {

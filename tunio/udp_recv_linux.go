@@ -24,16 +24,17 @@ type recvState struct {
 	ctrl  []byte
 
 	// fn is recv as a method value made once: handing RawConn.Read a fresh
-	// closure each call would allocate.
-	fn    func(fd uintptr) bool
-	vlen  int           // in: messages offered to recvmmsg
-	n     int           // out: messages received
-	errno syscall.Errno // out
+	// closure each call would allocate; tryFn is tryRecv likewise.
+	fn, tryFn func(fd uintptr) bool
+	vlen      int           // in: messages offered to recvmmsg
+	n         int           // out: messages received
+	errno     syscall.Errno // out; EAGAIN only from tryRecv
 
 	gbufs [][]byte         // GRO receive buffers
 	glen  []int            // bytes in gbufs[i]
 	gseg  []int            // segment size of gbufs[i], 0 if not coalesced
 	gaddr []netip.AddrPort // sender of gbufs[i]
+	gecn  []uint8          // outer ECN of gbufs[i]
 	gn    int              // gbufs filled by the last recvmmsg
 	gi    int              // next gbuf to split
 	goff  int              // next datagram's offset in gbufs[gi]
@@ -44,8 +45,9 @@ func (r *recvState) init(c *udpConn) {
 	r.hdrs = make([]mmsghdr, n)
 	r.iovs = make([]unix.Iovec, n)
 	r.names = make([]unix.RawSockaddrInet6, n)
-	r.fn = r.recv
+	r.fn, r.tryFn = r.recv, r.tryRecv
 	if !c.gro {
+		r.ctrl = alignedBytes(n * recvCtrlSize)
 		return
 	}
 	g := min(n, maxGROBuffers)
@@ -54,6 +56,7 @@ func (r *recvState) init(c *udpConn) {
 	r.glen = make([]int, g)
 	r.gseg = make([]int, g)
 	r.gaddr = make([]netip.AddrPort, g)
+	r.gecn = make([]uint8, g)
 	for i := range r.gbufs {
 		r.gbufs[i] = make([]byte, groBufSize)
 		r.iovs[i].Base = &r.gbufs[i][0]
@@ -77,8 +80,21 @@ func (r *recvState) recv(fd uintptr) bool {
 	}
 }
 
+// tryRecv is recv that does not wait: it reports EAGAIN instead.
+func (r *recvState) tryRecv(fd uintptr) bool {
+	if !r.recv(fd) {
+		r.n, r.errno = 0, unix.EAGAIN
+	}
+	return true
+}
+
 // ReadBatch implements UDPConn.
-func (c *udpConn) ReadBatch(msgs []Datagram) (int, error) {
+func (c *udpConn) ReadBatch(msgs []Datagram) (int, error) { return c.readBatch(msgs, true) }
+
+// TryReadBatch implements TryReader.
+func (c *udpConn) TryReadBatch(msgs []Datagram) (int, error) { return c.readBatch(msgs, false) }
+
+func (c *udpConn) readBatch(msgs []Datagram, wait bool) (int, error) {
 	if len(msgs) == 0 {
 		return 0, nil
 	}
@@ -114,12 +130,21 @@ func (c *udpConn) ReadBatch(msgs []Datagram) (int, error) {
 			}
 			iov.SetLen(len(msgs[i].Buf))
 			h := &r.hdrs[i]
-			h.hdr = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&r.names[i])), Namelen: sizeofSockaddr, Iov: iov}
+			h.hdr = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&r.names[i])), Namelen: sizeofSockaddr, Iov: iov,
+				Control: &r.ctrl[i*recvCtrlSize]}
 			h.hdr.SetIovlen(1)
+			h.hdr.SetControllen(recvCtrlSize)
 		}
 	}
-	if err := c.raw.Read(r.fn); err != nil {
+	fn := r.fn
+	if !wait {
+		fn = r.tryFn
+	}
+	if err := c.raw.Read(fn); err != nil {
 		return 0, c.ioError("recvmmsg", err)
+	}
+	if r.errno == unix.EAGAIN && !wait {
+		return 0, nil
 	}
 	if r.errno != 0 {
 		return 0, c.ioError("recvmmsg", r.errno)
@@ -131,7 +156,9 @@ func (c *udpConn) ReadBatch(msgs []Datagram) (int, error) {
 			if h.hdr.Flags&unix.MSG_TRUNC != 0 {
 				r.glen[i] = -1
 			}
-			r.gseg[i] = GROSegment(r.ctrl[i*recvCtrlSize : i*recvCtrlSize+int(h.hdr.Controllen)])
+			ctrl := r.ctrl[i*recvCtrlSize : i*recvCtrlSize+int(h.hdr.Controllen)]
+			r.gseg[i] = GROSegment(ctrl)
+			r.gecn[i] = ecnFromCmsgs(ctrl)
 			r.gaddr[i] = getSockaddr(&r.names[i])
 		}
 		r.gn, r.gi, r.goff = r.n, 0, 0
@@ -147,6 +174,7 @@ func (c *udpConn) ReadBatch(msgs []Datagram) (int, error) {
 			m.N = 0
 		}
 		m.Addr = getSockaddr(&r.names[i])
+		m.ECN = ecnFromCmsgs(r.ctrl[i*recvCtrlSize : i*recvCtrlSize+int(h.hdr.Controllen)])
 	}
 	return r.n, nil
 }
@@ -158,7 +186,7 @@ func (r *recvState) split(msgs []Datagram) int {
 	j := 0
 	for j < len(msgs) && r.gi < r.gn {
 		m := &msgs[j]
-		m.Addr = r.gaddr[r.gi]
+		m.Addr, m.ECN = r.gaddr[r.gi], r.gecn[r.gi]
 		m.Trunc = false
 		j++
 		n := r.glen[r.gi]

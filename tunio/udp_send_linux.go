@@ -18,7 +18,8 @@ type sendState struct {
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet6
 	ctrl  []byte
-	first []int // index in the chunk of each entry's first datagram
+	first []int  // index in the chunk of each entry's first datagram
+	ecn   []bool // whether each entry carries an ECN cmsg
 
 	fn    func(fd uintptr) bool // send as a method value, made once
 	off   int                   // in: first entry to send
@@ -34,6 +35,7 @@ func (w *sendState) init(c *udpConn) {
 	w.names = make([]unix.RawSockaddrInet6, n)
 	w.ctrl = alignedBytes(n * sendCtrlSize)
 	w.first = make([]int, n)
+	w.ecn = make([]bool, n)
 	w.fn = w.send
 }
 
@@ -81,7 +83,7 @@ func (c *udpConn) WriteBatch(msgs []Datagram) error {
 // the rest again one datagram per entry.
 func (c *udpConn) writeChunk(chunk []Datagram) (done int, first error) {
 	w := &c.w
-	gso := c.gso.Load()
+	gso, ecn := c.gso.Load(), c.sendECN.Load()
 	e := 0
 	for i := 0; i < len(chunk); {
 		d := &chunk[i]
@@ -102,7 +104,7 @@ func (c *udpConn) writeChunk(chunk []Datagram) (done int, first error) {
 		if gso && d.N > 0 {
 			total := d.N
 			for i < len(chunk) && i-start < maxGSOSegments &&
-				chunk[i].Addr == d.Addr && chunk[i-1].N == d.N &&
+				chunk[i].Addr == d.Addr && chunk[i].ECN == d.ECN && chunk[i-1].N == d.N &&
 				chunk[i].N > 0 && chunk[i].N <= d.N && total+chunk[i].N <= maxGSOBytes {
 				total += chunk[i].N
 				w.setIov(i, &chunk[i])
@@ -112,14 +114,18 @@ func (c *udpConn) writeChunk(chunk []Datagram) (done int, first error) {
 		h := &w.hdrs[e]
 		h.hdr = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&w.names[e])), Namelen: salen, Iov: &w.iovs[start]}
 		h.hdr.SetIovlen(i - start)
+		ctrl := w.ctrl[e*sendCtrlSize : (e+1)*sendCtrlSize]
+		clen := 0
 		if i-start > 1 {
-			ctrl := w.ctrl[e*sendCtrlSize : (e+1)*sendCtrlSize]
-			cm := (*unix.Cmsghdr)(unsafe.Pointer(&ctrl[0]))
-			cm.Level, cm.Type = unix.SOL_UDP, unix.UDP_SEGMENT
-			cm.SetLen(unix.CmsgLen(2))
-			*(*uint16)(unsafe.Pointer(&ctrl[unix.CmsgLen(0)])) = uint16(d.N)
+			clen += putSegmentCmsg(ctrl, uint16(d.N))
+		}
+		w.ecn[e] = ecn && d.ECN&ecnMask != 0
+		if w.ecn[e] {
+			clen += putECNCmsg(ctrl[clen:], !c.v6 || d.Addr.Addr().Unmap().Is4(), d.ECN)
+		}
+		if clen > 0 {
 			h.hdr.Control = &ctrl[0]
-			h.hdr.SetControllen(sendCtrlSize)
+			h.hdr.SetControllen(clen)
 		}
 		w.first[e] = start
 		e++
@@ -135,11 +141,18 @@ func (c *udpConn) writeChunk(chunk []Datagram) (done int, first error) {
 		}
 		// sendmmsg reports an error only for the first entry it tried.
 		k := w.off
-		if w.hdrs[k].hdr.Controllen != 0 && (w.errno == unix.EIO || w.errno == unix.EINVAL) {
+		if w.hdrs[k].hdr.Iovlen > 1 && (w.errno == unix.EIO || w.errno == unix.EINVAL) {
 			// The kernel or the outgoing device cannot segment (EIO: no
 			// checksum offload; EINVAL: e.g. a segment above the path
 			// MTU). Plain datagrams from here on, for good.
 			c.gso.Store(false)
+			return w.first[k], first
+		}
+		if w.ecn[k] && w.errno == unix.EINVAL {
+			// A kernel (or a sandbox's) that refuses the TOS cmsg: the
+			// datagrams go without ECN from here on, rather than not at
+			// all.
+			c.sendECN.Store(false)
 			return w.first[k], first
 		}
 		// One datagram (or run) failed, e.g. unreachable: the others go on.
@@ -149,6 +162,17 @@ func (c *udpConn) writeChunk(chunk []Datagram) (done int, first error) {
 		w.off++
 	}
 	return len(chunk), first
+}
+
+// putSegmentCmsg writes the UDP_SEGMENT cmsg that has the kernel cut one
+// entry's payload into datagrams of size bytes into b, and returns the
+// bytes it took.
+func putSegmentCmsg(b []byte, size uint16) int {
+	cm := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	cm.Level, cm.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+	cm.SetLen(unix.CmsgLen(2))
+	*(*uint16)(unsafe.Pointer(&b[unix.CmsgLen(0)])) = size
+	return unix.CmsgSpace(2)
 }
 
 func (w *sendState) setIov(i int, d *Datagram) {

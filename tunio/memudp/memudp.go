@@ -44,8 +44,9 @@ var (
 )
 
 var (
-	_ tunio.UDPConn = (*Conn)(nil)
-	_ tunio.Marker  = (*Conn)(nil)
+	_ tunio.UDPConn   = (*Conn)(nil)
+	_ tunio.Marker    = (*Conn)(nil)
+	_ tunio.TryReader = (*Conn)(nil)
 )
 
 // Config configures a Network. The zero value gives the defaults.
@@ -156,7 +157,7 @@ func (n *Network) remove(c *Conn) {
 type Conn struct {
 	net     *Network
 	local   netip.AddrPort
-	queue   *ring.Ring[netip.AddrPort] // meta: sender address
+	queue   *ring.Ring[meta]
 	dropped atomic.Uint64
 	mark    atomic.Uint32
 	closed  chan struct{}
@@ -165,13 +166,20 @@ type Conn struct {
 	readMu   sync.Mutex // guards readDst, readLen, readFrom
 	readDst  [][]byte
 	readLen  []int
-	readFrom []netip.AddrPort
+	readFrom []meta
 
 	writeMu  sync.Mutex // guards writeRec, writeMeta
 	writeRec [][]byte
-	// writeMeta holds the local address once per slot; Push takes a meta
-	// per record.
-	writeMeta []netip.AddrPort
+	// writeMeta holds the local address once per slot, and the ECN of the
+	// record in it; Push takes a meta per record.
+	writeMeta []meta
+}
+
+// meta is what travels with a datagram besides its bytes: its sender, and
+// the ECN field of the IP header it would have had.
+type meta struct {
+	from netip.AddrPort
+	ecn  uint8
 }
 
 func newConn(n *Network, local netip.AddrPort) *Conn {
@@ -179,16 +187,16 @@ func newConn(n *Network, local netip.AddrPort) *Conn {
 	c := &Conn{
 		net:       n,
 		local:     local,
-		queue:     ring.New[netip.AddrPort](n.cfg.QueueLen, n.cfg.MaxDatagramSize),
+		queue:     ring.New[meta](n.cfg.QueueLen, n.cfg.MaxDatagramSize),
 		closed:    make(chan struct{}),
 		readDst:   make([][]byte, b),
 		readLen:   make([]int, b),
-		readFrom:  make([]netip.AddrPort, b),
+		readFrom:  make([]meta, b),
 		writeRec:  make([][]byte, b),
-		writeMeta: make([]netip.AddrPort, b),
+		writeMeta: make([]meta, b),
 	}
 	for i := range c.writeMeta {
-		c.writeMeta[i] = local
+		c.writeMeta[i].from = local
 	}
 	return c
 }
@@ -201,7 +209,12 @@ func (c *Conn) Dropped() uint64 { return c.dropped.Load() }
 func (c *Conn) Queued() int { return c.queue.Len() }
 
 // ReadBatch implements tunio.UDPConn.
-func (c *Conn) ReadBatch(msgs []tunio.Datagram) (int, error) {
+func (c *Conn) ReadBatch(msgs []tunio.Datagram) (int, error) { return c.readBatch(msgs, true) }
+
+// TryReadBatch implements tunio.TryReader.
+func (c *Conn) TryReadBatch(msgs []tunio.Datagram) (int, error) { return c.readBatch(msgs, false) }
+
+func (c *Conn) readBatch(msgs []tunio.Datagram, wait bool) (int, error) {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
 	if len(msgs) > len(c.readDst) {
@@ -211,7 +224,13 @@ func (c *Conn) ReadBatch(msgs []tunio.Datagram) (int, error) {
 	for i := range msgs {
 		dst[i] = msgs[i].Buf
 	}
-	n, ok := c.queue.Pop(dst, c.readLen, c.readFrom)
+	var n int
+	var ok bool
+	if wait {
+		n, ok = c.queue.Pop(dst, c.readLen, c.readFrom)
+	} else {
+		n, ok = c.queue.TryPop(dst, c.readLen, c.readFrom)
+	}
 	clear(dst) // drop references to the caller's buffers
 	if !ok {
 		return 0, tunio.ErrClosed
@@ -223,7 +242,7 @@ func (c *Conn) ReadBatch(msgs []tunio.Datagram) (int, error) {
 		if m.Trunc {
 			m.N = 0 // too long for the buffer: its head only, as tunio.UDPConn says
 		}
-		m.Addr = c.readFrom[i]
+		m.Addr, m.ECN = c.readFrom[i].from, c.readFrom[i].ecn
 	}
 	return n, nil
 }
@@ -248,6 +267,7 @@ func (c *Conn) WriteBatch(msgs []tunio.Datagram) error {
 		}
 		run := 0
 		for run < len(msgs) && run < len(c.writeRec) && msgs[run].Addr == msgs[0].Addr {
+			c.writeMeta[run].ecn = msgs[run].ECN & 3
 			if msgs[run].N <= c.net.cfg.MaxDatagramSize {
 				c.writeRec[run] = msgs[run].Buf[:msgs[run].N]
 			} else {
@@ -255,16 +275,16 @@ func (c *Conn) WriteBatch(msgs []tunio.Datagram) error {
 			}
 			run++
 		}
-		c.deliver(to, c.writeRec[:run])
+		c.deliver(to, c.writeRec[:run], c.writeMeta[:run])
 		clear(c.writeRec[:run])
 		msgs = msgs[run:]
 	}
 	return nil
 }
 
-// deliver queues recs at to, dropping and counting what cannot go. A nil
-// record stands for a datagram that was too long.
-func (c *Conn) deliver(to *Conn, recs [][]byte) {
+// deliver queues recs (with their metas) at to, dropping and counting
+// what cannot go. A nil record stands for a datagram that was too long.
+func (c *Conn) deliver(to *Conn, recs [][]byte, metas []meta) {
 	for len(recs) > 0 {
 		// Cut at the next too-long datagram so the Push below sees only
 		// good ones.
@@ -278,9 +298,9 @@ func (c *Conn) deliver(to *Conn, recs [][]byte) {
 			var n int
 			var ok bool
 			if c.net.cfg.Block {
-				n, ok = to.queue.Push(recs[:k], c.writeMeta[:k], c.closed)
+				n, ok = to.queue.Push(recs[:k], metas[:k], c.closed)
 			} else {
-				n, ok = to.queue.TryPush(recs[:k], c.writeMeta[:k])
+				n, ok = to.queue.TryPush(recs[:k], metas[:k])
 			}
 			if !ok && to.isClosed() {
 				c.net.dropped.Add(uint64(k - n))
@@ -292,7 +312,7 @@ func (c *Conn) deliver(to *Conn, recs [][]byte) {
 			c.net.dropped.Add(1)
 			k++
 		}
-		recs = recs[k:]
+		recs, metas = recs[k:], metas[k:]
 	}
 }
 
