@@ -106,7 +106,8 @@ type Queue[T any] struct {
 
 	_ [64]byte
 	// Producer-private.
-	res []int32 // reserved slots, in order
+	res  []int32 // reserved slots, in order
+	skip []bool  // per reservation: give it back at Commit rather than queue it
 
 	_ [64]byte
 	// Consumer-private.
@@ -137,6 +138,7 @@ func New[T any](cfg Config) *Queue[T] {
 		notEmpty: make(chan struct{}, 1),
 		notFull:  make(chan struct{}, 1),
 		res:      make([]int32, 0, cfg.Slots),
+		skip:     make([]bool, 0, cfg.Slots),
 		hand:     make([]int32, 0, cfg.Slots),
 		marked:   make([]bool, 0, cfg.Slots),
 	}
@@ -202,6 +204,7 @@ func (q *Queue[T]) reserveLocked(n int) int {
 	top := len(q.free) - k
 	for i := len(q.free) - 1; i >= top; i-- {
 		q.res = append(q.res, q.free[i])
+		q.skip = append(q.skip, false)
 	}
 	q.free = q.free[:top]
 	return k
@@ -221,15 +224,24 @@ func (q *Queue[T]) Classify(i int, flow uint64, size int, ect bool) {
 	m.flow, m.size, m.ect = int32(flow&q.mask), int32(size), ect
 }
 
-// Commit queues the first k reserved slots, in order, as having arrived
-// at now, and gives the rest of the reservations back.
+// Skip marks the i-th reserved slot as holding nothing to queue (a packet
+// the producer dropped, or handed elsewhere): Commit gives it back.
+func (q *Queue[T]) Skip(i int) { q.skip[i] = true }
+
+// Commit queues the first k reserved slots but the skipped ones, in
+// order, as having arrived at now, and gives the rest of the reservations
+// back.
 func (q *Queue[T]) Commit(k int, now time.Duration) {
 	q.mu.Lock()
-	for _, s := range q.res[:k] {
+	for i, s := range q.res[:k] {
+		if q.skip[i] {
+			q.free = append(q.free, s)
+			continue
+		}
 		q.enqueueLocked(s, now)
 	}
 	q.freeLocked(q.res[k:])
-	q.res = q.res[:0]
+	q.res, q.skip = q.res[:0], q.skip[:0]
 	q.busy.Store(int64(q.queued + len(q.hand)))
 	wake := q.consumerWaiting && q.queued > 0
 	q.mu.Unlock()
@@ -246,7 +258,7 @@ func (q *Queue[T]) Cancel() {
 	}
 	q.mu.Lock()
 	q.freeLocked(q.res)
-	q.res = q.res[:0]
+	q.res, q.skip = q.res[:0], q.skip[:0]
 	q.mu.Unlock()
 }
 
@@ -308,11 +320,13 @@ func (q *Queue[T]) Wait(done <-chan struct{}) bool {
 // run of up to max packets, in the order they are to leave, at now: the
 // flows in turn, sparse ones first, each run past its CoDel controller,
 // which may drop packets (their slots go straight back) or mark them. It
-// returns how many packets the run holds; Hand(i) gives each. It does not
-// wait: 0 means nothing is queued.
-func (q *Queue[T]) Take(now time.Duration, max int) int {
+// returns how many packets the run holds (Hand(i) gives each) and how
+// many the controller dropped on the way. It does not wait: 0 taken and
+// 0 dropped means nothing is queued.
+func (q *Queue[T]) Take(now time.Duration, max int) (taken, dropped int) {
 	q.mu.Lock()
 	q.doneLocked()
+	before := q.acct.drops
 	for len(q.hand) < max {
 		s, mark, ok := q.dequeueLocked(now)
 		if !ok {
@@ -327,9 +341,10 @@ func (q *Queue[T]) Take(now time.Duration, max int) int {
 		q.producerWaiting = false
 		signal(q.notFull)
 	}
+	dropped = int(q.acct.drops - before)
 	q.publish()
 	q.mu.Unlock()
-	return len(q.hand)
+	return len(q.hand), dropped
 }
 
 // Hand is the i-th packet of the run Take took, and whether the

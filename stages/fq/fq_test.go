@@ -52,7 +52,7 @@ func bulk(f uint64, first, n, size int) []pkt {
 // takeAll takes runs until the queue is empty and returns what left, in
 // order, with whether each was marked.
 func takeAll(q *Queue[pkt], now time.Duration, run int) (out []pkt, marks []bool) {
-	for q.Take(now, run) > 0 {
+	for n, _ := q.Take(now, run); n > 0; n, _ = q.Take(now, run) {
 		for i := range q.InHand() {
 			p, m := q.Hand(i)
 			out = append(out, *p)
@@ -70,7 +70,7 @@ func TestSparseLeavesFirst(t *testing.T) {
 	for _, manage := range []bool{true, false} {
 		q := newQueue(1100, manage)
 		put(t, q, 0, false, bulk(1, 0, 1, 1280)...)
-		if q.Take(0, 1) != 1 {
+		if n, _ := q.Take(0, 1); n != 1 {
 			t.Fatal("took nothing")
 		}
 		put(t, q, 0, false, bulk(1, 1, 1000, 1280)...)
@@ -385,5 +385,34 @@ func BenchmarkBatch(b *testing.B) {
 		q.Commit(k, now)
 		q.Take(now, 128)
 		q.Done()
+	}
+}
+
+// TestSkip: skipped reservations go back to the free list at Commit, the
+// others are queued in order.
+func TestSkip(t *testing.T) {
+	q := newQueue(8, false)
+	q.TryReserve(5)
+	for i := range 5 {
+		*q.Reserved(i) = pkt{flow: 1, seq: i, size: 1}
+		q.Classify(i, 1, 1, false)
+	}
+	q.Skip(1)
+	q.Skip(2)
+	q.Commit(4, 0) // the fifth is given back too
+	out, _ := takeAll(q, 0, 8)
+	if len(out) != 2 || out[0].seq != 0 || out[1].seq != 3 {
+		t.Fatalf("queued %v, want seq 0 and 3", out)
+	}
+	q.Done()
+	if len(q.free) != q.Cap() {
+		t.Fatalf("%d of %d slots free", len(q.free), q.Cap())
+	}
+	// A fresh reservation is not skipped.
+	q.TryReserve(1)
+	q.Classify(0, 1, 1, false)
+	q.Commit(1, 0)
+	if q.Len() != 1 {
+		t.Fatal("a reservation after a skipped one was skipped")
 	}
 }
