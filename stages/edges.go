@@ -161,7 +161,7 @@ func (t *Tunnel) sendDatagrams(msgs []tunio.Datagram, c *stageCounters) error {
 
 // datagramOf is the sealed datagram of an outbound packet, ready to send.
 func datagramOf(it *outItem) tunio.Datagram {
-	return tunio.Datagram{Buf: it.pkt.Buf[:], N: int(it.pkt.MsgLen), Addr: it.dst}
+	return tunio.Datagram{Buf: it.pkt.Buf[:], N: int(it.pkt.MsgLen), Addr: it.dst, ECN: uint8(it.ecn)}
 }
 
 // lockedWriter serialises WriteBatch calls on one socket: udpsend's data

@@ -4,43 +4,46 @@ import (
 	"context"
 	"log/slog"
 
+	"pipeguard/stages/fq"
 	"pipeguard/stages/spsc"
 	"pipeguard/tunio"
 	"pipeguard/wire"
 )
 
-// udpRecv reads datagrams in batches straight into the decrypt workers'
-// queues, in the workers' turns (roundRobin), and hands handshake
-// messages to the handshake actor.
+// udpRecv reads datagrams in batches straight into the slots of the
+// inbound managed queue, hands handshake messages to the handshake actor,
+// and commits the transport messages to the managed queue, timestamped and
+// sorted by sender, for dispatch-in to take. It does nothing else, so
+// that it is back in the next read at once: the socket's buffer, which no
+// one manages, stays short, and the backlog forms in the managed queue
+// instead, where it is dropped from before any decryption is spent on
+// it.
 //
-// Full queues: a full decrypt queue makes udpRecv wait (backpressure: the
-// socket's buffer then fills and drops, as a network would); a full
+// Full queues: a managed queue without a free slot makes udpRecv wait
+// (the socket's buffer then fills and drops, as a network would); a full
 // handshake queue drops the message and counts it, so a handshake flood
 // never stalls data.
+//
+// A small batch read while the managed queue and the pools hold nothing
+// is the exception (inline.go): it goes through the remaining steps here,
+// without the hand-offs.
 type udpRecv struct {
 	t          *Tunnel
 	conn       tunio.UDPConn
-	workers    []*spsc.Queue[inItem]
+	q          *fq.Queue[inItem]
 	handshakes chan handshakeMsg
-	rr         roundRobin
 	c          *stageCounters
 	log        *slog.Logger
 
 	batch int
 	slots []*inItem // the batch's reserved slots; msgs[i].Buf aliases slots[i]
 	msgs  []tunio.Datagram
-	used  []int // per worker: slots of this batch that hold a datagram read
-	turn  []int // per worker: scratch for reserveTurns
 
 	// The inline path (inline.go): the counters of the steps it does for
 	// the decrypt pool, route-in and tunwrite, and its batch of inner
 	// packets.
 	dec, route, write *stageCounters
 	bufs              [][]byte
-	// held is how many slots the last reserve got that are still
-	// reserved: an inline batch gives none away, so the next read reuses
-	// them (and their warm cache lines) without reserving again.
-	held int
 
 	// inHand is how many datagrams the current batch holds between the
 	// read and their hand-off: if the stage fails meanwhile, its successor
@@ -48,10 +51,10 @@ type udpRecv struct {
 	inHand int
 }
 
-func newUDPRecv(t *Tunnel, conn tunio.UDPConn, workers []*spsc.Queue[inItem], hs chan handshakeMsg, c, dec, route, write *stageCounters, log *slog.Logger) *udpRecv {
+func newUDPRecv(t *Tunnel, conn tunio.UDPConn, q *fq.Queue[inItem], hs chan handshakeMsg, c, dec, route, write *stageCounters, log *slog.Logger) *udpRecv {
 	n := min(max(conn.BatchSize(), 1), maxBatch)
-	return &udpRecv{t: t, conn: conn, workers: workers, handshakes: hs, c: c, log: log, rr: newRoundRobin(len(workers), poolRun(workers[0].Cap())),
-		batch: n, slots: make([]*inItem, n), msgs: make([]tunio.Datagram, n), used: make([]int, len(workers)), turn: make([]int, len(workers)),
+	return &udpRecv{t: t, conn: conn, q: q, handshakes: hs, c: c, log: log,
+		batch: n, slots: make([]*inItem, n), msgs: make([]tunio.Datagram, n),
 		dec: dec, route: route, write: write, bufs: make([][]byte, 0, n)}
 }
 
@@ -59,39 +62,30 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 	s.log.Debug("stage start")
 	defer s.log.Debug("stage stop")
 	done := ctx.Done()
-	for _, q := range s.workers {
-		q.Cancel() // reservations of a stage that failed mid-batch
-	}
-	s.held = 0
+	s.q.Cancel() // reservations of a stage that failed mid-batch
 	countHeldBatch(s.c, &s.inHand)
 	for {
 		// Publish the last batch before waiting in the system call.
-		flushAll(s.workers)
 		s.c.publish()
 		s.dec.publish()
 		s.route.publish()
 		s.write.publish()
-		if s.held == 0 {
-			k, ok := s.reserve(done)
-			if !ok {
-				return nil
-			}
-			s.held = k
+		if s.q.Reservations() == 0 && !s.reserve(done) {
+			return nil
 		}
-		n, err := s.conn.ReadBatch(s.msgs[:s.held])
+		held := s.q.Reservations()
+		n, err := s.conn.ReadBatch(s.msgs[:held])
 		s.inHand = n
 		s.t.faults.hit(stageUDPRecv)
 		if err != nil {
-			for _, q := range s.workers {
-				q.Cancel()
-			}
-			s.held = 0
+			s.q.Cancel()
 			return edgeErr(ctx, err)
 		}
+		now := s.t.aqm.now()
 		for i := range n {
 			s.take(s.slots[i], &s.msgs[i])
 		}
-		if n <= s.t.inline.limit() && s.t.inline.in.empty() {
+		if n <= s.t.inline.readerLimit() && s.q.Idle() && s.t.inline.in.empty() {
 			err := s.inline(n)
 			s.inHand = 0
 			if err != nil {
@@ -99,69 +93,45 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 			}
 			continue
 		}
-		clear(s.used)
-		pos := s.rr // advanced for good once the batch is handed on
-		for range n {
-			s.used[pos.next]++
-			pos.advance()
+		for i := range n {
+			s.t.aqm.classifyIn(i, s.slots[i])
 		}
-		for i, q := range s.workers {
-			q.CommitFirst(s.used[i])
-		}
-		s.t.inline.in.add(n)
+		s.q.Commit(n, now)
 		s.inHand = 0
-		s.held = 0
-		s.rr = pos
 	}
 }
 
-// reserve reserves up to a batch of slots, in the workers' turns from
-// rr, and points msgs at them. It waits only for the first.
-func (s *udpRecv) reserve(done <-chan struct{}) (int, bool) {
-	k, ok := reserveTurns(done, s.workers, s.rr, s.batch, s.c, s.used, s.turn, s.slots)
-	for i := range k {
+// reserve reserves up to a batch of slots in the managed queue and points
+// msgs at them. It waits only while there is not a single free slot.
+func (s *udpRecv) reserve(done <-chan struct{}) bool {
+	if s.q.TryReserve(s.batch) == 0 {
+		if !s.q.Reserve(done, 1) {
+			return false
+		}
+		s.q.TryReserve(s.batch - 1)
+	}
+	for i := range s.q.Reservations() {
+		s.slots[i] = s.q.Reserved(i)
 		s.msgs[i].Buf = s.slots[i].pkt.Buf[:]
 	}
-	return k, ok
+	return true
 }
 
 // inline takes a batch of n datagrams through the decrypt, route-in and
 // tunwrite steps itself, in their slots, and keeps the slots for the next
 // read (inline.go).
 func (s *udpRecv) inline(n int) error {
-	now := s.t.clock.Now()
-	s.bufs = s.bufs[:0]
-	for _, it := range s.slots[:n] {
-		if it.drop != dropNone {
-			continue // a handshake message, or dropped and counted
-		}
-		if r := s.t.openStep(it, it); r != dropNone {
-			s.dec.drop(r)
-			continue
-		}
-		s.dec.pass(int(it.pkt.InnerLen))
-		if s.t.acceptOne(it, now, s.route) {
-			s.route.pass(int(it.pkt.InnerLen))
-			s.bufs = append(s.bufs, it.pkt.Buf[:wire.InnerOffset+int(it.pkt.InnerLen)])
-		}
-	}
-	var err error
-	if len(s.bufs) > 0 {
-		err = s.t.writeTUN(s.t.tun, s.bufs, s.write)
-	}
-	if s.held < s.batch {
-		// A short reservation (the queues were filling): give it back
-		// and reserve afresh, for a whole batch if there is room now.
-		for _, q := range s.workers {
-			q.Cancel()
-		}
-		s.held = 0
+	err := s.t.openAcceptWrite(s.slots[:n], &s.bufs, s.dec, s.route, s.write)
+	if s.q.Reservations() < s.batch {
+		// A short reservation (the queue was filling): give it back and
+		// reserve afresh, for a whole batch if there is room now.
+		s.q.Cancel()
 	}
 	return err
 }
 
 // take fills in the slot of one datagram read: a transport message goes on
-// to its decrypt worker; anything else leaves the slot marked skipped.
+// to the managed queue; anything else leaves the slot marked skipped.
 func (s *udpRecv) take(it *inItem, m *tunio.Datagram) {
 	it.peer, it.kp, it.drop = nil, nil, dropSkip
 	if m.N == 0 || m.N > wire.MaxMessageSize {
@@ -169,7 +139,7 @@ func (s *udpRecv) take(it *inItem, m *tunio.Datagram) {
 		return
 	}
 	it.pkt.MsgLen = uint16(m.N)
-	it.src = m.Addr
+	it.src, it.ecn = m.Addr, wire.ECN(m.ECN)
 	if !s.t.classifyInbound(it, s.handshakes, s.c) {
 		return
 	}

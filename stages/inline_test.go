@@ -8,8 +8,8 @@ import (
 )
 
 // inlineCount is how many packets the inline path counted for stage name:
-// the stage's counter instance that only the edge stage writes (addInline
-// appends it last).
+// the stage's counter instances that only the stages doing its steps
+// inline write (addInline appends them after the stage's own).
 func inlineCount(t *testing.T, e *end, name string) uint64 {
 	t.Helper()
 	for _, se := range e.tun.counters.stages {
@@ -17,7 +17,11 @@ func inlineCount(t *testing.T, e *end, name string) uint64 {
 			if len(se.instances) == len(se.services) {
 				t.Fatalf("%s has no inline counters", name)
 			}
-			return se.instances[len(se.instances)-1].packets.Load()
+			var n uint64
+			for _, c := range se.instances[len(se.services):] {
+				n += c.packets.Load()
+			}
+			return n
 		}
 	}
 	t.Fatalf("no stage %s", name)

@@ -4,63 +4,89 @@ import (
 	"context"
 	"log/slog"
 
+	"pipeguard/stages/fq"
 	"pipeguard/tunio"
 	"pipeguard/wire"
 )
 
 // The sequential baseline: one goroutine per direction calls the same step
-// functions as the pipeline, inline, on one reused batch of packets, with
-// no channels on the data path. Handshake messages still go to the
-// handshake actor, and timers to the timer actor: they are the control
-// plane, the same in both engines.
+// functions as the pipeline, inline, on packets in the slots of its
+// direction's managed queue, with no hand-offs on the data path.
+// Handshake messages still go to the handshake actor, and timers to the
+// timer actor: they are the control plane, the same in both engines.
+//
+// Each loop reads into the managed queue and works on one run from it at
+// a time. It waits in a read only when the queue holds nothing. With
+// queue management on, it also drains the kernel's queue (the socket's
+// buffer, the TUN device's queue) into the managed queue before each run,
+// without waiting (tunio.TryReader, tunio.ReadPoller), so that a backlog
+// forms where the controller sees it and a sparse flow's packet can leave
+// ahead of it; the kernel's queue then holds at most what arrives during
+// one run. Without queue management, a loop reads a batch and works on
+// it, as a loop without a queue would.
 
-// seqInbound reads a batch of datagrams, and for each: classify, open,
-// accept; then writes the batch's inner packets to the TUN device.
+// seqInbound reads datagrams into the inbound managed queue, and for each
+// run it takes: open, accept; then writes the run's inner packets to the
+// TUN device.
 type seqInbound struct {
 	t   *Tunnel
+	q   *fq.Queue[inItem]
 	c   *stageCounters
 	log *slog.Logger
+	try tunio.TryReader // nil: no draining
 
-	items []inItem
+	batch int
+	slots []*inItem
 	msgs  []tunio.Datagram
 	bufs  [][]byte
 
-	inHand int // datagrams read and not yet written, counted as lost if the loop fails
+	inHand int // datagrams read and not yet in the queue, counted as lost if the loop fails
+}
+
+func newSeqInbound(t *Tunnel, c *stageCounters, log *slog.Logger) *seqInbound {
+	n := min(max(t.udp.BatchSize(), 1), maxBatch)
+	s := &seqInbound{t: t, q: t.aqm.in, c: c, log: log,
+		batch: n, slots: make([]*inItem, n), msgs: make([]tunio.Datagram, n), bufs: make([][]byte, 0, n)}
+	if tr, ok := t.udp.(tunio.TryReader); ok && !t.cfg.NoQueueManagement {
+		s.try = tr
+	}
+	return s
 }
 
 func (s *seqInbound) Serve(ctx context.Context) error {
 	s.log.Debug("stage start")
 	defer s.log.Debug("stage stop")
 	t := s.t
-	if s.items == nil {
-		n := min(t.udp.BatchSize(), maxBatch)
-		s.items, s.msgs, s.bufs = make([]inItem, n), make([]tunio.Datagram, n), make([][]byte, 0, n)
-		for i := range s.msgs {
-			s.msgs[i].Buf = s.items[i].pkt.Buf[:]
-		}
-	}
+	s.q.Cancel()
+	s.c.lostToPanic(uint64(s.q.InHand()))
+	s.q.Done()
 	countHeldBatch(s.c, &s.inHand)
 	for {
-		s.inHand = 0
 		s.c.publish()
-		n, err := t.udp.ReadBatch(s.msgs)
-		if err != nil {
-			return edgeErr(ctx, err)
+		if s.q.Idle() {
+			if _, err := s.read(false); err != nil {
+				return edgeErr(ctx, err)
+			}
 		}
-		s.inHand = n
-		t.faults.hit(stageUDPRecv)
+		for s.try != nil {
+			n, err := s.read(true)
+			if err != nil {
+				return edgeErr(ctx, err)
+			}
+			if n == 0 {
+				break
+			}
+		}
+		n, dropped := s.q.Take(t.aqm.now(), s.batch)
+		if dropped > 0 {
+			s.c.drops[DropQueueDelay].Add(uint64(dropped))
+		}
 		now := t.clock.Now()
 		s.bufs = s.bufs[:0]
 		for i := range n {
-			m, it := &s.msgs[i], &s.items[i]
-			if m.N == 0 || m.N > wire.MaxMessageSize {
-				t.badSize(m, s.c)
-				continue
-			}
-			it.pkt.MsgLen, it.src = uint16(m.N), m.Addr
-			it.peer, it.kp, it.drop = nil, nil, dropNone
-			if !t.classifyInbound(it, t.handshakes, s.c) {
-				continue
+			it, mark := s.q.Hand(i)
+			if mark {
+				markIn(it)
 			}
 			if r := t.openStep(it, it); r != dropNone {
 				s.c.drop(r)
@@ -76,57 +102,123 @@ func (s *seqInbound) Serve(ctx context.Context) error {
 			}
 			s.bufs = append(s.bufs, it.pkt.Buf[:wire.InnerOffset+int(it.pkt.InnerLen)])
 		}
-		if len(s.bufs) == 0 {
-			continue
+		if len(s.bufs) > 0 {
+			if err := t.writeTUN(t.tun, s.bufs, s.c); err != nil {
+				return edgeErr(ctx, err)
+			}
 		}
-		if err := t.writeTUN(t.tun, s.bufs, s.c); err != nil {
-			return edgeErr(ctx, err)
-		}
+		s.q.Done()
 	}
 }
 
-// seqOutbound reads a batch of inner packets, and for each: route, seal;
-// then sends the batch's datagrams.
-type seqOutbound struct {
-	t   *Tunnel
-	c   *stageCounters
-	log *slog.Logger
+// read reads a batch of datagrams into the managed queue, waiting for
+// one unless try, and returns how many it read: 0 (and no error) when
+// try found none ready or the queue has no free slot. Handshake messages
+// go to the handshake actor, malformed datagrams are dropped.
+func (s *seqInbound) read(try bool) (int, error) {
+	t := s.t
+	k := s.q.TryReserve(s.batch)
+	if k == 0 {
+		return 0, nil
+	}
+	for i := range k {
+		s.slots[i] = s.q.Reserved(i)
+		s.msgs[i].Buf = s.slots[i].pkt.Buf[:]
+	}
+	var n int
+	var err error
+	if try {
+		n, err = s.try.TryReadBatch(s.msgs[:k])
+	} else {
+		n, err = t.udp.ReadBatch(s.msgs[:k])
+	}
+	if err != nil || n == 0 {
+		s.q.Cancel()
+		return 0, err
+	}
+	s.inHand = n
+	t.faults.hit(stageUDPRecv)
+	now := t.aqm.now()
+	for i := range n {
+		m, it := &s.msgs[i], s.slots[i]
+		it.peer, it.kp, it.drop = nil, nil, dropSkip
+		if m.N == 0 || m.N > wire.MaxMessageSize {
+			t.badSize(m, s.c)
+		} else {
+			it.pkt.MsgLen, it.src, it.ecn = uint16(m.N), m.Addr, wire.ECN(m.ECN)
+			if t.classifyInbound(it, t.handshakes, s.c) {
+				it.drop = dropNone
+			}
+		}
+		t.aqm.classifyIn(i, it)
+	}
+	s.q.Commit(n, now)
+	s.inHand = 0
+	return n, nil
+}
 
-	items []outItem
+// seqOutbound reads inner packets into the outbound managed queue, and for
+// each run it takes: route, seal; then sends the run's datagrams.
+type seqOutbound struct {
+	t    *Tunnel
+	q    *fq.Queue[outItem]
+	c    *stageCounters
+	log  *slog.Logger
+	poll tunio.ReadPoller // nil: no draining
+
+	batch int
+	slots []*outItem
 	bufs  [][]byte
 	sizes []int
 	msgs  []tunio.Datagram
 
-	inHand int // packets read and not yet sent, as in seqInbound
+	inHand int // packets read and not yet in the queue, as in seqInbound
+}
+
+func newSeqOutbound(t *Tunnel, c *stageCounters, log *slog.Logger) *seqOutbound {
+	n := min(max(t.tun.BatchSize(), 1), maxBatch)
+	s := &seqOutbound{t: t, q: t.aqm.out, c: c, log: log,
+		batch: n, slots: make([]*outItem, n), bufs: make([][]byte, n), sizes: make([]int, n), msgs: make([]tunio.Datagram, 0, n)}
+	if p, ok := t.tun.(tunio.ReadPoller); ok && !t.cfg.NoQueueManagement {
+		s.poll = p
+	}
+	return s
 }
 
 func (s *seqOutbound) Serve(ctx context.Context) error {
 	s.log.Debug("stage start")
 	defer s.log.Debug("stage stop")
 	t := s.t
-	if s.items == nil {
-		n := min(max(t.tun.BatchSize(), 1), maxBatch)
-		s.items, s.bufs, s.sizes, s.msgs = make([]outItem, n), make([][]byte, n), make([]int, n), make([]tunio.Datagram, n)
-		for i := range s.bufs {
-			s.bufs[i] = s.items[i].pkt.Buf[:wire.InnerOffset+wire.MaxInnerSize]
-		}
-	}
+	s.q.Cancel()
+	s.c.lostToPanic(uint64(s.q.InHand()))
+	s.q.Done()
 	countHeldBatch(s.c, &s.inHand)
 	for {
-		s.inHand = 0
 		s.c.publish()
-		n, err := t.readTUN(t.tun, s.bufs, s.sizes, s.c)
-		if err != nil {
-			return edgeErr(ctx, err)
+		if s.q.Idle() {
+			if _, err := s.read(); err != nil {
+				return edgeErr(ctx, err)
+			}
 		}
-		s.inHand = n
-		t.faults.hit(stageTUNRead)
+		for s.poll != nil && s.poll.Readable() {
+			n, err := s.read()
+			if err != nil {
+				return edgeErr(ctx, err)
+			}
+			if n == 0 {
+				break
+			}
+		}
+		n, dropped := s.q.Take(t.aqm.now(), s.batch)
+		if dropped > 0 {
+			s.c.drops[DropQueueDelay].Add(uint64(dropped))
+		}
 		now := t.clock.Now()
-		k := 0
+		s.msgs = s.msgs[:0]
 		for i := range n {
-			it := &s.items[i]
-			if !tunPacketStep(it, s.sizes[i], s.c) {
-				continue
+			it, mark := s.q.Hand(i)
+			if mark {
+				markOut(it)
 			}
 			r, staged := t.routeStep(it, now)
 			if r != dropNone {
@@ -137,11 +229,43 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 				continue
 			}
 			sealStep(it, it)
-			s.msgs[k] = datagramOf(it)
-			k++
+			s.msgs = append(s.msgs, datagramOf(it))
 		}
-		if err := t.sendDatagrams(s.msgs[:k], s.c); err != nil {
+		if err := t.sendDatagrams(s.msgs, s.c); err != nil {
 			return edgeErr(ctx, err)
 		}
+		s.q.Done()
 	}
+}
+
+// read reads a batch of inner packets into the managed queue, waiting for
+// one, and returns how many it read: 0 when the queue has no room for a
+// whole batch (a segmentation-offloaded read needs one). Call it without
+// waiting only when the device is readable.
+func (s *seqOutbound) read() (int, error) {
+	t := s.t
+	need := min(s.batch, s.q.Cap())
+	if s.q.TryReserve(need) < need {
+		s.q.Cancel()
+		return 0, nil
+	}
+	for i := range need {
+		s.slots[i] = s.q.Reserved(i)
+		s.bufs[i] = s.slots[i].pkt.Buf[:wire.InnerOffset+wire.MaxInnerSize]
+	}
+	n, err := t.readTUN(t.tun, s.bufs[:need], s.sizes[:need], s.c)
+	if err != nil {
+		s.q.Cancel()
+		return 0, err
+	}
+	s.inHand = n
+	t.faults.hit(stageTUNRead)
+	now := t.aqm.now()
+	for i := range n {
+		tunPacketStep(s.slots[i], s.sizes[i], s.c)
+		t.aqm.classifyOut(i, s.slots[i])
+	}
+	s.q.Commit(n, now)
+	s.inHand = 0
+	return n, nil
 }

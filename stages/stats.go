@@ -28,6 +28,8 @@ const (
 	DropReadError                  // the TUN device lost an offloaded super-packet (more segments than buffers)
 	DropNoPrivateKey               // handshake message while the tunnel has no private key
 	DropTooBig                     // inner packet above 1280 bytes: from the TUN (MTU raised) or a peer (its MTU too large)
+	DropQueueDelay                 // the managed queue's controller dropped it for its time in queue
+	DropECN                        // outer header marked CE on a packet that cannot carry ECN (RFC 6040 says drop)
 	numDropReasons
 )
 
@@ -58,6 +60,8 @@ var dropNames = [numDropReasons]string{
 	DropReadError:       "read_error",
 	DropNoPrivateKey:    "no_private_key",
 	DropTooBig:          "too_big",
+	DropQueueDelay:      "queue_delay",
+	DropECN:             "ecn_ce_not_ect",
 }
 
 // String is the reason's name as it appears in logs and metrics.

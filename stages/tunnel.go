@@ -55,6 +55,7 @@ type Tunnel struct {
 	hsCounters handshakeCounters
 	sup        atomic.Pointer[supervisor.Supervisor] // the stages' supervisor while Serve runs, for Health
 	inline     inlinePath                            // the pipeline's inline path (inline.go)
+	aqm        managedQueues                         // the managed queues (aqm.go), made once, outliving restarts
 }
 
 // peerSet is the tunnel's peers at one moment.
@@ -96,6 +97,7 @@ func New(cfg Config, tun tunio.Device, udp tunio.UDPConn, clk clock.Clock, log *
 			return nil, err
 		}
 	}
+	t.aqm = newManagedQueues(&c)
 	t.counters = t.wireEngine()
 	t.peers.Store(&peerSet{byID: map[noise.PeerID]*peer{}, byKey: map[noise.PublicKey]*peer{}})
 	for _, pc := range c.Peers {

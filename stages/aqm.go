@@ -1,0 +1,120 @@
+package stages
+
+import (
+	"hash/maphash"
+	"time"
+
+	"pipeguard/stages/codel"
+	"pipeguard/stages/fq"
+	"pipeguard/wire"
+)
+
+// The managed queues: one per direction, the only place where packets may
+// wait in numbers (package fq). The edge stage that reads from the kernel
+// (tunread, udprecv; the sequential engine's loops) puts every packet
+// there as soon as it has read it, timestamped; whoever takes packets out
+// (route-out, dispatch-in; the loops again) gets them flow by flow, new
+// flows first, past a CoDel controller that drops or marks before any
+// work is spent on them: before a counter is reserved and the packet
+// sealed, before a packet is opened. Drops are where they cost least,
+// and the queues of the kernel, which no one manages, stay short
+// because the readers keep draining them.
+
+// managedQueues is a tunnel's pair of managed queues and what classifies
+// packets into them.
+type managedQueues struct {
+	out  *fq.Queue[outItem]
+	in   *fq.Queue[inItem]
+	seed maphash.Seed // keys the flow hashes: no one outside can aim at one queue
+	// epoch is when the queues' clock started; now is the time since.
+	epoch time.Time
+}
+
+func newManagedQueues(c *Config) managedQueues {
+	cfg := fq.Config{
+		Slots:   ManagedQueueSlots,
+		Flows:   managedFlows,
+		Quantum: wire.MaxInnerSize,
+		Manage:  true,
+		Params: codel.Params{
+			Target:   c.QueueTarget,
+			Interval: c.QueueInterval,
+			MTU:      wire.MaxMessageSize,
+			ECN:      true,
+		},
+	}
+	if c.NoQueueManagement {
+		cfg = fq.Config{Slots: c.QueueCapacity, Flows: 1, Quantum: wire.MaxInnerSize}
+	}
+	in := cfg
+	in.Quantum = wire.MaxMessageSize
+	return managedQueues{
+		out:   fq.New[outItem](cfg),
+		in:    fq.New[inItem](in),
+		seed:  maphash.MakeSeed(),
+		epoch: time.Now(),
+	}
+}
+
+// now is the managed queues' clock: the time since epoch on the
+// monotonic clock. It is real time even when the tunnel's protocol clock
+// is fake: a packet's wait is about the machine, not the protocol.
+func (m *managedQueues) now() time.Duration { return time.Since(m.epoch) }
+
+// classifyOut says which flow the i-th packet reserved in the outbound
+// queue belongs to, from its inner header, or skips it if it was dropped
+// on reading.
+func (m *managedQueues) classifyOut(i int, it *outItem) {
+	if it.drop != dropNone {
+		m.out.Skip(i)
+		return
+	}
+	inner := it.pkt.Inner()
+	m.out.Classify(i, wire.FlowHash(m.seed, inner), len(inner), wire.PacketECN(inner).Capable())
+}
+
+// classifyIn says which flow the i-th datagram reserved in the inbound
+// queue belongs to: its outer source, so that each peer endpoint is a
+// flow of its own (the inner flows are encrypted). It skips a slot that
+// carries no transport message (a handshake message handed on, or a
+// datagram dropped).
+func (m *managedQueues) classifyIn(i int, it *inItem) {
+	if it.drop != dropNone {
+		m.in.Skip(i)
+		return
+	}
+	var key [18]byte
+	a := it.src.Addr().As16()
+	copy(key[:], a[:])
+	key[16], key[17] = byte(it.src.Port()>>8), byte(it.src.Port())
+	m.in.Classify(i, maphash.Bytes(m.seed, key[:]), int(it.pkt.MsgLen), it.ecn.Capable())
+}
+
+// markOut sets CE on an outbound packet the controller chose to mark
+// (it was classified ECN-capable, so its inner header takes it).
+func markOut(it *outItem) { wire.MarkCE(it.pkt.Inner()) }
+
+// markIn marks an inbound packet the controller chose to mark: its outer
+// ECN becomes CE, which acceptStep carries into the inner header once the
+// packet is opened (the outer was ECN-capable, so the inner is: the
+// sender's encapsulation copies it).
+func markIn(it *inItem) { it.ecn = wire.CE }
+
+// QueueStats is a snapshot of one managed queue's counters.
+type QueueStats struct {
+	Name string // "outbound" or "inbound"
+	// Managed is false when queue management is off (Config.NoQueueManagement):
+	// the queue is then a FIFO, and drops and marks stay 0.
+	Managed bool
+	fq.Stats
+}
+
+// QueueStats returns a snapshot of each managed queue's counters. It
+// takes no lock that the data path takes.
+func (t *Tunnel) QueueStats() []QueueStats {
+	managed := !t.cfg.NoQueueManagement
+	return []QueueStats{
+		{Name: "outbound", Managed: managed, Stats: t.aqm.out.Stats()},
+		{Name: "inbound", Managed: managed, Stats: t.aqm.in.Stats()},
+	}
+}
