@@ -58,6 +58,11 @@ type Config struct {
 	// Streams are the netns mode's iperf3 parallel TCP streams (-P);
 	// default 1 and 4, each run in both directions.
 	Streams []int
+
+	// NoQueueManagement starts the PipeGuard clients of the namespace
+	// modes (netns, loadgen, soak) with --queue-management off. In memory
+	// queue management is always off (see NewRig).
+	NoQueueManagement bool
 	// TCPDuration is what Duration means in netns mode, after defaults.
 	TCPDuration time.Duration
 	// LoadDuration is what Duration means in loadgen mode, after

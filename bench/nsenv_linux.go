@@ -78,6 +78,10 @@ func openNsBench(ctx context.Context, cfg *Config, usable func() error) (*nsBenc
 		os.RemoveAll(bins.dir)
 		return nil, err
 	}
+	if cfg.NoQueueManagement {
+		env.extraEnv = append(env.extraEnv, "PIPEGUARD_QUEUE_MANAGEMENT=off")
+		note(cfg, "PipeGuard clients run with queue management off")
+	}
 	return &nsBench{bins: bins, env: env}, nil
 }
 

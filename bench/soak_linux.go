@@ -71,7 +71,7 @@ func runSoak(ctx context.Context, cfg *Config) (_ *SoakReport, err error) {
 	}
 	defer closeKeep(&err, nb.close)
 	bins, env := nb.bins, nb.env
-	env.extraEnv = []string{"PIPEGUARD_METRICS_ADDR=" + soakMetricsAddr}
+	env.extraEnv = append(env.extraEnv, "PIPEGUARD_METRICS_ADDR="+soakMetricsAddr)
 	if err := env.startIperfServer(ctx); err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"time"
 
 	"pipeguard/cmd/headless-client/config"
 	"pipeguard/cmd/headless-client/daemon"
@@ -25,21 +26,29 @@ import (
 // configure it. It stops on SIGTERM, SIGINT, or the deletion of its
 // interface (how wg-quick down stops a userspace tunnel).
 type tunnelCmd struct {
-	Foreground    bool   `short:"f" help:"Stay in the foreground. Otherwise (and unless WG_PROCESS_FOREGROUND=1) detach once the interface and its socket exist, as wireguard-go does."`
-	Interface     string `arg:"" help:"Interface name (1 to 15 letters, digits and _=+.-)."`
-	LogDir        string `help:"Also write JSON log lines to files in this directory, rotated by size." env:"LOG_DIR"`
-	StateDir      string `help:"State directory; the device id is kept in <dir>/config/pipeguard-id." default:"/var/lib/pipeguard" env:"PIPEGUARD_STATE_DIR"`
-	Engine        string `help:"Dataplane engine: pipeline or sequential." default:"pipeline" enum:"pipeline,sequential"`
-	Workers       int    `help:"Encrypt and decrypt workers each (pipeline engine); 0: one per CPU." default:"0"`
-	QueueCapacity int    `help:"Capacity of each queue between pipeline stages, in packets (at least 64)." default:"1000"`
+	Foreground      bool          `short:"f" help:"Stay in the foreground. Otherwise (and unless WG_PROCESS_FOREGROUND=1) detach once the interface and its socket exist, as wireguard-go does."`
+	Interface       string        `arg:"" help:"Interface name (1 to 15 letters, digits and _=+.-)."`
+	LogDir          string        `help:"Also write JSON log lines to files in this directory, rotated by size." env:"LOG_DIR"`
+	StateDir        string        `help:"State directory; the device id is kept in <dir>/config/pipeguard-id." default:"/var/lib/pipeguard" env:"PIPEGUARD_STATE_DIR"`
+	Engine          string        `help:"Dataplane engine: pipeline or sequential." default:"pipeline" enum:"pipeline,sequential"`
+	Workers         int           `help:"Encrypt and decrypt workers each (pipeline engine); 0: one per CPU." default:"0"`
+	QueueCapacity   int           `help:"${help_queue_capacity}" default:"0"`
+	QueueManagement string        `help:"${help_queue_management}" default:"on" enum:"on,off" env:"PIPEGUARD_QUEUE_MANAGEMENT"`
+	QueueTarget     time.Duration `help:"${help_queue_target}" default:"0s"`
+	QueueInterval   time.Duration `help:"${help_queue_interval}" default:"0s"`
+}
+
+// queues is the command's queue settings.
+func (c *tunnelCmd) queues() queueFlags {
+	return queueFlags{c.QueueCapacity, c.QueueManagement, c.QueueTarget, c.QueueInterval}
 }
 
 func (c *tunnelCmd) Run(env *runEnv) error {
 	if err := config.CheckInterfaceName(c.Interface); err != nil {
 		return err
 	}
-	if c.QueueCapacity < minQueueCapacity {
-		return errQueueCapacity
+	if err := c.queues().check(); err != nil {
+		return err
 	}
 	if !c.Foreground && !daemon.Foreground() {
 		exe, err := os.Executable()
@@ -63,7 +72,8 @@ func (c *tunnelCmd) Run(env *runEnv) error {
 func (c *tunnelCmd) childArgs(logLevel string) []string {
 	args := []string{"--log-level", logLevel, "tunnel", "--foreground",
 		"--state-dir", c.StateDir, "--engine", c.Engine,
-		"--workers", strconv.Itoa(c.Workers), "--queue-capacity", strconv.Itoa(c.QueueCapacity)}
+		"--workers", strconv.Itoa(c.Workers)}
+	args = append(args, c.queues().args()...)
 	if c.LogDir != "" {
 		args = append(args, "--log-dir", c.LogDir)
 	}
@@ -145,11 +155,9 @@ func (c *tunnelCmd) bringUp(log *slog.Logger) (*stages.Tunnel, *uapi.Server, *li
 		udp.Close()
 		return nil, nil, nil, err
 	}
-	t, err := stages.New(stages.Config{
-		Engine:        stages.Engine(c.Engine),
-		Workers:       c.Workers,
-		QueueCapacity: c.QueueCapacity,
-	}, dev, udp, nil, log)
+	sc := stages.Config{Engine: stages.Engine(c.Engine), Workers: c.Workers}
+	c.queues().apply(&sc)
+	t, err := stages.New(sc, dev, udp, nil, log)
 	if err != nil {
 		link.Close()
 		dev.Close()
