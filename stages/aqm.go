@@ -25,6 +25,7 @@ import (
 type managedQueues struct {
 	out  *fq.Queue[outItem]
 	in   *fq.Queue[inItem]
+	fair bool         // the queues sort packets by flow; without queue management they are FIFOs
 	seed maphash.Seed // keys the flow hashes: no one outside can aim at one queue
 	// epoch is when the queues' clock started; now is the time since.
 	epoch time.Time
@@ -51,6 +52,7 @@ func newManagedQueues(c *Config) managedQueues {
 	return managedQueues{
 		out:   fq.New[outItem](cfg),
 		in:    fq.New[inItem](in),
+		fair:  !c.NoQueueManagement,
 		seed:  maphash.MakeSeed(),
 		epoch: time.Now(),
 	}
@@ -70,6 +72,10 @@ func (m *managedQueues) classifyOut(i int, it *outItem) {
 		return
 	}
 	inner := it.pkt.Inner()
+	if !m.fair {
+		m.out.Classify(i, 0, len(inner), false)
+		return
+	}
 	m.out.Classify(i, wire.FlowHash(m.seed, inner), len(inner), wire.PacketECN(inner).Capable())
 }
 
@@ -81,6 +87,10 @@ func (m *managedQueues) classifyOut(i int, it *outItem) {
 func (m *managedQueues) classifyIn(i int, it *inItem) {
 	if it.drop != dropNone {
 		m.in.Skip(i)
+		return
+	}
+	if !m.fair {
+		m.in.Classify(i, 0, int(it.pkt.MsgLen), false)
 		return
 	}
 	var key [18]byte

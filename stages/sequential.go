@@ -3,6 +3,7 @@ package stages
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"pipeguard/stages/fq"
 	"pipeguard/tunio"
@@ -61,6 +62,9 @@ func (s *seqInbound) Serve(ctx context.Context) error {
 	s.c.lostToPanic(uint64(s.q.InHand()))
 	s.q.Done()
 	countHeldBatch(s.c, &s.inHand)
+	if t.cfg.NoQueueManagement {
+		return s.serveDirect(ctx)
+	}
 	for {
 		s.c.publish()
 		if s.q.Idle() {
@@ -88,27 +92,92 @@ func (s *seqInbound) Serve(ctx context.Context) error {
 			if mark {
 				markIn(it)
 			}
-			if r := t.openStep(it, it); r != dropNone {
-				s.c.drop(r)
-				continue
-			}
-			if r := t.acceptStep(it, now); r != dropNone {
-				s.c.drop(r)
-				continue
-			}
-			if it.pkt.InnerLen == 0 {
-				s.c.keepalives.Add(1)
-				continue
-			}
-			s.bufs = append(s.bufs, it.pkt.Buf[:wire.InnerOffset+int(it.pkt.InnerLen)])
+			s.work(it, now)
 		}
-		if len(s.bufs) > 0 {
-			if err := t.writeTUN(t.tun, s.bufs, s.c); err != nil {
-				return edgeErr(ctx, err)
-			}
+		if err := s.write(); err != nil {
+			return edgeErr(ctx, err)
 		}
 		s.q.Done()
 	}
+}
+
+// serveDirect is the loop without queue management: read a batch into
+// the managed queue's slots and work on it there, the queue only lending
+// its slots, as a loop without a queue would.
+func (s *seqInbound) serveDirect(ctx context.Context) error {
+	t := s.t
+	for {
+		s.c.publish()
+		s.inHand = 0
+		if s.q.Reservations() == 0 {
+			s.q.TryReserve(s.batch) // nothing is ever queued: every slot is free
+			for i := range s.q.Reservations() {
+				s.slots[i] = s.q.Reserved(i)
+				s.msgs[i].Buf = s.slots[i].pkt.Buf[:]
+			}
+		}
+		n, err := t.udp.ReadBatch(s.msgs[:s.q.Reservations()])
+		if err != nil {
+			return edgeErr(ctx, err)
+		}
+		s.inHand = n
+		t.faults.hit(stageUDPRecv)
+		now := t.clock.Now()
+		s.bufs = s.bufs[:0]
+		for i := range n {
+			if s.take(s.slots[i], &s.msgs[i]) {
+				s.work(s.slots[i], now)
+			}
+		}
+		if err := s.write(); err != nil {
+			return edgeErr(ctx, err)
+		}
+	}
+}
+
+// take fills in the slot of one datagram read and reports whether it is
+// a transport message; anything else is handed to the handshake actor or
+// dropped, and its slot marked skipped.
+func (s *seqInbound) take(it *inItem, m *tunio.Datagram) bool {
+	t := s.t
+	it.peer, it.kp, it.drop = nil, nil, dropSkip
+	if m.N == 0 || m.N > wire.MaxMessageSize {
+		t.badSize(m, s.c)
+		return false
+	}
+	it.pkt.MsgLen, it.src, it.ecn = uint16(m.N), m.Addr, wire.ECN(m.ECN)
+	if !t.classifyInbound(it, t.handshakes, s.c) {
+		return false
+	}
+	it.drop = dropNone
+	return true
+}
+
+// work opens and checks one transport message in its slot, and adds its
+// inner packet to the batch to write.
+func (s *seqInbound) work(it *inItem, now time.Time) {
+	t := s.t
+	if r := t.openStep(it, it); r != dropNone {
+		s.c.drop(r)
+		return
+	}
+	if r := t.acceptStep(it, now); r != dropNone {
+		s.c.drop(r)
+		return
+	}
+	if it.pkt.InnerLen == 0 {
+		s.c.keepalives.Add(1)
+		return
+	}
+	s.bufs = append(s.bufs, it.pkt.Buf[:wire.InnerOffset+int(it.pkt.InnerLen)])
+}
+
+// write writes the batch of inner packets to the TUN device.
+func (s *seqInbound) write() error {
+	if len(s.bufs) == 0 {
+		return nil
+	}
+	return s.t.writeTUN(s.t.tun, s.bufs, s.c)
 }
 
 // read reads a batch of datagrams into the managed queue, waiting for
@@ -140,17 +209,8 @@ func (s *seqInbound) read(try bool) (int, error) {
 	t.faults.hit(stageUDPRecv)
 	now := t.aqm.now()
 	for i := range n {
-		m, it := &s.msgs[i], s.slots[i]
-		it.peer, it.kp, it.drop = nil, nil, dropSkip
-		if m.N == 0 || m.N > wire.MaxMessageSize {
-			t.badSize(m, s.c)
-		} else {
-			it.pkt.MsgLen, it.src, it.ecn = uint16(m.N), m.Addr, wire.ECN(m.ECN)
-			if t.classifyInbound(it, t.handshakes, s.c) {
-				it.drop = dropNone
-			}
-		}
-		t.aqm.classifyIn(i, it)
+		s.take(s.slots[i], &s.msgs[i])
+		t.aqm.classifyIn(i, s.slots[i])
 	}
 	s.q.Commit(n, now)
 	s.inHand = 0
@@ -193,6 +253,9 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 	s.c.lostToPanic(uint64(s.q.InHand()))
 	s.q.Done()
 	countHeldBatch(s.c, &s.inHand)
+	if t.cfg.NoQueueManagement {
+		return s.serveDirect(ctx)
+	}
 	for {
 		s.c.publish()
 		if s.q.Idle() {
@@ -220,22 +283,63 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 			if mark {
 				markOut(it)
 			}
-			r, staged := t.routeStep(it, now)
-			if r != dropNone {
-				s.c.drop(r)
-				continue
-			}
-			if staged {
-				continue
-			}
-			sealStep(it, it)
-			s.msgs = append(s.msgs, datagramOf(it))
+			s.work(it, now)
 		}
 		if err := t.sendDatagrams(s.msgs, s.c); err != nil {
 			return edgeErr(ctx, err)
 		}
 		s.q.Done()
 	}
+}
+
+// serveDirect is the loop without queue management: read a batch into
+// the managed queue's slots and work on it there, the queue only lending
+// its slots, as a loop without a queue would.
+func (s *seqOutbound) serveDirect(ctx context.Context) error {
+	t := s.t
+	need := min(s.batch, s.q.Cap())
+	for {
+		s.c.publish()
+		s.inHand = 0
+		if s.q.Reservations() == 0 {
+			s.q.TryReserve(need) // nothing is ever queued: every slot is free
+			for i := range need {
+				s.slots[i] = s.q.Reserved(i)
+				s.bufs[i] = s.slots[i].pkt.Buf[:wire.InnerOffset+wire.MaxInnerSize]
+			}
+		}
+		n, err := t.readTUN(t.tun, s.bufs[:need], s.sizes[:need], s.c)
+		if err != nil {
+			return edgeErr(ctx, err)
+		}
+		s.inHand = n
+		t.faults.hit(stageTUNRead)
+		now := t.clock.Now()
+		s.msgs = s.msgs[:0]
+		for i := range n {
+			if tunPacketStep(s.slots[i], s.sizes[i], s.c) {
+				s.work(s.slots[i], now)
+			}
+		}
+		if err := t.sendDatagrams(s.msgs, s.c); err != nil {
+			return edgeErr(ctx, err)
+		}
+	}
+}
+
+// work routes and seals one packet in its slot, and adds its datagram to
+// the batch to send.
+func (s *seqOutbound) work(it *outItem, now time.Time) {
+	r, staged := s.t.routeStep(it, now)
+	if r != dropNone {
+		s.c.drop(r)
+		return
+	}
+	if staged {
+		return
+	}
+	sealStep(it, it)
+	s.msgs = append(s.msgs, datagramOf(it))
 }
 
 // read reads a batch of inner packets into the managed queue, waiting for

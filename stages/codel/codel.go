@@ -84,6 +84,16 @@ type State struct {
 // every packet the queue hands out, in order; after Drop, call it again
 // for the next packet at the same now.
 func (s *State) Decide(p *Params, now, sojourn time.Duration, backlog int, ecn bool) Verdict {
+	if sojourn < p.Target && !s.dropping {
+		// The common case, kept short enough to inline: below target,
+		// not dropping.
+		s.firstAbove = 0
+		return Deliver
+	}
+	return s.decide(p, now, sojourn, backlog, ecn)
+}
+
+func (s *State) decide(p *Params, now, sojourn time.Duration, backlog int, ecn bool) Verdict {
 	above := s.shouldDrop(p, now, sojourn, backlog)
 	if s.dropping {
 		if !above {
