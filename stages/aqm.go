@@ -63,6 +63,27 @@ func newManagedQueues(c *Config) managedQueues {
 // is fake: a packet's wait is about the machine, not the protocol.
 func (m *managedQueues) now() time.Duration { return time.Since(m.epoch) }
 
+// nowWall is now, and the wall clock's time at the same moment in Unix
+// nanoseconds, for datagrams the kernel stamped on arrival.
+func (m *managedQueues) nowWall() (time.Duration, int64) {
+	t := time.Now()
+	return t.Sub(m.epoch), t.UnixNano()
+}
+
+// maxKernelWait bounds the wait in the socket's buffer that a kernel stamp
+// may add to a datagram's time in the queue: a wall clock stepped between
+// the stamp and the read must not pass for a wait.
+const maxKernelWait = time.Second
+
+// kernelWait is how long a datagram the kernel stamped at stamp (Unix
+// nanoseconds; 0: unstamped) had waited when it was read at wall.
+func kernelWait(wall, stamp int64) time.Duration {
+	if stamp == 0 {
+		return 0
+	}
+	return min(max(time.Duration(wall-stamp), 0), maxKernelWait)
+}
+
 // classifyOut says which flow the i-th packet reserved in the outbound
 // queue belongs to, from its inner header, or skips it if it was dropped
 // on reading.
@@ -81,14 +102,16 @@ func (m *managedQueues) classifyOut(i int, it *outItem) {
 
 // classifyIn says which flow the i-th datagram reserved in the inbound
 // queue belongs to: its outer source, so that each peer endpoint is a
-// flow of its own (the inner flows are encrypted). It skips a slot that
-// carries no transport message (a handshake message handed on, or a
-// datagram dropped).
-func (m *managedQueues) classifyIn(i int, it *inItem) {
+// flow of its own (the inner flows are encrypted); and how long it waited
+// in the socket's buffer before it was read. It skips a slot that carries
+// no transport message (a handshake message handed on, or a datagram
+// dropped).
+func (m *managedQueues) classifyIn(i int, it *inItem, waited time.Duration) {
 	if it.drop != dropNone {
 		m.in.Skip(i)
 		return
 	}
+	m.in.Waited(i, waited)
 	if !m.fair {
 		m.in.Classify(i, 0, int(it.pkt.MsgLen), false)
 		return

@@ -81,7 +81,7 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 			s.q.Cancel()
 			return edgeErr(ctx, err)
 		}
-		now := s.t.aqm.now()
+		now, wall := s.t.aqm.nowWall()
 		for i := range n {
 			s.take(s.slots[i], &s.msgs[i])
 		}
@@ -94,7 +94,7 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 			continue
 		}
 		for i := range n {
-			s.t.aqm.classifyIn(i, s.slots[i])
+			s.t.aqm.classifyIn(i, s.slots[i], kernelWait(wall, s.msgs[i].Stamp))
 		}
 		s.q.Commit(n, now)
 		s.inHand = 0

@@ -207,10 +207,10 @@ func (s *seqInbound) read(try bool) (int, error) {
 	}
 	s.inHand = n
 	t.faults.hit(stageUDPRecv)
-	now := t.aqm.now()
+	now, wall := t.aqm.nowWall()
 	for i := range n {
 		s.take(s.slots[i], &s.msgs[i])
-		t.aqm.classifyIn(i, s.slots[i])
+		t.aqm.classifyIn(i, s.slots[i], kernelWait(wall, s.msgs[i].Stamp))
 	}
 	s.q.Commit(n, now)
 	s.inHand = 0

@@ -100,6 +100,10 @@ type Datagram struct {
 	// 0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE): as received, or to send. A
 	// UDPConn that cannot carry it receives 0 and sends 0.
 	ECN uint8
+	// Stamp is, on receive, when the datagram reached the host, in Unix
+	// nanoseconds (the kernel's stamp); 0 when unknown. The time since is
+	// how long it waited in the socket's buffer.
+	Stamp int64
 }
 
 // UDPConn is a UDP socket doing batch datagram I/O.

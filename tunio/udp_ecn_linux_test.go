@@ -112,3 +112,36 @@ func TestUDPTryReadBatch(t *testing.T) {
 		})
 	}
 }
+
+// TestUDPStamp: every datagram read carries the kernel's receive stamp,
+// taken between the send and the read.
+func TestUDPStamp(t *testing.T) {
+	for _, mode := range offloadModes {
+		t.Run(mode.name, func(t *testing.T) {
+			recv := listenT(t, "127.0.0.1:0", mode.recv)
+			send := listenT(t, "127.0.0.1:0", mode.send)
+			out := makeMsgs(20, 1000)
+			for i := range out {
+				out[i].N, out[i].Addr, out[i].Buf[0] = 1000, recv.LocalAddr(), byte(i)
+			}
+			before := time.Now().UnixNano()
+			if err := send.WriteBatch(out); err != nil {
+				t.Fatal(err)
+			}
+			msgs := makeMsgs(8, 2048)
+			for n := 0; n < len(out); {
+				k, err := recv.ReadBatch(msgs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				after := time.Now().UnixNano()
+				for _, m := range msgs[:k] {
+					if m.Stamp < before || m.Stamp > after {
+						t.Fatalf("datagram %d stamped %d, not within [%d, %d]", m.Buf[0], m.Stamp, before, after)
+					}
+				}
+				n += k
+			}
+		})
+	}
+}

@@ -44,9 +44,10 @@ const (
 
 	// recvCtrlSize has room for the cmsgs of one received datagram: the
 	// UDP_GRO segment size and the TOS or traffic class (an int each,
-	// 24 bytes each with their headers), with space to spare should the
-	// kernel add another.
-	recvCtrlSize = 64
+	// 24 bytes each with their headers) and the receive timestamp (a
+	// timespec, 32 bytes), with space to spare should the kernel add
+	// another.
+	recvCtrlSize = 128
 )
 
 // sendCtrlSize is the control data of one sendmmsg entry: the
@@ -152,6 +153,7 @@ func setupUDP(fd int, v6, v6only bool, addr netip.AddrPort, opts UDPOptions) (*u
 		c.gro = unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
 	}
 	enableRecvTOS(fd, v6, v6only) // best effort: without it, every datagram reads Not-ECT
+	enableRecvStamp(fd)
 	c.sendECN.Store(true)
 	c.file = os.NewFile(uintptr(fd), "udp:"+c.local.String())
 	raw, err := c.file.SyscallConn()

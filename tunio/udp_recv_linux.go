@@ -30,14 +30,15 @@ type recvState struct {
 	n         int           // out: messages received
 	errno     syscall.Errno // out; EAGAIN only from tryRecv
 
-	gbufs [][]byte         // GRO receive buffers
-	glen  []int            // bytes in gbufs[i]
-	gseg  []int            // segment size of gbufs[i], 0 if not coalesced
-	gaddr []netip.AddrPort // sender of gbufs[i]
-	gecn  []uint8          // outer ECN of gbufs[i]
-	gn    int              // gbufs filled by the last recvmmsg
-	gi    int              // next gbuf to split
-	goff  int              // next datagram's offset in gbufs[gi]
+	gbufs  [][]byte         // GRO receive buffers
+	glen   []int            // bytes in gbufs[i]
+	gseg   []int            // segment size of gbufs[i], 0 if not coalesced
+	gaddr  []netip.AddrPort // sender of gbufs[i]
+	gecn   []uint8          // outer ECN of gbufs[i]
+	gstamp []int64          // receive stamp of gbufs[i]
+	gn     int              // gbufs filled by the last recvmmsg
+	gi     int              // next gbuf to split
+	goff   int              // next datagram's offset in gbufs[gi]
 }
 
 func (r *recvState) init(c *udpConn) {
@@ -57,6 +58,7 @@ func (r *recvState) init(c *udpConn) {
 	r.gseg = make([]int, g)
 	r.gaddr = make([]netip.AddrPort, g)
 	r.gecn = make([]uint8, g)
+	r.gstamp = make([]int64, g)
 	for i := range r.gbufs {
 		r.gbufs[i] = make([]byte, groBufSize)
 		r.iovs[i].Base = &r.gbufs[i][0]
@@ -159,6 +161,7 @@ func (c *udpConn) readBatch(msgs []Datagram, wait bool) (int, error) {
 			ctrl := r.ctrl[i*recvCtrlSize : i*recvCtrlSize+int(h.hdr.Controllen)]
 			r.gseg[i] = GROSegment(ctrl)
 			r.gecn[i] = ecnFromCmsgs(ctrl)
+			r.gstamp[i] = stampFromCmsgs(ctrl)
 			r.gaddr[i] = getSockaddr(&r.names[i])
 		}
 		r.gn, r.gi, r.goff = r.n, 0, 0
@@ -174,7 +177,8 @@ func (c *udpConn) readBatch(msgs []Datagram, wait bool) (int, error) {
 			m.N = 0
 		}
 		m.Addr = getSockaddr(&r.names[i])
-		m.ECN = ecnFromCmsgs(r.ctrl[i*recvCtrlSize : i*recvCtrlSize+int(h.hdr.Controllen)])
+		ctrl := r.ctrl[i*recvCtrlSize : i*recvCtrlSize+int(h.hdr.Controllen)]
+		m.ECN, m.Stamp = ecnFromCmsgs(ctrl), stampFromCmsgs(ctrl)
 	}
 	return r.n, nil
 }
@@ -186,7 +190,7 @@ func (r *recvState) split(msgs []Datagram) int {
 	j := 0
 	for j < len(msgs) && r.gi < r.gn {
 		m := &msgs[j]
-		m.Addr, m.ECN = r.gaddr[r.gi], r.gecn[r.gi]
+		m.Addr, m.ECN, m.Stamp = r.gaddr[r.gi], r.gecn[r.gi], r.gstamp[r.gi]
 		m.Trunc = false
 		j++
 		n := r.glen[r.gi]

@@ -106,8 +106,9 @@ type Queue[T any] struct {
 
 	_ [64]byte
 	// Producer-private.
-	res  []int32 // reserved slots, in order
-	skip []bool  // per reservation: give it back at Commit rather than queue it
+	res    []int32         // reserved slots, in order
+	skip   []bool          // per reservation: give it back at Commit rather than queue it
+	waited []time.Duration // per reservation: how long it waited before it was read
 
 	_ [64]byte
 	// Consumer-private.
@@ -139,6 +140,7 @@ func New[T any](cfg Config) *Queue[T] {
 		notFull:  make(chan struct{}, 1),
 		res:      make([]int32, 0, cfg.Slots),
 		skip:     make([]bool, 0, cfg.Slots),
+		waited:   make([]time.Duration, 0, cfg.Slots),
 		hand:     make([]int32, 0, cfg.Slots),
 		marked:   make([]bool, 0, cfg.Slots),
 	}
@@ -205,6 +207,7 @@ func (q *Queue[T]) reserveLocked(n int) int {
 	for i := len(q.free) - 1; i >= top; i-- {
 		q.res = append(q.res, q.free[i])
 		q.skip = append(q.skip, false)
+		q.waited = append(q.waited, 0)
 	}
 	q.free = q.free[:top]
 	return k
@@ -224,6 +227,11 @@ func (q *Queue[T]) Classify(i int, flow uint64, size int, ect bool) {
 	m.flow, m.size, m.ect = int32(flow&q.mask), int32(size), ect
 }
 
+// Waited says that the packet in the i-th reserved slot had waited d
+// before the producer read it (in a socket's buffer, say): its time in
+// the queue counts from then.
+func (q *Queue[T]) Waited(i int, d time.Duration) { q.waited[i] = d }
+
 // Skip marks the i-th reserved slot as holding nothing to queue (a packet
 // the producer dropped, or handed elsewhere): Commit gives it back.
 func (q *Queue[T]) Skip(i int) { q.skip[i] = true }
@@ -238,10 +246,10 @@ func (q *Queue[T]) Commit(k int, now time.Duration) {
 			q.free = append(q.free, s)
 			continue
 		}
-		q.enqueueLocked(s, now)
+		q.enqueueLocked(s, now-q.waited[i])
 	}
 	q.freeLocked(q.res[k:])
-	q.res, q.skip = q.res[:0], q.skip[:0]
+	q.res, q.skip, q.waited = q.res[:0], q.skip[:0], q.waited[:0]
 	q.busy.Store(int64(q.queued + len(q.hand)))
 	wake := q.consumerWaiting && q.queued > 0
 	q.mu.Unlock()
@@ -258,7 +266,7 @@ func (q *Queue[T]) Cancel() {
 	}
 	q.mu.Lock()
 	q.freeLocked(q.res)
-	q.res, q.skip = q.res[:0], q.skip[:0]
+	q.res, q.skip, q.waited = q.res[:0], q.skip[:0], q.waited[:0]
 	q.mu.Unlock()
 }
 

@@ -416,3 +416,28 @@ func TestSkip(t *testing.T) {
 		t.Fatal("a reservation after a skipped one was skipped")
 	}
 }
+
+// TestWaited: a packet that waited before it was read counts that wait
+// in its sojourn.
+func TestWaited(t *testing.T) {
+	q := newQueue(8, false)
+	q.TryReserve(2)
+	for i := range 2 {
+		q.Classify(i, 1, 1, false)
+	}
+	q.Waited(1, 3*time.Millisecond)
+	q.Commit(2, 10*time.Millisecond)
+	q.Take(10*time.Millisecond, 2)
+	s := q.Stats()
+	if s.Sojourn.Sum != 3*time.Millisecond || s.Sojourn.Buckets[0] != 1 || s.Sojourn.Buckets[6] != 1 {
+		t.Fatalf("sojourn sum %v, buckets %v", s.Sojourn.Sum, s.Sojourn.Buckets)
+	}
+	q.Done()
+	q.TryReserve(1) // a fresh reservation has not waited
+	q.Classify(0, 1, 1, false)
+	q.Commit(1, 20*time.Millisecond)
+	q.Take(20*time.Millisecond, 1)
+	if s := q.Stats(); s.Sojourn.Sum != 3*time.Millisecond {
+		t.Fatalf("a reused reservation kept its wait: sum %v", s.Sojourn.Sum)
+	}
+}
