@@ -11,6 +11,7 @@ import (
 	"pipeguard/stages/fq"
 	"pipeguard/stages/spsc"
 	"pipeguard/supervisor"
+	"pipeguard/tunio"
 )
 
 // service is what a supervisor runs.
@@ -114,6 +115,8 @@ func (t *Tunnel) wireEngine() *tunnelCounters {
 	n := t.cfg.Workers
 
 	t.inline.managed = !t.cfg.NoQueueManagement
+	_, t.inline.drainIn = t.udp.(tunio.TryReader)
+	_, t.inline.drainOut = t.tun.(tunio.ReadPoller)
 	if t.cfg.Engine == EngineSequential {
 		in := tc.add("inbound", 1)
 		in.services = []service{newSeqInbound(t, in.instances[0], logFor("inbound"))}

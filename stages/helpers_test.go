@@ -135,6 +135,7 @@ var dataplanes = []dataplane{
 	{name: "pipeline-inline", engine: EnginePipeline, inlineMax: 1 << 20},
 	{name: "sequential-managed", engine: EngineSequential, manage: true},
 	{name: "pipeline-managed", engine: EnginePipeline, manage: true},
+	{name: "pipeline-managed-inline", engine: EnginePipeline, manage: true, inlineMax: 1 << 20},
 }
 
 // spec is a tunnel spec with v's engine and settings.

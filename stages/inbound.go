@@ -3,6 +3,7 @@ package stages
 import (
 	"context"
 	"log/slog"
+	"runtime"
 
 	"pipeguard/stages/fq"
 	"pipeguard/stages/spsc"
@@ -26,7 +27,9 @@ import (
 //
 // A small batch read while the managed queue and the pools hold nothing
 // is the exception (inline.go): it goes through the remaining steps here,
-// without the hand-offs.
+// without the hand-offs. And while the spread decision says every batch
+// goes inline, udprecv takes the queue over from dispatch-in
+// (serveTaker) and works as the sequential engine's loop does.
 type udpRecv struct {
 	t          *Tunnel
 	conn       tunio.UDPConn
@@ -44,6 +47,8 @@ type udpRecv struct {
 	// packets.
 	dec, route, write *stageCounters
 	bufs              [][]byte
+	batchIn           []*inItem       // a run taken as the queue's taker
+	try               tunio.TryReader // nil: the socket cannot, and udprecv does not take the queue over
 
 	// inHand is how many datagrams the current batch holds between the
 	// read and their hand-off: if the stage fails meanwhile, its successor
@@ -53,9 +58,11 @@ type udpRecv struct {
 
 func newUDPRecv(t *Tunnel, conn tunio.UDPConn, q *fq.Queue[inItem], hs chan handshakeMsg, c, dec, route, write *stageCounters, log *slog.Logger) *udpRecv {
 	n := min(max(conn.BatchSize(), 1), maxBatch)
-	return &udpRecv{t: t, conn: conn, q: q, handshakes: hs, c: c, log: log,
+	s := &udpRecv{t: t, conn: conn, q: q, handshakes: hs, c: c, log: log,
 		batch: n, slots: make([]*inItem, n), msgs: make([]tunio.Datagram, n),
-		dec: dec, route: route, write: write, bufs: make([][]byte, 0, n)}
+		dec: dec, route: route, write: write, bufs: make([][]byte, 0, n), batchIn: make([]*inItem, 0, n)}
+	s.try, _ = conn.(tunio.TryReader)
+	return s
 }
 
 func (s *udpRecv) Serve(ctx context.Context) error {
@@ -64,17 +71,31 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 	done := ctx.Done()
 	s.q.Cancel() // reservations of a stage that failed mid-batch
 	countHeldBatch(s.c, &s.inHand)
+	s.c.lostToPanic(uint64(s.q.InHand(fq.Producer))) // a run it took as the queue's taker
+	s.q.Done(fq.Producer)
 	for {
 		// Publish the last batch before waiting in the system call.
 		s.c.publish()
 		s.dec.publish()
 		s.route.publish()
 		s.write.publish()
+		if !s.t.inline.takeOverIn() {
+			s.q.Claim(fq.Consumer) // hand the queue back, if udprecv had it
+		} else if s.q.Taking(fq.Producer) {
+			if err := s.serveTaker(); err != nil {
+				return edgeErr(ctx, err)
+			}
+			continue
+		}
 		if s.q.Reservations() == 0 && !s.reserve(done) {
 			return nil
 		}
+		if !s.q.Blocking() {
+			continue // dispatch-in handed the queue over with packets in it: work on them first
+		}
 		held := s.q.Reservations()
 		n, err := s.conn.ReadBatch(s.msgs[:held])
+		s.q.Unblocked()
 		s.inHand = n
 		s.t.faults.hit(stageUDPRecv)
 		if err != nil {
@@ -99,6 +120,82 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 		s.q.Commit(n, now)
 		s.inHand = 0
 	}
+}
+
+// serveTaker goes once round the sequential engine's loop, as the
+// managed queue's taker (dispatch-in yielded it): read, waiting only when
+// nothing is queued; drain the socket without waiting; then open, check
+// and write one run from the queue.
+func (s *udpRecv) serveTaker() error {
+	for !s.t.inline.in.empty() {
+		// The pools finish the runs dispatch-in gave them (microseconds
+		// of work), so that none of the packets taken next overtakes them.
+		runtime.Gosched()
+	}
+	if s.q.Len() == 0 {
+		if _, err := s.readOnce(true); err != nil {
+			return err
+		}
+	}
+	for {
+		n, err := s.readOnce(false)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	n, dropped := s.q.Take(fq.Producer, s.t.aqm.now(), s.batch)
+	if dropped > 0 {
+		s.dec.drops[DropQueueDelay].Add(uint64(dropped))
+	}
+	s.batchIn = s.batchIn[:0]
+	for i := range n {
+		it, mark := s.q.Hand(i)
+		if mark {
+			markIn(it)
+		}
+		s.batchIn = append(s.batchIn, it)
+	}
+	err := s.t.openAcceptWrite(s.batchIn, &s.bufs, s.dec, s.route, s.write)
+	s.q.Done(fq.Producer)
+	return err
+}
+
+// readOnce reads one batch of datagrams into the managed queue and commits
+// its transport messages, waiting for one if wait, else not: 0 when none
+// was ready, or the queue has no free slot.
+func (s *udpRecv) readOnce(wait bool) (int, error) {
+	if s.q.Reservations() == 0 && s.q.TryReserve(s.batch) == 0 {
+		return 0, nil
+	}
+	for i := range s.q.Reservations() {
+		s.slots[i] = s.q.Reserved(i)
+		s.msgs[i].Buf = s.slots[i].pkt.Buf[:]
+	}
+	held := s.q.Reservations()
+	var n int
+	var err error
+	if wait {
+		n, err = s.conn.ReadBatch(s.msgs[:held])
+	} else {
+		n, err = s.try.TryReadBatch(s.msgs[:held])
+	}
+	if err != nil || n == 0 {
+		s.q.Cancel()
+		return 0, err
+	}
+	s.inHand = n
+	s.t.faults.hit(stageUDPRecv)
+	now, wall := s.t.aqm.nowWall()
+	for i := range n {
+		s.take(s.slots[i], &s.msgs[i])
+		s.t.aqm.classifyIn(i, s.slots[i], kernelWait(wall, s.msgs[i].Stamp))
+	}
+	s.q.Commit(n, now)
+	s.inHand = 0
+	return n, nil
 }
 
 // reserve reserves up to a batch of slots in the managed queue and points

@@ -80,11 +80,30 @@ type inlinePath struct {
 	max     atomic.Int64
 	fixed   bool // set before Serve (tests): max stays as it is
 	managed bool // queue management is on (readerLimit)
-	in, out flight
+	// drainIn and drainOut: the edge stage of the direction can read
+	// without waiting (tunio.TryReader, tunio.ReadPoller), so it may take
+	// its managed queue over (takeOverIn, takeOverOut).
+	drainIn, drainOut bool
+	in, out           flight
 }
 
 // limit is the largest batch that may go inline now.
 func (p *inlinePath) limit() int { return int(p.max.Load()) }
+
+// takeOverIn and takeOverOut report whether the edge stage of a
+// direction is to take its managed queue over from the stage after it
+// and work on the packets itself, as the sequential engine's loop does:
+// with queue management on, while the spread decision says every batch
+// goes inline (CPU time is scarce, and a hand-off costs more than it
+// buys), when the edge stage can drain the kernel without waiting.
+//
+// The hand-over: the stage after the queue yields it between two runs
+// (fq.Queue.Yield), but a queue with packets in it only while the edge
+// stage is not blocked in a read (fq.Queue.Blocking), so that no packet
+// waits on it; the edge stage hands the queue back whenever the spread
+// decision changes its mind (fq.Queue.Claim).
+func (p *inlinePath) takeOverIn() bool  { return p.managed && p.drainIn && p.limit() >= inlineAll }
+func (p *inlinePath) takeOverOut() bool { return p.managed && p.drainOut && p.limit() >= inlineAll }
 
 // readerLimit is the largest batch an edge stage that reads from the
 // kernel may take through inline itself. With queue management on, never

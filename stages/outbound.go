@@ -3,6 +3,7 @@ package stages
 import (
 	"context"
 	"log/slog"
+	"runtime"
 
 	"pipeguard/stages/fq"
 	"pipeguard/stages/spsc"
@@ -22,7 +23,10 @@ import (
 //
 // A small batch read while the managed queue and the pools hold nothing
 // is the exception (inline.go): it goes through the remaining steps here,
-// without the hand-offs.
+// without the hand-offs. And while the spread decision says every batch
+// goes inline (CPU time is scarce: the hand-off to route-out costs more
+// than it buys), tunread takes the queue over from route-out (serveTaker)
+// and works as the sequential engine's loop does.
 type tunRead struct {
 	t   *Tunnel
 	dev tunio.Device
@@ -39,15 +43,18 @@ type tunRead struct {
 	// route-out, the encrypt pool and udpsend, and its batch of datagrams.
 	route, enc, send *stageCounters
 	msgs             []tunio.Datagram
+	poll             tunio.ReadPoller // nil: the device cannot say, and tunread never takes the queue over
 
 	inHand int // packets read and not yet handed on, as in udpRecv
 }
 
 func newTUNRead(t *Tunnel, dev tunio.Device, q *fq.Queue[outItem], c, route, enc, send *stageCounters, log *slog.Logger) *tunRead {
 	n := min(max(dev.BatchSize(), 1), maxBatch)
-	return &tunRead{t: t, dev: dev, q: q, c: c, log: log,
+	s := &tunRead{t: t, dev: dev, q: q, c: c, log: log,
 		batch: n, slots: make([]*outItem, n), bufs: make([][]byte, n), sizes: make([]int, n),
 		route: route, enc: enc, send: send, msgs: make([]tunio.Datagram, 0, n)}
+	s.poll, _ = dev.(tunio.ReadPoller)
+	return s
 }
 
 func (s *tunRead) Serve(ctx context.Context) error {
@@ -56,17 +63,31 @@ func (s *tunRead) Serve(ctx context.Context) error {
 	done := ctx.Done()
 	s.q.Cancel() // reservations of a stage that failed mid-batch
 	countHeldBatch(s.c, &s.inHand)
+	s.c.lostToPanic(uint64(s.q.InHand(fq.Producer))) // a run it took as the queue's taker
+	s.q.Done(fq.Producer)
 	for {
 		// Publish the last batch before waiting in the system call.
 		s.c.publish()
 		s.route.publish()
 		s.enc.publish()
 		s.send.publish()
+		if !s.t.inline.takeOverOut() {
+			s.q.Claim(fq.Consumer) // hand the queue back, if tunread had it
+		} else if s.q.Taking(fq.Producer) {
+			if err := s.serveTaker(); err != nil {
+				return edgeErr(ctx, err)
+			}
+			continue
+		}
 		if s.q.Reservations() == 0 && !s.reserve(done) {
 			return nil
 		}
+		if !s.q.Blocking() {
+			continue // route-out handed the queue over with packets in it: work on them first
+		}
 		held := s.q.Reservations()
 		n, err := s.t.readTUN(s.dev, s.bufs[:held], s.sizes[:held], s.c)
+		s.q.Unblocked()
 		s.inHand = n
 		s.t.faults.hit(stageTUNRead)
 		if err != nil {
@@ -93,6 +114,85 @@ func (s *tunRead) Serve(ctx context.Context) error {
 		s.q.Commit(n, now)
 		s.inHand = 0
 	}
+}
+
+// serveTaker goes once round the sequential engine's loop, as the
+// managed queue's taker (route-out yielded it): read, waiting only when
+// nothing is queued; drain the device without waiting; then route, seal
+// and send one run from the queue.
+func (s *tunRead) serveTaker() error {
+	for !s.t.inline.out.empty() {
+		// The pools finish the runs route-out gave them (microseconds of
+		// work), so that none of the packets taken next overtakes them.
+		runtime.Gosched()
+	}
+	if s.q.Len() == 0 {
+		if _, err := s.readOnce(); err != nil {
+			return err
+		}
+	}
+	for s.poll.Readable() {
+		n, err := s.readOnce()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	n, dropped := s.q.Take(fq.Producer, s.t.aqm.now(), s.batch)
+	if dropped > 0 {
+		s.route.drops[DropQueueDelay].Add(uint64(dropped))
+	}
+	now := s.t.clock.Now()
+	s.msgs = s.msgs[:0]
+	for i := range n {
+		it, mark := s.q.Hand(i)
+		if mark {
+			markOut(it)
+		}
+		if s.t.routeAndSeal(it, now, s.route, s.enc) {
+			s.msgs = append(s.msgs, datagramOf(it))
+		}
+	}
+	err := s.t.sendDatagrams(s.msgs, s.send)
+	s.q.Done(fq.Producer)
+	return err
+}
+
+// readOnce reads one batch into the managed queue and commits it, without
+// waiting for room: 0 when the queue has none for a whole batch (which a
+// segmentation-offloaded read needs).
+func (s *tunRead) readOnce() (int, error) {
+	need := min(s.batch, s.q.Cap())
+	if s.q.Reservations() < need {
+		s.q.Cancel()
+		if s.q.TryReserve(need) < need {
+			s.q.Cancel()
+			return 0, nil
+		}
+	}
+	for k := range need {
+		s.slots[k] = s.q.Reserved(k)
+		s.bufs[k] = s.slots[k].pkt.Buf[:wire.InnerOffset+wire.MaxInnerSize]
+	}
+	n, err := s.t.readTUN(s.dev, s.bufs[:need], s.sizes[:need], s.c)
+	s.inHand = n
+	s.t.faults.hit(stageTUNRead)
+	if err != nil {
+		s.q.Cancel()
+		return 0, err
+	}
+	now := s.t.aqm.now()
+	for i := range n {
+		if tunPacketStep(s.slots[i], s.sizes[i], s.c) {
+			s.c.pass(s.sizes[i])
+		}
+		s.t.aqm.classifyOut(i, s.slots[i])
+	}
+	s.q.Commit(n, now)
+	s.inHand = 0
+	return n, nil
 }
 
 // inline takes a batch of n packets through the route-out, encrypt and

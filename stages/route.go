@@ -206,22 +206,32 @@ func (s *routeOut) Serve(ctx context.Context) error {
 		s.t.inline.out.add(s.tally.forwarded)
 		s.c.lostToPanic(uint64(s.tally.sealed + 1))
 		s.tally = runTally{}
-		if held := s.q.InHand(); from < held && !s.work(ctx, from, held) {
+		if held := s.q.InHand(fq.Consumer); from < held && !s.work(ctx, from, held) {
 			return s.stopErr()
 		}
 	}
-	s.q.Done()
+	s.q.Done(fq.Consumer)
 	for {
 		flushAll(s.workers)
 		s.c.publish()
 		s.enc.publish()
 		s.send.publish()
-		n, dropped := s.q.Take(s.t.aqm.now(), s.run)
+		if s.t.inline.takeOverOut() {
+			// Hand the queue to the edge stage once it is empty.
+			s.q.Done(fq.Consumer)
+			if s.q.Yield(fq.Consumer) {
+				if !s.q.Wait(fq.Consumer, done) {
+					return nil
+				}
+				continue
+			}
+		}
+		n, dropped := s.q.Take(fq.Consumer, s.t.aqm.now(), s.run)
 		if dropped > 0 {
 			s.c.drops[DropQueueDelay].Add(uint64(dropped))
 		}
 		if n == 0 {
-			if dropped == 0 && !s.q.Wait(done) {
+			if dropped == 0 && !s.q.Wait(fq.Consumer, done) {
 				return nil
 			}
 			continue

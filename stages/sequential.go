@@ -59,8 +59,8 @@ func (s *seqInbound) Serve(ctx context.Context) error {
 	defer s.log.Debug("stage stop")
 	t := s.t
 	s.q.Cancel()
-	s.c.lostToPanic(uint64(s.q.InHand()))
-	s.q.Done()
+	s.c.lostToPanic(uint64(s.q.InHand(fq.Consumer)))
+	s.q.Done(fq.Consumer)
 	countHeldBatch(s.c, &s.inHand)
 	if t.cfg.NoQueueManagement {
 		return s.serveDirect(ctx)
@@ -81,7 +81,7 @@ func (s *seqInbound) Serve(ctx context.Context) error {
 				break
 			}
 		}
-		n, dropped := s.q.Take(t.aqm.now(), s.batch)
+		n, dropped := s.q.Take(fq.Consumer, t.aqm.now(), s.batch)
 		if dropped > 0 {
 			s.c.drops[DropQueueDelay].Add(uint64(dropped))
 		}
@@ -97,7 +97,7 @@ func (s *seqInbound) Serve(ctx context.Context) error {
 		if err := s.write(); err != nil {
 			return edgeErr(ctx, err)
 		}
-		s.q.Done()
+		s.q.Done(fq.Consumer)
 	}
 }
 
@@ -250,8 +250,8 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 	defer s.log.Debug("stage stop")
 	t := s.t
 	s.q.Cancel()
-	s.c.lostToPanic(uint64(s.q.InHand()))
-	s.q.Done()
+	s.c.lostToPanic(uint64(s.q.InHand(fq.Consumer)))
+	s.q.Done(fq.Consumer)
 	countHeldBatch(s.c, &s.inHand)
 	if t.cfg.NoQueueManagement {
 		return s.serveDirect(ctx)
@@ -272,7 +272,7 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 				break
 			}
 		}
-		n, dropped := s.q.Take(t.aqm.now(), s.batch)
+		n, dropped := s.q.Take(fq.Consumer, t.aqm.now(), s.batch)
 		if dropped > 0 {
 			s.c.drops[DropQueueDelay].Add(uint64(dropped))
 		}
@@ -288,7 +288,7 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 		if err := t.sendDatagrams(s.msgs, s.c); err != nil {
 			return edgeErr(ctx, err)
 		}
-		s.q.Done()
+		s.q.Done(fq.Consumer)
 	}
 }
 

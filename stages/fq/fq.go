@@ -15,9 +15,11 @@
 // (Reserved, Classify) and commits them with the time they arrived
 // (Commit); the consumer takes runs of packets in the order they are to
 // leave (Take), works on them in their slots (Hand) and gives the slots
-// back (Done). A slot belongs to exactly one of: the free list, the
-// producer's reservations, a flow queue, the consumer's hand. A mutex
-// guards the queue's structure, taken once per call, so once per batch.
+// back (Done). The producer may take the consumer's part over for a
+// while (Claim): one taker at a time. A slot belongs to exactly one of:
+// the free list, the producer's reservations, a flow queue, the taker's
+// hand. A mutex guards the queue's structure, taken once per call, so
+// once per batch.
 //
 // When every slot is taken, the producer waits (Reserve) or gets none
 // (TryReserve): the queue never grows, and the kernel's queue in front of
@@ -96,8 +98,10 @@ type Queue[T any] struct {
 	queued            int // packets in flow queues
 	backlog           int // their bytes
 	producerWaiting   bool
-	wantFree          int // slots the waiting producer needs
+	producerBlocked   bool // between Blocking and Unblocked
+	wantFree          int  // slots the waiting producer needs
 	consumerWaiting   bool
+	taker             Taker         // who may take; its hand below is its own
 	notEmpty, notFull chan struct{} // capacity 1: a token means "look again"
 
 	// busy is queued plus the consumer's hand, published under mu for
@@ -111,7 +115,7 @@ type Queue[T any] struct {
 	waited []time.Duration // per reservation: how long it waited before it was read
 
 	_ [64]byte
-	// Consumer-private.
+	// The taker's (see Claim).
 	hand   []int32
 	marked []bool
 	acct   counts // not yet published
@@ -251,7 +255,7 @@ func (q *Queue[T]) Commit(k int, now time.Duration) {
 	q.freeLocked(q.res[k:])
 	q.res, q.skip, q.waited = q.res[:0], q.skip[:0], q.waited[:0]
 	q.busy.Store(int64(q.queued + len(q.hand)))
-	wake := q.consumerWaiting && q.queued > 0
+	wake := q.consumerWaiting && q.queued > 0 && q.taker == Consumer
 	q.mu.Unlock()
 	if wake {
 		signal(q.notEmpty)
@@ -302,16 +306,100 @@ func (q *Queue[T]) freeLocked(ss []int32) {
 
 // Consumer side.
 
-// Wait waits until a packet is queued; false once done is closed.
-func (q *Queue[T]) Wait(done <-chan struct{}) bool {
+// Taker names who takes packets from the queue: its consumer, or its
+// producer when it takes over (Claim). One at a time: the taker's hand
+// is its own.
+type Taker uint8
+
+// The two takers. A new queue's taker is its consumer.
+const (
+	Consumer Taker = iota
+	Producer
+)
+
+// Claim makes by the queue's taker and reports whether it is: it becomes
+// so when the taker before it has nothing in hand (it finished its run).
+// A consumer waiting in Wait is woken if it became the taker.
+//
+// A producer that reads from a device and has spare time takes over so
+// that it can work on its packets itself, without the hand-off to the
+// consumer, and hands the queue back once it has no spare time; the
+// consumer meanwhile waits.
+func (q *Queue[T]) Claim(by Taker) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.taker == by {
+		return true
+	}
+	if len(q.hand) > 0 {
+		return false
+	}
+	q.taker = by
+	if by == Consumer && q.consumerWaiting {
+		signal(q.notEmpty)
+	}
+	return true
+}
+
+// Yield hands the taker's part from by to the other taker, if by is the
+// taker and has nothing in hand, and reports whether it did. A queue with
+// packets queued goes to the producer only while it is not blocked (in a
+// read: Blocking, or waiting for room): they would wait for it.
+func (q *Queue[T]) Yield(by Taker) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.taker != by || len(q.hand) > 0 {
+		return false
+	}
+	if by == Consumer && q.queued > 0 && (q.producerBlocked || q.producerWaiting) {
+		return false
+	}
+	q.taker = Producer
+	if by == Producer {
+		q.taker = Consumer
+	}
+	return true
+}
+
+// Blocking is what the producer calls before it blocks elsewhere (in a
+// read): it reports false, and the producer must not block, when it is
+// the taker and packets are queued, which only it would take. Otherwise
+// the queue is not handed to it until it calls Unblocked.
+func (q *Queue[T]) Blocking() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.taker == Producer && q.queued > 0 {
+		return false
+	}
+	q.producerBlocked = true
+	return true
+}
+
+// Unblocked ends Blocking.
+func (q *Queue[T]) Unblocked() {
+	q.mu.Lock()
+	q.producerBlocked = false
+	q.mu.Unlock()
+}
+
+// Taking reports whether by is the taker now.
+func (q *Queue[T]) Taking(by Taker) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.taker == by
+}
+
+// Wait waits until a packet is queued and by is the taker; false once
+// done is closed.
+func (q *Queue[T]) Wait(by Taker, done <-chan struct{}) bool {
 	for {
 		q.mu.Lock()
-		if q.queued > 0 {
+		if q.queued > 0 && q.taker == by {
 			q.consumerWaiting = false
 			q.mu.Unlock()
 			return true
 		}
-		q.consumerWaiting = true
+		q.consumerWaiting = by == Consumer
 		q.mu.Unlock()
 		select {
 		case <-q.notEmpty:
@@ -330,9 +418,13 @@ func (q *Queue[T]) Wait(done <-chan struct{}) bool {
 // which may drop packets (their slots go straight back) or mark them. It
 // returns how many packets the run holds (Hand(i) gives each) and how
 // many the controller dropped on the way. It does not wait: 0 taken and
-// 0 dropped means nothing is queued.
-func (q *Queue[T]) Take(now time.Duration, max int) (taken, dropped int) {
+// 0 dropped means nothing is queued, or by is not the taker.
+func (q *Queue[T]) Take(by Taker, now time.Duration, max int) (taken, dropped int) {
 	q.mu.Lock()
+	if q.taker != by {
+		q.mu.Unlock()
+		return 0, 0
+	}
 	q.doneLocked()
 	before := q.acct.drops
 	for len(q.hand) < max {
@@ -355,23 +447,30 @@ func (q *Queue[T]) Take(now time.Duration, max int) (taken, dropped int) {
 	return len(q.hand), dropped
 }
 
-// Hand is the i-th packet of the run Take took, and whether the
-// controller marked it: then the consumer sets CE on it (it was
-// classified ECN-capable) and sends it on.
+// Hand is the i-th packet of the run the taker took, and whether the
+// controller marked it: then the taker sets CE on it (it was classified
+// ECN-capable) and sends it on.
 func (q *Queue[T]) Hand(i int) (p *T, mark bool) { return &q.slots[q.hand[i]], q.marked[i] }
 
-// InHand is how many packets the consumer holds from its last Take: after
-// a restart, the ones its predecessor was working on.
-func (q *Queue[T]) InHand() int { return len(q.hand) }
-
-// Done gives back the slots of the run in hand.
-func (q *Queue[T]) Done() {
-	if len(q.hand) == 0 {
-		return
-	}
+// InHand is how many packets by holds from its last Take: after a
+// restart, the ones its predecessor was working on; 0 if by is not the
+// taker.
+func (q *Queue[T]) InHand(by Taker) int {
 	q.mu.Lock()
-	q.doneLocked()
-	q.busy.Store(int64(q.queued))
+	defer q.mu.Unlock()
+	if q.taker != by {
+		return 0
+	}
+	return len(q.hand)
+}
+
+// Done gives back the slots of by's run in hand, if by is the taker.
+func (q *Queue[T]) Done(by Taker) {
+	q.mu.Lock()
+	if q.taker == by && len(q.hand) > 0 {
+		q.doneLocked()
+		q.busy.Store(int64(q.queued))
+	}
 	q.mu.Unlock()
 }
 

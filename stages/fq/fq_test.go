@@ -52,8 +52,8 @@ func bulk(f uint64, first, n, size int) []pkt {
 // takeAll takes runs until the queue is empty and returns what left, in
 // order, with whether each was marked.
 func takeAll(q *Queue[pkt], now time.Duration, run int) (out []pkt, marks []bool) {
-	for n, _ := q.Take(now, run); n > 0; n, _ = q.Take(now, run) {
-		for i := range q.InHand() {
+	for n, _ := q.Take(Consumer, now, run); n > 0; n, _ = q.Take(Consumer, now, run) {
+		for i := range q.InHand(Consumer) {
 			p, m := q.Hand(i)
 			out = append(out, *p)
 			marks = append(marks, m)
@@ -70,7 +70,7 @@ func TestSparseLeavesFirst(t *testing.T) {
 	for _, manage := range []bool{true, false} {
 		q := newQueue(1100, manage)
 		put(t, q, 0, false, bulk(1, 0, 1, 1280)...)
-		if n, _ := q.Take(0, 1); n != 1 {
+		if n, _ := q.Take(Consumer, 0, 1); n != 1 {
 			t.Fatal("took nothing")
 		}
 		put(t, q, 0, false, bulk(1, 1, 1000, 1280)...)
@@ -131,8 +131,8 @@ func TestPerFlowOrder(t *testing.T) {
 			}
 			q.Commit(k, time.Duration(round))
 		}
-		q.Take(time.Duration(round), r.IntN(100)+1)
-		for i := range q.InHand() {
+		q.Take(Consumer, time.Duration(round), r.IntN(100)+1)
+		for i := range q.InHand(Consumer) {
 			p, _ := q.Hand(i)
 			got = append(got, *p)
 		}
@@ -165,8 +165,8 @@ func TestDeficitRoundRobin(t *testing.T) {
 	put(t, q, 0, false, bulk(2, 0, 900, 640)...)
 	var bytes [3]int
 	for range 30 {
-		q.Take(0, 30)
-		for i := range q.InHand() {
+		q.Take(Consumer, 0, 30)
+		for i := range q.InHand(Consumer) {
 			p, _ := q.Hand(i)
 			bytes[p.flow] += p.size
 		}
@@ -207,7 +207,7 @@ func TestStandingQueueDropsOrMarks(t *testing.T) {
 				q.Commit(k, now)
 				owed -= float64(n)
 			}
-			q.Take(now, consume)
+			q.Take(Consumer, now, consume)
 			if s := q.stats.drops.Load() + q.stats.marks.Load(); s > signals {
 				signals = s
 				if now-lastCut >= rtt {
@@ -263,9 +263,9 @@ func TestDrainingQueueNeverDrops(t *testing.T) {
 		seq += 1000
 		// Drained over 4 ms: most packets wait well above target.
 		for k := 1; k <= 10; k++ {
-			q.Take(now+time.Duration(k)*400*time.Microsecond, 100)
+			q.Take(Consumer, now+time.Duration(k)*400*time.Microsecond, 100)
 		}
-		q.Done()
+		q.Done(Consumer)
 	}
 	if s := q.Stats(); s.Drops != 0 || s.Marks != 0 || s.Taken != uint64(seq) {
 		t.Fatalf("taken %d of %d, drops %d, marks %d", s.Taken, seq, s.Drops, s.Marks)
@@ -275,9 +275,9 @@ func TestDrainingQueueNeverDrops(t *testing.T) {
 func TestSojournHistogram(t *testing.T) {
 	q := newQueue(16, false)
 	put(t, q, 0, false, bulk(1, 0, 3, 100)...)
-	q.Take(40*time.Microsecond, 1) // ≤ 50 µs
-	q.Take(3*time.Millisecond, 1)  // ≤ 5 ms
-	q.Take(time.Second, 1)         // beyond every bound
+	q.Take(Consumer, 40*time.Microsecond, 1) // ≤ 50 µs
+	q.Take(Consumer, 3*time.Millisecond, 1)  // ≤ 5 ms
+	q.Take(Consumer, time.Second, 1)         // beyond every bound
 	s := q.Stats()
 	want := map[int]uint64{0: 1, 6: 1, numBuckets - 1: 1}
 	for i, n := range s.Sojourn.Buckets {
@@ -303,8 +303,8 @@ func TestReserveWaitsForRoom(t *testing.T) {
 		t.Fatal("reserved 4 with 2 free")
 	case <-time.After(20 * time.Millisecond):
 	}
-	q.Take(0, 2)
-	q.Done()
+	q.Take(Consumer, 0, 2)
+	q.Done(Consumer)
 	if !<-got || q.Reservations() != 4 {
 		t.Fatalf("%d reserved after room was made", q.Reservations())
 	}
@@ -322,15 +322,15 @@ func TestReserveWaitsForRoom(t *testing.T) {
 func TestWaitWakes(t *testing.T) {
 	q := newQueue(8, false)
 	woke := make(chan bool)
-	go func() { woke <- q.Wait(nil) }()
+	go func() { woke <- q.Wait(Consumer, nil) }()
 	time.Sleep(5 * time.Millisecond)
 	put(t, q, 0, false, pkt{flow: 1, size: 1})
 	if !<-woke {
 		t.Fatal("Wait returned false")
 	}
-	q.Take(0, 1)
+	q.Take(Consumer, 0, 1)
 	done := make(chan struct{})
-	go func() { woke <- q.Wait(done) }()
+	go func() { woke <- q.Wait(Consumer, done) }()
 	close(done)
 	if <-woke {
 		t.Fatal("Wait returned true on an empty queue")
@@ -346,11 +346,11 @@ func TestIdle(t *testing.T) {
 	if q.Idle() {
 		t.Fatal("idle with a packet queued")
 	}
-	q.Take(0, 1)
+	q.Take(Consumer, 0, 1)
 	if q.Idle() {
 		t.Fatal("idle with a packet in hand")
 	}
-	q.Done()
+	q.Done(Consumer)
 	if !q.Idle() {
 		t.Fatal("not idle when empty")
 	}
@@ -366,8 +366,8 @@ func TestNoAllocs(t *testing.T) {
 			q.Classify(i, uint64(i%3), 1280, i%2 == 0)
 		}
 		q.Commit(k, now)
-		q.Take(now, 64)
-		q.Done()
+		q.Take(Consumer, now, 64)
+		q.Done(Consumer)
 	}); n != 0 {
 		t.Fatalf("%v allocations per batch", n)
 	}
@@ -383,8 +383,8 @@ func BenchmarkBatch(b *testing.B) {
 			q.Classify(i, uint64(i%4), 1280, false)
 		}
 		q.Commit(k, now)
-		q.Take(now, 128)
-		q.Done()
+		q.Take(Consumer, now, 128)
+		q.Done(Consumer)
 	}
 }
 
@@ -404,7 +404,7 @@ func TestSkip(t *testing.T) {
 	if len(out) != 2 || out[0].seq != 0 || out[1].seq != 3 {
 		t.Fatalf("queued %v, want seq 0 and 3", out)
 	}
-	q.Done()
+	q.Done(Consumer)
 	if len(q.free) != q.Cap() {
 		t.Fatalf("%d of %d slots free", len(q.free), q.Cap())
 	}
@@ -427,17 +427,103 @@ func TestWaited(t *testing.T) {
 	}
 	q.Waited(1, 3*time.Millisecond)
 	q.Commit(2, 10*time.Millisecond)
-	q.Take(10*time.Millisecond, 2)
+	q.Take(Consumer, 10*time.Millisecond, 2)
 	s := q.Stats()
 	if s.Sojourn.Sum != 3*time.Millisecond || s.Sojourn.Buckets[0] != 1 || s.Sojourn.Buckets[6] != 1 {
 		t.Fatalf("sojourn sum %v, buckets %v", s.Sojourn.Sum, s.Sojourn.Buckets)
 	}
-	q.Done()
+	q.Done(Consumer)
 	q.TryReserve(1) // a fresh reservation has not waited
 	q.Classify(0, 1, 1, false)
 	q.Commit(1, 20*time.Millisecond)
-	q.Take(20*time.Millisecond, 1)
+	q.Take(Consumer, 20*time.Millisecond, 1)
 	if s := q.Stats(); s.Sojourn.Sum != 3*time.Millisecond {
 		t.Fatalf("a reused reservation kept its wait: sum %v", s.Sojourn.Sum)
+	}
+}
+
+// TestClaim: the producer takes over only when the consumer's hand is
+// empty, the consumer then takes nothing and waits, and it is woken when
+// the queue is handed back.
+func TestClaim(t *testing.T) {
+	q := newQueue(16, false)
+	put(t, q, 0, false, bulk(1, 0, 4, 100)...)
+	q.Take(Consumer, 0, 2)
+	if q.Claim(Producer) {
+		t.Fatal("the producer took over from a consumer with a run in hand")
+	}
+	q.Done(Consumer)
+	if !q.Claim(Producer) {
+		t.Fatal("the producer could not take over an idle consumer")
+	}
+	if n, _ := q.Take(Consumer, 0, 8); n != 0 {
+		t.Fatalf("the consumer took %d while the producer was the taker", n)
+	}
+	q.Done(Consumer) // a restarted consumer tidying: must not touch the producer's hand
+	if n, _ := q.Take(Producer, 0, 1); n != 1 || q.InHand(Producer) != 1 || q.InHand(Consumer) != 0 {
+		t.Fatalf("producer took %d; in hand: producer %d, consumer %d", n, q.InHand(Producer), q.InHand(Consumer))
+	}
+	woke := make(chan bool)
+	go func() { woke <- q.Wait(Consumer, nil) }()
+	select {
+	case <-woke:
+		t.Fatal("the consumer was woken while the producer was the taker")
+	case <-time.After(20 * time.Millisecond):
+	}
+	q.Done(Producer)
+	if !q.Claim(Consumer) {
+		t.Fatal("the queue could not be handed back")
+	}
+	if !<-woke {
+		t.Fatal("Wait returned false")
+	}
+	if n, _ := q.Take(Consumer, 0, 8); n != 1 {
+		t.Fatalf("the consumer took %d of the 1 left", n)
+	}
+}
+
+// TestYield: a taker hands over only a queue it holds nothing of, and a
+// busy one only to a producer that is not blocked.
+func TestYield(t *testing.T) {
+	q := newQueue(16, false)
+	if q.Yield(Producer) {
+		t.Fatal("the producer yielded what it did not take")
+	}
+	put(t, q, 0, false, bulk(1, 0, 2, 100)...)
+	q.Take(Consumer, 0, 2)
+	if q.Yield(Consumer) {
+		t.Fatal("yielded with a run in hand")
+	}
+	q.Done(Consumer)
+	if !q.Yield(Consumer) || !q.Taking(Producer) || q.Taking(Consumer) {
+		t.Fatal("an idle consumer could not hand over")
+	}
+	if !q.Yield(Producer) {
+		t.Fatal("the producer could not hand back")
+	}
+	// A busy queue goes to a producer that is not blocked, never to one
+	// that is; and a producer that is the taker of a busy queue is told
+	// not to block.
+	put(t, q, 0, false, bulk(1, 2, 2, 100)...)
+	if !q.Blocking() {
+		t.Fatal("the producer may not block while the consumer takes")
+	}
+	if q.Yield(Consumer) {
+		t.Fatal("a busy queue went to a blocked producer")
+	}
+	q.Unblocked()
+	if !q.Yield(Consumer) {
+		t.Fatal("a busy queue did not go to a producer that is not blocked")
+	}
+	if q.Blocking() {
+		t.Fatal("the producer, taker of a busy queue, was let block")
+	}
+	q.Take(Producer, 0, 8)
+	if q.Yield(Producer) || !q.Taking(Producer) {
+		t.Fatal("the producer handed back with a run in hand")
+	}
+	q.Done(Producer)
+	if !q.Yield(Producer) || !q.Taking(Consumer) {
+		t.Fatal("the producer could not hand back")
 	}
 }
