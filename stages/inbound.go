@@ -132,19 +132,22 @@ func (s *udpRecv) serveTaker() error {
 		// of work), so that none of the packets taken next overtakes them.
 		runtime.Gosched()
 	}
+	// Drain the socket while reads fill every slot offered: a read that
+	// came back short found it empty.
+	more := true
 	if s.q.Len() == 0 {
-		if _, err := s.readOnce(true); err != nil {
-			return err
-		}
-	}
-	for {
-		n, err := s.readOnce(false)
+		full, err := s.readOnce(true)
 		if err != nil {
 			return err
 		}
-		if n == 0 {
-			break
+		more = full
+	}
+	for more {
+		full, err := s.readOnce(false)
+		if err != nil {
+			return err
 		}
+		more = full
 	}
 	n, dropped := s.q.Take(fq.Producer, s.t.aqm.now(), s.batch)
 	if dropped > 0 {
@@ -164,11 +167,12 @@ func (s *udpRecv) serveTaker() error {
 }
 
 // readOnce reads one batch of datagrams into the managed queue and commits
-// its transport messages, waiting for one if wait, else not: 0 when none
-// was ready, or the queue has no free slot.
-func (s *udpRecv) readOnce(wait bool) (int, error) {
+// its transport messages, waiting for one if wait, else not, and reports
+// whether it filled every slot it offered (more may be waiting): false
+// when none was ready, or the queue has no free slot.
+func (s *udpRecv) readOnce(wait bool) (bool, error) {
 	if s.q.Reservations() == 0 && s.q.TryReserve(s.batch) == 0 {
-		return 0, nil
+		return false, nil
 	}
 	for i := range s.q.Reservations() {
 		s.slots[i] = s.q.Reserved(i)
@@ -184,7 +188,7 @@ func (s *udpRecv) readOnce(wait bool) (int, error) {
 	}
 	if err != nil || n == 0 {
 		s.q.Cancel()
-		return 0, err
+		return false, err
 	}
 	s.inHand = n
 	s.t.faults.hit(stageUDPRecv)
@@ -195,7 +199,7 @@ func (s *udpRecv) readOnce(wait bool) (int, error) {
 	}
 	s.q.Commit(n, now)
 	s.inHand = 0
-	return n, nil
+	return n == held, nil
 }
 
 // reserve reserves up to a batch of slots in the managed queue and points

@@ -67,19 +67,22 @@ func (s *seqInbound) Serve(ctx context.Context) error {
 	}
 	for {
 		s.c.publish()
+		// Drain the socket while reads fill every slot offered: a read
+		// that came back short found it empty.
+		more := s.try != nil
 		if s.q.Idle() {
-			if _, err := s.read(false); err != nil {
-				return edgeErr(ctx, err)
-			}
-		}
-		for s.try != nil {
-			n, err := s.read(true)
+			full, err := s.read(false)
 			if err != nil {
 				return edgeErr(ctx, err)
 			}
-			if n == 0 {
-				break
+			more = more && full
+		}
+		for more {
+			full, err := s.read(true)
+			if err != nil {
+				return edgeErr(ctx, err)
 			}
+			more = full
 		}
 		n, dropped := s.q.Take(fq.Consumer, t.aqm.now(), s.batch)
 		if dropped > 0 {
@@ -181,14 +184,15 @@ func (s *seqInbound) write() error {
 }
 
 // read reads a batch of datagrams into the managed queue, waiting for
-// one unless try, and returns how many it read: 0 (and no error) when
-// try found none ready or the queue has no free slot. Handshake messages
-// go to the handshake actor, malformed datagrams are dropped.
-func (s *seqInbound) read(try bool) (int, error) {
+// one unless try, and reports whether it filled every free slot it
+// offered (more may be waiting): false, with no error, when try found
+// none ready or the queue has no free slot. Handshake messages go to the
+// handshake actor, malformed datagrams are dropped.
+func (s *seqInbound) read(try bool) (bool, error) {
 	t := s.t
 	k := s.q.TryReserve(s.batch)
 	if k == 0 {
-		return 0, nil
+		return false, nil
 	}
 	for i := range k {
 		s.slots[i] = s.q.Reserved(i)
@@ -203,7 +207,7 @@ func (s *seqInbound) read(try bool) (int, error) {
 	}
 	if err != nil || n == 0 {
 		s.q.Cancel()
-		return 0, err
+		return false, err
 	}
 	s.inHand = n
 	t.faults.hit(stageUDPRecv)
@@ -214,7 +218,7 @@ func (s *seqInbound) read(try bool) (int, error) {
 	}
 	s.q.Commit(n, now)
 	s.inHand = 0
-	return n, nil
+	return n == k, nil
 }
 
 // seqOutbound reads inner packets into the outbound managed queue, and for
