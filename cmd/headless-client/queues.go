@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"pipeguard/stages"
+	"pipeguard/tunio"
 )
 
 // The dataplane's queue settings, as both commands take them: the
@@ -49,6 +50,21 @@ func (q queueFlags) apply(sc *stages.Config) {
 	sc.QueueCapacity = q.capacity
 	sc.NoQueueManagement = q.management == "off"
 	sc.QueueTarget, sc.QueueInterval = q.target, q.interval
+}
+
+// offReceiveBuffer is the socket receive buffer without queue
+// management: the size it had before, which the readers then need, since
+// they work on their batches themselves and fall behind the socket (with
+// 4 MiB, TCP retransmitted some 23,000 segments in 8 s through four
+// streams in the netns lab).
+const offReceiveBuffer = 8 << 20
+
+// udpOptions is the tunnel's UDP socket options for the settings.
+func (q queueFlags) udpOptions() tunio.UDPOptions {
+	if q.management == "off" {
+		return tunio.UDPOptions{ReceiveBuffer: offReceiveBuffer, SendBuffer: offReceiveBuffer}
+	}
+	return tunio.UDPOptions{}
 }
 
 // args is the settings as command-line flags, for a child process.

@@ -136,7 +136,7 @@ type running struct {
 // what it did.
 func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *standaloneCmd, dnsReq *dns.Request, log *slog.Logger) (*running, error) {
 	// Rebindable, so that wg set can move it to another port.
-	udp, err := tunio.ListenRebindable(netip.AddrPortFrom(netip.IPv6Unspecified(), cfg.Interface.ListenPort), tunio.UDPOptions{})
+	udp, err := tunio.ListenRebindable(netip.AddrPortFrom(netip.IPv6Unspecified(), cfg.Interface.ListenPort), c.queues().udpOptions())
 	if err != nil {
 		return nil, fmt.Errorf("headless-client: UDP port %d: %w", cfg.Interface.ListenPort, err)
 	}

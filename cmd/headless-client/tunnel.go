@@ -140,7 +140,7 @@ func (c *tunnelCmd) serve(env *runEnv, report *daemon.Reporter) error {
 // that holds the MTU at 1280 (wg-quick sets 1420); on failure it undoes
 // what it did.
 func (c *tunnelCmd) bringUp(log *slog.Logger) (*stages.Tunnel, *uapi.Server, *linkwatch.Watcher, error) {
-	udp, err := tunio.ListenRebindable(netip.AddrPortFrom(netip.IPv6Unspecified(), 0), tunio.UDPOptions{})
+	udp, err := tunio.ListenRebindable(netip.AddrPortFrom(netip.IPv6Unspecified(), 0), c.queues().udpOptions())
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("headless-client: UDP socket: %w", err)
 	}
