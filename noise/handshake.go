@@ -113,9 +113,14 @@ type Handshake struct {
 
 	cookies CookieGenerator // has its own lock
 
-	mu                   sync.Mutex    // guards the fields below
-	local                *Static       // nil: no private key; changed by SetLocal
-	ss                   [KeySize]byte // DH(our static, peer's static), precomputed for local
+	mu    sync.Mutex // guards the fields below
+	local *Static    // nil: no private key; changed by SetLocal
+	// ss is DH(our static, peer's static) for local once ssReady: computed
+	// at the first handshake that needs it, not when the peer is made or
+	// our key changes, so that configuring many peers, or changing the key
+	// of a tunnel with many, costs no Curve25519 work until they talk.
+	ss                   [KeySize]byte
+	ssReady              bool
 	psk                  PresharedKey
 	state                HandshakeState
 	hash                 [hashSize]byte
@@ -132,20 +137,12 @@ type Handshake struct {
 // remote and an optional pre-shared key (zero for none). peer is the
 // caller's handle, returned by IndexTable lookups. local may be nil: no
 // private key yet. It fails with ErrLowOrderPoint for a public key no
-// handshake could ever succeed with.
+// handshake could ever succeed with. It does no Curve25519 work (see ss).
 func NewHandshake(local *Static, remote PublicKey, psk PresharedKey, peer PeerID) (*Handshake, error) {
-	h := &Handshake{local: local, remote: remote, peer: peer, psk: psk}
-	if local == nil {
-		if err := CheckPublicKey(remote); err != nil {
-			return nil, err
-		}
-	} else {
-		ss, err := local.dh(&local.private, &remote)
-		if err != nil {
-			return nil, err
-		}
-		h.ss = ss
+	if err := CheckPublicKey(remote); err != nil {
+		return nil, err
 	}
+	h := &Handshake{local: local, remote: remote, peer: peer, psk: psk}
 	h.hash0 = mixHash(&initialHash, remote[:])
 	h.cookies.Init(remote)
 	return h, nil
@@ -205,26 +202,31 @@ func (h *Handshake) eraseLocked() {
 }
 
 // SetLocal moves the handshake to another local identity (nil: none)
-// after the private key changed. It recomputes the static-static DH and
-// abandons any handshake in progress, freeing its index in t: both derive
-// from the old key, and a response to an initiation made with it could
-// only fail. The replay and flood history and the peer's cookie stay:
-// they are the peer's, not our key's. It fails only with
-// ErrLowOrderPoint, which NewHandshake has already ruled out.
-func (h *Handshake) SetLocal(local *Static, t *IndexTable) error {
-	var ss [KeySize]byte
-	if local != nil {
-		var err error
-		if ss, err = local.dh(&local.private, &h.remote); err != nil {
-			return err
-		}
-	}
+// after the private key changed. It forgets the static-static DH (the
+// next handshake computes it for the new key) and abandons any handshake
+// in progress, freeing its index in t: both derive from the old key, and
+// a response to an initiation made with it could only fail. The replay
+// and flood history and the peer's cookie stay: they are the peer's, not
+// our key's. It does no Curve25519 work.
+func (h *Handshake) SetLocal(local *Static, t *IndexTable) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.clearLocked(t)
 	setZero(h.ss[:])
-	h.local, h.ss = local, ss
-	return nil
+	h.local, h.ssReady = local, false
+}
+
+// staticSecretLocked returns DH(our static, peer's static) for local
+// (not nil), computing it on first use.
+func (h *Handshake) staticSecretLocked() (*[KeySize]byte, error) {
+	if !h.ssReady {
+		ss, err := h.local.dh(&h.local.private, &h.remote)
+		if err != nil {
+			return nil, err
+		}
+		h.ss, h.ssReady = ss, true
+	}
+	return &h.ss, nil
 }
 
 // mixKey sets ck = KDF1(ck, data).
@@ -284,7 +286,12 @@ func (h *Handshake) CreateInitiation(now time.Time, t *IndexTable, msg *wire.Ini
 	h.hash = mixHash(&h.hash, msg.Static[:])
 
 	// The timestamp, encrypted under DH(S_i, S_r), proves who we are.
-	kdf2(&h.chainKey, &key, h.chainKey[:], h.ss[:])
+	sss, err := h.staticSecretLocked()
+	if err != nil {
+		h.eraseLocked()
+		return err
+	}
+	kdf2(&h.chainKey, &key, h.chainKey[:], sss[:])
 	ts := Stamp(now)
 	seal(msg.Timestamp[:], &key, ts[:], &h.hash)
 	setZero(key[:])

@@ -59,8 +59,12 @@ func (s *Static) ConsumeInitiation(b []byte, now time.Time, lookup func(PublicKe
 		return nil, ErrUnknownPeer
 	}
 
-	// The timestamp, under the precomputed DH(S_i, S_r).
-	kdf2(&ck, &key, ck[:], h.ss[:])
+	// The timestamp, under DH(S_i, S_r), computed once per peer and key.
+	sss, err := h.staticSecretLocked()
+	if err != nil {
+		return nil, err
+	}
+	kdf2(&ck, &key, ck[:], sss[:])
 	var ts Timestamp
 	if err := open(ts[:], &key, msg.Timestamp[:], &hash); err != nil {
 		return nil, err
