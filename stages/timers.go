@@ -60,7 +60,8 @@ func (a *timerActor) Serve(ctx context.Context) error {
 // tick runs the due sessions and returns the earliest deadline left.
 func (a *timerActor) tick(now time.Time) time.Time {
 	var next time.Time
-	for _, p := range a.t.peers.Load().list {
+	for r := range a.t.peers.Load().all() {
+		p := r.p
 		d := p.session.NextDeadline()
 		if !d.IsZero() && !d.After(now) {
 			actions, dropped := p.session.Tick(now)
