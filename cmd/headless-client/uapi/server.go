@@ -37,9 +37,9 @@ const (
 )
 
 // Server answers the protocol on one socket for one device. Make it with
-// Listen; Serve runs it. Lock, if set, is held while a request runs, so
-// that the caller can serialise requests with its own changes (a config
-// reload). The zero value is not usable.
+// Listen; Serve runs it. Lock, if set, is held while a set request runs,
+// so that the caller can serialise sets with its own changes (a config
+// reload); a get takes no lock. The zero value is not usable.
 type Server struct {
 	dev  Device
 	log  *slog.Logger
@@ -54,7 +54,7 @@ type Server struct {
 // Listen creates the socket at path (mode 0600 in a directory it creates
 // with mode 0755, as wireguard-go does) for dev. A stale socket left by a
 // process that died is replaced; one that still answers is ErrInUse.
-// lock may be nil.
+// lock may be nil; set requests hold it.
 func Listen(path string, dev Device, lock sync.Locker, log *slog.Logger) (*Server, error) {
 	ln, err := listenUnix(path)
 	if err != nil {
@@ -159,10 +159,13 @@ func (s *Server) handle(c net.Conn) {
 				w.Write(errnoLine(fmt.Errorf("%w: get=1 must be followed by a blank line", ErrInvalid)))
 				break
 			}
-			s.lock.Lock()
-			body := AppendGet(nil, s.dev)
-			s.lock.Unlock()
-			w.Write(body)
+			// No lock: the answer comes from one snapshot of the
+			// tunnel's peers, so a get does not wait for a set (nor a set
+			// for a get) and sees it whole or not at all.
+			c.SetWriteDeadline(time.Now().Add(idleTimeout))
+			if WriteGet(w, s.dev) != nil {
+				return
+			}
 			w.Write(errnoLine(nil))
 		case "set=1":
 			req, perr := ParseSet(r)
