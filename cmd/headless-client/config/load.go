@@ -69,11 +69,11 @@ func InterfaceName(path string) (string, error) {
 // letters, digits and _=+.- (Linux's IFNAMSIZ less the NUL).
 func CheckInterfaceName(name string) error {
 	if name == "" || len(name) > 15 || name == "." || name == ".." {
-		return fmt.Errorf("%w: %q must have 1 to 15 characters", ErrBadInterface, name)
+		return fmt.Errorf("%w: %s must have 1 to 15 characters", ErrBadInterface, quote(name))
 	}
 	for _, c := range []byte(name) {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_=+.-", c) >= 0) {
-			return fmt.Errorf("%w: %q may hold only letters, digits and _=+.-", ErrBadInterface, name)
+			return fmt.Errorf("%w: %s may hold only letters, digits and _=+.-", ErrBadInterface, quote(name))
 		}
 	}
 	return nil
@@ -94,11 +94,11 @@ func (pe *Peer) ResolveEndpoint(ctx context.Context, lookup Resolver) (netip.Add
 	fail := func(err error) error { return &LineError{File: pe.File, Line: pe.EndpointLine, Err: err} }
 	host, portStr, err := net.SplitHostPort(pe.Endpoint)
 	if err != nil {
-		return netip.AddrPort{}, fail(fmt.Errorf("%w: %q", ErrBadEndpoint, pe.Endpoint))
+		return netip.AddrPort{}, fail(fmt.Errorf("%w: %s", ErrBadEndpoint, quote(pe.Endpoint)))
 	}
 	port, err := strconv.ParseUint(portStr, 10, 16)
 	if err != nil {
-		return netip.AddrPort{}, fail(fmt.Errorf("%w: %q", ErrBadEndpoint, pe.Endpoint))
+		return netip.AddrPort{}, fail(fmt.Errorf("%w: %s", ErrBadEndpoint, quote(pe.Endpoint)))
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
 		return netip.AddrPortFrom(a.Unmap(), uint16(port)), nil
