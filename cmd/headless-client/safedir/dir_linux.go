@@ -162,6 +162,10 @@ func (d *Dir) Sub(name string, perm os.FileMode) (*Dir, error) {
 	}
 	fd, err := unix.Openat(d.fd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
+		var st unix.Stat_t
+		if errors.Is(err, unix.ENOTDIR) && unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			return nil, fmt.Errorf("%w: %s is a symbolic link", ErrUntrusted, path)
+		}
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	if err := checkFD(fd, path, d.euid, true); err != nil {
@@ -181,6 +185,9 @@ func (d *Dir) OpenFile(name string, flag int, perm os.FileMode) (*os.File, error
 	path := filepath.Join(d.path, name)
 	// O_NONBLOCK: a FIFO would block the open; it is refused below.
 	fd, err := openat(d.fd, name, flag|unix.O_NONBLOCK, uint32(perm.Perm()), true)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("%w: %s is a symbolic link (%w)", ErrUntrusted, path, err)
+	}
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
