@@ -16,8 +16,14 @@ import (
 // its owner can read or write it and that the owner is the user running
 // (the effective uid): the file holds the private key, and a key that
 // others could read, or that another user could change, is a key to
-// refuse, as ssh does with an identity file.
+// refuse, as ssh does with an identity file. The directory that holds it
+// (and, for a link, the one that holds its target) must be one no other
+// user can change (see checkDir): otherwise that user could swap the
+// file for a link to another of root's files.
 func Load(path string) (*Config, error) {
+	if err := checkDir(path); err != nil {
+		return nil, err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
