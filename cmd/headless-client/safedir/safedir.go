@@ -67,7 +67,11 @@ const (
 // checkOwner is the rule for every directory and file: the effective
 // uid's or root's.
 func checkOwner(path string, uid, euid uint32, what string) error {
-	if uid != euid && uid != 0 {
+	switch {
+	case uid == euid || uid == 0:
+	case euid == 0:
+		return fmt.Errorf("%w: %s %s belongs to uid %d, not to root", ErrUntrusted, what, path, uid)
+	default:
 		return fmt.Errorf("%w: %s %s belongs to uid %d, not to this process's uid %d or root", ErrUntrusted, what, path, uid, euid)
 	}
 	return nil
