@@ -19,6 +19,7 @@ import (
 	"pipeguard/cmd/headless-client/dns"
 	"pipeguard/cmd/headless-client/ifsetup"
 	"pipeguard/cmd/headless-client/safedir"
+	"pipeguard/cmd/headless-client/uapi"
 	"pipeguard/stages"
 )
 
@@ -93,6 +94,11 @@ func (c *standaloneCmd) preflight(ctx context.Context) (*startPlan, error) {
 		p.fullTunl = p.fullTunl || r.Bits() == 0 && table != ifsetup.TableOff
 	}
 	if err := checkPorts(p.cfg.Interface.ListenPort, c.MetricsAddr, c.PprofAddr); err != nil {
+		return nil, err
+	}
+	// wg's socket directory: another user who could write it could stand
+	// in for the tunnel's socket.
+	if err := uapi.CheckSocketDir(); err != nil {
 		return nil, err
 	}
 	// The state directory before anything reads it: the device id, and

@@ -195,7 +195,7 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 		undo()
 		return nil, err
 	}
-	srv, err := uapi.Listen(uapi.SocketPath(iface), tun, &r.mu, log)
+	srv, err := uapi.Open(iface, tun, &r.mu, log)
 	if err != nil {
 		for _, s := range r.http {
 			s.Close()

@@ -86,6 +86,9 @@ func (c *tunnelCmd) serve(env *runEnv, report *daemon.Reporter) error {
 	if err := checkStateDir(c.StateDir); err != nil {
 		return err
 	}
+	if err := uapi.CheckSocketDir(); err != nil {
+		return err
+	}
 	id, idFrom, err := deviceID(os.Getenv("PIPEGUARD_ID"), c.StateDir)
 	if err != nil {
 		return err
@@ -162,7 +165,7 @@ func (c *tunnelCmd) bringUp(log *slog.Logger) (*stages.Tunnel, *uapi.Server, *li
 	}
 	// UAPI requests are serialised among themselves; there is no reload
 	// to serialise them with.
-	srv, err := uapi.Listen(uapi.SocketPath(c.Interface), t, &sync.Mutex{}, log)
+	srv, err := uapi.Open(c.Interface, t, &sync.Mutex{}, log)
 	if err != nil {
 		link.Close()
 		dev.Close()
