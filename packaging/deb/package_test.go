@@ -28,7 +28,9 @@ const (
 	unitDir = "/usr/lib/systemd/system"
 	confDir = "/etc/pipeguard"
 	state   = "/var/lib/pipeguard"
-	docDir  = "/usr/share/doc/pipeguard"
+	// rootState is where runs as root keep their state.
+	rootState = "/var/lib/pipeguard-root"
+	docDir    = "/usr/share/doc/pipeguard"
 )
 
 // units are the services and their sockets.
@@ -119,8 +121,12 @@ func TestPackage(t *testing.T) {
 		t.Error("dpkg -r removed the pipeguard user, who still owns the configs")
 	}
 
+	// And a run as root's state, which purge removes too.
+	if err := os.MkdirAll(filepath.Join(rootState, "config"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	dpkg(t, "-P", pkg)
-	for _, p := range []string{confDir, state, "/var/log/pipeguard", docDir} {
+	for _, p := range []string{confDir, state, rootState, "/var/log/pipeguard", docDir} {
 		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("after dpkg -P, %s is still there (%v)", p, err)
 		}
