@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"pipeguard/cmd/headless-client/dns/resolvconftest"
@@ -150,6 +151,7 @@ func TestRecordCheck(t *testing.T) {
 		{"an absolute path", record{Mode: Resolvconf, Interface: "pg0", Name: "/etc/pg0"}, false},
 		{"another name", record{Mode: Resolvconf, Interface: "pg0", Name: "eth0"}, false},
 		{"an option", record{Mode: Resolvconf, Interface: "pg0", Name: "-x pg0"}, false},
+		{"an option as a prefix", record{Mode: Resolvconf, Interface: "pg0", Name: "-x.pg0"}, false},
 		{"a name in another mode", record{Mode: EtcResolvConf, Interface: "pg0", Name: "pg0"}, false},
 		{"a negative index", record{Mode: SystemdResolved, Interface: "pg0", Ifindex: -1}, false},
 		{"an index in another mode", record{Mode: Resolvconf, Interface: "pg0", Ifindex: 7}, false},
@@ -181,4 +183,29 @@ func TestRecordCheck(t *testing.T) {
 			t.Errorf("etc state %+v passed", bad)
 		}
 	}
+}
+
+// FuzzRecordCheck feeds arbitrary records to what a start reads back:
+// nothing panics, and a resolvconf name it accepts is the interface's
+// own, with at most a prefix of letters, digits and '-' and a dot: no
+// path, no option.
+func FuzzRecordCheck(f *testing.F) {
+	f.Add([]byte(`{"mode":"resolvconf","interface":"pg0","name":"tun.pg0"}`), Resolvconf)
+	f.Add([]byte(`{"mode":"resolvconf","interface":"pg0","name":"../../../x"}`), Resolvconf)
+	f.Add([]byte(`{"mode":"systemd-resolved","interface":"pg0","ifindex":7}`), SystemdResolved)
+	f.Add([]byte(`{"mode":"etc-resolv-conf","interface":"pg0"}`), EtcResolvConf)
+	f.Add([]byte(`{"mode":"resolvconf","interface":"pg0","name":"-x.pg0"}`), Resolvconf)
+	f.Fuzz(func(t *testing.T, b []byte, mode string) {
+		var r record
+		if json.Unmarshal(b, &r) != nil || r.check("pg0", mode) != nil {
+			return
+		}
+		if r.Interface != "pg0" || r.Mode != mode {
+			t.Fatalf("accepted %+v for mode %q", r, mode)
+		}
+		if r.Name != "" && r.Name != "pg0" && !resolvconfPrefixName.MatchString(strings.TrimSuffix(r.Name, "pg0")) ||
+			strings.ContainsAny(r.Name, "/ ") || strings.HasPrefix(r.Name, "-") {
+			t.Fatalf("accepted resolvconf name %q", r.Name)
+		}
+	})
 }

@@ -128,8 +128,8 @@ func (sys *System) records(iface string) ([]*record, error) {
 }
 
 // resolvconfPrefixName is a prefix resolvconfPrefix can give: a name of
-// letters, digits and '-', and a dot.
-var resolvconfPrefixName = regexp.MustCompile(`^[A-Za-z0-9-]+\.$`)
+// letters, digits and '-' (not first: never an option), and a dot.
+var resolvconfPrefixName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]*\.$`)
 
 // check accepts a record read back only if it is iface's own in the mode
 // its file is named for, and says nothing its undo could turn against

@@ -144,3 +144,30 @@ func TestPlantedRulesFile(t *testing.T) {
 		})
 	}
 }
+
+// FuzzStateCheck feeds arbitrary state files to what a start reads back:
+// nothing panics, and a state it accepts is the interface's own and lists
+// at most four rules, each one of the two shapes a full tunnel adds.
+func FuzzStateCheck(f *testing.F) {
+	good, _ := json.Marshal(state{Interface: "pg0", Rules: []tunio.Rule{markRule, suppressRule}})
+	f.Add(good)
+	f.Add([]byte(`{"interface":"pg0","rules":[{"Table":100}]}`))
+	f.Add([]byte(`{"interface":"pg1","rules":[]}`))
+	f.Add([]byte(`{"interface":"pg0","rules":[{"Table":254,"SuppressDefault":true,"Priority":5}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var st state
+		if json.Unmarshal(b, &st) != nil || st.check("pg0") != nil {
+			return
+		}
+		if st.Interface != "pg0" || len(st.Rules) > maxStateRules {
+			t.Fatalf("accepted %+v", st)
+		}
+		for _, ru := range st.Rules {
+			mark := ru.Invert && ru.Mark == uint32(ru.Table) && ru.Table > 0 && !ru.SuppressDefault
+			suppress := ru.SuppressDefault && ru.Table == tunio.MainTable && ru.Mark == 0 && !ru.Invert
+			if ru.Priority != 0 || mark == suppress {
+				t.Fatalf("accepted rule %+v", ru)
+			}
+		}
+	})
+}
