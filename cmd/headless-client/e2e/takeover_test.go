@@ -46,7 +46,7 @@ func helperMain() (int, bool) {
 	return 0, false
 }
 
-// impostorMain is what the listener did, as the service user:
+// impostorMain is what the review's listener did, as the service user:
 // remove the socket at path, listen there itself, and print the first
 // request a client sends (root's wg set: the private key among it),
 // answering errno=0 as a tunnel would. It exits 3 if it cannot take the
