@@ -55,6 +55,12 @@ type peer struct {
 	// rxReport and txReport throttle the data path's reports to session.
 	rxReport, txReport reportThrottle
 
+	// timerIdx is the peer's position in the timer actor's queue, which
+	// only that actor reads or writes (timerq.go); timerWoken is true
+	// while the peer is on the tunnel's wake list.
+	timerIdx   int32
+	timerWoken atomic.Bool
+
 	// staged holds outbound packets waiting for a session. staging is true
 	// while it is non-empty, so the data path tests one atomic in the common
 	// case and queues behind staged packets, never ahead of them.

@@ -199,7 +199,8 @@ func (b *Batch) AddPeer(pc PeerConfig) error {
 	b.nextID = id
 	p := newPeer(pc, hs, &noise.Session{})
 	p.id = id
-	p.session.Wake = b.t.wake
+	t := b.t
+	p.session.Wake = func() { t.wakePeer(p) }
 	for _, pfx := range pc.AllowedIPs {
 		b.allowed.Insert(pfx, p)
 	}
@@ -224,6 +225,7 @@ func (b *Batch) RemovePeer(pk noise.PublicKey) bool {
 	b.after = append(b.after, func() {
 		b.t.stopPeer(p)
 		p.dropStaged()
+		b.t.wakePeer(p) // so that the timer actor lets go of it
 	})
 	return true
 }

@@ -46,6 +46,7 @@ type Tunnel struct {
 	// them as they were.
 	handshakes chan handshakeMsg
 	wakeTimers chan struct{}
+	wakes      wakeList // peers whose timers the timer actor must read again
 
 	counters   *tunnelCounters
 	hsCounters handshakeCounters
@@ -111,8 +112,14 @@ func (t *Tunnel) forgetKeypairs(d noise.Dropped) {
 	}
 }
 
-// wake asks the timer actor to look at the peers' deadlines again; a
-// session calls it when an event makes something due sooner.
+// wakePeer asks the timer actor to read p's deadline again; p's session
+// calls it when an event makes something due sooner.
+func (t *Tunnel) wakePeer(p *peer) {
+	t.wakes.add(p)
+	t.wake()
+}
+
+// wake wakes the timer actor.
 func (t *Tunnel) wake() {
 	select {
 	case t.wakeTimers <- struct{}{}:
