@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"pipeguard/noise"
-	"pipeguard/stages/internal/cputime"
+	"pipeguard/internal/cputime"
 	"pipeguard/tunio"
 	"pipeguard/tunio/memtun"
 	"pipeguard/tunio/memudp"

@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"pipeguard/stages/internal/cputime"
+	"pipeguard/internal/cputime"
 )
 
 // Benchmarks at the scales a gateway meets: 10^4 to 10^6 entries. Each
