@@ -86,7 +86,7 @@ func (t *Tunnel) SetPrivateKey(k noise.PrivateKey) error {
 	defer t.keyMu.Unlock()
 	if id != nil {
 		if p := t.peers.Load().key(id.static.PublicKey()); p != nil {
-			t.log.Info("peer removed: its public key is the tunnel's new one", "peer", p.name)
+			t.log.Info("peer removed: its public key is the tunnel's new one", "peer", p.name())
 			t.configureLocked(func(b *Batch) error { b.RemovePeer(p.publicKey); return nil })
 		}
 	}

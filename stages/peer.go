@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"log/slog"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -14,7 +15,6 @@ import (
 // stage through a pointer; each field says who writes it.
 type peer struct {
 	id        noise.PeerID
-	name      string // short public key, for logs
 	publicKey noise.PublicKey
 
 	// hs is the handshake state; only the handshake actor uses it (it
@@ -71,7 +71,6 @@ type peer struct {
 
 func newPeer(cfg PeerConfig, hs *noise.Handshake, session *noise.Session) *peer {
 	p := &peer{
-		name:      cfg.PublicKey.String()[:8],
 		publicKey: cfg.PublicKey,
 		hs:        hs,
 		session:   session,
@@ -82,6 +81,18 @@ func newPeer(cfg PeerConfig, hs *noise.Handshake, session *noise.Session) *peer 
 	}
 	return p
 }
+
+// peerName is a peer as logs name it: the first 8 characters of its
+// public key, made only when a record is written (slog.LogValuer), so
+// that a peer keeps no string for it and a disabled log line costs
+// nothing.
+type peerName peer
+
+// LogValue is the peer's short name.
+func (n *peerName) LogValue() slog.Value { return slog.StringValue(n.publicKey.String()[:8]) }
+
+// name is p for a log record's "peer" attribute.
+func (p *peer) name() *peerName { return (*peerName)(p) }
 
 // Endpoint returns the peer's current endpoint, or the zero AddrPort.
 func (p *peer) Endpoint() netip.AddrPort {

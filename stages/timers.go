@@ -98,12 +98,12 @@ func (a *timerActor) tick(now time.Time) {
 func (a *timerActor) act(p *peer, actions noise.Actions, now time.Time) {
 	if actions.Has(noise.ActionZeroKeys) {
 		p.hs.Clear(&a.t.index)
-		a.log.Debug("keys zeroed", "peer", p.name)
+		a.log.Debug("keys zeroed", "peer", p.name())
 	}
 	if actions.Has(noise.ActionDropQueued) {
 		if n := p.dropStaged(); n > 0 {
 			a.c.drops[DropHandshakeGiveUp].Add(uint64(n))
-			a.t.logLimited.warn("handshake did not complete; dropped waiting packets", "peer", p.name, "packets", n)
+			a.t.logLimited.warn("handshake did not complete; dropped waiting packets", "peer", p.name(), "packets", n)
 		}
 	}
 	sentData := false
