@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"pipeguard/noise"
 	"pipeguard/internal/cputime"
+	"pipeguard/noise"
 	"pipeguard/tunio"
 	"pipeguard/tunio/memtun"
 	"pipeguard/tunio/memudp"
