@@ -9,6 +9,8 @@ import (
 
 	"golang.org/x/crypto/chacha20poly1305"
 
+	"pipeguard/bench/core"
+	"pipeguard/bench/core/memrig"
 	"pipeguard/wire"
 )
 
@@ -20,13 +22,13 @@ const aeadCheckEvery = 16
 // GOMAXPROCS a.Procs, each opening a message of a.PacketSize inner bytes
 // (padded as WireGuard pads) over and over. No tunnel can decrypt faster
 // on those cores. Throughput counts inner bytes, as the tunnel figures do.
-func measureAEAD(ctx context.Context, a AEADLimit, pl plan) (MemSample, error) {
+func measureAEAD(ctx context.Context, a AEADLimit, pl memrig.Plan) (memrig.Sample, error) {
 	prev := runtime.GOMAXPROCS(a.Procs)
 	defer runtime.GOMAXPROCS(prev)
 	var key [chacha20poly1305.KeySize]byte
 	aead, err := chacha20poly1305.New(key[:])
 	if err != nil {
-		return MemSample{}, err
+		return memrig.Sample{}, err
 	}
 	var nonce [chacha20poly1305.NonceSize]byte
 	sealed := aead.Seal(nil, nonce[:], make([]byte, wire.PaddedLen(a.PacketSize)), nil)
@@ -38,8 +40,8 @@ func measureAEAD(ctx context.Context, a AEADLimit, pl plan) (MemSample, error) {
 		wg     sync.WaitGroup
 	)
 	quota := -1 // per goroutine; -1: until stopped
-	if pl.packets > 0 {
-		quota = (pl.packets + a.Procs - 1) / a.Procs
+	if pl.Packets > 0 {
+		quota = (pl.Packets + a.Procs - 1) / a.Procs
 	}
 	bufs := make([][]byte, a.Procs)
 	for i := range bufs {
@@ -48,7 +50,7 @@ func measureAEAD(ctx context.Context, a AEADLimit, pl plan) (MemSample, error) {
 	runtime.GC()
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
-	cpu0, t0 := processCPU(), time.Now()
+	cpu0, t0 := core.ProcessCPU(), time.Now()
 	for i := range a.Procs {
 		wg.Go(func() {
 			buf, n := bufs[i], 0
@@ -68,19 +70,19 @@ func measureAEAD(ctx context.Context, a AEADLimit, pl plan) (MemSample, error) {
 	}
 	if quota < 0 {
 		select {
-		case <-time.After(pl.duration):
+		case <-time.After(pl.Duration):
 		case <-ctx.Done():
 		}
 		stop.Store(true)
 	}
 	wg.Wait()
-	wall, cpu := time.Since(t0), processCPU()-cpu0
+	wall, cpu := time.Since(t0), core.ProcessCPU()-cpu0
 	runtime.ReadMemStats(&ms1)
 	if failed.Load() {
-		return MemSample{}, errAEAD
+		return memrig.Sample{}, errAEAD
 	}
 	if err := ctx.Err(); err != nil {
-		return MemSample{}, err
+		return memrig.Sample{}, err
 	}
-	return MemSample{Packets: opened.Load(), Seconds: wall.Seconds(), CPUSeconds: cpu.Seconds(), Mallocs: ms1.Mallocs - ms0.Mallocs}, nil
+	return memrig.Sample{Packets: opened.Load(), Seconds: wall.Seconds(), CPUSeconds: cpu.Seconds(), Mallocs: ms1.Mallocs - ms0.Mallocs}, nil
 }

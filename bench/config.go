@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"pipeguard/bench/core"
+	"pipeguard/bench/core/memrig"
 	"pipeguard/noise"
 	"pipeguard/stages"
 	"pipeguard/wire"
@@ -45,11 +47,11 @@ type Config struct {
 	// many packets per direction instead of running for Duration (tests).
 	Packets int
 
-	Directions []Direction     // in memory; default every direction
-	Engines    []stages.Engine // default sequential and pipeline (both modes)
-	Sizes      []int           // inner packet sizes; default 64, 512, 1280; quick 64, 1280
-	Peers      []int           // default 1, 4; quick 1
-	Procs      []int           // GOMAXPROCS values; default 1..NumCPU; quick 1 and NumCPU
+	Directions []core.Direction // in memory; default every direction
+	Engines    []stages.Engine  // default sequential and pipeline (both modes)
+	Sizes      []int            // inner packet sizes; default 64, 512, 1280; quick 64, 1280
+	Peers      []int            // default 1, 4; quick 1
+	Procs      []int            // GOMAXPROCS values; default 1..NumCPU; quick 1 and NumCPU
 	// Workers are the pipeline's crypto workers per direction; 0 stands
 	// for GOMAXPROCS. Default 1, GOMAXPROCS and twice that; quick
 	// GOMAXPROCS.
@@ -130,7 +132,7 @@ func (c Config) withDefaults() (Config, error) {
 			c.Sizes = []int{wire.MaxInnerSize}
 		}
 		if len(c.Directions) == 0 {
-			c.Directions = []Direction{Both}
+			c.Directions = []core.Direction{core.Both}
 		}
 	}
 	if c.Duration == 0 && c.Mode == ModeFlood {
@@ -158,7 +160,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Repeat = 1
 	}
 	if len(c.Directions) == 0 {
-		c.Directions = []Direction{Inbound, Outbound, Both}
+		c.Directions = []core.Direction{core.Inbound, core.Outbound, core.Both}
 	}
 	if len(c.Engines) == 0 {
 		c.Engines = []stages.Engine{stages.EngineSequential, stages.EnginePipeline}
@@ -205,7 +207,7 @@ func (c *Config) check() error {
 		return bad("duration, repeat and packets must be positive")
 	}
 	for _, d := range c.Directions {
-		if d != Inbound && d != Outbound && d != Both {
+		if d != core.Inbound && d != core.Outbound && d != core.Both {
 			return bad("direction %q is not inbound, outbound or both", d)
 		}
 	}
@@ -242,6 +244,9 @@ func (c *Config) check() error {
 	return nil
 }
 
+// out is where the run reports its progress.
+func (c *Config) out() core.Out { return core.Out{W: c.Progress, TTY: c.ProgressTTY} }
+
 // workersFor resolves the configured worker counts at GOMAXPROCS procs,
 // in order, without repeats.
 func (c *Config) workersFor(procs int) []int {
@@ -268,14 +273,14 @@ func (c *Config) workersFor(procs int) []int {
 
 // memCases lists the in-memory sweep in the order it runs and the table
 // shows: by direction, size, peers, GOMAXPROCS, engine, workers.
-func (c *Config) memCases() []MemCase {
-	var out []MemCase
+func (c *Config) memCases() []memrig.Case {
+	var out []memrig.Case
 	for _, d := range c.Directions {
 		for _, size := range c.Sizes {
 			for _, peers := range c.Peers {
 				for _, procs := range c.Procs {
 					for _, e := range c.Engines {
-						mc := MemCase{Direction: d, Engine: string(e), PacketSize: size, Peers: peers, Procs: procs}
+						mc := memrig.Case{Direction: d, Engine: string(e), PacketSize: size, Peers: peers, Procs: procs}
 						if e == stages.EngineSequential {
 							out = append(out, mc)
 							continue
@@ -307,9 +312,9 @@ func (c *Config) aeadCases() []AEADLimit {
 // stageCase is the pipeline measurement profiled for the per-stage CPU
 // share: both directions at once, the largest size, the fewest peers,
 // every core, as many workers as cores.
-func (c *Config) stageCase() MemCase {
-	return MemCase{
-		Direction:  Both,
+func (c *Config) stageCase() memrig.Case {
+	return memrig.Case{
+		Direction:  core.Both,
 		Engine:     string(stages.EnginePipeline),
 		PacketSize: slices.Max(c.Sizes),
 		Peers:      slices.Min(c.Peers),

@@ -12,6 +12,9 @@ import (
 	"github.com/google/pprof/profile"
 	"golang.org/x/crypto/curve25519"
 
+	"pipeguard/bench/core"
+	"pipeguard/bench/core/cpuprof"
+	"pipeguard/bench/core/memrig"
 	"pipeguard/noise"
 	"pipeguard/stages"
 	"pipeguard/wire"
@@ -53,11 +56,11 @@ const (
 // FloodReport is the flood mode's figures: medians over the repeats in
 // Runs. Rates are per second of wall time.
 type FloodReport struct {
-	Direction  Direction `json:"direction"`
-	PacketSize int       `json:"packet_size"`
-	Procs      int       `json:"gomaxprocs"`
-	Workers    int       `json:"workers"`
-	Sources    int       `json:"sources"`
+	Direction  core.Direction `json:"direction"`
+	PacketSize int            `json:"packet_size"`
+	Procs      int            `json:"gomaxprocs"`
+	Workers    int            `json:"workers"`
+	Sources    int            `json:"sources"`
 	// X25519PerSecond is one core's X25519 rate, what a responder that
 	// did Curve25519 work for every initiation could at best answer;
 	// TargetPerSecond is floodFactor times it, the flood's rate.
@@ -113,21 +116,21 @@ func runFlood(ctx context.Context, cfg *Config) (*FloodReport, []*profile.Profil
 	procs := runtime.NumCPU()
 	prev := runtime.GOMAXPROCS(procs)
 	defer runtime.GOMAXPROCS(prev)
-	mc := MemCase{Direction: Both, Engine: string(stages.EnginePipeline), PacketSize: wire.MaxInnerSize, Peers: 1, Procs: procs, Workers: procs}
+	mc := memrig.Case{Direction: core.Both, Engine: string(stages.EnginePipeline), PacketSize: wire.MaxInnerSize, Peers: 1, Procs: procs, Workers: procs}
 	if len(cfg.Sizes) > 0 {
 		mc.PacketSize = cfg.Sizes[0]
 	}
 	if len(cfg.Directions) > 0 {
 		mc.Direction = cfg.Directions[0]
 	}
-	prog := newProgress(cfg.Progress, cfg.ProgressTTY, 2*cfg.Repeat)
-	defer prog.finish()
+	prog := core.NewProgress(cfg.Progress, cfg.ProgressTTY, 2*cfg.Repeat)
+	defer prog.Finish()
 	rep := &FloodReport{Direction: mc.Direction, PacketSize: mc.PacketSize, Procs: procs, Workers: procs, Sources: floodSources}
 	var profs []*profile.Profile
 	for range cfg.Repeat {
-		prog.begin("X25519 rate, one core")
+		prog.Begin("X25519 rate, one core")
 		x := measureX25519()
-		prog.end("X25519 rate, one core", fmt.Sprintf("%.0f/s", x))
+		prog.End("X25519 rate, one core", fmt.Sprintf("%.0f/s", x))
 		run, p, err := floodOnce(ctx, cfg, mc, x, prog)
 		if err != nil {
 			return nil, nil, err
@@ -135,7 +138,7 @@ func runFlood(ctx context.Context, cfg *Config) (*FloodReport, []*profile.Profil
 		rep.Runs = append(rep.Runs, run)
 		profs = append(profs, p)
 	}
-	rep.X25519PerSecond = median(floodField(rep.Runs, func(r FloodRun) float64 { return r.X25519PerSecond }))
+	rep.X25519PerSecond = core.Median(floodField(rep.Runs, func(r FloodRun) float64 { return r.X25519PerSecond }))
 	rep.TargetPerSecond = floodFactor * rep.X25519PerSecond
 	rep.Unloaded = medianPhase(rep.Runs, func(r FloodRun) FloodPhase { return r.Unloaded })
 	rep.Flooded = medianPhase(rep.Runs, func(r FloodRun) FloodPhase { return r.Flooded })
@@ -143,7 +146,7 @@ func runFlood(ctx context.Context, cfg *Config) (*FloodReport, []*profile.Profil
 	for _, r := range rep.Runs {
 		pairs = append(pairs, r.PairRatios...)
 	}
-	rep.Kept = median(pairs)
+	rep.Kept = core.Median(pairs)
 	return rep, profs, nil
 }
 
@@ -151,21 +154,21 @@ func runFlood(ctx context.Context, cfg *Config) (*FloodReport, []*profile.Profil
 // x25519 initiations a second. The two phases alternate in floodSegments
 // segments each, so that a change in the machine's other load during the
 // run (it is shared, often) falls on both alike.
-func floodOnce(ctx context.Context, cfg *Config, mc MemCase, x25519 float64, prog *progress) (FloodRun, *profile.Profile, error) {
+func floodOnce(ctx context.Context, cfg *Config, mc memrig.Case, x25519 float64, prog *core.Progress) (FloodRun, *profile.Profile, error) {
 	run := FloodRun{X25519PerSecond: x25519}
-	rig, err := NewRig(Options{Engine: stages.Engine(mc.Engine), Workers: mc.Workers, PacketSize: mc.PacketSize})
+	rig, err := memrig.New(memrig.Options{Engine: stages.Engine(mc.Engine), Workers: mc.Workers, PacketSize: mc.PacketSize})
 	if err != nil {
 		return run, nil, err
 	}
 	defer rig.Close()
-	m := &memRun{mc: mc, rig: rig, prof: &intervalProfiler{}}
-	rate, err := m.round(warmupPackets)
+	m := &memrig.Measurement{Case: mc, Rig: rig, Prof: &cpuprof.Interval{}}
+	rate, err := m.Round(memrig.WarmupPackets)
 	if err != nil {
 		return run, nil, err
 	}
 	gen := newFloodGen(rig, floodFactor*x25519)
 	what := fmt.Sprintf("%s, alone and flooded at %.0f initiations/s", mc, gen.rate)
-	prog.begin(what)
+	prog.Begin(what)
 	segments, seg := floodSegments, cfg.Duration/floodSegments
 	if cfg.Packets > 0 {
 		segments = 1
@@ -188,9 +191,9 @@ func floodOnce(ctx context.Context, cfg *Config, mc MemCase, x25519 float64, pro
 			if err != nil {
 				return run, nil, err
 			}
-			rate, gbps[k] = s, s.gbps(mc.PacketSize)
+			rate, gbps[k] = s, s.Gbps(mc.PacketSize)
 		}
-		run.PairRatios = append(run.PairRatios, ratio(gbps[1], gbps[0]))
+		run.PairRatios = append(run.PairRatios, core.Ratio(gbps[1], gbps[0]))
 	}
 	if run.Unloaded, _, err = alone.phase(mc.PacketSize); err != nil {
 		return run, nil, err
@@ -199,7 +202,7 @@ func floodOnce(ctx context.Context, cfg *Config, mc MemCase, x25519 float64, pro
 	if run.Flooded, p, err = flooded.phase(mc.PacketSize); err != nil {
 		return run, nil, err
 	}
-	prog.end(what, fmt.Sprintf("%.2f -> %.2f Gbit/s, %.0f cookie replies/s", run.Unloaded.Gbps, run.Flooded.Gbps, run.Flooded.CookieReplies))
+	prog.End(what, fmt.Sprintf("%.2f -> %.2f Gbit/s, %.0f cookie replies/s", run.Unloaded.Gbps, run.Flooded.Gbps, run.Flooded.CookieReplies))
 	return run, p, nil
 }
 
@@ -209,7 +212,7 @@ const floodSegments = 10
 
 // floodTotals is what one phase gathers over its segments.
 type floodTotals struct {
-	data               MemSample
+	data               memrig.Sample
 	wall               time.Duration
 	fed, socketDropped uint64
 	hs                 stages.HandshakeStats // counted during the phase
@@ -221,20 +224,20 @@ type floodTotals struct {
 // gen flooding meanwhile unless it is nil, and adds the data and the
 // tunnel's counters to acc. It returns the segment's data sample, the
 // rate that sizes the next rounds.
-func floodSegment(ctx context.Context, m *memRun, d time.Duration, packets int, rate MemSample, gen *floodGen, acc *floodTotals) (MemSample, error) {
-	t := m.rig.tunnel
-	m.profs = nil
+func floodSegment(ctx context.Context, m *memrig.Measurement, d time.Duration, packets int, rate memrig.Sample, gen *floodGen, acc *floodTotals) (memrig.Sample, error) {
+	t := m.Rig.Tunnel()
+	m.Profs = nil
 	hs0, st0 := t.HandshakeStats(), t.Stats()
 	t0 := time.Now()
 	if gen != nil {
 		gen.start()
 	}
-	var s MemSample
+	var s memrig.Sample
 	var err error
 	if packets > 0 {
-		s, err = m.round(packets)
+		s, err = m.Round(packets)
 	} else {
-		s, err = m.forDuration(ctx, d, rate)
+		s, err = m.ForDuration(ctx, d, rate)
 	}
 	if gen != nil {
 		fed, dropped := gen.stop()
@@ -246,8 +249,8 @@ func floodSegment(ctx context.Context, m *memRun, d time.Duration, packets int, 
 		return s, err
 	}
 	hs1, st1 := t.HandshakeStats(), t.Stats()
-	acc.data.add(s)
-	acc.profs = append(acc.profs, m.profs...)
+	acc.data.Add(s)
+	acc.profs = append(acc.profs, m.Profs...)
 	acc.hs.Initiations += hs1.Initiations - hs0.Initiations
 	acc.hs.Worked += hs1.Worked - hs0.Worked
 	acc.hs.Responses += hs1.Responses - hs0.Responses
@@ -271,22 +274,22 @@ func stageDrops(ss []stages.StageStats, stage string, r stages.DropReason) uint6
 
 // phase turns the totals into figures, and returns the merged profile.
 func (acc *floodTotals) phase(packetSize int) (FloodPhase, *profile.Profile, error) {
-	p, err := mergeProfiles(acc.profs)
+	p, err := cpuprof.Merge(acc.profs)
 	if err != nil {
 		return FloodPhase{}, nil, err
 	}
 	s := acc.data
 	wall := acc.wall.Seconds()
-	ph := FloodPhase{Gbps: s.gbps(packetSize), Seconds: s.Seconds, WallSeconds: wall}
+	ph := FloodPhase{Gbps: s.Gbps(packetSize), Seconds: s.Seconds, WallSeconds: wall}
 	if p != nil {
-		shares, _, _, err := StageShares(p)
+		shares, _, _, err := cpuprof.StageShares(p)
 		if err != nil {
 			return FloodPhase{}, nil, err
 		}
-		pct := func(sec float64) float64 { return 100 * ratio(sec, s.Seconds) }
+		pct := func(sec float64) float64 { return 100 * core.Ratio(sec, s.Seconds) }
 		for _, sh := range shares {
 			switch sh.Stage {
-			case NoStage:
+			case cpuprof.NoStage:
 				continue
 			case "handshake":
 				ph.HandshakeCPU = pct(sh.Seconds)
@@ -296,7 +299,7 @@ func (acc *floodTotals) phase(packetSize int) (FloodPhase, *profile.Profile, err
 			ph.TunnelCPU += pct(sh.Seconds)
 		}
 	}
-	per := func(n uint64) float64 { return ratio(float64(n), wall) }
+	per := func(n uint64) float64 { return core.Ratio(float64(n), wall) }
 	ph.Received = per(acc.fed)
 	ph.SocketDropped = per(acc.socketDropped)
 	ph.QueueFull = per(acc.queueFull)
@@ -338,7 +341,7 @@ func measureX25519() float64 {
 // from floodSources addresses, at a given rate, into the rig's socket.
 type floodGen struct {
 	tunnel *stages.Tunnel
-	conn   *feedConn
+	rig    *memrig.Rig
 	rate   float64 // initiations per second
 	dgrams [][]byte
 	from   []netip.AddrPort
@@ -349,9 +352,9 @@ type floodGen struct {
 	total      uint64        // handed to the socket over every start
 }
 
-func newFloodGen(rig *Rig, rate float64) *floodGen {
+func newFloodGen(rig *memrig.Rig, rate float64) *floodGen {
 	var g noise.CookieGenerator
-	g.Init(rig.tunnel.PublicKey())
+	g.Init(rig.Tunnel().PublicKey())
 	distinct := make([][]byte, floodDistinct)
 	for i := range distinct {
 		b := make([]byte, wire.InitiationSize)
@@ -360,7 +363,7 @@ func newFloodGen(rig *Rig, rate float64) *floodGen {
 		g.AddMACs(b, time.Now()) // no cookie: MAC2 stays zero
 		distinct[i] = b
 	}
-	f := &floodGen{tunnel: rig.tunnel, conn: rig.udp, rate: rate, dgrams: make([][]byte, floodSources), from: make([]netip.AddrPort, floodSources)}
+	f := &floodGen{tunnel: rig.Tunnel(), rig: rig, rate: rate, dgrams: make([][]byte, floodSources), from: make([]netip.AddrPort, floodSources)}
 	for i := range floodSources {
 		f.dgrams[i] = distinct[i%floodDistinct]
 		// 198.18.0.0/15 is for benchmarks (RFC 2544).
@@ -387,7 +390,7 @@ func (f *floodGen) stop() (fed, dropped uint64) {
 	fed, dropped = f.fed.Load(), f.dropped.Load()
 	f.total += fed
 	drained := func() bool {
-		if f.conn.othersRead.Load() < f.total {
+		if f.rig.FedFromRead() < f.total {
 			return false
 		}
 		for _, s := range f.tunnel.Stats() {
@@ -421,7 +424,7 @@ func (f *floodGen) run() {
 		want := uint64(f.rate * time.Since(start).Seconds())
 		for sent < want {
 			k := int(min(want-sent, floodBatch, uint64(len(f.dgrams)-pos)))
-			if f.conn.FeedFrom(f.dgrams[pos:pos+k], f.from[pos:pos+k]) {
+			if f.rig.FeedFrom(f.dgrams[pos:pos+k], f.from[pos:pos+k]) {
 				f.fed.Add(uint64(k))
 			} else {
 				f.dropped.Add(uint64(k))
@@ -443,7 +446,7 @@ func floodField(runs []FloodRun, f func(FloodRun) float64) []float64 {
 // medianPhase is the median of every figure of one phase over the runs.
 func medianPhase(runs []FloodRun, phase func(FloodRun) FloodPhase) FloodPhase {
 	m := func(f func(FloodPhase) float64) float64 {
-		return median(floodField(runs, func(r FloodRun) float64 { return f(phase(r)) }))
+		return core.Median(floodField(runs, func(r FloodRun) float64 { return f(phase(r)) }))
 	}
 	return FloodPhase{
 		Gbps:          m(func(p FloodPhase) float64 { return p.Gbps }),

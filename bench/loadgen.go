@@ -7,6 +7,9 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"pipeguard/bench/core"
+	"pipeguard/bench/core/svg"
 )
 
 // The load generator mode's plan, report and arithmetic, apart from the
@@ -42,7 +45,7 @@ const (
 const maxLoadDuration = 100 * time.Second
 
 // loadDirections are measured for each tunnel, in this order.
-var loadDirections = []Direction{Inbound, Outbound}
+var loadDirections = []core.Direction{core.Inbound, core.Outbound}
 
 // LoadgenReport holds the loadgen mode's figures: one tunnel process at a
 // time in namespace A, the harness playing its peer in namespace B (a
@@ -86,9 +89,9 @@ type LoadgenRun struct {
 // Samples, and its ratios of Gbit/s to the same direction over the
 // sequential engine and over wireguard-go (0 when not measured).
 type LoadgenResult struct {
-	Direction Direction `json:"direction"`
-	Gbps      float64   `json:"gbit_per_s"` // inner bytes delivered
-	Mpps      float64   `json:"mpps"`       // inner packets delivered
+	Direction core.Direction `json:"direction"`
+	Gbps      float64        `json:"gbit_per_s"` // inner bytes delivered
+	Mpps      float64        `json:"mpps"`       // inner packets delivered
 	// TunnelCPUPercent is the tunnel process's CPU (user and system, from
 	// /proc/<pid>/stat); GeneratorCPUPercent the harness's own (getrusage
 	// RUSAGE_SELF): sender, receiver and all. 100 = one core.
@@ -131,7 +134,7 @@ type LoadgenSample struct {
 	SealedLive  uint64  `json:"sealed_live,omitempty"`
 }
 
-func (s LoadgenSample) mpps() float64 { return ratio(float64(s.Packets), s.Seconds) / 1e6 }
+func (s LoadgenSample) mpps() float64 { return core.Ratio(float64(s.Packets), s.Seconds) / 1e6 }
 func (s LoadgenSample) gbps() float64 { return s.mpps() * loadInnerSize * 8 / 1e3 }
 
 // lostPercent is the share of the offered packets not delivered. Both are
@@ -144,19 +147,10 @@ func (s LoadgenSample) lostPercent() float64 {
 	return 100 * float64(s.Offered-s.Packets) / float64(s.Offered)
 }
 
-// medianBy is the median of f over xs.
-func medianBy[S any](xs []S, f func(S) float64) float64 {
-	v := make([]float64, len(xs))
-	for i, x := range xs {
-		v[i] = f(x)
-	}
-	return median(v)
-}
-
 // summarizeLoadgen turns the samples (samples[i][d] are kinds[i]'s repeats
 // in loadDirections[d]) into runs: medians over the repeats, then the
 // ratios.
-func summarizeLoadgen(kinds []tunnelKind, args [][]string, samples [][][]LoadgenSample) []LoadgenRun {
+func summarizeLoadgen(kinds []core.Kind, args [][]string, samples [][][]LoadgenSample) []LoadgenRun {
 	runs := make([]LoadgenRun, len(kinds))
 	for i, k := range kinds {
 		r := LoadgenRun{Impl: k.Impl, Engine: k.Engine, Args: args[i]}
@@ -164,18 +158,18 @@ func summarizeLoadgen(kinds []tunnelKind, args [][]string, samples [][][]Loadgen
 			ss := samples[i][d]
 			r.Results = append(r.Results, LoadgenResult{
 				Direction: dir,
-				Gbps:      medianBy(ss, LoadgenSample.gbps),
-				Mpps:      medianBy(ss, LoadgenSample.mpps),
-				TunnelCPUPercent: medianBy(ss, func(s LoadgenSample) float64 {
-					return 100 * ratio(s.TunnelCPUSeconds, s.Seconds)
+				Gbps:      core.MedianBy(ss, LoadgenSample.gbps),
+				Mpps:      core.MedianBy(ss, LoadgenSample.mpps),
+				TunnelCPUPercent: core.MedianBy(ss, func(s LoadgenSample) float64 {
+					return 100 * core.Ratio(s.TunnelCPUSeconds, s.Seconds)
 				}),
-				GeneratorCPUPercent: medianBy(ss, func(s LoadgenSample) float64 {
-					return 100 * ratio(s.GeneratorCPUSeconds, s.Seconds)
+				GeneratorCPUPercent: core.MedianBy(ss, func(s LoadgenSample) float64 {
+					return 100 * core.Ratio(s.GeneratorCPUSeconds, s.Seconds)
 				}),
-				OfferedMpps: medianBy(ss, func(s LoadgenSample) float64 { return ratio(float64(s.Offered), s.Seconds) / 1e6 }),
-				LostPercent: medianBy(ss, LoadgenSample.lostPercent),
-				WaitPercent: medianBy(ss, func(s LoadgenSample) float64 { return 100 * ratio(s.WaitSeconds, s.Seconds) }),
-				SealSeconds: medianBy(ss, func(s LoadgenSample) float64 { return s.SealSeconds }),
+				OfferedMpps: core.MedianBy(ss, func(s LoadgenSample) float64 { return core.Ratio(float64(s.Offered), s.Seconds) / 1e6 }),
+				LostPercent: core.MedianBy(ss, LoadgenSample.lostPercent),
+				WaitPercent: core.MedianBy(ss, func(s LoadgenSample) float64 { return 100 * core.Ratio(s.WaitSeconds, s.Seconds) }),
+				SealSeconds: core.MedianBy(ss, func(s LoadgenSample) float64 { return s.SealSeconds }),
 				Samples:     ss,
 			})
 		}
@@ -189,7 +183,7 @@ func summarizeLoadgen(kinds []tunnelKind, args [][]string, samples [][][]Loadgen
 // in the same direction, and each pipeline result's to the sequential
 // engine's.
 func fillLoadgenRatios(runs []LoadgenRun) {
-	find := func(impl, engine string, d Direction) float64 {
+	find := func(impl, engine string, d core.Direction) float64 {
 		for _, r := range runs {
 			if r.Impl == impl && r.Engine == engine {
 				for _, res := range r.Results {
@@ -206,10 +200,10 @@ func fillLoadgenRatios(runs []LoadgenRun) {
 		for j := range r.Results {
 			res := &r.Results[j]
 			res.VsWireguardGo, res.VsSequential = 0, 0
-			if r.Impl == ImplPipeGuard {
-				res.VsWireguardGo = ratio(res.Gbps, find(ImplWireguardGo, "", res.Direction))
+			if r.Impl == core.ImplPipeGuard {
+				res.VsWireguardGo = core.Ratio(res.Gbps, find(core.ImplWireguardGo, "", res.Direction))
 				if r.Engine != engineSequential {
-					res.VsSequential = ratio(res.Gbps, find(ImplPipeGuard, engineSequential, res.Direction))
+					res.VsSequential = core.Ratio(res.Gbps, find(core.ImplPipeGuard, engineSequential, res.Direction))
 				}
 			}
 		}
@@ -225,7 +219,7 @@ func loadgenWarnings(runs []LoadgenRun) []string {
 	var out []string
 	for _, r := range runs {
 		for _, res := range r.Results {
-			k := tunnelKind{r.Impl, r.Engine}
+			k := core.Kind{Impl: r.Impl, Engine: r.Engine}
 			stalls := 0
 			for _, s := range res.Samples {
 				stalls += s.Stalls
@@ -237,7 +231,7 @@ func loadgenWarnings(runs []LoadgenRun) []string {
 			}
 			if live > 0 {
 				out = append(out, fmt.Sprintf("%s %s: the pre-sealed ring ran out; %.1f%% of the datagrams offered were sealed on the fly, in the generator's CPU",
-					k, res.Direction, 100*ratio(float64(live), float64(offered))))
+					k, res.Direction, 100*core.Ratio(float64(live), float64(offered))))
 			}
 			if stalls > 0 {
 				out = append(out, fmt.Sprintf("%s %s: %d stall(s) of %v with nothing delivered and packets in flight (the tunnel waiting for a CPU, or loss no counter sees)",
@@ -262,15 +256,15 @@ var loadgenHead = []string{"impl", "engine", "direction", "Gbit/s", "Mpps", "tun
 	"offered Mpps", "lost %", "gen wait %", "vs wg-go", "pipe/seq"}
 
 func loadgenRow(run LoadgenRun, res LoadgenResult) []string {
-	return []string{run.Impl, orDash(run.Engine != "", run.Engine), string(res.Direction),
+	return []string{run.Impl, core.OrDash(run.Engine != "", run.Engine), string(res.Direction),
 		fmt.Sprintf("%.2f", res.Gbps), fmt.Sprintf("%.3f", res.Mpps),
 		fmt.Sprintf("%.0f", res.TunnelCPUPercent), fmt.Sprintf("%.0f", res.GeneratorCPUPercent),
 		fmt.Sprintf("%.3f", res.OfferedMpps), fmt.Sprintf("%.1f", res.LostPercent), fmt.Sprintf("%.0f", res.WaitPercent),
-		orDash(res.VsWireguardGo > 0, fmt.Sprintf("%.2f", res.VsWireguardGo)),
-		orDash(res.VsSequential > 0, fmt.Sprintf("%.2f", res.VsSequential))}
+		core.OrDash(res.VsWireguardGo > 0, fmt.Sprintf("%.2f", res.VsWireguardGo)),
+		core.OrDash(res.VsSequential > 0, fmt.Sprintf("%.2f", res.VsSequential))}
 }
 
-func writeLoadgen(b *strings.Builder, lr *LoadgenReport, m Machine, st Settings) {
+func writeLoadgen(b *strings.Builder, lr *LoadgenReport, m core.Machine, st core.Settings) {
 	fmt.Fprintf(b, "\nLoad generator: one tunnel process in namespace A (TUN MTU %d); the harness in namespace B is its peer\n", lr.MTU)
 	fmt.Fprintf(b, "(a noise handshake, then %d-byte inner UDP packets sealed in, or received and 1 in %d authenticated out);\n",
 		lr.InnerPacketBytes, loadSampleEvery)
@@ -281,16 +275,16 @@ func writeLoadgen(b *strings.Builder, lr *LoadgenReport, m Machine, st Settings)
 	writeLoadgenSealing(b, lr)
 	fmt.Fprintf(b, "Load average: %s at the start, %s at the end.\n", cmp.Or(m.LoadAverage, "unknown"), cmp.Or(lr.LoadAverageEnd, "unknown"))
 	fmt.Fprintf(b, "PipeGuard %s; wireguard-go %s.\n\n", cmp.Or(lr.PipeGuardRevision, "(revision unknown)"), lr.WireguardGoVersion)
-	t := table{head: loadgenHead, left: map[int]bool{0: true, 1: true, 2: true}}
+	t := core.Table{Head: loadgenHead, Left: map[int]bool{0: true, 1: true, 2: true}}
 	for i, run := range lr.Runs {
 		if i > 0 {
-			t.rows = append(t.rows, nil)
+			t.Rows = append(t.Rows, nil)
 		}
 		for _, res := range run.Results {
-			t.rows = append(t.rows, loadgenRow(run, res))
+			t.Rows = append(t.Rows, loadgenRow(run, res))
 		}
 	}
-	t.write(b, "")
+	t.Write(b, "")
 	b.WriteString("(gen wait %: the share of the time the generator waited for the tunnel; near 100, the tunnel set the pace)\n\n")
 	writeLoadgenRatios(b, lr)
 	for _, w := range lr.Warnings {
@@ -305,7 +299,7 @@ func writeLoadgenSealing(b *strings.Builder, lr *LoadgenReport) {
 	for _, r := range lr.Runs {
 		for _, res := range r.Results {
 			if res.SealSeconds > 0 {
-				took = append(took, fmt.Sprintf("%.2f s (%s)", res.SealSeconds, tunnelKind{r.Impl, r.Engine}))
+				took = append(took, fmt.Sprintf("%.2f s (%s)", res.SealSeconds, core.Kind{Impl: r.Impl, Engine: r.Engine}))
 			}
 		}
 	}
@@ -323,9 +317,9 @@ func writeLoadgenSealing(b *strings.Builder, lr *LoadgenReport) {
 // over sequential and over wireguard-go, inbound and outbound, "-" where
 // a figure is missing.
 func writeLoadgenRatios(b *strings.Builder, lr *LoadgenReport) {
-	cell := func(f func(LoadgenResult) float64, d Direction) string {
+	cell := func(f func(LoadgenResult) float64, d core.Direction) string {
 		for _, r := range lr.Runs {
-			if r.Impl == ImplPipeGuard && r.Engine == "pipeline" {
+			if r.Impl == core.ImplPipeGuard && r.Engine == "pipeline" {
 				for _, res := range r.Results {
 					if res.Direction == d && f(res) > 0 {
 						return fmt.Sprintf("%.2f", f(res))
@@ -343,48 +337,48 @@ func writeLoadgenRatios(b *strings.Builder, lr *LoadgenReport) {
 		{"pipeline / sequential", func(r LoadgenResult) float64 { return r.VsSequential }},
 		{"pipeline / wireguard-go", func(r LoadgenResult) float64 { return r.VsWireguardGo }},
 	} {
-		fmt.Fprintf(b, "%-23s  %9s  %8s\n", row.name, cell(row.f, Inbound), cell(row.f, Outbound))
+		fmt.Fprintf(b, "%-23s  %9s  %8s\n", row.name, cell(row.f, core.Inbound), cell(row.f, core.Outbound))
 	}
 }
 
 // loadgenChart adds to c a row of panels (at row) for the loadgen mode:
 // for each direction, delivered Gbit/s against the tunnel's CPU in
 // cores, a point per tunnel.
-func loadgenChart(r *Report, c chart, row int) chart {
+func loadgenChart(r *Report, c svg.Chart, row int) svg.Chart {
 	lr := r.Loadgen
-	c.subtitles = append(c.subtitles, fmt.Sprintf("loadgen: %s, %d cores, %s; TUN MTU %d, %d-byte packets; %.0f s, medians of %d; load average %s; wireguard-go %s",
+	c.Subtitles = append(c.Subtitles, fmt.Sprintf("loadgen: %s, %d cores, %s; TUN MTU %d, %d-byte packets; %.0f s, medians of %d; load average %s; wireguard-go %s",
 		r.Machine.CPUModel, r.Machine.Cores, r.Machine.Date, lr.MTU, lr.InnerPacketBytes, lr.Seconds, r.Settings.Repeat,
 		cmp.Or(r.Machine.LoadAverage, "unknown"), lr.WireguardGoVersion))
 	for _, d := range loadDirections {
-		p := panel{title: fmt.Sprintf("%s, one end under load", d), xLabel: "tunnel CPU (cores)", yLabel: "delivered Gbit/s", row: row}
+		p := svg.Panel{Title: fmt.Sprintf("%s, one end under load", d), XLabel: "tunnel CPU (cores)", YLabel: "delivered Gbit/s", Row: row}
 		for _, run := range lr.Runs {
-			s := tunnelSeries(tunnelKind{run.Impl, run.Engine})
+			s := core.KindSeries(core.Kind{Impl: run.Impl, Engine: run.Engine})
 			for _, res := range run.Results {
 				if res.Direction == d {
-					s.points = append(s.points, point{res.TunnelCPUPercent / 100, res.Gbps})
+					s.Points = append(s.Points, svg.Point{X: res.TunnelCPUPercent / 100, Y: res.Gbps})
 				}
 			}
-			p.add(s)
+			p.Add(s)
 		}
-		p.xStep, p.xRange = cpuAxis(p)
-		c.panels = append(c.panels, p)
+		p.XStep, p.XRange = cpuAxis(p)
+		c.Panels = append(c.Panels, p)
 	}
 	return c
 }
 
 // cpuAxis is an x axis for CPU in cores, which need not be whole: ticks
 // at a nice step, and ends on ticks around the points.
-func cpuAxis(p panel) (step float64, xr [2]float64) {
+func cpuAxis(p svg.Panel) (step float64, xr [2]float64) {
 	lo, hi := math.Inf(1), math.Inf(-1)
-	for _, s := range p.series {
-		for _, pt := range s.points {
-			lo, hi = min(lo, pt.x), max(hi, pt.x)
+	for _, s := range p.Series {
+		for _, pt := range s.Points {
+			lo, hi = min(lo, pt.X), max(hi, pt.X)
 		}
 	}
 	if lo > hi {
 		return 0, xr
 	}
-	_, step = niceScale(max(hi-lo, 0.2))
+	_, step = svg.NiceScale(max(hi-lo, 0.2))
 	xr = [2]float64{math.Floor(lo/step) * step, math.Ceil(hi/step) * step}
 	if xr[1] <= xr[0] {
 		xr[1] = xr[0] + step

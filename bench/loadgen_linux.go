@@ -8,13 +8,15 @@ import (
 	"runtime"
 	"time"
 
+	"pipeguard/bench/core"
+	"pipeguard/bench/core/nsenv"
 	"pipeguard/noise"
 	"pipeguard/tunio"
 )
 
 // loadgenUsable checks what the loadgen mode needs: root, iproute2 and
 // /dev/net/tun (the harness is its own peer: no iperf3 or ping).
-func loadgenUsable() error { return nsUsable("ip") }
+func loadgenUsable() error { return nsenv.Usable("ip") }
 
 // runLoadgen is the load generator mode: PipeGuard with each engine, then
 // wireguard-go, one at a time as the only tunnel process, in namespace A
@@ -25,35 +27,35 @@ func loadgenUsable() error { return nsUsable("ip") }
 // behind, and removes everything it made before it returns, also when ctx
 // ends.
 func runLoadgen(ctx context.Context, cfg *Config) (_ *LoadgenReport, err error) {
-	nb, err := openNsBench(ctx, cfg, loadgenUsable)
+	nb, err := nsenv.Open(ctx, cfg.out(), loadgenUsable)
 	if err != nil {
 		return nil, err
 	}
-	defer closeKeep(&err, nb.close)
-	bins, env := nb.bins, nb.env
+	defer nsenv.CloseKeep(&err, nb.Close)
+	bins, env := nb.Bins, nb.Env
 	// The inbound load's destination: dropped at A's first route lookup,
 	// silently (a blackhole sends no ICMP).
-	if err := ipCmd("-n", env.a, "route", "add", "blackhole", loadSinkRoute); err != nil {
+	if err := nsenv.IPCmd("-n", env.A, "route", "add", "blackhole", loadSinkRoute); err != nil {
 		return nil, err
 	}
 	cpu := genCPU()
-	rep := &LoadgenReport{MTU: netnsMTU, InnerPacketBytes: loadInnerSize, Seconds: cfg.LoadDuration.Seconds(),
-		WarmupSeconds: loadWarmup.Seconds(), WireguardGoVersion: bins.wgVersion, PipeGuardRevision: bins.revision}
+	rep := &LoadgenReport{MTU: nsenv.MTU, InnerPacketBytes: loadInnerSize, Seconds: cfg.LoadDuration.Seconds(),
+		WarmupSeconds: loadWarmup.Seconds(), WireguardGoVersion: bins.WGVersion, PipeGuardRevision: bins.Revision}
 	// One ring for the run, sealed anew for each inbound cell.
 	n, capped := ringPackets(cfg.LoadDuration, memAvailable())
 	ring, err := newSealedRing(n)
 	if err != nil {
 		return nil, err
 	}
-	defer closeKeep(&err, ring.close)
+	defer nsenv.CloseKeep(&err, ring.close)
 	rep.RingPackets, rep.RingBytes, rep.RingMapSeconds = n, ring.bytes(), ring.mapTook.Seconds()
 	if capped {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("the pre-sealed ring was capped at %d datagrams (%.1f GiB): %.1f s of the %.1f s each inbound cell sends at %.1f Mpps",
 			n, float64(ring.bytes())/(1<<30), float64(n)/loadRingRate, (loadWarmup+cfg.LoadDuration+loadRingSlack).Seconds(), loadRingRate/1e6))
 	}
 	kinds := cfg.netnsKinds()
-	prog := newProgress(cfg.Progress, cfg.ProgressTTY, cfg.Repeat*len(kinds)*len(loadDirections))
-	defer prog.finish()
+	prog := core.NewProgress(cfg.Progress, cfg.ProgressTTY, cfg.Repeat*len(kinds)*len(loadDirections))
+	defer prog.Finish()
 	samples := make([][][]LoadgenSample, len(kinds))
 	args := make([][]string, len(kinds))
 	for i := range samples {
@@ -83,8 +85,8 @@ func runLoadgen(ctx context.Context, cfg *Config) (_ *LoadgenReport, err error) 
 	}
 	rep.Runs = summarizeLoadgen(kinds, args, samples)
 	rep.Warnings = append(rep.Warnings, loadgenWarnings(rep.Runs)...)
-	rep.LoadAverageEnd = loadAverage()
-	if rss, err := procPeakRSS(os.Getpid()); err == nil {
+	rep.LoadAverageEnd = core.LoadAverage()
+	if rss, err := nsenv.ProcPeakRSS(os.Getpid()); err == nil {
 		rep.PeakRSSBytes = rss
 	}
 	return rep, nil
@@ -107,17 +109,17 @@ const loadDrainPause = time.Millisecond
 // loadMeasurement is one repeat of one tunnel under load: start it,
 // handshake, check that each direction delivers, measure both, stop it.
 type loadMeasurement struct {
-	env      *nsEnv
-	bins     *tunnelBins
-	kind     tunnelKind
+	env      *nsenv.Env
+	bins     *nsenv.Bins
+	kind     core.Kind
 	cfg      *Config
-	prog     *progress
+	prog     *core.Progress
 	cpu      int         // the generator's CPU, -1 for none
 	ring     *sealedRing // the inbound load, sealed before each inbound cell
 	args     []string
 	warnings []string
 
-	proc  *nsProc     // the tunnel
+	proc  *nsenv.Proc // the tunnel
 	files []*procFile // its /proc files the measurement reads
 	iface string      // its TUN interface
 	peer  *loadPeer
@@ -136,35 +138,36 @@ func (m *loadMeasurement) run(ctx context.Context) (_ [2]LoadgenSample, err erro
 	if err != nil {
 		return s, err
 	}
-	m.iface = m.env.tunnelName("a")
-	if m.proc, m.args, err = startTunnel(m.env, m.bins, m.kind,
-		tunnelEnd{m.env.a, m.iface, innerA, outerB, innerB, tunnelKey, peerKey.Public()}); err != nil {
+	m.iface = m.env.TunnelName("a")
+	if m.proc, m.args, err = nsenv.StartTunnel(m.env, m.bins, m.kind,
+		nsenv.End{NS: m.env.A, Iface: m.iface, Inner: nsenv.InnerA, PeerOuter: nsenv.OuterB, PeerInner: nsenv.InnerB,
+			Key: tunnelKey, Peer: peerKey.Public()}); err != nil {
 		return s, err
 	}
 	defer func() {
 		for _, f := range m.files {
 			f.close()
 		}
-		if code := m.proc.stop(stopGrace); code != 0 {
+		if code := m.proc.Stop(nsenv.StopGrace); code != 0 {
 			m.warnings = append(m.warnings, fmt.Sprintf("%s exited with status %d after SIGTERM: %s",
-				m.proc.name, code, lastLine(m.proc.out.String())))
+				m.proc.Name, code, nsenv.LastLine(m.proc.Out.String())))
 		}
 	}()
-	if err := waitUAPI(ctx, m.proc, m.iface); err != nil {
+	if err := nsenv.WaitUAPI(ctx, m.proc, m.iface); err != nil {
 		return s, err
 	}
 
 	// The peer's socket is made in B, the outbound sender's in A; once
 	// made, they may be used from any thread.
 	var conn *rawUDP
-	if err := inNetns(m.env.b, func() error {
-		conn, err = newRawUDP(netip.MustParseAddrPort(outerB+":51820"), loadPeerSocketBuffer, loadDrainPause)
+	if err := nsenv.InNetns(m.env.B, func() error {
+		conn, err = newRawUDP(netip.MustParseAddrPort(nsenv.OuterB+":51820"), loadPeerSocketBuffer, loadDrainPause)
 		return err
 	}); err != nil {
-		return s, fmt.Errorf("%w: the harness's socket in %s: %v", ErrNetns, m.env.b, err)
+		return s, fmt.Errorf("%w: the harness's socket in %s: %v", core.ErrNetns, m.env.B, err)
 	}
-	if m.peer, err = newLoadPeer(conn, netip.MustParseAddrPort(outerA+":51820"), peerKey, tunnelKey.Public(),
-		netip.MustParseAddr(innerB), loadSink); err != nil {
+	if m.peer, err = newLoadPeer(conn, netip.MustParseAddrPort(nsenv.OuterA+":51820"), peerKey, tunnelKey.Public(),
+		netip.MustParseAddr(nsenv.InnerB), loadSink); err != nil {
 		conn.Close()
 		return s, err
 	}
@@ -174,15 +177,15 @@ func (m *loadMeasurement) run(ctx context.Context) (_ [2]LoadgenSample, err erro
 	defer func() {
 		conn.Close()
 		if serr := <-served; serr != nil && err == nil {
-			err = fmt.Errorf("%w: receiving: %v", ErrNetns, serr)
+			err = fmt.Errorf("%w: receiving: %v", core.ErrNetns, serr)
 		}
 	}()
-	if err := inNetns(m.env.a, func() error {
+	if err := nsenv.InNetns(m.env.A, func() error {
 		var err error
 		m.out, err = newRawUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), 0), loadPeerSocketBuffer, 0)
 		return err
 	}); err != nil {
-		return s, fmt.Errorf("%w: the sender's socket in %s: %v", ErrNetns, m.env.a, err)
+		return s, fmt.Errorf("%w: the sender's socket in %s: %v", core.ErrNetns, m.env.A, err)
 	}
 	defer m.out.Close()
 
@@ -210,11 +213,11 @@ func (m *loadMeasurement) run(ctx context.Context) (_ [2]LoadgenSample, err erro
 	}
 	for d, dir := range loadDirections {
 		what := fmt.Sprintf("%s: %s, %d-byte packets", m.kind, dir, loadInnerSize)
-		m.prog.begin(what)
+		m.prog.Begin(what)
 		if s[d], err = m.measure(ctx, dir); err != nil {
 			return s, m.dead(fmt.Errorf("%s: %w", dir, err))
 		}
-		m.prog.end(what, fmt.Sprintf("%.2f Gbit/s, tunnel CPU %.0f%%, generator CPU %.0f%%", s[d].gbps(),
+		m.prog.End(what, fmt.Sprintf("%.2f Gbit/s, tunnel CPU %.0f%%, generator CPU %.0f%%", s[d].gbps(),
 			100*s[d].TunnelCPUSeconds/s[d].Seconds, 100*s[d].GeneratorCPUSeconds/s[d].Seconds))
 	}
 	if n := m.peer.answered.Load(); n > 0 {
@@ -225,8 +228,8 @@ func (m *loadMeasurement) run(ctx context.Context) (_ [2]LoadgenSample, err erro
 
 // dead adds to err what the tunnel printed when it has exited.
 func (m *loadMeasurement) dead(err error) error {
-	if m.proc.exited() {
-		return fmt.Errorf("%w: %v; %s exited: %v\n%s", ErrNetns, err, m.proc.name, m.proc.err, m.proc.out)
+	if m.proc.Exited() {
+		return fmt.Errorf("%w: %v; %s exited: %v\n%s", core.ErrNetns, err, m.proc.Name, m.proc.Err(), m.proc.Out)
 	}
 	return err
 }
@@ -254,10 +257,10 @@ func (m *loadMeasurement) ready(ctx context.Context) error {
 		got = tunDelivered(c.rxBytes-c0.rxBytes, c.rxPackets-c0.rxPackets)
 		return got >= readyBatch, err
 	}); err != nil {
-		return fmt.Errorf("%w: inbound check: the TUN counted %d of %d packets: %v", ErrNetns, got, readyBatch, err)
+		return fmt.Errorf("%w: inbound check: the TUN counted %d of %d packets: %v", core.ErrNetns, got, readyBatch, err)
 	}
 	if got != readyBatch {
-		return fmt.Errorf("%w: inbound check: the TUN counted %d packets, %d sent", ErrNetns, got, readyBatch)
+		return fmt.Errorf("%w: inbound check: the TUN counted %d packets, %d sent", core.ErrNetns, got, readyBatch)
 	}
 	d0 := m.peer.data.Load()
 	fill := m.outboundFill()
@@ -266,10 +269,10 @@ func (m *loadMeasurement) ready(ctx context.Context) error {
 		return err
 	}
 	if err := pollUntil(ctx, 5*time.Second, func() (bool, error) { return m.peer.data.Load()-d0 >= readyBatch, nil }); err != nil {
-		return fmt.Errorf("%w: outbound check: the harness received %d of %d packets: %v", ErrNetns, m.peer.data.Load()-d0, readyBatch, err)
+		return fmt.Errorf("%w: outbound check: the harness received %d of %d packets: %v", core.ErrNetns, m.peer.data.Load()-d0, readyBatch, err)
 	}
 	if m.peer.sampled.Load() == 0 {
-		return fmt.Errorf("%w: outbound check: nothing authenticated", ErrNetns)
+		return fmt.Errorf("%w: outbound check: nothing authenticated", core.ErrNetns)
 	}
 	return m.peer.checkForged()
 }
@@ -302,7 +305,7 @@ func (m *loadMeasurement) outboundFill() func([]tunio.Datagram) {
 	for i := range payload {
 		payload[i] = byte(i)
 	}
-	dst := netip.AddrPortFrom(netip.MustParseAddr(innerB), loadSinkPort)
+	dst := netip.AddrPortFrom(netip.MustParseAddr(nsenv.InnerB), loadSinkPort)
 	return func(msgs []tunio.Datagram) {
 		for i := range msgs {
 			msgs[i] = tunio.Datagram{Buf: payload, N: len(payload), Addr: dst}
@@ -313,7 +316,7 @@ func (m *loadMeasurement) outboundFill() func([]tunio.Datagram) {
 // procFile opens the tunnel's /proc/<pid>/name for reading, to be closed
 // at the end of the measurement.
 func (m *loadMeasurement) procFile(name string) *procFile {
-	f := newProcFile(fmt.Sprintf("/proc/%d/%s", m.proc.pid(), name))
+	f := newProcFile(fmt.Sprintf("/proc/%d/%s", m.proc.Pid(), name))
 	m.files = append(m.files, f)
 	return f
 }
@@ -357,12 +360,12 @@ type loadSnap struct {
 
 // measure runs one direction's generator, lets it warm up, and measures
 // over cfg.LoadDuration.
-func (m *loadMeasurement) measure(ctx context.Context, dir Direction) (LoadgenSample, error) {
+func (m *loadMeasurement) measure(ctx context.Context, dir core.Direction) (LoadgenSample, error) {
 	var f *flood
 	var delivered func() (uint64, error) // for the snapshots, on this goroutine
 	var live func() uint64
 	switch dir {
-	case Inbound:
+	case core.Inbound:
 		// Sealed on both CPUs before the clock starts (and before the
 		// harness is pinned to one).
 		defer m.peer.releaseRing()
@@ -392,7 +395,7 @@ func (m *loadMeasurement) measure(ctx context.Context, dir Direction) (LoadgenSa
 			c, err := tunS()
 			return tunDelivered(c.rxBytes-c0.rxBytes, c.rxPackets-c0.rxPackets), err
 		}
-	case Outbound:
+	case core.Outbound:
 		tunF := m.tunCounters()
 		c0, err := tunF()
 		if err != nil {
@@ -432,9 +435,9 @@ func (m *loadMeasurement) measure(ctx context.Context, dir Direction) (LoadgenSa
 		}
 	}
 	snap := func() (loadSnap, error) {
-		s := loadSnap{at: time.Now(), self: processCPU(), flood: f.snapshot(), live: live()}
+		s := loadSnap{at: time.Now(), self: core.ProcessCPU(), flood: f.snapshot(), live: live()}
 		var err error
-		if s.tunnel, err = procCPU(m.proc.pid()); err != nil {
+		if s.tunnel, err = nsenv.ProcCPU(m.proc.Pid()); err != nil {
 			return s, err
 		}
 		s.delivered, err = delivered()
@@ -472,7 +475,7 @@ func (m *loadMeasurement) measure(ctx context.Context, dir Direction) (LoadgenSa
 		Stalls:              s1.flood.Stalls - s0.flood.Stalls,
 		SealedLive:          s1.live - s0.live,
 	}
-	if dir == Inbound {
+	if dir == core.Inbound {
 		sample.SealSeconds, sample.SealedAhead = m.ring.sealTook.Seconds(), uint64(len(m.ring.pkts))
 		if w := m.ring.check(time.Now()); w != "" {
 			m.warnings = append(m.warnings, fmt.Sprintf("%s inbound: %s", m.kind, w))

@@ -12,6 +12,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"pipeguard/bench/core"
+	"pipeguard/bench/core/nsenv/nsenvtest"
+	"pipeguard/bench/core/svg/svgtest"
 )
 
 // TestLoadgenQuick runs `bench --mode loadgen --quick` end to end: real
@@ -52,9 +56,9 @@ func TestLoadgenQuick(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := parseSVG(t, svg)
+	d := svgtest.Parse(t, svg)
 	for _, text := range []string{"PipeGuard pipeline", "PipeGuard sequential", "wireguard-go", "inbound, one end under load", "outbound, one end under load"} {
-		if !slices.Contains(d.texts, text) {
+		if !slices.Contains(d.Texts, text) {
 			t.Errorf("chart lacks %q", text)
 		}
 	}
@@ -64,12 +68,7 @@ func TestLoadgenQuick(t *testing.T) {
 // /dev/net/tun) and the test is not short; with CI=true it fails instead.
 func requireLoadgen(t *testing.T) {
 	t.Helper()
-	if err := loadgenUsable(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true: this test must run, but: %v", err)
-		}
-		t.Skip(err)
-	}
+	nsenvtest.Require(t, loadgenUsable())
 	if testing.Short() && os.Getenv("CI") != "true" {
 		t.Skip("runs tunnels under load for half a minute")
 	}
@@ -94,9 +93,9 @@ func checkLoadgenReport(t *testing.T, rep *Report) {
 	gbps := map[string]float64{}
 	maxCPU := 100 * float64(rep.Machine.Cores) * 1.1
 	for _, run := range lr.Runs {
-		k := tunnelKind{run.Impl, run.Engine}.String()
+		k := core.Kind{Impl: run.Impl, Engine: run.Engine}.String()
 		kinds = append(kinds, k)
-		if len(run.Results) != 2 || run.Results[0].Direction != Inbound || run.Results[1].Direction != Outbound || len(run.Args) == 0 {
+		if len(run.Results) != 2 || run.Results[0].Direction != core.Inbound || run.Results[1].Direction != core.Outbound || len(run.Args) == 0 {
 			t.Fatalf("%s: results %+v, args %q", k, run.Results, run.Args)
 		}
 		for _, res := range run.Results {
@@ -110,7 +109,7 @@ func checkLoadgenReport(t *testing.T, rep *Report) {
 			gbps[what] = res.Gbps
 			// Inbound is sent from the ring, sealed ahead; outbound
 			// seals nothing.
-			inbound := res.Direction == Inbound
+			inbound := res.Direction == core.Inbound
 			if inbound != (res.SealSeconds > 0) {
 				t.Errorf("%s: sealing took %v s", what, res.SealSeconds)
 			}
@@ -131,7 +130,7 @@ func checkLoadgenReport(t *testing.T, rep *Report) {
 		for _, res := range run.Results {
 			d := " " + string(res.Direction)
 			wantWG, wantSeq := 0.0, 0.0
-			if run.Impl == ImplPipeGuard {
+			if run.Impl == core.ImplPipeGuard {
 				wantWG = res.Gbps / gbps["wireguard-go"+d]
 				if run.Engine == "pipeline" {
 					wantSeq = res.Gbps / gbps["pipeguard sequential"+d]
@@ -170,7 +169,7 @@ func TestLoadgenCancel(t *testing.T) {
 	go func() { <-ctx.Done(); stopped <- time.Now() }()
 	_, err := Run(ctx, cfg, &bytes.Buffer{})
 	took := time.Since(<-stopped)
-	assertNothingLeft(t)
+	nsenvtest.AssertNothingLeft(t)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run: %v, want %v", err, context.Canceled)
 	}

@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"pipeguard/bench/core"
+	"pipeguard/bench/core/nsenv"
 	"pipeguard/wire"
 )
 
@@ -54,14 +56,14 @@ func pinProcess(cpu int) (unpin func(), err error) {
 	procs := runtime.GOMAXPROCS(1)
 	var all, one unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &all); err != nil {
-		return nil, fmt.Errorf("%w: sched_getaffinity: %v", ErrNetns, err)
+		return nil, fmt.Errorf("%w: sched_getaffinity: %v", core.ErrNetns, err)
 	}
 	one.Set(cpu)
 	apply := func(set *unix.CPUSet) error {
 		for range 2 {
 			ents, err := os.ReadDir("/proc/self/task")
 			if err != nil {
-				return fmt.Errorf("%w: %v", ErrNetns, err)
+				return fmt.Errorf("%w: %v", core.ErrNetns, err)
 			}
 			for _, e := range ents {
 				tid, err := strconv.Atoi(e.Name())
@@ -70,7 +72,7 @@ func pinProcess(cpu int) (unpin func(), err error) {
 				}
 				// A thread that has just exited (ESRCH) needs nothing.
 				if err := unix.SchedSetaffinity(tid, set); err != nil && !errors.Is(err, unix.ESRCH) {
-					return fmt.Errorf("%w: pinning thread %d to CPU %d: %v", ErrNetns, tid, cpu, err)
+					return fmt.Errorf("%w: pinning thread %d to CPU %d: %v", core.ErrNetns, tid, cpu, err)
 				}
 			}
 		}
@@ -106,7 +108,7 @@ func (f *procFile) read() ([]byte, error) {
 	if f.fd < 0 {
 		fd, err := unix.Open(f.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrNetns, f.path, err)
+			return nil, fmt.Errorf("%w: %s: %v", core.ErrNetns, f.path, err)
 		}
 		f.fd = fd
 	}
@@ -123,7 +125,7 @@ func (f *procFile) read() ([]byte, error) {
 			continue
 		}
 		if errno != 0 {
-			return nil, fmt.Errorf("%w: %s: %v", ErrNetns, f.path, errno)
+			return nil, fmt.Errorf("%w: %s: %v", core.ErrNetns, f.path, errno)
 		}
 		k := int(r)
 		if k == 0 {
@@ -184,7 +186,7 @@ func memAvailable() uint64 {
 	if err != nil {
 		return 0
 	}
-	n, err := parseStatusKB(b, "MemAvailable")
+	n, err := nsenv.ParseStatusKB(b, "MemAvailable")
 	if err != nil {
 		return 0
 	}

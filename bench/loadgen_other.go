@@ -6,12 +6,13 @@ import (
 	"context"
 	"fmt"
 
+	"pipeguard/bench/core"
 	"pipeguard/wire"
 )
 
 // runLoadgen is unsupported outside Linux: network namespaces are Linux's.
 func runLoadgen(ctx context.Context, cfg *Config) (*LoadgenReport, error) {
-	return nil, fmt.Errorf("%w: network namespaces are Linux's", ErrNetnsUnavailable)
+	return nil, fmt.Errorf("%w: network namespaces are Linux's", core.ErrNetnsUnavailable)
 }
 
 // mapRing returns n zeroed wire.Packets from the Go heap (the loadgen

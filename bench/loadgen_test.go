@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"pipeguard/bench/core"
+	"pipeguard/bench/core/svg/svgtest"
 	"pipeguard/tunio"
 )
 
@@ -316,7 +318,7 @@ func TestFlood(t *testing.T) {
 
 // loadgenFixture is a made-up loadgen report: two repeats of each tunnel.
 func loadgenFixture() *Report {
-	kinds := []tunnelKind{{ImplPipeGuard, "sequential"}, {ImplPipeGuard, "pipeline"}, {Impl: ImplWireguardGo}}
+	kinds := []core.Kind{{Impl: core.ImplPipeGuard, Engine: "sequential"}, {Impl: core.ImplPipeGuard, Engine: "pipeline"}, {Impl: core.ImplWireguardGo}}
 	s := func(mpps float64, tunnelCPU, genCPU, wait float64) LoadgenSample {
 		p := uint64(mpps * 2e6)
 		return LoadgenSample{Packets: p, Offered: p + p/100, Seconds: 2, TunnelCPUSeconds: tunnelCPU * 2, GeneratorCPUSeconds: genCPU * 2, WaitSeconds: wait * 2}
@@ -333,8 +335,8 @@ func loadgenFixture() *Report {
 	}
 	runs := summarizeLoadgen(kinds, [][]string{{"a"}, {"b"}, {"c"}}, samples)
 	return &Report{
-		Machine:  Machine{CPUModel: "Test CPU", Cores: 2, Date: "2026-11-28T00:00:00Z", LoadAverage: "0.50 0.40 0.30"},
-		Settings: Settings{Mode: string(ModeLoadgen), Repeat: 2},
+		Machine:  core.Machine{CPUModel: "Test CPU", Cores: 2, Date: "2026-11-28T00:00:00Z", LoadAverage: "0.50 0.40 0.30"},
+		Settings: core.Settings{Mode: string(ModeLoadgen), Repeat: 2},
 		Loadgen: &LoadgenReport{MTU: 1280, InnerPacketBytes: 1280, Seconds: 2, WarmupSeconds: 0.3, Generator: "one thread",
 			RingPackets: 2_500_000, RingBytes: 2_500_000 * ringSlot, RingMapSeconds: 0.5, PeakRSSBytes: 3 << 30,
 			LoadAverageEnd: "0.60 0.40 0.30", WireguardGoVersion: "v0.0.0-test", Runs: runs, Warnings: loadgenWarnings(runs)},
@@ -349,7 +351,7 @@ func TestLoadgenSummary(t *testing.T) {
 	runs := r.Loadgen.Runs
 	seq, pipe, wg := runs[0], runs[1], runs[2]
 	if !near(seq.Results[0].Mpps, 0.3) || !near(pipe.Results[0].Mpps, 0.6) || !near(wg.Results[1].Mpps, 0.2) ||
-		seq.Results[0].Direction != Inbound || seq.Results[1].Direction != Outbound {
+		seq.Results[0].Direction != core.Inbound || seq.Results[1].Direction != core.Outbound {
 		t.Errorf("medians %+v", runs)
 	}
 	if !near(pipe.Results[0].Gbps, 0.6*1280*8/1e3) || !near(seq.Results[0].TunnelCPUPercent, 100) ||
@@ -370,13 +372,13 @@ func TestLoadgenSummary(t *testing.T) {
 	}
 	ranOut := slices.Clone(runs[0].Results)
 	ranOut[0].Samples = []LoadgenSample{{Offered: 1000, SealedLive: 0}, {Offered: 1000, SealedLive: 50}}
-	if w := loadgenWarnings([]LoadgenRun{{Impl: ImplPipeGuard, Engine: "sequential", Results: ranOut}}); len(w) != 1 ||
+	if w := loadgenWarnings([]LoadgenRun{{Impl: core.ImplPipeGuard, Engine: "sequential", Results: ranOut}}); len(w) != 1 ||
 		!strings.HasPrefix(w[0], "pipeguard sequential inbound: the pre-sealed ring ran out; 2.5% of the datagrams offered were sealed on the fly") {
 		t.Errorf("ring warnings %q", w)
 	}
 	stalled := slices.Clone(runs[0].Results)
 	stalled[0].Samples = []LoadgenSample{{Stalls: 1}, {Stalls: 2}}
-	if w := loadgenWarnings([]LoadgenRun{{Impl: ImplPipeGuard, Engine: "sequential", Results: stalled}}); len(w) != 1 ||
+	if w := loadgenWarnings([]LoadgenRun{{Impl: core.ImplPipeGuard, Engine: "sequential", Results: stalled}}); len(w) != 1 ||
 		!strings.HasPrefix(w[0], "pipeguard sequential inbound: 3 stall(s) of 50ms") {
 		t.Errorf("stall warnings %q", w)
 	}
@@ -422,18 +424,18 @@ func TestLoadgenSummary(t *testing.T) {
 	if err := r.WriteSVG(&b); err != nil {
 		t.Fatal(err)
 	}
-	d := parseSVG(t, b.Bytes())
+	d := svgtest.Parse(t, b.Bytes())
 	for _, text := range []string{"PipeGuard against wireguard-go: one end under load", "inbound, one end under load",
 		"outbound, one end under load", "tunnel CPU (cores)", "delivered Gbit/s",
 		"1.4"} { // an x tick: cores from 1.0 to 1.8 tick every 0.2
-		if !slices.Contains(d.texts, text) {
-			t.Errorf("chart lacks %q: %q", text, d.texts)
+		if !slices.Contains(d.Texts, text) {
+			t.Errorf("chart lacks %q: %q", text, d.Texts)
 		}
 	}
 	// One point per tunnel and direction: markers, and a legend entry
 	// each.
 	for _, name := range []string{"PipeGuard pipeline", "PipeGuard sequential", "wireguard-go"} {
-		if !slices.Contains(d.texts, name) {
+		if !slices.Contains(d.Texts, name) {
 			t.Errorf("chart's legend lacks %q", name)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"pipeguard/bench/core/memrig"
 	"pipeguard/noise"
 	"pipeguard/tunio"
 	"pipeguard/wire"
@@ -335,7 +336,7 @@ func (p *loadPeer) checkForged() error {
 // sender's would be: offloads and the kernel may check them.
 func udp4Packet(src, dst netip.Addr, size int) []byte {
 	b := make([]byte, size)
-	fillIPv4(b, src, dst, 0)
+	memrig.FillIPv4(b, src, dst, 0)
 	binary.BigEndian.PutUint16(b[20:], 40000)
 	binary.BigEndian.PutUint16(b[22:], loadSinkPort)
 	for i := 28; i < size; i++ {

@@ -4,15 +4,14 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"pipeguard/bench/core"
+	"pipeguard/bench/core/nsenv"
 )
 
 // The namespace mode's plan and arithmetic, apart from the Linux code
 // that runs it (netns_linux.go): which tunnels and iperf3 runs, and how
 // the samples become the figures and ratios of a NetnsReport.
-
-// netnsMTU is every tunnel interface's MTU in netns mode: PipeGuard's
-// ceiling (wire.MaxInnerSize), and wireguard-go is held to it.
-const netnsMTU = 1280
 
 // Ping settings: one echo request every 10 ms (the iputils minimum for
 // users other than root is 2 ms), and idle series of 5 s, quick 1 s.
@@ -22,37 +21,24 @@ const (
 	pingQuickCount = 100
 )
 
-// tunnelKind is one implementation under test: PipeGuard with an engine,
-// or wireguard-go (Engine "").
-type tunnelKind struct {
-	Impl, Engine string
-}
-
-func (k tunnelKind) String() string {
-	if k.Engine == "" {
-		return k.Impl
-	}
-	return k.Impl + " " + k.Engine
-}
-
 // tcpCase is one iperf3 configuration.
 type tcpCase struct {
-	Direction Direction // Outbound, or Inbound (iperf3 -R)
+	Direction core.Direction // Outbound, or Inbound (iperf3 -R)
 	Streams   int
 }
 
 func (c tcpCase) String() string {
-	return fmt.Sprintf("TCP %s, %d stream%s", c.Direction, c.Streams, plural(c.Streams))
+	return fmt.Sprintf("TCP %s, %d stream%s", c.Direction, c.Streams, core.Plural(c.Streams))
 }
 
 // netnsKinds lists the tunnels to measure: PipeGuard with each engine cfg
 // names, then wireguard-go.
-func (c *Config) netnsKinds() []tunnelKind {
-	var out []tunnelKind
+func (c *Config) netnsKinds() []core.Kind {
+	var out []core.Kind
 	for _, e := range c.Engines {
-		out = append(out, tunnelKind{ImplPipeGuard, string(e)})
+		out = append(out, core.Kind{Impl: core.ImplPipeGuard, Engine: string(e)})
 	}
-	return append(out, tunnelKind{Impl: ImplWireguardGo})
+	return append(out, core.Kind{Impl: core.ImplWireguardGo})
 }
 
 // tcpCases lists the iperf3 runs in the order they run: for each stream
@@ -60,7 +46,7 @@ func (c *Config) netnsKinds() []tunnelKind {
 func (c *Config) tcpCases() []tcpCase {
 	var out []tcpCase
 	for _, n := range c.Streams {
-		out = append(out, tcpCase{Outbound, n}, tcpCase{Inbound, n})
+		out = append(out, tcpCase{core.Outbound, n}, tcpCase{core.Inbound, n})
 	}
 	return out
 }
@@ -68,7 +54,7 @@ func (c *Config) tcpCases() []tcpCase {
 // loadedCase is the run the loaded ping series goes with: outbound, the
 // most streams.
 func loadedCase(cases []tcpCase) tcpCase {
-	return tcpCase{Outbound, slices.MaxFunc(cases, func(a, b tcpCase) int { return a.Streams - b.Streams }).Streams}
+	return tcpCase{core.Outbound, slices.MaxFunc(cases, func(a, b tcpCase) int { return a.Streams - b.Streams }).Streams}
 }
 
 // pingIdleCount is the idle series' length.
@@ -82,18 +68,18 @@ func (c *Config) pingIdleCount() int {
 // netnsSample is what one repeat measured of one tunnel.
 type netnsSample struct {
 	TCP          []TCPSample // in the order of the cases
-	Idle, Loaded PingResult
+	Idle, Loaded nsenv.PingResult
 	PeakRSS      uint64
 }
 
 // summarizeNetns turns the samples of each kind (samples[i] are kinds[i]'s
 // repeats) into runs: medians over the repeats, ping series pooled, the
 // largest RSS; then the ratios.
-func summarizeNetns(kinds []tunnelKind, args [][]string, cases []tcpCase, samples [][]netnsSample) []NetnsRun {
+func summarizeNetns(kinds []core.Kind, args [][]string, cases []tcpCase, samples [][]netnsSample) []NetnsRun {
 	runs := make([]NetnsRun, len(kinds))
 	for i, k := range kinds {
 		r := NetnsRun{Impl: k.Impl, Engine: k.Engine, Args: args[i]}
-		var idle, loaded PingResult
+		var idle, loaded nsenv.PingResult
 		var cpu, wall float64
 		for _, s := range samples[i] {
 			idle = poolPing(idle, s.Idle)
@@ -105,7 +91,7 @@ func summarizeNetns(kinds []tunnelKind, args [][]string, cases []tcpCase, sample
 			}
 		}
 		r.PingIdle, r.PingLoaded = idle.RTT(), loaded.RTT()
-		r.CPUPercent = 100 * ratio(cpu, wall)
+		r.CPUPercent = 100 * core.Ratio(cpu, wall)
 		for ci, c := range cases {
 			tr := TCPResult{Direction: c.Direction, Streams: c.Streams}
 			for _, s := range samples[i] {
@@ -113,7 +99,7 @@ func summarizeNetns(kinds []tunnelKind, args [][]string, cases []tcpCase, sample
 			}
 			tr.Gbps = medianTCP(tr.Samples, func(s TCPSample) float64 { return s.Gbps })
 			tr.Retransmits = int64(medianTCP(tr.Samples, func(s TCPSample) float64 { return float64(s.Retransmits) }))
-			tr.CPUPercent = medianTCP(tr.Samples, func(s TCPSample) float64 { return 100 * ratio(s.CPUSeconds, s.WallSeconds) })
+			tr.CPUPercent = medianTCP(tr.Samples, func(s TCPSample) float64 { return 100 * core.Ratio(s.CPUSeconds, s.WallSeconds) })
 			r.TCP = append(r.TCP, tr)
 		}
 		runs[i] = r
@@ -123,8 +109,8 @@ func summarizeNetns(kinds []tunnelKind, args [][]string, cases []tcpCase, sample
 }
 
 // poolPing adds b's replies to a's.
-func poolPing(a, b PingResult) PingResult {
-	return PingResult{Sent: a.Sent + b.Sent, Received: a.Received + b.Received, RTTs: append(a.RTTs, b.RTTs...)}
+func poolPing(a, b nsenv.PingResult) nsenv.PingResult {
+	return nsenv.PingResult{Sent: a.Sent + b.Sent, Received: a.Received + b.Received, RTTs: append(a.RTTs, b.RTTs...)}
 }
 
 func medianTCP(samples []TCPSample, f func(TCPSample) float64) float64 {
@@ -132,7 +118,7 @@ func medianTCP(samples []TCPSample, f func(TCPSample) float64) float64 {
 	for i, s := range samples {
 		xs[i] = f(s)
 	}
-	return median(xs)
+	return core.Median(xs)
 }
 
 // fillNetnsRatios sets each PipeGuard TCP result's ratio to wireguard-go's
@@ -158,10 +144,10 @@ func fillNetnsRatios(runs []NetnsRun) {
 			t := &r.TCP[j]
 			c := tcpCase{t.Direction, t.Streams}
 			t.VsWireguardGo, t.VsSequential = 0, 0
-			if r.Impl == ImplPipeGuard {
-				t.VsWireguardGo = ratio(t.Gbps, find(ImplWireguardGo, "", c))
+			if r.Impl == core.ImplPipeGuard {
+				t.VsWireguardGo = core.Ratio(t.Gbps, find(core.ImplWireguardGo, "", c))
 				if r.Engine != engineSequential {
-					t.VsSequential = ratio(t.Gbps, find(ImplPipeGuard, engineSequential, c))
+					t.VsSequential = core.Ratio(t.Gbps, find(core.ImplPipeGuard, engineSequential, c))
 				}
 			}
 		}

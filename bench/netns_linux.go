@@ -3,18 +3,13 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
-	"pipeguard/noise"
+	"pipeguard/bench/core"
+	"pipeguard/bench/core/nsenv"
 )
-
-// iperfPort is the iperf3 server's port in namespace B.
-const iperfPort = "5201"
 
 // runNetns is the namespace mode: PipeGuard with each engine, then
 // wireguard-go, each a tunnel between two network namespaces joined by a
@@ -22,22 +17,22 @@ const iperfPort = "5201"
 // builds the tunnel programs once, removes what crashed runs left behind,
 // and removes everything it made before it returns, also when ctx ends.
 func runNetns(ctx context.Context, cfg *Config) (_ *NetnsReport, err error) {
-	nb, err := openNsBench(ctx, cfg, netnsUsable)
+	nb, err := nsenv.Open(ctx, cfg.out(), netnsUsable)
 	if err != nil {
 		return nil, err
 	}
-	defer closeKeep(&err, nb.close)
-	bins, env := nb.bins, nb.env
-	if err := env.startIperfServer(ctx); err != nil {
+	defer nsenv.CloseKeep(&err, nb.Close)
+	bins, env := nb.Bins, nb.Env
+	if err := env.StartIperfServer(ctx); err != nil {
 		return nil, err
 	}
 
-	rep := &NetnsReport{MTU: netnsMTU, TCPSeconds: int(cfg.TCPDuration / time.Second),
+	rep := &NetnsReport{MTU: nsenv.MTU, TCPSeconds: int(cfg.TCPDuration / time.Second),
 		PingIntervalMs: float64(pingInterval) / float64(time.Millisecond), PingIdleCount: cfg.pingIdleCount(),
-		WireguardGoVersion: bins.wgVersion, Iperf3Version: iperf3Version(), PipeGuardRevision: bins.revision}
+		WireguardGoVersion: bins.WGVersion, Iperf3Version: nsenv.Iperf3Version(), PipeGuardRevision: bins.Revision}
 	kinds, cases := cfg.netnsKinds(), cfg.tcpCases()
-	prog := newProgress(cfg.Progress, cfg.ProgressTTY, cfg.Repeat*len(kinds)*(1+len(cases)))
-	defer prog.finish()
+	prog := core.NewProgress(cfg.Progress, cfg.ProgressTTY, cfg.Repeat*len(kinds)*(1+len(cases)))
+	defer prog.Finish()
 	samples := make([][]netnsSample, len(kinds))
 	args := make([][]string, len(kinds))
 	for r := range cfg.Repeat {
@@ -45,7 +40,7 @@ func runNetns(ctx context.Context, cfg *Config) (_ *NetnsReport, err error) {
 		// the machine does not always fall on the same one.
 		for j := range kinds {
 			i := (j + r) % len(kinds)
-			m := &tunnelMeasurement{env: env, bins: bins, kind: kinds[i], cfg: cfg, prog: prog}
+			m := &tunnelMeasurement{Pair: &nsenv.Pair{Env: env, Bins: bins, Kind: kinds[i]}, cfg: cfg, prog: prog}
 			s, err := m.run(ctx, cases)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -54,54 +49,42 @@ func runNetns(ctx context.Context, cfg *Config) (_ *NetnsReport, err error) {
 				return nil, fmt.Errorf("%s: %w", kinds[i], err)
 			}
 			samples[i] = append(samples[i], s)
-			args[i] = m.args
-			rep.Warnings = append(rep.Warnings, m.warnings...)
+			args[i] = m.Args
+			rep.Warnings = append(rep.Warnings, m.Warnings...)
 		}
 	}
 	rep.Runs = summarizeNetns(kinds, args, cases, samples)
 	return rep, nil
 }
 
-// note writes a line about the run to the progress writer, if any.
-func note(cfg *Config, format string, a ...any) {
-	if cfg.Progress != nil {
-		fmt.Fprintf(cfg.Progress, "bench: "+format+"\n", a...)
-	}
-}
-
 // tunnelMeasurement is one repeat of one tunnel: bring up both ends,
 // measure, stop them.
 type tunnelMeasurement struct {
-	env      *nsEnv
-	bins     *tunnelBins
-	kind     tunnelKind
-	cfg      *Config
-	prog     *progress
-	args     []string // end A's arguments
-	warnings []string
-	a, b     *nsProc
+	*nsenv.Pair
+	cfg  *Config
+	prog *core.Progress
 }
 
 func (m *tunnelMeasurement) run(ctx context.Context, cases []tcpCase) (netnsSample, error) {
 	var s netnsSample
-	if err := m.start(ctx); err != nil {
+	if err := m.Start(ctx); err != nil {
 		return s, err
 	}
-	defer m.stop()
-	if err := m.handshake(ctx); err != nil {
+	defer m.Stop()
+	if err := m.Handshake(ctx); err != nil {
 		return s, err
 	}
-	what := m.kind.String() + ": ping idle"
-	m.prog.begin(what)
+	what := m.Kind.String() + ": ping idle"
+	m.prog.Begin(what)
 	var err error
 	if s.Idle, err = m.ping(ctx, m.cfg.pingIdleCount(), false); err != nil {
 		return s, err
 	}
-	m.prog.end(what, fmt.Sprintf("p50 %.3f ms, p99 %.3f ms", s.Idle.RTT().P50Ms, s.Idle.RTT().P99Ms))
+	m.prog.End(what, fmt.Sprintf("p50 %.3f ms, p99 %.3f ms", s.Idle.RTT().P50Ms, s.Idle.RTT().P99Ms))
 	loaded := loadedCase(cases)
 	for _, c := range cases {
-		what := fmt.Sprintf("%s: %s", m.kind, c)
-		m.prog.begin(what)
+		what := fmt.Sprintf("%s: %s", m.Kind, c)
+		m.prog.Begin(what)
 		ts, pr, err := m.tcp(ctx, c, c == loaded)
 		if err != nil {
 			return s, fmt.Errorf("%s: %w", c, err)
@@ -110,151 +93,29 @@ func (m *tunnelMeasurement) run(ctx context.Context, cases []tcpCase) (netnsSamp
 			s.Loaded = pr
 		}
 		s.TCP = append(s.TCP, ts)
-		m.prog.end(what, fmt.Sprintf("%.2f Gbit/s", ts.Gbps))
+		m.prog.End(what, fmt.Sprintf("%.2f Gbit/s", ts.Gbps))
 	}
-	for _, p := range []*nsProc{m.a, m.b} {
-		rss, err := procPeakRSS(p.pid())
+	for _, p := range []*nsenv.Proc{m.A, m.B} {
+		rss, err := nsenv.ProcPeakRSS(p.Pid())
 		if err != nil {
-			return s, fmt.Errorf("%w: %s: %v", ErrNetns, p.name, err)
+			return s, fmt.Errorf("%w: %s: %v", core.ErrNetns, p.Name, err)
 		}
 		s.PeakRSS = max(s.PeakRSS, rss)
 	}
 	return s, nil
 }
 
-// start writes both ends' configs and starts the tunnel programs, then
-// waits for their UAPI sockets, which both open once the tunnel is up.
-func (m *tunnelMeasurement) start(ctx context.Context) error {
-	keyA, err := noise.GeneratePrivateKey()
-	if err != nil {
-		return err
-	}
-	keyB, err := noise.GeneratePrivateKey()
-	if err != nil {
-		return err
-	}
-	ifA, ifB := m.env.tunnelName("a"), m.env.tunnelName("b")
-	var procs [2]*nsProc
-	for i, end := range []tunnelEnd{
-		{m.env.a, ifA, innerA, outerB, innerB, keyA, keyB.Public()},
-		{m.env.b, ifB, innerB, outerA, innerA, keyB, keyA.Public()},
-	} {
-		var args []string
-		if procs[i], args, err = startTunnel(m.env, m.bins, m.kind, end); err != nil {
-			return err
-		}
-		if i == 0 {
-			m.args = args
-		}
-		m.a, m.b = procs[0], procs[1]
-	}
-	for i, ifc := range []string{ifA, ifB} {
-		if err := waitUAPI(ctx, procs[i], ifc); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// tunnelEnd is one end of a tunnel under test: its namespace, interface
-// and keys, and the peer it talks to.
-type tunnelEnd struct {
-	ns, iface, inner, peerOuter, peerInner string
-	key                                    noise.PrivateKey
-	peer                                   noise.PublicKey
-}
-
-// startTunnel writes end's config and starts kind's tunnel program for
-// it. It returns the process and the program's arguments for the report,
-// with the run's temporary directory shown as $TMPDIR.
-func startTunnel(env *nsEnv, bins *tunnelBins, kind tunnelKind, end tunnelEnd) (*nsProc, []string, error) {
-	conf := filepath.Join(env.dir, end.iface+".conf")
-	text := fmt.Sprintf("[Interface]\nPrivateKey = %s\nAddress = %s/24\nListenPort = 51820\nMTU = %d\n\n"+
-		"[Peer]\nPublicKey = %s\nEndpoint = %s:51820\nAllowedIPs = %s/32\n",
-		end.key, end.inner, netnsMTU, end.peer, end.peerOuter, end.peerInner)
-	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-		return nil, nil, err
-	}
-	bin, args, penv := bins.wgpeer, []string{"--config", conf, "--interface", end.iface, "--mtu", strconv.Itoa(netnsMTU), "--uapi"}, []string(nil)
-	if kind.Impl == ImplPipeGuard {
-		bin = bins.client
-		args = []string{"standalone", "--config", conf, "--interface", end.iface, "--state-dir", env.dir, "--engine", kind.Engine}
-		penv = []string{"PIPEGUARD_ID=pgbench-" + end.iface}
-	}
-	shown := make([]string, len(args))
-	for j, a := range args {
-		shown[j] = strings.ReplaceAll(a, env.dir, "$TMPDIR")
-	}
-	p, err := env.start(end.ns, fmt.Sprintf("%s in %s", kind, end.ns), penv, bin, args...)
-	return p, shown, err
-}
-
-// waitUAPI waits until the tunnel p serves the UAPI socket of iface, which
-// every tunnel program here opens once its tunnel is up.
-func waitUAPI(ctx context.Context, p *nsProc, iface string) error {
-	up := func() bool {
-		c, err := net.Dial("unix", socketPath(iface))
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	}
-	return waitFor(ctx, p, 15*time.Second, up)
-}
-
-// stop stops both ends with SIGTERM and notes any that did not exit 0.
-func (m *tunnelMeasurement) stop() {
-	for _, p := range []*nsProc{m.a, m.b} {
-		if p == nil {
-			continue
-		}
-		if code := p.stop(stopGrace); code != 0 {
-			m.warnings = append(m.warnings, fmt.Sprintf("%s exited with status %d after SIGTERM: %s",
-				p.name, code, lastLine(p.out.String())))
-		}
-	}
-}
-
-// handshake pings through the tunnel until a reply comes, which takes a
-// handshake, for up to 10 s.
-func (m *tunnelMeasurement) handshake(ctx context.Context) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, err := runIn(ctx, false, m.env.a, "ping", "-c", "1", "-W", "1", innerB)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			return fmt.Errorf("%w: no ping reply through the tunnel within 10 s: %v: %s", ErrNetns, err, lastLine(string(out)))
-		}
-		if err := m.alive(); err != nil {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// alive fails when either end has exited.
-func (m *tunnelMeasurement) alive() error {
-	for _, p := range []*nsProc{m.a, m.b} {
-		if p.exited() {
-			return fmt.Errorf("%w: %s exited: %v\n%s", ErrNetns, p.name, p.err, p.out)
-		}
-	}
-	return nil
-}
-
 // ping sends count echo requests from A to B's tunnel address; with
 // interrupt, the series may be cut short by ending ctx (see runIn).
-func (m *tunnelMeasurement) ping(ctx context.Context, count int, interrupt bool) (PingResult, error) {
-	out, err := runIn(ctx, interrupt, m.env.a, "ping", "-c", strconv.Itoa(count),
-		"-i", strconv.FormatFloat(pingInterval.Seconds(), 'f', -1, 64), "-W", "1", innerB)
-	r, perr := ParsePing(out)
+func (m *tunnelMeasurement) ping(ctx context.Context, count int, interrupt bool) (nsenv.PingResult, error) {
+	out, err := nsenv.RunIn(ctx, interrupt, m.Env.A, "ping", "-c", strconv.Itoa(count),
+		"-i", strconv.FormatFloat(pingInterval.Seconds(), 'f', -1, 64), "-W", "1", nsenv.InnerB)
+	r, perr := nsenv.ParsePing(out)
 	if perr != nil {
 		return r, fmt.Errorf("%w (ping: %v)", perr, err)
 	}
 	if r.Received == 0 {
-		return r, fmt.Errorf("%w: no ping replies", ErrNetns)
+		return r, fmt.Errorf("%w: no ping replies", core.ErrNetns)
 	}
 	return r, nil
 }
@@ -262,10 +123,10 @@ func (m *tunnelMeasurement) ping(ctx context.Context, count int, interrupt bool)
 // tcp runs iperf3 from A to B's server for case c, reading the tunnel
 // processes' CPU time around it; with withPing, a ping series runs during
 // it, from half a second after its start to half a second before its end.
-func (m *tunnelMeasurement) tcp(ctx context.Context, c tcpCase, withPing bool) (TCPSample, PingResult, error) {
+func (m *tunnelMeasurement) tcp(ctx context.Context, c tcpCase, withPing bool) (TCPSample, nsenv.PingResult, error) {
 	secs := int(m.cfg.TCPDuration / time.Second)
-	args := []string{"-c", innerB, "-p", iperfPort, "-t", strconv.Itoa(secs), "-P", strconv.Itoa(c.Streams), "-J", "--connect-timeout", "5000"}
-	if c.Direction == Inbound {
+	args := []string{"-c", nsenv.InnerB, "-p", nsenv.IperfPort, "-t", strconv.Itoa(secs), "-P", strconv.Itoa(c.Streams), "-J", "--connect-timeout", "5000"}
+	if c.Direction == core.Inbound {
 		args = append(args, "-R")
 	}
 	var bg *bgPing
@@ -275,19 +136,19 @@ func (m *tunnelMeasurement) tcp(ctx context.Context, c tcpCase, withPing bool) (
 		defer bg.stop()
 	}
 	var (
-		res        Iperf3Result
+		res        nsenv.Iperf3Result
 		begin      time.Time
 		cpu0, cpu1 time.Duration
 		err        error
 	)
 	for attempt := 1; ; attempt++ {
-		if cpu0, err = m.cpu(); err != nil {
-			return TCPSample{}, PingResult{}, err
+		if cpu0, err = m.CPU(); err != nil {
+			return TCPSample{}, nsenv.PingResult{}, err
 		}
 		begin = time.Now()
-		out, err := runIn(ctx, false, m.env.a, "iperf3", args...)
+		out, err := nsenv.RunIn(ctx, false, m.Env.A, "iperf3", args...)
 		var perr error
-		if res, perr = ParseIperf3(out); perr == nil {
+		if res, perr = nsenv.ParseIperf3(out); perr == nil {
 			break
 		}
 		// The server takes a moment between tests; a client that came too
@@ -296,28 +157,28 @@ func (m *tunnelMeasurement) tcp(ctx context.Context, c tcpCase, withPing bool) (
 			time.Sleep(300 * time.Millisecond)
 			continue
 		}
-		return TCPSample{}, PingResult{}, fmt.Errorf("%w (iperf3: %v)", perr, err)
+		return TCPSample{}, nsenv.PingResult{}, fmt.Errorf("%w (iperf3: %v)", perr, err)
 	}
 	wall := time.Since(begin)
-	if cpu1, err = m.cpu(); err != nil {
-		return TCPSample{}, PingResult{}, err
+	if cpu1, err = m.CPU(); err != nil {
+		return TCPSample{}, nsenv.PingResult{}, err
 	}
 	s := TCPSample{Gbps: res.ReceivedGbps, Retransmits: res.Retransmits, Seconds: res.Seconds,
 		WallSeconds: wall.Seconds(), CPUSeconds: (cpu1 - cpu0).Seconds()}
-	var pr PingResult
+	var pr nsenv.PingResult
 	if bg != nil {
 		if pr, err = bg.stop(); err != nil {
 			return s, pr, fmt.Errorf("ping under load: %w", err)
 		}
 	}
-	return s, pr, m.alive()
+	return s, pr, m.Alive()
 }
 
 // bgPing is a ping series running beside a TCP run.
 type bgPing struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the series has ended and r, err are set
-	r      PingResult
+	r      nsenv.PingResult
 	err    error
 }
 
@@ -344,21 +205,12 @@ func (m *tunnelMeasurement) startPing(ctx context.Context, delay, length time.Du
 
 // stop ends the series if it still runs, waits for it and returns it. It
 // may be called again.
-func (bp *bgPing) stop() (PingResult, error) {
+func (bp *bgPing) stop() (nsenv.PingResult, error) {
 	bp.cancel()
 	<-bp.done
 	return bp.r, bp.err
 }
 
-// cpu is both ends' CPU time so far.
-func (m *tunnelMeasurement) cpu() (time.Duration, error) {
-	var sum time.Duration
-	for _, p := range []*nsProc{m.a, m.b} {
-		d, err := procCPU(p.pid())
-		if err != nil {
-			return 0, fmt.Errorf("%w: %s: %v", ErrNetns, p.name, err)
-		}
-		sum += d
-	}
-	return sum, nil
-}
+// netnsUsable checks what the mode needs: root, iproute2, iperf3, ping and
+// /dev/net/tun.
+func netnsUsable() error { return nsenv.Usable("ip", "iperf3", "ping") }

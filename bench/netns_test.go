@@ -7,6 +7,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"pipeguard/bench/core"
+	"pipeguard/bench/core/nsenv"
+	"pipeguard/bench/core/svg/svgtest"
 )
 
 // Recorded netns reports: real runs of this harness on the development
@@ -63,9 +67,9 @@ func TestNetnsRecorded(t *testing.T) {
 		if err := r.WriteSVG(&b); err != nil {
 			t.Fatal(err)
 		}
-		d := parseSVG(t, b.Bytes())
+		d := svgtest.Parse(t, b.Bytes())
 		for _, text := range []string{"TCP outbound, netns", "TCP inbound, netns", "iperf3 TCP streams", "PipeGuard pipeline", "PipeGuard sequential", "wireguard-go"} {
-			if !slices.Contains(d.texts, text) {
+			if !slices.Contains(d.Texts, text) {
 				t.Errorf("%s: chart lacks %q", path, text)
 			}
 		}
@@ -87,12 +91,12 @@ func TestNetnsWithMemChart(t *testing.T) {
 	if err := r.WriteSVG(&b); err != nil {
 		t.Fatal(err)
 	}
-	d := parseSVG(t, b.Bytes())
+	d := svgtest.Parse(t, b.Bytes())
 	if n := strings.Count(b.String(), `<polyline class="legend"`); n != 7+3 {
 		t.Errorf("%d legend entries, want 10", n)
 	}
 	for _, text := range []string{"64-byte packets", "1280-byte packets", "TCP outbound, netns", "GOMAXPROCS (cores)", "iperf3 TCP streams"} {
-		if !slices.Contains(d.texts, text) {
+		if !slices.Contains(d.Texts, text) {
 			t.Errorf("chart lacks %q", text)
 		}
 	}
@@ -112,7 +116,7 @@ func checkNetnsReport(t *testing.T, rep *Report) {
 	var kinds []string
 	gbps := map[string]float64{}
 	for _, run := range nr.Runs {
-		k := tunnelKind{run.Impl, run.Engine}.String()
+		k := core.Kind{Impl: run.Impl, Engine: run.Engine}.String()
 		kinds = append(kinds, k)
 		if len(run.TCP) < 2 || len(run.TCP) != len(nr.Runs[0].TCP) || len(run.Args) == 0 {
 			t.Errorf("%s: %d TCP results, args %q", k, len(run.TCP), run.Args)
@@ -126,7 +130,7 @@ func checkNetnsReport(t *testing.T, rep *Report) {
 		}
 		for _, p := range []struct {
 			name  string
-			r     RTT
+			r     core.RTT
 			limit float64 // ms
 		}{{"idle", run.PingIdle, 500}, {"loaded", run.PingLoaded, 2000}} { // generous: CI shares the cores with other tests
 			if p.r.Received == 0 || p.r.Received > p.r.Sent || !(p.r.P50Ms > 0) || p.r.P50Ms > p.r.P99Ms || p.r.P99Ms > p.limit {
@@ -144,7 +148,7 @@ func checkNetnsReport(t *testing.T, rep *Report) {
 		for _, tc := range run.TCP {
 			c := fmt.Sprintf(" %s ×%d", tc.Direction, tc.Streams)
 			wantWG, wantSeq := 0.0, 0.0
-			if run.Impl == ImplPipeGuard {
+			if run.Impl == core.ImplPipeGuard {
 				wantWG = tc.Gbps / gbps["wireguard-go"+c]
 				if run.Engine == "pipeline" {
 					wantSeq = tc.Gbps / gbps["pipeguard sequential"+c]
@@ -170,16 +174,16 @@ func squeeze(s string) string {
 // arithmetic: medians of two are means, pings pool, RSS is the largest,
 // CPU is over all runs, and the ratios follow.
 func TestSummarizeNetns(t *testing.T) {
-	kinds := []tunnelKind{{ImplPipeGuard, "sequential"}, {ImplPipeGuard, "pipeline"}, {Impl: ImplWireguardGo}}
-	cases := []tcpCase{{Outbound, 1}, {Inbound, 1}}
+	kinds := []core.Kind{{Impl: core.ImplPipeGuard, Engine: "sequential"}, {Impl: core.ImplPipeGuard, Engine: "pipeline"}, {Impl: core.ImplWireguardGo}}
+	cases := []tcpCase{{core.Outbound, 1}, {core.Inbound, 1}}
 	sample := func(gOut, gIn float64, rss uint64, rtts ...float64) netnsSample {
 		return netnsSample{
 			TCP: []TCPSample{
 				{Gbps: gOut, WallSeconds: 2, CPUSeconds: 2, Retransmits: 4},
 				{Gbps: gIn, WallSeconds: 2, CPUSeconds: 3},
 			},
-			Idle:    PingResult{Sent: len(rtts) + 1, Received: len(rtts), RTTs: rtts},
-			Loaded:  PingResult{Sent: 1, Received: 1, RTTs: []float64{5}},
+			Idle:    nsenv.PingResult{Sent: len(rtts) + 1, Received: len(rtts), RTTs: rtts},
+			Loaded:  nsenv.PingResult{Sent: 1, Received: 1, RTTs: []float64{5}},
 			PeakRSS: rss,
 		}
 	}
@@ -230,11 +234,11 @@ func TestNetnsPlan(t *testing.T) {
 		}
 	}
 	c, _ := Config{}.withDefaults()
-	want := []tcpCase{{Outbound, 1}, {Inbound, 1}, {Outbound, 4}, {Inbound, 4}}
-	if got := c.tcpCases(); !slices.Equal(got, want) || loadedCase(got) != (tcpCase{Outbound, 4}) {
+	want := []tcpCase{{core.Outbound, 1}, {core.Inbound, 1}, {core.Outbound, 4}, {core.Inbound, 4}}
+	if got := c.tcpCases(); !slices.Equal(got, want) || loadedCase(got) != (tcpCase{core.Outbound, 4}) {
 		t.Errorf("cases %v", got)
 	}
-	if k := c.netnsKinds(); len(k) != 3 || k[2].Impl != ImplWireguardGo || k[0].Engine != "sequential" {
+	if k := c.netnsKinds(); len(k) != 3 || k[2].Impl != core.ImplWireguardGo || k[0].Engine != "sequential" {
 		t.Errorf("kinds %v", k)
 	}
 	if _, err := (Config{Streams: []int{0}}).withDefaults(); err == nil {

@@ -3,6 +3,8 @@ package bench
 import (
 	"bytes"
 	"fmt"
+
+	"pipeguard/bench/core"
 )
 
 // Parsers of the /proc/net files the loadgen mode reads many times a
@@ -32,17 +34,17 @@ func parseNetDev(b []byte, iface string) (netDevCounters, error) {
 			}
 			v, ok := parseDec(field)
 			if !ok {
-				return netDevCounters{}, fmt.Errorf("%w: /proc/net/dev line %q", ErrNetns, line)
+				return netDevCounters{}, fmt.Errorf("%w: /proc/net/dev line %q", core.ErrNetns, line)
 			}
 			f[n] = v
 			n++
 		}
 		if n < len(f) {
-			return netDevCounters{}, fmt.Errorf("%w: /proc/net/dev line %q", ErrNetns, line)
+			return netDevCounters{}, fmt.Errorf("%w: /proc/net/dev line %q", core.ErrNetns, line)
 		}
 		return netDevCounters{rxBytes: f[0], rxPackets: f[1], rxDropped: f[3], txBytes: f[8], txPackets: f[9], txDropped: f[11]}, nil
 	}
-	return netDevCounters{}, fmt.Errorf("%w: no interface %s in /proc/net/dev", ErrNetns, iface)
+	return netDevCounters{}, fmt.Errorf("%w: no interface %s in /proc/net/dev", core.ErrNetns, iface)
 }
 
 // parseSnmpUDP reads the counter name of the "Udp:" lines of a
@@ -76,7 +78,7 @@ func parseSnmpUDP(b []byte, name string) (uint64, error) {
 			if i == col {
 				u, ok := parseDec(v)
 				if !ok {
-					return 0, fmt.Errorf("%w: /proc/net/snmp Udp %s %q", ErrNetns, name, v)
+					return 0, fmt.Errorf("%w: /proc/net/snmp Udp %s %q", core.ErrNetns, name, v)
 				}
 				return u, nil
 			}
@@ -84,7 +86,7 @@ func parseSnmpUDP(b []byte, name string) (uint64, error) {
 		}
 		break
 	}
-	return 0, fmt.Errorf("%w: no Udp %s in /proc/net/snmp", ErrNetns, name)
+	return 0, fmt.Errorf("%w: no Udp %s in /proc/net/snmp", core.ErrNetns, name)
 }
 
 // parseDec reads a decimal unsigned number that fits 64 bits.

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"pipeguard/bench/core"
 	"pipeguard/tunio"
 )
 
@@ -93,11 +94,11 @@ type rawMmsghdr struct {
 // is the receiver's sleep after a read that drained the socket.
 func newRawUDP(addr netip.AddrPort, buf int, pause time.Duration) (*rawUDP, error) {
 	if !addr.Addr().Is4() {
-		return nil, fmt.Errorf("%w: %v: the generator's socket is IPv4", ErrNetns, addr)
+		return nil, fmt.Errorf("%w: %v: the generator's socket is IPv4", core.ErrNetns, addr)
 	}
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
-		return nil, fmt.Errorf("%w: socket: %v", ErrNetns, err)
+		return nil, fmt.Errorf("%w: socket: %v", core.ErrNetns, err)
 	}
 	c := &rawUDP{fd: fd, pause: pause}
 	if err := c.setup(addr, buf); err != nil {
@@ -116,16 +117,16 @@ func (c *rawUDP) setup(addr netip.AddrPort, buf int) error {
 		_ = unix.SetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, buf)
 	}
 	if err := unix.SetsockoptInt(c.fd, unix.IPPROTO_UDP, unix.UDP_GRO, 1); err != nil {
-		return fmt.Errorf("%w: UDP_GRO: %v", ErrNetns, err)
+		return fmt.Errorf("%w: UDP_GRO: %v", core.ErrNetns, err)
 	}
 	_, err := unix.GetsockoptInt(c.fd, unix.IPPROTO_UDP, unix.UDP_SEGMENT)
 	c.gso.Store(err == nil)
 	if err := unix.Bind(c.fd, &unix.SockaddrInet4{Addr: addr.Addr().As4(), Port: int(addr.Port())}); err != nil {
-		return fmt.Errorf("%w: bind %v: %v", ErrNetns, addr, err)
+		return fmt.Errorf("%w: bind %v: %v", core.ErrNetns, addr, err)
 	}
 	sa, err := unix.Getsockname(c.fd)
 	if err != nil {
-		return fmt.Errorf("%w: getsockname: %v", ErrNetns, err)
+		return fmt.Errorf("%w: getsockname: %v", core.ErrNetns, err)
 	}
 	s4 := sa.(*unix.SockaddrInet4)
 	c.local = netip.AddrPortFrom(netip.AddrFrom4(s4.Addr), uint16(s4.Port))

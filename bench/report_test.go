@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"pipeguard/bench/core/memrig"
 )
 
 // Recorded reports: real runs of this harness on the development machine.
@@ -51,7 +53,7 @@ func TestRecordedMedians(t *testing.T) {
 		r := readRecorded(t, path)
 		for _, res := range r.Mem.Results {
 			if len(res.Samples) != r.Settings.Repeat {
-				t.Errorf("%s: %v: %d samples for %d repeats", path, res.MemCase, len(res.Samples), r.Settings.Repeat)
+				t.Errorf("%s: %v: %d samples for %d repeats", path, res.Case, len(res.Samples), r.Settings.Repeat)
 			}
 			var gbps, cpu []float64
 			for _, s := range res.Samples {
@@ -62,10 +64,10 @@ func TestRecordedMedians(t *testing.T) {
 			slices.Sort(cpu)
 			// Odd counts only in the recordings: the middle one.
 			if want := gbps[len(gbps)/2]; !near(res.Gbps, want) {
-				t.Errorf("%s: %v: Gbps %v, want median %v of %v", path, res.MemCase, res.Gbps, want, gbps)
+				t.Errorf("%s: %v: Gbps %v, want median %v of %v", path, res.Case, res.Gbps, want, gbps)
 			}
 			if want := cpu[len(cpu)/2]; !near(res.CPUNsPerPacket, want) {
-				t.Errorf("%s: %v: CPU ns %v, want %v", path, res.MemCase, res.CPUNsPerPacket, want)
+				t.Errorf("%s: %v: CPU ns %v, want %v", path, res.Case, res.CPUNsPerPacket, want)
 			}
 		}
 	}
@@ -87,11 +89,11 @@ func TestRecordedRatios(t *testing.T) {
 			}
 			switch {
 			case res.Engine == "sequential" && res.VsSequential != 0:
-				t.Errorf("%s: %v: sequential row has a ratio %v", path, res.MemCase, res.VsSequential)
+				t.Errorf("%s: %v: sequential row has a ratio %v", path, res.Case, res.VsSequential)
 			case res.Engine == "pipeline":
 				pipelines++
 				if seq == nil || !near(res.VsSequential, res.Gbps/seq.Gbps) {
-					t.Errorf("%s: %v: pipe/seq %v, want %v", path, res.MemCase, res.VsSequential, res.Gbps/seq.Gbps)
+					t.Errorf("%s: %v: pipe/seq %v, want %v", path, res.Case, res.VsSequential, res.Gbps/seq.Gbps)
 				}
 			}
 			found := false
@@ -99,12 +101,12 @@ func TestRecordedRatios(t *testing.T) {
 				if a.PacketSize == res.PacketSize && a.Procs == res.Procs {
 					found = true
 					if !near(res.AEADGbps, a.Gbps) || !near(res.OfAEAD, res.Gbps/a.Gbps) {
-						t.Errorf("%s: %v: AEAD %v (%v), want %v", path, res.MemCase, res.AEADGbps, res.OfAEAD, a.Gbps)
+						t.Errorf("%s: %v: AEAD %v (%v), want %v", path, res.Case, res.AEADGbps, res.OfAEAD, a.Gbps)
 					}
 				}
 			}
 			if !found {
-				t.Errorf("%s: %v: no AEAD limit", path, res.MemCase)
+				t.Errorf("%s: %v: no AEAD limit", path, res.Case)
 			}
 		}
 		if pipelines == 0 {
@@ -118,11 +120,11 @@ func TestRecordedRatios(t *testing.T) {
 func TestSummarizeReproducesRecorded(t *testing.T) {
 	for _, path := range recordedReports {
 		r := readRecorded(t, path)
-		var cases []MemCase
-		var samples, aeadSamples [][]MemSample
+		var cases []memrig.Case
+		var samples, aeadSamples [][]memrig.Sample
 		var aeads []AEADLimit
 		for _, res := range r.Mem.Results {
-			cases, samples = append(cases, res.MemCase), append(samples, res.Samples)
+			cases, samples = append(cases, res.Case), append(samples, res.Samples)
 		}
 		for _, a := range r.Mem.AEAD {
 			aeads, aeadSamples = append(aeads, AEADLimit{PacketSize: a.PacketSize, Procs: a.Procs}), append(aeadSamples, a.Samples)

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"runtime"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/google/pprof/profile"
 
+	"pipeguard/bench/core"
+	"pipeguard/bench/core/cpuprof"
+	"pipeguard/bench/core/memrig"
 	"pipeguard/stages"
 )
 
@@ -22,8 +25,8 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{
-		Machine: describeMachine(cfg.CommandLine),
-		Settings: Settings{Mode: string(cfg.Mode), Quick: cfg.Quick, DurationSeconds: cfg.Duration.Seconds(),
+		Machine: core.DescribeMachine(cfg.CommandLine),
+		Settings: core.Settings{Mode: string(cfg.Mode), Quick: cfg.Quick, DurationSeconds: cfg.Duration.Seconds(),
 			Repeat: cfg.Repeat, Packets: cfg.Packets},
 	}
 	if cfg.Mode == ModeNetns || cfg.Mode == ModeAll {
@@ -61,21 +64,21 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (*Report, error) {
 		}
 	}
 	if cfg.SVGPath != "" {
-		if err := writeFile(cfg.SVGPath, rep.WriteSVG); err != nil {
+		if err := core.WriteFile(cfg.SVGPath, rep.WriteSVG); err != nil {
 			return nil, err
 		}
 	}
 	if cfg.CPUProfile != "" {
-		p, err := mergeProfiles(profs)
+		p, err := cpuprof.Merge(profs)
 		if err == nil {
-			err = writeProfile(cfg.CPUProfile, p)
+			err = cpuprof.Write(cfg.CPUProfile, p)
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
 	if cfg.MemProfile != "" {
-		if err := writeAllocProfile(cfg.MemProfile); err != nil {
+		if err := cpuprof.WriteAllocs(cfg.MemProfile); err != nil {
 			return nil, err
 		}
 	}
@@ -85,19 +88,9 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (*Report, error) {
 	return rep, nil
 }
 
-func describeMachine(cmdline []string) Machine {
-	return Machine{
-		CPUModel:    cpuModel(),
-		Cores:       runtime.NumCPU(),
-		GoVersion:   runtime.Version(),
-		OS:          runtime.GOOS,
-		Arch:        runtime.GOARCH,
-		Kernel:      kernel(),
-		Date:        time.Now().UTC().Format(time.RFC3339),
-		CommandLine: cmdline,
-		LoadAverage: loadAverage(),
-	}
-}
+// IsTerminal reports whether f is a terminal: then the progress
+// indicator is one line rewritten in place.
+func IsTerminal(f *os.File) bool { return core.IsTerminal(f) }
 
 // stageCPUDuration is the least measured time of the profiled pipeline
 // measurement: at 100 samples a second per core, a second on two cores
@@ -114,42 +107,42 @@ func runMem(ctx context.Context, cfg *Config) (*MemReport, []*profile.Profile, e
 	if !cfg.NoStageCPU {
 		steps++
 	}
-	prog := newProgress(cfg.Progress, cfg.ProgressTTY, steps)
-	defer prog.finish()
-	pl := plan{duration: cfg.Duration, packets: cfg.Packets}
-	samples := make([][]MemSample, len(cases))
-	aeadSamples := make([][]MemSample, len(aeads))
+	prog := core.NewProgress(cfg.Progress, cfg.ProgressTTY, steps)
+	defer prog.Finish()
+	pl := memrig.Plan{Duration: cfg.Duration, Packets: cfg.Packets}
+	samples := make([][]memrig.Sample, len(cases))
+	aeadSamples := make([][]memrig.Sample, len(aeads))
 	var profs []*profile.Profile
 	for range cfg.Repeat {
 		for i, mc := range cases {
-			prog.begin(mc.String())
-			s, p, err := measureMem(ctx, mc, pl, cfg.CPUProfile != "")
+			prog.Begin(mc.String())
+			s, p, err := memrig.Measure(ctx, mc, pl, cfg.CPUProfile != "")
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s: %w", mc, err)
 			}
 			samples[i] = append(samples[i], s)
 			profs = append(profs, p)
-			prog.end(mc.String(), fmt.Sprintf("%.2f Gbit/s", s.gbps(mc.PacketSize)))
+			prog.End(mc.String(), fmt.Sprintf("%.2f Gbit/s", s.Gbps(mc.PacketSize)))
 		}
 		for i, a := range aeads {
 			what := fmt.Sprintf("AEAD limit %d B, GOMAXPROCS %d", a.PacketSize, a.Procs)
-			prog.begin(what)
+			prog.Begin(what)
 			s, err := bestAEAD(ctx, a, pl)
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s: %w", what, err)
 			}
 			aeadSamples[i] = append(aeadSamples[i], s)
-			prog.end(what, fmt.Sprintf("%.2f Gbit/s", s.gbps(a.PacketSize)))
+			prog.End(what, fmt.Sprintf("%.2f Gbit/s", s.Gbps(a.PacketSize)))
 		}
 	}
 	rep := summarize(cases, samples, aeads, aeadSamples)
 	if !cfg.NoStageCPU {
 		mc := cfg.stageCase()
 		what := "CPU profile by stage: " + mc.String()
-		prog.begin(what)
+		prog.Begin(what)
 		spl := pl
-		spl.duration = max(pl.duration, stageCPUDuration)
-		s, p, err := measureMem(ctx, mc, spl, true)
+		spl.Duration = max(pl.Duration, stageCPUDuration)
+		s, p, err := memrig.Measure(ctx, mc, spl, true)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", what, err)
 		}
@@ -158,7 +151,7 @@ func runMem(ctx context.Context, cfg *Config) (*MemReport, []*profile.Profile, e
 			return nil, nil, err
 		}
 		rep.StageCPU.WallSeconds = s.Seconds
-		prog.end(what, fmt.Sprintf("%d samples", rep.StageCPU.Samples))
+		prog.End(what, fmt.Sprintf("%d samples", rep.StageCPU.Samples))
 	}
 	return rep, profs, nil
 }
@@ -171,29 +164,29 @@ const aeadTries = 3
 
 // bestAEAD measures the AEAD limit in aeadTries runs of a third of the
 // duration each and keeps the fastest; with a fixed packet count, once.
-func bestAEAD(ctx context.Context, a AEADLimit, pl plan) (MemSample, error) {
-	if pl.packets > 0 {
+func bestAEAD(ctx context.Context, a AEADLimit, pl memrig.Plan) (memrig.Sample, error) {
+	if pl.Packets > 0 {
 		return measureAEAD(ctx, a, pl)
 	}
-	var best MemSample
-	short := plan{duration: pl.duration / aeadTries}
+	var best memrig.Sample
+	short := memrig.Plan{Duration: pl.Duration / aeadTries}
 	for range aeadTries {
 		s, err := measureAEAD(ctx, a, short)
 		if err != nil {
-			return MemSample{}, err
+			return memrig.Sample{}, err
 		}
-		if s.mpps() > best.mpps() {
+		if s.Mpps() > best.Mpps() {
 			best = s
 		}
 	}
 	return best, nil
 }
 
-func stageCPU(mc MemCase, p *profile.Profile) (*StageCPU, error) {
+func stageCPU(mc memrig.Case, p *profile.Profile) (*StageCPU, error) {
 	if p == nil {
-		return nil, fmt.Errorf("%w: the pipeline measurement was not profiled", ErrProfile)
+		return nil, fmt.Errorf("%w: the pipeline measurement was not profiled", cpuprof.ErrProfile)
 	}
-	shares, n, total, err := StageShares(p)
+	shares, n, total, err := cpuprof.StageShares(p)
 	if err != nil {
 		return nil, err
 	}
@@ -202,20 +195,20 @@ func stageCPU(mc MemCase, p *profile.Profile) (*StageCPU, error) {
 
 // summarize turns the samples into figures: medians over the repeats,
 // then the ratios, pipeline over sequential and each over the AEAD limit.
-func summarize(cases []MemCase, samples [][]MemSample, aeads []AEADLimit, aeadSamples [][]MemSample) *MemReport {
+func summarize(cases []memrig.Case, samples [][]memrig.Sample, aeads []AEADLimit, aeadSamples [][]memrig.Sample) *MemReport {
 	rep := &MemReport{}
 	for i, a := range aeads {
 		a.Samples = aeadSamples[i]
-		a.Gbps = medianOf(a.Samples, func(s MemSample) float64 { return s.gbps(a.PacketSize) })
-		a.Mpps = medianOf(a.Samples, MemSample.mpps)
+		a.Gbps = memrig.MedianOf(a.Samples, func(s memrig.Sample) float64 { return s.Gbps(a.PacketSize) })
+		a.Mpps = memrig.MedianOf(a.Samples, memrig.Sample.Mpps)
 		rep.AEAD = append(rep.AEAD, a)
 	}
 	for i, mc := range cases {
-		r := MemResult{MemCase: mc, Samples: samples[i]}
-		r.Gbps = medianOf(r.Samples, func(s MemSample) float64 { return s.gbps(mc.PacketSize) })
-		r.Mpps = medianOf(r.Samples, MemSample.mpps)
-		r.CPUNsPerPacket = medianOf(r.Samples, MemSample.cpuNsPerPacket)
-		r.AllocsPerPacket = medianOf(r.Samples, MemSample.allocsPerPacket)
+		r := MemResult{Case: mc, Samples: samples[i]}
+		r.Gbps = memrig.MedianOf(r.Samples, func(s memrig.Sample) float64 { return s.Gbps(mc.PacketSize) })
+		r.Mpps = memrig.MedianOf(r.Samples, memrig.Sample.Mpps)
+		r.CPUNsPerPacket = memrig.MedianOf(r.Samples, memrig.Sample.CPUNsPerPacket)
+		r.AllocsPerPacket = memrig.MedianOf(r.Samples, memrig.Sample.AllocsPerPacket)
 		rep.Results = append(rep.Results, r)
 	}
 	fillRatios(rep)
@@ -225,22 +218,22 @@ func summarize(cases []MemCase, samples [][]MemSample, aeads []AEADLimit, aeadSa
 // fillRatios sets each result's ratios from the medians: VsSequential on
 // pipeline rows, and the AEAD limit at the same size and GOMAXPROCS.
 func fillRatios(rep *MemReport) {
-	seq := map[MemCase]float64{}
+	seq := map[memrig.Case]float64{}
 	for _, r := range rep.Results {
 		if r.Engine == engineSequential {
-			seq[r.seqKey()] = r.Gbps
+			seq[seqKey(r.Case)] = r.Gbps
 		}
 	}
 	for i := range rep.Results {
 		r := &rep.Results[i]
 		r.VsSequential = 0
 		if r.Engine != engineSequential {
-			r.VsSequential = ratio(r.Gbps, seq[r.seqKey()])
+			r.VsSequential = core.Ratio(r.Gbps, seq[seqKey(r.Case)])
 		}
 		r.AEADGbps, r.OfAEAD = 0, 0
 		for _, a := range rep.AEAD {
 			if a.PacketSize == r.PacketSize && a.Procs == r.Procs {
-				r.AEADGbps, r.OfAEAD = a.Gbps, ratio(r.Gbps, a.Gbps)
+				r.AEADGbps, r.OfAEAD = a.Gbps, core.Ratio(r.Gbps, a.Gbps)
 			}
 		}
 	}
@@ -249,24 +242,7 @@ func fillRatios(rep *MemReport) {
 const engineSequential = string(stages.EngineSequential)
 
 // seqKey is the case of the sequential row a pipeline row compares with.
-func (mc MemCase) seqKey() MemCase {
+func seqKey(mc memrig.Case) memrig.Case {
 	mc.Engine, mc.Workers = engineSequential, 0
 	return mc
-}
-
-// String describes the case in words, for progress lines.
-func (mc MemCase) String() string {
-	s := fmt.Sprintf("%s %d B, %d peer%s", mc.Direction, mc.PacketSize, mc.Peers, plural(mc.Peers))
-	s += fmt.Sprintf(", GOMAXPROCS %d, %s", mc.Procs, mc.Engine)
-	if mc.Workers > 0 {
-		s += fmt.Sprintf(" with %d worker%s", mc.Workers, plural(mc.Workers))
-	}
-	return s
-}
-
-func plural(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"pipeguard/bench/core"
+	"pipeguard/bench/core/svg/svgtest"
 	"pipeguard/stages"
 )
 
@@ -54,14 +56,14 @@ func TestSmokeMem(t *testing.T) {
 	}
 	for _, r := range fromJSON.Mem.Results {
 		want := uint64(packets)
-		if r.Direction == Both {
+		if r.Direction == core.Both {
 			want *= 2
 		}
 		if len(r.Samples) != 1 || r.Samples[0].Packets != want || !(r.Gbps > 0) {
-			t.Errorf("%v: samples %+v", r.MemCase, r.Samples)
+			t.Errorf("%v: samples %+v", r.Case, r.Samples)
 		}
 		if r.Engine == "pipeline" && !(r.VsSequential > 0) || !(r.AEADGbps > 0) {
-			t.Errorf("%v: ratios missing: %+v", r.MemCase, r)
+			t.Errorf("%v: ratios missing: %+v", r.Case, r)
 		}
 	}
 	m := fromJSON.Machine
@@ -76,7 +78,7 @@ func TestSmokeMem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	parseSVG(t, svg)
+	svgtest.Parse(t, svg)
 	if fi, err := os.Stat(cfg.CPUProfile); err != nil || fi.Size() == 0 {
 		t.Errorf("CPU profile: %v", err)
 	}
@@ -93,7 +95,7 @@ func TestConfigChecks(t *testing.T) {
 		{Peers: []int{0}},
 		{Procs: []int{0}},
 		{Workers: []int{-1}},
-		{Directions: []Direction{"sideways"}},
+		{Directions: []core.Direction{"sideways"}},
 		{Engines: []stages.Engine{"turbo"}},
 		{Repeat: -1},
 	} {
@@ -125,34 +127,7 @@ func TestSweep(t *testing.T) {
 	if got := full.workersFor(1); len(got) != 2 {
 		t.Errorf("workers at 1: %v (1 and 2, without repeats)", got)
 	}
-	if sc := full.stageCase(); sc.Engine != "pipeline" || sc.Direction != Both || sc.PacketSize != 1280 || sc.Procs != 2 {
+	if sc := full.stageCase(); sc.Engine != "pipeline" || sc.Direction != core.Both || sc.PacketSize != 1280 || sc.Procs != 2 {
 		t.Errorf("stage case %v", sc)
-	}
-}
-
-func TestProgress(t *testing.T) {
-	var b bytes.Buffer
-	p := newProgress(&b, true, 2)
-	p.begin("one")
-	p.end("one", "fine")
-	p.begin("two " + strings.Repeat("long ", 30))
-	p.end("two", "fine")
-	p.finish()
-	out := b.String()
-	for _, line := range strings.Split(out, "\r\x1b[K") {
-		if len(line) > progressWidth {
-			t.Errorf("line of %d characters: %q", len(line), line)
-		}
-	}
-	if strings.Contains(out, "\n") || !strings.Contains(out, "\r\x1b[K[2/2 ") || !strings.HasSuffix(out, "\r\x1b[K") {
-		t.Errorf("terminal progress %q", out)
-	}
-	b.Reset()
-	p = newProgress(&b, false, 1)
-	p.begin("one")
-	p.end("one", "fine")
-	p.finish()
-	if !strings.HasPrefix(b.String(), "bench: [1/1] one: fine (") || strings.Count(b.String(), "\n") != 1 {
-		t.Errorf("log progress %q", b.String())
 	}
 }

@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"pipeguard/bench/core"
+	"pipeguard/bench/core/nsenv"
 )
 
 // The soak mode (--mode soak): two PipeGuard ends in network namespaces
@@ -72,8 +75,8 @@ type SoakReport struct {
 	Events  []SoakEvent  `json:"events"`
 	// TCP is iperf3 --bidir from A to B over the whole run, warm-up
 	// included; Ping is ping -i 0.2 from A to B over the same time.
-	TCP  SoakTCP `json:"tcp"`
-	Ping RTT     `json:"ping"`
+	TCP  SoakTCP  `json:"tcp"`
+	Ping core.RTT `json:"ping"`
 	// Summary is the soak's figures, as its one line says them.
 	Summary SoakSummary `json:"summary"`
 	// Line is the one-line summary the table ends with.
@@ -312,7 +315,7 @@ func parseSoakMetrics(text string) (soakMetrics, error) {
 		}
 		series, value, ok := strings.Cut(line, " ")
 		if !ok {
-			return m, fmt.Errorf("%w: metrics line %q", ErrNetns, line)
+			return m, fmt.Errorf("%w: metrics line %q", core.ErrNetns, line)
 		}
 		name, labels, _ := strings.Cut(series, "{")
 		var target *uint64
@@ -320,7 +323,7 @@ func parseSoakMetrics(text string) (soakMetrics, error) {
 		case "go_goroutines":
 			v, err := strconv.Atoi(value)
 			if err != nil || v < 0 {
-				return m, fmt.Errorf("%w: metrics line %q", ErrNetns, line)
+				return m, fmt.Errorf("%w: metrics line %q", core.ErrNetns, line)
 			}
 			m.goroutines, m.sawGoroutines = v, true
 			continue
@@ -347,12 +350,12 @@ func parseSoakMetrics(text string) (soakMetrics, error) {
 		}
 		v, err := strconv.ParseUint(value, 10, 64)
 		if err != nil {
-			return m, fmt.Errorf("%w: metrics line %q", ErrNetns, line)
+			return m, fmt.Errorf("%w: metrics line %q", core.ErrNetns, line)
 		}
 		*target += v
 	}
 	if !m.sawGoroutines || !m.sawDrops {
-		return m, fmt.Errorf("%w: metrics without go_goroutines or pipeguard_stage_drops_total", ErrNetns)
+		return m, fmt.Errorf("%w: metrics without go_goroutines or pipeguard_stage_drops_total", core.ErrNetns)
 	}
 	return m, sc.Err()
 }
@@ -362,10 +365,10 @@ func parseSoakMetrics(text string) (soakMetrics, error) {
 // reverse one in the _bidir_reverse sums.
 type iperf3BidirJSON struct {
 	End struct {
-		SumSent            iperf3Sum `json:"sum_sent"`
-		SumReceived        iperf3Sum `json:"sum_received"`
-		SumSentReverse     iperf3Sum `json:"sum_sent_bidir_reverse"`
-		SumReceivedReverse iperf3Sum `json:"sum_received_bidir_reverse"`
+		SumSent            nsenv.Iperf3Sum `json:"sum_sent"`
+		SumReceived        nsenv.Iperf3Sum `json:"sum_received"`
+		SumSentReverse     nsenv.Iperf3Sum `json:"sum_sent_bidir_reverse"`
+		SumReceivedReverse nsenv.Iperf3Sum `json:"sum_received_bidir_reverse"`
 	} `json:"end"`
 	Error string `json:"error"`
 }
@@ -375,16 +378,16 @@ type iperf3BidirJSON struct {
 func parseIperf3Bidir(b []byte) (SoakTCP, error) {
 	var j iperf3BidirJSON
 	if err := json.Unmarshal(b, &j); err != nil {
-		return SoakTCP{}, fmt.Errorf("%w: %v", ErrIperf, err)
+		return SoakTCP{}, fmt.Errorf("%w: %v", nsenv.ErrIperf, err)
 	}
 	if j.Error != "" {
-		return SoakTCP{}, fmt.Errorf("%w: iperf3: %s", ErrIperf, j.Error)
+		return SoakTCP{}, fmt.Errorf("%w: iperf3: %s", nsenv.ErrIperf, j.Error)
 	}
 	e := j.End
 	t := SoakTCP{Seconds: e.SumReceived.Seconds, BytesAToB: e.SumReceived.Bytes, BytesBToA: e.SumReceivedReverse.Bytes,
 		Retransmits: e.SumSent.Retransmits + e.SumSentReverse.Retransmits}
 	if !(t.Seconds > 0) || math.IsInf(t.Seconds, 0) || t.BytesAToB == 0 || t.BytesBToA == 0 {
-		return SoakTCP{}, fmt.Errorf("%w: --bidir run moved nothing one way (%d and %d bytes)", ErrIperf, t.BytesAToB, t.BytesBToA)
+		return SoakTCP{}, fmt.Errorf("%w: --bidir run moved nothing one way (%d and %d bytes)", nsenv.ErrIperf, t.BytesAToB, t.BytesBToA)
 	}
 	return t, nil
 }

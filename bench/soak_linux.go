@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"pipeguard/bench/core"
+	"pipeguard/bench/core/nsenv"
 	"pipeguard/noise"
 	"pipeguard/stages"
 )
@@ -32,7 +34,7 @@ func soakUsable() error {
 		return err
 	}
 	if _, err := exec.LookPath("wg"); err != nil {
-		return fmt.Errorf("%w: no wg (run as root; scripts/setup.sh installs wireguard-tools)", ErrNetnsUnavailable)
+		return fmt.Errorf("%w: no wg (run as root; scripts/setup.sh installs wireguard-tools)", core.ErrNetnsUnavailable)
 	}
 	return nil
 }
@@ -43,7 +45,7 @@ type soakEnd struct {
 	n         int    // 1 or 2: numbers the prefixes made up for it
 	ns, iface string
 	conf      string // its config file, which the reloads change
-	proc      *nsProc
+	proc      *nsenv.Proc
 	peer      string // its real peer's public key, as wg prints it
 	peerInner string // that peer's tunnel address
 	dummy     string // the public key of the peer a reload added, while it is in the file
@@ -65,51 +67,51 @@ type soakRun struct {
 // builds the client, removes what crashed runs left, and removes all it
 // made before it returns, also when ctx ends.
 func runSoak(ctx context.Context, cfg *Config) (_ *SoakReport, err error) {
-	nb, err := openNsBench(ctx, cfg, soakUsable)
+	nb, err := nsenv.Open(ctx, cfg.out(), soakUsable)
 	if err != nil {
 		return nil, err
 	}
-	defer closeKeep(&err, nb.close)
-	bins, env := nb.bins, nb.env
-	env.extraEnv = []string{"PIPEGUARD_METRICS_ADDR=" + soakMetricsAddr}
-	if err := env.startIperfServer(ctx); err != nil {
+	defer nsenv.CloseKeep(&err, nb.Close)
+	bins, env := nb.Bins, nb.Env
+	env.ExtraEnv = []string{"PIPEGUARD_METRICS_ADDR=" + soakMetricsAddr}
+	if err := env.StartIperfServer(ctx); err != nil {
 		return nil, err
 	}
 	plan := planSoak(cfg.Duration, cfg.SoakEvery)
-	prog := newProgress(cfg.Progress, cfg.ProgressTTY, len(plan.samples))
-	defer prog.finish()
-	m := &tunnelMeasurement{env: env, bins: bins, kind: tunnelKind{ImplPipeGuard, string(stages.EnginePipeline)}, cfg: cfg, prog: prog}
-	if err := m.start(ctx); err != nil {
+	prog := core.NewProgress(cfg.Progress, cfg.ProgressTTY, len(plan.samples))
+	defer prog.Finish()
+	m := &nsenv.Pair{Env: env, Bins: bins, Kind: core.Kind{Impl: core.ImplPipeGuard, Engine: string(stages.EnginePipeline)}}
+	if err := m.Start(ctx); err != nil {
 		return nil, err
 	}
 	stopped := false
 	defer func() {
 		if !stopped {
-			m.stop()
+			m.Stop()
 		}
 	}()
-	if err := m.handshake(ctx); err != nil {
+	if err := m.Handshake(ctx); err != nil {
 		return nil, err
 	}
 	r := &soakRun{cfg: cfg, rep: &SoakReport{
 		DurationSeconds: cfg.Duration.Seconds(), WarmupSeconds: soakWarmup.Seconds(),
 		SampleEverySeconds: soakSampleEvery.Seconds(), ChangeEverySeconds: cfg.SoakEvery.Seconds(),
-		MTU: netnsMTU, Args: m.args, Env: env.extraEnv, PipeGuardRevision: bins.revision, Iperf3Version: iperf3Version(),
+		MTU: nsenv.MTU, Args: m.Args, Env: env.ExtraEnv, PipeGuardRevision: bins.Revision, Iperf3Version: nsenv.Iperf3Version(),
 		Ends: []string{"A", "B"},
 	}}
-	ifaces := env.ifaces[len(env.ifaces)-2:] // the two m.start made, A's first
+	ifaces := env.Ifaces[len(env.Ifaces)-2:] // the two m.start made, A's first
 	for i, e := range []struct {
 		ns, peerInner string
-		p             *nsProc
-	}{{env.a, innerB, m.a}, {env.b, innerA, m.b}} {
+		p             *nsenv.Proc
+	}{{env.A, nsenv.InnerB, m.A}, {env.B, nsenv.InnerA, m.B}} {
 		end := &soakEnd{name: r.rep.Ends[i], n: i + 1, ns: e.ns, iface: ifaces[i], proc: e.p, peerInner: e.peerInner,
-			conf: filepath.Join(env.dir, ifaces[i]+".conf")}
+			conf: filepath.Join(env.Dir, ifaces[i]+".conf")}
 		out, err := wgCmd(ctx, "show", end.iface, "peers")
 		if err != nil {
 			return nil, err
 		}
 		if end.peer = strings.TrimSpace(out); end.peer == "" || strings.Contains(end.peer, "\n") {
-			return nil, fmt.Errorf("%w: %s: expected one peer, wg show says %q", ErrNetns, end.iface, out)
+			return nil, fmt.Errorf("%w: %s: expected one peer, wg show says %q", core.ErrNetns, end.iface, out)
 		}
 		r.ends = append(r.ends, end)
 	}
@@ -117,15 +119,15 @@ func runSoak(ctx context.Context, cfg *Config) (_ *SoakReport, err error) {
 		return nil, err
 	}
 	stopped = true
-	m.stop()
-	r.rep.Warnings = append(r.rep.Warnings, m.warnings...)
+	m.Stop()
+	r.rep.Warnings = append(r.rep.Warnings, m.Warnings...)
 	r.rep.summarizeSoak()
 	return r.rep, nil
 }
 
 // run starts the traffic, waits out the warm-up, then samples and
 // changes the tunnels as plan says, and collects the traffic's figures.
-func (r *soakRun) run(ctx context.Context, env *nsEnv, plan soakPlan, prog *progress, m *tunnelMeasurement) error {
+func (r *soakRun) run(ctx context.Context, env *nsenv.Env, plan soakPlan, prog *core.Progress, m *nsenv.Pair) error {
 	// Ends iperf3 and ping if the soak fails part-way.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -138,7 +140,7 @@ func (r *soakRun) run(ctx context.Context, env *nsEnv, plan soakPlan, prog *prog
 	secs := int((soakWarmup + r.cfg.Duration + 3*time.Second + time.Second - 1) / time.Second)
 	iperfDone := make(chan output, 1)
 	go func() {
-		out, err := runIn(ctx, false, env.a, "iperf3", "-c", innerB, "-p", iperfPort, "--bidir", "-t", strconv.Itoa(secs),
+		out, err := nsenv.RunIn(ctx, false, env.A, "iperf3", "-c", nsenv.InnerB, "-p", nsenv.IperfPort, "--bidir", "-t", strconv.Itoa(secs),
 			"-i", "0", "-J", "--connect-timeout", "5000")
 		iperfDone <- output{out, err}
 	}()
@@ -146,7 +148,7 @@ func (r *soakRun) run(ctx context.Context, env *nsEnv, plan soakPlan, prog *prog
 	defer stopPing()
 	pingDone := make(chan output, 1)
 	go func() {
-		out, err := runIn(pingCtx, true, env.a, "ping", "-i", strconv.FormatFloat(soakPingInterval.Seconds(), 'f', -1, 64), "-W", "1", innerB)
+		out, err := nsenv.RunIn(pingCtx, true, env.A, "ping", "-i", strconv.FormatFloat(soakPingInterval.Seconds(), 'f', -1, 64), "-W", "1", nsenv.InnerB)
 		pingDone <- output{out, err}
 	}()
 	var iperf *output // set when iperf3 has ended
@@ -158,7 +160,7 @@ func (r *soakRun) run(ctx context.Context, env *nsEnv, plan soakPlan, prog *prog
 			case o := <-iperfDone:
 				iperf = &o
 				if _, err := parseIperf3Bidir(o.out); err != nil {
-					return fmt.Errorf("%w: iperf3 --bidir ended early: %v (%v)", ErrNetns, err, o.err)
+					return fmt.Errorf("%w: iperf3 --bidir ended early: %v (%v)", core.ErrNetns, err, o.err)
 				}
 				r.rep.Warnings = append(r.rep.Warnings, fmt.Sprintf("iperf3 ended %.1f s into the soak, before its last sample", time.Since(r.first).Seconds()))
 				iperfDone = nil // a nil channel blocks: wait for the timer only
@@ -181,12 +183,12 @@ func (r *soakRun) run(ctx context.Context, env *nsEnv, plan soakPlan, prog *prog
 			changes = changes[1:]
 			r.change(ctx)
 		}
-		what := fmt.Sprintf("soak: sample %d of %d at %s", i+1, len(plan.samples), fmtMinSec(at))
-		prog.begin(what)
+		what := fmt.Sprintf("soak: sample %d of %d at %s", i+1, len(plan.samples), core.FmtMinSec(at))
+		prog.Begin(what)
 		if err := wait(r.first.Add(at)); err != nil {
 			return err
 		}
-		if err := m.alive(); err != nil {
+		if err := m.Alive(); err != nil {
 			return err
 		}
 		s, err := r.sample(ctx)
@@ -194,11 +196,11 @@ func (r *soakRun) run(ctx context.Context, env *nsEnv, plan soakPlan, prog *prog
 			return err
 		}
 		r.rep.Samples = append(r.rep.Samples, s)
-		prog.end(what, soakProgress(r.rep, s))
+		prog.End(what, soakProgress(r.rep, s))
 	}
 	stopPing()
 	po := <-pingDone
-	ping, err := ParsePing(po.out)
+	ping, err := nsenv.ParsePing(po.out)
 	if err != nil {
 		return fmt.Errorf("%w (ping: %v)", err, po.err)
 	}
@@ -210,7 +212,7 @@ func (r *soakRun) run(ctx context.Context, env *nsEnv, plan soakPlan, prog *prog
 	if r.rep.TCP, err = parseIperf3Bidir(iperf.out); err != nil {
 		return fmt.Errorf("%w (iperf3: %v)", err, iperf.err)
 	}
-	return m.alive()
+	return m.Alive()
 }
 
 // soakProgress is a sample in a few words, for the progress line.
@@ -227,17 +229,17 @@ func soakProgress(r *SoakReport, s SoakSample) string {
 func (r *soakRun) sample(ctx context.Context) (SoakSample, error) {
 	s := SoakSample{AtSeconds: time.Since(r.first).Seconds()}
 	for _, e := range r.ends {
-		rss, err := procRSS(e.proc.pid())
+		rss, err := nsenv.ProcRSS(e.proc.Pid())
 		if err != nil {
-			return s, fmt.Errorf("%w: %s: %v", ErrNetns, e.proc.name, err)
+			return s, fmt.Errorf("%w: %s: %v", core.ErrNetns, e.proc.Name, err)
 		}
-		text, err := httpGetIn(ctx, e.ns, "http://"+soakMetricsAddr+"/metrics")
+		text, err := nsenv.HTTPGetIn(ctx, e.ns, "http://"+soakMetricsAddr+"/metrics")
 		if err != nil {
-			return s, fmt.Errorf("%w: metrics of %s: %v", ErrNetns, e.proc.name, err)
+			return s, fmt.Errorf("%w: metrics of %s: %v", core.ErrNetns, e.proc.Name, err)
 		}
 		mt, err := parseSoakMetrics(text)
 		if err != nil {
-			return s, fmt.Errorf("%s: %w", e.proc.name, err)
+			return s, fmt.Errorf("%s: %w", e.proc.Name, err)
 		}
 		s.Ends = append(s.Ends, SoakEndStat{RSSBytes: rss, Goroutines: mt.goroutines, PanicDrops: mt.panicDrops,
 			StageRestarts: mt.restarts, RxBytes: mt.rxBytes, TxBytes: mt.txBytes,
@@ -288,7 +290,7 @@ func (r *soakRun) reload(ctx context.Context, e *soakEnd) SoakEvent {
 	if err := os.Rename(tmp, e.conf); err != nil {
 		return fail(err)
 	}
-	if err := e.proc.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := e.proc.Signal(syscall.SIGHUP); err != nil {
 		return fail(err)
 	}
 	err = waitWG(ctx, func() (bool, error) {
@@ -361,8 +363,8 @@ func waitWG(ctx context.Context, ok func() (bool, error)) error {
 // /var/run/wireguard) and returns its standard output.
 func wgCmd(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "wg", args...)
-	var stderr tailBuffer
-	stderr.max = 4 << 10
+	var stderr nsenv.TailBuffer
+	stderr.Max = 4 << 10
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {

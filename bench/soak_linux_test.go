@@ -4,6 +4,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"pipeguard/bench/core/nsenv/nsenvtest"
 )
 
 // TestSoakQuick runs `bench --mode soak` for 15 s end to end: real
@@ -14,13 +16,7 @@ import (
 // behaviour, not speed: the resident set may grow by 10% plus 2 MiB, the
 // goroutines by 5, and no packet may be lost to a panic. About 30 s.
 func TestSoakQuick(t *testing.T) {
-	requireNetns(t)
-	if err := soakUsable(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true: this test must run, but: %v", err)
-		}
-		t.Skip(err)
-	}
+	nsenvtest.Require(t, soakUsable())
 	if testing.Short() && os.Getenv("CI") != "true" {
 		t.Skip("runs tunnels for half a minute")
 	}

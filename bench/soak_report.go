@@ -6,6 +6,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"pipeguard/bench/core"
+	"pipeguard/bench/core/svg"
 )
 
 // The soak mode's table and chart.
@@ -56,7 +59,7 @@ func soakRows(r *SoakReport) [][]string {
 		row = append(row, strconv.FormatUint(drops, 10), strconv.FormatUint(restarts, 10))
 		if len(s.Ends) > 0 {
 			g := soakGbps(r, i)
-			row = append(row, orDash(i > 0, fmt.Sprintf("%.2f", g)))
+			row = append(row, core.OrDash(i > 0, fmt.Sprintf("%.2f", g)))
 		}
 		rows = append(rows, row)
 	}
@@ -71,7 +74,7 @@ func soakGbps(r *SoakReport, i int) float64 {
 	}
 	a, b := r.Samples[i-1], r.Samples[i]
 	bytes := float64(b.Ends[0].RxBytes+b.Ends[0].TxBytes) - float64(a.Ends[0].RxBytes+a.Ends[0].TxBytes)
-	return ratio(bytes*8/1e9, b.AtSeconds-a.AtSeconds)
+	return core.Ratio(bytes*8/1e9, b.AtSeconds-a.AtSeconds)
 }
 
 func writeSoak(b *strings.Builder, r *SoakReport) {
@@ -85,21 +88,21 @@ func writeSoak(b *strings.Builder, r *SoakReport) {
 		fmtSoakDuration(every), r.SampleEverySeconds)
 	fmt.Fprintf(b, "goroutines (go_goroutines), Go heap and GC cycles, and its stages' panic drops and restarts (metrics endpoint).\n")
 	fmt.Fprintf(b, "PipeGuard %s; %s.\n\n", cmp.Or(r.PipeGuardRevision, "(revision unknown)"), r.Iperf3Version)
-	t := table{head: soakHead(r.Ends), rows: soakRows(r)}
-	t.write(b, "")
+	t := core.Table{Head: soakHead(r.Ends), Rows: soakRows(r)}
+	t.Write(b, "")
 	b.WriteString("\n")
-	t = table{head: []string{"t s", "end", "change", "applied"}, left: map[int]bool{1: true, 2: true, 3: true}}
+	t = core.Table{Head: []string{"t s", "end", "change", "applied"}, Left: map[int]bool{1: true, 2: true, 3: true}}
 	for _, e := range r.Events {
 		applied := "yes"
 		if !e.Applied {
 			applied = "NO: " + e.Error
 		}
-		t.rows = append(t.rows, []string{fmt.Sprintf("%.1f", e.AtSeconds), e.End, e.Kind + ": " + e.What, applied})
+		t.Rows = append(t.Rows, []string{fmt.Sprintf("%.1f", e.AtSeconds), e.End, e.Kind + ": " + e.What, applied})
 	}
-	t.write(b, "")
+	t.Write(b, "")
 	fmt.Fprintf(b, "\nTCP: %.2f GB A→B and %.2f GB B→A in %.1f s (%.2f Gbit/s together), %d retransmits;\n",
 		float64(r.TCP.BytesAToB)/1e9, float64(r.TCP.BytesBToA)/1e9, r.TCP.Seconds,
-		ratio(float64(r.TCP.BytesAToB+r.TCP.BytesBToA)*8/1e9, r.TCP.Seconds), r.TCP.Retransmits)
+		core.Ratio(float64(r.TCP.BytesAToB+r.TCP.BytesBToA)*8/1e9, r.TCP.Seconds), r.TCP.Retransmits)
 	fmt.Fprintf(b, "ping: %d of %d answered, RTT p50 %.3f ms, p99 %.3f ms.\n", r.Ping.Received, r.Ping.Sent, r.Ping.P50Ms, r.Ping.P99Ms)
 	if n := len(r.Samples); n > 1 {
 		var gcs uint64
@@ -130,11 +133,11 @@ var (
 
 // soakChart draws the soak's series: RSS and goroutines of each end, and
 // end A's tunnel throughput, against time.
-func soakChart(r *Report) chart {
+func soakChart(r *Report) svg.Chart {
 	sr := r.Soak
-	c := chart{title: "PipeGuard soak: " + fmtSoakDuration(time.Duration(sr.DurationSeconds*float64(time.Second))) +
+	c := svg.Chart{Title: "PipeGuard soak: " + fmtSoakDuration(time.Duration(sr.DurationSeconds*float64(time.Second))) +
 		" of TCP both ways and ping, config changes every " + fmtSoakDuration(time.Duration(sr.ChangeEverySeconds*float64(time.Second))),
-		xLabel: "seconds since the first sample"}
+		XLabel: "seconds since the first sample"}
 	// The line, in two: the figures, then the others.
 	headline, rest, _ := strings.Cut(sr.Line, "; both")
 	if rest != "" {
@@ -146,51 +149,51 @@ func soakChart(r *Report) chart {
 			changes = append(changes, s)
 		}
 	}
-	c.subtitles = append(c.subtitles,
+	c.Subtitles = append(c.Subtitles,
 		fmt.Sprintf("%s, %d cores, %s, %s; PipeGuard %s; SIGHUP reloads and wg set changes at %s s",
 			r.Machine.CPUModel, r.Machine.Cores, r.Machine.GoVersion, r.Machine.Date,
 			cmp.Or(shortRevision(sr.PipeGuardRevision), "(revision unknown)"), strings.Join(changes, ", ")),
 		headline, rest)
-	_, xstep := niceScale(sr.DurationSeconds)
+	_, xstep := svg.NiceScale(sr.DurationSeconds)
 	xr := [2]float64{0, sr.DurationSeconds}
 	if n := len(sr.Samples); n > 0 {
 		xr[1] = max(xr[1], sr.Samples[n-1].AtSeconds)
 	}
-	rss := panel{title: "resident set (VmRSS) and Go heap", yLabel: "MiB", xStep: xstep, xRange: xr}
-	gor := panel{title: "goroutines (go_goroutines)", yLabel: "goroutines", xStep: xstep, xRange: xr}
+	rss := svg.Panel{Title: "resident set (VmRSS) and Go heap", YLabel: "MiB", XStep: xstep, XRange: xr}
+	gor := svg.Panel{Title: "goroutines (go_goroutines)", YLabel: "goroutines", XStep: xstep, XRange: xr}
 	for i, end := range sr.Ends {
 		// The ends' lines often coincide: the first wide and solid, the
 		// others narrower and dashed on top of it.
-		sRSS := series{name: "end " + end, color: soakColors[i%len(soakColors)], width: 4, marker: "circle"}
+		sRSS := svg.Series{Name: "end " + end, Color: soakColors[i%len(soakColors)], Width: 4, Marker: "circle"}
 		if i > 0 {
-			sRSS.width, sRSS.dashed, sRSS.marker = 2, true, "square"
+			sRSS.Width, sRSS.Dashed, sRSS.Marker = 2, true, "square"
 		}
 		sGor := sRSS
 		for _, s := range sr.Samples {
 			if i < len(s.Ends) {
-				sRSS.points = append(sRSS.points, point{s.AtSeconds, mib(s.Ends[i].RSSBytes)})
-				sGor.points = append(sGor.points, point{s.AtSeconds, float64(s.Ends[i].Goroutines)})
+				sRSS.Points = append(sRSS.Points, svg.Point{X: s.AtSeconds, Y: mib(s.Ends[i].RSSBytes)})
+				sGor.Points = append(sGor.Points, svg.Point{X: s.AtSeconds, Y: float64(s.Ends[i].Goroutines)})
 			}
 		}
-		rss.add(sRSS)
-		gor.add(sGor)
-		heap := series{name: "heap, end " + end, color: soakHeapColors[i%len(soakHeapColors)], width: 2, dashed: true}
+		rss.Add(sRSS)
+		gor.Add(sGor)
+		heap := svg.Series{Name: "heap, end " + end, Color: soakHeapColors[i%len(soakHeapColors)], Width: 2, Dashed: true}
 		for _, s := range sr.Samples {
 			if i < len(s.Ends) {
-				heap.points = append(heap.points, point{s.AtSeconds, mib(s.Ends[i].HeapBytes)})
+				heap.Points = append(heap.Points, svg.Point{X: s.AtSeconds, Y: mib(s.Ends[i].HeapBytes)})
 			}
 		}
-		rss.add(heap)
+		rss.Add(heap)
 	}
-	tput := panel{title: "tunnel throughput at end A", yLabel: "Gbit/s, sent + received", xStep: xstep, xRange: xr}
+	tput := svg.Panel{Title: "tunnel throughput at end A", YLabel: "Gbit/s, sent + received", XStep: xstep, XRange: xr}
 	if len(sr.Ends) > 0 {
-		s := series{name: "end " + sr.Ends[0] + " datagrams", color: "#555555", width: 2, marker: "square"}
+		s := svg.Series{Name: "end " + sr.Ends[0] + " datagrams", Color: "#555555", Width: 2, Marker: "square"}
 		for i := 1; i < len(sr.Samples); i++ {
-			s.points = append(s.points, point{sr.Samples[i].AtSeconds, soakGbps(sr, i)})
+			s.Points = append(s.Points, svg.Point{X: sr.Samples[i].AtSeconds, Y: soakGbps(sr, i)})
 		}
-		tput.add(s)
+		tput.Add(s)
 	}
-	c.panels = append(c.panels, rss, gor, tput)
+	c.Panels = append(c.Panels, rss, gor, tput)
 	return c
 }
 

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"pipeguard/bench/core"
+	"pipeguard/bench/core/svg/svgtest"
 )
 
 func TestPlanSoak(t *testing.T) {
@@ -131,7 +134,7 @@ func fakeSoak(change func(last []SoakEndStat)) *SoakReport {
 		Events: []SoakEvent{{AtSeconds: 30, End: "A", Kind: soakReload, What: "peer x added", Applied: true},
 			{AtSeconds: 30, End: "A", Kind: soakWGSet, What: "persistent-keepalive 25", Applied: true}},
 		TCP:  SoakTCP{Seconds: 66, BytesAToB: 4e9, BytesBToA: 3e9},
-		Ping: RTT{Sent: 330, Received: 329},
+		Ping: core.RTT{Sent: 330, Received: 329},
 	}
 	r.summarizeSoak()
 	return r
@@ -189,7 +192,7 @@ func TestSoakSummary(t *testing.T) {
 // TestSoakReportOutputs checks the table, the JSON round trip and the
 // chart of a soak report.
 func TestSoakReportOutputs(t *testing.T) {
-	rep := &Report{Machine: Machine{CPUModel: "test CPU", Cores: 2}, Settings: Settings{Mode: string(ModeSoak)}, Soak: fakeSoak(nil)}
+	rep := &Report{Machine: core.Machine{CPUModel: "test CPU", Cores: 2}, Settings: core.Settings{Mode: string(ModeSoak)}, Soak: fakeSoak(nil)}
 	var b bytes.Buffer
 	if err := rep.WriteTable(&b); err != nil {
 		t.Fatal(err)
@@ -239,17 +242,17 @@ func checkSoakTable(t *testing.T, table string, r *SoakReport) {
 // end in each panel, and the throughput.
 func checkSoakSVG(t *testing.T, svg []byte, r *SoakReport) {
 	t.Helper()
-	d := parseSVG(t, svg)
+	d := svgtest.Parse(t, svg)
 	for _, e := range r.Ends {
-		if _, ok := d.series["end "+e]; !ok {
-			t.Errorf("chart has no line for end %s: %v", e, d.series)
+		if _, ok := d.Series["end "+e]; !ok {
+			t.Errorf("chart has no line for end %s: %v", e, d.Series)
 		}
 	}
-	if _, ok := d.series["end A datagrams"]; !ok {
-		t.Errorf("chart has no throughput line: %v", d.series)
+	if _, ok := d.Series["end A datagrams"]; !ok {
+		t.Errorf("chart has no throughput line: %v", d.Series)
 	}
 	for _, title := range []string{"resident set (VmRSS) and Go heap", "goroutines (go_goroutines)"} {
-		if !slices.Contains(d.texts, title) {
+		if !slices.Contains(d.Texts, title) {
 			t.Errorf("chart has no panel %q", title)
 		}
 	}

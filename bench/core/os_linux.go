@@ -1,4 +1,4 @@
-package bench
+package core
 
 import (
 	"bufio"
@@ -10,8 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// processCPU is the CPU time (user and system) the process has used.
-func processCPU() time.Duration {
+// ProcessCPU is the CPU time (user and system) the process has used.
+func ProcessCPU() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
@@ -19,8 +19,8 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// cpuModel is the first "model name" in /proc/cpuinfo.
-func cpuModel() string {
+// CPUModel is the first "model name" in /proc/cpuinfo.
+func CPUModel() string {
 	f, err := os.Open("/proc/cpuinfo")
 	if err != nil {
 		return "unknown"
@@ -35,8 +35,8 @@ func cpuModel() string {
 	return "unknown"
 }
 
-// kernel is the kernel's release, as uname -r prints it.
-func kernel() string {
+// Kernel is the kernel's release, as uname -r prints it.
+func Kernel() string {
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
 		return "unknown"
@@ -44,9 +44,9 @@ func kernel() string {
 	return "Linux " + unix.ByteSliceToString(u.Release[:])
 }
 
-// loadAverage is the first three fields of /proc/loadavg: the 1, 5 and
+// LoadAverage is the first three fields of /proc/loadavg: the 1, 5 and
 // 15 minute load averages.
-func loadAverage() string {
+func LoadAverage() string {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
 		return ""

@@ -1,4 +1,4 @@
-package bench
+package memrig
 
 import (
 	"net/netip"

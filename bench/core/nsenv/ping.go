@@ -1,12 +1,15 @@
-package bench
+package nsenv
 
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
+
+	"pipeguard/bench/core"
 )
 
 // PingResult is what the harness takes from the output of iputils ping
@@ -67,6 +70,9 @@ func ParsePing(b []byte) (PingResult, error) {
 }
 
 // RTT summarises the round-trip times: p50 and p99 by nearest rank.
-func (p PingResult) RTT() RTT {
-	return RTT{Sent: p.Sent, Received: p.Received, P50Ms: percentile(p.RTTs, 50), P99Ms: percentile(p.RTTs, 99)}
+func (p PingResult) RTT() core.RTT {
+	return core.RTT{Sent: p.Sent, Received: p.Received, P50Ms: core.Percentile(p.RTTs, 50), P99Ms: core.Percentile(p.RTTs, 99)}
 }
+
+// ErrPing is wrapped when ping's output cannot be read.
+var ErrPing = errors.New("bench: bad ping output")

@@ -1,7 +1,8 @@
-package bench
+package nsenv
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 )
@@ -31,8 +32,8 @@ type iperf3JSON struct {
 		} `json:"test_start"`
 	} `json:"start"`
 	End struct {
-		SumSent     iperf3Sum `json:"sum_sent"`
-		SumReceived iperf3Sum `json:"sum_received"`
+		SumSent     Iperf3Sum `json:"sum_sent"`
+		SumReceived Iperf3Sum `json:"sum_received"`
 		CPU         struct {
 			HostTotal   float64 `json:"host_total"`
 			RemoteTotal float64 `json:"remote_total"`
@@ -41,7 +42,7 @@ type iperf3JSON struct {
 	Error string `json:"error"`
 }
 
-type iperf3Sum struct {
+type Iperf3Sum struct {
 	Seconds       float64 `json:"seconds"`
 	Bytes         uint64  `json:"bytes"`
 	BitsPerSecond float64 `json:"bits_per_second"`
@@ -91,3 +92,6 @@ func finiteNonNeg(xs ...float64) bool {
 	}
 	return true
 }
+
+// ErrIperf is wrapped when iperf3's JSON output cannot be read.
+var ErrIperf = errors.New("bench: bad iperf3 output")

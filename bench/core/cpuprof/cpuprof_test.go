@@ -1,4 +1,4 @@
-package bench
+package cpuprof
 
 import (
 	"bufio"
@@ -137,3 +137,5 @@ func TestStageSharesUnlabelled(t *testing.T) {
 		t.Error("a profile without CPU time was accepted")
 	}
 }
+
+func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }

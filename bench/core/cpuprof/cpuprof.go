@@ -1,8 +1,21 @@
-package bench
+// Package cpuprof profiles only what the harness measures, and splits the
+// CPU time by pipeline stage. A CPU profile is started just before each
+// measured interval and stopped just after, so sealing datagrams and the
+// rest of the harness's setup stay out of it, and the intervals'
+// profiles are merged. Go allows one CPU profile at a time, so the
+// whole-run profile (--cpuprofile) and the per-stage share come from the
+// same interval profiles. StageShares groups a profile's samples by the
+// "stage" pprof label every stage of the engine runs under.
+//
+// It parses profiles with github.com/google/pprof/profile, the parser go
+// tool pprof itself uses: reading the labels of samples means decoding
+// the profile's protocol buffer, which is not worth writing again.
+package cpuprof
 
 import (
 	"bytes"
 	"cmp"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -11,30 +24,22 @@ import (
 	"time"
 
 	"github.com/google/pprof/profile"
-)
 
-// The harness profiles only what it measures: a CPU profile is started
-// just before each measured interval and stopped just after, so sealing
-// datagrams and the rest of the harness's setup stay out of it, and the
-// intervals' profiles are merged. Go allows one CPU profile at a time, so
-// the whole-run profile (--cpuprofile) and the per-stage share come from
-// the same interval profiles.
-//
-// It parses profiles with github.com/google/pprof/profile, the parser
-// go tool pprof itself uses: reading the labels of samples means decoding
-// the profile's protocol buffer, which is not worth writing again.
+	"pipeguard/bench/core"
+)
 
 // stageLabel is the pprof label the engine puts on each stage's goroutine.
 const stageLabel = "stage"
 
-// intervalProfiler takes a CPU profile of one measured interval. The zero
+// Interval takes a CPU profile of one measured interval. The zero
 // value is ready; it is used by one goroutine.
-type intervalProfiler struct {
+type Interval struct {
 	buf bytes.Buffer
 	on  bool
 }
 
-func (ip *intervalProfiler) begin() error {
+// Begin starts the profile.
+func (ip *Interval) Begin() error {
 	ip.buf.Reset()
 	if err := pprof.StartCPUProfile(&ip.buf); err != nil {
 		return fmt.Errorf("%w: %v", ErrProfile, err)
@@ -43,9 +48,9 @@ func (ip *intervalProfiler) begin() error {
 	return nil
 }
 
-// end stops the profile and returns it parsed. It waits for the
+// End stops the profile and returns it parsed. It waits for the
 // profiler's last read, which takes up to a tenth of a second.
-func (ip *intervalProfiler) end() (*profile.Profile, error) {
+func (ip *Interval) End() (*profile.Profile, error) {
 	if !ip.on {
 		return nil, nil
 	}
@@ -58,8 +63,8 @@ func (ip *intervalProfiler) end() (*profile.Profile, error) {
 	return p, nil
 }
 
-// mergeProfiles merges interval profiles, skipping nils; nil for none.
-func mergeProfiles(ps []*profile.Profile) (*profile.Profile, error) {
+// Merge merges interval profiles, skipping nils; nil for none.
+func Merge(ps []*profile.Profile) (*profile.Profile, error) {
 	ps = slices.DeleteFunc(slices.Clone(ps), func(p *profile.Profile) bool { return p == nil })
 	switch len(ps) {
 	case 0:
@@ -107,7 +112,7 @@ func StageShares(p *profile.Profile) (shares []StageShare, samples int64, total 
 		by[NoStage] = 0 // shown as 0, so a reader sees nothing was left out
 	}
 	for name, ns := range by {
-		shares = append(shares, StageShare{Stage: name, Seconds: time.Duration(ns).Seconds(), Share: ratio(float64(ns), float64(total))})
+		shares = append(shares, StageShare{Stage: name, Seconds: time.Duration(ns).Seconds(), Share: core.Ratio(float64(ns), float64(total))})
 	}
 	slices.SortFunc(shares, func(a, b StageShare) int {
 		if (a.Stage == NoStage) != (b.Stage == NoStage) {
@@ -121,17 +126,31 @@ func StageShares(p *profile.Profile) (shares []StageShare, samples int64, total 
 	return shares, samples, total, nil
 }
 
-// writeProfile writes p, gzipped as go tool pprof reads it, to path.
-func writeProfile(path string, p *profile.Profile) error {
+// Write writes p, gzipped as go tool pprof reads it, to path.
+func Write(path string, p *profile.Profile) error {
 	if p == nil {
 		return fmt.Errorf("%w: nothing was profiled", ErrProfile)
 	}
-	return writeFile(path, p.Write)
+	return core.WriteFile(path, p.Write)
 }
 
-// writeAllocProfile writes the allocation profile (every allocation
+// WriteAllocs writes the allocation profile (every allocation
 // sampled since the process started, and what is live) to path.
-func writeAllocProfile(path string) error {
+func WriteAllocs(path string) error {
 	runtime.GC() // make the live figures current
-	return writeFile(path, func(w io.Writer) error { return pprof.Lookup("allocs").WriteTo(w, 0) })
+	return core.WriteFile(path, func(w io.Writer) error { return pprof.Lookup("allocs").WriteTo(w, 0) })
+}
+
+// ErrProfile is wrapped when a CPU profile cannot be taken or read.
+var ErrProfile = errors.New("bench: bad profile")
+
+// NoStage names profile samples without a stage label: the runtime (GC
+// workers, scheduler), the harness and its feed goroutine.
+const NoStage = "(no stage)"
+
+// StageShare is one stage's CPU time and its share of the profile.
+type StageShare struct {
+	Stage   string  `json:"stage"`
+	Seconds float64 `json:"cpu_seconds"`
+	Share   float64 `json:"share"` // of all profiled CPU time, 0..1
 }

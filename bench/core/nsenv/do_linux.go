@@ -1,4 +1,4 @@
-package bench
+package nsenv
 
 import (
 	"bufio"
@@ -9,17 +9,18 @@ import (
 	"net/http"
 	"time"
 
+	"pipeguard/bench/core"
 	"pipeguard/tunio/nsthread"
 )
 
-// inNetns runs fn on an OS thread that has joined the network namespace
+// InNetns runs fn on an OS thread that has joined the network namespace
 // ns, so that the sockets fn makes are the namespace's (nsthread.Do). The
-// thread never carries the harness into ns for good: removeNetns kills
+// thread never carries the harness into ns for good: Close kills
 // ns's processes.
-func inNetns(ns string, fn func() error) error {
+func InNetns(ns string, fn func() error) error {
 	var fnErr error
 	if err := nsthread.Do(ns, func() error { fnErr = fn(); return nil }); err != nil {
-		return fmt.Errorf("%w: %v", ErrNetns, err)
+		return fmt.Errorf("%w: %v", core.ErrNetns, err)
 	}
 	return fnErr
 }
@@ -28,16 +29,16 @@ func inNetns(ns string, fn func() error) error {
 // an answer takes milliseconds.
 const httpTimeout = 5 * time.Second
 
-// httpGetIn fetches url (http://host:port/path) from inside namespace ns
+// HTTPGetIn fetches url (http://host:port/path) from inside namespace ns
 // and returns the body of a 200 answer.
-func httpGetIn(ctx context.Context, ns, url string) (string, error) {
+func HTTPGetIn(ctx context.Context, ns, url string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", err
 	}
 	req.Close = true
 	var conn net.Conn
-	err = inNetns(ns, func() (err error) {
+	err = InNetns(ns, func() (err error) {
 		d := net.Dialer{Timeout: httpTimeout}
 		conn, err = d.DialContext(ctx, "tcp", req.URL.Host)
 		return err

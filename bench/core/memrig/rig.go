@@ -1,4 +1,4 @@
-package bench
+package memrig
 
 import (
 	"context"
@@ -46,7 +46,7 @@ func (o *Options) fill() {
 }
 
 // Rig is one tunnel under test with in-memory ends, and the remote peers
-// the harness plays. Make one with NewRig, Close it when done.
+// the harness plays. Make one with New, Close it when done.
 type Rig struct {
 	opts   Options
 	tunnel *stages.Tunnel
@@ -79,10 +79,10 @@ type remotePeer struct {
 	addr   netip.AddrPort
 }
 
-// NewRig starts a tunnel and completes a handshake with every simulated
+// New starts a tunnel and completes a handshake with every simulated
 // peer, the harness as initiator, and confirms each session with a
 // keepalive so the tunnel can send on it too.
-func NewRig(o Options) (*Rig, error) {
+func New(o Options) (*Rig, error) {
 	o.fill()
 	r := &Rig{opts: o, errc: make(chan error, 1)}
 	r.tunWritten.init()
@@ -219,7 +219,7 @@ func (r *Rig) SealInto(out [][]byte, backing []byte) {
 	var pkt wire.Packet
 	for i := range out {
 		p := r.peers[int(r.inSeq)%len(r.peers)]
-		fillIPv4(pkt.Buf[wire.InnerOffset:wire.InnerOffset+r.opts.PacketSize], p.inner, localInner, r.inSeq)
+		FillIPv4(pkt.Buf[wire.InnerOffset:wire.InnerOffset+r.opts.PacketSize], p.inner, localInner, r.inSeq)
 		r.inSeq++
 		pkt.InnerLen = uint16(r.opts.PacketSize)
 		if _, err := p.kp.Seal(&pkt); err != nil {
@@ -365,6 +365,19 @@ func (r *Rig) outboundSource(dst []byte) int {
 	return copy(dst, t)
 }
 
+// Tunnel is the tunnel under test.
+func (r *Rig) Tunnel() *stages.Tunnel { return r.tunnel }
+
+// FeedFrom queues datagrams for the tunnel to read, dgrams[i] from
+// from[i], unless the socket's queue is full: then it drops them, as a
+// full receive buffer would, and returns false. It does not copy them.
+func (r *Rig) FeedFrom(dgrams [][]byte, from []netip.AddrPort) bool {
+	return r.udp.FeedFrom(dgrams, from)
+}
+
+// FedFromRead is how many of FeedFrom's datagrams the tunnel has read.
+func (r *Rig) FedFromRead() uint64 { return r.udp.othersRead.Load() }
+
 // Stats is the tunnel's stage counters.
 func (r *Rig) Stats() []stages.StageStats { return r.tunnel.Stats() }
 
@@ -381,12 +394,12 @@ func (r *Rig) Close() error {
 
 func ipv4Packet(src, dst netip.Addr, size int) []byte {
 	b := make([]byte, size)
-	fillIPv4(b, src, dst, 0)
+	FillIPv4(b, src, dst, 0)
 	return b
 }
 
-// fillIPv4 writes a UDP-in-IPv4 packet filling b, with seq in its payload.
-func fillIPv4(b []byte, src, dst netip.Addr, seq uint32) {
+// FillIPv4 writes a UDP-in-IPv4 packet filling b, with seq in its payload.
+func FillIPv4(b []byte, src, dst netip.Addr, seq uint32) {
 	b[0] = 0x45
 	binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
 	b[8], b[9] = 64, 17

@@ -1,4 +1,4 @@
-package bench
+package nsenv
 
 import (
 	"fmt"
@@ -30,10 +30,10 @@ func TestParseProcFiles(t *testing.T) {
 		}
 	}
 	// This process's own files parse.
-	if _, err := procCPU(os.Getpid()); err != nil {
+	if _, err := ProcCPU(os.Getpid()); err != nil {
 		t.Error(err)
 	}
-	if n, err := procPeakRSS(os.Getpid()); err != nil || n == 0 {
+	if n, err := ProcPeakRSS(os.Getpid()); err != nil || n == 0 {
 		t.Errorf("own VmHWM %v, %v", n, err)
 	}
 }
@@ -47,14 +47,14 @@ func TestStaleName(t *testing.T) {
 		name, prefix, sep string
 		stale             bool
 	}{
-		{fmt.Sprintf("pgbench-%d-1a", dead.Process.Pid), nsPrefix, "-", true},
-		{fmt.Sprintf("pgbench-%d-1a", os.Getpid()), nsPrefix, "-", false}, // a live run's
-		{fmt.Sprintf("pgb%dt3a.sock", dead.Process.Pid), ifPrefix, "t", true},
-		{"pgbase", nsPrefix, "-", false},
-		{"pgbench--1a", nsPrefix, "-", false},
-		{"pgbench-12x-1a", nsPrefix, "-", false},
-		{"pgbench-0-1a", nsPrefix, "-", false},
-		{"pgbench-77", nsPrefix, "-", false}, // no separator after the pid
+		{fmt.Sprintf("pgbench-%d-1a", dead.Process.Pid), NsPrefix, "-", true},
+		{fmt.Sprintf("pgbench-%d-1a", os.Getpid()), NsPrefix, "-", false}, // a live run's
+		{fmt.Sprintf("pgb%dt3a.sock", dead.Process.Pid), IfPrefix, "t", true},
+		{"pgbase", NsPrefix, "-", false},
+		{"pgbench--1a", NsPrefix, "-", false},
+		{"pgbench-12x-1a", NsPrefix, "-", false},
+		{"pgbench-0-1a", NsPrefix, "-", false},
+		{"pgbench-77", NsPrefix, "-", false}, // no separator after the pid
 	} {
 		if got := staleName(tc.name, tc.prefix, tc.sep); got != tc.stale {
 			t.Errorf("staleName(%q) = %v", tc.name, got)
@@ -63,16 +63,16 @@ func TestStaleName(t *testing.T) {
 }
 
 func TestTailBuffer(t *testing.T) {
-	b := &tailBuffer{max: 8}
+	b := &TailBuffer{Max: 8}
 	b.Write([]byte("hello "))
 	b.Write([]byte("world!"))
 	if got := b.String(); got != "o world!" {
 		t.Errorf("tail %q", got)
 	}
-	if got := lastLine("a\nb\n\n"); got != "b" {
+	if got := LastLine("a\nb\n\n"); got != "b" {
 		t.Errorf("lastLine %q", got)
 	}
-	if strings.Contains(lastLine("one"), "\n") {
+	if strings.Contains(LastLine("one"), "\n") {
 		t.Error("lastLine")
 	}
 }
