@@ -10,6 +10,7 @@ import (
 
 	"pipeguard/bench/core"
 	"pipeguard/bench/core/memrig"
+	floodmode "pipeguard/bench/flood"
 	"pipeguard/noise"
 	"pipeguard/stages"
 	"pipeguard/wire"
@@ -136,9 +137,9 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	if c.Duration == 0 && c.Mode == ModeFlood {
-		c.Duration = floodDuration
+		c.Duration = floodmode.DefaultDuration
 		if c.Quick {
-			c.Duration = floodQuickDuration
+			c.Duration = floodmode.QuickDuration
 		}
 	}
 	if c.Mode == ModeSoak && c.Duration == 0 {

@@ -8,19 +8,20 @@ import (
 	"pipeguard/bench/core"
 	"pipeguard/bench/core/cpuprof"
 	"pipeguard/bench/core/memrig"
+	floodmode "pipeguard/bench/flood"
 )
 
 // Report is everything one run of the harness measured: what the table
 // shows and the JSON file holds. Mem, Netns and Flood are nil when their
 // mode did not run.
 type Report struct {
-	Machine  core.Machine   `json:"machine"`
-	Settings core.Settings  `json:"settings"`
-	Mem      *MemReport     `json:"mem,omitempty"`
-	Netns    *NetnsReport   `json:"netns,omitempty"`
-	Loadgen  *LoadgenReport `json:"loadgen,omitempty"`
-	Soak     *SoakReport    `json:"soak,omitempty"`
-	Flood    *FloodReport   `json:"flood,omitempty"`
+	Machine  core.Machine      `json:"machine"`
+	Settings core.Settings     `json:"settings"`
+	Mem      *MemReport        `json:"mem,omitempty"`
+	Netns    *NetnsReport      `json:"netns,omitempty"`
+	Loadgen  *LoadgenReport    `json:"loadgen,omitempty"`
+	Soak     *SoakReport       `json:"soak,omitempty"`
+	Flood    *floodmode.Report `json:"flood,omitempty"`
 }
 
 // MemReport holds the in-memory mode's figures.

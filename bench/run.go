@@ -13,6 +13,7 @@ import (
 	"pipeguard/bench/core"
 	"pipeguard/bench/core/cpuprof"
 	"pipeguard/bench/core/memrig"
+	floodmode "pipeguard/bench/flood"
 	"pipeguard/stages"
 )
 
@@ -46,7 +47,14 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (*Report, error) {
 	}
 	var profs []*profile.Profile
 	if cfg.Mode == ModeFlood {
-		if rep.Flood, profs, err = runFlood(ctx, &cfg); err != nil {
+		fc := floodmode.Config{Quick: cfg.Quick, Duration: cfg.Duration, Repeat: cfg.Repeat, Packets: cfg.Packets, Out: cfg.out()}
+		if len(cfg.Sizes) > 0 {
+			fc.Size = cfg.Sizes[0]
+		}
+		if len(cfg.Directions) > 0 {
+			fc.Direction = cfg.Directions[0]
+		}
+		if rep.Flood, profs, err = floodmode.Measure(ctx, fc); err != nil {
 			return nil, err
 		}
 	}

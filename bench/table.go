@@ -36,7 +36,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		writeMem(&b, r.Mem, r.Settings)
 	}
 	if r.Flood != nil {
-		writeFlood(&b, r.Flood, r.Settings)
+		r.Flood.WriteTable(&b, r.Settings)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

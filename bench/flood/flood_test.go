@@ -1,14 +1,16 @@
-package bench
+package flood
 
 import (
 	"bytes"
 	"context"
-	"path/filepath"
+	"encoding/json"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"pipeguard/bench/core"
 	"pipeguard/stages"
 )
 
@@ -27,28 +29,36 @@ func TestFloodShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a tunnel under a flood")
 	}
-	dir := t.TempDir()
-	var stdout, prog bytes.Buffer
+	var prog bytes.Buffer
 	// A fixed count of packets: one segment of each phase, a round each.
-	cfg := Config{Mode: ModeFlood, Packets: 20000, JSONPath: filepath.Join(dir, "f.json"), Progress: &prog}
+	cfg := Config{Packets: 20000, Out: core.Out{W: &prog}}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	rep, err := Run(ctx, cfg, &stdout)
+	rep, _, err := Measure(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var table strings.Builder
+	rep.WriteTable(&table, core.Settings{Repeat: 1})
 	var line string
-	for _, l := range strings.Split(stdout.String(), "\n") {
+	for _, l := range strings.Split(table.String(), "\n") {
 		if strings.HasPrefix(l, "flood:") {
 			line = l
 		}
 	}
 	if !floodLine.MatchString(line) {
-		t.Fatalf("summary line %q does not have the flood mode's shape; output:\n%s", line, stdout.String())
+		t.Fatalf("summary line %q does not have the flood mode's shape; output:\n%s", line, table.String())
 	}
-	fromJSON := readReportFile(t, cfg.JSONPath)
-	fr := fromJSON.Flood
-	if fr == nil || fr.Line() != line || fr.Line() != rep.Flood.Line() {
+	// The report read back from its JSON says the same.
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fr *Report
+	if err := json.Unmarshal(b, &fr); err != nil {
+		t.Fatal(err)
+	}
+	if fr.Line() != line || !reflect.DeepEqual(fr, rep) {
 		t.Fatalf("the JSON report's summary differs from the printed one:\n%s\n%s", fr.Line(), line)
 	}
 	fl := fr.Flooded

@@ -1,6 +1,7 @@
-package bench
+package flood
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -20,16 +21,6 @@ import (
 	"pipeguard/wire"
 )
 
-// The flood mode measures what a handshake flood costs the data: one
-// in-memory tunnel with one established peer carries bulk data both ways,
-// first alone, then while the harness sends it handshake initiations from
-// many source addresses, each with a valid MAC1 for the tunnel's public
-// key (so each passes the cheap check and, unless the tunnel answers with
-// a cookie, costs it a Curve25519 operation), at floodFactor times the
-// rate one core of this machine does X25519, measured in the same run.
-// The attacker never completes the cookie exchange: its sources are
-// spoofed, so MAC2 stays empty.
-
 const (
 	// floodFactor is the flood's rate over the machine's X25519 rate.
 	floodFactor = 10
@@ -47,15 +38,48 @@ const (
 	// for the AEAD limit: it is a ceiling.
 	x25519Tries   = 3
 	x25519RunTime = 100 * time.Millisecond
-	// Default measured time per phase (unloaded, flooded): long enough to
-	// span the tunnel's one-second under-load window several times.
-	floodDuration      = 3 * time.Second
-	floodQuickDuration = 2 * time.Second
 )
 
-// FloodReport is the flood mode's figures: medians over the repeats in
+// Default measured time per phase (unloaded, flooded): long enough to
+// span the tunnel's one-second under-load window several times.
+const (
+	DefaultDuration = 3 * time.Second
+	QuickDuration   = 2 * time.Second
+)
+
+// Config is one run of the flood mode. The zero value runs it with
+// the defaults named in the comments, which Quick makes shorter.
+type Config struct {
+	Quick bool
+	// Duration is the measured time of each phase, alone and flooded:
+	// default 3 s, quick 2 s.
+	Duration time.Duration
+	Repeat   int // figures are medians of this many runs; default 1
+	// Packets, when positive, makes each phase one segment that moves
+	// exactly this many packets per direction (tests).
+	Packets   int
+	Size      int            // inner packet size; default wire.MaxInnerSize
+	Direction core.Direction // the data's direction; default core.Both
+	Out       core.Out       // progress
+}
+
+// WithDefaults fills c's zero fields.
+func (c Config) WithDefaults() Config {
+	if c.Duration == 0 {
+		c.Duration = DefaultDuration
+		if c.Quick {
+			c.Duration = QuickDuration
+		}
+	}
+	c.Repeat = max(c.Repeat, 1)
+	c.Size = cmp.Or(c.Size, wire.MaxInnerSize)
+	c.Direction = cmp.Or(c.Direction, core.Both)
+	return c
+}
+
+// Report is the flood mode's figures: medians over the repeats in
 // Runs. Rates are per second of wall time.
-type FloodReport struct {
+type Report struct {
 	Direction  core.Direction `json:"direction"`
 	PacketSize int            `json:"packet_size"`
 	Procs      int            `json:"gomaxprocs"`
@@ -64,33 +88,33 @@ type FloodReport struct {
 	// X25519PerSecond is one core's X25519 rate, what a responder that
 	// did Curve25519 work for every initiation could at best answer;
 	// TargetPerSecond is floodFactor times it, the flood's rate.
-	X25519PerSecond float64    `json:"x25519_per_s"`
-	TargetPerSecond float64    `json:"target_initiations_per_s"`
-	Unloaded        FloodPhase `json:"unloaded"`
-	Flooded         FloodPhase `json:"flooded"`
+	X25519PerSecond float64 `json:"x25519_per_s"`
+	TargetPerSecond float64 `json:"target_initiations_per_s"`
+	Unloaded        Phase   `json:"unloaded"`
+	Flooded         Phase   `json:"flooded"`
 	// Kept is the data's rate flooded over its rate alone: the median,
 	// over every pair of adjacent segments of every run, of the one's
 	// Gbit/s over the other's. A change in the machine's other load falls
 	// on both of a pair; a median of the pairs is moved less by one
 	// disturbed segment than the ratio of the totals would be.
-	Kept float64    `json:"kept"`
-	Runs []FloodRun `json:"runs"`
+	Kept float64 `json:"kept"`
+	Runs []Run   `json:"runs"`
 }
 
-// FloodRun is one repeat: the tunnel alone and under the flood, in
+// Run is one repeat: the tunnel alone and under the flood, in
 // alternating segments.
-type FloodRun struct {
-	X25519PerSecond float64    `json:"x25519_per_s"`
-	Unloaded        FloodPhase `json:"unloaded"`
-	Flooded         FloodPhase `json:"flooded"`
+type Run struct {
+	X25519PerSecond float64 `json:"x25519_per_s"`
+	Unloaded        Phase   `json:"unloaded"`
+	Flooded         Phase   `json:"flooded"`
 	// PairRatios are each segment pair's flooded Gbit/s over its alone.
 	PairRatios []float64 `json:"pair_ratios"`
 }
 
-// FloodPhase is one phase's figures. CPU comes from a profile of the
+// Phase is one phase's figures. CPU comes from a profile of the
 // measured intervals, by the engine's stage labels: TunnelCPU is every
 // stage's (100 = one core), HandshakeCPU the handshake actor's.
-type FloodPhase struct {
+type Phase struct {
 	Gbps          float64 `json:"gbit_per_s"` // inner bytes, both directions together
 	Seconds       float64 `json:"seconds"`    // measured time
 	WallSeconds   float64 `json:"wall_seconds"`
@@ -110,22 +134,17 @@ type FloodPhase struct {
 	Dropped       float64 `json:"dropped_per_s"` // queue full, invalid (incl. rate-limited and throttled)
 }
 
-// runFlood runs the flood mode. It returns the profiles of the flooded
+// Measure runs the flood mode. It returns the profiles of the flooded
 // phases for --cpuprofile.
-func runFlood(ctx context.Context, cfg *Config) (*FloodReport, []*profile.Profile, error) {
+func Measure(ctx context.Context, cfg Config) (*Report, []*profile.Profile, error) {
+	cfg = cfg.WithDefaults()
 	procs := runtime.NumCPU()
 	prev := runtime.GOMAXPROCS(procs)
 	defer runtime.GOMAXPROCS(prev)
-	mc := memrig.Case{Direction: core.Both, Engine: string(stages.EnginePipeline), PacketSize: wire.MaxInnerSize, Peers: 1, Procs: procs, Workers: procs}
-	if len(cfg.Sizes) > 0 {
-		mc.PacketSize = cfg.Sizes[0]
-	}
-	if len(cfg.Directions) > 0 {
-		mc.Direction = cfg.Directions[0]
-	}
-	prog := core.NewProgress(cfg.Progress, cfg.ProgressTTY, 2*cfg.Repeat)
+	mc := memrig.Case{Direction: cfg.Direction, Engine: string(stages.EnginePipeline), PacketSize: cfg.Size, Peers: 1, Procs: procs, Workers: procs}
+	prog := cfg.Out.Progress(2 * cfg.Repeat)
 	defer prog.Finish()
-	rep := &FloodReport{Direction: mc.Direction, PacketSize: mc.PacketSize, Procs: procs, Workers: procs, Sources: floodSources}
+	rep := &Report{Direction: mc.Direction, PacketSize: mc.PacketSize, Procs: procs, Workers: procs, Sources: floodSources}
 	var profs []*profile.Profile
 	for range cfg.Repeat {
 		prog.Begin("X25519 rate, one core")
@@ -138,10 +157,10 @@ func runFlood(ctx context.Context, cfg *Config) (*FloodReport, []*profile.Profil
 		rep.Runs = append(rep.Runs, run)
 		profs = append(profs, p)
 	}
-	rep.X25519PerSecond = core.Median(floodField(rep.Runs, func(r FloodRun) float64 { return r.X25519PerSecond }))
+	rep.X25519PerSecond = core.Median(floodField(rep.Runs, func(r Run) float64 { return r.X25519PerSecond }))
 	rep.TargetPerSecond = floodFactor * rep.X25519PerSecond
-	rep.Unloaded = medianPhase(rep.Runs, func(r FloodRun) FloodPhase { return r.Unloaded })
-	rep.Flooded = medianPhase(rep.Runs, func(r FloodRun) FloodPhase { return r.Flooded })
+	rep.Unloaded = medianPhase(rep.Runs, func(r Run) Phase { return r.Unloaded })
+	rep.Flooded = medianPhase(rep.Runs, func(r Run) Phase { return r.Flooded })
 	var pairs []float64
 	for _, r := range rep.Runs {
 		pairs = append(pairs, r.PairRatios...)
@@ -154,8 +173,8 @@ func runFlood(ctx context.Context, cfg *Config) (*FloodReport, []*profile.Profil
 // x25519 initiations a second. The two phases alternate in floodSegments
 // segments each, so that a change in the machine's other load during the
 // run (it is shared, often) falls on both alike.
-func floodOnce(ctx context.Context, cfg *Config, mc memrig.Case, x25519 float64, prog *core.Progress) (FloodRun, *profile.Profile, error) {
-	run := FloodRun{X25519PerSecond: x25519}
+func floodOnce(ctx context.Context, cfg Config, mc memrig.Case, x25519 float64, prog *core.Progress) (Run, *profile.Profile, error) {
+	run := Run{X25519PerSecond: x25519}
 	rig, err := memrig.New(memrig.Options{Engine: stages.Engine(mc.Engine), Workers: mc.Workers, PacketSize: mc.PacketSize})
 	if err != nil {
 		return run, nil, err
@@ -273,18 +292,18 @@ func stageDrops(ss []stages.StageStats, stage string, r stages.DropReason) uint6
 }
 
 // phase turns the totals into figures, and returns the merged profile.
-func (acc *floodTotals) phase(packetSize int) (FloodPhase, *profile.Profile, error) {
+func (acc *floodTotals) phase(packetSize int) (Phase, *profile.Profile, error) {
 	p, err := cpuprof.Merge(acc.profs)
 	if err != nil {
-		return FloodPhase{}, nil, err
+		return Phase{}, nil, err
 	}
 	s := acc.data
 	wall := acc.wall.Seconds()
-	ph := FloodPhase{Gbps: s.Gbps(packetSize), Seconds: s.Seconds, WallSeconds: wall}
+	ph := Phase{Gbps: s.Gbps(packetSize), Seconds: s.Seconds, WallSeconds: wall}
 	if p != nil {
 		shares, _, _, err := cpuprof.StageShares(p)
 		if err != nil {
-			return FloodPhase{}, nil, err
+			return Phase{}, nil, err
 		}
 		pct := func(sec float64) float64 { return 100 * core.Ratio(sec, s.Seconds) }
 		for _, sh := range shares {
@@ -435,7 +454,7 @@ func (f *floodGen) run() {
 	}
 }
 
-func floodField(runs []FloodRun, f func(FloodRun) float64) []float64 {
+func floodField(runs []Run, f func(Run) float64) []float64 {
 	xs := make([]float64, len(runs))
 	for i, r := range runs {
 		xs[i] = f(r)
@@ -444,27 +463,27 @@ func floodField(runs []FloodRun, f func(FloodRun) float64) []float64 {
 }
 
 // medianPhase is the median of every figure of one phase over the runs.
-func medianPhase(runs []FloodRun, phase func(FloodRun) FloodPhase) FloodPhase {
-	m := func(f func(FloodPhase) float64) float64 {
-		return core.Median(floodField(runs, func(r FloodRun) float64 { return f(phase(r)) }))
+func medianPhase(runs []Run, phase func(Run) Phase) Phase {
+	m := func(f func(Phase) float64) float64 {
+		return core.Median(floodField(runs, func(r Run) float64 { return f(phase(r)) }))
 	}
-	return FloodPhase{
-		Gbps:          m(func(p FloodPhase) float64 { return p.Gbps }),
-		Seconds:       m(func(p FloodPhase) float64 { return p.Seconds }),
-		WallSeconds:   m(func(p FloodPhase) float64 { return p.WallSeconds }),
-		TunnelCPU:     m(func(p FloodPhase) float64 { return p.TunnelCPU }),
-		HandshakeCPU:  m(func(p FloodPhase) float64 { return p.HandshakeCPU }),
-		UDPRecvCPU:    m(func(p FloodPhase) float64 { return p.UDPRecvCPU }),
-		Received:      m(func(p FloodPhase) float64 { return p.Received }),
-		SocketDropped: m(func(p FloodPhase) float64 { return p.SocketDropped }),
-		QueueFull:     m(func(p FloodPhase) float64 { return p.QueueFull }),
-		Taken:         m(func(p FloodPhase) float64 { return p.Taken }),
-		Worked:        m(func(p FloodPhase) float64 { return p.Worked }),
-		Answered:      m(func(p FloodPhase) float64 { return p.Answered }),
-		CookieReplies: m(func(p FloodPhase) float64 { return p.CookieReplies }),
-		Invalid:       m(func(p FloodPhase) float64 { return p.Invalid }),
-		RateLimited:   m(func(p FloodPhase) float64 { return p.RateLimited }),
-		Throttled:     m(func(p FloodPhase) float64 { return p.Throttled }),
-		Dropped:       m(func(p FloodPhase) float64 { return p.Dropped }),
+	return Phase{
+		Gbps:          m(func(p Phase) float64 { return p.Gbps }),
+		Seconds:       m(func(p Phase) float64 { return p.Seconds }),
+		WallSeconds:   m(func(p Phase) float64 { return p.WallSeconds }),
+		TunnelCPU:     m(func(p Phase) float64 { return p.TunnelCPU }),
+		HandshakeCPU:  m(func(p Phase) float64 { return p.HandshakeCPU }),
+		UDPRecvCPU:    m(func(p Phase) float64 { return p.UDPRecvCPU }),
+		Received:      m(func(p Phase) float64 { return p.Received }),
+		SocketDropped: m(func(p Phase) float64 { return p.SocketDropped }),
+		QueueFull:     m(func(p Phase) float64 { return p.QueueFull }),
+		Taken:         m(func(p Phase) float64 { return p.Taken }),
+		Worked:        m(func(p Phase) float64 { return p.Worked }),
+		Answered:      m(func(p Phase) float64 { return p.Answered }),
+		CookieReplies: m(func(p Phase) float64 { return p.CookieReplies }),
+		Invalid:       m(func(p Phase) float64 { return p.Invalid }),
+		RateLimited:   m(func(p Phase) float64 { return p.RateLimited }),
+		Throttled:     m(func(p Phase) float64 { return p.Throttled }),
+		Dropped:       m(func(p Phase) float64 { return p.Dropped }),
 	}
 }
