@@ -11,6 +11,7 @@ import (
 	"pipeguard/bench/core"
 	"pipeguard/bench/core/memrig"
 	floodmode "pipeguard/bench/flood"
+	"pipeguard/bench/soak"
 	"pipeguard/noise"
 	"pipeguard/stages"
 	"pipeguard/wire"
@@ -143,13 +144,13 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	if c.Mode == ModeSoak && c.Duration == 0 {
-		c.Duration = defaultSoakDuration
+		c.Duration = soak.DefaultDuration
 		if c.Quick {
-			c.Duration = quickSoakDuration
+			c.Duration = soak.QuickDuration
 		}
 	}
 	if c.SoakEvery == 0 {
-		c.SoakEvery = defaultSoakEvery
+		c.SoakEvery = soak.DefaultEvery
 	}
 	if c.Duration == 0 {
 		c.Duration = defaultDuration

@@ -9,6 +9,7 @@ import (
 	"pipeguard/bench/core/cpuprof"
 	"pipeguard/bench/core/memrig"
 	floodmode "pipeguard/bench/flood"
+	"pipeguard/bench/soak"
 )
 
 // Report is everything one run of the harness measured: what the table
@@ -20,7 +21,7 @@ type Report struct {
 	Mem      *MemReport        `json:"mem,omitempty"`
 	Netns    *NetnsReport      `json:"netns,omitempty"`
 	Loadgen  *LoadgenReport    `json:"loadgen,omitempty"`
-	Soak     *SoakReport       `json:"soak,omitempty"`
+	Soak     *soak.Report      `json:"soak,omitempty"`
 	Flood    *floodmode.Report `json:"flood,omitempty"`
 }
 

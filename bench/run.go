@@ -14,6 +14,7 @@ import (
 	"pipeguard/bench/core/cpuprof"
 	"pipeguard/bench/core/memrig"
 	floodmode "pipeguard/bench/flood"
+	"pipeguard/bench/soak"
 	"pipeguard/stages"
 )
 
@@ -41,7 +42,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (*Report, error) {
 		}
 	}
 	if cfg.Mode == ModeSoak {
-		if rep.Soak, err = runSoak(ctx, &cfg); err != nil {
+		if rep.Soak, err = soak.Measure(ctx, soak.Config{Quick: cfg.Quick, Duration: cfg.Duration, Every: cfg.SoakEvery, Out: cfg.out()}); err != nil {
 			return nil, err
 		}
 	}

@@ -31,7 +31,7 @@ var dirColors = map[core.Direction][2]string{
 // for each mode that ran, in memory first, then netns, then loadgen.
 func (r *Report) WriteSVG(w io.Writer) error {
 	if r.Soak != nil { // a mode of its own: its series against time
-		return svg.Write(w, soakChart(r))
+		return svg.Write(w, r.Soak.Chart(r.Machine))
 	}
 	c, row := svg.Chart{Title: "PipeGuard throughput"}, 0
 	var parts []string

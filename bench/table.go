@@ -24,7 +24,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	b.WriteString("\n")
 	if r.Soak != nil {
-		writeSoak(&b, r.Soak)
+		r.Soak.WriteTable(&b)
 	}
 	if r.Netns != nil {
 		writeNetns(&b, r.Netns, r.Settings)

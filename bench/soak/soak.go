@@ -1,7 +1,8 @@
-package bench
+package soak
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -12,12 +13,6 @@ import (
 	"pipeguard/bench/core"
 	"pipeguard/bench/core/nsenv"
 )
-
-// The soak mode (--mode soak): two PipeGuard ends in network namespaces
-// carry TCP both ways and ping for a long time while their configs
-// change under them, and the harness watches each process's memory and
-// goroutines for growth. This file is its plan, arithmetic and report;
-// soak_linux.go runs it.
 
 // Soak settings.
 const (
@@ -30,20 +25,46 @@ const (
 	// window: a first sample taken idle would count that as growth. The
 	// soak compares steady state with steady state.
 	soakWarmup = 5 * time.Second
-	// defaultSoakDuration, quickSoakDuration: the traffic's length after
-	// the warm-up.
-	defaultSoakDuration = 10 * time.Minute
-	quickSoakDuration   = 20 * time.Second
-	// defaultSoakEvery: a SIGHUP reload and a wg set change at each end
+	// DefaultDuration, QuickDuration: the traffic's length after the
+	// warm-up.
+	DefaultDuration = 10 * time.Minute
+	QuickDuration   = 20 * time.Second
+	// DefaultEvery: a SIGHUP reload and a wg set change at each end
 	// this often.
-	defaultSoakEvery = time.Minute
+	DefaultEvery = time.Minute
 	// soakPingInterval: ping's -i through the tunnel, the whole time.
 	soakPingInterval = 200 * time.Millisecond
 	// soakChangeWait bounds how long a change may take to show in wg show.
 	soakChangeWait = 5 * time.Second
 )
 
-// The soak's bounds (issue 13): over the run, each tunnel's resident set
+// Config is one soak. The zero value runs it with the defaults named
+// in the comments, which Quick makes shorter.
+type Config struct {
+	Quick bool
+	// Duration is the traffic watched after the warm-up: default 10 min,
+	// quick 20 s.
+	Duration time.Duration
+	// Every is how often each end is reloaded with SIGHUP and its peer
+	// changed with wg set: default 1 min (at least once in a shorter
+	// soak).
+	Every time.Duration
+	Out   core.Out // progress
+}
+
+// WithDefaults fills c's zero fields.
+func (c Config) WithDefaults() Config {
+	if c.Duration == 0 {
+		c.Duration = DefaultDuration
+		if c.Quick {
+			c.Duration = QuickDuration
+		}
+	}
+	c.Every = cmp.Or(c.Every, DefaultEvery)
+	return c
+}
+
+// The soak's bounds: over the run, each tunnel's resident set
 // may grow by at most 10% plus 2 MiB, its goroutines by at most 5, and no
 // packet may be lost to a stage's panic.
 const (
@@ -52,8 +73,8 @@ const (
 	soakGoroutineRise = 5
 )
 
-// SoakReport is what the soak mode measured.
-type SoakReport struct {
+// Report is what the soak mode measured.
+type Report struct {
 	// DurationSeconds is the traffic measured (after WarmupSeconds of
 	// traffic before the first sample); samples every SampleEverySeconds,
 	// a SIGHUP reload and a wg set change at each end every
@@ -70,15 +91,15 @@ type SoakReport struct {
 	PipeGuardRevision string   `json:"pipeguard_revision,omitempty"`
 	Iperf3Version     string   `json:"iperf3_version"`
 	// Ends names the tunnel processes, in the order of each sample's Ends.
-	Ends    []string     `json:"ends"`
-	Samples []SoakSample `json:"samples"`
-	Events  []SoakEvent  `json:"events"`
+	Ends    []string `json:"ends"`
+	Samples []Sample `json:"samples"`
+	Events  []Event  `json:"events"`
 	// TCP is iperf3 --bidir from A to B over the whole run, warm-up
 	// included; Ping is ping -i 0.2 from A to B over the same time.
-	TCP  SoakTCP  `json:"tcp"`
+	TCP  TCP      `json:"tcp"`
 	Ping core.RTT `json:"ping"`
 	// Summary is the soak's figures, as its one line says them.
-	Summary SoakSummary `json:"summary"`
+	Summary Summary `json:"summary"`
 	// Line is the one-line summary the table ends with.
 	Line string `json:"line"`
 	// Failures are the bounds broken and the changes that did not apply;
@@ -88,15 +109,15 @@ type SoakReport struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
-// SoakSample is one reading of every tunnel process.
-type SoakSample struct {
-	AtSeconds float64       `json:"at_seconds"` // since the first sample
-	Ends      []SoakEndStat `json:"ends"`       // in the order of SoakReport.Ends
+// Sample is one reading of every tunnel process.
+type Sample struct {
+	AtSeconds float64   `json:"at_seconds"` // since the first sample
+	Ends      []EndStat `json:"ends"`       // in the order of Report.Ends
 }
 
-// SoakEndStat is one tunnel process at one moment: its resident set
+// EndStat is one tunnel process at one moment: its resident set
 // (VmRSS in /proc/<pid>/status) and what its metrics endpoint says.
-type SoakEndStat struct {
+type EndStat struct {
 	RSSBytes      uint64 `json:"rss_bytes"`
 	Goroutines    int    `json:"goroutines"`     // go_goroutines
 	PanicDrops    uint64 `json:"panic_drops"`    // pipeguard_stage_drops_total{reason="panic"}, all stages
@@ -115,8 +136,8 @@ type SoakEndStat struct {
 	GCCycles      uint64 `json:"gc_cycles"`
 }
 
-// SoakEvent is one change made to a running tunnel.
-type SoakEvent struct {
+// Event is one change made to a running tunnel.
+type Event struct {
 	AtSeconds float64 `json:"at_seconds"` // since the first sample
 	End       string  `json:"end"`
 	Kind      string  `json:"kind"` // soakReload or soakWGSet
@@ -127,23 +148,23 @@ type SoakEvent struct {
 	Error   string `json:"error,omitempty"`
 }
 
-// Kinds of SoakEvent.
+// Kinds of Event.
 const (
 	soakReload = "SIGHUP"
 	soakWGSet  = "wg set"
 )
 
-// SoakTCP is the bidirectional iperf3 run: bytes received each way.
-type SoakTCP struct {
+// TCP is the bidirectional iperf3 run: bytes received each way.
+type TCP struct {
 	Seconds     float64 `json:"seconds"`
 	BytesAToB   uint64  `json:"bytes_a_to_b"`
 	BytesBToA   uint64  `json:"bytes_b_to_a"`
 	Retransmits int64   `json:"retransmits"`
 }
 
-// SoakSummary holds the figures of the one line: the first and last
+// Summary holds the figures of the one line: the first and last
 // samples of both processes summed, and the counts over the run.
-type SoakSummary struct {
+type Summary struct {
 	RSSFirstBytes   uint64 `json:"rss_first_bytes"`
 	RSSLastBytes    uint64 `json:"rss_last_bytes"`
 	GoroutinesFirst int    `json:"goroutines_first"`
@@ -185,8 +206,8 @@ func planSoak(d, every time.Duration) soakPlan {
 
 // summarizeSoak fills the summary, the failures and the line from the
 // samples and events.
-func (r *SoakReport) summarizeSoak() {
-	s := SoakSummary{}
+func (r *Report) summarizeSoak() {
+	s := Summary{}
 	for _, e := range r.Events {
 		switch e.Kind {
 		case soakReload:
@@ -219,8 +240,8 @@ func (r *SoakReport) summarizeSoak() {
 			s.StageRestarts += l.StageRestarts
 			r.checkBounds(end, f, l)
 		}
-		r.checkBounds("both", SoakEndStat{RSSBytes: s.RSSFirstBytes, Goroutines: s.GoroutinesFirst},
-			SoakEndStat{RSSBytes: s.RSSLastBytes, Goroutines: s.GoroutinesLast})
+		r.checkBounds("both", EndStat{RSSBytes: s.RSSFirstBytes, Goroutines: s.GoroutinesFirst},
+			EndStat{RSSBytes: s.RSSLastBytes, Goroutines: s.GoroutinesLast})
 	} else {
 		r.Failures = append(r.Failures, "no samples")
 	}
@@ -229,9 +250,9 @@ func (r *SoakReport) summarizeSoak() {
 	r.Line = r.line()
 }
 
-// checkBounds notes the issue's bounds that end broke between its first
+// checkBounds notes the bounds that end broke between its first
 // and last samples: RSS and goroutine growth, and panic drops at all.
-func (r *SoakReport) checkBounds(end string, first, last SoakEndStat) {
+func (r *Report) checkBounds(end string, first, last EndStat) {
 	if limit := soakRSSFactor*float64(first.RSSBytes) + soakRSSSlack; float64(last.RSSBytes) > limit {
 		r.Failures = append(r.Failures, fmt.Sprintf("%s: RSS grew from %.1f MiB to %.1f MiB, over %.1f MiB (first × %.1f + %d MiB)",
 			end, mib(first.RSSBytes), mib(last.RSSBytes), limit/(1<<20), soakRSSFactor, soakRSSSlack>>20))
@@ -247,12 +268,12 @@ func (r *SoakReport) checkBounds(end string, first, last SoakEndStat) {
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 
-// line is the soak's one-line summary, in issue 13's form:
+// line is the soak's one-line summary, in this form:
 //
 //	soak: <D> of traffic; RSS first X MiB last Y MiB; goroutines first A last B; panic drops N; <other figures>
 //
 // RSS and goroutines are both tunnel processes' together.
-func (r *SoakReport) line() string {
+func (r *Report) line() string {
 	s := r.Summary
 	var b strings.Builder
 	fmt.Fprintf(&b, "soak: %s of traffic; RSS first %.1f MiB last %.1f MiB; goroutines first %d last %d; panic drops %d",
@@ -375,19 +396,19 @@ type iperf3BidirJSON struct {
 
 // parseIperf3Bidir reads `iperf3 -c … --bidir -J` run from A: bytes
 // received by B (forward) and by A (reverse).
-func parseIperf3Bidir(b []byte) (SoakTCP, error) {
+func parseIperf3Bidir(b []byte) (TCP, error) {
 	var j iperf3BidirJSON
 	if err := json.Unmarshal(b, &j); err != nil {
-		return SoakTCP{}, fmt.Errorf("%w: %v", nsenv.ErrIperf, err)
+		return TCP{}, fmt.Errorf("%w: %v", nsenv.ErrIperf, err)
 	}
 	if j.Error != "" {
-		return SoakTCP{}, fmt.Errorf("%w: iperf3: %s", nsenv.ErrIperf, j.Error)
+		return TCP{}, fmt.Errorf("%w: iperf3: %s", nsenv.ErrIperf, j.Error)
 	}
 	e := j.End
-	t := SoakTCP{Seconds: e.SumReceived.Seconds, BytesAToB: e.SumReceived.Bytes, BytesBToA: e.SumReceivedReverse.Bytes,
+	t := TCP{Seconds: e.SumReceived.Seconds, BytesAToB: e.SumReceived.Bytes, BytesBToA: e.SumReceivedReverse.Bytes,
 		Retransmits: e.SumSent.Retransmits + e.SumSentReverse.Retransmits}
 	if !(t.Seconds > 0) || math.IsInf(t.Seconds, 0) || t.BytesAToB == 0 || t.BytesBToA == 0 {
-		return SoakTCP{}, fmt.Errorf("%w: --bidir run moved nothing one way (%d and %d bytes)", nsenv.ErrIperf, t.BytesAToB, t.BytesBToA)
+		return TCP{}, fmt.Errorf("%w: --bidir run moved nothing one way (%d and %d bytes)", nsenv.ErrIperf, t.BytesAToB, t.BytesBToA)
 	}
 	return t, nil
 }

@@ -1,4 +1,4 @@
-package bench
+package soak
 
 import (
 	"context"
@@ -27,10 +27,10 @@ const soakMetricsAddr = "127.0.0.1:9586"
 // takes out again.
 const soakMarker = "# added by the bench's soak mode"
 
-// soakUsable checks what the soak mode needs: what the netns mode needs,
-// and wg.
+// soakUsable checks what the soak mode needs: root, /dev/net/tun,
+// iproute2, iperf3, ping and wg.
 func soakUsable() error {
-	if err := netnsUsable(); err != nil {
+	if err := nsenv.Usable("ip", "iperf3", "ping"); err != nil {
 		return err
 	}
 	if _, err := exec.LookPath("wg"); err != nil {
@@ -54,20 +54,21 @@ type soakEnd struct {
 
 // soakRun is one soak. Used by one goroutine.
 type soakRun struct {
-	cfg   *Config
+	cfg   Config
 	ends  []*soakEnd
-	rep   *SoakReport
+	rep   *Report
 	first time.Time // of the first sample: events and samples count from it
 }
 
-// runSoak runs the soak mode: two PipeGuard ends (the pipeline engine) in
+// Measure runs the soak mode: two PipeGuard ends (the pipeline engine) in
 // network namespaces, TCP both ways and ping for cfg.Duration after a
 // warm-up, a SIGHUP reload and a wg set peer change at each end every
-// cfg.SoakEvery, and a sample of each process every soakSampleEvery. It
+// cfg.Every, and a sample of each process every soakSampleEvery. It
 // builds the client, removes what crashed runs left, and removes all it
 // made before it returns, also when ctx ends.
-func runSoak(ctx context.Context, cfg *Config) (_ *SoakReport, err error) {
-	nb, err := nsenv.Open(ctx, cfg.out(), soakUsable)
+func Measure(ctx context.Context, cfg Config) (_ *Report, err error) {
+	cfg = cfg.WithDefaults()
+	nb, err := nsenv.Open(ctx, cfg.Out, soakUsable)
 	if err != nil {
 		return nil, err
 	}
@@ -77,8 +78,8 @@ func runSoak(ctx context.Context, cfg *Config) (_ *SoakReport, err error) {
 	if err := env.StartIperfServer(ctx); err != nil {
 		return nil, err
 	}
-	plan := planSoak(cfg.Duration, cfg.SoakEvery)
-	prog := core.NewProgress(cfg.Progress, cfg.ProgressTTY, len(plan.samples))
+	plan := planSoak(cfg.Duration, cfg.Every)
+	prog := cfg.Out.Progress(len(plan.samples))
 	defer prog.Finish()
 	m := &nsenv.Pair{Env: env, Bins: bins, Kind: core.Kind{Impl: core.ImplPipeGuard, Engine: string(stages.EnginePipeline)}}
 	if err := m.Start(ctx); err != nil {
@@ -93,9 +94,9 @@ func runSoak(ctx context.Context, cfg *Config) (_ *SoakReport, err error) {
 	if err := m.Handshake(ctx); err != nil {
 		return nil, err
 	}
-	r := &soakRun{cfg: cfg, rep: &SoakReport{
+	r := &soakRun{cfg: cfg, rep: &Report{
 		DurationSeconds: cfg.Duration.Seconds(), WarmupSeconds: soakWarmup.Seconds(),
-		SampleEverySeconds: soakSampleEvery.Seconds(), ChangeEverySeconds: cfg.SoakEvery.Seconds(),
+		SampleEverySeconds: soakSampleEvery.Seconds(), ChangeEverySeconds: cfg.Every.Seconds(),
 		MTU: nsenv.MTU, Args: m.Args, Env: env.ExtraEnv, PipeGuardRevision: bins.Revision, Iperf3Version: nsenv.Iperf3Version(),
 		Ends: []string{"A", "B"},
 	}}
@@ -216,7 +217,7 @@ func (r *soakRun) run(ctx context.Context, env *nsenv.Env, plan soakPlan, prog *
 }
 
 // soakProgress is a sample in a few words, for the progress line.
-func soakProgress(r *SoakReport, s SoakSample) string {
+func soakProgress(r *Report, s Sample) string {
 	var rss, gor []string
 	for i, e := range s.Ends {
 		rss = append(rss, fmt.Sprintf("%s %.1f", r.Ends[i], mib(e.RSSBytes)))
@@ -226,8 +227,8 @@ func soakProgress(r *SoakReport, s SoakSample) string {
 }
 
 // sample reads every end's resident set and metrics.
-func (r *soakRun) sample(ctx context.Context) (SoakSample, error) {
-	s := SoakSample{AtSeconds: time.Since(r.first).Seconds()}
+func (r *soakRun) sample(ctx context.Context) (Sample, error) {
+	s := Sample{AtSeconds: time.Since(r.first).Seconds()}
 	for _, e := range r.ends {
 		rss, err := nsenv.ProcRSS(e.proc.Pid())
 		if err != nil {
@@ -241,7 +242,7 @@ func (r *soakRun) sample(ctx context.Context) (SoakSample, error) {
 		if err != nil {
 			return s, fmt.Errorf("%s: %w", e.proc.Name, err)
 		}
-		s.Ends = append(s.Ends, SoakEndStat{RSSBytes: rss, Goroutines: mt.goroutines, PanicDrops: mt.panicDrops,
+		s.Ends = append(s.Ends, EndStat{RSSBytes: rss, Goroutines: mt.goroutines, PanicDrops: mt.panicDrops,
 			StageRestarts: mt.restarts, RxBytes: mt.rxBytes, TxBytes: mt.txBytes,
 			HeapBytes: mt.heap, HeapGoalBytes: mt.heapGoal, GCCycles: mt.gcCycles})
 	}
@@ -259,9 +260,9 @@ func (r *soakRun) change(ctx context.Context) {
 // reload adds a made-up peer to e's config file, or takes out the one it
 // added last time, sends SIGHUP and waits for wg show to list the peers
 // the file names: the reload adds or removes a peer and its route.
-func (r *soakRun) reload(ctx context.Context, e *soakEnd) SoakEvent {
-	ev := SoakEvent{AtSeconds: time.Since(r.first).Seconds(), End: e.name, Kind: soakReload}
-	fail := func(err error) SoakEvent { ev.Error = err.Error(); return ev }
+func (r *soakRun) reload(ctx context.Context, e *soakEnd) Event {
+	ev := Event{AtSeconds: time.Since(r.first).Seconds(), End: e.name, Kind: soakReload}
+	fail := func(err error) Event { ev.Error = err.Error(); return ev }
 	b, err := os.ReadFile(e.conf)
 	if err != nil {
 		return fail(err)
@@ -307,8 +308,8 @@ func (r *soakRun) reload(ctx context.Context, e *soakEnd) SoakEvent {
 // wgSet changes e's real peer with wg set, through the UAPI's peer-change
 // path: in turn, a persistent keepalive and a second allowed prefix, then
 // neither. Traffic to the peer's own address goes on throughout.
-func (r *soakRun) wgSet(ctx context.Context, e *soakEnd) SoakEvent {
-	ev := SoakEvent{AtSeconds: time.Since(r.first).Seconds(), End: e.name, Kind: soakWGSet}
+func (r *soakRun) wgSet(ctx context.Context, e *soakEnd) Event {
+	ev := Event{AtSeconds: time.Since(r.first).Seconds(), End: e.name, Kind: soakWGSet}
 	prefix := fmt.Sprintf("10.204.%d.0/24", e.n)
 	on := !e.wgSet
 	keepalive, ips := "off", e.peerInner+"/32"

@@ -1,9 +1,8 @@
-package bench
+package soak
 
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"os"
 	"regexp"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"pipeguard/bench/core"
+	"pipeguard/bench/core/svg"
 	"pipeguard/bench/core/svg/svgtest"
 )
 
@@ -117,23 +117,23 @@ func TestParseIperf3Bidir(t *testing.T) {
 	}
 }
 
-// soakLine is issue 13's form of the line, and the figures in it.
+// soakLine is the form of the soak's line, and the figures in it.
 var soakLine = regexp.MustCompile(`^soak: (\d+(?:\.\d+)?[smh][0-9smh]*) of traffic; RSS first (\d+\.\d) MiB last (\d+\.\d) MiB; goroutines first (\d+) last (\d+); panic drops (\d+); \S.*$`)
 
 // fakeSoak is a soak report of two ends: RSS 30 MiB each, 20 goroutines
 // each, the same at 0 and 30 s; change makes the last sample differ.
-func fakeSoak(change func(last []SoakEndStat)) *SoakReport {
-	first := []SoakEndStat{{RSSBytes: 30 << 20, Goroutines: 20, RxBytes: 0}, {RSSBytes: 30 << 20, Goroutines: 20}}
-	last := []SoakEndStat{{RSSBytes: 31 << 20, Goroutines: 20, RxBytes: 5e9, TxBytes: 5e9}, {RSSBytes: 30 << 20, Goroutines: 21}}
+func fakeSoak(change func(last []EndStat)) *Report {
+	first := []EndStat{{RSSBytes: 30 << 20, Goroutines: 20, RxBytes: 0}, {RSSBytes: 30 << 20, Goroutines: 20}}
+	last := []EndStat{{RSSBytes: 31 << 20, Goroutines: 20, RxBytes: 5e9, TxBytes: 5e9}, {RSSBytes: 30 << 20, Goroutines: 21}}
 	if change != nil {
 		change(last)
 	}
-	r := &SoakReport{DurationSeconds: 60, WarmupSeconds: 5, SampleEverySeconds: 10, ChangeEverySeconds: 60, MTU: 1280,
+	r := &Report{DurationSeconds: 60, WarmupSeconds: 5, SampleEverySeconds: 10, ChangeEverySeconds: 60, MTU: 1280,
 		Args: []string{"standalone"}, Ends: []string{"A", "B"},
-		Samples: []SoakSample{{AtSeconds: 0, Ends: first}, {AtSeconds: 30, Ends: first}, {AtSeconds: 60, Ends: last}},
-		Events: []SoakEvent{{AtSeconds: 30, End: "A", Kind: soakReload, What: "peer x added", Applied: true},
+		Samples: []Sample{{AtSeconds: 0, Ends: first}, {AtSeconds: 30, Ends: first}, {AtSeconds: 60, Ends: last}},
+		Events: []Event{{AtSeconds: 30, End: "A", Kind: soakReload, What: "peer x added", Applied: true},
 			{AtSeconds: 30, End: "A", Kind: soakWGSet, What: "persistent-keepalive 25", Applied: true}},
-		TCP:  SoakTCP{Seconds: 66, BytesAToB: 4e9, BytesBToA: 3e9},
+		TCP:  TCP{Seconds: 66, BytesAToB: 4e9, BytesBToA: 3e9},
 		Ping: core.RTT{Sent: 330, Received: 329},
 	}
 	r.summarizeSoak()
@@ -144,7 +144,7 @@ func TestSoakSummary(t *testing.T) {
 	r := fakeSoak(nil)
 	m := soakLine.FindStringSubmatch(r.Line)
 	if m == nil {
-		t.Fatalf("line not in the issue's form: %q", r.Line)
+		t.Fatalf("line not in the soak's form: %q", r.Line)
 	}
 	if want := []string{"60s", "60.0", "61.0", "40", "41", "0"}; !slices.Equal(m[1:], want) {
 		t.Errorf("line figures %q, want %q", m[1:], want)
@@ -160,13 +160,13 @@ func TestSoakSummary(t *testing.T) {
 	}
 	// Each bound, broken alone, fails the soak and says so.
 	for name, tc := range map[string]struct {
-		change func([]SoakEndStat)
+		change func([]EndStat)
 		want   string
 	}{
-		"RSS of one end": {func(l []SoakEndStat) { l[1].RSSBytes = 35<<20 + 1<<19 }, "B: RSS grew from 30.0 MiB to 35.5 MiB, over 35.0 MiB"},
-		"RSS together":   {func(l []SoakEndStat) { l[0].RSSBytes, l[1].RSSBytes = 34<<20+1<<19, 34<<20+1<<19 }, "both: RSS grew from 60.0 MiB to 69.0 MiB, over 68.0 MiB"},
-		"goroutines":     {func(l []SoakEndStat) { l[0].Goroutines = 26 }, "A: goroutines rose from 20 to 26"},
-		"panic drops":    {func(l []SoakEndStat) { l[1].PanicDrops = 1 }, "B: 1 packets lost to stage panics"},
+		"RSS of one end": {func(l []EndStat) { l[1].RSSBytes = 35<<20 + 1<<19 }, "B: RSS grew from 30.0 MiB to 35.5 MiB, over 35.0 MiB"},
+		"RSS together":   {func(l []EndStat) { l[0].RSSBytes, l[1].RSSBytes = 34<<20+1<<19, 34<<20+1<<19 }, "both: RSS grew from 60.0 MiB to 69.0 MiB, over 68.0 MiB"},
+		"goroutines":     {func(l []EndStat) { l[0].Goroutines = 26 }, "A: goroutines rose from 20 to 26"},
+		"panic drops":    {func(l []EndStat) { l[1].PanicDrops = 1 }, "B: 1 packets lost to stage panics"},
 	} {
 		r := fakeSoak(tc.change)
 		if r.Summary.Held || !slices.ContainsFunc(r.Failures, func(f string) bool { return strings.Contains(f, tc.want) }) {
@@ -177,7 +177,7 @@ func TestSoakSummary(t *testing.T) {
 		}
 	}
 	// Exactly at the bounds still holds: 30 MiB × 1.1 + 2 MiB, 20 + 5.
-	if r := fakeSoak(func(l []SoakEndStat) { l[1].RSSBytes, l[1].Goroutines = 35<<20, 25; l[0].RSSBytes = 30 << 20 }); !r.Summary.Held {
+	if r := fakeSoak(func(l []EndStat) { l[1].RSSBytes, l[1].Goroutines = 35<<20, 25; l[0].RSSBytes = 30 << 20 }); !r.Summary.Held {
 		t.Errorf("at the bounds: %q", r.Failures)
 	}
 	r = fakeSoak(nil)
@@ -192,35 +192,33 @@ func TestSoakSummary(t *testing.T) {
 // TestSoakReportOutputs checks the table, the JSON round trip and the
 // chart of a soak report.
 func TestSoakReportOutputs(t *testing.T) {
-	rep := &Report{Machine: core.Machine{CPUModel: "test CPU", Cores: 2}, Settings: core.Settings{Mode: string(ModeSoak)}, Soak: fakeSoak(nil)}
-	var b bytes.Buffer
-	if err := rep.WriteTable(&b); err != nil {
-		t.Fatal(err)
-	}
-	checkSoakTable(t, b.String(), rep.Soak)
-	b.Reset()
-	if err := rep.WriteJSON(&b); err != nil {
-		t.Fatal(err)
-	}
-	back, err := ReadReport(&b)
+	r := fakeSoak(nil)
+	var b strings.Builder
+	r.WriteTable(&b)
+	checkSoakTable(t, b.String(), r)
+	j1, err := json.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	j1, _ := json.Marshal(rep)
-	j2, _ := json.Marshal(back)
-	if !bytes.Equal(j1, j2) {
-		t.Errorf("JSON round trip differs:\n%s\n%s", j1, j2)
-	}
-	b.Reset()
-	if err := rep.WriteSVG(&b); err != nil {
+	var back *Report
+	dec := json.NewDecoder(bytes.NewReader(j1))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&back); err != nil {
 		t.Fatal(err)
 	}
-	checkSoakSVG(t, b.Bytes(), rep.Soak)
+	if j2, _ := json.Marshal(back); !bytes.Equal(j1, j2) {
+		t.Errorf("JSON round trip differs:\n%s\n%s", j1, j2)
+	}
+	var chart bytes.Buffer
+	if err := svg.Write(&chart, r.Chart(core.Machine{CPUModel: "test CPU", Cores: 2})); err != nil {
+		t.Fatal(err)
+	}
+	checkSoakSVG(t, chart.Bytes(), r)
 }
 
 // checkSoakTable checks that the table shows every sample, every change
 // and ends with the line.
-func checkSoakTable(t *testing.T, table string, r *SoakReport) {
+func checkSoakTable(t *testing.T, table string, r *Report) {
 	t.Helper()
 	lines := strings.Split(strings.TrimSpace(table), "\n")
 	if last := lines[len(lines)-1]; last != r.Line {
@@ -240,7 +238,7 @@ func checkSoakTable(t *testing.T, table string, r *SoakReport) {
 
 // checkSoakSVG checks that the chart is well-formed and has a line per
 // end in each panel, and the throughput.
-func checkSoakSVG(t *testing.T, svg []byte, r *SoakReport) {
+func checkSoakSVG(t *testing.T, svg []byte, r *Report) {
 	t.Helper()
 	d := svgtest.Parse(t, svg)
 	for _, e := range r.Ends {
@@ -263,21 +261,23 @@ func TestSoakConfig(t *testing.T) {
 		in              Config
 		duration, every time.Duration
 	}{
-		{Config{Mode: ModeSoak}, 10 * time.Minute, time.Minute},
-		{Config{Mode: ModeSoak, Quick: true}, 20 * time.Second, time.Minute},
-		{Config{Mode: ModeSoak, Duration: time.Minute, SoakEvery: 15 * time.Second}, time.Minute, 15 * time.Second},
+		{Config{}, 10 * time.Minute, time.Minute},
+		{Config{Quick: true}, 20 * time.Second, time.Minute},
+		{Config{Duration: time.Minute, Every: 15 * time.Second}, time.Minute, 15 * time.Second},
 	} {
-		c, err := tc.in.withDefaults()
-		if err != nil || c.Duration != tc.duration || c.SoakEvery != tc.every {
-			t.Errorf("%+v: duration %v, every %v, err %v; want %v, %v", tc.in, c.Duration, c.SoakEvery, err, tc.duration, tc.every)
+		c := tc.in.WithDefaults()
+		if c.Duration != tc.duration || c.Every != tc.every {
+			t.Errorf("%+v: duration %v, every %v; want %v, %v", tc.in, c.Duration, c.Every, tc.duration, tc.every)
 		}
 	}
-	for _, bad := range []Config{
-		{Mode: ModeSoak, Duration: 500 * time.Millisecond},
-		{Mode: ModeSoak, SoakEvery: -time.Second},
-	} {
-		if _, err := bad.withDefaults(); !errors.Is(err, ErrConfig) {
-			t.Errorf("%+v: err %v, want ErrConfig", bad, err)
-		}
+}
+
+// squeeze collapses each line's runs of white space into one space, so
+// that a table's row can be found by its cells.
+func squeeze(s string) string {
+	var b strings.Builder
+	for line := range strings.Lines(s) {
+		b.WriteString(strings.Join(strings.Fields(line), " ") + "\n")
 	}
+	return b.String()
 }

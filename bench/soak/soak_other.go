@@ -1,6 +1,6 @@
 //go:build !linux
 
-package bench
+package soak
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"pipeguard/bench/core"
 )
 
-// runSoak is unsupported outside Linux: network namespaces are Linux's.
-func runSoak(ctx context.Context, cfg *Config) (*SoakReport, error) {
+// Measure is unsupported outside Linux: network namespaces are Linux's.
+func Measure(ctx context.Context, cfg Config) (*Report, error) {
 	return nil, fmt.Errorf("%w: network namespaces are Linux's", core.ErrNetnsUnavailable)
 }

@@ -1,18 +1,23 @@
-package bench
+package soak
 
 import (
+	"bytes"
+	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"pipeguard/bench/core"
 	"pipeguard/bench/core/nsenv/nsenvtest"
+	"pipeguard/bench/core/svg"
 )
 
 // TestSoakQuick runs `bench --mode soak` for 15 s end to end: real
 // namespaces, two PipeGuard clients, iperf3 both ways, ping, two rounds
 // of SIGHUP reloads and wg set changes at each end (a peer added, then
 // removed; a keepalive and a prefix added, then removed). It checks the
-// series and the line, and asserts the issue's bounds, which are
+// series and the line, and asserts the soak's bounds, which are
 // behaviour, not speed: the resident set may grow by 10% plus 2 MiB, the
 // goroutines by 5, and no packet may be lost to a panic. About 30 s.
 func TestSoakQuick(t *testing.T) {
@@ -20,19 +25,24 @@ func TestSoakQuick(t *testing.T) {
 	if testing.Short() && os.Getenv("CI") != "true" {
 		t.Skip("runs tunnels for half a minute")
 	}
-	cfg := &Config{Mode: ModeSoak, Duration: 15 * time.Second, SoakEvery: 8 * time.Second,
-		CommandLine: []string{"bench", "--mode", "soak", "--duration", "15s", "--change-every", "8s"}}
-	rep, table := runNsMode(t, cfg)
-	r := rep.Soak
-	if r == nil {
-		t.Fatal("no soak in the JSON report")
-	}
-	checkSoakTable(t, table, r)
-	svg, err := os.ReadFile(cfg.SVGPath)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	begin := time.Now()
+	r, err := Measure(ctx, Config{Duration: 15 * time.Second, Every: 8 * time.Second, Out: core.Out{W: nsenvtest.Log{T: t}}})
+	t.Logf("soak run: %v", time.Since(begin).Round(100*time.Millisecond))
+	nsenvtest.AssertNothingLeft(t)
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkSoakSVG(t, svg, r)
+	var table strings.Builder
+	r.WriteTable(&table)
+	t.Logf("\n%s", table.String())
+	checkSoakTable(t, table.String(), r)
+	var chart bytes.Buffer
+	if err := svg.Write(&chart, r.Chart(core.DescribeMachine(nil))); err != nil {
+		t.Fatal(err)
+	}
+	checkSoakSVG(t, chart.Bytes(), r)
 
 	// The series: a sample at 0, 10 and 15 s, each of both ends.
 	if len(r.Samples) != 3 || len(r.Ends) != 2 {
@@ -65,10 +75,10 @@ func TestSoakQuick(t *testing.T) {
 		t.Errorf("traffic: %+v, ping %+v", r.TCP, r.Ping)
 	}
 
-	// The line, in the issue's form, with the figures of the series.
+	// The line, in its form, with the figures of the series.
 	m := soakLine.FindStringSubmatch(r.Line)
 	if m == nil {
-		t.Fatalf("line not in the issue's form: %q", r.Line)
+		t.Fatalf("line not in the soak's form: %q", r.Line)
 	}
 	if m[1] != "15s" {
 		t.Errorf("line says %s of traffic, want 15s", m[1])
@@ -76,7 +86,7 @@ func TestSoakQuick(t *testing.T) {
 
 	// The bounds, asserted here on the series, for each end and for both.
 	first, last := r.Samples[0].Ends, r.Samples[len(r.Samples)-1].Ends
-	var f0, l0 SoakEndStat
+	var f0, l0 EndStat
 	for j := range first {
 		checkSoakBounds(t, r.Ends[j], first[j], last[j])
 		f0.RSSBytes, l0.RSSBytes = f0.RSSBytes+first[j].RSSBytes, l0.RSSBytes+last[j].RSSBytes
@@ -93,13 +103,13 @@ func TestSoakQuick(t *testing.T) {
 }
 
 // s0 is end j's datagram bytes, sent and received, at sample i.
-func s0(r *SoakReport, i, j int) uint64 {
+func s0(r *Report, i, j int) uint64 {
 	return r.Samples[i].Ends[j].RxBytes + r.Samples[i].Ends[j].TxBytes
 }
 
-// checkSoakBounds asserts issue 13's bounds between an end's first and
+// checkSoakBounds asserts the soak's bounds between an end's first and
 // last samples.
-func checkSoakBounds(t *testing.T, end string, first, last SoakEndStat) {
+func checkSoakBounds(t *testing.T, end string, first, last EndStat) {
 	t.Helper()
 	if float64(last.RSSBytes) > 1.1*float64(first.RSSBytes)+2<<20 {
 		t.Errorf("%s: RSS %.1f MiB → %.1f MiB, over first × 1.1 + 2 MiB", end, mib(first.RSSBytes), mib(last.RSSBytes))

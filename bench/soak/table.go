@@ -1,4 +1,4 @@
-package bench
+package soak
 
 import (
 	"cmp"
@@ -37,7 +37,7 @@ func soakHead(ends []string) []string {
 	return h
 }
 
-func soakRows(r *SoakReport) [][]string {
+func soakRows(r *Report) [][]string {
 	var rows [][]string
 	for i, s := range r.Samples {
 		row := []string{fmt.Sprintf("%.0f", s.AtSeconds)}
@@ -68,7 +68,7 @@ func soakRows(r *SoakReport) [][]string {
 
 // soakGbps is end A's datagram throughput, sent and received, between
 // samples i-1 and i; 0 for the first.
-func soakGbps(r *SoakReport, i int) float64 {
+func soakGbps(r *Report, i int) float64 {
 	if i == 0 || len(r.Samples[i].Ends) == 0 || len(r.Samples[i-1].Ends) == 0 {
 		return 0
 	}
@@ -77,7 +77,9 @@ func soakGbps(r *SoakReport, i int) float64 {
 	return core.Ratio(bytes*8/1e9, b.AtSeconds-a.AtSeconds)
 }
 
-func writeSoak(b *strings.Builder, r *SoakReport) {
+// WriteTable prints the soak's series, its changes, the traffic, the
+// bounds and what broke them, and the line.
+func (r *Report) WriteTable(b *strings.Builder) {
 	every := time.Duration(r.ChangeEverySeconds * float64(time.Second))
 	fmt.Fprintf(b, "\nSoak: two PipeGuard ends in network namespaces joined by a veth pair, real TUN, MTU %d, each\n", r.MTU)
 	fmt.Fprintf(b, "pipeguard-headless-client %s (with %s);\n", strings.Join(r.Args, " "), strings.Join(r.Env, " "))
@@ -114,7 +116,7 @@ func writeSoak(b *strings.Builder, r *SoakReport) {
 				"awaiting one (the queues make the heap goal large), not a leak.\n")
 		}
 	}
-	fmt.Fprintf(b, "Bounds (issue 13), for each end and both together: last RSS ≤ first × %.1f + %d MiB; last goroutines ≤ first + %d; no panic drops.\n",
+	fmt.Fprintf(b, "Bounds, for each end and both together: last RSS ≤ first × %.1f + %d MiB; last goroutines ≤ first + %d; no panic drops.\n",
 		soakRSSFactor, soakRSSSlack>>20, soakGoroutineRise)
 	for _, f := range r.Failures {
 		fmt.Fprintf(b, "failure: %s\n", f)
@@ -131,14 +133,13 @@ var (
 	soakHeapColors = []string{"#b79fd6", "#f2ac74", "#94d3a2", "#8fb6e0"}
 )
 
-// soakChart draws the soak's series: RSS and goroutines of each end, and
-// end A's tunnel throughput, against time.
-func soakChart(r *Report) svg.Chart {
-	sr := r.Soak
+// Chart draws the soak's series: RSS and goroutines of each end, and
+// end A's tunnel throughput, against time; m is the machine it ran on.
+func (sr *Report) Chart(m core.Machine) svg.Chart {
 	c := svg.Chart{Title: "PipeGuard soak: " + fmtSoakDuration(time.Duration(sr.DurationSeconds*float64(time.Second))) +
 		" of TCP both ways and ping, config changes every " + fmtSoakDuration(time.Duration(sr.ChangeEverySeconds*float64(time.Second))),
 		XLabel: "seconds since the first sample"}
-	// The line, in two: the issue's figures, then the others.
+	// The line, in two: the bounded figures, then the others.
 	headline, rest, _ := strings.Cut(sr.Line, "; both")
 	if rest != "" {
 		rest = "both" + rest
@@ -151,7 +152,7 @@ func soakChart(r *Report) svg.Chart {
 	}
 	c.Subtitles = append(c.Subtitles,
 		fmt.Sprintf("%s, %d cores, %s, %s; PipeGuard %s; SIGHUP reloads and wg set changes at %s s",
-			r.Machine.CPUModel, r.Machine.Cores, r.Machine.GoVersion, r.Machine.Date,
+			m.CPUModel, m.Cores, m.GoVersion, m.Date,
 			cmp.Or(shortRevision(sr.PipeGuardRevision), "(revision unknown)"), strings.Join(changes, ", ")),
 		headline, rest)
 	_, xstep := svg.NiceScale(sr.DurationSeconds)
