@@ -11,6 +11,7 @@ import (
 	"pipeguard/bench/core"
 	"pipeguard/bench/core/memrig"
 	floodmode "pipeguard/bench/flood"
+	"pipeguard/bench/netns"
 	"pipeguard/bench/soak"
 	"pipeguard/noise"
 	"pipeguard/stages"
@@ -62,8 +63,6 @@ type Config struct {
 	// Streams are the netns mode's iperf3 parallel TCP streams (-P);
 	// default 1 and 4, each run in both directions.
 	Streams []int
-	// TCPDuration is what Duration means in netns mode, after defaults.
-	TCPDuration time.Duration
 	// LoadDuration is what Duration means in loadgen mode, after
 	// defaults: the measured time per tunnel and direction, default 10 s,
 	// quick 2 s.
@@ -91,17 +90,14 @@ type Config struct {
 const (
 	defaultDuration = time.Second
 	quickDuration   = 500 * time.Millisecond
-	// The netns mode's iperf3 runs: long enough for TCP to settle (it
-	// does in well under a second on a veth), short enough that the quick
-	// form, 3 tunnels × 4 runs, stays under a minute.
-	defaultTCPDuration = 10 * time.Second
-	quickTCPDuration   = 2 * time.Second
-	maxStreams         = 128 // iperf3's own limit
 	// minPacketSize leaves room for the IPv4 and UDP headers and the
 	// sequence number the harness writes into each inner packet.
 	minPacketSize = 32
 	maxPeers      = 1 << 16
 )
+
+// Duration is left as it was given: each mode has its own default for
+// it, which the mode's Config fills (Config.duration says which applies).
 
 // withDefaults fills zero fields and checks the rest.
 func (c Config) withDefaults() (Config, error) {
@@ -109,24 +105,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Mode == "" {
 		c.Mode = ModeMem
 	}
-	if c.TCPDuration == 0 {
-		c.TCPDuration = c.Duration
-		if c.Duration == 0 {
-			c.TCPDuration = defaultTCPDuration
-			if c.Quick {
-				c.TCPDuration = quickTCPDuration
-			}
-		}
-	}
-	c.TCPDuration = max(time.Second, (c.TCPDuration + time.Second - 1).Truncate(time.Second)) // iperf3 -t takes whole seconds
 	if c.LoadDuration == 0 {
 		c.LoadDuration = cmp.Or(c.Duration, defaultLoadDuration)
 		if c.Duration == 0 && c.Quick {
 			c.LoadDuration = quickLoadDuration
 		}
-	}
-	if len(c.Streams) == 0 {
-		c.Streams = []int{1, 4}
 	}
 	if c.Mode == ModeFlood {
 		// One case, not a sweep: the largest packets both ways, unless set.
@@ -135,27 +118,6 @@ func (c Config) withDefaults() (Config, error) {
 		}
 		if len(c.Directions) == 0 {
 			c.Directions = []core.Direction{core.Both}
-		}
-	}
-	if c.Duration == 0 && c.Mode == ModeFlood {
-		c.Duration = floodmode.DefaultDuration
-		if c.Quick {
-			c.Duration = floodmode.QuickDuration
-		}
-	}
-	if c.Mode == ModeSoak && c.Duration == 0 {
-		c.Duration = soak.DefaultDuration
-		if c.Quick {
-			c.Duration = soak.QuickDuration
-		}
-	}
-	if c.SoakEvery == 0 {
-		c.SoakEvery = soak.DefaultEvery
-	}
-	if c.Duration == 0 {
-		c.Duration = defaultDuration
-		if c.Quick {
-			c.Duration = quickDuration
 		}
 	}
 	if c.Repeat == 0 {
@@ -198,7 +160,7 @@ func (c *Config) check() error {
 	default:
 		return bad("mode %q is not mem, netns, loadgen, all, soak or flood", c.Mode)
 	}
-	if c.Mode == ModeSoak && (c.Duration < time.Second || c.SoakEvery < time.Second) {
+	if sc := c.soak(); c.Mode == ModeSoak && (sc.Duration < time.Second || sc.Every < time.Second) {
 		return bad("soak duration and change interval must be at least 1s")
 	}
 	if (c.Mode == ModeLoadgen || c.Mode == ModeAll) && c.LoadDuration > maxLoadDuration {
@@ -234,8 +196,8 @@ func (c *Config) check() error {
 		}
 	}
 	for _, n := range c.Streams {
-		if n < 1 || n > maxStreams {
-			return bad("streams %d not in 1..%d", n, maxStreams)
+		if n < 1 || n > netns.MaxStreams {
+			return bad("streams %d not in 1..%d", n, netns.MaxStreams)
 		}
 	}
 	for _, w := range c.Workers {
@@ -244,6 +206,37 @@ func (c *Config) check() error {
 		}
 	}
 	return nil
+}
+
+// duration is the measured time per measurement that the report's
+// settings record: the flood mode's per phase, the soak's traffic, and
+// otherwise the in-memory mode's per measurement (which the netns and
+// loadgen modes leave as it is).
+func (c *Config) duration() time.Duration {
+	switch c.Mode {
+	case ModeFlood:
+		return floodmode.Config{Quick: c.Quick, Duration: c.Duration}.WithDefaults().Duration
+	case ModeSoak:
+		return c.soak().Duration
+	}
+	if c.Duration != 0 {
+		return c.Duration
+	}
+	if c.Quick {
+		return quickDuration
+	}
+	return defaultDuration
+}
+
+// soak is the soak mode's config, with its defaults.
+func (c *Config) soak() soak.Config {
+	return soak.Config{Quick: c.Quick, Duration: c.Duration, Every: c.SoakEvery, Out: c.out()}.WithDefaults()
+}
+
+// netns is the netns mode's config, with its defaults.
+func (c *Config) netns() netns.Config {
+	return netns.Config{Quick: c.Quick, Duration: c.Duration, Repeat: c.Repeat, Engines: c.Engines, Streams: c.Streams,
+		Out: c.out()}.WithDefaults()
 }
 
 // out is where the run reports its progress.

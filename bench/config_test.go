@@ -12,9 +12,38 @@ func TestModeConfigChecks(t *testing.T) {
 	for _, bad := range []Config{
 		{Mode: ModeSoak, Duration: 500 * time.Millisecond},
 		{Mode: ModeSoak, SoakEvery: -time.Second},
+		{Mode: ModeNetns, Streams: []int{0}},
+		{Mode: ModeNetns, Streams: []int{129}},
 	} {
 		if _, err := bad.withDefaults(); !errors.Is(err, ErrConfig) {
 			t.Errorf("%+v: err %v, want ErrConfig", bad, err)
+		}
+	}
+}
+
+// TestModeConfigs: each mode gets the duration it was given, or its own
+// default, never another mode's; the report records the in-memory
+// mode's unless the flood or the soak ran.
+func TestModeConfigs(t *testing.T) {
+	for _, tc := range []struct {
+		cfg             Config
+		netns, settings time.Duration
+	}{
+		{Config{Mode: ModeNetns}, 10 * time.Second, time.Second},
+		{Config{Mode: ModeNetns, Quick: true}, 2 * time.Second, 500 * time.Millisecond},
+		{Config{Mode: ModeAll, Duration: 3 * time.Second}, 3 * time.Second, 3 * time.Second},
+		{Config{Mode: ModeFlood, Quick: true}, 2 * time.Second, 2 * time.Second},
+		{Config{Mode: ModeSoak}, 10 * time.Second, 10 * time.Minute},
+	} {
+		c, err := tc.cfg.withDefaults()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.netns().Duration; got != tc.netns {
+			t.Errorf("%+v: netns duration %v, want %v", tc.cfg, got, tc.netns)
+		}
+		if got := c.duration(); got != tc.settings {
+			t.Errorf("%+v: the settings' duration %v, want %v", tc.cfg, got, tc.settings)
 		}
 	}
 }

@@ -53,7 +53,7 @@ func runLoadgen(ctx context.Context, cfg *Config) (_ *LoadgenReport, err error) 
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("the pre-sealed ring was capped at %d datagrams (%.1f GiB): %.1f s of the %.1f s each inbound cell sends at %.1f Mpps",
 			n, float64(ring.bytes())/(1<<30), float64(n)/loadRingRate, (loadWarmup+cfg.LoadDuration+loadRingSlack).Seconds(), loadRingRate/1e6))
 	}
-	kinds := cfg.netnsKinds()
+	kinds := core.Kinds(cfg.Engines)
 	prog := core.NewProgress(cfg.Progress, cfg.ProgressTTY, cfg.Repeat*len(kinds)*len(loadDirections))
 	defer prog.Finish()
 	samples := make([][][]LoadgenSample, len(kinds))

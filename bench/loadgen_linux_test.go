@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -181,3 +182,24 @@ func TestLoadgenCancel(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// runNsMode runs the harness as cfg says, for 3 minutes at most, with its
+// JSON and SVG files in a test directory (it sets cfg's paths and
+// progress writer), checks that the run left nothing behind, and returns
+// the JSON report read back and the table printed.
+func runNsMode(t *testing.T, cfg *Config) (*Report, string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg.JSONPath, cfg.SVGPath, cfg.Progress = filepath.Join(dir, "r.json"), filepath.Join(dir, "r.svg"), nsenvtest.Log{T: t}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	begin := time.Now()
+	var stdout bytes.Buffer
+	_, err := Run(ctx, *cfg, &stdout)
+	t.Logf("%s run: %v\n%s", cfg.Mode, time.Since(begin).Round(100*time.Millisecond), stdout.String())
+	nsenvtest.AssertNothingLeft(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return readReportFile(t, cfg.JSONPath), stdout.String()
+}

@@ -494,3 +494,13 @@ func TestLoadgenPlan(t *testing.T) {
 		t.Errorf("netns, 5m: %v", err)
 	}
 }
+
+// squeeze collapses each line's runs of white space into one space, so
+// that a table's row can be found by its cells.
+func squeeze(s string) string {
+	var b strings.Builder
+	for line := range strings.Lines(s) {
+		b.WriteString(strings.Join(strings.Fields(line), " ") + "\n")
+	}
+	return b.String()
+}

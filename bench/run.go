@@ -14,6 +14,7 @@ import (
 	"pipeguard/bench/core/cpuprof"
 	"pipeguard/bench/core/memrig"
 	floodmode "pipeguard/bench/flood"
+	"pipeguard/bench/netns"
 	"pipeguard/bench/soak"
 	"pipeguard/stages"
 )
@@ -28,11 +29,11 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (*Report, error) {
 	}
 	rep := &Report{
 		Machine: core.DescribeMachine(cfg.CommandLine),
-		Settings: core.Settings{Mode: string(cfg.Mode), Quick: cfg.Quick, DurationSeconds: cfg.Duration.Seconds(),
+		Settings: core.Settings{Mode: string(cfg.Mode), Quick: cfg.Quick, DurationSeconds: cfg.duration().Seconds(),
 			Repeat: cfg.Repeat, Packets: cfg.Packets},
 	}
 	if cfg.Mode == ModeNetns || cfg.Mode == ModeAll {
-		if rep.Netns, err = runNetns(ctx, &cfg); err != nil {
+		if rep.Netns, err = netns.Measure(ctx, cfg.netns()); err != nil {
 			return nil, err
 		}
 	}
@@ -42,7 +43,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (*Report, error) {
 		}
 	}
 	if cfg.Mode == ModeSoak {
-		if rep.Soak, err = soak.Measure(ctx, soak.Config{Quick: cfg.Quick, Duration: cfg.Duration, Every: cfg.SoakEvery, Out: cfg.out()}); err != nil {
+		if rep.Soak, err = soak.Measure(ctx, cfg.soak()); err != nil {
 			return nil, err
 		}
 	}
@@ -118,7 +119,7 @@ func runMem(ctx context.Context, cfg *Config) (*MemReport, []*profile.Profile, e
 	}
 	prog := core.NewProgress(cfg.Progress, cfg.ProgressTTY, steps)
 	defer prog.Finish()
-	pl := memrig.Plan{Duration: cfg.Duration, Packets: cfg.Packets}
+	pl := memrig.Plan{Duration: cfg.duration(), Packets: cfg.Packets}
 	samples := make([][]memrig.Sample, len(cases))
 	aeadSamples := make([][]memrig.Sample, len(aeads))
 	var profs []*profile.Profile

@@ -40,7 +40,7 @@ func (r *Report) WriteSVG(w io.Writer) error {
 		parts = append(parts, "in memory against cores")
 	}
 	if r.Netns != nil {
-		c = netnsChart(r, c, row)
+		c = r.Netns.AddChart(c, r.Machine, r.Settings, row)
 		row++
 		parts = append(parts, "TCP in network namespaces against wireguard-go")
 	}

@@ -21,6 +21,16 @@ func (k Kind) String() string {
 	return k.Impl + " " + k.Engine
 }
 
+// Kinds lists the tunnels a namespace mode measures: PipeGuard with
+// each of engines, then wireguard-go.
+func Kinds(engines []stages.Engine) []Kind {
+	var out []Kind
+	for _, e := range engines {
+		out = append(out, Kind{Impl: ImplPipeGuard, Engine: string(e)})
+	}
+	return append(out, Kind{Impl: ImplWireguardGo})
+}
+
 // Colours of the namespace modes' lines, the same in every panel: PipeGuard
 // in purple (the pipeline strong, the sequential engine light), and
 // wireguard-go in near-black; in-memory lines use blue, orange and green.

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package bench
+package netns
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"pipeguard/bench/core"
 )
 
-// runNetns is unsupported outside Linux: network namespaces are Linux's.
-func runNetns(ctx context.Context, cfg *Config) (*NetnsReport, error) {
+// Measure is unsupported outside Linux: network namespaces are Linux's.
+func Measure(ctx context.Context, cfg Config) (*Report, error) {
 	return nil, fmt.Errorf("%w: network namespaces are Linux's", core.ErrNetnsUnavailable)
 }

@@ -1,4 +1,4 @@
-package bench
+package netns
 
 import (
 	"fmt"
@@ -7,13 +7,12 @@ import (
 	"pipeguard/bench/core/svg"
 )
 
-// netnsChart adds to c a row of panels (at row) for the namespace mode:
+// AddChart adds to c a row of panels (at row) for the namespace mode:
 // for each direction, TCP throughput against iperf3 streams, a line per
-// tunnel.
-func netnsChart(r *Report, c svg.Chart, row int) svg.Chart {
-	nr := r.Netns
+// tunnel; m and st say where and how the figures were measured.
+func (nr *Report) AddChart(c svg.Chart, m core.Machine, st core.Settings, row int) svg.Chart {
 	c.Subtitles = append(c.Subtitles, fmt.Sprintf("netns: %s, %d cores, %s; TUN MTU %d; iperf3 -t %d, medians of %d; wireguard-go %s",
-		r.Machine.CPUModel, r.Machine.Cores, r.Machine.Date, nr.MTU, nr.TCPSeconds, r.Settings.Repeat, nr.WireguardGoVersion))
+		m.CPUModel, m.Cores, m.Date, nr.MTU, nr.TCPSeconds, st.Repeat, nr.WireguardGoVersion))
 	for _, d := range []core.Direction{core.Outbound, core.Inbound} {
 		p := svg.Panel{Title: fmt.Sprintf("TCP %s, netns", d), XLabel: "iperf3 TCP streams", YLabel: "TCP Gbit/s", Row: row}
 		for _, run := range nr.Runs {

@@ -1,4 +1,4 @@
-package bench
+package netns
 
 import (
 	"context"
@@ -11,13 +11,14 @@ import (
 	"pipeguard/bench/core/nsenv"
 )
 
-// runNetns is the namespace mode: PipeGuard with each engine, then
+// Measure is the namespace mode: PipeGuard with each engine, then
 // wireguard-go, each a tunnel between two network namespaces joined by a
 // veth pair, measured by iperf3 and ping run in those namespaces. It
 // builds the tunnel programs once, removes what crashed runs left behind,
 // and removes everything it made before it returns, also when ctx ends.
-func runNetns(ctx context.Context, cfg *Config) (_ *NetnsReport, err error) {
-	nb, err := nsenv.Open(ctx, cfg.out(), netnsUsable)
+func Measure(ctx context.Context, cfg Config) (_ *Report, err error) {
+	cfg = cfg.WithDefaults()
+	nb, err := nsenv.Open(ctx, cfg.Out, netnsUsable)
 	if err != nil {
 		return nil, err
 	}
@@ -27,11 +28,11 @@ func runNetns(ctx context.Context, cfg *Config) (_ *NetnsReport, err error) {
 		return nil, err
 	}
 
-	rep := &NetnsReport{MTU: nsenv.MTU, TCPSeconds: int(cfg.TCPDuration / time.Second),
+	rep := &Report{MTU: nsenv.MTU, TCPSeconds: int(cfg.Duration / time.Second),
 		PingIntervalMs: float64(pingInterval) / float64(time.Millisecond), PingIdleCount: cfg.pingIdleCount(),
 		WireguardGoVersion: bins.WGVersion, Iperf3Version: nsenv.Iperf3Version(), PipeGuardRevision: bins.Revision}
-	kinds, cases := cfg.netnsKinds(), cfg.tcpCases()
-	prog := core.NewProgress(cfg.Progress, cfg.ProgressTTY, cfg.Repeat*len(kinds)*(1+len(cases)))
+	kinds, cases := core.Kinds(cfg.Engines), cfg.tcpCases()
+	prog := cfg.Out.Progress(cfg.Repeat * len(kinds) * (1 + len(cases)))
 	defer prog.Finish()
 	samples := make([][]netnsSample, len(kinds))
 	args := make([][]string, len(kinds))
@@ -40,7 +41,7 @@ func runNetns(ctx context.Context, cfg *Config) (_ *NetnsReport, err error) {
 		// the machine does not always fall on the same one.
 		for j := range kinds {
 			i := (j + r) % len(kinds)
-			m := &tunnelMeasurement{Pair: &nsenv.Pair{Env: env, Bins: bins, Kind: kinds[i]}, cfg: cfg, prog: prog}
+			m := &tunnelMeasurement{Pair: &nsenv.Pair{Env: env, Bins: bins, Kind: kinds[i]}, cfg: &cfg, prog: prog}
 			s, err := m.run(ctx, cases)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -124,7 +125,7 @@ func (m *tunnelMeasurement) ping(ctx context.Context, count int, interrupt bool)
 // processes' CPU time around it; with withPing, a ping series runs during
 // it, from half a second after its start to half a second before its end.
 func (m *tunnelMeasurement) tcp(ctx context.Context, c tcpCase, withPing bool) (TCPSample, nsenv.PingResult, error) {
-	secs := int(m.cfg.TCPDuration / time.Second)
+	secs := int(m.cfg.Duration / time.Second)
 	args := []string{"-c", nsenv.InnerB, "-p", nsenv.IperfPort, "-t", strconv.Itoa(secs), "-P", strconv.Itoa(c.Streams), "-J", "--connect-timeout", "5000"}
 	if c.Direction == core.Inbound {
 		args = append(args, "-R")
@@ -132,7 +133,7 @@ func (m *tunnelMeasurement) tcp(ctx context.Context, c tcpCase, withPing bool) (
 	var bg *bgPing
 	if withPing {
 		const margin = 500 * time.Millisecond
-		bg = m.startPing(ctx, margin, max(m.cfg.TCPDuration-2*margin, margin))
+		bg = m.startPing(ctx, margin, max(m.cfg.Duration-2*margin, margin))
 		defer bg.stop()
 	}
 	var (

@@ -1,8 +1,11 @@
-package bench
+package netns
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"math"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +13,7 @@ import (
 
 	"pipeguard/bench/core"
 	"pipeguard/bench/core/nsenv"
+	"pipeguard/bench/core/svg"
 	"pipeguard/bench/core/svg/svgtest"
 )
 
@@ -20,13 +24,39 @@ import (
 //	report-netns-repeat3.json: go run ./cmd/bench --mode netns --repeat 3 --json …   (the run in RESULTS.md)
 var recordedNetns = []string{"testdata/report-netns-quick.json", "testdata/report-netns-repeat3.json"}
 
+// recordedReport is a report as cmd/bench writes it in netns mode.
+type recordedReport struct {
+	Machine  core.Machine  `json:"machine"`
+	Settings core.Settings `json:"settings"`
+	Netns    *Report       `json:"netns"`
+}
+
+// readRecorded reads the recorded report at path.
+func readRecorded(t *testing.T, path string) recordedReport {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r recordedReport
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if r.Netns == nil {
+		t.Fatalf("%s: no netns figures", path)
+	}
+	return r
+}
+
 // TestNetnsRecorded recomputes the recorded reports' medians and ratios
 // from their samples, and checks that the table and the chart show every
 // tunnel's figures.
 func TestNetnsRecorded(t *testing.T) {
 	for _, path := range recordedNetns {
-		r := readReportFile(t, path)
-		checkNetnsReport(t, r)
+		r := readRecorded(t, path)
+		checkNetnsReport(t, r.Netns, r.Settings.Repeat, r.Machine.Cores)
 		for _, run := range r.Netns.Runs {
 			for _, tc := range run.TCP {
 				var gbps, cpu []float64
@@ -42,10 +72,8 @@ func TestNetnsRecorded(t *testing.T) {
 				}
 			}
 		}
-		var b bytes.Buffer
-		if err := r.WriteTable(&b); err != nil {
-			t.Fatal(err)
-		}
+		var b strings.Builder
+		r.Netns.WriteTable(&b, r.Settings)
 		table := squeeze(b.String())
 		for _, run := range r.Netns.Runs {
 			for _, tc := range run.TCP {
@@ -63,11 +91,11 @@ func TestNetnsRecorded(t *testing.T) {
 				t.Errorf("%s: table lacks the ratio row %q:\n%s", path, want, b.String())
 			}
 		}
-		b.Reset()
-		if err := r.WriteSVG(&b); err != nil {
+		var chart bytes.Buffer
+		if err := svg.Write(&chart, r.Netns.AddChart(svg.Chart{}, r.Machine, r.Settings, 0)); err != nil {
 			t.Fatal(err)
 		}
-		d := svgtest.Parse(t, b.Bytes())
+		d := svgtest.Parse(t, chart.Bytes())
 		for _, text := range []string{"TCP outbound, netns", "TCP inbound, netns", "iperf3 TCP streams", "PipeGuard pipeline", "PipeGuard sequential", "wireguard-go"} {
 			if !slices.Contains(d.Texts, text) {
 				t.Errorf("%s: chart lacks %q", path, text)
@@ -75,38 +103,17 @@ func TestNetnsRecorded(t *testing.T) {
 		}
 		// With one stream count a line has one point and draws none; the
 		// markers and the legend remain.
-		if n := strings.Count(b.String(), `<polyline class="legend"`); n != 3 {
+		if n := strings.Count(chart.String(), `<polyline class="legend"`); n != 3 {
 			t.Errorf("%s: %d legend entries, want 3", path, n)
 		}
 	}
 }
 
-// TestNetnsWithMemChart puts the recorded netns figures under the
-// recorded in-memory ones: two rows of panels, every line once in the
-// legend.
-func TestNetnsWithMemChart(t *testing.T) {
-	r := readReportFile(t, recordedNetns[0])
-	r.Mem = readRecorded(t, "testdata/report-quick.json").Mem
-	var b bytes.Buffer
-	if err := r.WriteSVG(&b); err != nil {
-		t.Fatal(err)
-	}
-	d := svgtest.Parse(t, b.Bytes())
-	if n := strings.Count(b.String(), `<polyline class="legend"`); n != 7+3 {
-		t.Errorf("%d legend entries, want 10", n)
-	}
-	for _, text := range []string{"64-byte packets", "1280-byte packets", "TCP outbound, netns", "GOMAXPROCS (cores)", "iperf3 TCP streams"} {
-		if !slices.Contains(d.Texts, text) {
-			t.Errorf("chart lacks %q", text)
-		}
-	}
-}
-
-// checkNetnsReport checks that a netns report holds every figure, sane,
-// and that its ratios are its figures' quotients.
-func checkNetnsReport(t *testing.T, rep *Report) {
+// checkNetnsReport checks that a netns report of repeat repeats on cores
+// cores holds every figure, sane, and that its ratios are its figures'
+// quotients.
+func checkNetnsReport(t *testing.T, nr *Report, repeat, cores int) {
 	t.Helper()
-	nr := rep.Netns
 	if nr == nil {
 		t.Fatal("no netns figures")
 	}
@@ -123,7 +130,7 @@ func checkNetnsReport(t *testing.T, rep *Report) {
 		}
 		for _, tc := range run.TCP {
 			what := fmt.Sprintf("%s %s ×%d", k, tc.Direction, tc.Streams)
-			if !(tc.Gbps > 0) || len(tc.Samples) != rep.Settings.Repeat || !(tc.CPUPercent > 0) || tc.CPUPercent > 100*float64(rep.Machine.Cores)*1.1 {
+			if !(tc.Gbps > 0) || len(tc.Samples) != repeat || !(tc.CPUPercent > 0) || tc.CPUPercent > 100*float64(cores)*1.1 {
 				t.Errorf("%s: %+v", what, tc)
 			}
 			gbps[what] = tc.Gbps
@@ -225,23 +232,21 @@ func TestNetnsPlan(t *testing.T) {
 		{Config{Duration: 2500 * time.Millisecond}, 3 * time.Second},
 		{Config{Duration: 200 * time.Millisecond}, time.Second},
 	} {
-		c, err := tc.cfg.withDefaults()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.TCPDuration != tc.want {
-			t.Errorf("%+v: iperf3 time %v, want %v", tc.cfg, c.TCPDuration, tc.want)
+		if c := tc.cfg.WithDefaults(); c.Duration != tc.want {
+			t.Errorf("%+v: iperf3 time %v, want %v", tc.cfg, c.Duration, tc.want)
 		}
 	}
-	c, _ := Config{}.withDefaults()
+	c := Config{}.WithDefaults()
 	want := []tcpCase{{core.Outbound, 1}, {core.Inbound, 1}, {core.Outbound, 4}, {core.Inbound, 4}}
 	if got := c.tcpCases(); !slices.Equal(got, want) || loadedCase(got) != (tcpCase{core.Outbound, 4}) {
 		t.Errorf("cases %v", got)
 	}
-	if k := c.netnsKinds(); len(k) != 3 || k[2].Impl != core.ImplWireguardGo || k[0].Engine != "sequential" {
+	if k := core.Kinds(c.Engines); len(k) != 3 || k[2].Impl != core.ImplWireguardGo || k[0].Engine != "sequential" {
 		t.Errorf("kinds %v", k)
 	}
-	if _, err := (Config{Streams: []int{0}}).withDefaults(); err == nil {
-		t.Error("0 streams accepted")
+	if c.pingIdleCount() != pingIdleCount || (Config{Quick: true}).pingIdleCount() != pingQuickCount {
+		t.Errorf("idle pings %d, quick %d", c.pingIdleCount(), (Config{Quick: true}).pingIdleCount())
 	}
 }
+
+func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }

@@ -1,4 +1,4 @@
-package bench
+package netns
 
 import (
 	"fmt"
@@ -7,11 +7,54 @@ import (
 
 	"pipeguard/bench/core"
 	"pipeguard/bench/core/nsenv"
+	"pipeguard/stages"
 )
 
-// The namespace mode's plan and arithmetic, apart from the Linux code
-// that runs it (netns_linux.go): which tunnels and iperf3 runs, and how
-// the samples become the figures and ratios of a NetnsReport.
+// Config is one run of the netns mode. The zero value runs it with
+// the defaults named in the comments, which Quick makes shorter.
+type Config struct {
+	Quick bool
+	// Duration is each iperf3 run's -t, in whole seconds (rounded up):
+	// default 10 s, quick 2 s.
+	Duration time.Duration
+	Repeat   int             // figures are medians of this many repeats; default 1
+	Engines  []stages.Engine // PipeGuard's, each measured beside wireguard-go; default both
+	// Streams are iperf3's parallel TCP streams (-P), each count run in
+	// both directions; default 1 and 4.
+	Streams []int
+	Out     core.Out // progress
+}
+
+// The iperf3 runs: long enough for TCP to settle (it does in well under a
+// second on a veth), short enough that the quick form, 3 tunnels × 4
+// runs, stays under a minute.
+const (
+	defaultTCPDuration = 10 * time.Second
+	quickTCPDuration   = 2 * time.Second
+)
+
+// MaxStreams is iperf3's own limit of parallel streams.
+const MaxStreams = 128
+
+// WithDefaults fills c's zero fields and rounds its duration up to
+// whole seconds, as iperf3 -t takes them.
+func (c Config) WithDefaults() Config {
+	if c.Duration == 0 {
+		c.Duration = defaultTCPDuration
+		if c.Quick {
+			c.Duration = quickTCPDuration
+		}
+	}
+	c.Duration = max(time.Second, (c.Duration + time.Second - 1).Truncate(time.Second))
+	c.Repeat = max(c.Repeat, 1)
+	if len(c.Engines) == 0 {
+		c.Engines = []stages.Engine{stages.EngineSequential, stages.EnginePipeline}
+	}
+	if len(c.Streams) == 0 {
+		c.Streams = []int{1, 4}
+	}
+	return c
+}
 
 // Ping settings: one echo request every 10 ms (the iputils minimum for
 // users other than root is 2 ms), and idle series of 5 s, quick 1 s.
@@ -31,19 +74,9 @@ func (c tcpCase) String() string {
 	return fmt.Sprintf("TCP %s, %d stream%s", c.Direction, c.Streams, core.Plural(c.Streams))
 }
 
-// netnsKinds lists the tunnels to measure: PipeGuard with each engine cfg
-// names, then wireguard-go.
-func (c *Config) netnsKinds() []core.Kind {
-	var out []core.Kind
-	for _, e := range c.Engines {
-		out = append(out, core.Kind{Impl: core.ImplPipeGuard, Engine: string(e)})
-	}
-	return append(out, core.Kind{Impl: core.ImplWireguardGo})
-}
-
 // tcpCases lists the iperf3 runs in the order they run: for each stream
 // count, outbound then inbound.
-func (c *Config) tcpCases() []tcpCase {
+func (c Config) tcpCases() []tcpCase {
 	var out []tcpCase
 	for _, n := range c.Streams {
 		out = append(out, tcpCase{core.Outbound, n}, tcpCase{core.Inbound, n})
@@ -58,7 +91,7 @@ func loadedCase(cases []tcpCase) tcpCase {
 }
 
 // pingIdleCount is the idle series' length.
-func (c *Config) pingIdleCount() int {
+func (c Config) pingIdleCount() int {
 	if c.Quick {
 		return pingQuickCount
 	}
@@ -75,10 +108,10 @@ type netnsSample struct {
 // summarizeNetns turns the samples of each kind (samples[i] are kinds[i]'s
 // repeats) into runs: medians over the repeats, ping series pooled, the
 // largest RSS; then the ratios.
-func summarizeNetns(kinds []core.Kind, args [][]string, cases []tcpCase, samples [][]netnsSample) []NetnsRun {
-	runs := make([]NetnsRun, len(kinds))
+func summarizeNetns(kinds []core.Kind, args [][]string, cases []tcpCase, samples [][]netnsSample) []Run {
+	runs := make([]Run, len(kinds))
 	for i, k := range kinds {
-		r := NetnsRun{Impl: k.Impl, Engine: k.Engine, Args: args[i]}
+		r := Run{Impl: k.Impl, Engine: k.Engine, Args: args[i]}
 		var idle, loaded nsenv.PingResult
 		var cpu, wall float64
 		for _, s := range samples[i] {
@@ -124,7 +157,7 @@ func medianTCP(samples []TCPSample, f func(TCPSample) float64) float64 {
 // fillNetnsRatios sets each PipeGuard TCP result's ratio to wireguard-go's
 // in the same direction and stream count, and each pipeline result's to
 // the sequential engine's.
-func fillNetnsRatios(runs []NetnsRun) {
+func fillNetnsRatios(runs []Run) {
 	find := func(impl, engine string, c tcpCase) float64 {
 		for _, r := range runs {
 			if r.Impl != impl || r.Engine != engine {
@@ -153,3 +186,6 @@ func fillNetnsRatios(runs []NetnsRun) {
 		}
 	}
 }
+
+// engineSequential names the baseline engine in the ratios.
+const engineSequential = string(stages.EngineSequential)
