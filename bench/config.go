@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"cmp"
 	"fmt"
 	"io"
 	"runtime"
@@ -10,7 +9,8 @@ import (
 
 	"pipeguard/bench/core"
 	"pipeguard/bench/core/memrig"
-	floodmode "pipeguard/bench/flood"
+	"pipeguard/bench/flood"
+	"pipeguard/bench/loadgen"
 	"pipeguard/bench/netns"
 	"pipeguard/bench/soak"
 	"pipeguard/noise"
@@ -63,10 +63,6 @@ type Config struct {
 	// Streams are the netns mode's iperf3 parallel TCP streams (-P);
 	// default 1 and 4, each run in both directions.
 	Streams []int
-	// LoadDuration is what Duration means in loadgen mode, after
-	// defaults: the measured time per tunnel and direction, default 10 s,
-	// quick 2 s.
-	LoadDuration time.Duration
 	// SoakEvery is how often the soak mode reloads each end with SIGHUP
 	// and changes its peer with wg set; default 1 min. (In soak mode,
 	// Duration is the traffic watched: default 10 min, quick 20 s.)
@@ -104,12 +100,6 @@ func (c Config) withDefaults() (Config, error) {
 	ncpu := runtime.NumCPU()
 	if c.Mode == "" {
 		c.Mode = ModeMem
-	}
-	if c.LoadDuration == 0 {
-		c.LoadDuration = cmp.Or(c.Duration, defaultLoadDuration)
-		if c.Duration == 0 && c.Quick {
-			c.LoadDuration = quickLoadDuration
-		}
 	}
 	if c.Mode == ModeFlood {
 		// One case, not a sweep: the largest packets both ways, unless set.
@@ -163,9 +153,9 @@ func (c *Config) check() error {
 	if sc := c.soak(); c.Mode == ModeSoak && (sc.Duration < time.Second || sc.Every < time.Second) {
 		return bad("soak duration and change interval must be at least 1s")
 	}
-	if (c.Mode == ModeLoadgen || c.Mode == ModeAll) && c.LoadDuration > maxLoadDuration {
+	if d := c.loadgen().Duration; (c.Mode == ModeLoadgen || c.Mode == ModeAll) && d > loadgen.MaxDuration {
 		return bad("loadgen duration %v is over %v: a tunnel's cells run on one session, which must end before Rekey-After-Time (%v)",
-			c.LoadDuration, maxLoadDuration, noise.RekeyAfterTime)
+			d, loadgen.MaxDuration, noise.RekeyAfterTime)
 	}
 	if c.Duration < 0 || c.Repeat < 1 || c.Packets < 0 {
 		return bad("duration, repeat and packets must be positive")
@@ -215,7 +205,7 @@ func (c *Config) check() error {
 func (c *Config) duration() time.Duration {
 	switch c.Mode {
 	case ModeFlood:
-		return floodmode.Config{Quick: c.Quick, Duration: c.Duration}.WithDefaults().Duration
+		return flood.Config{Quick: c.Quick, Duration: c.Duration}.WithDefaults().Duration
 	case ModeSoak:
 		return c.soak().Duration
 	}
@@ -237,6 +227,11 @@ func (c *Config) soak() soak.Config {
 func (c *Config) netns() netns.Config {
 	return netns.Config{Quick: c.Quick, Duration: c.Duration, Repeat: c.Repeat, Engines: c.Engines, Streams: c.Streams,
 		Out: c.out()}.WithDefaults()
+}
+
+// loadgen is the loadgen mode's config, with its defaults.
+func (c *Config) loadgen() loadgen.Config {
+	return loadgen.Config{Quick: c.Quick, Duration: c.Duration, Repeat: c.Repeat, Engines: c.Engines, Out: c.out()}.WithDefaults()
 }
 
 // out is where the run reports its progress.

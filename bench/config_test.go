@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"pipeguard/bench/loadgen"
 )
 
 // TestModeConfigChecks: settings that no mode can run with are refused
@@ -45,5 +47,25 @@ func TestModeConfigs(t *testing.T) {
 		if got := c.duration(); got != tc.settings {
 			t.Errorf("%+v: the settings' duration %v, want %v", tc.cfg, got, tc.settings)
 		}
+	}
+}
+
+// TestLoadgenLimit: a loadgen cell must end on the session it started on,
+// well before Rekey-After-Time, so a longer duration is refused; the
+// netns mode has no such limit.
+func TestLoadgenLimit(t *testing.T) {
+	if _, err := (Config{Mode: "loadgun"}).withDefaults(); err == nil {
+		t.Error("mode loadgun accepted")
+	}
+	for _, mode := range []Mode{ModeLoadgen, ModeAll} {
+		if _, err := (Config{Mode: mode, Duration: loadgen.MaxDuration}).withDefaults(); err != nil {
+			t.Errorf("%s, %v: %v", mode, loadgen.MaxDuration, err)
+		}
+		if _, err := (Config{Mode: mode, Duration: loadgen.MaxDuration + time.Second}).withDefaults(); !errors.Is(err, ErrConfig) {
+			t.Errorf("%s, %v: %v, want %v", mode, loadgen.MaxDuration+time.Second, err, ErrConfig)
+		}
+	}
+	if _, err := (Config{Mode: ModeNetns, Duration: 5 * time.Minute}).withDefaults(); err != nil {
+		t.Errorf("netns, 5m: %v", err)
 	}
 }

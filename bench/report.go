@@ -8,7 +8,8 @@ import (
 	"pipeguard/bench/core"
 	"pipeguard/bench/core/cpuprof"
 	"pipeguard/bench/core/memrig"
-	floodmode "pipeguard/bench/flood"
+	"pipeguard/bench/flood"
+	"pipeguard/bench/loadgen"
 	"pipeguard/bench/netns"
 	"pipeguard/bench/soak"
 )
@@ -17,13 +18,13 @@ import (
 // shows and the JSON file holds. Mem, Netns and Flood are nil when their
 // mode did not run.
 type Report struct {
-	Machine  core.Machine      `json:"machine"`
-	Settings core.Settings     `json:"settings"`
-	Mem      *MemReport        `json:"mem,omitempty"`
-	Netns    *netns.Report     `json:"netns,omitempty"`
-	Loadgen  *LoadgenReport    `json:"loadgen,omitempty"`
-	Soak     *soak.Report      `json:"soak,omitempty"`
-	Flood    *floodmode.Report `json:"flood,omitempty"`
+	Machine  core.Machine    `json:"machine"`
+	Settings core.Settings   `json:"settings"`
+	Mem      *MemReport      `json:"mem,omitempty"`
+	Netns    *netns.Report   `json:"netns,omitempty"`
+	Loadgen  *loadgen.Report `json:"loadgen,omitempty"`
+	Soak     *soak.Report    `json:"soak,omitempty"`
+	Flood    *flood.Report   `json:"flood,omitempty"`
 }
 
 // MemReport holds the in-memory mode's figures.

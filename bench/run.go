@@ -13,7 +13,8 @@ import (
 	"pipeguard/bench/core"
 	"pipeguard/bench/core/cpuprof"
 	"pipeguard/bench/core/memrig"
-	floodmode "pipeguard/bench/flood"
+	"pipeguard/bench/flood"
+	"pipeguard/bench/loadgen"
 	"pipeguard/bench/netns"
 	"pipeguard/bench/soak"
 	"pipeguard/stages"
@@ -38,7 +39,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (*Report, error) {
 		}
 	}
 	if cfg.Mode == ModeLoadgen || cfg.Mode == ModeAll {
-		if rep.Loadgen, err = runLoadgen(ctx, &cfg); err != nil {
+		if rep.Loadgen, err = loadgen.Measure(ctx, cfg.loadgen()); err != nil {
 			return nil, err
 		}
 	}
@@ -49,14 +50,14 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (*Report, error) {
 	}
 	var profs []*profile.Profile
 	if cfg.Mode == ModeFlood {
-		fc := floodmode.Config{Quick: cfg.Quick, Duration: cfg.Duration, Repeat: cfg.Repeat, Packets: cfg.Packets, Out: cfg.out()}
+		fc := flood.Config{Quick: cfg.Quick, Duration: cfg.Duration, Repeat: cfg.Repeat, Packets: cfg.Packets, Out: cfg.out()}
 		if len(cfg.Sizes) > 0 {
 			fc.Size = cfg.Sizes[0]
 		}
 		if len(cfg.Directions) > 0 {
 			fc.Direction = cfg.Directions[0]
 		}
-		if rep.Flood, profs, err = floodmode.Measure(ctx, fc); err != nil {
+		if rep.Flood, profs, err = flood.Measure(ctx, fc); err != nil {
 			return nil, err
 		}
 	}

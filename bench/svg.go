@@ -45,7 +45,7 @@ func (r *Report) WriteSVG(w io.Writer) error {
 		parts = append(parts, "TCP in network namespaces against wireguard-go")
 	}
 	if r.Loadgen != nil {
-		c = loadgenChart(r, c, row)
+		c = r.Loadgen.AddChart(c, r.Machine, r.Settings, row)
 		row++
 		parts = append(parts, "one end under load against wireguard-go")
 	}

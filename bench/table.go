@@ -28,7 +28,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		r.Netns.WriteTable(&b, r.Settings)
 	}
 	if r.Loadgen != nil {
-		writeLoadgen(&b, r.Loadgen, m, r.Settings)
+		r.Loadgen.WriteTable(&b, m, r.Settings)
 	}
 	if r.Mem != nil {
 		writeMem(&b, r.Mem, r.Settings)

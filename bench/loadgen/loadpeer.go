@@ -1,4 +1,4 @@
-package bench
+package loadgen
 
 import (
 	"context"
@@ -185,7 +185,7 @@ func (p *loadPeer) sealInboundWith(kp *noise.Keypair, msgs []tunio.Datagram) {
 }
 
 // viewReader is a conn that hands received datagrams over in place,
-// without copying them into the caller's buffers (rawUDP).
+// without copying them into the caller's buffers (rawudp.Conn).
 type viewReader interface {
 	ReadViews(fn func(b []byte, from netip.AddrPort)) (int, error)
 }

@@ -1,4 +1,4 @@
-package bench
+package loadgen
 
 import (
 	"errors"
@@ -48,7 +48,7 @@ func genCPU() int {
 // on one CPU, so the sender and the receiver never switch threads, and
 // all of them back for the sealing after it. With one P, a system call
 // longer than a sysmon tick (20 µs) has its P handed to another thread,
-// so the generator's frequent calls are raw ones (rawUDP, procFile).
+// so the generator's frequent calls are raw ones (rawudp.Conn, procFile).
 func pinProcess(cpu int) (unpin func(), err error) {
 	if cpu < 0 {
 		return func() {}, nil

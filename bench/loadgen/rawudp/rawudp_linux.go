@@ -1,4 +1,4 @@
-package bench
+package rawudp
 
 import (
 	"encoding/binary"
@@ -16,7 +16,7 @@ import (
 	"pipeguard/tunio"
 )
 
-// rawUDP is the load generator's own IPv4 UDP socket: a tunio.UDPConn
+// Conn is the load generator's own IPv4 UDP socket: a tunio.UDPConn
 // (sendmmsg with UDP GSO, recvmmsg with UDP GRO) that stays out of the Go
 // runtime's network poller. A socket in the poller is in its epoll set,
 // edge-triggered for reading and writing, so every datagram that arrives,
@@ -34,7 +34,7 @@ import (
 //
 // ReadBatch, ReadViews, WriteBatch and Close may be called concurrently;
 // ReadBatch and ReadViews from one goroutine at a time.
-type rawUDP struct {
+type Conn struct {
 	fd    int
 	local netip.AddrPort
 	pause time.Duration
@@ -49,9 +49,12 @@ type rawUDP struct {
 	rs rawRecv // the receive side: one reader at a time
 }
 
-// Sizes of a rawUDP.
+// Sizes of a Conn.
 const (
-	rawBatch = 128 // datagrams per WriteBatch chunk and per ReadBatch
+	// gsoSegments is the most datagrams one GSO send carries (the
+	// kernel's UDP_MAX_SEGMENTS on the kernels we meet).
+	gsoSegments = 64
+	rawBatch    = 128 // datagrams per WriteBatch chunk and per ReadBatch
 	// rawGSOBytes bounds a GSO run as the kernel does: one IP datagram.
 	rawGSOBytes = 65535 - 20 - 8
 	rawGROBufs  = 32    // receive buffers per recvmmsg
@@ -89,10 +92,10 @@ type rawMmsghdr struct {
 	_   [4]byte
 }
 
-// newRawUDP opens a socket bound to addr (IPv4) with buf bytes of socket
+// New opens a socket bound to addr (IPv4) with buf bytes of socket
 // buffer each way, UDP GRO on, and UDP GSO where the kernel has it; pause
 // is the receiver's sleep after a read that drained the socket.
-func newRawUDP(addr netip.AddrPort, buf int, pause time.Duration) (*rawUDP, error) {
+func New(addr netip.AddrPort, buf int, pause time.Duration) (*Conn, error) {
 	if !addr.Addr().Is4() {
 		return nil, fmt.Errorf("%w: %v: the generator's socket is IPv4", core.ErrNetns, addr)
 	}
@@ -100,7 +103,7 @@ func newRawUDP(addr netip.AddrPort, buf int, pause time.Duration) (*rawUDP, erro
 	if err != nil {
 		return nil, fmt.Errorf("%w: socket: %v", core.ErrNetns, err)
 	}
-	c := &rawUDP{fd: fd, pause: pause}
+	c := &Conn{fd: fd, pause: pause}
 	if err := c.setup(addr, buf); err != nil {
 		unix.Close(fd)
 		return nil, err
@@ -108,7 +111,7 @@ func newRawUDP(addr netip.AddrPort, buf int, pause time.Duration) (*rawUDP, erro
 	return c, nil
 }
 
-func (c *rawUDP) setup(addr netip.AddrPort, buf int) error {
+func (c *Conn) setup(addr netip.AddrPort, buf int) error {
 	// The FORCE variants pass rmem_max and wmem_max (CAP_NET_ADMIN).
 	if unix.SetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, buf) != nil {
 		_ = unix.SetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_RCVBUF, buf)
@@ -146,22 +149,22 @@ func (c *rawUDP) setup(addr netip.AddrPort, buf int) error {
 }
 
 var (
-	_ tunio.UDPConn     = (*rawUDP)(nil)
-	_ tunio.UDPOffloads = (*rawUDP)(nil)
+	_ tunio.UDPConn     = (*Conn)(nil)
+	_ tunio.UDPOffloads = (*Conn)(nil)
 )
 
-func (c *rawUDP) LocalAddr() netip.AddrPort { return c.local }
-func (c *rawUDP) BatchSize() int            { return rawBatch }
-func (c *rawUDP) Offloads() (gso, gro bool) { return c.gso.Load(), true }
-func (c *rawUDP) SetMark(uint32) error      { return tunio.ErrUnsupported }
-func (c *rawUDP) closedErr(op string) error {
+func (c *Conn) LocalAddr() netip.AddrPort { return c.local }
+func (c *Conn) BatchSize() int            { return rawBatch }
+func (c *Conn) Offloads() (gso, gro bool) { return c.gso.Load(), true }
+func (c *Conn) SetMark(uint32) error      { return tunio.ErrUnsupported }
+func (c *Conn) closedErr(op string) error {
 	return fmt.Errorf("bench: raw UDP %s: %w", op, tunio.ErrClosed)
 }
-func (c *rawUDP) sysErr(op string, e error) error { return fmt.Errorf("bench: raw UDP %s: %w", op, e) }
+func (c *Conn) sysErr(op string, e error) error { return fmt.Errorf("bench: raw UDP %s: %w", op, e) }
 
 // Close closes the socket once every call in progress has returned (a
 // blocked receive notices within rawPollWait).
-func (c *rawUDP) Close() error {
+func (c *Conn) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
@@ -172,7 +175,7 @@ func (c *rawUDP) Close() error {
 
 // enter takes mu shared unless the socket is closed; the caller then
 // may use the fd until it unlocks.
-func (c *rawUDP) enter() bool {
+func (c *Conn) enter() bool {
 	c.mu.RLock()
 	if c.closed.Load() {
 		c.mu.RUnlock()
@@ -183,7 +186,7 @@ func (c *rawUDP) enter() bool {
 
 // WriteBatch implements tunio.UDPConn: runs of datagrams of one size to
 // one address go as one GSO send, up to rawBatch datagrams a system call.
-func (c *rawUDP) WriteBatch(msgs []tunio.Datagram) error {
+func (c *Conn) WriteBatch(msgs []tunio.Datagram) error {
 	if !c.enter() {
 		return c.closedErr("send")
 	}
@@ -208,7 +211,7 @@ func (c *rawUDP) WriteBatch(msgs []tunio.Datagram) error {
 // writeChunk sends chunk and returns how many datagrams it dealt with: all
 // of them, or fewer when the kernel refused a segmented send (GSO is then
 // off for good, and the caller sends the rest again).
-func (c *rawUDP) writeChunk(chunk []tunio.Datagram) (int, error) {
+func (c *Conn) writeChunk(chunk []tunio.Datagram) (int, error) {
 	w := &c.ws
 	gso := c.gso.Load()
 	e := 0
@@ -300,7 +303,7 @@ func setIov(iov *unix.Iovec, d *tunio.Datagram) {
 // socket's buffers (valid only during the call), and its sender; it
 // returns how many it handed over. After a read that drained the socket
 // it first sleeps the pause.
-func (c *rawUDP) ReadViews(fn func(b []byte, from netip.AddrPort)) (int, error) {
+func (c *Conn) ReadViews(fn func(b []byte, from netip.AddrPort)) (int, error) {
 	r := &c.rs
 	if r.drained && c.pause > 0 {
 		time.Sleep(c.pause)
@@ -368,7 +371,7 @@ func (c *rawUDP) ReadViews(fn func(b []byte, from netip.AddrPort)) (int, error) 
 
 // ReadBatch implements tunio.UDPConn over ReadViews, copying into msgs;
 // what does not fit waits for the next call.
-func (c *rawUDP) ReadBatch(msgs []tunio.Datagram) (int, error) {
+func (c *Conn) ReadBatch(msgs []tunio.Datagram) (int, error) {
 	r := &c.rs
 	if len(r.pend) == 0 {
 		r.pend, r.pendAt = r.pend[:0], r.pendAt[:0]

@@ -1,12 +1,13 @@
-package bench
+package loadgen
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -16,25 +17,45 @@ import (
 
 	"pipeguard/bench/core"
 	"pipeguard/bench/core/nsenv/nsenvtest"
+	"pipeguard/bench/core/svg"
 	"pipeguard/bench/core/svg/svgtest"
 )
 
-// TestLoadgenQuick runs `bench --mode loadgen --quick` end to end: real
+// TestLoadgenQuick runs the loadgen mode's quick form end to end: real
 // namespaces, both PipeGuard engines and wireguard-go each under load from
 // the harness, both directions. It checks that every cell is measured
 // (throughput, packets, the tunnel's CPU and the generator's own), that
 // each inbound cell was sent from a ring sealed ahead, that the table
-// holds every row and the ratio table in its fixed form, that the JSON
-// and the chart hold the figures, and that nothing is left behind. About
+// holds every row and the ratio table in its fixed form, that the report
+// survives its JSON and the chart holds the figures, and that nothing is left behind. About
 // 45 s on two cores (with the race detector), a tenth of it mapping the
 // ring and a fifth sealing it.
 func TestLoadgenQuick(t *testing.T) {
 	requireLoadgen(t)
-	cfg := &Config{Mode: ModeLoadgen, Quick: true,
-		CommandLine: []string{"bench", "--mode", "loadgen", "--quick"}}
-	rep, table := runNsMode(t, cfg)
-	checkLoadgenReport(t, rep)
-	for _, run := range rep.Loadgen.Runs {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	m, st := core.DescribeMachine(nil), core.Settings{Repeat: 1}
+	begin := time.Now()
+	lr, err := Measure(ctx, Config{Quick: true, Out: core.Out{W: nsenvtest.Log{T: t}}})
+	t.Logf("loadgen run: %v", time.Since(begin).Round(100*time.Millisecond))
+	nsenvtest.AssertNothingLeft(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLoadgenReport(t, lr, st.Repeat, m)
+	var b strings.Builder
+	lr.WriteTable(&b, m, st)
+	table := b.String()
+	t.Logf("\n%s", table)
+	j, err := json.Marshal(lr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back *Report
+	if err := json.Unmarshal(j, &back); err != nil || !reflect.DeepEqual(back, lr) {
+		t.Errorf("JSON round trip: %v", err)
+	}
+	for _, run := range lr.Runs {
 		for _, res := range run.Results {
 			if row := strings.Join(loadgenRow(run, res), " "); !strings.Contains(squeeze(table), row+"\n") {
 				t.Errorf("table lacks the row %q", row)
@@ -49,15 +70,15 @@ func TestLoadgenQuick(t *testing.T) {
 	if !ratios.MatchString(table) {
 		t.Errorf("no ratio table in its fixed form:\n%s", table)
 	}
-	if !strings.Contains(table, "load average "+rep.Machine.LoadAverage) || !strings.Contains(table, "Generator: ") ||
+	if !strings.Contains(table, "Load average: "+m.LoadAverage+" at the start") || !strings.Contains(table, "Generator: ") ||
 		!strings.Contains(table, "Pre-sealed ring: ") {
 		t.Errorf("the header lacks the load average, the generator or the ring")
 	}
-	svg, err := os.ReadFile(cfg.SVGPath)
-	if err != nil {
+	var chart bytes.Buffer
+	if err := svg.Write(&chart, lr.AddChart(svg.Chart{}, m, st, 0)); err != nil {
 		t.Fatal(err)
 	}
-	d := svgtest.Parse(t, svg)
+	d := svgtest.Parse(t, chart.Bytes())
 	for _, text := range []string{"PipeGuard pipeline", "PipeGuard sequential", "wireguard-go", "inbound, one end under load", "outbound, one end under load"} {
 		if !slices.Contains(d.Texts, text) {
 			t.Errorf("chart lacks %q", text)
@@ -75,11 +96,11 @@ func requireLoadgen(t *testing.T) {
 	}
 }
 
-// checkLoadgenReport checks that a loadgen report holds every figure,
-// sane, and that its ratios are its figures' quotients.
-func checkLoadgenReport(t *testing.T, rep *Report) {
+// checkLoadgenReport checks that a loadgen report of repeat repeats on
+// machine m holds every figure, sane, and that its ratios are its
+// figures' quotients.
+func checkLoadgenReport(t *testing.T, lr *Report, repeat int, m core.Machine) {
 	t.Helper()
-	lr := rep.Loadgen
 	if lr == nil {
 		t.Fatal("no loadgen figures")
 	}
@@ -87,12 +108,12 @@ func checkLoadgenReport(t *testing.T, rep *Report) {
 		t.Errorf("ring: %d datagrams, %d bytes; harness peak RSS %d bytes", lr.RingPackets, lr.RingBytes, lr.PeakRSSBytes)
 	}
 	if lr.MTU != 1280 || lr.InnerPacketBytes != 1280 || !(lr.Seconds > 0) || lr.Generator == "" ||
-		lr.WireguardGoVersion == "" || lr.WireguardGoVersion == "unknown" || rep.Machine.LoadAverage == "" || lr.LoadAverageEnd == "" {
-		t.Errorf("settings %+v, load average %q", lr, rep.Machine.LoadAverage)
+		lr.WireguardGoVersion == "" || lr.WireguardGoVersion == "unknown" || m.LoadAverage == "" || lr.LoadAverageEnd == "" {
+		t.Errorf("settings %+v, load average %q", lr, m.LoadAverage)
 	}
 	var kinds []string
 	gbps := map[string]float64{}
-	maxCPU := 100 * float64(rep.Machine.Cores) * 1.1
+	maxCPU := 100 * float64(m.Cores) * 1.1
 	for _, run := range lr.Runs {
 		k := core.Kind{Impl: run.Impl, Engine: run.Engine}.String()
 		kinds = append(kinds, k)
@@ -101,7 +122,7 @@ func checkLoadgenReport(t *testing.T, rep *Report) {
 		}
 		for _, res := range run.Results {
 			what := fmt.Sprintf("%s %s", k, res.Direction)
-			if !(res.Gbps > 0) || !(res.Mpps > 0) || !near(res.Gbps, res.Mpps*1280*8/1e3) || len(res.Samples) != rep.Settings.Repeat ||
+			if !(res.Gbps > 0) || !(res.Mpps > 0) || !near(res.Gbps, res.Mpps*1280*8/1e3) || len(res.Samples) != repeat ||
 				!(res.TunnelCPUPercent > 0) || res.TunnelCPUPercent > maxCPU ||
 				!(res.GeneratorCPUPercent > 0) || res.GeneratorCPUPercent > maxCPU ||
 				!(res.OfferedMpps > 0) || res.LostPercent < 0 || res.LostPercent > 100 || res.WaitPercent < 0 || res.WaitPercent > 101 {
@@ -165,14 +186,13 @@ func TestLoadgenCancel(t *testing.T) {
 		}
 		return len(p), nil
 	})
-	cfg := Config{Mode: ModeLoadgen, Quick: true, Progress: progress}
 	stopped := make(chan time.Time, 1)
 	go func() { <-ctx.Done(); stopped <- time.Now() }()
-	_, err := Run(ctx, cfg, &bytes.Buffer{})
+	_, err := Measure(ctx, Config{Quick: true, Out: core.Out{W: progress}})
 	took := time.Since(<-stopped)
 	nsenvtest.AssertNothingLeft(t)
 	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("Run: %v, want %v", err, context.Canceled)
+		t.Fatalf("the run: %v, want %v", err, context.Canceled)
 	}
 	if took > 10*time.Second {
 		t.Errorf("took %v to stop after the cancel", took)
@@ -182,24 +202,3 @@ func TestLoadgenCancel(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
-
-// runNsMode runs the harness as cfg says, for 3 minutes at most, with its
-// JSON and SVG files in a test directory (it sets cfg's paths and
-// progress writer), checks that the run left nothing behind, and returns
-// the JSON report read back and the table printed.
-func runNsMode(t *testing.T, cfg *Config) (*Report, string) {
-	t.Helper()
-	dir := t.TempDir()
-	cfg.JSONPath, cfg.SVGPath, cfg.Progress = filepath.Join(dir, "r.json"), filepath.Join(dir, "r.svg"), nsenvtest.Log{T: t}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	begin := time.Now()
-	var stdout bytes.Buffer
-	_, err := Run(ctx, *cfg, &stdout)
-	t.Logf("%s run: %v\n%s", cfg.Mode, time.Since(begin).Round(100*time.Millisecond), stdout.String())
-	nsenvtest.AssertNothingLeft(t)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return readReportFile(t, cfg.JSONPath), stdout.String()
-}

@@ -1,4 +1,4 @@
-package bench
+package loadgen
 
 import (
 	"cmp"
@@ -10,6 +10,7 @@ import (
 
 	"pipeguard/bench/core"
 	"pipeguard/bench/core/svg"
+	"pipeguard/stages"
 )
 
 // The load generator mode's plan, report and arithmetic, apart from the
@@ -18,7 +19,7 @@ import (
 // as its peer in namespace B, and the tunnel's delivery counted from its
 // TUN interface's counters (inbound) or by the harness (outbound).
 
-// Loadgen addresses, besides the netns mode's: the inner destination of
+// Loadgen addresses, besides nsenv's: the inner destination of
 // the inbound load, blackholed in namespace A so the kernel drops it at
 // its first route lookup.
 var loadSink = netip.MustParseAddr("10.203.0.1")
@@ -31,26 +32,56 @@ const loadSinkRoute = "10.203.0.0/24"
 // and the tunnel's queues have settled.
 const loadWarmup = 300 * time.Millisecond
 
+// Config is one run of the loadgen mode. The zero value runs it
+// with the defaults named in the comments, which Quick makes shorter.
+type Config struct {
+	Quick bool
+	// Duration is the measured time per tunnel and direction: default
+	// 10 s, quick 2 s, at most maxLoadDuration.
+	Duration time.Duration
+	Repeat   int             // figures are medians of this many repeats; default 1
+	Engines  []stages.Engine // PipeGuard's, each measured beside wireguard-go; default both
+	Out      core.Out        // progress
+}
+
 // Defaults of the measured time per direction.
 const (
 	defaultLoadDuration = 10 * time.Second
 	quickLoadDuration   = 2 * time.Second
 )
 
-// maxLoadDuration bounds the measured time per direction: each tunnel's
+// WithDefaults fills c's zero fields.
+func (c Config) WithDefaults() Config {
+	if c.Duration == 0 {
+		c.Duration = defaultLoadDuration
+		if c.Quick {
+			c.Duration = quickLoadDuration
+		}
+	}
+	c.Repeat = max(c.Repeat, 1)
+	if len(c.Engines) == 0 {
+		c.Engines = []stages.Engine{stages.EngineSequential, stages.EnginePipeline}
+	}
+	return c
+}
+
+// MaxDuration bounds the measured time per direction: each tunnel's
 // cells run on the session of one handshake (the inbound ring is sealed
 // under it), and handshake, readiness check, sealing, warm-up and cell
 // must end well before the session reaches Rekey-After-Time (120 s), so
 // that no rekey replaces it under the ring.
-const maxLoadDuration = 100 * time.Second
+const MaxDuration = 100 * time.Second
+
+// engineSequential names the baseline engine in the ratios.
+const engineSequential = string(stages.EngineSequential)
 
 // loadDirections are measured for each tunnel, in this order.
 var loadDirections = []core.Direction{core.Inbound, core.Outbound}
 
-// LoadgenReport holds the loadgen mode's figures: one tunnel process at a
+// Report holds the loadgen mode's figures: one tunnel process at a
 // time in namespace A, the harness playing its peer in namespace B (a
 // real handshake with package noise), full-size inner UDP packets.
-type LoadgenReport struct {
+type Report struct {
 	MTU              int     `json:"mtu"`                // of the tunnel interface
 	InnerPacketBytes int     `json:"inner_packet_bytes"` // every inner packet's size
 	Seconds          float64 `json:"seconds"`            // measured per direction, after the warm-up
@@ -68,27 +99,27 @@ type LoadgenReport struct {
 	RingMapSeconds float64 `json:"ring_map_seconds,omitempty"`
 	// LoadAverageEnd is /proc/loadavg's first three fields at the end
 	// (Machine.LoadAverage has them at the start).
-	LoadAverageEnd     string       `json:"load_average_end"`
-	WireguardGoVersion string       `json:"wireguard_go_version"`
-	PipeGuardRevision  string       `json:"pipeguard_revision,omitempty"`
-	Runs               []LoadgenRun `json:"runs"`
+	LoadAverageEnd     string `json:"load_average_end"`
+	WireguardGoVersion string `json:"wireguard_go_version"`
+	PipeGuardRevision  string `json:"pipeguard_revision,omitempty"`
+	Runs               []Run  `json:"runs"`
 	// Warnings are things that went wrong without spoiling a figure: a
 	// handshake mid-run, a stall, a generator that may have set the pace.
 	Warnings []string `json:"warnings,omitempty"`
 }
 
-// LoadgenRun is one implementation (and engine) under load.
-type LoadgenRun struct {
-	Impl    string          `json:"impl"`
-	Engine  string          `json:"engine,omitempty"`
-	Args    []string        `json:"args"`    // the tunnel program's arguments
-	Results []LoadgenResult `json:"results"` // inbound, then outbound
+// Run is one implementation (and engine) under load.
+type Run struct {
+	Impl    string   `json:"impl"`
+	Engine  string   `json:"engine,omitempty"`
+	Args    []string `json:"args"`    // the tunnel program's arguments
+	Results []Result `json:"results"` // inbound, then outbound
 }
 
-// LoadgenResult is one direction's figures, medians over the repeats in
+// Result is one direction's figures, medians over the repeats in
 // Samples, and its ratios of Gbit/s to the same direction over the
 // sequential engine and over wireguard-go (0 when not measured).
-type LoadgenResult struct {
+type Result struct {
 	Direction core.Direction `json:"direction"`
 	Gbps      float64        `json:"gbit_per_s"` // inner bytes delivered
 	Mpps      float64        `json:"mpps"`       // inner packets delivered
@@ -107,14 +138,14 @@ type LoadgenResult struct {
 	WaitPercent float64 `json:"wait_percent"`
 	// SealSeconds is the wall time the harness took to seal the ring
 	// before the cell (inbound; on every CPU, outside every figure).
-	SealSeconds   float64         `json:"seal_seconds,omitempty"`
-	VsSequential  float64         `json:"vs_sequential"`
-	VsWireguardGo float64         `json:"vs_wireguard_go"`
-	Samples       []LoadgenSample `json:"samples"`
+	SealSeconds   float64  `json:"seal_seconds,omitempty"`
+	VsSequential  float64  `json:"vs_sequential"`
+	VsWireguardGo float64  `json:"vs_wireguard_go"`
+	Samples       []Sample `json:"samples"`
 }
 
-// LoadgenSample is one repeat's raw counts over the measured interval.
-type LoadgenSample struct {
+// Sample is one repeat's raw counts over the measured interval.
+type Sample struct {
 	Packets             uint64  `json:"packets"` // inner packets delivered
 	Offered             uint64  `json:"offered"` // inner packets the generator sent
 	Seconds             float64 `json:"seconds"`
@@ -134,13 +165,13 @@ type LoadgenSample struct {
 	SealedLive  uint64  `json:"sealed_live,omitempty"`
 }
 
-func (s LoadgenSample) mpps() float64 { return core.Ratio(float64(s.Packets), s.Seconds) / 1e6 }
-func (s LoadgenSample) gbps() float64 { return s.mpps() * loadInnerSize * 8 / 1e3 }
+func (s Sample) mpps() float64 { return core.Ratio(float64(s.Packets), s.Seconds) / 1e6 }
+func (s Sample) gbps() float64 { return s.mpps() * loadInnerSize * 8 / 1e3 }
 
 // lostPercent is the share of the offered packets not delivered. Both are
 // counted over the same interval, so the packets in flight at its ends
 // (at most a window) blur it by a fraction of a percent.
-func (s LoadgenSample) lostPercent() float64 {
+func (s Sample) lostPercent() float64 {
 	if s.Offered <= s.Packets {
 		return 0
 	}
@@ -150,26 +181,26 @@ func (s LoadgenSample) lostPercent() float64 {
 // summarizeLoadgen turns the samples (samples[i][d] are kinds[i]'s repeats
 // in loadDirections[d]) into runs: medians over the repeats, then the
 // ratios.
-func summarizeLoadgen(kinds []core.Kind, args [][]string, samples [][][]LoadgenSample) []LoadgenRun {
-	runs := make([]LoadgenRun, len(kinds))
+func summarizeLoadgen(kinds []core.Kind, args [][]string, samples [][][]Sample) []Run {
+	runs := make([]Run, len(kinds))
 	for i, k := range kinds {
-		r := LoadgenRun{Impl: k.Impl, Engine: k.Engine, Args: args[i]}
+		r := Run{Impl: k.Impl, Engine: k.Engine, Args: args[i]}
 		for d, dir := range loadDirections {
 			ss := samples[i][d]
-			r.Results = append(r.Results, LoadgenResult{
+			r.Results = append(r.Results, Result{
 				Direction: dir,
-				Gbps:      core.MedianBy(ss, LoadgenSample.gbps),
-				Mpps:      core.MedianBy(ss, LoadgenSample.mpps),
-				TunnelCPUPercent: core.MedianBy(ss, func(s LoadgenSample) float64 {
+				Gbps:      core.MedianBy(ss, Sample.gbps),
+				Mpps:      core.MedianBy(ss, Sample.mpps),
+				TunnelCPUPercent: core.MedianBy(ss, func(s Sample) float64 {
 					return 100 * core.Ratio(s.TunnelCPUSeconds, s.Seconds)
 				}),
-				GeneratorCPUPercent: core.MedianBy(ss, func(s LoadgenSample) float64 {
+				GeneratorCPUPercent: core.MedianBy(ss, func(s Sample) float64 {
 					return 100 * core.Ratio(s.GeneratorCPUSeconds, s.Seconds)
 				}),
-				OfferedMpps: core.MedianBy(ss, func(s LoadgenSample) float64 { return core.Ratio(float64(s.Offered), s.Seconds) / 1e6 }),
-				LostPercent: core.MedianBy(ss, LoadgenSample.lostPercent),
-				WaitPercent: core.MedianBy(ss, func(s LoadgenSample) float64 { return 100 * core.Ratio(s.WaitSeconds, s.Seconds) }),
-				SealSeconds: core.MedianBy(ss, func(s LoadgenSample) float64 { return s.SealSeconds }),
+				OfferedMpps: core.MedianBy(ss, func(s Sample) float64 { return core.Ratio(float64(s.Offered), s.Seconds) / 1e6 }),
+				LostPercent: core.MedianBy(ss, Sample.lostPercent),
+				WaitPercent: core.MedianBy(ss, func(s Sample) float64 { return 100 * core.Ratio(s.WaitSeconds, s.Seconds) }),
+				SealSeconds: core.MedianBy(ss, func(s Sample) float64 { return s.SealSeconds }),
 				Samples:     ss,
 			})
 		}
@@ -182,7 +213,7 @@ func summarizeLoadgen(kinds []core.Kind, args [][]string, samples [][][]LoadgenS
 // fillLoadgenRatios sets each PipeGuard result's ratio to wireguard-go's
 // in the same direction, and each pipeline result's to the sequential
 // engine's.
-func fillLoadgenRatios(runs []LoadgenRun) {
+func fillLoadgenRatios(runs []Run) {
 	find := func(impl, engine string, d core.Direction) float64 {
 		for _, r := range runs {
 			if r.Impl == impl && r.Engine == engine {
@@ -215,7 +246,7 @@ func fillLoadgenRatios(runs []LoadgenRun) {
 const loadWaitWarning = 10
 
 // loadgenWarnings are the warnings the figures themselves raise.
-func loadgenWarnings(runs []LoadgenRun) []string {
+func loadgenWarnings(runs []Run) []string {
 	var out []string
 	for _, r := range runs {
 		for _, res := range r.Results {
@@ -255,7 +286,7 @@ func loadgenWarnings(runs []LoadgenRun) []string {
 var loadgenHead = []string{"impl", "engine", "direction", "Gbit/s", "Mpps", "tunnel CPU %", "gen CPU %",
 	"offered Mpps", "lost %", "gen wait %", "vs wg-go", "pipe/seq"}
 
-func loadgenRow(run LoadgenRun, res LoadgenResult) []string {
+func loadgenRow(run Run, res Result) []string {
 	return []string{run.Impl, core.OrDash(run.Engine != "", run.Engine), string(res.Direction),
 		fmt.Sprintf("%.2f", res.Gbps), fmt.Sprintf("%.3f", res.Mpps),
 		fmt.Sprintf("%.0f", res.TunnelCPUPercent), fmt.Sprintf("%.0f", res.GeneratorCPUPercent),
@@ -264,7 +295,10 @@ func loadgenRow(run LoadgenRun, res LoadgenResult) []string {
 		core.OrDash(res.VsSequential > 0, fmt.Sprintf("%.2f", res.VsSequential))}
 }
 
-func writeLoadgen(b *strings.Builder, lr *LoadgenReport, m core.Machine, st core.Settings) {
+// WriteTable prints the loadgen mode's figures: how the generator ran,
+// the ring, the load averages, a row per tunnel and direction, the ratio
+// table and the warnings; m is the machine it ran on.
+func (lr *Report) WriteTable(b *strings.Builder, m core.Machine, st core.Settings) {
 	fmt.Fprintf(b, "\nLoad generator: one tunnel process in namespace A (TUN MTU %d); the harness in namespace B is its peer\n", lr.MTU)
 	fmt.Fprintf(b, "(a noise handshake, then %d-byte inner UDP packets sealed in, or received and 1 in %d authenticated out);\n",
 		lr.InnerPacketBytes, loadSampleEvery)
@@ -294,7 +328,7 @@ func writeLoadgen(b *strings.Builder, lr *LoadgenReport, m core.Machine, st core
 
 // writeLoadgenSealing prints the pre-sealed ring's memory and how long
 // sealing it took before each tunnel's inbound cell.
-func writeLoadgenSealing(b *strings.Builder, lr *LoadgenReport) {
+func writeLoadgenSealing(b *strings.Builder, lr *Report) {
 	var took []string
 	for _, r := range lr.Runs {
 		for _, res := range r.Results {
@@ -316,8 +350,8 @@ func writeLoadgenSealing(b *strings.Builder, lr *LoadgenReport) {
 // writeLoadgenRatios prints the ratio table in its fixed form: pipeline
 // over sequential and over wireguard-go, inbound and outbound, "-" where
 // a figure is missing.
-func writeLoadgenRatios(b *strings.Builder, lr *LoadgenReport) {
-	cell := func(f func(LoadgenResult) float64, d core.Direction) string {
+func writeLoadgenRatios(b *strings.Builder, lr *Report) {
+	cell := func(f func(Result) float64, d core.Direction) string {
 		for _, r := range lr.Runs {
 			if r.Impl == core.ImplPipeGuard && r.Engine == "pipeline" {
 				for _, res := range r.Results {
@@ -332,23 +366,22 @@ func writeLoadgenRatios(b *strings.Builder, lr *LoadgenReport) {
 	fmt.Fprintf(b, "%-23s  %9s  %8s\n", "loadgen ratio", "inbound", "outbound")
 	for _, row := range []struct {
 		name string
-		f    func(LoadgenResult) float64
+		f    func(Result) float64
 	}{
-		{"pipeline / sequential", func(r LoadgenResult) float64 { return r.VsSequential }},
-		{"pipeline / wireguard-go", func(r LoadgenResult) float64 { return r.VsWireguardGo }},
+		{"pipeline / sequential", func(r Result) float64 { return r.VsSequential }},
+		{"pipeline / wireguard-go", func(r Result) float64 { return r.VsWireguardGo }},
 	} {
 		fmt.Fprintf(b, "%-23s  %9s  %8s\n", row.name, cell(row.f, core.Inbound), cell(row.f, core.Outbound))
 	}
 }
 
-// loadgenChart adds to c a row of panels (at row) for the loadgen mode:
-// for each direction, delivered Gbit/s against the tunnel's CPU in
-// cores, a point per tunnel.
-func loadgenChart(r *Report, c svg.Chart, row int) svg.Chart {
-	lr := r.Loadgen
+// AddChart adds to c a row of panels (at row) for the loadgen mode: for
+// each direction, delivered Gbit/s against the tunnel's CPU in cores, a
+// point per tunnel; m and st say where and how it was measured.
+func (lr *Report) AddChart(c svg.Chart, m core.Machine, st core.Settings, row int) svg.Chart {
 	c.Subtitles = append(c.Subtitles, fmt.Sprintf("loadgen: %s, %d cores, %s; TUN MTU %d, %d-byte packets; %.0f s, medians of %d; load average %s; wireguard-go %s",
-		r.Machine.CPUModel, r.Machine.Cores, r.Machine.Date, lr.MTU, lr.InnerPacketBytes, lr.Seconds, r.Settings.Repeat,
-		cmp.Or(r.Machine.LoadAverage, "unknown"), lr.WireguardGoVersion))
+		m.CPUModel, m.Cores, m.Date, lr.MTU, lr.InnerPacketBytes, lr.Seconds, st.Repeat,
+		cmp.Or(m.LoadAverage, "unknown"), lr.WireguardGoVersion))
 	for _, d := range loadDirections {
 		p := svg.Panel{Title: fmt.Sprintf("%s, one end under load", d), XLabel: "tunnel CPU (cores)", YLabel: "delivered Gbit/s", Row: row}
 		for _, run := range lr.Runs {

@@ -1,4 +1,4 @@
-package bench
+package rawudp
 
 import (
 	"encoding/binary"
@@ -7,20 +7,20 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
-	"golang.org/x/sys/unix"
 
 	"pipeguard/tunio"
+	"pipeguard/wire"
 )
 
 // rawPair is two of the generator's sockets on loopback.
-func rawPair(t *testing.T, pause time.Duration) (a, b *rawUDP) {
+func rawPair(t *testing.T, pause time.Duration) (a, b *Conn) {
 	t.Helper()
 	var err error
-	if a, err = newRawUDP(netip.MustParseAddrPort("127.0.0.1:0"), 4<<20, pause); err != nil {
+	if a, err = New(netip.MustParseAddrPort("127.0.0.1:0"), 4<<20, pause); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
-	if b, err = newRawUDP(netip.MustParseAddrPort("127.0.0.1:0"), 4<<20, pause); err != nil {
+	if b, err = New(netip.MustParseAddrPort("127.0.0.1:0"), 4<<20, pause); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
@@ -30,7 +30,7 @@ func rawPair(t *testing.T, pause time.Duration) (a, b *rawUDP) {
 // within closes s after a while, so that a receive waiting for datagrams
 // that never come fails the test instead of hanging it; stop the timer
 // it returns.
-func within(s *rawUDP) *time.Timer {
+func within(s *Conn) *time.Timer {
 	return time.AfterFunc(5*time.Second, func() { s.Close() })
 }
 
@@ -58,7 +58,7 @@ func TestRawUDP(t *testing.T) {
 	if gso, gro := a.Offloads(); !gro {
 		t.Fatalf("offloads: GSO %v, GRO %v", gso, gro)
 	}
-	const n, size = 300, loadMessageSize
+	const n, size = 300, messageSize
 	if err := a.WriteBatch(numbered(n, size, 0, b.LocalAddr())); err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestRawUDP(t *testing.T) {
 	timer.Stop()
 
 	// Two destinations and two sizes in one batch.
-	c, err := newRawUDP(netip.MustParseAddrPort("127.0.0.1:0"), 1<<20, 0)
+	c, err := New(netip.MustParseAddrPort("127.0.0.1:0"), 1<<20, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestRawUDP(t *testing.T) {
 	if err := a.WriteBatch(mixed); err != nil {
 		t.Fatal(err)
 	}
-	recv := func(s *rawUDP, want int) []int {
+	recv := func(s *Conn, want int) []int {
 		var sizes []int
 		defer within(s).Stop()
 		for len(sizes) < want {
@@ -172,38 +172,6 @@ func TestRawUDPClose(t *testing.T) {
 	}
 }
 
-// TestProcFile: a procFile read again (at offset 0 of the fd it keeps)
-// shows the kernel's counters as they are now, not as they were at the
-// first read; close closes its fd.
-func TestProcFile(t *testing.T) {
-	f := newProcFile("/proc/self/net/dev")
-	defer f.close()
-	b, err := f.read()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c0, err := parseNetDev(b, "lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, r := rawPair(t, 0)
-	if err := a.WriteBatch(numbered(10, 100, 0, r.LocalAddr())); err != nil {
-		t.Fatal(err)
-	}
-	if b, err = f.read(); err != nil {
-		t.Fatal(err)
-	}
-	c1, err := parseNetDev(b, "lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c1.rxPackets <= c0.rxPackets { // one GSO packet on lo, or ten
-
-		t.Errorf("lo received %d then %d packets: the second read is stale", c0.rxPackets, c1.rxPackets)
-	}
-	fd := f.fd
-	f.close()
-	if f.fd != -1 || unix.Close(fd) == nil {
-		t.Errorf("fd %d still open after close", fd)
-	}
-}
+// messageSize is a sealed transport message of a full inner packet, as
+// the generator sends them.
+const messageSize = wire.TransportHeaderSize + wire.MaxInnerSize + wire.TagSize

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package bench
+package loadgen
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 	"pipeguard/wire"
 )
 
-// runLoadgen is unsupported outside Linux: network namespaces are Linux's.
-func runLoadgen(ctx context.Context, cfg *Config) (*LoadgenReport, error) {
+// Measure is unsupported outside Linux: network namespaces are Linux's.
+func Measure(ctx context.Context, cfg Config) (*Report, error) {
 	return nil, fmt.Errorf("%w: network namespaces are Linux's", core.ErrNetnsUnavailable)
 }
 

@@ -1,4 +1,4 @@
-package bench
+package loadgen
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"pipeguard/bench/core"
 	"pipeguard/bench/core/nsenv"
+	"pipeguard/bench/loadgen/rawudp"
 	"pipeguard/noise"
 	"pipeguard/tunio"
 )
@@ -18,16 +19,17 @@ import (
 // /dev/net/tun (the harness is its own peer: no iperf3 or ping).
 func loadgenUsable() error { return nsenv.Usable("ip") }
 
-// runLoadgen is the load generator mode: PipeGuard with each engine, then
+// Measure is the load generator mode: PipeGuard with each engine, then
 // wireguard-go, one at a time as the only tunnel process, in namespace A
-// of the netns mode's pair; the harness plays its peer in namespace B and
+// of nsenv's pair; the harness plays its peer in namespace B and
 // measures inbound (it seals, the tunnel opens and writes to its TUN) and
 // outbound (a sender in A writes into the tunnel, the harness receives).
 // It builds the tunnel programs once, removes what crashed runs left
 // behind, and removes everything it made before it returns, also when ctx
 // ends.
-func runLoadgen(ctx context.Context, cfg *Config) (_ *LoadgenReport, err error) {
-	nb, err := nsenv.Open(ctx, cfg.out(), loadgenUsable)
+func Measure(ctx context.Context, cfg Config) (_ *Report, err error) {
+	cfg = cfg.WithDefaults()
+	nb, err := nsenv.Open(ctx, cfg.Out, loadgenUsable)
 	if err != nil {
 		return nil, err
 	}
@@ -39,10 +41,10 @@ func runLoadgen(ctx context.Context, cfg *Config) (_ *LoadgenReport, err error) 
 		return nil, err
 	}
 	cpu := genCPU()
-	rep := &LoadgenReport{MTU: nsenv.MTU, InnerPacketBytes: loadInnerSize, Seconds: cfg.LoadDuration.Seconds(),
+	rep := &Report{MTU: nsenv.MTU, InnerPacketBytes: loadInnerSize, Seconds: cfg.Duration.Seconds(),
 		WarmupSeconds: loadWarmup.Seconds(), WireguardGoVersion: bins.WGVersion, PipeGuardRevision: bins.Revision}
 	// One ring for the run, sealed anew for each inbound cell.
-	n, capped := ringPackets(cfg.LoadDuration, memAvailable())
+	n, capped := ringPackets(cfg.Duration, memAvailable())
 	ring, err := newSealedRing(n)
 	if err != nil {
 		return nil, err
@@ -51,21 +53,21 @@ func runLoadgen(ctx context.Context, cfg *Config) (_ *LoadgenReport, err error) 
 	rep.RingPackets, rep.RingBytes, rep.RingMapSeconds = n, ring.bytes(), ring.mapTook.Seconds()
 	if capped {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("the pre-sealed ring was capped at %d datagrams (%.1f GiB): %.1f s of the %.1f s each inbound cell sends at %.1f Mpps",
-			n, float64(ring.bytes())/(1<<30), float64(n)/loadRingRate, (loadWarmup+cfg.LoadDuration+loadRingSlack).Seconds(), loadRingRate/1e6))
+			n, float64(ring.bytes())/(1<<30), float64(n)/loadRingRate, (loadWarmup+cfg.Duration+loadRingSlack).Seconds(), loadRingRate/1e6))
 	}
 	kinds := core.Kinds(cfg.Engines)
-	prog := core.NewProgress(cfg.Progress, cfg.ProgressTTY, cfg.Repeat*len(kinds)*len(loadDirections))
+	prog := cfg.Out.Progress(cfg.Repeat * len(kinds) * len(loadDirections))
 	defer prog.Finish()
-	samples := make([][][]LoadgenSample, len(kinds))
+	samples := make([][][]Sample, len(kinds))
 	args := make([][]string, len(kinds))
 	for i := range samples {
-		samples[i] = make([][]LoadgenSample, len(loadDirections))
+		samples[i] = make([][]Sample, len(loadDirections))
 	}
 	for r := range cfg.Repeat {
 		// Each repeat starts with another tunnel, as in the netns mode.
 		for j := range kinds {
 			i := (j + r) % len(kinds)
-			m := &loadMeasurement{env: env, bins: bins, kind: kinds[i], cfg: cfg, prog: prog, cpu: cpu, ring: ring}
+			m := &loadMeasurement{env: env, bins: bins, kind: kinds[i], cfg: &cfg, prog: prog, cpu: cpu, ring: ring}
 			s, err := m.run(ctx)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -123,13 +125,13 @@ type loadMeasurement struct {
 	files []*procFile // its /proc files the measurement reads
 	iface string      // its TUN interface
 	peer  *loadPeer
-	out   *rawUDP // the outbound sender's socket, in A
-	gso   bool    // the peer's socket sends with UDP GSO
-	gro   bool    // and receives with UDP GRO
+	out   *rawudp.Conn // the outbound sender's socket, in A
+	gso   bool         // the peer's socket sends with UDP GSO
+	gro   bool         // and receives with UDP GRO
 }
 
-func (m *loadMeasurement) run(ctx context.Context) (_ [2]LoadgenSample, err error) {
-	var s [2]LoadgenSample
+func (m *loadMeasurement) run(ctx context.Context) (_ [2]Sample, err error) {
+	var s [2]Sample
 	tunnelKey, err := noise.GeneratePrivateKey()
 	if err != nil {
 		return s, err
@@ -159,9 +161,9 @@ func (m *loadMeasurement) run(ctx context.Context) (_ [2]LoadgenSample, err erro
 
 	// The peer's socket is made in B, the outbound sender's in A; once
 	// made, they may be used from any thread.
-	var conn *rawUDP
+	var conn *rawudp.Conn
 	if err := nsenv.InNetns(m.env.B, func() error {
-		conn, err = newRawUDP(netip.MustParseAddrPort(nsenv.OuterB+":51820"), loadPeerSocketBuffer, loadDrainPause)
+		conn, err = rawudp.New(netip.MustParseAddrPort(nsenv.OuterB+":51820"), loadPeerSocketBuffer, loadDrainPause)
 		return err
 	}); err != nil {
 		return s, fmt.Errorf("%w: the harness's socket in %s: %v", core.ErrNetns, m.env.B, err)
@@ -182,7 +184,7 @@ func (m *loadMeasurement) run(ctx context.Context) (_ [2]LoadgenSample, err erro
 	}()
 	if err := nsenv.InNetns(m.env.A, func() error {
 		var err error
-		m.out, err = newRawUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), 0), loadPeerSocketBuffer, 0)
+		m.out, err = rawudp.New(netip.AddrPortFrom(netip.IPv4Unspecified(), 0), loadPeerSocketBuffer, 0)
 		return err
 	}); err != nil {
 		return s, fmt.Errorf("%w: the sender's socket in %s: %v", core.ErrNetns, m.env.A, err)
@@ -359,8 +361,8 @@ type loadSnap struct {
 }
 
 // measure runs one direction's generator, lets it warm up, and measures
-// over cfg.LoadDuration.
-func (m *loadMeasurement) measure(ctx context.Context, dir core.Direction) (LoadgenSample, error) {
+// over cfg.Duration.
+func (m *loadMeasurement) measure(ctx context.Context, dir core.Direction) (Sample, error) {
 	var f *flood
 	var delivered func() (uint64, error) // for the snapshots, on this goroutine
 	var live func() uint64
@@ -370,18 +372,18 @@ func (m *loadMeasurement) measure(ctx context.Context, dir core.Direction) (Load
 		// harness is pinned to one).
 		defer m.peer.releaseRing()
 		if err := m.peer.presealInbound(m.ring); err != nil {
-			return LoadgenSample{}, err
+			return Sample{}, err
 		}
 		live = m.ring.live.Load
 		tunF, dropsF := m.tunCounters(), cachedFor(dropLookEvery, time.Now, m.udpRcvbufErrors()) // the flood's
 		tunS := m.tunCounters()                                                                  // the snapshots'
 		c0, err := tunF()
 		if err != nil {
-			return LoadgenSample{}, err
+			return Sample{}, err
 		}
 		r0, err := dropsF() // the first call reads
 		if err != nil {
-			return LoadgenSample{}, err
+			return Sample{}, err
 		}
 		f = newFlood(m.peer.conn, m.peer.conn.BatchSize(), m.ring.fill, func() (uint64, uint64, error) {
 			c, err := tunF()
@@ -399,7 +401,7 @@ func (m *loadMeasurement) measure(ctx context.Context, dir core.Direction) (Load
 		tunF := m.tunCounters()
 		c0, err := tunF()
 		if err != nil {
-			return LoadgenSample{}, err
+			return Sample{}, err
 		}
 		txDropped := cachedFor(dropLookEvery, time.Now, func() (uint64, error) {
 			c, err := tunF()
@@ -416,7 +418,7 @@ func (m *loadMeasurement) measure(ctx context.Context, dir core.Direction) (Load
 	}
 	unpin, err := pinProcess(m.cpu)
 	if err != nil {
-		return LoadgenSample{}, err
+		return Sample{}, err
 	}
 	defer unpin()
 	fctx, stop := context.WithCancel(ctx)
@@ -444,27 +446,27 @@ func (m *loadMeasurement) measure(ctx context.Context, dir core.Direction) (Load
 		return s, err
 	}
 	if err := wait(loadWarmup); err != nil {
-		return LoadgenSample{}, err
+		return Sample{}, err
 	}
 	s0, err := snap()
 	if err != nil {
-		return LoadgenSample{}, err
+		return Sample{}, err
 	}
-	if err := wait(m.cfg.LoadDuration); err != nil {
-		return LoadgenSample{}, err
+	if err := wait(m.cfg.Duration); err != nil {
+		return Sample{}, err
 	}
 	s1, err := snap()
 	if err != nil {
-		return LoadgenSample{}, err
+		return Sample{}, err
 	}
 	stop()
 	if err := <-flooded; err != nil {
-		return LoadgenSample{}, err
+		return Sample{}, err
 	}
 	if err := m.peer.checkForged(); err != nil {
-		return LoadgenSample{}, err
+		return Sample{}, err
 	}
-	sample := LoadgenSample{
+	sample := Sample{
 		Packets:             s1.delivered - s0.delivered,
 		Offered:             s1.flood.Sent - s0.flood.Sent,
 		Seconds:             s1.at.Sub(s0.at).Seconds(),

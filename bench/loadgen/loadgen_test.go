@@ -1,10 +1,11 @@
-package bench
+package loadgen
 
 import (
 	"bytes"
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
+	"math"
 	"net/netip"
 	"runtime"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"pipeguard/bench/core"
+	"pipeguard/bench/core/svg"
 	"pipeguard/bench/core/svg/svgtest"
 	"pipeguard/tunio"
 )
@@ -316,14 +318,15 @@ func TestFlood(t *testing.T) {
 	}
 }
 
-// loadgenFixture is a made-up loadgen report: two repeats of each tunnel.
-func loadgenFixture() *Report {
+// loadgenFixture is a made-up loadgen report, two repeats of each tunnel,
+// and the machine and settings it was measured with.
+func loadgenFixture() (*Report, core.Machine, core.Settings) {
 	kinds := []core.Kind{{Impl: core.ImplPipeGuard, Engine: "sequential"}, {Impl: core.ImplPipeGuard, Engine: "pipeline"}, {Impl: core.ImplWireguardGo}}
-	s := func(mpps float64, tunnelCPU, genCPU, wait float64) LoadgenSample {
+	s := func(mpps float64, tunnelCPU, genCPU, wait float64) Sample {
 		p := uint64(mpps * 2e6)
-		return LoadgenSample{Packets: p, Offered: p + p/100, Seconds: 2, TunnelCPUSeconds: tunnelCPU * 2, GeneratorCPUSeconds: genCPU * 2, WaitSeconds: wait * 2}
+		return Sample{Packets: p, Offered: p + p/100, Seconds: 2, TunnelCPUSeconds: tunnelCPU * 2, GeneratorCPUSeconds: genCPU * 2, WaitSeconds: wait * 2}
 	}
-	samples := [][][]LoadgenSample{
+	samples := [][][]Sample{
 		{{s(0.2, 1, 0.3, 0.9), s(0.4, 1, 0.5, 0.9)}, {s(0.3, 1, 0.2, 0.8), s(0.3, 1, 0.2, 0.8)}},
 		{{s(0.5, 1.8, 0.5, 0.95), s(0.7, 1.8, 0.6, 0.95)}, {s(0.6, 1.6, 0.3, 0.9), s(0.6, 1.6, 0.3, 0.9)}},
 		{{s(0.25, 1.5, 0.3, 0.9), s(0.25, 1.5, 0.3, 0.9)}, {s(0.2, 1.2, 0.2, 0.05), s(0.2, 1.2, 0.2, 0.05)}},
@@ -334,21 +337,19 @@ func loadgenFixture() *Report {
 		}
 	}
 	runs := summarizeLoadgen(kinds, [][]string{{"a"}, {"b"}, {"c"}}, samples)
-	return &Report{
-		Machine:  core.Machine{CPUModel: "Test CPU", Cores: 2, Date: "2026-11-28T00:00:00Z", LoadAverage: "0.50 0.40 0.30"},
-		Settings: core.Settings{Mode: string(ModeLoadgen), Repeat: 2},
-		Loadgen: &LoadgenReport{MTU: 1280, InnerPacketBytes: 1280, Seconds: 2, WarmupSeconds: 0.3, Generator: "one thread",
+	return &Report{MTU: 1280, InnerPacketBytes: 1280, Seconds: 2, WarmupSeconds: 0.3, Generator: "one thread",
 			RingPackets: 2_500_000, RingBytes: 2_500_000 * ringSlot, RingMapSeconds: 0.5, PeakRSSBytes: 3 << 30,
 			LoadAverageEnd: "0.60 0.40 0.30", WireguardGoVersion: "v0.0.0-test", Runs: runs, Warnings: loadgenWarnings(runs)},
-	}
+		core.Machine{CPUModel: "Test CPU", Cores: 2, Date: "2026-11-28T00:00:00Z", LoadAverage: "0.50 0.40 0.30"},
+		core.Settings{Mode: "loadgen", Repeat: 2}
 }
 
 // TestLoadgenSummary checks the arithmetic (medians of two are means,
 // percentages of the measured time, ratios of the medians), the table,
 // the ratio table in its fixed form, the warnings and the chart.
 func TestLoadgenSummary(t *testing.T) {
-	r := loadgenFixture()
-	runs := r.Loadgen.Runs
+	lr, m, st := loadgenFixture()
+	runs := lr.Runs
 	seq, pipe, wg := runs[0], runs[1], runs[2]
 	if !near(seq.Results[0].Mpps, 0.3) || !near(pipe.Results[0].Mpps, 0.6) || !near(wg.Results[1].Mpps, 0.2) ||
 		seq.Results[0].Direction != core.Inbound || seq.Results[1].Direction != core.Outbound {
@@ -364,32 +365,29 @@ func TestLoadgenSummary(t *testing.T) {
 		!near(seq.Results[1].VsWireguardGo, 1.5) || seq.Results[0].VsSequential != 0 || wg.Results[0].VsWireguardGo != 0 {
 		t.Errorf("ratios %+v", runs)
 	}
-	if w := r.Loadgen.Warnings; len(w) != 1 || !strings.Contains(w[0], "wireguard-go outbound: the generator waited for the tunnel only 5%") {
+	if w := lr.Warnings; len(w) != 1 || !strings.Contains(w[0], "wireguard-go outbound: the generator waited for the tunnel only 5%") {
 		t.Errorf("warnings %q", w)
 	}
 	if !near(seq.Results[0].SealSeconds, 1.1) || seq.Results[1].SealSeconds != 0 {
 		t.Errorf("sealing time: %v inbound, %v outbound", seq.Results[0].SealSeconds, seq.Results[1].SealSeconds)
 	}
 	ranOut := slices.Clone(runs[0].Results)
-	ranOut[0].Samples = []LoadgenSample{{Offered: 1000, SealedLive: 0}, {Offered: 1000, SealedLive: 50}}
-	if w := loadgenWarnings([]LoadgenRun{{Impl: core.ImplPipeGuard, Engine: "sequential", Results: ranOut}}); len(w) != 1 ||
+	ranOut[0].Samples = []Sample{{Offered: 1000, SealedLive: 0}, {Offered: 1000, SealedLive: 50}}
+	if w := loadgenWarnings([]Run{{Impl: core.ImplPipeGuard, Engine: "sequential", Results: ranOut}}); len(w) != 1 ||
 		!strings.HasPrefix(w[0], "pipeguard sequential inbound: the pre-sealed ring ran out; 2.5% of the datagrams offered were sealed on the fly") {
 		t.Errorf("ring warnings %q", w)
 	}
 	stalled := slices.Clone(runs[0].Results)
-	stalled[0].Samples = []LoadgenSample{{Stalls: 1}, {Stalls: 2}}
-	if w := loadgenWarnings([]LoadgenRun{{Impl: core.ImplPipeGuard, Engine: "sequential", Results: stalled}}); len(w) != 1 ||
+	stalled[0].Samples = []Sample{{Stalls: 1}, {Stalls: 2}}
+	if w := loadgenWarnings([]Run{{Impl: core.ImplPipeGuard, Engine: "sequential", Results: stalled}}); len(w) != 1 ||
 		!strings.HasPrefix(w[0], "pipeguard sequential inbound: 3 stall(s) of 50ms") {
 		t.Errorf("stall warnings %q", w)
 	}
 
-	var b bytes.Buffer
-	if err := r.WriteTable(&b); err != nil {
-		t.Fatal(err)
-	}
+	var b strings.Builder
+	lr.WriteTable(&b, m, st)
 	out := b.String()
 	for _, want := range []string{
-		"PipeGuard bench: Test CPU, 2 cores, , , 2026-11-28T00:00:00Z, load average 0.50 0.40 0.30\n",
 		"Load average: 0.50 0.40 0.30 at the start, 0.60 0.40 0.30 at the end.\n",
 		"Generator: one thread.\n",
 		"Pre-sealed ring: 2500000 datagrams, 3.06 GiB, mapped in 0.50 s (harness peak RSS 3.00 GiB); sealing it before each inbound cell, " +
@@ -412,20 +410,20 @@ func TestLoadgenSummary(t *testing.T) {
 	}
 
 	// Without the pipeline (--engines sequential), the ratios are dashes.
-	r.Loadgen.Runs = slices.Delete(slices.Clone(runs), 1, 2)
+	lr.Runs = slices.Delete(slices.Clone(runs), 1, 2)
 	b.Reset()
-	r.WriteTable(&b)
+	lr.WriteTable(&b, m, st)
 	if want := "pipeline / sequential            -         -\n"; !strings.Contains(b.String(), want) {
 		t.Errorf("table lacks %q:\n%s", want, b.String())
 	}
-	r.Loadgen.Runs = runs
+	lr.Runs = runs
 
-	b.Reset()
-	if err := r.WriteSVG(&b); err != nil {
+	var chart bytes.Buffer
+	if err := svg.Write(&chart, lr.AddChart(svg.Chart{}, m, st, 0)); err != nil {
 		t.Fatal(err)
 	}
-	d := svgtest.Parse(t, b.Bytes())
-	for _, text := range []string{"PipeGuard against wireguard-go: one end under load", "inbound, one end under load",
+	d := svgtest.Parse(t, chart.Bytes())
+	for _, text := range []string{"inbound, one end under load",
 		"outbound, one end under load", "tunnel CPU (cores)", "delivered Gbit/s",
 		"1.4"} { // an x tick: cores from 1.0 to 1.8 tick every 0.2
 		if !slices.Contains(d.Texts, text) {
@@ -439,24 +437,26 @@ func TestLoadgenSummary(t *testing.T) {
 			t.Errorf("chart's legend lacks %q", name)
 		}
 	}
-	if n := strings.Count(b.String(), `<polyline class="legend"`); n != 3 {
+	if n := strings.Count(chart.String(), `<polyline class="legend"`); n != 3 {
 		t.Errorf("%d legend entries, want 3", n)
 	}
-	if n := strings.Count(b.String(), `<circle `); n != 3 {
+	if n := strings.Count(chart.String(), `<circle `); n != 3 {
 		t.Errorf("%d circles (the pipeline's markers, two panels and the legend), want 3", n)
 	}
 
 	// Through JSON and back, nothing is lost.
-	b.Reset()
-	if err := r.WriteJSON(&b); err != nil {
-		t.Fatal(err)
-	}
-	back, err := ReadReport(&b)
+	j, err := json.Marshal(lr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(back.Loadgen) != fmt.Sprint(r.Loadgen) || back.Machine.LoadAverage != r.Machine.LoadAverage {
-		t.Errorf("JSON round trip:\n%+v\n%+v", back.Loadgen, r.Loadgen)
+	var back *Report
+	dec := json.NewDecoder(bytes.NewReader(j))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&back); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(back) != fmt.Sprint(lr) {
+		t.Errorf("JSON round trip:\n%+v\n%+v", back, lr)
 	}
 }
 
@@ -465,33 +465,13 @@ func TestLoadgenPlan(t *testing.T) {
 		cfg  Config
 		want time.Duration
 	}{
-		{Config{Mode: ModeLoadgen}, 10 * time.Second},
-		{Config{Mode: ModeLoadgen, Quick: true}, 2 * time.Second},
-		{Config{Mode: ModeLoadgen, Quick: true, Duration: 700 * time.Millisecond}, 700 * time.Millisecond},
+		{Config{}, 10 * time.Second},
+		{Config{Quick: true}, 2 * time.Second},
+		{Config{Quick: true, Duration: 700 * time.Millisecond}, 700 * time.Millisecond},
 	} {
-		c, err := tc.cfg.withDefaults()
-		if err != nil {
-			t.Fatal(err)
+		if c := tc.cfg.WithDefaults(); c.Duration != tc.want {
+			t.Errorf("%+v: %v, want %v", tc.cfg, c.Duration, tc.want)
 		}
-		if c.LoadDuration != tc.want {
-			t.Errorf("%+v: %v, want %v", tc.cfg, c.LoadDuration, tc.want)
-		}
-	}
-	if _, err := (Config{Mode: "loadgun"}).withDefaults(); err == nil {
-		t.Error("mode loadgun accepted")
-	}
-	// A cell must end on the session it started on, well before
-	// Rekey-After-Time.
-	for _, mode := range []Mode{ModeLoadgen, ModeAll} {
-		if _, err := (Config{Mode: mode, Duration: maxLoadDuration}).withDefaults(); err != nil {
-			t.Errorf("%s, %v: %v", mode, maxLoadDuration, err)
-		}
-		if _, err := (Config{Mode: mode, Duration: maxLoadDuration + time.Second}).withDefaults(); !errors.Is(err, ErrConfig) {
-			t.Errorf("%s, %v: %v, want %v", mode, maxLoadDuration+time.Second, err, ErrConfig)
-		}
-	}
-	if _, err := (Config{Mode: ModeNetns, Duration: 5 * time.Minute}).withDefaults(); err != nil {
-		t.Errorf("netns, 5m: %v", err)
 	}
 }
 
@@ -504,3 +484,5 @@ func squeeze(s string) string {
 	}
 	return b.String()
 }
+
+func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }
