@@ -3,14 +3,12 @@ package bench
 import (
 	"fmt"
 	"io"
-	"runtime"
-	"slices"
 	"time"
 
 	"pipeguard/bench/core"
-	"pipeguard/bench/core/memrig"
 	"pipeguard/bench/flood"
 	"pipeguard/bench/loadgen"
+	"pipeguard/bench/mem"
 	"pipeguard/bench/netns"
 	"pipeguard/bench/soak"
 	"pipeguard/noise"
@@ -35,24 +33,27 @@ const (
 	ModeFlood Mode = "flood"
 )
 
-// Config is one run of the harness. The zero value runs the full
-// in-memory sweep; zero fields take the defaults named in their comments,
-// which Quick makes smaller.
+// Config is one run of the harness: cmd/bench's flags. The zero value
+// runs the full in-memory sweep; zero fields take the defaults of the
+// mode that uses them (each mode's Config names them), which Quick makes
+// smaller.
 type Config struct {
 	Mode  Mode // default ModeMem
 	Quick bool // a small sweep that still covers both engines, every direction and the ratios
-	// Duration is the measured time per measurement: in memory, default
-	// 1 s, quick 500 ms; in netns mode, each iperf3 run's -t (rounded up
-	// to whole seconds), default 10 s, quick 2 s.
+	// Duration is the measured time per measurement, and each mode has
+	// its own default: in memory, per measurement (1 s, quick 500 ms);
+	// netns, each iperf3 run (10 s, quick 2 s); loadgen, each tunnel and
+	// direction (10 s, quick 2 s); soak, the traffic watched (10 min,
+	// quick 20 s); flood, each phase (3 s, quick 2 s).
 	Duration time.Duration
 	Repeat   int // figures are medians of this many repeats; default 1
 	// Packets, when positive, makes every measurement move exactly this
 	// many packets per direction instead of running for Duration (tests).
 	Packets int
 
-	Directions []core.Direction // in memory; default every direction
-	Engines    []stages.Engine  // default sequential and pipeline (both modes)
-	Sizes      []int            // inner packet sizes; default 64, 512, 1280; quick 64, 1280
+	Directions []core.Direction // in memory; default every direction (flood: the first, default both)
+	Engines    []stages.Engine  // default sequential and pipeline
+	Sizes      []int            // inner packet sizes; default 64, 512, 1280; quick 64, 1280 (flood: the first, default 1280)
 	Peers      []int            // default 1, 4; quick 1
 	Procs      []int            // GOMAXPROCS values; default 1..NumCPU; quick 1 and NumCPU
 	// Workers are the pipeline's crypto workers per direction; 0 stands
@@ -64,8 +65,7 @@ type Config struct {
 	// default 1 and 4, each run in both directions.
 	Streams []int
 	// SoakEvery is how often the soak mode reloads each end with SIGHUP
-	// and changes its peer with wg set; default 1 min. (In soak mode,
-	// Duration is the traffic watched: default 10 min, quick 20 s.)
+	// and changes its peer with wg set; default 1 min.
 	SoakEvery time.Duration
 
 	NoStageCPU bool   // skip the profiled measurement behind the per-stage CPU share
@@ -82,65 +82,21 @@ type Config struct {
 	ProgressTTY bool
 }
 
-// Defaults of the full and the quick sweep.
-const (
-	defaultDuration = time.Second
-	quickDuration   = 500 * time.Millisecond
-	// minPacketSize leaves room for the IPv4 and UDP headers and the
-	// sequence number the harness writes into each inner packet.
-	minPacketSize = 32
-	maxPeers      = 1 << 16
-)
-
-// Duration is left as it was given: each mode has its own default for
-// it, which the mode's Config fills (Config.duration says which applies).
-
-// withDefaults fills zero fields and checks the rest.
+// withDefaults fills the mode and the repeats, and checks every setting,
+// so that a run of several modes fails before the first starts. Duration
+// and the sweep's lists stay as they were given: each mode's Config
+// fills its own defaults (duration says which one the report records).
 func (c Config) withDefaults() (Config, error) {
-	ncpu := runtime.NumCPU()
 	if c.Mode == "" {
 		c.Mode = ModeMem
-	}
-	if c.Mode == ModeFlood {
-		// One case, not a sweep: the largest packets both ways, unless set.
-		if len(c.Sizes) == 0 {
-			c.Sizes = []int{wire.MaxInnerSize}
-		}
-		if len(c.Directions) == 0 {
-			c.Directions = []core.Direction{core.Both}
-		}
 	}
 	if c.Repeat == 0 {
 		c.Repeat = 1
 	}
-	if len(c.Directions) == 0 {
-		c.Directions = []core.Direction{core.Inbound, core.Outbound, core.Both}
-	}
-	if len(c.Engines) == 0 {
-		c.Engines = []stages.Engine{stages.EngineSequential, stages.EnginePipeline}
-	}
-	if len(c.Sizes) == 0 {
-		c.Sizes = []int{64, 512, wire.MaxInnerSize}
-		if c.Quick {
-			c.Sizes = []int{64, wire.MaxInnerSize}
-		}
-	}
-	if len(c.Peers) == 0 {
-		c.Peers = []int{1, 4}
-		if c.Quick {
-			c.Peers = []int{1}
-		}
-	}
-	if len(c.Procs) == 0 {
-		for p := 1; p <= ncpu; p++ {
-			if !c.Quick || p == 1 || p == ncpu {
-				c.Procs = append(c.Procs, p)
-			}
-		}
-	}
 	return c, c.check()
 }
 
+// check refuses a setting no mode can run with, wrapping ErrConfig.
 func (c *Config) check() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, a...)...)
@@ -171,13 +127,13 @@ func (c *Config) check() error {
 		}
 	}
 	for _, s := range c.Sizes {
-		if s < minPacketSize || s > wire.MaxInnerSize {
-			return bad("packet size %d not in %d..%d", s, minPacketSize, wire.MaxInnerSize)
+		if s < mem.MinPacketSize || s > wire.MaxInnerSize {
+			return bad("packet size %d not in %d..%d", s, mem.MinPacketSize, wire.MaxInnerSize)
 		}
 	}
 	for _, p := range c.Peers {
-		if p < 1 || p > maxPeers {
-			return bad("peers %d not in 1..%d", p, maxPeers)
+		if p < 1 || p > mem.MaxPeers {
+			return bad("peers %d not in 1..%d", p, mem.MaxPeers)
 		}
 	}
 	for _, p := range c.Procs {
@@ -205,17 +161,31 @@ func (c *Config) check() error {
 func (c *Config) duration() time.Duration {
 	switch c.Mode {
 	case ModeFlood:
-		return flood.Config{Quick: c.Quick, Duration: c.Duration}.WithDefaults().Duration
+		return c.flood().Duration
 	case ModeSoak:
 		return c.soak().Duration
 	}
-	if c.Duration != 0 {
-		return c.Duration
+	return c.mem().Duration
+}
+
+// mem is the in-memory mode's config, with its defaults.
+func (c *Config) mem() mem.Config {
+	return mem.Config{Quick: c.Quick, Duration: c.Duration, Repeat: c.Repeat, Packets: c.Packets,
+		Directions: c.Directions, Engines: c.Engines, Sizes: c.Sizes, Peers: c.Peers, Procs: c.Procs, Workers: c.Workers,
+		NoStageCPU: c.NoStageCPU, Profile: c.CPUProfile != "", Out: c.out()}.WithDefaults()
+}
+
+// flood is the flood mode's config, with its defaults: one case, not a
+// sweep, of the first size and direction given.
+func (c *Config) flood() flood.Config {
+	fc := flood.Config{Quick: c.Quick, Duration: c.Duration, Repeat: c.Repeat, Packets: c.Packets, Out: c.out()}
+	if len(c.Sizes) > 0 {
+		fc.Size = c.Sizes[0]
 	}
-	if c.Quick {
-		return quickDuration
+	if len(c.Directions) > 0 {
+		fc.Direction = c.Directions[0]
 	}
-	return defaultDuration
+	return fc.WithDefaults()
 }
 
 // soak is the soak mode's config, with its defaults.
@@ -236,79 +206,3 @@ func (c *Config) loadgen() loadgen.Config {
 
 // out is where the run reports its progress.
 func (c *Config) out() core.Out { return core.Out{W: c.Progress, TTY: c.ProgressTTY} }
-
-// workersFor resolves the configured worker counts at GOMAXPROCS procs,
-// in order, without repeats.
-func (c *Config) workersFor(procs int) []int {
-	ws := c.Workers
-	switch {
-	case len(ws) > 0:
-	case c.Quick:
-		ws = []int{procs}
-	default:
-		ws = []int{1, procs, 2 * procs}
-	}
-	var out []int
-	for _, w := range ws {
-		if w == 0 {
-			w = procs
-		}
-		if !slices.Contains(out, w) {
-			out = append(out, w)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-// memCases lists the in-memory sweep in the order it runs and the table
-// shows: by direction, size, peers, GOMAXPROCS, engine, workers.
-func (c *Config) memCases() []memrig.Case {
-	var out []memrig.Case
-	for _, d := range c.Directions {
-		for _, size := range c.Sizes {
-			for _, peers := range c.Peers {
-				for _, procs := range c.Procs {
-					for _, e := range c.Engines {
-						mc := memrig.Case{Direction: d, Engine: string(e), PacketSize: size, Peers: peers, Procs: procs}
-						if e == stages.EngineSequential {
-							out = append(out, mc)
-							continue
-						}
-						for _, w := range c.workersFor(procs) {
-							mc.Workers = w
-							out = append(out, mc)
-						}
-					}
-				}
-			}
-		}
-	}
-	return out
-}
-
-// aeadCases lists the AEAD limits the sweep needs: each size at each
-// GOMAXPROCS.
-func (c *Config) aeadCases() []AEADLimit {
-	var out []AEADLimit
-	for _, size := range c.Sizes {
-		for _, procs := range c.Procs {
-			out = append(out, AEADLimit{PacketSize: size, Procs: procs})
-		}
-	}
-	return out
-}
-
-// stageCase is the pipeline measurement profiled for the per-stage CPU
-// share: both directions at once, the largest size, the fewest peers,
-// every core, as many workers as cores.
-func (c *Config) stageCase() memrig.Case {
-	return memrig.Case{
-		Direction:  core.Both,
-		Engine:     string(stages.EnginePipeline),
-		PacketSize: slices.Max(c.Sizes),
-		Peers:      slices.Min(c.Peers),
-		Procs:      slices.Max(c.Procs),
-		Workers:    slices.Max(c.Procs),
-	}
-}

@@ -6,7 +6,8 @@ import (
 	"pipeguard/bench/core"
 )
 
-// Errors. Each names the package, and callers match them with errors.Is.
+// Errors. Each names the command, bench, and callers match them with
+// errors.Is.
 
 // ErrConfig is wrapped by every invalid setting.
 var ErrConfig = errors.New("bench: invalid config")
@@ -25,7 +26,3 @@ var ErrSoak = errors.New("bench: soak failed")
 
 // ErrReport is wrapped when a JSON report cannot be read.
 var ErrReport = errors.New("bench: bad report")
-
-// errAEAD means ChaCha20-Poly1305 failed to open what it sealed: a broken
-// build, never a measurement.
-var errAEAD = errors.New("bench: AEAD limit: open failed")

@@ -6,54 +6,18 @@ import (
 	"strings"
 	"testing"
 
+	"pipeguard/bench/core"
 	"pipeguard/bench/core/svg/svgtest"
+	"pipeguard/bench/loadgen"
+	"pipeguard/bench/netns"
 )
 
-func TestSVGRecorded(t *testing.T) {
-	r := readRecorded(t, "testdata/report-quick.json")
-	var b bytes.Buffer
-	if err := r.WriteSVG(&b); err != nil {
-		t.Fatal(err)
-	}
-	d := svgtest.Parse(t, b.Bytes())
-	if d.Elements[0] != "svg" {
-		t.Errorf("root element %q", d.Elements[0])
-	}
-	// Two sizes in the quick sweep: two panels, each with a line per
-	// engine and direction and the dashed AEAD limit.
-	want := []string{"sequential inbound", "pipeline inbound", "sequential outbound", "pipeline outbound",
-		"sequential both", "pipeline both", "ChaCha20-Poly1305 limit"}
-	names := slices.Sorted(func(yield func(string) bool) {
-		for k := range d.Series {
-			if !yield(k) {
-				return
-			}
-		}
-	})
-	if !slices.Equal(names, slices.Sorted(slices.Values(want))) {
-		t.Errorf("series %v, want %v", names, want)
-	}
-	for name, dash := range d.Series {
-		if (dash != "") != (name == "ChaCha20-Poly1305 limit") {
-			t.Errorf("series %q dashed %q", name, dash)
-		}
-	}
-	if n := strings.Count(b.String(), `<polyline class="series"`); n != 2*len(want) {
-		t.Errorf("%d lines, want %d in two panels", n, 2*len(want))
-	}
-	for _, text := range append(want, "64-byte packets", "1280-byte packets", "GOMAXPROCS (cores)", "inner Gbit/s",
-		"PipeGuard in memory: throughput against cores") {
-		if !slices.Contains(d.Texts, text) {
-			t.Errorf("no text %q (legend, panel titles, axes, title)", text)
-		}
-	}
-	// Ticks: the x axis has 1 and 2 (cores), the y axis starts at 0.
-	for _, tick := range []string{"1", "2", "0"} {
-		if !slices.Contains(d.Texts, tick) {
-			t.Errorf("no tick %q", tick)
-		}
-	}
-}
+// Recorded reports of the modes, in their packages' testdata: real runs
+// of the harness, as its JSON files hold them.
+const (
+	recordedMem   = "mem/testdata/report-quick.json"
+	recordedNetns = "netns/testdata/report-netns-quick.json"
+)
 
 // TestSVGEmptyReport draws a report with no figures: still a well-formed
 // chart.
@@ -62,5 +26,64 @@ func TestSVGEmptyReport(t *testing.T) {
 	if err := (&Report{}).WriteSVG(&b); err != nil {
 		t.Fatal(err)
 	}
-	svgtest.Parse(t, b.Bytes())
+	d := svgtest.Parse(t, b.Bytes())
+	if !slices.Contains(d.Texts, "no figures in this report") {
+		t.Errorf("texts %q", d.Texts)
+	}
+}
+
+// TestSVGTitles: the chart's title names the modes whose rows it holds.
+func TestSVGTitles(t *testing.T) {
+	for _, tc := range []struct {
+		r    Report
+		want string
+	}{
+		{Report{Netns: &netns.Report{}}, "PipeGuard against wireguard-go: TCP in network namespaces"},
+		{Report{Loadgen: &loadgen.Report{}}, "PipeGuard against wireguard-go: one end under load"},
+		{Report{Netns: &netns.Report{}, Loadgen: &loadgen.Report{}},
+			"PipeGuard: TCP in network namespaces against wireguard-go; one end under load against wireguard-go"},
+	} {
+		var b bytes.Buffer
+		if err := tc.r.WriteSVG(&b); err != nil {
+			t.Fatal(err)
+		}
+		if d := svgtest.Parse(t, b.Bytes()); !slices.Contains(d.Texts, tc.want) {
+			t.Errorf("title %q not in %q", tc.want, d.Texts)
+		}
+	}
+}
+
+// TestTableHeader: the table starts with a line on the machine, and a
+// report of no mode has nothing else.
+func TestTableHeader(t *testing.T) {
+	r := Report{Machine: core.Machine{CPUModel: "Test CPU", Cores: 2, GoVersion: "go1.26", Kernel: "Linux 6.1",
+		Date: "2026-11-28T00:00:00Z", LoadAverage: "0.50 0.40 0.30"}}
+	var b bytes.Buffer
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if want := "PipeGuard bench: Test CPU, 2 cores, go1.26, Linux 6.1, 2026-11-28T00:00:00Z, load average 0.50 0.40 0.30\n"; b.String() != want {
+		t.Errorf("table %q, want %q", b.String(), want)
+	}
+}
+
+// TestNetnsWithMemChart puts the recorded netns figures under the
+// recorded in-memory ones: two rows of panels, every line once in the
+// legend.
+func TestNetnsWithMemChart(t *testing.T) {
+	r := readReportFile(t, recordedNetns)
+	r.Mem = readReportFile(t, recordedMem).Mem
+	var b bytes.Buffer
+	if err := r.WriteSVG(&b); err != nil {
+		t.Fatal(err)
+	}
+	d := svgtest.Parse(t, b.Bytes())
+	if n := strings.Count(b.String(), `<polyline class="legend"`); n != 7+3 {
+		t.Errorf("%d legend entries, want 10", n)
+	}
+	for _, text := range []string{"64-byte packets", "1280-byte packets", "TCP outbound, netns", "GOMAXPROCS (cores)", "iperf3 TCP streams"} {
+		if !slices.Contains(d.Texts, text) {
+			t.Errorf("chart lacks %q", text)
+		}
+	}
 }

@@ -1,7 +1,8 @@
-package bench
+package mem
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -86,3 +87,7 @@ func measureAEAD(ctx context.Context, a AEADLimit, pl memrig.Plan) (memrig.Sampl
 	}
 	return memrig.Sample{Packets: opened.Load(), Seconds: wall.Seconds(), CPUSeconds: cpu.Seconds(), Mallocs: ms1.Mallocs - ms0.Mallocs}, nil
 }
+
+// errAEAD means ChaCha20-Poly1305 failed to open what it sealed: a broken
+// build, never a measurement.
+var errAEAD = errors.New("bench: AEAD limit: open failed")

@@ -1,19 +1,19 @@
-package bench
+package mem
 
 import (
 	"bytes"
 	"context"
-	"errors"
-	"os"
-	"path/filepath"
+	"encoding/json"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"pipeguard/bench/core"
+	"pipeguard/bench/core/cpuprof"
+	"pipeguard/bench/core/svg"
 	"pipeguard/bench/core/svg/svgtest"
-	"pipeguard/stages"
 )
 
 // TestSmokeMem runs the in-memory mode on a tiny sweep, a few thousand
@@ -24,37 +24,35 @@ func TestSmokeMem(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs tunnels")
 	}
-	dir := t.TempDir()
 	const packets = 3000
-	var stdout, prog bytes.Buffer
+	var prog bytes.Buffer
 	cfg := Config{
-		Packets:     packets,
-		Sizes:       []int{256},
-		Peers:       []int{2},
-		Procs:       []int{runtime.NumCPU()},
-		Workers:     []int{0},
-		JSONPath:    filepath.Join(dir, "r.json"),
-		SVGPath:     filepath.Join(dir, "r.svg"),
-		CPUProfile:  filepath.Join(dir, "cpu.pprof"),
-		CommandLine: []string{"bench", "--smoke"},
-		Progress:    &prog,
+		Packets: packets,
+		Sizes:   []int{256},
+		Peers:   []int{2},
+		Procs:   []int{runtime.NumCPU()},
+		Workers: []int{0},
+		Profile: true,
+		Out:     core.Out{W: &prog},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	rep, err := Run(ctx, cfg, &stdout)
+	rep, profs, err := Measure(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fromJSON := readReportFile(t, cfg.JSONPath)
 	// 3 directions × 2 engines, one AEAD limit, and the stage profile.
-	if n := len(fromJSON.Mem.Results); n != 6 {
+	if n := len(rep.Results); n != 6 {
 		t.Fatalf("%d results, want 6", n)
 	}
-	checkTable(t, stdout.String(), fromJSON)
-	if fromJSON.Mem.StageCPU == nil || len(fromJSON.Mem.StageCPU.Stages) == 0 {
+	st := core.Settings{Repeat: 1}
+	var b strings.Builder
+	rep.WriteTable(&b, st)
+	checkTable(t, b.String(), rep)
+	if rep.StageCPU == nil || len(rep.StageCPU.Stages) == 0 {
 		t.Error("no CPU-per-stage figures")
 	}
-	for _, r := range fromJSON.Mem.Results {
+	for _, r := range rep.Results {
 		want := uint64(packets)
 		if r.Direction == core.Both {
 			want *= 2
@@ -66,51 +64,31 @@ func TestSmokeMem(t *testing.T) {
 			t.Errorf("%v: ratios missing: %+v", r.Case, r)
 		}
 	}
-	m := fromJSON.Machine
-	if m.Cores != runtime.NumCPU() || m.GoVersion != runtime.Version() || m.CPUModel == "" || m.Kernel == "" ||
-		m.Date == "" || strings.Join(m.CommandLine, " ") != "bench --smoke" {
-		t.Errorf("machine %+v", m)
-	}
-	if rep.Mem.Results[0].Gbps != fromJSON.Mem.Results[0].Gbps {
-		t.Error("returned report differs from the JSON")
-	}
-	svg, err := os.ReadFile(cfg.SVGPath)
+	// The report survives its JSON.
+	j, err := json.Marshal(rep)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svgtest.Parse(t, svg)
-	if fi, err := os.Stat(cfg.CPUProfile); err != nil || fi.Size() == 0 {
-		t.Errorf("CPU profile: %v", err)
+	var back *Report
+	if err := json.Unmarshal(j, &back); err != nil || !reflect.DeepEqual(back, rep) {
+		t.Errorf("JSON round trip: %v", err)
+	}
+	var chart bytes.Buffer
+	if err := svg.Write(&chart, rep.Chart(core.DescribeMachine(nil), st)); err != nil {
+		t.Fatal(err)
+	}
+	svgtest.Parse(t, chart.Bytes())
+	if p, err := cpuprof.Merge(profs); p == nil || err != nil {
+		t.Errorf("interval profiles: %v", err)
 	}
 	if n := strings.Count(prog.String(), "\n"); n != 6+1+1 {
 		t.Errorf("%d progress lines, want 8:\n%s", n, prog.String())
 	}
 }
 
-func TestConfigChecks(t *testing.T) {
-	for _, c := range []Config{
-		{Mode: "disk"},
-		{Sizes: []int{16}},
-		{Sizes: []int{1281}},
-		{Peers: []int{0}},
-		{Procs: []int{0}},
-		{Workers: []int{-1}},
-		{Directions: []core.Direction{"sideways"}},
-		{Engines: []stages.Engine{"turbo"}},
-		{Repeat: -1},
-	} {
-		if _, err := Run(context.Background(), c, &bytes.Buffer{}); !errors.Is(err, ErrConfig) {
-			t.Errorf("%+v: err %v, want ErrConfig", c, err)
-		}
-	}
-}
-
 func TestSweep(t *testing.T) {
-	c, err := Config{Quick: true, Procs: []int{1, 2}}.withDefaults()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cases := c.memCases()
+	c := Config{Quick: true, Procs: []int{1, 2}}.WithDefaults()
+	cases := c.cases()
 	// 3 directions × 2 sizes × 1 peer × 2 GOMAXPROCS × (sequential + pipeline at workers = GOMAXPROCS).
 	if len(cases) != 24 {
 		t.Fatalf("%d quick cases", len(cases))
@@ -120,7 +98,7 @@ func TestSweep(t *testing.T) {
 			t.Errorf("case %v", mc)
 		}
 	}
-	full, _ := Config{Procs: []int{1, 2}}.withDefaults()
+	full := Config{Procs: []int{1, 2}}.WithDefaults()
 	if got := full.workersFor(2); len(got) != 3 || got[0] != 1 || got[1] != 2 || got[2] != 4 {
 		t.Errorf("workers at 2: %v", got)
 	}
