@@ -79,7 +79,7 @@ func readAll(t *testing.T, c UDPConn, want int, batch int) []Datagram {
 				return
 			}
 			for _, m := range msgs[:n] {
-				got = append(got, Datagram{Buf: bytes.Clone(m.Buf[:m.N]), N: m.N, Addr: m.Addr})
+				got = append(got, Datagram{Buf: bytes.Clone(m.Buf[:m.N]), N: m.N, Addr: m.Addr, Local: m.Local})
 			}
 		}
 		done <- nil
