@@ -200,6 +200,9 @@ func TestZeroAlloc(t *testing.T) {
 	for i := range out {
 		out[i].N = 1312
 		out[i].Addr = b.LocalAddr()
+		if i%2 == 1 {
+			out[i].Local = tunio.LocalFrom(netip.MustParseAddr("fd00::5"), IfIndex)
+		}
 	}
 	in := datagrams(32, 1312)
 	allocs := testing.AllocsPerRun(500, func() {
@@ -239,5 +242,96 @@ func BenchmarkWriteRead(b *testing.B) {
 			nr, _ := y.ReadBatch(in)
 			got += nr
 		}
+	}
+}
+
+// TestLocal: a Conn on a wildcard address learns which address each
+// datagram was sent to, and a reply sent with that Local leaves from it.
+func TestLocal(t *testing.T) {
+	tests := []struct {
+		name       string
+		host, peer string // listen addresses
+		to         string // host address the peer writes to
+		want       string // the Local the host reads, and the reply's source
+	}{
+		{"v4 wildcard, second address", "0.0.0.0:51820", "10.0.0.9:1", "10.0.0.2", "10.0.0.2"},
+		{"dual-stack wildcard, v4", "[::]:51820", "10.0.0.9:1", "10.0.0.3", "10.0.0.3"},
+		{"dual-stack wildcard, v4-mapped", "[::]:51820", "10.0.0.9:1", "::ffff:10.0.0.3", "10.0.0.3"},
+		{"dual-stack wildcard, v6", "[::]:51820", "[fd00::9]:1", "fd00::3", "fd00::3"},
+		{"concrete address", "10.0.0.1:51820", "10.0.0.9:1", "10.0.0.1", "10.0.0.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := NewNetwork()
+			host, peer := listen(t, n, tt.host), listen(t, n, tt.peer)
+			out := datagrams(1, 10)
+			out[0].N, out[0].Addr = 10, netip.AddrPortFrom(netip.MustParseAddr(tt.to), 51820)
+			if err := peer.WriteBatch(out); err != nil {
+				t.Fatal(err)
+			}
+			in := datagrams(1, 10)
+			if _, err := host.ReadBatch(in); err != nil {
+				t.Fatal(err)
+			}
+			want := netip.MustParseAddr(tt.want)
+			if in[0].Local != tunio.LocalFrom(want, IfIndex) {
+				t.Fatalf("local %v, want %v", in[0].Local, want)
+			}
+			reply := datagrams(1, 10)
+			reply[0].N, reply[0].Addr, reply[0].Local = 10, in[0].Addr, in[0].Local
+			if err := host.WriteBatch(reply); err != nil || reply[0].LocalGone {
+				t.Fatalf("reply: %v, LocalGone %v", err, reply[0].LocalGone)
+			}
+			if _, err := peer.ReadBatch(in); err != nil {
+				t.Fatal(err)
+			}
+			if in[0].Addr != netip.AddrPortFrom(want, 51820) {
+				t.Fatalf("reply from %v, want %v:51820", in[0].Addr, want)
+			}
+		})
+	}
+}
+
+// TestRemoveAddr: a removed address receives nothing, and a datagram sent
+// from it leaves from the sender's own address, marked LocalGone; AddAddr
+// gives it back.
+func TestRemoveAddr(t *testing.T) {
+	n := NewNetwork()
+	host, peer := listen(t, n, "10.0.0.1:51820"), listen(t, n, "10.0.0.9:1")
+	gone := netip.MustParseAddr("10.0.0.2")
+	n.RemoveAddr(gone)
+	out := datagrams(3, 10)
+	for i := range out {
+		out[i].N, out[i].Addr = 10, peer.LocalAddr()
+	}
+	out[1].Local = tunio.LocalFrom(gone, IfIndex)
+	out[2].Local = tunio.LocalFrom(netip.MustParseAddr("10.0.0.3"), IfIndex)
+	if err := host.WriteBatch(out); err != nil {
+		t.Fatal(err)
+	}
+	if out[0].LocalGone || !out[1].LocalGone || out[2].LocalGone {
+		t.Fatalf("LocalGone %v %v %v, want only the second", out[0].LocalGone, out[1].LocalGone, out[2].LocalGone)
+	}
+	in := datagrams(3, 10)
+	if nr, err := peer.ReadBatch(in); err != nil || nr != 3 {
+		t.Fatalf("ReadBatch = %d, %v", nr, err)
+	}
+	for i, want := range []string{"10.0.0.1", "10.0.0.1", "10.0.0.3"} {
+		if in[i].Addr.Addr().String() != want {
+			t.Fatalf("datagram %d from %v, want %s", i, in[i].Addr, want)
+		}
+	}
+
+	wild := listen(t, n, "0.0.0.0:7")
+	to := datagrams(1, 10)
+	to[0].N, to[0].Addr = 10, netip.AddrPortFrom(gone, 7)
+	peer.WriteBatch(to)
+	if wild.Queued() != 0 || n.Dropped() != 1 {
+		t.Fatalf("to a removed address: queued %d, network dropped %d", wild.Queued(), n.Dropped())
+	}
+	n.AddAddr(gone)
+	peer.WriteBatch(to)
+	if wild.Queued() != 1 {
+		t.Fatal("AddAddr did not give the address back")
 	}
 }
