@@ -99,7 +99,7 @@ func NewNetworkConfig(cfg Config) *Network {
 // RemoveAddr takes ip away from the network, as when a host's address is
 // deleted: datagrams to it are dropped (counted by Dropped), even by a
 // Conn listening on a wildcard address, and a datagram sent with ip as
-// its Local goes from the sender's own address instead and comes back
+// its Local goes from the sender's route source instead and comes back
 // marked LocalGone, as a real socket refuses a source the host no longer
 // has. Conns bound to ip stay open. AddAddr gives ip back.
 func (n *Network) RemoveAddr(ip netip.Addr) {
@@ -208,9 +208,10 @@ type Conn struct {
 	readLen  []int
 	readMeta []meta
 
-	writeMu   sync.Mutex // guards writeRec, writeMeta
+	writeMu   sync.Mutex // guards writeRec, writeMeta, sources
 	writeRec  [][]byte
 	writeMeta []meta
+	sources   []netip.Addr // SetRouteSources
 }
 
 func newConn(n *Network, local netip.AddrPort) *Conn {
@@ -269,7 +270,7 @@ func (c *Conn) ReadBatch(msgs []tunio.Datagram) (int, error) {
 // are dropped and counted, not reported: see the package comment. It
 // returns an error only when c is closed. A datagram leaves from its Local
 // when it has one (LocalGone if that address was removed), else from c's
-// address.
+// route source (SetRouteSources).
 func (c *Conn) WriteBatch(msgs []tunio.Datagram) error {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
@@ -294,7 +295,7 @@ func (c *Conn) WriteBatch(msgs []tunio.Datagram) error {
 			} else {
 				c.writeRec[run] = nil
 			}
-			from := c.local.Addr()
+			from := c.routeSourceLocked(dst.Addr())
 			if m.Local.IsValid() {
 				if c.net.removed[m.Local.Addr()] {
 					m.LocalGone = true
@@ -345,6 +346,30 @@ func (c *Conn) deliver(to *Conn, recs [][]byte) {
 		}
 		recs = recs[k:]
 	}
+}
+
+// SetRouteSources sets the addresses that datagrams sent without a Local
+// leave from, as routing picks a wildcard socket's source: the first of
+// the destination's family. By default, and for a family not among them,
+// it is the address c listens on (unspecified for a wildcard Conn).
+func (c *Conn) SetRouteSources(addrs ...netip.Addr) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	c.sources = c.sources[:0]
+	for _, a := range addrs {
+		c.sources = append(c.sources, a.Unmap())
+	}
+}
+
+// routeSourceLocked is the source of a datagram to dst without a Local;
+// writeMu is held.
+func (c *Conn) routeSourceLocked(dst netip.Addr) netip.Addr {
+	for _, a := range c.sources {
+		if a.Is4() == dst.Is4() {
+			return a
+		}
+	}
+	return c.local.Addr()
 }
 
 // LocalAddr implements tunio.UDPConn.

@@ -335,3 +335,44 @@ func TestRemoveAddr(t *testing.T) {
 		t.Fatal("AddAddr did not give the address back")
 	}
 }
+
+// TestRouteSources: a wildcard Conn sends from the route source of the
+// destination's family, unless a datagram has a Local.
+func TestRouteSources(t *testing.T) {
+	n := NewNetwork()
+	host := listen(t, n, "[::]:51820")
+	p4, p6 := listen(t, n, "10.0.0.9:1"), listen(t, n, "[fd00::9]:1")
+	send := func(to netip.AddrPort, local string) {
+		t.Helper()
+		out := datagrams(1, 10)
+		out[0].N, out[0].Addr = 10, to
+		if local != "" {
+			out[0].Local = tunio.LocalFrom(netip.MustParseAddr(local), IfIndex)
+		}
+		if err := host.WriteBatch(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	from := func(c *Conn) string {
+		t.Helper()
+		in := datagrams(1, 10)
+		if _, err := c.ReadBatch(in); err != nil {
+			t.Fatal(err)
+		}
+		return in[0].Addr.Addr().String()
+	}
+	send(p4.LocalAddr(), "")
+	if got := from(p4); got != "::" {
+		t.Fatalf("without route sources, from %s", got)
+	}
+	host.SetRouteSources(netip.MustParseAddr("fd00::1"), netip.MustParseAddr("::ffff:10.0.0.1"))
+	send(p4.LocalAddr(), "")
+	send(p6.LocalAddr(), "")
+	if f4, f6 := from(p4), from(p6); f4 != "10.0.0.1" || f6 != "fd00::1" {
+		t.Fatalf("from %s and %s", f4, f6)
+	}
+	send(p4.LocalAddr(), "10.0.0.2")
+	if got := from(p4); got != "10.0.0.2" {
+		t.Fatalf("with a Local, from %s", got)
+	}
+}
