@@ -98,3 +98,28 @@ func (t *Tunnel) ForgetLocalAddrs() {
 		}
 	}
 }
+
+// CheckLocalAddrs keeps, for every peer that sends from a remembered local
+// address whose arrival interface is known, that address only while a
+// datagram to the peer from it would leave by that interface: routeOut
+// says which interface it would leave by (an error: it cannot leave from
+// that address at all). Otherwise a reply would leave by another link
+// from an address that does not belong there, and kernel WireGuard, which
+// makes this check on every send, forgets the address too. The client
+// calls it when routes or policy rules change. It returns how many
+// addresses it forgot. O(peers) calls of routeOut.
+func (t *Tunnel) CheckLocalAddrs(routeOut func(dst, src netip.Addr) (ifindex int, err error)) int {
+	forgot := 0
+	for _, p := range t.peers.Load().list {
+		dst, l := p.sendTo()
+		if !l.IsValid() || l.IfIndex() == 0 {
+			continue
+		}
+		if out, err := routeOut(dst.Addr(), l.Addr()); err == nil && out == l.IfIndex() {
+			continue
+		}
+		p.forgetLocal(l)
+		forgot++
+	}
+	return forgot
+}

@@ -186,3 +186,42 @@ func TestRoamUnchangedAllocatesNothing(t *testing.T) {
 		t.Fatalf("%v allocations", n)
 	}
 }
+
+// TestCheckLocalAddrs: a local address is kept while the route to the
+// peer from it leaves by the interface the peer's datagram came in on.
+func TestCheckLocalAddrs(t *testing.T) {
+	ep := netip.MustParseAddrPort("192.0.2.9:51820")
+	src := netip.MustParseAddr("192.0.2.1")
+	tests := []struct {
+		name   string
+		local  tunio.Local
+		out    int   // the interface routeOut reports
+		err    error // routeOut's error
+		forgot bool
+	}{
+		{"same interface", tunio.LocalFrom(src, 3), 3, nil, false},
+		{"another interface", tunio.LocalFrom(src, 3), 4, nil, true},
+		{"no route from it", tunio.LocalFrom(src, 3), 0, ErrNoPeer, true},
+		{"arrival interface unknown", tunio.LocalFrom(src, 0), 4, nil, false},
+		{"no local address", tunio.Local{}, 4, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, _ := withRawPeer(t, tunnelSpec{})
+			p := e.tun.peers.Load().list[0]
+			p.roam(ep, tt.local)
+			var asked []netip.Addr
+			n := e.tun.CheckLocalAddrs(func(dst, from netip.Addr) (int, error) {
+				asked = append(asked, dst, from)
+				return tt.out, tt.err
+			})
+			_, l := p.sendTo()
+			if gone := l != tt.local; gone != tt.forgot || (n == 1) != tt.forgot {
+				t.Fatalf("local now %v, %d forgotten; want forgotten %v", l, n, tt.forgot)
+			}
+			if len(asked) > 0 && (asked[0] != ep.Addr() || asked[1] != src) {
+				t.Fatalf("asked for the route to %v from %v", asked[0], asked[1])
+			}
+		})
+	}
+}
