@@ -3,6 +3,7 @@ package memudp
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -225,23 +226,33 @@ func TestZeroAlloc(t *testing.T) {
 	}
 }
 
+// BenchmarkWriteRead moves batches between two Conns, the datagrams
+// without and with a Local to send from (as a tunnel answering its peers
+// sends them).
 func BenchmarkWriteRead(b *testing.B) {
-	n := NewNetwork()
-	x, y := listen(b, n, "10.0.0.1:1"), listen(b, n, "10.0.0.2:2")
-	out := datagrams(tunio.DefaultBatchSize, 1312)
-	for i := range out {
-		out[i].N = 1312
-		out[i].Addr = y.LocalAddr()
-	}
-	in := datagrams(tunio.DefaultBatchSize, 1312)
-	b.SetBytes(1312 * tunio.DefaultBatchSize)
-	b.ReportAllocs()
-	for b.Loop() {
-		x.WriteBatch(out)
-		for got := 0; got < len(out); {
-			nr, _ := y.ReadBatch(in)
-			got += nr
-		}
+	for _, local := range []bool{false, true} {
+		b.Run(fmt.Sprintf("local=%v", local), func(b *testing.B) {
+			n := NewNetwork()
+			x, y := listen(b, n, "10.0.0.1:1"), listen(b, n, "10.0.0.2:2")
+			out := datagrams(tunio.DefaultBatchSize, 1312)
+			for i := range out {
+				out[i].N = 1312
+				out[i].Addr = y.LocalAddr()
+				if local {
+					out[i].Local = tunio.LocalFrom(netip.MustParseAddr("10.0.0.1"), IfIndex)
+				}
+			}
+			in := datagrams(tunio.DefaultBatchSize, 1312)
+			b.SetBytes(1312 * tunio.DefaultBatchSize)
+			b.ReportAllocs()
+			for b.Loop() {
+				x.WriteBatch(out)
+				for got := 0; got < len(out); {
+					nr, _ := y.ReadBatch(in)
+					got += nr
+				}
+			}
+		})
 	}
 }
 
