@@ -247,13 +247,7 @@ func (b *Batch) UpdatePeer(pk noise.PublicKey, u PeerUpdate) error {
 	}
 	if u.Endpoint != nil {
 		ep := *u.Endpoint
-		b.after = append(b.after, func() {
-			if ep.IsValid() {
-				p.endpoint.Store(&ep)
-			} else {
-				p.endpoint.Store(nil)
-			}
-		})
+		b.after = append(b.after, func() { p.setEndpoint(ep) })
 	}
 	if u.PersistentKeepalive != nil {
 		// Turning it on sends a keepalive at once (the session raises it
