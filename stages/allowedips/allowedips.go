@@ -104,7 +104,7 @@ func (s *Snapshot[P]) Prefixes(peer P) []netip.Prefix {
 
 // Txn starts a batch of changes from s; s itself does not change.
 func (s *Snapshot[P]) Txn() *Txn[P] {
-	t := &Txn[P]{s: *s, edit: new(edit), last: map[P]int32{}}
+	t := &Txn[P]{s: *s, edit: new(edit), last: map[P]chainEnd{}}
 	if t.s.owners.Len() == 0 {
 		t.s.owners = pmap.New[P, []netip.Prefix](hasher[P](maphash.MakeSeed()))
 	}
@@ -125,15 +125,19 @@ type Txn[P comparable] struct {
 	// entries are chained from its last one (last[peer]) back through
 	// prev. Snapshot folds each chain into the peer's list once.
 	log  []change[P]
-	last map[P]int32
+	last map[P]chainEnd
 	// chain is scratch space for one peer's changes.
 	chain []change[P]
 }
 
+// chainEnd is where a peer's changes end in the log, and how many.
+type chainEnd struct{ last, n int32 }
+
 type change[P comparable] struct {
 	peer   P
-	prefix netip.Prefix
-	gained bool  // true: peer gained prefix; false: lost it
+	k      key
+	v4     bool
+	gained bool  // true: peer gained the prefix; false: lost it
 	prev   int32 // the peer's previous change in the log; -1: none
 }
 
@@ -205,30 +209,29 @@ func (t *Txn[P]) RemovePeer(peer P) {
 // this Txn changed, it costs O(its prefixes) and allocates.
 func (t *Txn[P]) Prefixes(peer P) []netip.Prefix {
 	old, _ := t.s.owners.Get(peer)
-	last, ok := t.last[peer]
+	end, ok := t.last[peer]
 	if !ok {
 		return old
 	}
-	return fold(old, t.chainOf(last))
+	return fold(old, t.chainOf(end))
 }
 
 func (t *Txn[P]) note(peer P, prefix netip.Prefix, gained bool) {
-	prev, ok := t.last[peer]
+	end, ok := t.last[peer]
 	if !ok {
-		prev = -1
+		end.last = -1
 	}
-	t.last[peer] = int32(len(t.log))
-	t.log = append(t.log, change[P]{peer: peer, prefix: prefix, gained: gained, prev: prev})
+	t.log = append(t.log, change[P]{peer: peer, k: keyOf(prefix), v4: prefix.Addr().Is4(), gained: gained, prev: end.last})
+	t.last[peer] = chainEnd{last: int32(len(t.log) - 1), n: end.n + 1}
 }
 
-// chainOf returns the changes of the peer whose last change is at last,
-// in order, in scratch space valid until the next call.
-func (t *Txn[P]) chainOf(last int32) []change[P] {
-	t.chain = t.chain[:0]
-	for i := last; i >= 0; i = t.log[i].prev {
-		t.chain = append(t.chain, t.log[i])
+// chainOf returns the changes of the peer whose changes end at end, in
+// order, in scratch space valid until the next call.
+func (t *Txn[P]) chainOf(end chainEnd) []change[P] {
+	t.chain = slices.Grow(t.chain[:0], int(end.n))[:end.n]
+	for i, j := end.last, end.n-1; i >= 0; i, j = t.log[i].prev, j-1 {
+		t.chain[j] = t.log[i]
 	}
-	slices.Reverse(t.chain)
 	return t.chain
 }
 
@@ -238,9 +241,9 @@ func (t *Txn[P]) chainOf(last int32) []change[P] {
 func (t *Txn[P]) Snapshot() *Snapshot[P] {
 	if len(t.last) > 0 {
 		owners := t.s.owners.Txn()
-		for peer, last := range t.last {
+		for peer, end := range t.last {
 			old, _ := owners.Get(peer)
-			if l := fold(old, t.chainOf(last)); len(l) > 0 {
+			if l := fold(old, t.chainOf(end)); len(l) > 0 {
 				owners.Set(peer, l)
 			} else {
 				owners.Delete(peer)
@@ -255,76 +258,61 @@ func (t *Txn[P]) Snapshot() *Snapshot[P] {
 	return &s
 }
 
-// fold applies changes, in order, to the sorted list old, and returns the
-// new sorted list without sharing old's array. It costs O(len(old) +
-// len(ch)) (times log len(old) for what was gained), and a sort when
-// something was gained.
+// fold applies changes ch, in order, to the sorted list old, and returns
+// the new sorted list without sharing old's array. It sorts ch (scratch
+// space) by prefix, keeping each prefix's changes in order, so that the
+// last change of each decides, then merges: O(len(old) + k log k) for k
+// changes, and no map.
 func fold[P comparable](old []netip.Prefix, ch []change[P]) []netip.Prefix {
-	// The last change of each prefix decides. Most peers change one or
-	// two prefixes at a time, so a map is made only for many.
-	var final map[netip.Prefix]bool
-	if len(ch) > 16 {
-		final = make(map[netip.Prefix]bool, len(ch))
-		for _, c := range ch {
-			final[c.prefix] = c.gained
-		}
-	}
-	last := func(p netip.Prefix) (gained, changed bool) {
-		if final != nil {
-			gained, changed = final[p]
-			return gained, changed
-		}
-		for i := len(ch) - 1; i >= 0; i-- {
-			if ch[i].prefix == p {
-				return ch[i].gained, true
-			}
-		}
-		return false, false
-	}
+	slices.SortStableFunc(ch, func(a, b change[P]) int { return compareKeys(a.k, a.v4, b.k, b.v4) })
 	out := make([]netip.Prefix, 0, len(old)+len(ch))
-	for _, p := range old {
-		if gained, changed := last(p); gained || !changed {
-			out = append(out, p)
+	i := 0
+	for j := 0; j < len(ch); j++ {
+		c := ch[j]
+		if j+1 < len(ch) && ch[j+1].k == c.k && ch[j+1].v4 == c.v4 {
+			continue // a later change of the same prefix decides
 		}
-	}
-	kept := len(out)
-	for i, c := range ch {
-		if gained, _ := last(c.prefix); !gained {
-			continue
-		}
-		if _, inOld := slices.BinarySearchFunc(old, c.prefix, comparePrefixes); inOld {
-			continue
-		}
-		// Once, however often it was gained: at its last change.
-		if final != nil {
-			if _, done := final[c.prefix]; !done {
-				continue
+		for ; i < len(old); i++ {
+			ok := keyOf(old[i])
+			cmp := compareKeys(ok, old[i].Addr().Is4(), c.k, c.v4)
+			if cmp > 0 {
+				break
 			}
-			delete(final, c.prefix)
-		} else if slices.ContainsFunc(ch[i+1:], func(d change[P]) bool { return d.prefix == c.prefix }) {
-			continue
+			if cmp < 0 {
+				out = append(out, old[i])
+			}
 		}
-		out = append(out, c.prefix)
+		if c.gained {
+			out = append(out, c.k.prefix(c.v4))
+		}
 	}
-	if len(out) > kept {
-		slices.SortFunc(out, comparePrefixes)
-	}
+	out = append(out, old[i:]...)
 	return slices.Clip(out)
 }
 
-// comparePrefixes orders IPv4 first, then longer prefixes first, then by
-// address: the order `wg show` prints.
-func comparePrefixes(a, b netip.Prefix) int {
-	if a4, b4 := a.Addr().Is4(), b.Addr().Is4(); a4 != b4 {
+// compareKeys orders prefixes, given as keys and families, as `wg show`
+// prints them: IPv4 first, then longer prefixes first, then by address.
+func compareKeys(a key, a4 bool, b key, b4 bool) int {
+	switch {
+	case a4 != b4:
 		if a4 {
 			return -1
 		}
 		return 1
+	case a.bits != b.bits:
+		return int(b.bits) - int(a.bits)
+	case a.hi != b.hi:
+		if a.hi < b.hi {
+			return -1
+		}
+		return 1
+	case a.lo != b.lo:
+		if a.lo < b.lo {
+			return -1
+		}
+		return 1
 	}
-	if a.Bits() != b.Bits() {
-		return b.Bits() - a.Bits()
-	}
-	return a.Addr().Compare(b.Addr())
+	return 0
 }
 
 // Table is a Snapshot behind an atomic pointer, with a lock for writers:

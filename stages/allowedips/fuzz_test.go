@@ -198,3 +198,18 @@ func TestAgainstReferenceLong(t *testing.T) {
 		run(t, ops)
 	}
 }
+
+// comparePrefixes is the order Prefixes promises, written on netip
+// values, independently of the table's own (compareKeys on its keys).
+func comparePrefixes(a, b netip.Prefix) int {
+	if a4, b4 := a.Addr().Is4(), b.Addr().Is4(); a4 != b4 {
+		if a4 {
+			return -1
+		}
+		return 1
+	}
+	if a.Bits() != b.Bits() {
+		return b.Bits() - a.Bits()
+	}
+	return a.Addr().Compare(b.Addr())
+}

@@ -85,3 +85,32 @@ func BenchmarkGet(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSetconfSelftest is the server's side of the kernel selftest's
+// `wg setconf` of 130,560 allowed IPs on one peer (every a.b.0.0/16 and
+// a::b/128), on an empty tunnel.
+func BenchmarkSetconfSelftest(b *testing.B) {
+	var body strings.Builder
+	body.WriteString("replace_peers=true\npublic_key=" + hexOf(key(b).Public()) + "\nreplace_allowed_ips=true\n")
+	for a := 1; a <= 255; a++ {
+		for c := 0; c <= 255; c++ {
+			fmt.Fprintf(&body, "allowed_ip=%d.%d.0.0/16\nallowed_ip=%d::%d/128\n", a, c, a, c)
+		}
+	}
+	body.WriteString("\n")
+	b.ResetTimer()
+	cpu := cputime.Start()
+	for range b.N {
+		b.StopTimer()
+		tun, _ := newTunnel(b)
+		b.StartTimer()
+		req, err := ParseSet(bufio.NewReader(strings.NewReader(body.String())))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := Apply(tun, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu.Report(b)
+}
