@@ -164,7 +164,7 @@ func (t *Txn[P]) Insert(prefix netip.Prefix, peer P) (prev P, had bool) {
 		root = &t.s.v4
 	}
 	*root = writable(*root, t.edit)
-	prev, had = insert(*root, 0, entry[P]{k: keyOf(prefix), p: peer}, t.edit)
+	prev, had = insert(*root, entry[P]{k: keyOf(prefix), p: peer}, t.edit)
 	switch {
 	case !had:
 		t.s.n++
@@ -189,7 +189,7 @@ func (t *Txn[P]) Remove(prefix netip.Prefix) (prev P, had bool) {
 		root = &t.s.v4
 	}
 	*root = writable(*root, t.edit)
-	prev = remove(*root, 0, keyOf(prefix), t.edit)
+	prev = remove(*root, keyOf(prefix), t.edit)
 	if (*root).pfxMap.empty() && (*root).kidMap.empty() && (*root).leafMap.empty() {
 		*root = nil
 	}

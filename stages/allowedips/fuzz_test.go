@@ -1,6 +1,8 @@
 package allowedips
 
 import (
+	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -68,6 +70,13 @@ const fuzzPeers = 5
 
 func checkSnapshot(t *testing.T, s *Snapshot[int], m *model) {
 	t.Helper()
+	for _, root := range []*node[int]{s.v4, s.v6} {
+		if root != nil {
+			if err := validate(root, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	if s.Len() != len(m.owner) {
 		t.Fatalf("Len = %d, model has %d", s.Len(), len(m.owner))
 	}
@@ -212,4 +221,44 @@ func comparePrefixes(a, b netip.Prefix) int {
 		return b.Bits() - a.Bits()
 	}
 	return a.Addr().Compare(b.Addr())
+}
+
+// validate checks the trie's shape below n: every child deeper than its
+// parent and on its path, every prefix where it belongs, and no node
+// that removals should have folded away (one entry and no child, or no
+// entry and one child; the root excepted).
+func validate(n *node[int], root bool) error {
+	d := int(n.depth)
+	entries := len(n.pfxs) + len(n.leaves)
+	if !root && (len(n.kids) == 0 && entries <= 1 || entries == 0 && len(n.kids) == 1) {
+		return fmt.Errorf("node at depth %d with %d entries and %d children was not folded", d, entries, len(n.kids))
+	}
+	if n.pfxMap.count() != len(n.pfxs) || n.kidMap.count() != len(n.kids) || n.leafMap.count() != len(n.leaves) {
+		return fmt.Errorf("node at depth %d: bitmaps and arrays disagree", d)
+	}
+	for _, x := range n.pfxs {
+		if idx, ok := x.k.home(d); !ok || !n.pfxMap.test(idx) || !n.below(x.k) {
+			return fmt.Errorf("prefix %v misplaced at depth %d", x.k, d)
+		}
+	}
+	for i, x := range n.leaves {
+		o := octet(x.k.hi, x.k.lo, d)
+		if int(x.k.bits) < 8*d+8 || !n.below(x.k) || !n.leafMap.test(o) || n.leafMap.rank(o) != i || n.kidMap.test(o) {
+			return fmt.Errorf("leaf %v misplaced at depth %d", x.k, d)
+		}
+	}
+	for i, kid := range n.kids {
+		o := octet(kid.path.hi, kid.path.lo, d)
+		if int(kid.depth) <= d || !n.below(kid.path) || !n.kidMap.test(o) || n.kidMap.rank(o) != i {
+			return fmt.Errorf("child at depth %d misplaced under depth %d", kid.depth, d)
+		}
+		if err := validate(kid, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *bitset) count() int {
+	return bits.OnesCount64(b[0]) + bits.OnesCount64(b[1]) + bits.OnesCount64(b[2]) + bits.OnesCount64(b[3])
 }

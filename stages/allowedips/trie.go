@@ -20,12 +20,17 @@ import (
 //   - a slot (the next byte) holds either a child node or, when only one
 //     prefix lies below it, that prefix as a leaf (path compression: a
 //     /32 among few costs a leaf, not four nodes);
+//   - a child node sits at the first byte where the prefixes below it
+//     differ, or where one of them ends, not necessarily at the next
+//     byte: bytes all of them share are skipped, and the node keeps them
+//     (path) to check an address against. So the /128s of a gateway's
+//     /64 cost one node for the /64's eight shared bytes, not eight;
 //   - each of the three kinds lives in a popcount-compressed array
 //     indexed by a 256-bit bitmap.
 //
-// A lookup visits at most one node per address byte and checks at most
-// one leaf, then, if that leaf does not contain the address, the nodes
-// it passed, deepest first: no locks, no allocation.
+// A lookup visits at most one node per address byte, usually far fewer,
+// and checks at most one leaf, then, if that leaf does not contain the
+// address, the nodes it passed, deepest first: no locks, no allocation.
 
 // bitset is a set of 256 indices.
 type bitset [4]uint64
@@ -126,13 +131,41 @@ func topBits(b uint8) uint64 {
 }
 
 // home reports whether k is stored at depth d as a node prefix (its
-// length ends inside byte d) and if so its ART index.
+// length ends inside byte d) and if so its ART index. k must not end
+// above d.
 func (k key) home(d int) (idx uint, ok bool) {
 	r := int(k.bits) - 8*d
 	if r >= 8 {
 		return 0, false
 	}
 	return 1<<r | octet(k.hi, k.lo, d)>>(8-r), true
+}
+
+// pathTo is k's first d bytes: the path of a node at depth d above it.
+func pathTo(k key, d int) key {
+	b := uint8(8 * d)
+	if b <= 64 {
+		return key{hi: k.hi & topBits(b), bits: b}
+	}
+	return key{hi: k.hi, lo: k.lo & topBits(b-64), bits: b}
+}
+
+// shared is the number of leading bytes in which a and b agree, at most
+// limit.
+func shared(a, b key, limit int) int {
+	n := 16
+	if x := a.hi ^ b.hi; x != 0 {
+		n = bits.LeadingZeros64(x) / 8
+	} else if x := a.lo ^ b.lo; x != 0 {
+		n = 8 + bits.LeadingZeros64(x)/8
+	}
+	return min(n, limit)
+}
+
+// below reports whether k lies in the subtree of n: it ends at or below
+// n's byte, and agrees with n's path.
+func (n *node[P]) below(k key) bool {
+	return int(k.bits) >= 8*int(n.depth) && n.path.contains(k.hi, k.lo)
 }
 
 // entry is a prefix and its peer: a node prefix or a leaf.
@@ -143,21 +176,34 @@ type entry[P comparable] struct {
 
 type node[P comparable] struct {
 	edit                    *edit // the Txn that may change this node in place; nil: frozen
+	depth                   uint8 // the address byte its slots and prefixes are of
+	path                    key   // the address's bytes above depth, which all below share
 	pfxMap, kidMap, leafMap bitset
 	pfxs                    []entry[P] // by ART index
-	kids                    []*node[P] // by byte
+	kids                    []*node[P] // by byte; each deeper than this one
 	leaves                  []entry[P] // by byte
 }
 
-// lookup is the longest-prefix match of hi, lo below n.
+// newNode makes a node at depth d for the prefixes that agree with k
+// above it.
+func newNode[P comparable](k key, d int, e *edit) *node[P] {
+	return &node[P]{edit: e, depth: uint8(d), path: pathTo(k, d)}
+}
+
+// lookup is the longest-prefix match of hi, lo below n, which is a root
+// (depth 0).
 func (n *node[P]) lookup(hi, lo uint64) (p P, ok bool) {
 	var path [16]*node[P]
 	d := 0
 	for {
 		path[d] = n
-		o := octet(hi, lo, d)
+		o := octet(hi, lo, int(n.depth))
 		if n.kidMap.test(o) {
-			n = n.kids[n.kidMap.rank(o)]
+			kid := n.kids[n.kidMap.rank(o)]
+			if !kid.path.contains(hi, lo) {
+				break // nothing below kid contains the address
+			}
+			n = kid
 			d++
 			continue
 		}
@@ -173,23 +219,23 @@ func (n *node[P]) lookup(hi, lo uint64) (p P, ok bool) {
 		if n.pfxMap.empty() {
 			continue
 		}
-		if idx, ok := n.pfxMap.top(&lpmMasks[octet(hi, lo, d)]); ok {
+		if idx, ok := n.pfxMap.top(&lpmMasks[octet(hi, lo, int(n.depth))]); ok {
 			return n.pfxs[n.pfxMap.rank(idx)].p, true
 		}
 	}
 	return p, false
 }
 
-// get is the exact match of k below n (at depth 0).
+// get is the exact match of k below n, a root.
 func (n *node[P]) get(k key) (p P, ok bool) {
-	for d := 0; n != nil; d++ {
-		if idx, home := k.home(d); home {
+	for n != nil && n.below(k) {
+		if idx, home := k.home(int(n.depth)); home {
 			if n.pfxMap.test(idx) {
 				return n.pfxs[n.pfxMap.rank(idx)].p, true
 			}
 			return p, false
 		}
-		o := octet(k.hi, k.lo, d)
+		o := octet(k.hi, k.lo, int(n.depth))
 		switch {
 		case n.kidMap.test(o):
 			n = n.kids[n.kidMap.rank(o)]
@@ -205,7 +251,8 @@ func (n *node[P]) get(k key) (p P, ok bool) {
 	return p, false
 }
 
-// writable returns n, or a copy of it that the Txn owning e may change.
+// writable returns n, or a copy of it that the Txn owning e may change;
+// a nil n is a new root.
 func writable[P comparable](n *node[P], e *edit) *node[P] {
 	if n == nil {
 		return &node[P]{edit: e}
@@ -219,10 +266,11 @@ func writable[P comparable](n *node[P], e *edit) *node[P] {
 	return &c
 }
 
-// insert puts x below n (writable, at depth d), and returns the peer its
-// prefix mapped to before.
-func insert[P comparable](n *node[P], d int, x entry[P], e *edit) (prev P, had bool) {
+// insert puts x below n (writable, and x below it), and returns the peer
+// its prefix mapped to before.
+func insert[P comparable](n *node[P], x entry[P], e *edit) (prev P, had bool) {
 	for {
+		d := int(n.depth)
 		if idx, home := x.k.home(d); home {
 			r := n.pfxMap.rank(idx)
 			if n.pfxMap.test(idx) {
@@ -237,8 +285,19 @@ func insert[P comparable](n *node[P], d int, x entry[P], e *edit) (prev P, had b
 		switch {
 		case n.kidMap.test(o):
 			r := n.kidMap.rank(o)
-			n.kids[r] = writable(n.kids[r], e)
-			n, d = n.kids[r], d+1
+			kid := n.kids[r]
+			if kid.below(x.k) {
+				n.kids[r] = writable(kid, e)
+				n = n.kids[r]
+				continue
+			}
+			// x parts from kid's path, or ends, above kid: a node
+			// between them, where they part.
+			split := newNode[P](x.k, shared(x.k, kid.path, min(int(kid.depth), int(x.k.bits)/8)), e)
+			split.kidMap.set(octet(kid.path.hi, kid.path.lo, int(split.depth)))
+			split.kids = []*node[P]{kid}
+			n.kids[r] = split
+			return insert(split, x, e)
 		case n.leafMap.test(o):
 			r := n.leafMap.rank(o)
 			old := n.leaves[r]
@@ -246,10 +305,11 @@ func insert[P comparable](n *node[P], d int, x entry[P], e *edit) (prev P, had b
 				prev, n.leaves[r].p = old.p, x.p
 				return prev, true
 			}
-			// A second prefix below this slot: both go a level down.
-			kid := &node[P]{edit: e}
-			insert(kid, d+1, old, e)
-			insert(kid, d+1, x, e)
+			// A second prefix below this slot: both go into a node where
+			// they part, or where the shorter one ends.
+			kid := newNode[P](x.k, shared(x.k, old.k, int(min(x.k.bits, old.k.bits))/8), e)
+			insert(kid, old, e)
+			insert(kid, x, e)
 			n.leaves = slices.Delete(n.leaves, r, r+1)
 			n.leafMap.clear(o)
 			n.kidMap.set(o)
@@ -263,11 +323,13 @@ func insert[P comparable](n *node[P], d int, x entry[P], e *edit) (prev P, had b
 	}
 }
 
-// remove deletes k, which is below n (writable, at depth d), and returns
-// its peer. A child left empty goes, and one left with a single prefix
-// and no children becomes a leaf again, so that the trie stays as small
-// as if the prefix had never been there.
-func remove[P comparable](n *node[P], d int, k key, e *edit) P {
+// remove deletes k, which is below n (writable), and returns its peer. A
+// child left empty goes, one left with a single prefix and no children
+// becomes a leaf again, and one left with a single child and nothing else
+// gives its slot to that child, so that the trie stays as small as if
+// the prefix had never been there.
+func remove[P comparable](n *node[P], k key, e *edit) P {
+	d := int(n.depth)
 	if idx, home := k.home(d); home {
 		r := n.pfxMap.rank(idx)
 		p := n.pfxs[r].p
@@ -286,23 +348,26 @@ func remove[P comparable](n *node[P], d int, k key, e *edit) P {
 	r := n.kidMap.rank(o)
 	kid := writable(n.kids[r], e)
 	n.kids[r] = kid
-	p := remove(kid, d+1, k, e)
-	if !kid.kidMap.empty() || len(kid.pfxs)+len(kid.leaves) > 1 {
-		return p
-	}
-	n.kidMap.clear(o)
-	n.kids = slices.Delete(n.kids, r, r+1)
-	var last entry[P]
+	p := remove(kid, k, e)
+	entries := len(kid.pfxs) + len(kid.leaves)
 	switch {
-	case len(kid.pfxs) == 1:
-		last = kid.pfxs[0]
-	case len(kid.leaves) == 1:
-		last = kid.leaves[0]
-	default:
-		return p
+	case entries == 0 && len(kid.kids) == 1:
+		n.kids[r] = kid.kids[0]
+	case len(kid.kids) == 0 && entries <= 1:
+		n.kidMap.clear(o)
+		n.kids = slices.Delete(n.kids, r, r+1)
+		var last entry[P]
+		switch {
+		case len(kid.pfxs) == 1:
+			last = kid.pfxs[0]
+		case len(kid.leaves) == 1:
+			last = kid.leaves[0]
+		default:
+			return p
+		}
+		n.leafMap.set(o)
+		n.leaves = slices.Insert(n.leaves, n.leafMap.rank(o), last)
 	}
-	n.leafMap.set(o)
-	n.leaves = slices.Insert(n.leaves, n.leafMap.rank(o), last)
 	return p
 }
 
