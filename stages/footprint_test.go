@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"pipeguard/noise"
 	"pipeguard/tunio/memtun"
 	"pipeguard/tunio/memudp"
 )
@@ -107,4 +106,38 @@ func BenchmarkIdlePeerFootprint(b *testing.B) {
 	}
 }
 
-var _ = noise.PublicKey{}
+// TestGoroutinesDoNotGrowWithPeers: a running tunnel has the same
+// goroutines with 5,000 peers, half of them with a persistent keepalive
+// that keeps their timers busy, as with none: peers are state, not
+// goroutines or timers of their own.
+func TestGoroutinesDoNotGrowWithPeers(t *testing.T) {
+	e := startTunnel(t, memudp.NewNetwork(), tunnelSpec{udp: netip.MustParseAddrPort("192.0.2.1:51820")})
+	settled := func() int {
+		// The count of an idle tunnel is steady once its stages have
+		// started; wait for two equal readings.
+		var n int
+		waitFor(t, 10*time.Second, func() bool {
+			a := runtime.NumGoroutine()
+			time.Sleep(50 * time.Millisecond)
+			n = runtime.NumGoroutine()
+			return a == n
+		}, func() string { return "goroutine count not steady" })
+		return n
+	}
+	before := settled()
+	pcs := peerConfigs(5_000, 2)
+	err := e.tun.Configure(func(b *Batch) error {
+		for _, pc := range pcs {
+			if err := b.AddPeer(pc); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := settled(); after != before {
+		t.Fatalf("%d goroutines with 5,000 peers, %d with none", after, before)
+	}
+}
