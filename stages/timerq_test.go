@@ -13,6 +13,7 @@ import (
 	"pipeguard/tunio"
 	"pipeguard/tunio/memtun"
 	"pipeguard/tunio/memudp"
+	"pipeguard/wire"
 )
 
 // TestTimerQueueAgainstMap: random deadlines set, moved and cleared on
@@ -300,4 +301,97 @@ func BenchmarkTimers(b *testing.B) {
 			b.ReportMetric(float64(tb.a.c.keepalives.Load()-sent)/float64(b.N), "keepalives/op")
 		})
 	}
+}
+
+// TestInitiationBudget: 2,000 peers with a persistent keepalive and no
+// session (away) ask for far more initiations than the budget allows;
+// over 30 s of protocol time the timer actor sends at most the budget's
+// worth and defers the rest. A peer with a packet waiting gets its
+// initiation even with the budget spent.
+func TestInitiationBudget(t *testing.T) {
+	net := memudp.NewNetwork()
+	conn, err := net.Listen(netip.MustParseAddrPort("192.0.2.1:51820"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := net.Listen(netip.MustParseAddrPort("192.0.2.2:51820"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := memtun.New(memtun.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	defer conn.Close()
+	clk := fakeClock()
+	tun, err := New(Config{PrivateKey: mustKey(t)}, dev, conn, clk, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcs := peerConfigs(2_000, 3)
+	for i := range pcs {
+		pcs[i].Endpoint, pcs[i].PersistentKeepalive = sink.LocalAddr(), 25*time.Second
+	}
+	if err := tun.Configure(func(b *Batch) error {
+		for _, pc := range pcs {
+			if err := b.AddPeer(pc); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	initiations := make(chan int, 1)
+	go func() { // counts the initiations that reach the peers' address
+		msgs := make([]tunio.Datagram, 64)
+		for i := range msgs {
+			msgs[i].Buf = make([]byte, 2048)
+		}
+		n := 0
+		for {
+			k, err := sink.ReadBatch(msgs)
+			if err != nil {
+				initiations <- n
+				return
+			}
+			for _, m := range msgs[:k] {
+				if m.N == wire.InitiationSize {
+					n++
+				}
+			}
+		}
+	}()
+	a := newTimerActor(tun, &stageCounters{}, testLog(t))
+	a.rebuild()
+	now := clk.Now()
+	const seconds = 30
+	for range seconds {
+		a.tick(now)
+		now = now.Add(time.Second)
+	}
+	deferred := tun.HandshakeStats().InitiationsDeferred
+	if deferred < 1_000 {
+		t.Errorf("%d initiations deferred, want most of the peers' thousands", deferred)
+	}
+	// A packet waits for one peer: its initiation goes out, budget or not.
+	p := firstPeer(tun)
+	var pkt wire.Packet
+	if queued, _ := p.stageUnlessReady(&pkt, func() bool { return false }); !queued {
+		t.Fatal("the packet was not staged")
+	}
+	p.hs.Clear(&tun.index)
+	now = now.Add(10 * time.Second) // past the per-peer limit of one per RekeyTimeout
+	p.session.RequestHandshake(now)
+	a.tick(now)
+	if got := p.hs.State(); got != noise.HandshakeInitiationCreated {
+		t.Errorf("a peer with a packet waiting is in handshake state %v, want an initiation made", got)
+	}
+	sink.Close()
+	sent := <-initiations
+	if limit := HandshakeWorkBurst + HandshakeWorkRate*(seconds+10) + 1; sent > limit {
+		t.Errorf("%d initiations sent in %d s, more than the budget's %d", sent, seconds+10, limit)
+	}
+	t.Logf("%d initiations sent, %d deferred", sent, deferred)
 }

@@ -27,6 +27,10 @@ type timerActor struct {
 	woken []*peer // scratch: the wake list as taken
 	due   []*peer // scratch: the peers due in one round
 
+	// initiations is the budget of handshake initiations that no waiting
+	// packet asks for (see initiate).
+	initiations workBudget
+
 	keepalive wire.Packet // reused: a keepalive is an empty packet
 	msgs      []tunio.Datagram
 	peers     []*peer // of msgs, for sendDatagrams: all one peer
@@ -112,11 +116,32 @@ func (a *timerActor) act(p *peer, actions noise.Actions, now time.Time) {
 		sentData = a.flushStaged(p, now)
 	}
 	if actions.Has(noise.ActionSendInitiation) {
-		a.t.sendInitiation(p, now)
+		a.initiate(p, now)
 	}
 	if actions.Has(noise.ActionSendKeepalive) && !sentData {
 		a.sendKeepalive(p, now)
 	}
+}
+
+// initiate sends p a handshake initiation, unless no packet waits for it
+// and the actor's initiation budget is spent: then the initiation is
+// left to the session's retry, as if it had been lost.
+//
+// An initiation costs two Curve25519 operations (the ephemeral key and
+// its DH with the peer's key, and the static-static one at a peer's
+// first). A tunnel with many peers that keep a persistent keepalive but
+// are away (a gateway whose clients are off) would otherwise try each of
+// them every few seconds: 50,000 such peers kept a core busy. The budget
+// is the handshake actor's (HandshakeWorkRate a second, bursts of
+// HandshakeWorkBurst), so outgoing and incoming handshake work are each
+// bounded alike; a peer with packets waiting bypasses it, so traffic
+// never waits for keepalives.
+func (a *timerActor) initiate(p *peer, now time.Time) {
+	if !p.staging.Load() && !a.initiations.take(now) {
+		a.t.hsCounters.initiationsDeferred.Add(1)
+		return
+	}
+	a.t.sendInitiation(p, now)
 }
 
 // flushStaged sends the packets that waited for a session, in order, with
