@@ -194,7 +194,7 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 		undo()
 		return nil, err
 	}
-	srv, err := uapi.Listen(uapi.SocketPath(iface), tun, &r.mu, log)
+	srv, err := uapi.Listen(uapi.SocketPath(iface), markGuarded{tun, ifc}, &r.mu, log)
 	if err != nil {
 		for _, s := range r.http {
 			s.Close()
@@ -206,6 +206,18 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 	r.uapi = srv
 	return r, nil
 }
+
+// markGuarded is the tunnel as its UAPI socket serves it: a new fwmark
+// must suit the interface's policy rules (uapi.MarkChecker).
+type markGuarded struct {
+	*stages.Tunnel
+	ifc *ifsetup.Interface
+}
+
+// CheckFwMark asks the interface configuration.
+func (m markGuarded) CheckFwMark(mark uint32) error { return m.ifc.CheckFwMark(mark) }
+
+var _ uapi.MarkChecker = markGuarded{}
 
 // listenHTTP binds the metrics and pprof endpoints the flags ask for.
 func (r *running) listenHTTP(c *standaloneCmd, log *slog.Logger) error {

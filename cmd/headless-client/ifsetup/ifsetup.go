@@ -167,6 +167,25 @@ func (i *Interface) FwMark() uint32 {
 	return i.plan.fwmark
 }
 
+// CheckFwMark refuses a new firewall mark for the tunnel's sockets while
+// policy rules of this interface match on the one it has: every packet
+// without that mark is routed into the tunnel, so the tunnel's own
+// packets with another mark (or none) would be too, and the tunnel would
+// carry nothing. Moving the rules instead cannot be done without a
+// window: with the old rule and the new one both in place, every mark
+// is routed into the tunnel. wg set's run-time change is refused (the
+// UAPI answers EINVAL); FwMark in the config, with a restart, moves it.
+func (i *Interface) CheckFwMark(mark uint32) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if len(i.rules) == 0 || mark == i.plan.fwmark {
+		return nil
+	}
+	return fmt.Errorf("%w: fwmark %#x refused: the full tunnel's policy rules route every packet without fwmark %#x into table %d, "+
+		"so the tunnel's own packets with another mark would go into the tunnel itself; set FwMark in the config and restart",
+		ErrFullTunnel, mark, i.plan.fwmark, i.plan.policyTable)
+}
+
 // Routes returns the routes this package added, as text ("10.0.0.0/24",
 // "0.0.0.0/0 table 51820").
 func (i *Interface) Routes() []string {
