@@ -34,6 +34,8 @@ type startPlan struct {
 	dns      dns.Settings
 	routes   int
 	fullTunl bool
+	bypass   string   // the family a full tunnel of the other leaves outside it ("IPv6"), or ""
+	bypassBy []string // the main table's routes of that family
 }
 
 // preflight makes every check that can refuse a start, in the order the
@@ -90,6 +92,9 @@ func (c *standaloneCmd) preflight(ctx context.Context) (*startPlan, error) {
 	p.routes = len(routes)
 	for _, r := range routes {
 		p.fullTunl = p.fullTunl || r.Bits() == 0 && table != ifsetup.TableOff
+	}
+	if p.bypass, p.bypassBy, err = ifsetup.Bypass(routes, table); err != nil {
+		return nil, err
 	}
 	if err := checkPorts(p.cfg.Interface.ListenPort, c.MetricsAddr, c.PprofAddr); err != nil {
 		return nil, err
@@ -150,8 +155,41 @@ func (p *startPlan) summary(cfgPath string) string {
 	if p.id.path != "" {
 		id = "device id: a new one, saved at start to " + p.id.path
 	}
-	return fmt.Sprintf("headless-client: %s: ready to start %s (peers %d, routes %d, %s, %s, %s)",
-		cfgPath, p.iface, len(p.peers), p.routes, port, d, id)
+	return fmt.Sprintf("headless-client: %s: ready to start %s (peers %d, routes %d, %s, %s, %s)%s",
+		cfgPath, p.iface, len(p.peers), p.routes, port, d, id, p.bypassNote())
+}
+
+// bypassNote is --check's warning about a family that goes around a full
+// tunnel of the other, or "".
+func (p *startPlan) bypassNote() string {
+	if p.bypass == "" {
+		return ""
+	}
+	return fmt.Sprintf("; warning: %s bypasses the tunnel (%s, not the other family, and the host has %s routes: %s)",
+		p.bypass, p.tunneledFamily(), p.bypass, strings.Join(p.bypassBy, "; "))
+}
+
+// tunneledFamily names the default route a one-family full tunnel has.
+func (p *startPlan) tunneledFamily() string {
+	if p.bypass == "IPv6" {
+		return "AllowedIPs has 0.0.0.0/0"
+	}
+	return "AllowedIPs has ::/0"
+}
+
+// warnBypass logs, once at start, the family a full tunnel of the other
+// leaves outside it.
+func (p *startPlan) warnBypass(log *slog.Logger) {
+	if p.bypass == "" {
+		return
+	}
+	other := "::/0"
+	if p.bypass == "IPv4" {
+		other = "0.0.0.0/0"
+	}
+	log.Warn(p.bypass+" traffic bypasses the tunnel and leaves unencrypted: "+p.tunneledFamily()+" but not "+other+
+		", and this host has "+p.bypass+" routes; add "+other+" to AllowedIPs to tunnel it too",
+		"family", p.bypass, "routes", p.bypassBy)
 }
 
 // canCreate reports whether path could be written (if it exists) or
