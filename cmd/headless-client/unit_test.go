@@ -72,6 +72,9 @@ func TestSystemdUnits(t *testing.T) {
 		units[0]: {
 			"[Service]ExecStart":  "/usr/bin/pipeguard-headless-client standalone --config /etc/pipeguard/%i.conf",
 			"[Service]ExecReload": "/bin/kill -HUP $MAINPID",
+			// A full tunnel that failed closed: routing restored after a
+			// stop, kept after a crash for the restart.
+			"[Service]ExecStopPost": "/usr/bin/pipeguard-headless-client cleanup --keep-after-crash %i",
 		},
 		units[1]: {"[Service]ExecStart": "/usr/bin/pipeguard-headless-client tunnel --foreground %i"},
 	}
@@ -90,7 +93,7 @@ func TestSystemdUnits(t *testing.T) {
 		}
 		h := map[string][]string{}
 		for k, v := range s {
-			if strings.HasPrefix(k, "[Service]") && k != "[Service]ExecStart" && k != "[Service]ExecReload" {
+			if strings.HasPrefix(k, "[Service]") && k != "[Service]ExecStart" && k != "[Service]ExecReload" && k != "[Service]ExecStopPost" {
 				h[k] = v
 			}
 		}
