@@ -53,6 +53,7 @@ type Packet struct {
 	Src, Dst         netip.Addr
 	SrcPort, DstPort uint16 // TCP and UDP
 	ICMPType         uint8  // ICMP and ICMPv6
+	HopLimit         uint8  // IPv6
 	WireGuard        bool   // UDP carrying what looks like a WireGuard message
 	Len              int    // the frame's length
 }
@@ -100,22 +101,25 @@ func (f Filter) Leak(p Packet) bool {
 }
 
 // linkLocalControl: ICMPv6 neighbour discovery (router and neighbour
-// solicitations and advertisements, redirects) and multicast listener
-// queries and reports, between link-local (or unspecified, during
-// duplicate address detection) and link-local or link-scope multicast
-// addresses. They never leave the link.
+// solicitations and advertisements, redirects), which RFC 4861 sends
+// with a hop limit of 255 so that no router forwards it (a neighbour
+// advertisement for a global address comes from that address), and
+// multicast listener queries and reports, between link-local (or
+// unspecified) and link-scope multicast addresses. They never leave the
+// link.
 func linkLocalControl(p Packet) bool {
 	if p.Proto != protoICMPv6 {
 		return false
 	}
 	switch p.ICMPType {
-	case 130, 131, 132, 133, 134, 135, 136, 137, 143:
-	default:
-		return false
+	case 133, 134, 135, 136, 137:
+		return p.HopLimit == 255
+	case 130, 131, 132, 143:
+		srcOK := p.Src.IsUnspecified() || p.Src.IsLinkLocalUnicast()
+		dstOK := p.Dst.IsLinkLocalUnicast() || p.Dst.IsLinkLocalMulticast() || p.Dst.IsInterfaceLocalMulticast()
+		return srcOK && dstOK
 	}
-	srcOK := p.Src.IsUnspecified() || p.Src.IsLinkLocalUnicast()
-	dstOK := p.Dst.IsLinkLocalUnicast() || p.Dst.IsLinkLocalMulticast() || p.Dst.IsInterfaceLocalMulticast()
-	return srcOK && dstOK
+	return false
 }
 
 // Classify parses an Ethernet frame as far as Leak needs: the Ethernet
@@ -182,7 +186,7 @@ func (p *Packet) ipv6(b []byte) ([]byte, error) {
 	if b[0]>>4 != 6 {
 		return nil, ErrMalformed
 	}
-	p.Proto = b[6]
+	p.Proto, p.HopLimit = b[6], b[7]
 	p.Src = netip.AddrFrom16([16]byte(b[8:24]))
 	p.Dst = netip.AddrFrom16([16]byte(b[24:40]))
 	b = b[40:]

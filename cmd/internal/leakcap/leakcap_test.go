@@ -28,12 +28,18 @@ func ipv4(proto byte, src, dst string, fragOff uint16, payload []byte) []byte {
 	return append(h, payload...)
 }
 
-// ipv6 builds an IPv6 header for next from src to dst around payload.
+// ipv6 builds an IPv6 header for next from src to dst around payload,
+// with hop limit 255 (neighbour discovery's).
 func ipv6(next byte, src, dst string, payload []byte) []byte {
+	return ipv6Hops(next, 255, src, dst, payload)
+}
+
+// ipv6Hops is ipv6 with a hop limit.
+func ipv6Hops(next, hops byte, src, dst string, payload []byte) []byte {
 	h := make([]byte, 40, 40+len(payload))
 	h[0] = 0x60
 	binary.BigEndian.PutUint16(h[4:], uint16(len(payload)))
-	h[6], h[7] = next, 255
+	h[6], h[7] = next, hops
 	s, d := netip.MustParseAddr(src).As16(), netip.MustParseAddr(dst).As16()
 	copy(h[8:], s[:])
 	copy(h[24:], d[:])
@@ -86,7 +92,9 @@ func TestClassifyAndLeak(t *testing.T) {
 		{"MLDv2 report behind hop-by-hop", frame(etherIPv6, ipv6(protoHopByHop, "fe80::1", "ff02::16", hopByHopMLD)), false,
 			"icmp6 type 143 fe80::1 > ff02::16, 66 bytes"},
 		{"ping6 to a global address", frame(etherIPv6, ipv6(protoICMPv6, "fd99::1", "2001:db8:ff::7", []byte{128, 0, 0, 0})), true, ""},
-		{"neighbour solicitation from a global address", frame(etherIPv6, ipv6(protoICMPv6, "fd99::1", "ff02::1:ff00:2", []byte{135, 0, 0, 0})), true, ""},
+		{"neighbour advertisement from a global address", frame(etherIPv6, ipv6(protoICMPv6, "fd99::1", "fe80::2", []byte{136, 0, 0, 0})), false, ""},
+		{"neighbour solicitation that a router could forward", frame(etherIPv6, ipv6Hops(protoICMPv6, 64, "fd99::1", "2001:db8::2", []byte{135, 0, 0, 0})), true, ""},
+		{"MLD report from a global address", frame(etherIPv6, ipv6(protoICMPv6, "fd99::1", "ff02::16", []byte{143, 0, 0, 0})), true, ""},
 		{"udp6 dns", frame(etherIPv6, ipv6(protoUDP, "fd99::1", "2001:db8:ff::7", udp(40000, 53, nil))), true,
 			"udp [fd99::1]:40000 > [2001:db8:ff::7]:53, 62 bytes"},
 		{"vlan-tagged ping", frame(etherVLAN, append([]byte{0, 7, 0x08, 0x00}, ipv4(protoICMP, "10.99.0.1", "198.51.100.7", 0, []byte{8, 0})...)), true, ""},
