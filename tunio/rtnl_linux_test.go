@@ -187,7 +187,7 @@ func TestRTNLRoutesAndRules(t *testing.T) {
 			t.Errorf("deleting %s twice: %v, want ESRCH or ENOENT", p, err)
 		}
 	}
-		must(r.DelRoute(name, netip.MustParsePrefix("0.0.0.0/0"), table))
+	must(r.DelRoute(name, netip.MustParsePrefix("0.0.0.0/0"), table))
 	if err := r.AddRoute("nonexistent0", netip.MustParsePrefix("10.0.0.0/8"), 0); !errors.Is(err, syscall.ENODEV) {
 		t.Errorf("AddRoute on a missing interface: %v, want ENODEV", err)
 	}
