@@ -7,22 +7,30 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"pipeguard/cmd/headless-client/config"
 	"pipeguard/cmd/headless-client/dns"
 	"pipeguard/cmd/headless-client/ifsetup"
-	"pipeguard/cmd/headless-client/uapi"
 )
 
 // cleanupCmd restores normal routing after a full tunnel's client died
 // with no restart to follow: it removes the policy rules and unreachable
 // routes that its state file records (the fail-closed routing a crash
 // leaves), and undoes its DNS settings, as the next start would. It
-// refuses while a client serves the interface.
+// refuses while the interface exists: a client serves it (its TUN device
+// goes with the process). It does not ask the UAPI socket, which under
+// the units belongs to systemd's socket unit and may outlive the client.
+//
+// The state directory is the one the client used: --state-dir, or the
+// default of the user that runs cleanup. Root's default is its own
+// (/var/lib/pipeguard-root), or, if that holds no record of the
+// interface, the service's (/var/lib/pipeguard). Root never reads a
+// directory another user can change (package safedir), so for one that
+// belongs to another user (the service's) it runs cleanup again as that
+// user, with CAP_NET_ADMIN alone (asOwner).
 type cleanupCmd struct {
 	Interface string `arg:"" help:"The tunnel's interface name."`
-	StateDir  string `help:"The client's state directory, where it records its rules." default:"/var/lib/pipeguard" env:"PIPEGUARD_STATE_DIR"`
+	StateDir  string `help:"The client's state directory, where it records its rules. Default: as the client's; as root, /var/lib/pipeguard-root, or /var/lib/pipeguard (the service's) if that one has no record of the interface." env:"PIPEGUARD_STATE_DIR"`
 	// KeepAfterCrash is for the unit's ExecStopPost=, which systemd runs
 	// after every stop, also after a crash it is about to restart.
 	KeepAfterCrash bool `help:"As systemd's ExecStopPost=: when $SERVICE_RESULT says the client died by itself (systemd restarts it), keep the routing failed closed; after a stop (success, or a stop that timed out), restore it."`
@@ -45,10 +53,15 @@ func (c *cleanupCmd) Run(env *runEnv) error {
 			"`pipeguard-headless-client cleanup "+c.Interface+"` restores normal routing", "interface", c.Interface)
 		return nil
 	}
-	if served(c.Interface) {
-		return fmt.Errorf("headless-client: a client serves %s (its UAPI socket %s answers): stop it (SIGTERM, systemctl stop), which restores normal routing",
-			c.Interface, uapi.SocketPath(c.Interface))
+	if _, err := net.InterfaceByName(c.Interface); err == nil {
+		return fmt.Errorf("headless-client: interface %s exists, so a client serves it: stop it (SIGTERM, systemctl stop), which restores normal routing",
+			c.Interface)
 	}
+	dir := c.stateDir(os.Geteuid())
+	if uid, gid, ok := otherOwner(dir); ok && os.Geteuid() == 0 {
+		return asOwner(env, uid, gid, "cleanup", "--state-dir", dir, "--", c.Interface)
+	}
+	c.StateDir = dir
 	removed, err := ifsetup.Cleanup(rulesFile(c.StateDir, c.Interface), c.Interface)
 	if len(removed) > 0 {
 		fmt.Fprintf(env.stdout, "headless-client: %s: removed %s\n", c.Interface, strings.Join(removed, "; "))
@@ -70,14 +83,16 @@ func (c *cleanupCmd) Run(env *runEnv) error {
 	return nil
 }
 
-// served reports whether a client answers on iface's UAPI socket.
-func served(iface string) bool {
-	conn, err := net.DialTimeout("unix", uapi.SocketPath(iface), time.Second)
-	if err != nil {
-		return false
+// stateDir is the directory to clean up for a process of euid.
+func (c *cleanupCmd) stateDir(euid int) string {
+	dir := stateDirFor(c.StateDir, euid)
+	if c.StateDir != "" || euid != 0 {
+		return dir
 	}
-	conn.Close()
-	return true
+	if _, err := os.Lstat(rulesFile(dir, c.Interface)); err == nil {
+		return dir
+	}
+	return serviceStateDir
 }
 
 // rulesFile is where a client records the interface's policy rules and

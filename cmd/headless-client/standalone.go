@@ -29,7 +29,7 @@ type standaloneCmd struct {
 	Config          string `help:"WireGuard config file (wg-quick format)." default:"/etc/pipeguard/pg0.conf" env:"PIPEGUARD_CONFIG"`
 	Interface       string `help:"Interface name; default: the config file's name without .conf."`
 	LogDir          string `help:"Also write JSON log lines to files in this directory, rotated by size." env:"LOG_DIR"`
-	StateDir        string `help:"State directory; the device id is kept in <dir>/config/pipeguard-id." default:"/var/lib/pipeguard" env:"PIPEGUARD_STATE_DIR"`
+	StateDir        string `help:"${state_dir_help}" env:"PIPEGUARD_STATE_DIR"`
 	DNSControl      string `help:"How to apply the config's DNS: auto is systemd-resolved when it runs, else disabled; disabled leaves the system alone; etc-resolv-conf writes /etc/resolv.conf; resolvconf calls resolvconf(8) as wg-quick does; systemd-resolved sets the link's DNS over D-Bus. Every mode is undone at exit, and after a crash at the next start." default:"auto" enum:"auto,disabled,etc-resolv-conf,resolvconf,systemd-resolved"`
 	Check           bool   `help:"Check everything a start would refuse (file, keys, routes, capability, interface name, ports, DNS mode), print one line and exit: 0 if it would start, 1 with the reason. Creates nothing."`
 	Engine          string `help:"Dataplane engine: pipeline or sequential." default:"pipeline" enum:"pipeline,sequential"`
@@ -54,6 +54,7 @@ func (c *standaloneCmd) Run(env *runEnv) error {
 	// since is served once the tunnel runs, a stop ends ctx.
 	ctx, stop := env.signals.Context(context.Background())
 	defer stop()
+	c.StateDir = stateDirFor(c.StateDir, os.Geteuid())
 	// Every refusal comes before anything is created, so a refused start
 	// (and --check) leaves nothing behind.
 	p, err := c.preflight(ctx)
@@ -207,7 +208,7 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 		undo()
 		return nil, err
 	}
-	srv, err := uapi.Listen(uapi.SocketPath(iface), markGuarded{tun, ifc}, &r.mu, log)
+	srv, err := uapi.Open(iface, markGuarded{tun, ifc}, &r.mu, log)
 	if err != nil {
 		for _, s := range r.http {
 			s.Close()

@@ -28,7 +28,7 @@ type tunnelCmd struct {
 	Foreground    bool   `short:"f" help:"Stay in the foreground. Otherwise (and unless WG_PROCESS_FOREGROUND=1) detach once the interface and its socket exist, as wireguard-go does."`
 	Interface     string `arg:"" help:"Interface name (1 to 15 letters, digits and _=+.-)."`
 	LogDir        string `help:"Also write JSON log lines to files in this directory, rotated by size." env:"LOG_DIR"`
-	StateDir      string `help:"State directory; the device id is kept in <dir>/config/pipeguard-id." default:"/var/lib/pipeguard" env:"PIPEGUARD_STATE_DIR"`
+	StateDir      string `help:"${state_dir_help}" env:"PIPEGUARD_STATE_DIR"`
 	Engine        string `help:"Dataplane engine: pipeline or sequential." default:"pipeline" enum:"pipeline,sequential"`
 	Workers       int    `help:"Encrypt and decrypt workers each (pipeline engine); 0: one per CPU." default:"0"`
 	QueueCapacity int    `help:"Capacity of each queue between pipeline stages, in packets (at least 64)." default:"1000"`
@@ -41,6 +41,7 @@ func (c *tunnelCmd) Run(env *runEnv) error {
 	if c.QueueCapacity < minQueueCapacity {
 		return errQueueCapacity
 	}
+	c.StateDir = stateDirFor(c.StateDir, os.Geteuid())
 	if !c.Foreground && !daemon.Foreground() {
 		exe, err := os.Executable()
 		if err != nil {
@@ -82,7 +83,13 @@ func (c *tunnelCmd) serve(env *runEnv, report *daemon.Reporter) error {
 	if err := checkNetAdmin(); err != nil {
 		return err
 	}
-	id, idFrom, err := deviceID(os.Getenv("PIPEGUARD_ID"), deviceIDFile(c.StateDir))
+	if err := checkStateDir(c.StateDir); err != nil {
+		return err
+	}
+	if err := uapi.CheckSocketDir(); err != nil {
+		return err
+	}
+	id, idFrom, err := deviceID(os.Getenv("PIPEGUARD_ID"), c.StateDir)
 	if err != nil {
 		return err
 	}
@@ -158,7 +165,7 @@ func (c *tunnelCmd) bringUp(log *slog.Logger) (*stages.Tunnel, *uapi.Server, *li
 	}
 	// UAPI requests are serialised among themselves; there is no reload
 	// to serialise them with.
-	srv, err := uapi.Listen(uapi.SocketPath(c.Interface), t, &sync.Mutex{}, log)
+	srv, err := uapi.Open(c.Interface, t, &sync.Mutex{}, log)
 	if err != nil {
 		link.Close()
 		dev.Close()

@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -155,7 +158,7 @@ func TestStopRestoresRouting(t *testing.T) {
 		code, stdout, stderr := runOnce(t, b, l.a, nil, "cleanup", "--state-dir", l.state, l.a.iface)
 		return code, stdout + stderr
 	}
-	if code, out := cleanup(); code != 1 || !strings.Contains(out, "a client serves "+l.a.iface) {
+	if code, out := cleanup(); code != 1 || !strings.Contains(out, "interface "+l.a.iface+" exists, so a client serves it") {
 		t.Errorf("cleanup of a running tunnel: exit %d:\n%s", code, out)
 	}
 	stopAndCheck(t, p, l.a)
@@ -187,6 +190,25 @@ func TestStopRestoresRouting(t *testing.T) {
 	}
 	if code, out := cleanup(); code != 0 || !strings.Contains(out, "nothing to clean up") {
 		t.Errorf("cleanup again: exit %d:\n%s", code, out)
+	}
+	// The service's state belongs to its user: root's cleanup does not
+	// read it as root, but runs again as that user, with CAP_NET_ADMIN.
+	p = l.startClient(t, b)
+	l.kill(t, p)
+	const serviceUID = "64000"
+	for _, d := range []string{filepath.Dir(l.state), l.state} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("chown", "-R", serviceUID+":"+serviceUID, l.state).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v\n%s", err, out)
+	}
+	if code, out := cleanup(); code != 0 || !strings.Contains(out, "removed ") || policyState(t, l.a.ns) != l.before {
+		t.Errorf("root's cleanup of another user's state: exit %d:\n%s\n%s", code, out, policyState(t, l.a.ns))
+	}
+	if out, err := exec.Command("chown", "-R", "0:0", l.state).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v\n%s", err, out)
 	}
 	// As the unit's ExecStopPost after a crash: kept for the restart.
 	p = l.startClient(t, b)

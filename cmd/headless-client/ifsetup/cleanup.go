@@ -16,7 +16,10 @@ import (
 // file); it does not look whether a client still runs the interface (the
 // caller does: the rules are that client's routing).
 func Cleanup(stateFile, iface string) ([]string, error) {
-	st, err := readState(stateFile, iface)
+	if stateFile == "" {
+		return nil, nil
+	}
+	st, err := loadState(stateFile, iface)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -49,8 +52,8 @@ func Cleanup(stateFile, iface string) ([]string, error) {
 	if first != nil {
 		return removed, first
 	}
-	if err := os.Remove(stateFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return removed, fmt.Errorf("%w: %v", ErrSetup, err)
+	if err := removeState(stateFile); err != nil {
+		return removed, fmt.Errorf("%w: state file: %w", ErrSetup, err)
 	}
 	return removed, nil
 }
@@ -62,7 +65,10 @@ func Cleanup(stateFile, iface string) ([]string, error) {
 // endpoint names with it, so that they can leave, as the tunnel's
 // packets will.
 func StaleMark(stateFile, iface string) uint32 {
-	st, err := readState(stateFile, iface)
+	if stateFile == "" {
+		return 0
+	}
+	st, err := loadState(stateFile, iface)
 	if err != nil {
 		return 0
 	}

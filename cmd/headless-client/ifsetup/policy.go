@@ -1,14 +1,13 @@
 package ifsetup
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
+	"pipeguard/cmd/headless-client/safedir"
 	"pipeguard/tunio"
 )
 
@@ -29,8 +28,9 @@ import (
 // rules use.
 //
 // The rules outlive the interface, so each one added is written to the
-// state file at once, and the next start of the same interface removes
-// what a killed run left. A file rather than recognising rules by table
+// state file at once, and the next start of the same interface takes
+// over or removes what a killed run left (so do the unreachable routes
+// of failclosed.go). A file rather than recognising rules by table
 // or shape: identical rules are common (every wg-quick and PipeGuard full
 // tunnel adds the same suppress rule), and only a record of how many we
 // added lets us remove exactly ours and leave the others' copies alone.
@@ -188,20 +188,11 @@ func (i *Interface) removePolicyLocked() error {
 		first = err
 	}
 	if first == nil && i.stateFile != "" {
-		if err := os.Remove(i.stateFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-			first = fmt.Errorf("%w: %v", ErrSetup, err)
+		if err := removeState(i.stateFile); err != nil {
+			first = fmt.Errorf("%w: state file: %w", ErrSetup, err)
 		}
 	}
 	return first
-}
-
-// state is the state file's content: what this run added that outlives
-// the interface, and while a start takes over from a crashed run, what
-// that run left and this one has not dealt with yet.
-type state struct {
-	Interface string       `json:"interface"`
-	Rules     []tunio.Rule `json:"rules"`
-	Routes    []failRoute  `json:"routes,omitempty"`
 }
 
 // saveStateLocked writes the rules and routes added so far, and the
@@ -212,59 +203,36 @@ func (i *Interface) saveStateLocked() error {
 		return nil
 	}
 	st := state{Interface: i.name, Rules: append(slices.Clip(i.rules), i.stale.Rules...), Routes: append(slices.Clip(i.failRoutes), i.stale.Routes...)}
-	b, err := json.MarshalIndent(st, "", "\t")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(i.stateFile), 0o700); err != nil {
-		return fmt.Errorf("%w: state file: %v", ErrSetup, err)
-	}
-	tmp := i.stateFile + ".new"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("%w: state file: %v", ErrSetup, err)
-	}
-	if err := os.Rename(tmp, i.stateFile); err != nil {
-		return fmt.Errorf("%w: state file: %v", ErrSetup, err)
+	if err := saveState(i.stateFile, st); err != nil {
+		return fmt.Errorf("%w: state file: %w", ErrSetup, err)
 	}
 	return nil
 }
 
 // loadStaleLocked reads what a previous run of this interface recorded
 // and did not remove (it was killed, or stopped failed closed) into
-// i.stale. An unreadable file is logged and deleted; what it listed
-// stays.
+// i.stale. A state file that is not this interface's, or lists anything
+// but what a full tunnel adds, is refused whole: nothing it lists is
+// touched. Failures are logged: they must not keep the tunnel down.
 func (i *Interface) loadStaleLocked() {
-	st, err := readState(i.stateFile, i.name)
+	if i.stateFile == "" {
+		return
+	}
+	st, err := loadState(i.stateFile, i.name)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return
+	case errors.Is(err, safedir.ErrUntrusted):
+		// Not ours to read, nor to delete.
+		i.log.Warn("state file of a previous run refused: its directory or the file is not trusted; its policy rules and routes, if any, stay", "file", i.stateFile, "err", err)
+		return
 	case err != nil:
-		i.log.Warn("unreadable state file of a previous run; its policy rules and routes, if any, stay", "file", i.stateFile, "err", err)
-		os.Remove(i.stateFile)
+		i.log.Warn("state file of a previous run refused; its policy rules and routes, if any, stay", "file", i.stateFile, "err", err)
+		removeState(i.stateFile)
 		return
 	}
 	i.stale = st
 	i.inherited = len(st.Rules)+len(st.Routes) > 0
-}
-
-// readState reads the state file path of iface; a missing file (or "")
-// is os.ErrNotExist.
-func readState(path, iface string) (state, error) {
-	if path == "" {
-		return state{}, os.ErrNotExist
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return state{}, err
-	}
-	var st state
-	if err := json.Unmarshal(b, &st); err != nil {
-		return state{}, err
-	}
-	if st.Interface != iface {
-		return state{}, fmt.Errorf("it is interface %q's, not %s's", st.Interface, iface)
-	}
-	return st, nil
 }
 
 // staleTableLocked is the table of the crashed run's "not fwmark T
@@ -343,7 +311,15 @@ func (i *Interface) removeStaleLocked() error {
 		i.log.Warn("took over the policy rules and routes a previous run left (it did not stop cleanly, and its traffic was dropped meanwhile)",
 			"name", i.name, "taken_over", i.adopted)
 	}
-	return i.saveStateLocked()
+	switch {
+	case len(i.rules)+len(i.failRoutes) > 0:
+		return i.saveStateLocked() // the record without the crashed run's leftovers
+	case i.inherited && i.stateFile != "":
+		if err := removeState(i.stateFile); err != nil {
+			return fmt.Errorf("%w: state file: %w", ErrSetup, err)
+		}
+	}
+	return nil
 }
 
 // PolicyRules returns the policy rules this package added, as `ip rule`
