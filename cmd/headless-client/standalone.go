@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"pipeguard/cmd/headless-client/addrwatch"
 	"pipeguard/cmd/headless-client/config"
 	"pipeguard/cmd/headless-client/dns"
 	"pipeguard/cmd/headless-client/ifsetup"
@@ -127,6 +128,7 @@ type running struct {
 	tunnel *stages.Tunnel
 	ifc    *ifsetup.Interface
 	watch  *linkwatch.Watcher // holds the MTU, restores routes after a link bounce
+	addrs  *addrwatch.Watcher // keeps the addresses peers are answered from true
 	uapi   *uapi.Server
 	http   []*metrics.Server // metrics and pprof endpoints, if asked for
 	cfg    *config.Config
@@ -202,8 +204,15 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 		undo()
 		return nil, err
 	}
-	r := &running{iface: iface, tunnel: tun, ifc: ifc, watch: watch, cfg: cfg, peers: peers}
+	addrs, err := addrwatch.New(tun, log)
+	if err != nil {
+		watch.Close()
+		undo()
+		return nil, err
+	}
+	r := &running{iface: iface, tunnel: tun, ifc: ifc, watch: watch, addrs: addrs, cfg: cfg, peers: peers}
 	if err := r.listenHTTP(c, log); err != nil {
+		addrs.Close()
 		watch.Close()
 		undo()
 		return nil, err
@@ -213,6 +222,7 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 		for _, s := range r.http {
 			s.Close()
 		}
+		addrs.Close()
 		watch.Close()
 		undo()
 		return nil, fmt.Errorf("headless-client: UAPI socket for %s: %w", iface, err)
@@ -281,6 +291,7 @@ func (r *running) run(ctx context.Context, hup <-chan os.Signal, cfgPath string,
 		UAPI:   r.uapi,
 		Watch:  watch,
 		Link:   r.watch,
+		Addrs:  r.addrs,
 		Reload: func(ctx context.Context) {
 			sd.Reloading()
 			r.reload(ctx, cfgPath, log)

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 
+	"pipeguard/cmd/headless-client/addrwatch"
 	"pipeguard/cmd/headless-client/config"
 	"pipeguard/cmd/headless-client/daemon"
 	"pipeguard/cmd/headless-client/lifecycle"
@@ -98,7 +99,7 @@ func (c *tunnelCmd) serve(env *runEnv, report *daemon.Reporter) error {
 	ctx, stop := env.signals.Context(context.Background())
 	defer stop()
 
-	t, srv, link, err := c.bringUp(log)
+	t, srv, link, addrs, err := c.bringUp(log)
 	if err != nil {
 		return err
 	}
@@ -112,6 +113,7 @@ func (c *tunnelCmd) serve(env *runEnv, report *daemon.Reporter) error {
 		UAPI:   srv,
 		Watch:  watch,
 		Link:   link,
+		Addrs:  addrs,
 		Reload: func(context.Context) {
 			log.Info("SIGHUP: nothing to reload; this tunnel is configured over its UAPI socket")
 		},
@@ -133,24 +135,25 @@ func (c *tunnelCmd) serve(env *runEnv, report *daemon.Reporter) error {
 
 // bringUp creates the UDP socket (on a free port, rebindable so that wg
 // set listen-port works), the TUN device (link down, no addresses), the
-// tunnel with no key and no peers, the UAPI socket, and the link watcher
-// that holds the MTU at 1280 (wg-quick sets 1420); on failure it undoes
-// what it did.
-func (c *tunnelCmd) bringUp(log *slog.Logger) (*stages.Tunnel, *uapi.Server, *linkwatch.Watcher, error) {
+// tunnel with no key and no peers, the UAPI socket, the link watcher
+// that holds the MTU at 1280 (wg-quick sets 1420), and the address
+// watcher that keeps the addresses peers are answered from true; on
+// failure it undoes what it did.
+func (c *tunnelCmd) bringUp(log *slog.Logger) (*stages.Tunnel, *uapi.Server, *linkwatch.Watcher, *addrwatch.Watcher, error) {
 	udp, err := tunio.ListenRebindable(netip.AddrPortFrom(netip.IPv6Unspecified(), 0), tunio.UDPOptions{})
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("headless-client: UDP socket: %w", err)
+		return nil, nil, nil, nil, fmt.Errorf("headless-client: UDP socket: %w", err)
 	}
 	dev, err := tunio.CreateTUN(c.Interface, config.DefaultMTU)
 	if err != nil {
 		udp.Close()
-		return nil, nil, nil, fmt.Errorf("headless-client: creating TUN device %s: %w", c.Interface, err)
+		return nil, nil, nil, nil, fmt.Errorf("headless-client: creating TUN device %s: %w", c.Interface, err)
 	}
 	link, err := linkwatch.New(linkwatch.Config{Name: c.Interface, MaxMTU: config.MaxMTU}, log)
 	if err != nil {
 		dev.Close()
 		udp.Close()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	t, err := stages.New(stages.Config{
 		Engine:        stages.Engine(c.Engine),
@@ -161,16 +164,24 @@ func (c *tunnelCmd) bringUp(log *slog.Logger) (*stages.Tunnel, *uapi.Server, *li
 		link.Close()
 		dev.Close()
 		udp.Close()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
+	}
+	addrs, err := addrwatch.New(t, log)
+	if err != nil {
+		link.Close()
+		dev.Close()
+		udp.Close()
+		return nil, nil, nil, nil, err
 	}
 	// UAPI requests are serialised among themselves; there is no reload
 	// to serialise them with.
 	srv, err := uapi.Open(c.Interface, t, &sync.Mutex{}, log)
 	if err != nil {
+		addrs.Close()
 		link.Close()
 		dev.Close()
 		udp.Close()
-		return nil, nil, nil, fmt.Errorf("headless-client: UAPI socket for %s: %w", c.Interface, err)
+		return nil, nil, nil, nil, fmt.Errorf("headless-client: UAPI socket for %s: %w", c.Interface, err)
 	}
-	return t, srv, link, nil
+	return t, srv, link, addrs, nil
 }
