@@ -45,7 +45,7 @@ static:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w $(LDFLAGS)' -o bin/pipeguard-headless-client ./cmd/headless-client
 
 # deb builds dist/pipeguard_<version>_<arch>.deb with nfpm
-# (packaging/deb/nfpm.yaml; what is in it and why: README "Install").
+# (packaging/deb/nfpm.yaml; what is in it and why: docs/service.md).
 deb: static
 	mkdir -p dist/deb
 	./packaging/deb/changelog.sh $(VERSION) | gzip -9n > dist/deb/changelog.gz
@@ -56,7 +56,7 @@ deb: static
 # install does from a checkout what the package does: the static binary,
 # the pipeguard-go name, both units and their socket units, the
 # tmpfiles.d line that keeps /run/wireguard root's, the pipeguard user and
-# its key directory (see README "Running"). It enables and starts nothing.
+# its key directory (see docs/service.md). It enables and starts nothing.
 install: static
 	install -m 0755 bin/pipeguard-headless-client /usr/bin/pipeguard-headless-client
 	ln -sf pipeguard-headless-client /usr/bin/pipeguard-go
