@@ -27,7 +27,11 @@ type PeerStatus struct {
 	AllowedIPs          []netip.Prefix     // masked, IPv4 first, longest first
 	PersistentKeepalive time.Duration      // 0: off
 	LastHandshake       time.Time          // zero: never
-	RxBytes, TxBytes    uint64             // datagram bytes, as wireguard-go counts them
+	// SilentSince is when the peer's unanswered handshake initiations
+	// began, once they have gone unanswered for PeerSilentAfter; zero
+	// while the peer answers (or nothing was sent to it).
+	SilentSince      time.Time
+	RxBytes, TxBytes uint64 // datagram bytes, as wireguard-go counts them
 }
 
 // Handshakes returns how many handshakes each peer has completed with the
@@ -69,6 +73,7 @@ func (t *Tunnel) status(p *peer) PeerStatus {
 		AllowedIPs:          t.allowed.Prefixes(p),
 		PersistentKeepalive: p.session.PersistentKeepalive(),
 		LastHandshake:       p.session.LastHandshake(),
+		SilentSince:         silentSince(p, t.clock.Now()),
 		RxBytes:             p.rxBytes.Load(),
 		TxBytes:             p.txBytes.Load(),
 	}

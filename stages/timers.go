@@ -93,6 +93,7 @@ func (a *timerActor) act(p *peer, actions noise.Actions, now time.Time) {
 	}
 	if actions.Has(noise.ActionSendInitiation) {
 		a.t.sendInitiation(p, now)
+		a.t.noteInitiation(p, now)
 	}
 	if actions.Has(noise.ActionSendKeepalive) && !sentData {
 		a.sendKeepalive(p, now)
