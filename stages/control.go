@@ -29,7 +29,11 @@ type PeerStatus struct {
 	AllowedIPs          []netip.Prefix     // masked, IPv4 first, longest first; shared: do not change its elements
 	PersistentKeepalive time.Duration      // 0: off
 	LastHandshake       time.Time          // zero: never
-	RxBytes, TxBytes    uint64             // datagram bytes, as wireguard-go counts them
+	// SilentSince is when the peer's unanswered handshake initiations
+	// began, once they have gone unanswered for PeerSilentAfter; zero
+	// while the peer answers (or nothing was sent to it).
+	SilentSince      time.Time
+	RxBytes, TxBytes uint64 // datagram bytes, as wireguard-go counts them
 }
 
 // Handshakes returns how many handshakes each peer has completed with the
@@ -61,8 +65,9 @@ func (t *Tunnel) Peers() []PeerStatus {
 func (t *Tunnel) AllPeers() iter.Seq[PeerStatus] {
 	set := t.peers.Load()
 	return func(yield func(PeerStatus) bool) {
+		now := t.clock.Now()
 		for r := range set.all() {
-			if !yield(status(r, set.allowed.Prefixes(r.p))) {
+			if !yield(status(r, set.allowed.Prefixes(r.p), now)) {
 				return
 			}
 		}
@@ -77,10 +82,11 @@ func (t *Tunnel) Peer(pk noise.PublicKey) (PeerStatus, bool) {
 		return PeerStatus{}, false
 	}
 	r, _ := set.byID.Get(uint32(p.id))
-	return status(r, set.allowed.Prefixes(p)), true
+	return status(r, set.allowed.Prefixes(p), t.clock.Now()), true
 }
 
-func status(r peerRef, allowed []netip.Prefix) PeerStatus {
+// status is r's status as of now.
+func status(r peerRef, allowed []netip.Prefix, now time.Time) PeerStatus {
 	c := r.config()
 	return PeerStatus{
 		PublicKey:           r.p.publicKey,
@@ -89,6 +95,7 @@ func status(r peerRef, allowed []netip.Prefix) PeerStatus {
 		AllowedIPs:          allowed,
 		PersistentKeepalive: c.keepalive,
 		LastHandshake:       r.p.session.LastHandshake(),
+		SilentSince:         silentSince(r.p, now),
 		RxBytes:             r.p.rxBytes.Load(),
 		TxBytes:             r.p.txBytes.Load(),
 	}

@@ -281,7 +281,7 @@ func (b *Batch) Peer(pk noise.PublicKey) (PeerStatus, bool) {
 		return PeerStatus{}, false
 	}
 	ref, _ := b.byID.Get(uint32(p.id))
-	return status(ref, b.allowed.Prefixes(p)), true
+	return status(ref, b.allowed.Prefixes(p), b.now), true
 }
 
 // AddPeer adds a peer (see Batch.AddPeer).

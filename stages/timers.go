@@ -139,9 +139,10 @@ func (a *timerActor) act(p *peer, actions noise.Actions, now time.Time) {
 func (a *timerActor) initiate(p *peer, now time.Time) {
 	if !p.staging.Load() && !a.initiations.take(now) {
 		a.t.hsCounters.initiationsDeferred.Add(1)
-		return
+	} else {
+		a.t.sendInitiation(p, now)
 	}
-	a.t.sendInitiation(p, now)
+	a.t.noteInitiation(p, now)
 }
 
 // flushStaged sends the packets that waited for a session, in order, with

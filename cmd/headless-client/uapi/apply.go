@@ -25,9 +25,10 @@ import (
 //     apply, the latter in request order.
 //
 // First the whole request is checked (every peer it may create must have
-// a usable public key), then the socket changes, the only step that can
-// fail on the device's side. Only after both succeed does anything else
-// change. The peer blocks then apply as one Batch: another `wg` reading
+// a usable public key, and a device that is a MarkChecker must accept a
+// new fwmark), then the socket changes, the only step that can fail on
+// the device's side. Only after both succeed does anything else change.
+// The peer blocks then apply as one Batch: another `wg` reading
 // meanwhile sees the peers as they were before the request or after it,
 // and the work is linear in the request's length, whatever the number
 // of peers.
@@ -35,7 +36,13 @@ func Apply(dev Device, req *SetRequest) error {
 	if err := check(req); err != nil {
 		return err
 	}
-	if req.ListenPort != nil || (req.FwMark != nil && *req.FwMark != dev.FwMark()) {
+	newMark := req.FwMark != nil && *req.FwMark != dev.FwMark()
+	if mc, ok := dev.(MarkChecker); ok && newMark {
+		if err := mc.CheckFwMark(*req.FwMark); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+	}
+	if req.ListenPort != nil || newMark {
 		port, mark := dev.LocalAddr().Port(), dev.FwMark()
 		if req.ListenPort != nil {
 			port = *req.ListenPort
@@ -87,6 +94,14 @@ func Apply(dev Device, req *SetRequest) error {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return nil
+}
+
+// MarkChecker is an optional capability of a Device whose routing
+// depends on its sockets' firewall mark (a full tunnel's policy rules):
+// CheckFwMark refuses a mark it cannot carry, and Apply answers the set
+// with EINVAL, changing nothing.
+type MarkChecker interface {
+	CheckFwMark(mark uint32) error
 }
 
 // check refuses a request that could not apply whole. The only such
