@@ -165,7 +165,7 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 		t.sendControl(b[:], m.src, m.local, p)
 		c.responses.Add(1)
 		p.session.ResponseSent(now)
-		t.log.Debug("handshake answered", "peer", p.name, "from", m.src)
+		t.log.Debug("handshake answered", "peer", p.name(), "from", m.src)
 	case wire.TypeResponse:
 		h, kp, err := id.static.ConsumeResponse(msg, now, &t.index)
 		if err != nil {
@@ -183,7 +183,7 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 		if !t.installKeys(p, kp, m.src, m.local, now) {
 			return DropHandshake
 		}
-		t.log.Debug("handshake complete", "peer", p.name, "role", "initiator")
+		t.log.Debug("handshake complete", "peer", p.name(), "role", "initiator")
 	default:
 		return DropMalformed
 	}
@@ -267,7 +267,7 @@ func (t *Tunnel) sendInitiation(p *peer, now time.Time) {
 		return
 	}
 	if err != nil {
-		t.logLimited.warn("creating initiation failed", "peer", p.name, "err", err)
+		t.logLimited.warn("creating initiation failed", "peer", p.name(), "err", err)
 		return
 	}
 	var b [wire.InitiationSize]byte
@@ -277,5 +277,5 @@ func (t *Tunnel) sendInitiation(p *peer, now time.Time) {
 	// the retry of a handshake already done.
 	p.session.InitiationSent(now)
 	t.sendControl(b[:], dst, local, p)
-	t.log.Debug("handshake initiated", "peer", p.name, "to", dst, "from", local)
+	t.log.Debug("handshake initiated", "peer", p.name(), "to", dst, "from", local)
 }

@@ -61,7 +61,7 @@ func (t *Tunnel) acceptStep(it *inItem, now time.Time) DropReason {
 	if err != nil {
 		return DropNotIP
 	}
-	if owner, ok := t.allowed.Lookup(ip.Src); !ok || owner != p {
+	if owner, ok := t.routes().Lookup(ip.Src); !ok || owner != p {
 		return DropNotAllowed
 	}
 	it.pkt.InnerLen = uint16(ip.Len) // strip the sender's padding
@@ -79,7 +79,7 @@ func (t *Tunnel) routeStep(it *outItem, now time.Time) (reason DropReason, stage
 		return DropNotIP, false
 	}
 	it.pkt.InnerLen = uint16(ip.Len)
-	p, ok := t.allowed.Lookup(ip.Dst)
+	p, ok := t.routes().Lookup(ip.Dst)
 	if !ok {
 		return DropNoRoute, false
 	}
