@@ -149,7 +149,7 @@ func (s *dispatchIn) dispatch(done <-chan struct{}, it *inItem) bool {
 	n := int(it.pkt.MsgLen)
 	copy(dst.pkt.Buf[:n], it.pkt.Buf[:n])
 	dst.pkt.MsgLen = it.pkt.MsgLen
-	dst.src, dst.ecn, dst.peer, dst.kp, dst.drop = it.src, it.ecn, nil, nil, dropNone
+	dst.src, dst.local, dst.ecn, dst.peer, dst.kp, dst.drop = it.src, it.local, it.ecn, nil, nil, dropNone
 	s.workers[w].Commit()
 	s.rr.advance()
 	s.tally.forwarded++

@@ -240,7 +240,7 @@ func (s *udpRecv) take(it *inItem, m *tunio.Datagram) {
 		return
 	}
 	it.pkt.MsgLen = uint16(m.N)
-	it.src, it.ecn = m.Addr, wire.ECN(m.ECN)
+	it.src, it.local, it.ecn = m.Addr, m.Local, wire.ECN(m.ECN)
 	if !s.t.classifyInbound(it, s.handshakes, s.c) {
 		return
 	}

@@ -43,6 +43,7 @@ type tunRead struct {
 	// route-out, the encrypt pool and udpsend, and its batch of datagrams.
 	route, enc, send *stageCounters
 	msgs             []tunio.Datagram
+	peers            []*peer          // of msgs, for sendDatagrams
 	poll             tunio.ReadPoller // nil: the device cannot say, and tunread never takes the queue over
 
 	inHand int // packets read and not yet handed on, as in udpRecv
@@ -52,7 +53,7 @@ func newTUNRead(t *Tunnel, dev tunio.Device, q *fq.Queue[outItem], c, route, enc
 	n := min(max(dev.BatchSize(), 1), maxBatch)
 	s := &tunRead{t: t, dev: dev, q: q, c: c, log: log,
 		batch: n, slots: make([]*outItem, n), bufs: make([][]byte, n), sizes: make([]int, n),
-		route: route, enc: enc, send: send, msgs: make([]tunio.Datagram, 0, n)}
+		route: route, enc: enc, send: send, msgs: make([]tunio.Datagram, 0, n), peers: make([]*peer, 0, n)}
 	s.poll, _ = dev.(tunio.ReadPoller)
 	return s
 }
@@ -145,7 +146,7 @@ func (s *tunRead) serveTaker() error {
 		s.route.drops[DropQueueDelay].Add(uint64(dropped))
 	}
 	now := s.t.clock.Now()
-	s.msgs = s.msgs[:0]
+	s.msgs, s.peers = s.msgs[:0], s.peers[:0]
 	for i := range n {
 		it, mark := s.q.Hand(i)
 		if mark {
@@ -153,9 +154,10 @@ func (s *tunRead) serveTaker() error {
 		}
 		if s.t.routeAndSeal(it, now, s.route, s.enc) {
 			s.msgs = append(s.msgs, datagramOf(it))
+			s.peers = append(s.peers, it.peer)
 		}
 	}
-	err := s.t.sendDatagrams(s.msgs, s.send)
+	err := s.t.sendDatagrams(s.msgs, s.peers, s.send)
 	s.q.Done(fq.Producer)
 	return err
 }
@@ -201,16 +203,17 @@ func (s *tunRead) readOnce() (int, error) {
 func (s *tunRead) inline(n int) error {
 	// The clock once per batch, as the sequential engine reads it.
 	now := s.t.clock.Now()
-	s.msgs = s.msgs[:0]
+	s.msgs, s.peers = s.msgs[:0], s.peers[:0]
 	for _, it := range s.slots[:n] {
 		if it.drop != dropNone {
 			continue // too big, counted
 		}
 		if s.t.routeAndSeal(it, now, s.route, s.enc) {
 			s.msgs = append(s.msgs, datagramOf(it))
+			s.peers = append(s.peers, it.peer)
 		}
 	}
-	return s.t.sendDatagrams(s.msgs, s.send)
+	return s.t.sendDatagrams(s.msgs, s.peers, s.send)
 }
 
 // reserve reserves a whole batch of slots in the managed queue (or its
@@ -281,12 +284,13 @@ type udpSend struct {
 
 	batch int
 	msgs  []tunio.Datagram
+	peers []*peer // of msgs, for sendDatagrams
 }
 
 func newUDPSend(t *Tunnel, workers []*spsc.Queue[outItem], c *stageCounters, log *slog.Logger) *udpSend {
 	n := min(max(t.udp.BatchSize(), 1), maxBatch)
 	return &udpSend{t: t, workers: workers, rr: newRoundRobin(len(workers), poolRun(workers[0].Cap())),
-		c: c, log: log, batch: n, msgs: make([]tunio.Datagram, 0, n)}
+		c: c, log: log, batch: n, msgs: make([]tunio.Datagram, 0, n), peers: make([]*peer, 0, n)}
 }
 
 func (s *udpSend) Serve(ctx context.Context) error {
@@ -301,11 +305,12 @@ func (s *udpSend) Serve(ctx context.Context) error {
 			return nil
 		}
 		s.rr.advance()
-		s.msgs = s.msgs[:0]
+		s.msgs, s.peers = s.msgs[:0], s.peers[:0]
 		taken := 1
 		for ; ; taken++ {
 			if p.drop == dropNone { // a dropped slot was counted by its worker
 				s.msgs = append(s.msgs, datagramOf(p))
+				s.peers = append(s.peers, p.peer)
 			}
 			if taken == s.batch {
 				break
@@ -316,7 +321,7 @@ func (s *udpSend) Serve(ctx context.Context) error {
 			s.rr.advance()
 		}
 		s.t.faults.hit(stageUDPSend)
-		err := s.t.sendDatagrams(s.msgs, s.c)
+		err := s.t.sendDatagrams(s.msgs, s.peers, s.c)
 		s.c.publish()
 		for _, q := range s.workers {
 			q.Done()

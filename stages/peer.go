@@ -1,7 +1,7 @@
 package stages
 
 import (
-	"net/netip"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,7 +14,6 @@ import (
 // stage through a pointer; each field says who writes it.
 type peer struct {
 	id        noise.PeerID
-	name      string // short public key, for logs
 	publicKey noise.PublicKey
 
 	// hs is the handshake state; only the handshake actor uses it (it
@@ -27,10 +26,13 @@ type peer struct {
 	// lock-free, see noise.Session.
 	session *noise.Session
 
-	// endpoint is where datagrams for the peer go. Set from config, and
-	// by the ordered checks (roaming) from the source of the latest
-	// authenticated packet; read by routing and the control senders.
-	endpoint atomic.Pointer[netip.AddrPort]
+	// endpoint is where datagrams for the peer go, and the local address
+	// they leave from (endpoint.go). Set from config, and by the ordered
+	// checks and the handshake actor (roaming) from the latest
+	// authenticated datagram; read by routing and the control senders;
+	// its local address forgotten by the senders and ForgetLocalAddr when
+	// the host no longer has it.
+	endpoint atomic.Pointer[endpoint]
 
 	// Transfer counters for `wg show`: rx written by the ordered checks
 	// (acceptStep), tx by routing (routeStep; and the control senders for
@@ -52,8 +54,18 @@ type peer struct {
 	// packets above 1280 bytes (udprecv).
 	toldTooBig atomic.Bool
 
+	// silence is whether the peer was logged as not answering (timer
+	// actor) and has not answered since (handshake actor).
+	silence silence
+
 	// rxReport and txReport throttle the data path's reports to session.
 	rxReport, txReport reportThrottle
+
+	// timerIdx is the peer's position in the timer actor's queue, which
+	// only that actor reads or writes (timerq.go); timerWoken is true
+	// while the peer is on the tunnel's wake list.
+	timerIdx   int32
+	timerWoken atomic.Bool
 
 	// staged holds outbound packets waiting for a session. staging is true
 	// while it is non-empty, so the data path tests one atomic in the common
@@ -65,38 +77,25 @@ type peer struct {
 
 func newPeer(cfg PeerConfig, hs *noise.Handshake, session *noise.Session) *peer {
 	p := &peer{
-		name:      cfg.PublicKey.String()[:8],
 		publicKey: cfg.PublicKey,
 		hs:        hs,
 		session:   session,
 	}
-	if cfg.Endpoint.IsValid() {
-		ep := cfg.Endpoint
-		p.endpoint.Store(&ep)
-	}
+	p.setEndpoint(cfg.Endpoint)
 	return p
 }
 
-// Endpoint returns the peer's current endpoint, or the zero AddrPort.
-func (p *peer) Endpoint() netip.AddrPort {
-	if ep := p.endpoint.Load(); ep != nil {
-		return *ep
-	}
-	return netip.AddrPort{}
-}
+// peerName is a peer as logs name it: the first 8 characters of its
+// public key, made only when a record is written (slog.LogValuer), so
+// that a peer keeps no string for it and a disabled log line costs
+// nothing.
+type peerName peer
 
-// roam moves the peer's endpoint to src if it differs. It allocates only
-// when the endpoint changes, which real traffic does rarely.
-func (p *peer) roam(src netip.AddrPort) {
-	if ep := p.endpoint.Load(); ep != nil && *ep == src {
-		return
-	}
-	// A fresh pointer made here, not &src: taking the parameter's address
-	// would move it to the heap on every call, changed or not.
-	ep := new(netip.AddrPort)
-	*ep = src
-	p.endpoint.Store(ep)
-}
+// LogValue is the peer's short name.
+func (n *peerName) LogValue() slog.Value { return slog.StringValue(n.publicKey.String()[:8]) }
+
+// name is p for a log record's "peer" attribute.
+func (p *peer) name() *peerName { return (*peerName)(p) }
 
 // stageUnlessReady queues a copy of pkt behind any packets already
 // waiting, unless the queue is empty and ready() reports that a session can

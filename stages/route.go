@@ -182,13 +182,14 @@ type routeOut struct {
 	// encrypt pool and udpsend, and its batch of datagrams.
 	enc, send *stageCounters
 	msgs      []tunio.Datagram
-	err       error // why work stopped the stage, if not done
+	peers     []*peer // of msgs, for sendDatagrams
+	err       error   // why work stopped the stage, if not done
 }
 
 func newRouteOut(t *Tunnel, q *fq.Queue[outItem], workers []*spsc.Queue[outItem], c, enc, send *stageCounters, log *slog.Logger) *routeOut {
 	run := routeRun(t.tun.BatchSize())
 	return &routeOut{t: t, q: q, workers: workers, rr: newRoundRobin(len(workers), poolRun(workers[0].Cap())),
-		c: c, log: log, run: run, enc: enc, send: send, msgs: make([]tunio.Datagram, 0, run)}
+		c: c, log: log, run: run, enc: enc, send: send, msgs: make([]tunio.Datagram, 0, run), peers: make([]*peer, 0, run)}
 }
 
 func (s *routeOut) Serve(ctx context.Context) error {
@@ -266,7 +267,7 @@ func (s *routeOut) work(ctx context.Context, from, n int) bool {
 		s.tally = runTally{}
 		return true
 	}
-	s.msgs = s.msgs[:0]
+	s.msgs, s.peers = s.msgs[:0], s.peers[:0]
 	for i := range n {
 		it, mark := s.q.Hand(i)
 		if mark {
@@ -275,13 +276,14 @@ func (s *routeOut) work(ctx context.Context, from, n int) bool {
 		s.t.faults.hit(stageRouteOut)
 		if s.t.routeAndSeal(it, now, s.c, s.enc) {
 			s.msgs = append(s.msgs, datagramOf(it))
+			s.peers = append(s.peers, it.peer)
 			s.tally.sealed++
 		} else {
 			s.tally.settled++ // dropped and counted, or staged
 		}
 	}
 	s.tally = runTally{}
-	if err := s.t.sendDatagrams(s.msgs, s.send); err != nil {
+	if err := s.t.sendDatagrams(s.msgs, s.peers, s.send); err != nil {
 		s.err = edgeErr(ctx, err)
 		return false
 	}
@@ -313,7 +315,7 @@ func (s *routeOut) route(done <-chan struct{}, i int, now time.Time) bool {
 	n := int(it.pkt.InnerLen)
 	copy(dst.pkt.Buf[wire.InnerOffset:wire.InnerOffset+n], it.pkt.Inner())
 	dst.pkt.InnerLen = it.pkt.InnerLen
-	dst.peer, dst.kp, dst.counter, dst.dst, dst.drop, dst.ecn = it.peer, it.kp, it.counter, it.dst, dropNone, it.ecn
+	dst.peer, dst.kp, dst.counter, dst.dst, dst.local, dst.drop, dst.ecn = it.peer, it.kp, it.counter, it.dst, it.local, dropNone, it.ecn
 	s.workers[w].Commit()
 	s.rr.advance()
 	s.tally.forwarded++

@@ -148,7 +148,7 @@ func (s *seqInbound) take(it *inItem, m *tunio.Datagram) bool {
 		t.badSize(m, s.c)
 		return false
 	}
-	it.pkt.MsgLen, it.src, it.ecn = uint16(m.N), m.Addr, wire.ECN(m.ECN)
+	it.pkt.MsgLen, it.src, it.local, it.ecn = uint16(m.N), m.Addr, m.Local, wire.ECN(m.ECN)
 	if !t.classifyInbound(it, t.handshakes, s.c) {
 		return false
 	}
@@ -235,6 +235,7 @@ type seqOutbound struct {
 	bufs  [][]byte
 	sizes []int
 	msgs  []tunio.Datagram
+	peers []*peer // of msgs, for sendDatagrams
 
 	inHand int // packets read and not yet in the queue, as in seqInbound
 }
@@ -242,7 +243,7 @@ type seqOutbound struct {
 func newSeqOutbound(t *Tunnel, c *stageCounters, log *slog.Logger) *seqOutbound {
 	n := min(max(t.tun.BatchSize(), 1), maxBatch)
 	s := &seqOutbound{t: t, q: t.aqm.out, c: c, log: log,
-		batch: n, slots: make([]*outItem, n), bufs: make([][]byte, n), sizes: make([]int, n), msgs: make([]tunio.Datagram, 0, n)}
+		batch: n, slots: make([]*outItem, n), bufs: make([][]byte, n), sizes: make([]int, n), msgs: make([]tunio.Datagram, 0, n), peers: make([]*peer, 0, n)}
 	if p, ok := t.tun.(tunio.ReadPoller); ok && !t.cfg.NoQueueManagement {
 		s.poll = p
 	}
@@ -281,7 +282,7 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 			s.c.drops[DropQueueDelay].Add(uint64(dropped))
 		}
 		now := t.clock.Now()
-		s.msgs = s.msgs[:0]
+		s.msgs, s.peers = s.msgs[:0], s.peers[:0]
 		for i := range n {
 			it, mark := s.q.Hand(i)
 			if mark {
@@ -289,7 +290,7 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 			}
 			s.work(it, now)
 		}
-		if err := t.sendDatagrams(s.msgs, s.c); err != nil {
+		if err := t.sendDatagrams(s.msgs, s.peers, s.c); err != nil {
 			return edgeErr(ctx, err)
 		}
 		s.q.Done(fq.Consumer)
@@ -319,13 +320,13 @@ func (s *seqOutbound) serveDirect(ctx context.Context) error {
 		s.inHand = n
 		t.faults.hit(stageTUNRead)
 		now := t.clock.Now()
-		s.msgs = s.msgs[:0]
+		s.msgs, s.peers = s.msgs[:0], s.peers[:0]
 		for i := range n {
 			if tunPacketStep(s.slots[i], s.sizes[i], s.c) {
 				s.work(s.slots[i], now)
 			}
 		}
-		if err := t.sendDatagrams(s.msgs, s.c); err != nil {
+		if err := t.sendDatagrams(s.msgs, s.peers, s.c); err != nil {
 			return edgeErr(ctx, err)
 		}
 	}
@@ -344,6 +345,7 @@ func (s *seqOutbound) work(it *outItem, now time.Time) {
 	}
 	sealStep(it, it)
 	s.msgs = append(s.msgs, datagramOf(it))
+	s.peers = append(s.peers, it.peer)
 }
 
 // read reads a batch of inner packets into the managed queue, waiting for

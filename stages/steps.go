@@ -29,7 +29,7 @@ func (t *Tunnel) openStep(dst, src *inItem) DropReason {
 	if err := kp.OpenTo(&dst.pkt, &src.pkt, h.Counter); err != nil {
 		return DropAuth
 	}
-	dst.kp, dst.peer, dst.counter, dst.src, dst.drop, dst.ecn = kp, p, h.Counter, src.src, dropNone, src.ecn
+	dst.kp, dst.peer, dst.counter, dst.src, dst.local, dst.drop, dst.ecn = kp, p, h.Counter, src.src, src.local, dropNone, src.ecn
 	return dropNone
 }
 
@@ -47,7 +47,7 @@ func (t *Tunnel) acceptStep(it *inItem, now time.Time) DropReason {
 	if !p.session.ReceiveAllowed(kp, now) {
 		return DropKeyExpired
 	}
-	p.roam(it.src)
+	p.roam(it.src, it.local)
 	p.rxBytes.Add(uint64(it.pkt.MsgLen))
 	data := it.pkt.InnerLen > 0
 	// A packet on a keypair other than current must be reported at once:
@@ -62,7 +62,7 @@ func (t *Tunnel) acceptStep(it *inItem, now time.Time) DropReason {
 	if err != nil {
 		return DropNotIP
 	}
-	if owner, ok := t.allowed.Lookup(ip.Src); !ok || owner != p {
+	if owner, ok := t.routes().Lookup(ip.Src); !ok || owner != p {
 		return DropNotAllowed
 	}
 	it.pkt.InnerLen = uint16(ip.Len) // strip the sender's padding
@@ -91,11 +91,11 @@ func (t *Tunnel) routeStep(it *outItem, now time.Time) (reason DropReason, stage
 		return DropNotIP, false
 	}
 	it.pkt.InnerLen = uint16(ip.Len)
-	p, ok := t.allowed.Lookup(ip.Dst)
+	p, ok := t.routes().Lookup(ip.Dst)
 	if !ok {
 		return DropNoRoute, false
 	}
-	dst := p.Endpoint()
+	dst, local := p.sendTo()
 	if !dst.IsValid() {
 		return DropNoEndpoint, false
 	}
@@ -128,7 +128,7 @@ func (t *Tunnel) routeStep(it *outItem, now time.Time) (reason DropReason, stage
 		p.session.TransportSent(now, true)
 	}
 	p.txBytes.Add(uint64(wire.PaddedLen(int(it.pkt.InnerLen)) + wire.MinTransportSize))
-	it.peer, it.kp, it.counter, it.dst = p, kp, counter, dst
+	it.peer, it.kp, it.counter, it.dst, it.local = p, kp, counter, dst, local
 	it.ecn = wire.EncapsulateECN(wire.PacketECN(it.pkt.Inner()))
 	return dropNone, false
 }
@@ -138,5 +138,5 @@ func (t *Tunnel) routeStep(it *outItem, now time.Time) (reason DropReason, stage
 // the pipeline's encrypt pool.
 func sealStep(dst, src *outItem) {
 	src.kp.SealTo(&dst.pkt, &src.pkt, src.counter)
-	dst.dst, dst.drop, dst.ecn = src.dst, dropNone, src.ecn
+	dst.peer, dst.dst, dst.local, dst.drop, dst.ecn = src.peer, src.dst, src.local, dropNone, src.ecn
 }

@@ -153,6 +153,26 @@ func (r *RTNL) Addresses(name string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// RouteOut asks the kernel which interface a datagram to dst from the
+// host's address src, carrying the firewall mark mark (0: none), would
+// leave by, as `ip route get DST from SRC mark MARK` does, and returns the
+// interface's index. A src the host does not have, or no route, is an
+// error.
+func (r *RTNL) RouteOut(dst, src netip.Addr, mark uint32) (int, error) {
+	dst, src = dst.Unmap(), src.Unmap()
+	if !dst.IsValid() || !src.IsValid() || dst.Is4() != src.Is4() {
+		return 0, ErrInvalidAddr
+	}
+	rs, err := r.h.RouteGetWithOptions(dst.AsSlice(), &netlink.RouteGetOptions{SrcAddr: src.AsSlice(), Mark: mark})
+	if err != nil {
+		return 0, sysErr("route get", err)
+	}
+	if len(rs) == 0 || rs[0].LinkIndex == 0 {
+		return 0, sysErr("route get", syscall.ENETUNREACH)
+	}
+	return rs[0].LinkIndex, nil
+}
+
 // AddRoute routes the prefix p (IPv4 or IPv6) into the interface name, in
 // the routing table table (MainTable, or 0 for it, as `ip route add`).
 // A route the table has already for p with the same metric is EEXIST.
@@ -193,6 +213,28 @@ func (r *RTNL) changeRoute(add bool, name string, p netip.Prefix, table int) err
 	// Any protocol and scope, as `ip route del` does.
 	rt.Scope = netlink.SCOPE_NOWHERE
 	return sysErr("route", r.h.RouteDel(rt))
+}
+
+// AddUnreachable adds an unreachable route for p (IPv4 or IPv6) to the
+// routing table table with metric metric, as `ip route add unreachable P
+// table T metric M`. It needs no interface, so it outlives any; a lookup
+// that ends on it fails (a local sender gets EHOSTUNREACH or
+// ENETUNREACH, a forwarded packet an ICMP error) and does not go on to
+// the next policy rule. A route the table has already for p with the
+// same metric is EEXIST.
+func (r *RTNL) AddUnreachable(p netip.Prefix, table, metric int) error {
+	return sysErr("route", r.h.RouteAdd(unreachable(p, table, metric)))
+}
+
+// DelUnreachable removes the unreachable route AddUnreachable added.
+func (r *RTNL) DelUnreachable(p netip.Prefix, table, metric int) error {
+	return sysErr("route", r.h.RouteDel(unreachable(p, table, metric)))
+}
+
+func unreachable(p netip.Prefix, table, metric int) *netlink.Route {
+	p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()).Masked()
+	return &netlink.Route{Dst: ipNet(p), Table: table, Priority: metric, Type: unix.RTN_UNREACHABLE,
+		Protocol: unix.RTPROT_BOOT, Scope: netlink.SCOPE_UNIVERSE}
 }
 
 // Routes returns the unicast, blackhole, unreachable and prohibit routes

@@ -2,7 +2,10 @@
 
 package tunio
 
-import "net/netip"
+import (
+	"net/netip"
+	"time"
+)
 
 // The TUN device and interface configuration are implemented for Linux
 // only; elsewhere every call returns ErrUnsupported.
@@ -72,6 +75,12 @@ func (r *RTNL) AddRoute(name string, p netip.Prefix, table int) error { return E
 // DelRoute returns ErrUnsupported outside Linux.
 func (r *RTNL) DelRoute(name string, p netip.Prefix, table int) error { return ErrUnsupported }
 
+// AddUnreachable is unsupported outside Linux.
+func (r *RTNL) AddUnreachable(p netip.Prefix, table, metric int) error { return ErrUnsupported }
+
+// DelUnreachable is unsupported outside Linux.
+func (r *RTNL) DelUnreachable(p netip.Prefix, table, metric int) error { return ErrUnsupported }
+
 // Routes returns ErrUnsupported outside Linux.
 func (r *RTNL) Routes(table int) ([]Route, error) { return nil, ErrUnsupported }
 
@@ -98,3 +107,18 @@ func (e *LinkEvents) Next() ([]LinkEvent, error) { return nil, ErrUnsupported }
 
 // Close does nothing.
 func (e *LinkEvents) Close() error { return nil }
+
+// NetEvents is unsupported outside Linux.
+type NetEvents struct{}
+
+// SubscribeNet returns ErrUnsupported outside Linux.
+func SubscribeNet() (*NetEvents, error) { return nil, ErrUnsupported }
+
+// Next returns ErrUnsupported outside Linux.
+func (e *NetEvents) Next(wait time.Duration) ([]NetEvent, error) { return nil, ErrUnsupported }
+
+// Close does nothing.
+func (e *NetEvents) Close() error { return nil }
+
+// RouteOut returns ErrUnsupported outside Linux.
+func (r *RTNL) RouteOut(dst, src netip.Addr, mark uint32) (int, error) { return 0, ErrUnsupported }

@@ -41,18 +41,7 @@ const (
 	// coalesces; when it does not (many peers), 32 datagrams per
 	// recvmmsg still spread the system call cost thin.
 	maxGROBuffers = 32
-
-	// recvCtrlSize has room for the cmsgs of one received datagram: the
-	// UDP_GRO segment size and the TOS or traffic class (an int each,
-	// 24 bytes each with their headers) and the receive timestamp (a
-	// timespec, 32 bytes), with space to spare should the kernel add
-	// another.
-	recvCtrlSize = 128
 )
-
-// sendCtrlSize is the control data of one sendmmsg entry: the
-// UDP_SEGMENT cmsg (a uint16 segment size) and the TOS cmsg.
-var sendCtrlSize = unix.CmsgSpace(2) + tosCtrlSize
 
 // udpConn is the Linux UDPConn: a non-blocking socket on the runtime
 // netpoller, so a blocked ReadBatch parks its goroutine (no thread) and
@@ -152,7 +141,19 @@ func setupUDP(fd int, v6, v6only bool, addr netip.AddrPort, opts UDPOptions) (*u
 	if !opts.DisableGRO {
 		c.gro = unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
 	}
-	enableRecvTOS(fd, v6, v6only) // best effort: without it, every datagram reads Not-ECT
+	// Every datagram says the local address it was sent to, so that the
+	// peer is answered from it (see Local). An IPv6 socket reports IPv4
+	// datagrams v4-mapped in IPV6_PKTINFO, so one option serves each
+	// family of socket.
+	if v6 {
+		err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1)
+		if err != nil {
+			return nil, os.NewSyscallError("setsockopt IPV6_RECVPKTINFO", err)
+		}
+	} else if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_PKTINFO, 1); err != nil {
+		return nil, os.NewSyscallError("setsockopt IP_PKTINFO", err)
+	}
+	enableRecvTOS(fd, v6, v6only)
 	enableRecvStamp(fd)
 	c.sendECN.Store(true)
 	c.file = os.NewFile(uintptr(fd), "udp:"+c.local.String())

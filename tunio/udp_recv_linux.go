@@ -12,16 +12,19 @@ import (
 // that a call allocates nothing.
 //
 // Without GRO, recvmmsg writes straight into the caller's buffers. With
-// GRO, one received buffer can hold many datagrams from one sender glued
-// together (all of the segment size the cmsg reports, the last maybe
-// shorter), so recvmmsg fills internal 64 KiB buffers and split copies the
-// datagrams out; what does not fit the caller's batch stays pending for the
-// next call.
+// GRO, one received buffer can hold many datagrams from one sender to one
+// local address glued together (all of the segment size the cmsg reports,
+// the last maybe shorter), so recvmmsg fills internal 64 KiB buffers and
+// split copies the datagrams out; what does not fit the caller's batch
+// stays pending for the next call. Every message brings its control data
+// (ctrl, recvCtrlSize bytes each): the pktinfo, which says the local
+// address and interface, the outer ECN, the kernel's receive stamp, and
+// with GRO the segment size.
 type recvState struct {
 	hdrs  []mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet6
-	ctrl  []byte
+	ctrl  []byte // recvCtrlSize per message, aligned for cmsghdrs
 
 	// fn is recv as a method value made once: handing RawConn.Read a fresh
 	// closure each call would allocate; tryFn is tryRecv likewise.
@@ -30,15 +33,13 @@ type recvState struct {
 	n         int           // out: messages received
 	errno     syscall.Errno // out; EAGAIN only from tryRecv
 
-	gbufs  [][]byte         // GRO receive buffers
-	glen   []int            // bytes in gbufs[i]
-	gseg   []int            // segment size of gbufs[i], 0 if not coalesced
-	gaddr  []netip.AddrPort // sender of gbufs[i]
-	gecn   []uint8          // outer ECN of gbufs[i]
-	gstamp []int64          // receive stamp of gbufs[i]
-	gn     int              // gbufs filled by the last recvmmsg
-	gi     int              // next gbuf to split
-	goff   int              // next datagram's offset in gbufs[gi]
+	gbufs [][]byte         // GRO receive buffers
+	glen  []int            // bytes in gbufs[i]
+	gaddr []netip.AddrPort // sender of gbufs[i]
+	grecv []received       // what the control data of gbufs[i] says
+	gn    int              // gbufs filled by the last recvmmsg
+	gi    int              // next gbuf to split
+	goff  int              // next datagram's offset in gbufs[gi]
 }
 
 func (r *recvState) init(c *udpConn) {
@@ -46,19 +47,16 @@ func (r *recvState) init(c *udpConn) {
 	r.hdrs = make([]mmsghdr, n)
 	r.iovs = make([]unix.Iovec, n)
 	r.names = make([]unix.RawSockaddrInet6, n)
+	r.ctrl = alignedBytes(n * recvCtrlSize)
 	r.fn, r.tryFn = r.recv, r.tryRecv
 	if !c.gro {
-		r.ctrl = alignedBytes(n * recvCtrlSize)
 		return
 	}
 	g := min(n, maxGROBuffers)
-	r.ctrl = alignedBytes(g * recvCtrlSize)
 	r.gbufs = make([][]byte, g)
 	r.glen = make([]int, g)
-	r.gseg = make([]int, g)
 	r.gaddr = make([]netip.AddrPort, g)
-	r.gecn = make([]uint8, g)
-	r.gstamp = make([]int64, g)
+	r.grecv = make([]received, g)
 	for i := range r.gbufs {
 		r.gbufs[i] = make([]byte, groBufSize)
 		r.iovs[i].Base = &r.gbufs[i][0]
@@ -132,8 +130,7 @@ func (c *udpConn) readBatch(msgs []Datagram, wait bool) (int, error) {
 			}
 			iov.SetLen(len(msgs[i].Buf))
 			h := &r.hdrs[i]
-			h.hdr = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&r.names[i])), Namelen: sizeofSockaddr, Iov: iov,
-				Control: &r.ctrl[i*recvCtrlSize]}
+			h.hdr = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&r.names[i])), Namelen: sizeofSockaddr, Iov: iov, Control: &r.ctrl[i*recvCtrlSize]}
 			h.hdr.SetIovlen(1)
 			h.hdr.SetControllen(recvCtrlSize)
 		}
@@ -158,10 +155,7 @@ func (c *udpConn) readBatch(msgs []Datagram, wait bool) (int, error) {
 			if h.hdr.Flags&unix.MSG_TRUNC != 0 {
 				r.glen[i] = -1
 			}
-			ctrl := r.ctrl[i*recvCtrlSize : i*recvCtrlSize+int(h.hdr.Controllen)]
-			r.gseg[i] = GROSegment(ctrl)
-			r.gecn[i] = ecnFromCmsgs(ctrl)
-			r.gstamp[i] = stampFromCmsgs(ctrl)
+			r.grecv[i] = parseControl(r.ctrl[i*recvCtrlSize : i*recvCtrlSize+int(h.hdr.Controllen)])
 			r.gaddr[i] = getSockaddr(&r.names[i])
 		}
 		r.gn, r.gi, r.goff = r.n, 0, 0
@@ -177,8 +171,8 @@ func (c *udpConn) readBatch(msgs []Datagram, wait bool) (int, error) {
 			m.N = 0
 		}
 		m.Addr = getSockaddr(&r.names[i])
-		ctrl := r.ctrl[i*recvCtrlSize : i*recvCtrlSize+int(h.hdr.Controllen)]
-		m.ECN, m.Stamp = ecnFromCmsgs(ctrl), stampFromCmsgs(ctrl)
+		rc := parseControl(r.ctrl[i*recvCtrlSize : i*recvCtrlSize+int(h.hdr.Controllen)])
+		m.Local, m.ECN, m.Stamp = rc.local, rc.ecn, rc.stamp
 	}
 	return r.n, nil
 }
@@ -190,7 +184,8 @@ func (r *recvState) split(msgs []Datagram) int {
 	j := 0
 	for j < len(msgs) && r.gi < r.gn {
 		m := &msgs[j]
-		m.Addr, m.ECN, m.Stamp = r.gaddr[r.gi], r.gecn[r.gi], r.gstamp[r.gi]
+		rc := &r.grecv[r.gi]
+		m.Addr, m.Local, m.ECN, m.Stamp = r.gaddr[r.gi], rc.local, rc.ecn, rc.stamp
 		m.Trunc = false
 		j++
 		n := r.glen[r.gi]
@@ -201,7 +196,7 @@ func (r *recvState) split(msgs []Datagram) int {
 			r.gi, r.goff = r.gi+1, 0
 			continue
 		}
-		seg := r.gseg[r.gi]
+		seg := rc.seg
 		if seg <= 0 || seg > n {
 			seg = n
 		}
@@ -219,29 +214,4 @@ func (r *recvState) split(msgs []Datagram) int {
 		}
 	}
 	return j
-}
-
-// GROSegment finds the UDP_GRO cmsg in the control data b of one
-// received message and returns the segment size it carries, or 0 when
-// the datagram was not coalesced. It walks the cmsgs by hand:
-// unix.ParseSocketControlMessage allocates. (Exported for the bench's raw
-// receiver, which reads the same cmsg.)
-func GROSegment(b []byte) int {
-	for len(b) >= unix.SizeofCmsghdr {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
-		l := int(h.Len)
-		if l < unix.SizeofCmsghdr || l > len(b) {
-			return 0
-		}
-		if h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO && l >= unix.CmsgLen(4) {
-			// The kernel puts an int here.
-			return int(*(*int32)(unsafe.Pointer(&b[unix.CmsgLen(0)])))
-		}
-		next := unix.CmsgSpace(l - unix.CmsgLen(0))
-		if next > len(b) {
-			return 0
-		}
-		b = b[next:]
-	}
-	return 0
 }

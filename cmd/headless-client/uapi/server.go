@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -26,6 +27,16 @@ func SocketPath(iface string) string { return filepath.Join(SocketDir, iface+".s
 // request at once.
 const idleTimeout = 30 * time.Second
 
+// bigSet is the number of peer blocks from which a set request is
+// followed by a garbage collection that returns free memory to the
+// system. Such a request (a wg setconf of a gateway's peers) leaves
+// behind as much garbage as the peers it made cost (the parsed request,
+// the batch's logs), and an idle tunnel allocates nothing more, so the
+// collector would not run again and the process would keep that memory
+// for good. A collection at 100,000 peers costs a few tens of
+// milliseconds, after the client has its answer.
+const bigSet = 1000
+
 // Accept retries: a temporary accept error (the process at its open-file
 // limit, memory short, a connection aborted before it was accepted) is
 // retried after acceptBackoffMin, doubling up to acceptBackoffMax, as
@@ -37,33 +48,56 @@ const (
 )
 
 // Server answers the protocol on one socket for one device. Make it with
-// Listen; Serve runs it. Lock, if set, is held while a request runs, so
-// that the caller can serialise requests with its own changes (a config
-// reload). The zero value is not usable.
+// Listen; Serve runs it. Lock, if set, is held while a set request runs,
+// so that the caller can serialise sets with its own changes (a config
+// reload); a get takes no lock. The zero value is not usable.
 type Server struct {
 	dev  Device
 	log  *slog.Logger
 	ln   net.Listener // a *net.UnixListener; an interface so tests can inject accept errors
 	path string
 	lock sync.Locker
+	own  bool // the socket file is this process's to remove
 
 	mu    sync.Mutex // guards conns
 	conns map[net.Conn]struct{}
 }
 
 // Listen creates the socket at path (mode 0600 in a directory it creates
-// with mode 0755, as wireguard-go does) for dev. A stale socket left by a
-// process that died is replaced; one that still answers is ErrInUse.
-// lock may be nil.
+// with mode 0755, as wireguard-go does) for dev. It refuses a directory
+// that another user can write (see checkSocketDir). A stale socket left
+// by a process that died is replaced; one that still answers is
+// ErrInUse. lock may be nil; set requests hold it.
 func Listen(path string, dev Device, lock sync.Locker, log *slog.Logger) (*Server, error) {
 	ln, err := listenUnix(path)
 	if err != nil {
 		return nil, err
 	}
+	return newServer(ln, path, true, dev, lock, log), nil
+}
+
+// Inherit serves the listening socket f, made by the service manager
+// (socket activation: a .socket unit, created by root in root's
+// directory), for dev. It must be a listening unix stream socket bound at
+// path, in a directory no other user can write. Serve leaves the file to
+// its maker. f may be closed once Inherit returns.
+func Inherit(f *os.File, path string, dev Device, lock sync.Locker, log *slog.Logger) (*Server, error) {
+	ln, err := inheritUnix(f, path)
+	if err != nil {
+		return nil, err
+	}
+	return newServer(ln, path, false, dev, lock, log), nil
+}
+
+// CheckSocketDir refuses, creating nothing, a socket directory that
+// another user can write, before a start makes anything.
+func CheckSocketDir() error { return checkSocketDir(SocketDir, false) }
+
+func newServer(ln net.Listener, path string, own bool, dev Device, lock sync.Locker, log *slog.Logger) *Server {
 	if lock == nil {
 		lock = &sync.Mutex{}
 	}
-	return &Server{dev: dev, log: log, ln: ln, path: path, lock: lock, conns: map[net.Conn]struct{}{}}, nil
+	return &Server{dev: dev, log: log, ln: ln, path: path, lock: lock, own: own, conns: map[net.Conn]struct{}{}}
 }
 
 // Path is the socket's path.
@@ -82,11 +116,15 @@ func (s *Server) Serve(ctx context.Context) error {
 		wg.Wait()
 		// The listener unlinks the socket on Close (Go's default for
 		// sockets it created); this catches the case where it did not.
+		// A socket passed in is its maker's to remove.
+		if !s.own {
+			return
+		}
 		if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			s.log.Warn("removing UAPI socket", "path", s.path, "err", err)
 		}
 	}()
-	s.log.Info("UAPI socket listening", "path", s.path)
+	s.log.Info("UAPI socket listening", "path", s.path, "passed_in", !s.own)
 	done := ctx.Done()
 	var backoff time.Duration // of the current run of accept errors; 0: none
 	for {
@@ -159,10 +197,13 @@ func (s *Server) handle(c net.Conn) {
 				w.Write(errnoLine(fmt.Errorf("%w: get=1 must be followed by a blank line", ErrInvalid)))
 				break
 			}
-			s.lock.Lock()
-			body := AppendGet(nil, s.dev)
-			s.lock.Unlock()
-			w.Write(body)
+			// No lock: the answer comes from one snapshot of the
+			// tunnel's peers, so a get does not wait for a set (nor a set
+			// for a get) and sees it whole or not at all.
+			c.SetWriteDeadline(time.Now().Add(idleTimeout))
+			if WriteGet(w, s.dev) != nil {
+				return
+			}
 			w.Write(errnoLine(nil))
 		case "set=1":
 			req, perr := ParseSet(r)
@@ -181,6 +222,15 @@ func (s *Server) handle(c net.Conn) {
 				s.log.Info("UAPI set applied", "peers", len(req.Peers), "replace_peers", req.ReplacePeers)
 			}
 			w.Write(errnoLine(err))
+			if req != nil && len(req.Peers) >= bigSet {
+				if w.Flush() != nil {
+					return
+				}
+				// The client has its answer; now hand back what the
+				// request cost beyond what the tunnel keeps (see bigSet).
+				req = nil
+				debug.FreeOSMemory()
+			}
 		default:
 			// As wireguard-go: an unknown operation ends the connection.
 			s.log.Warn("UAPI: unknown operation", "op", truncate(op, 32))
