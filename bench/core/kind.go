@@ -58,8 +58,9 @@ var kindColors = map[Kind]string{
 }
 
 // KindSeries is an empty line for tunnel k, drawn alike in every panel
-// of the namespace modes: its name, its colour, and the pipeline engine's
-// line thicker, with round markers.
+// of the namespace modes: its name, its colour, the pipeline engine's
+// line thicker, with round markers, and an engine with its queue
+// management off dashed in its engine's colour.
 func KindSeries(k Kind) svg.Series {
 	name := k.Impl
 	if k.Impl == ImplPipeGuard {
@@ -68,7 +69,8 @@ func KindSeries(k Kind) svg.Series {
 	if k.Unmanaged {
 		name += " (queue management off)"
 	}
-	s := svg.Series{Name: name, Color: cmp.Or(kindColors[k], "#888888"), Width: 2, Marker: "square"}
+	colour := Kind{Impl: k.Impl, Engine: k.Engine}
+	s := svg.Series{Name: name, Color: cmp.Or(kindColors[colour], "#888888"), Width: 2, Marker: "square", Dashed: k.Unmanaged}
 	if k.Engine == "pipeline" {
 		s.Width, s.Marker = 3, "circle"
 	}

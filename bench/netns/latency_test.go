@@ -36,6 +36,38 @@ func TestProbeRequestAnswer(t *testing.T) {
 	}
 }
 
+// FuzzProbeAnswer feeds arbitrary datagrams to the probe's reader and
+// tally: nothing panics, only a whole request reads as an answer, and an
+// answer counts at most once and only for a request that went out.
+func FuzzProbeAnswer(f *testing.F) {
+	req := make([]byte, probePayload)
+	probeRequest(req, 1, 5)
+	f.Add(req, int64(10))
+	f.Add([]byte{}, int64(0))
+	f.Add(make([]byte, probePayload+1), int64(-1))
+	f.Fuzz(func(t *testing.T, b []byte, now int64) {
+		var p probeTally
+		p.request()
+		p.request()
+		seq, sent, ok := probeAnswer(b)
+		if ok != (len(b) == probePayload) {
+			t.Fatalf("%d bytes: ok %v", len(b), ok)
+		}
+		if !ok {
+			return
+		}
+		p.answer(seq, sent, now)
+		p.answer(seq, sent, now)
+		want := 0
+		if seq < 2 && now >= sent {
+			want = 1
+		}
+		if p.r.Received != want || len(p.r.RTTs) != want {
+			t.Fatalf("seq %d sent %d now %d: %+v", seq, sent, now, p.r)
+		}
+	})
+}
+
 // latSampleOf is a sample row: throughput, ping and probe round trips.
 func latSampleOf(gbps float64, ping, probe []float64) latSample {
 	return latSample{Gbps: gbps, Ping: nsenv.PingResult{Sent: len(ping) + 1, Received: len(ping), RTTs: ping},
