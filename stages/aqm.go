@@ -94,18 +94,48 @@ func (m *managedQueues) classifyOut(i int, it *outItem) {
 	}
 	inner := it.pkt.Inner()
 	if !m.fair {
-		m.out.Classify(i, 0, len(inner), false)
+		m.out.Classify(i, 0, len(inner), codel.NotECT)
 		return
 	}
-	m.out.Classify(i, wire.FlowHash(m.seed, inner), len(inner), wire.PacketECN(inner).Capable())
+	class := codel.NotECT
+	if wire.PacketECN(inner).Capable() {
+		class = codel.ECT
+	}
+	m.out.Classify(i, wire.FlowHash(m.seed, inner), len(inner), class)
+}
+
+// sparedInbound is the largest transport message (an inner packet of
+// 256 bytes, padded, with its header and tag) the inbound controller
+// spares (codel.Spared). The inbound queue cannot tell a peer's flows
+// apart, so a drop due on the bulk transfer would otherwise fall on
+// whatever is at the head: as likely a DNS query, a game's update, a
+// call's frame or a TCP acknowledgement as a bulk segment. Small
+// messages are mostly those, dropping one shortens the queue by less
+// than a quarter of a full one, and the drop moves on to the next
+// message, so the controller keeps its rate and the bulk flows take the
+// drops. The outbound queue needs no such rule: each flow has its own
+// controller there, and a sparse flow does not wait behind a bulk one.
+const sparedInbound = wire.TransportHeaderSize + 256 + wire.TagSize
+
+// inboundClass is how the inbound controller may act on a transport
+// message of n bytes whose outer ECN field is e.
+func inboundClass(n uint16, e wire.ECN) codel.Class {
+	switch {
+	case e.Capable():
+		return codel.ECT // marked, and the mark carried to the inner header
+	case n <= sparedInbound:
+		return codel.Spared
+	}
+	return codel.NotECT
 }
 
 // classifyIn says which flow the i-th datagram reserved in the inbound
 // queue belongs to: its outer source, so that each peer endpoint is a
-// flow of its own (the inner flows are encrypted); and how long it waited
-// in the socket's buffer before it was read. It skips a slot that carries
-// no transport message (a handshake message handed on, or a datagram
-// dropped).
+// flow of its own (the inner flows are encrypted); how the controller may
+// act on it (mark it if the outer header is ECN-capable, spare it if it
+// is small); and how long it waited in the socket's buffer before it was
+// read. It skips a slot that carries no transport message (a handshake
+// message handed on, or a datagram dropped).
 func (m *managedQueues) classifyIn(i int, it *inItem, waited time.Duration) {
 	if it.drop != dropNone {
 		m.in.Skip(i)
@@ -113,14 +143,14 @@ func (m *managedQueues) classifyIn(i int, it *inItem, waited time.Duration) {
 	}
 	m.in.Waited(i, waited)
 	if !m.fair {
-		m.in.Classify(i, 0, int(it.pkt.MsgLen), false)
+		m.in.Classify(i, 0, int(it.pkt.MsgLen), codel.NotECT)
 		return
 	}
 	var key [18]byte
 	a := it.src.Addr().As16()
 	copy(key[:], a[:])
 	key[16], key[17] = byte(it.src.Port()>>8), byte(it.src.Port())
-	m.in.Classify(i, maphash.Bytes(m.seed, key[:]), int(it.pkt.MsgLen), it.ecn.Capable())
+	m.in.Classify(i, maphash.Bytes(m.seed, key[:]), int(it.pkt.MsgLen), inboundClass(it.pkt.MsgLen, it.ecn))
 }
 
 // markOut sets CE on an outbound packet the controller chose to mark

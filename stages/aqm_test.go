@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"pipeguard/stages/codel"
 	"pipeguard/tunio"
 	"pipeguard/tunio/memtun"
 	"pipeguard/tunio/memudp"
@@ -257,6 +258,29 @@ func TestStandingQueueThroughTunnel(t *testing.T) {
 					t.Errorf("ECT(0): %d drops, %d marks, %d CE arrived; want marks only, each arriving as CE\n%s", drops, marks, marked, st())
 				}
 			})
+		}
+	}
+}
+
+func TestInboundClass(t *testing.T) {
+	const probe = wire.TransportHeaderSize + 96 + wire.TagSize // 64-byte UDP payload, padded
+	const full = wire.MaxMessageSize
+	for _, tc := range []struct {
+		n    uint16
+		ecn  wire.ECN
+		want codel.Class
+	}{
+		{probe, wire.NotECT, codel.Spared},
+		{wire.MinTransportSize, wire.NotECT, codel.Spared}, // keepalive-sized
+		{sparedInbound, wire.NotECT, codel.Spared},
+		{sparedInbound + 16, wire.NotECT, codel.NotECT},
+		{full, wire.NotECT, codel.NotECT},
+		{probe, wire.ECT0, codel.ECT}, // marking costs the packet nothing
+		{full, wire.ECT1, codel.ECT},
+		{full, wire.CE, codel.ECT},
+	} {
+		if got := inboundClass(tc.n, tc.ecn); got != tc.want {
+			t.Errorf("%d bytes, %v: class %d, want %d", tc.n, tc.ecn, got, tc.want)
 		}
 	}
 }

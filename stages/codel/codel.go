@@ -47,6 +47,25 @@ const (
 	Mark                   // set CE on it and send it on
 )
 
+// Class is how the controller may act on a packet.
+type Class uint8
+
+// The classes.
+const (
+	// NotECT: a packet the controller may drop.
+	NotECT Class = iota
+	// ECT: an ECN-capable packet, marked instead of dropped when
+	// Params.ECN is set.
+	ECT
+	// Spared: a packet the controller lets through even when a drop is
+	// due, leaving the drop to the next packet of its queue. It is for
+	// small packets: dropping one shortens the queue by little, and they
+	// are mostly the ones whose loss costs their flow most (a TCP
+	// acknowledgement, a DNS query, a game's or a call's frame), in a
+	// queue that cannot tell them from the bulk flow beside them.
+	Spared
+)
+
 func (v Verdict) String() string {
 	switch v {
 	case Drop:
@@ -80,34 +99,34 @@ type State struct {
 
 // Decide says what to do with the packet at the head of the queue, which
 // waited sojourn and leaves now, with backlog bytes left behind it (in the
-// whole queue) and ecn telling whether it is ECN-capable. Call it for
-// every packet the queue hands out, in order; after Drop, call it again
-// for the next packet at the same now.
-func (s *State) Decide(p *Params, now, sojourn time.Duration, backlog int, ecn bool) Verdict {
+// whole queue) and c saying how it may be acted on. Call it for every
+// packet the queue hands out, in order; after Drop, call it again for the
+// next packet at the same now.
+func (s *State) Decide(p *Params, now, sojourn time.Duration, backlog int, c Class) Verdict {
 	if sojourn < p.Target && !s.dropping {
 		// The common case, kept short enough to inline: below target,
 		// not dropping.
 		s.firstAbove = 0
 		return Deliver
 	}
-	return s.decide(p, now, sojourn, backlog, ecn)
+	return s.decide(p, now, sojourn, backlog, c)
 }
 
-func (s *State) decide(p *Params, now, sojourn time.Duration, backlog int, ecn bool) Verdict {
+func (s *State) decide(p *Params, now, sojourn time.Duration, backlog int, c Class) Verdict {
 	above := s.shouldDrop(p, now, sojourn, backlog)
 	if s.dropping {
 		if !above {
 			s.dropping = false
 			return Deliver
 		}
-		if now < s.dropNext {
-			return Deliver
+		if now < s.dropNext || c == Spared {
+			return Deliver // a spared packet leaves the due drop to the next
 		}
 		s.count = min(s.count+1, maxCount)
 		s.dropNext = s.controlLaw(p, s.dropNext)
-		return s.act(p, ecn)
+		return s.act(p, c)
 	}
-	if !above {
+	if !above || c == Spared {
 		return Deliver
 	}
 	// Enter dropping. If the last episode ended a moment ago, take up its
@@ -121,7 +140,7 @@ func (s *State) decide(p *Params, now, sojourn time.Duration, backlog int, ecn b
 	}
 	s.lastCount = s.count
 	s.dropNext = s.controlLaw(p, now)
-	return s.act(p, ecn)
+	return s.act(p, c)
 }
 
 // Dropping reports whether the controller is in a dropping episode: the
@@ -132,8 +151,8 @@ func (s *State) Dropping() bool { return s.dropping }
 // its slot is reused for another.
 func (s *State) Reset() { *s = State{} }
 
-func (s *State) act(p *Params, ecn bool) Verdict {
-	if p.ECN && ecn {
+func (s *State) act(p *Params, c Class) Verdict {
+	if p.ECN && c == ECT {
 		return Mark
 	}
 	return Drop

@@ -11,11 +11,11 @@ var lan = Params{Target: 500 * time.Microsecond, Interval: 5 * time.Millisecond,
 // sim runs a controller over a queue on a fake clock: a packet leaves every
 // gap, and sojourn(now) is how long it waited. It returns the times of the
 // drops (or marks) among the packets that left within length.
-func sim(p Params, gap, length time.Duration, backlog int, ecn bool, sojourn func(now time.Duration) time.Duration) (acted []time.Duration, verdicts map[Verdict]int) {
+func sim(p Params, gap, length time.Duration, backlog int, c Class, sojourn func(now time.Duration) time.Duration) (acted []time.Duration, verdicts map[Verdict]int) {
 	var s State
 	verdicts = map[Verdict]int{}
 	for now := gap; now <= length; now += gap {
-		v := s.Decide(&p, now, sojourn(now), backlog, ecn)
+		v := s.Decide(&p, now, sojourn(now), backlog, c)
 		verdicts[v]++
 		if v != Deliver {
 			acted = append(acted, now)
@@ -26,22 +26,22 @@ func sim(p Params, gap, length time.Duration, backlog int, ecn bool, sojourn fun
 
 func TestStandingQueueGetsDropsOrMarks(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		ecnOn   bool
-		capable bool
-		want    Verdict
+		name  string
+		ecnOn bool
+		class Class
+		want  Verdict
 	}{
-		{"drop", false, false, Drop},
-		{"drop not-ECT with ECN on", true, false, Drop},
-		{"ECN off drops ECT too", false, true, Drop},
-		{"mark ECT", true, true, Mark},
+		{"drop", false, NotECT, Drop},
+		{"drop not-ECT with ECN on", true, NotECT, Drop},
+		{"ECN off drops ECT too", false, ECT, Drop},
+		{"mark ECT", true, ECT, Mark},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := lan
 			p.ECN = tc.ecnOn
 			// A queue standing at twice the target for 20 intervals.
 			standing := func(time.Duration) time.Duration { return 2 * p.Target }
-			acted, verdicts := sim(p, 10*time.Microsecond, 20*p.Interval, 100*1500, tc.capable, standing)
+			acted, verdicts := sim(p, 10*time.Microsecond, 20*p.Interval, 100*1500, tc.class, standing)
 			if len(acted) == 0 {
 				t.Fatal("a queue standing above target was never acted on")
 			}
@@ -87,7 +87,7 @@ func TestDrainingQueueNeverDrops(t *testing.T) {
 		{"one packet", func(time.Duration) time.Duration { return time.Second }, 1500},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if acted, _ := sim(lan, 10*time.Microsecond, 100*lan.Interval, tc.backlog, false, tc.sojourn); len(acted) > 0 {
+			if acted, _ := sim(lan, 10*time.Microsecond, 100*lan.Interval, tc.backlog, NotECT, tc.sojourn); len(acted) > 0 {
 				t.Fatalf("%d drops, first at %v", len(acted), acted[0])
 			}
 		})
@@ -103,7 +103,7 @@ func TestDropsStopWhenQueueDrains(t *testing.T) {
 	now := time.Duration(0)
 	step := func(sojourn time.Duration) Verdict {
 		now += 10 * time.Microsecond
-		return s.Decide(&p, now, sojourn, 1<<20, false)
+		return s.Decide(&p, now, sojourn, 1<<20, NotECT)
 	}
 	for now < 3*p.Interval {
 		step(2 * p.Target)
@@ -131,14 +131,14 @@ func TestResumesRecentDropRate(t *testing.T) {
 	now := time.Duration(0)
 	for now < 10*p.Interval {
 		now += 10 * time.Microsecond
-		s.Decide(&p, now, 2*p.Target, 1<<20, false)
+		s.Decide(&p, now, 2*p.Target, 1<<20, NotECT)
 	}
 	before := s.count
 	now += 10 * time.Microsecond
-	s.Decide(&p, now, 0, 1<<20, false) // drained
+	s.Decide(&p, now, 0, 1<<20, NotECT) // drained
 	for !s.Dropping() {
 		now += 10 * time.Microsecond
-		s.Decide(&p, now, 2*p.Target, 1<<20, false)
+		s.Decide(&p, now, 2*p.Target, 1<<20, NotECT)
 	}
 	if s.count <= 1 || s.count != before-1 {
 		t.Fatalf("count %d on re-entry after %d (last episode began at 1)", s.count, before)
@@ -149,7 +149,7 @@ func TestResumesRecentDropRate(t *testing.T) {
 // stops growing at sqrt(maxCount) per interval.
 func TestDropRateCapped(t *testing.T) {
 	standing := func(time.Duration) time.Duration { return time.Second }
-	acted, _ := sim(lan, time.Microsecond, 2000*lan.Interval, 1<<20, false, standing)
+	acted, _ := sim(lan, time.Microsecond, 2000*lan.Interval, 1<<20, NotECT, standing)
 	minGap := lan.Interval / time.Duration(math.Sqrt(maxCount))
 	for i := 1; i < len(acted); i++ {
 		if gap := acted[i] - acted[i-1]; gap < minGap-time.Microsecond { // the clock's step
@@ -167,8 +167,49 @@ func TestDecideAllocs(t *testing.T) {
 	now := time.Duration(0)
 	if n := testing.AllocsPerRun(1000, func() {
 		now += time.Microsecond
-		s.Decide(&lan, now, time.Millisecond, 1<<20, false)
+		s.Decide(&lan, now, time.Millisecond, 1<<20, NotECT)
 	}); n != 0 {
 		t.Fatalf("%v allocations per Decide", n)
+	}
+}
+
+// TestSparedPacketsPassTheirDrop: a spared packet is never dropped or
+// marked; a drop due when one leaves falls on the next packet instead, so
+// the drops of a queue of mixed packets come as often as in one without
+// spared packets, all on the others.
+func TestSparedPacketsPassTheirDrop(t *testing.T) {
+	for _, ecn := range []bool{false, true} {
+		p := lan
+		p.ECN = ecn
+		var mixed, plain State
+		var mixedActs, plainActs int
+		now := time.Duration(0)
+		for i := 0; now < 50*p.Interval; i++ {
+			now += 10 * time.Microsecond
+			c := NotECT
+			if i%3 == 0 {
+				c = Spared
+			}
+			v := mixed.Decide(&p, now, 2*p.Target, 1<<20, c)
+			if c == Spared && v != Deliver {
+				t.Fatalf("ECN %v: spared packet %d: %v", ecn, i, v)
+			}
+			if v != Deliver {
+				mixedActs++
+				// After a drop, the queue asks again at the same now,
+				// as it does for the next packet at its head.
+				continue
+			}
+			if plain.Decide(&p, now, 2*p.Target, 1<<20, NotECT) != Deliver {
+				plainActs++
+			}
+		}
+		if plainActs == 0 || mixedActs < plainActs*9/10 || mixedActs > plainActs*11/10 {
+			t.Errorf("ECN %v: %d drops among spared packets, %d without", ecn, mixedActs, plainActs)
+		}
+	}
+	// Spared packets alone are never acted on, however long they wait.
+	if acted, _ := sim(lan, 10*time.Microsecond, 100*lan.Interval, 1<<20, Spared, func(time.Duration) time.Duration { return time.Second }); len(acted) != 0 {
+		t.Fatalf("%d spared packets dropped", len(acted))
 	}
 }

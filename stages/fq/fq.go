@@ -59,7 +59,7 @@ type slotMeta struct {
 	next    int32         // the next packet in its flow
 	flow    int32         // its flow queue
 	size    int32         // bytes, for the deficit and the backlog
-	ect     bool          // ECN-capable: may be marked instead of dropped
+	class   codel.Class   // how the controller may act on it
 	arrival time.Duration // when the producer committed it
 }
 
@@ -224,11 +224,12 @@ func (q *Queue[T]) Reservations() int { return len(q.res) }
 func (q *Queue[T]) Reserved(i int) *T { return &q.slots[q.res[i]] }
 
 // Classify says what the i-th reserved slot holds: the hash of its flow,
-// its size in bytes and whether it is ECN-capable. Every slot committed
-// must have been classified since it was reserved.
-func (q *Queue[T]) Classify(i int, flow uint64, size int, ect bool) {
+// its size in bytes and how the controller may act on it (drop, mark or
+// spare it). Every slot committed must have been classified since it was
+// reserved.
+func (q *Queue[T]) Classify(i int, flow uint64, size int, c codel.Class) {
 	m := &q.meta[q.res[i]]
-	m.flow, m.size, m.ect = int32(flow&q.mask), int32(size), ect
+	m.flow, m.size, m.class = int32(flow&q.mask), int32(size), c
 }
 
 // Waited says that the packet in the i-th reserved slot had waited d
@@ -532,7 +533,7 @@ func (q *Queue[T]) headLocked(f *flowQueue, now time.Duration) (slot int32, mark
 		q.acct.sojourn(sojourn)
 		v := codel.Deliver
 		if q.cfg.Manage {
-			v = f.codel.Decide(&q.cfg.Params, now, sojourn, q.backlog, m.ect)
+			v = f.codel.Decide(&q.cfg.Params, now, sojourn, q.backlog, m.class)
 		}
 		switch v {
 		case codel.Drop:

@@ -28,14 +28,14 @@ func newQueue(slots int, manage bool) *Queue[pkt] {
 
 // put commits packets of the given flows and sizes at now; it fails the
 // test if the queue has no room.
-func put(t testing.TB, q *Queue[pkt], now time.Duration, ect bool, ps ...pkt) {
+func put(t testing.TB, q *Queue[pkt], now time.Duration, c codel.Class, ps ...pkt) {
 	t.Helper()
 	if got := q.TryReserve(len(ps)); got != len(ps) {
 		t.Fatalf("reserved %d of %d", got, len(ps))
 	}
 	for i, p := range ps {
 		*q.Reserved(i) = p
-		q.Classify(i, p.flow, p.size, ect)
+		q.Classify(i, p.flow, p.size, c)
 	}
 	q.Commit(len(ps), now)
 }
@@ -69,12 +69,12 @@ func takeAll(q *Queue[pkt], now time.Duration, run int) (out []pkt, marks []bool
 func TestSparseLeavesFirst(t *testing.T) {
 	for _, manage := range []bool{true, false} {
 		q := newQueue(1100, manage)
-		put(t, q, 0, false, bulk(1, 0, 1, 1280)...)
+		put(t, q, 0, codel.NotECT, bulk(1, 0, 1, 1280)...)
 		if n, _ := q.Take(Consumer, 0, 1); n != 1 {
 			t.Fatal("took nothing")
 		}
-		put(t, q, 0, false, bulk(1, 1, 1000, 1280)...)
-		put(t, q, 0, false, pkt{flow: 2, size: 64})
+		put(t, q, 0, codel.NotECT, bulk(1, 1, 1000, 1280)...)
+		put(t, q, 0, codel.NotECT, pkt{flow: 2, size: 64})
 		out, _ := takeAll(q, 0, 64)
 		if len(out) != 1001 {
 			t.Fatalf("manage %v: %d packets left, want 1001", manage, len(out))
@@ -90,8 +90,8 @@ func TestSparseLeavesFirst(t *testing.T) {
 // sparse packet: it never waits for the burst.
 func TestSparseBehindBurst(t *testing.T) {
 	q := newQueue(1100, true)
-	put(t, q, 0, false, bulk(1, 0, 1000, 1280)...)
-	put(t, q, 0, false, pkt{flow: 2, size: 64})
+	put(t, q, 0, codel.NotECT, bulk(1, 0, 1000, 1280)...)
+	put(t, q, 0, codel.NotECT, pkt{flow: 2, size: 64})
 	out, _ := takeAll(q, 0, 128)
 	if out[1].flow != 2 {
 		t.Fatalf("the sparse packet left %s, want second", place(out, 2))
@@ -127,7 +127,7 @@ func TestPerFlowOrder(t *testing.T) {
 				p := pkt{f, want[f], 40 + r.IntN(1240)}
 				want[f]++
 				*q.Reserved(i) = p
-				q.Classify(i, p.flow, p.size, false)
+				q.Classify(i, p.flow, p.size, codel.NotECT)
 			}
 			q.Commit(k, time.Duration(round))
 		}
@@ -161,8 +161,8 @@ func TestPerFlowOrder(t *testing.T) {
 // packets: a flow of 640-byte packets gets two for each 1280-byte one.
 func TestDeficitRoundRobin(t *testing.T) {
 	q := newQueue(2000, false)
-	put(t, q, 0, false, bulk(1, 0, 900, 1280)...)
-	put(t, q, 0, false, bulk(2, 0, 900, 640)...)
+	put(t, q, 0, codel.NotECT, bulk(1, 0, 900, 1280)...)
+	put(t, q, 0, codel.NotECT, bulk(2, 0, 900, 640)...)
 	var bytes [3]int
 	for range 30 {
 		q.Take(Consumer, 0, 30)
@@ -185,6 +185,10 @@ func TestDeficitRoundRobin(t *testing.T) {
 func TestStandingQueueDropsOrMarks(t *testing.T) {
 	for _, tc := range []struct{ manage, ect bool }{{true, false}, {true, true}, {false, false}} {
 		ect := tc.ect
+		class := codel.NotECT
+		if ect {
+			class = codel.ECT
+		}
 		q := newQueue(4096, tc.manage)
 		const (
 			step    = 10 * time.Microsecond
@@ -201,7 +205,7 @@ func TestStandingQueueDropsOrMarks(t *testing.T) {
 				k := q.TryReserve(n)
 				for i := range k {
 					*q.Reserved(i) = pkt{1, seq, 1280}
-					q.Classify(i, 1, 1280, ect)
+					q.Classify(i, 1, 1280, class)
 					seq++
 				}
 				q.Commit(k, now)
@@ -259,7 +263,7 @@ func TestDrainingQueueNeverDrops(t *testing.T) {
 	q := newQueue(4096, true)
 	seq := 0
 	for now := time.Duration(0); now < 100*lan.Interval; now += lan.Interval {
-		put(t, q, now, false, bulk(1, seq, 1000, 1280)...)
+		put(t, q, now, codel.NotECT, bulk(1, seq, 1000, 1280)...)
 		seq += 1000
 		// Drained over 4 ms: most packets wait well above target.
 		for k := 1; k <= 10; k++ {
@@ -274,7 +278,7 @@ func TestDrainingQueueNeverDrops(t *testing.T) {
 
 func TestSojournHistogram(t *testing.T) {
 	q := newQueue(16, false)
-	put(t, q, 0, false, bulk(1, 0, 3, 100)...)
+	put(t, q, 0, codel.NotECT, bulk(1, 0, 3, 100)...)
 	q.Take(Consumer, 40*time.Microsecond, 1) // ≤ 50 µs
 	q.Take(Consumer, 3*time.Millisecond, 1)  // ≤ 5 ms
 	q.Take(Consumer, time.Second, 1)         // beyond every bound
@@ -295,7 +299,7 @@ func TestSojournHistogram(t *testing.T) {
 // closes.
 func TestReserveWaitsForRoom(t *testing.T) {
 	q := newQueue(8, false)
-	put(t, q, 0, false, bulk(1, 0, 6, 100)...)
+	put(t, q, 0, codel.NotECT, bulk(1, 0, 6, 100)...)
 	got := make(chan bool)
 	go func() { got <- q.Reserve(nil, 4) }()
 	select {
@@ -310,7 +314,7 @@ func TestReserveWaitsForRoom(t *testing.T) {
 	}
 	q.Cancel()
 
-	put(t, q, 0, false, bulk(1, 6, 4, 100)...)
+	put(t, q, 0, codel.NotECT, bulk(1, 6, 4, 100)...)
 	done := make(chan struct{})
 	go func() { got <- q.Reserve(done, 1) }()
 	close(done)
@@ -324,7 +328,7 @@ func TestWaitWakes(t *testing.T) {
 	woke := make(chan bool)
 	go func() { woke <- q.Wait(Consumer, nil) }()
 	time.Sleep(5 * time.Millisecond)
-	put(t, q, 0, false, pkt{flow: 1, size: 1})
+	put(t, q, 0, codel.NotECT, pkt{flow: 1, size: 1})
 	if !<-woke {
 		t.Fatal("Wait returned false")
 	}
@@ -342,7 +346,7 @@ func TestIdle(t *testing.T) {
 	if !q.Idle() {
 		t.Fatal("new queue not idle")
 	}
-	put(t, q, 0, false, pkt{flow: 1, size: 1})
+	put(t, q, 0, codel.NotECT, pkt{flow: 1, size: 1})
 	if q.Idle() {
 		t.Fatal("idle with a packet queued")
 	}
@@ -363,7 +367,7 @@ func TestNoAllocs(t *testing.T) {
 		now += 100 * time.Microsecond
 		k := q.TryReserve(64)
 		for i := range k {
-			q.Classify(i, uint64(i%3), 1280, i%2 == 0)
+			q.Classify(i, uint64(i%3), 1280, codel.Class(i%2))
 		}
 		q.Commit(k, now)
 		q.Take(Consumer, now, 64)
@@ -380,7 +384,7 @@ func BenchmarkBatch(b *testing.B) {
 		now += 100 * time.Microsecond
 		k := q.TryReserve(128)
 		for i := range k {
-			q.Classify(i, uint64(i%4), 1280, false)
+			q.Classify(i, uint64(i%4), 1280, codel.NotECT)
 		}
 		q.Commit(k, now)
 		q.Take(Consumer, now, 128)
@@ -395,7 +399,7 @@ func TestSkip(t *testing.T) {
 	q.TryReserve(5)
 	for i := range 5 {
 		*q.Reserved(i) = pkt{flow: 1, seq: i, size: 1}
-		q.Classify(i, 1, 1, false)
+		q.Classify(i, 1, 1, codel.NotECT)
 	}
 	q.Skip(1)
 	q.Skip(2)
@@ -410,7 +414,7 @@ func TestSkip(t *testing.T) {
 	}
 	// A fresh reservation is not skipped.
 	q.TryReserve(1)
-	q.Classify(0, 1, 1, false)
+	q.Classify(0, 1, 1, codel.NotECT)
 	q.Commit(1, 0)
 	if q.Len() != 1 {
 		t.Fatal("a reservation after a skipped one was skipped")
@@ -423,7 +427,7 @@ func TestWaited(t *testing.T) {
 	q := newQueue(8, false)
 	q.TryReserve(2)
 	for i := range 2 {
-		q.Classify(i, 1, 1, false)
+		q.Classify(i, 1, 1, codel.NotECT)
 	}
 	q.Waited(1, 3*time.Millisecond)
 	q.Commit(2, 10*time.Millisecond)
@@ -434,7 +438,7 @@ func TestWaited(t *testing.T) {
 	}
 	q.Done(Consumer)
 	q.TryReserve(1) // a fresh reservation has not waited
-	q.Classify(0, 1, 1, false)
+	q.Classify(0, 1, 1, codel.NotECT)
 	q.Commit(1, 20*time.Millisecond)
 	q.Take(Consumer, 20*time.Millisecond, 1)
 	if s := q.Stats(); s.Sojourn.Sum != 3*time.Millisecond {
@@ -447,7 +451,7 @@ func TestWaited(t *testing.T) {
 // the queue is handed back.
 func TestClaim(t *testing.T) {
 	q := newQueue(16, false)
-	put(t, q, 0, false, bulk(1, 0, 4, 100)...)
+	put(t, q, 0, codel.NotECT, bulk(1, 0, 4, 100)...)
 	q.Take(Consumer, 0, 2)
 	if q.Claim(Producer) {
 		t.Fatal("the producer took over from a consumer with a run in hand")
@@ -489,7 +493,7 @@ func TestYield(t *testing.T) {
 	if q.Yield(Producer) {
 		t.Fatal("the producer yielded what it did not take")
 	}
-	put(t, q, 0, false, bulk(1, 0, 2, 100)...)
+	put(t, q, 0, codel.NotECT, bulk(1, 0, 2, 100)...)
 	q.Take(Consumer, 0, 2)
 	if q.Yield(Consumer) {
 		t.Fatal("yielded with a run in hand")
@@ -504,7 +508,7 @@ func TestYield(t *testing.T) {
 	// A busy queue goes to a producer that is not blocked, never to one
 	// that is; and a producer that is the taker of a busy queue is told
 	// not to block.
-	put(t, q, 0, false, bulk(1, 2, 2, 100)...)
+	put(t, q, 0, codel.NotECT, bulk(1, 2, 2, 100)...)
 	if !q.Blocking() {
 		t.Fatal("the producer may not block while the consumer takes")
 	}
@@ -526,4 +530,52 @@ func TestYield(t *testing.T) {
 	if !q.Yield(Producer) || !q.Taking(Consumer) {
 		t.Fatal("the producer could not hand back")
 	}
+}
+
+// TestSparedNeverDropped: in one flow of bulk packets and small spared
+// ones (an inbound queue, where a peer's packets are one flow), a
+// standing queue gets drops, all of them on the bulk packets, and what
+// leaves keeps its order.
+func TestSparedNeverDropped(t *testing.T) {
+	q := newQueue(4096, true)
+	const n = 3000
+	if got := q.TryReserve(n); got != n {
+		t.Fatalf("reserved %d of %d", got, n)
+	}
+	for i := range n {
+		p, c := pkt{1, i, 1280}, codel.NotECT
+		if i%4 == 0 {
+			p.size, c = 100, codel.Spared
+		}
+		*q.Reserved(i) = p
+		q.Classify(i, p.flow, p.size, c)
+	}
+	q.Commit(n, 0)
+	var out []pkt
+	for now := time.Duration(0); q.Len() > 0; now += 20 * time.Microsecond {
+		got, _ := takeAll1(q, now)
+		out = append(out, got...)
+	}
+	small := 0
+	for i, p := range out {
+		if i > 0 && p.seq <= out[i-1].seq {
+			t.Fatalf("packet %d left after %d", p.seq, out[i-1].seq)
+		}
+		if p.size == 100 {
+			small++
+		}
+	}
+	if s := q.Stats(); s.Drops == 0 || small != n/4 || len(out)+int(s.Drops) != n {
+		t.Fatalf("%d drops, %d of %d small packets and %d in all left", s.Drops, small, n/4, len(out))
+	}
+}
+
+// takeAll1 takes one packet (after any dropped before it) at now.
+func takeAll1(q *Queue[pkt], now time.Duration) (out []pkt, dropped int) {
+	_, dropped = q.Take(Consumer, now, 1)
+	for i := range q.InHand(Consumer) {
+		p, _ := q.Hand(i)
+		out = append(out, *p)
+	}
+	return out, dropped
 }
