@@ -98,8 +98,8 @@ type State struct {
 }
 
 // Decide says what to do with the packet at the head of the queue, which
-// waited sojourn and leaves now, with backlog bytes left behind it (in the
-// whole queue) and c saying how it may be acted on. Call it for every
+// waited sojourn and leaves now, with backlog bytes left behind it in
+// its queue and c saying how it may be acted on. Call it for every
 // packet the queue hands out, in order; after Drop, call it again for the
 // next packet at the same now.
 func (s *State) Decide(p *Params, now, sojourn time.Duration, backlog int, c Class) Verdict {

@@ -7,6 +7,16 @@
 // leaves ahead of a bulk flow's backlog, and a bulk flow's backlog is
 // kept near the target delay by drops or ECN marks.
 //
+// Unlike sch_fq_codel, the controller weighs a flow's own backlog, not
+// the whole queue's, when it asks whether a queue stands: a packet that
+// leaves its flow with less than a full packet behind it is never
+// dropped. In the kernel a sparse flow's packet leaves at once; here the
+// consumer is a goroutine that the scheduler may hold off for
+// milliseconds while the CPU is busy, and then every packet, a ping's as
+// well as a bulk segment's, has waited that long. With the whole queue's
+// backlog, a ping every interval would be dropped as if it stood in a
+// queue of its own.
+//
 // Per-flow order holds: each flow is FIFO. Order across flows changes,
 // on purpose.
 //
@@ -70,6 +80,7 @@ type flowQueue struct {
 	head, tail int32
 	next       int32 // the next flow in the list it is on
 	deficit    int32
+	backlog    int32 // bytes of its packets queued
 	on         uint8 // which list it is on: offList, onNew, onOld
 	codel      codel.State
 }
@@ -96,7 +107,6 @@ type Queue[T any] struct {
 	newFlows          flowList
 	oldFlows          flowList
 	queued            int // packets in flow queues
-	backlog           int // their bytes
 	producerWaiting   bool
 	producerBlocked   bool // between Blocking and Unblocked
 	wantFree          int  // slots the waiting producer needs
@@ -286,7 +296,7 @@ func (q *Queue[T]) enqueueLocked(s int32, now time.Duration) {
 	}
 	f.tail = s
 	q.queued++
-	q.backlog += int(m.size)
+	f.backlog += m.size
 	if f.on == offList {
 		// A flow with nothing queued and not in the round robin is new:
 		// it is served before the old flows, with a full quantum.
@@ -528,12 +538,12 @@ func (q *Queue[T]) headLocked(f *flowQueue, now time.Duration) (slot int32, mark
 			f.tail = none
 		}
 		q.queued--
-		q.backlog -= int(m.size)
+		f.backlog -= m.size
 		sojourn := now - m.arrival
 		q.acct.sojourn(sojourn)
 		v := codel.Deliver
 		if q.cfg.Manage {
-			v = f.codel.Decide(&q.cfg.Params, now, sojourn, q.backlog, m.class)
+			v = f.codel.Decide(&q.cfg.Params, now, sojourn, int(f.backlog), m.class)
 		}
 		switch v {
 		case codel.Drop:

@@ -579,3 +579,33 @@ func takeAll1(q *Queue[pkt], now time.Duration) (out []pkt, dropped int) {
 	}
 	return out, dropped
 }
+
+// TestSparseNotDroppedWhileConsumerLate: when the consumer comes late
+// every time (a goroutine held off by a busy CPU), every packet has
+// waited above target, the sparse flow's as well; only the bulk flow,
+// which has a queue standing behind its head, gets drops.
+func TestSparseNotDroppedWhileConsumerLate(t *testing.T) {
+	q := newQueue(4096, true)
+	late := 4 * lan.Target
+	sparse, seq := 0, 0
+	for now := time.Duration(0); now < 100*lan.Interval; now += lan.Interval {
+		put(t, q, now, codel.NotECT, bulk(1, seq, 20, 1280)...)
+		put(t, q, now, codel.NotECT, pkt{flow: 2, seq: sparse, size: 84})
+		seq += 20
+		// The consumer, late, takes less than came: a standing queue.
+		got := false
+		for range 16 {
+			out, _ := takeAll1(q, now+late)
+			for _, p := range out {
+				got = got || p.flow == 2
+			}
+		}
+		if !got {
+			t.Fatalf("sparse packet %d dropped", sparse)
+		}
+		sparse++
+	}
+	if s := q.Stats(); s.Drops == 0 {
+		t.Fatal("the bulk flow's standing queue got no drops")
+	}
+}
