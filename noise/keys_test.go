@@ -27,6 +27,39 @@ func TestGeneratePrivateKeyClamped(t *testing.T) {
 	}
 }
 
+// TestClamped: Clamped clears bits 0 to 2 and 255 and sets bit 254, as the
+// kernel and wireguard-go do when a key is set, keeps the public key, and
+// leaves the zero key ("no key") alone.
+func TestClamped(t *testing.T) {
+	gen, _ := GeneratePrivateKey()
+	all := PrivateKey{}
+	for i := range all {
+		all[i] = 0xff
+	}
+	tests := []struct {
+		name string
+		in   PrivateKey
+		want PrivateKey
+	}{
+		{"zero stays zero", PrivateKey{}, PrivateKey{}},
+		{"all ones", all, func() PrivateKey { k := all; k[0], k[31] = 0xf8, 0x7f; return k }()},
+		{"one low bit", PrivateKey{0: 1}, PrivateKey{31: 0x40}},
+		{"high bit only", PrivateKey{31: 0x80}, PrivateKey{31: 0x40}},
+		{"already clamped", gen, gen},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.in.Clamped()
+			if got != tt.want {
+				t.Fatalf("Clamped(%x) = %x, want %x", tt.in, got, tt.want)
+			}
+			if !tt.in.IsZero() && got.Public() != tt.in.Public() {
+				t.Fatal("clamping changed the public key")
+			}
+		})
+	}
+}
+
 // TestPublicKnownAnswer checks Public against RFC 7748 section 6.1.
 func TestPublicKnownAnswer(t *testing.T) {
 	priv := mustHex32(t, "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")

@@ -159,6 +159,40 @@ func TestPrivateKeyChange(t *testing.T) {
 	}
 }
 
+// unclamped returns k with the bits clamping fixes set the other way:
+// the same private key to X25519, another one to a byte comparison.
+func unclamped(k noise.PrivateKey) noise.PrivateKey {
+	k[0] |= 7
+	k[31] = (k[31] | 0x80) &^ 0x40
+	return k
+}
+
+// TestPrivateKeyClamped: the tunnel clamps a private key when it is set,
+// from the config and through SetPrivateKey, and PrivateKey (what `wg
+// show private-key` prints) returns the clamped key, as the kernel and
+// wireguard-go do. Setting the unclamped form of the key the tunnel has
+// changes nothing: the session lives on.
+func TestPrivateKeyClamped(t *testing.T) {
+	key := mustKey(t)
+	e, p := withRawPeer(t, tunnelSpec{engine: EnginePipeline, workers: 2, key: unclamped(key)})
+	if got := e.tun.PrivateKey(); !got.Equal(key) {
+		t.Fatalf("PrivateKey after New with an unclamped key = %x, want %x", got, key)
+	}
+	p.initiate()
+	exchangeData(t, e, p, 1)
+	if err := e.tun.SetPrivateKey(unclamped(key)); err != nil {
+		t.Fatal(err)
+	}
+	exchangeData(t, e, p, 2) // the same key: the session lives on
+	next := mustKey(t)
+	if err := e.tun.SetPrivateKey(unclamped(next)); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.tun.PrivateKey(); !got.Equal(next) || e.tun.PublicKey() != next.Public() {
+		t.Fatalf("PrivateKey after SetPrivateKey with an unclamped key = %x, want %x", got, next)
+	}
+}
+
 // TestPrivateKeySetAndRemove: a tunnel started without a key works once
 // it gets one, and removing the key again ends its sessions and makes it
 // drop handshake messages as before.
