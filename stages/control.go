@@ -27,7 +27,17 @@ type PeerStatus struct {
 	AllowedIPs          []netip.Prefix     // masked, IPv4 first, longest first
 	PersistentKeepalive time.Duration      // 0: off
 	LastHandshake       time.Time          // zero: never
-	RxBytes, TxBytes    uint64             // datagram bytes, as wireguard-go counts them
+	// RxBytes and TxBytes count the UDP payload of every datagram
+	// received from the peer (and authenticated) and sent to it, as the
+	// kernel and wireguard-go count them for `wg show transfer`:
+	// handshake initiations and responses, keepalives and data. Cookie
+	// replies are not counted, in either direction, as the kernel does
+	// not count them: one we send answers a sender we have not
+	// authenticated, and one we receive carries no proof of its sender.
+	RxBytes, TxBytes uint64
+	// RxHandshakeBytes and TxHandshakeBytes are the handshake messages'
+	// part of RxBytes and TxBytes, for the metrics' split.
+	RxHandshakeBytes, TxHandshakeBytes uint64
 }
 
 // Handshakes returns how many handshakes each peer has completed with the
@@ -62,16 +72,18 @@ func (t *Tunnel) Peer(pk noise.PublicKey) (PeerStatus, bool) {
 }
 
 func (t *Tunnel) status(p *peer) PeerStatus {
-	return PeerStatus{
+	st := PeerStatus{
 		PublicKey:           p.publicKey,
 		PresharedKey:        p.hs.PresharedKey(),
 		Endpoint:            p.Endpoint(),
 		AllowedIPs:          t.allowed.Prefixes(p),
 		PersistentKeepalive: p.session.PersistentKeepalive(),
 		LastHandshake:       p.session.LastHandshake(),
-		RxBytes:             p.rxBytes.Load(),
-		TxBytes:             p.txBytes.Load(),
 	}
+	st.RxHandshakeBytes, st.TxHandshakeBytes = p.rxHandshake.Load(), p.txHandshake.Load()
+	st.RxBytes = p.rxBytes.Load() + st.RxHandshakeBytes
+	st.TxBytes = p.txBytes.Load() + st.TxHandshakeBytes
+	return st
 }
 
 // PeerUpdate is a change to one peer. Nil pointers and empty lists leave

@@ -151,6 +151,9 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 		if !ok {
 			return DropHandshake
 		}
+		// Counted once authenticated, as the kernel counts it, whether
+		// or not the response then goes out.
+		p.rxHandshake.Add(uint64(len(msg)))
 		var resp wire.Response
 		kp, err := h.CreateResponse(now, &t.index, &resp)
 		if err != nil {
@@ -162,7 +165,9 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 		}
 		var b [wire.ResponseSize]byte
 		resp.Marshal(&b)
-		t.sendControl(b[:], m.src)
+		if t.sendControl(b[:], m.src) {
+			p.txHandshake.Add(uint64(len(b)))
+		}
 		c.responses.Add(1)
 		p.session.ResponseSent(now)
 		t.log.Debug("handshake answered", "peer", p.name, "from", m.src)
@@ -179,6 +184,7 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 			t.index.Delete(kp.LocalIndex)
 			return DropHandshake
 		}
+		p.rxHandshake.Add(uint64(len(msg)))
 		t.faults.interleave(raceBeforeInstall)
 		if !t.installKeys(p, kp, m.src, now) {
 			return DropHandshake
@@ -223,13 +229,17 @@ func (t *Tunnel) stopPeer(p *peer) {
 	p.hs.Clear(&t.index)
 }
 
-// sendControl sends one handshake or cookie message. Control messages are
-// rare (a few per peer per two minutes), so one system call each is fine.
-func (t *Tunnel) sendControl(b []byte, to netip.AddrPort) {
+// sendControl sends one handshake, cookie or keepalive message and
+// reports whether it went out (the transfer counters count only what
+// did, as the kernel's do). Control messages are rare (a few per peer
+// per two minutes), so one system call each is fine.
+func (t *Tunnel) sendControl(b []byte, to netip.AddrPort) bool {
 	msgs := [1]tunio.Datagram{{Buf: b, N: len(b), Addr: to}}
-	if err := t.udpOut.WriteBatch(msgs[:]); err != nil && !tunio.IsClosed(err) {
+	err := t.udpOut.WriteBatch(msgs[:])
+	if err != nil && !tunio.IsClosed(err) {
 		t.logLimited.warn("sending handshake message failed", "to", to, "err", err)
 	}
+	return err == nil
 }
 
 // sendInitiation starts (or retries) a handshake with p. It runs on the
@@ -268,6 +278,8 @@ func (t *Tunnel) sendInitiation(p *peer, now time.Time) {
 	// before sendControl returns, and InitiationSent after that would arm
 	// the retry of a handshake already done.
 	p.session.InitiationSent(now)
-	t.sendControl(b[:], dst)
+	if t.sendControl(b[:], dst) {
+		p.txHandshake.Add(uint64(len(b)))
+	}
 	t.log.Debug("handshake initiated", "peer", p.name, "to", dst)
 }

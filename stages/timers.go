@@ -145,8 +145,9 @@ func (a *timerActor) sendKeepalive(p *peer, now time.Time) {
 		p.session.RequestHandshake(now)
 		return
 	}
-	a.t.sendControl(a.keepalive.Message(), dst)
-	p.txBytes.Add(uint64(a.keepalive.MsgLen))
+	if a.t.sendControl(a.keepalive.Message(), dst) {
+		p.txBytes.Add(uint64(a.keepalive.MsgLen))
+	}
 	a.c.keepalives.Add(1)
 	p.session.TransportSent(now, false)
 }
