@@ -107,9 +107,10 @@ func (s HandshakeState) String() string {
 // Handshake.
 type Handshake struct {
 	// Immutable after NewHandshake.
-	remote PublicKey
-	peer   PeerID
-	hash0  [hashSize]byte // HASH(H0 || remote): an initiator's first hash
+	remote   PublicKey
+	peer     PeerID
+	hash0    [hashSize]byte // HASH(H0 || remote): an initiator's first hash
+	lowOrder bool           // remote is a low-order point: no handshake can complete
 
 	cookies CookieGenerator // has its own lock
 
@@ -131,20 +132,22 @@ type Handshake struct {
 // NewHandshake prepares the handshake state of a peer with public key
 // remote and an optional pre-shared key (zero for none). peer is the
 // caller's handle, returned by IndexTable lookups. local may be nil: no
-// private key yet. It fails with ErrLowOrderPoint for a public key no
-// handshake could ever succeed with.
+// private key yet.
+//
+// A remote key that is a low-order point (the all-zero key among them)
+// is accepted, as the kernel accepts it, and LowOrder reports it: the
+// static-static DH with it is all zero, so anyone could compute it, and
+// no handshake with such a peer ever completes. CreateInitiation and
+// ConsumeInitiation refuse it with ErrLowOrderPoint (the kernel refuses
+// the zero precomputed DH the same way). The error is nil for every
+// 32-byte key.
 func NewHandshake(local *Static, remote PublicKey, psk PresharedKey, peer PeerID) (*Handshake, error) {
 	h := &Handshake{local: local, remote: remote, peer: peer, psk: psk}
 	if local == nil {
-		if err := CheckPublicKey(remote); err != nil {
-			return nil, err
-		}
+		h.lowOrder = CheckPublicKey(remote) != nil
 	} else {
 		ss, err := local.dh(&local.private, &remote)
-		if err != nil {
-			return nil, err
-		}
-		h.ss = ss
+		h.ss, h.lowOrder = ss, err != nil // ss is zero when err is ErrLowOrderPoint
 	}
 	h.hash0 = mixHash(&initialHash, remote[:])
 	h.cookies.Init(remote)
@@ -153,6 +156,10 @@ func NewHandshake(local *Static, remote PublicKey, psk PresharedKey, peer PeerID
 
 // Remote returns the peer's public key.
 func (h *Handshake) Remote() PublicKey { return h.remote }
+
+// LowOrder reports whether the peer's public key is a low-order point,
+// with which no handshake can complete (see NewHandshake).
+func (h *Handshake) LowOrder() bool { return h.lowOrder }
 
 // Peer returns the caller's handle for the peer.
 func (h *Handshake) Peer() PeerID { return h.peer }
@@ -209,11 +216,12 @@ func (h *Handshake) eraseLocked() {
 // abandons any handshake in progress, freeing its index in t: both derive
 // from the old key, and a response to an initiation made with it could
 // only fail. The replay and flood history and the peer's cookie stay:
-// they are the peer's, not our key's. It fails only with
-// ErrLowOrderPoint, which NewHandshake has already ruled out.
+// they are the peer's, not our key's. A peer with a low-order key keeps
+// its all-zero DH. It fails only if the DH does, which it cannot for a
+// key NewHandshake found not to be a low-order point.
 func (h *Handshake) SetLocal(local *Static, t *IndexTable) error {
 	var ss [KeySize]byte
-	if local != nil {
+	if local != nil && !h.lowOrder {
 		var err error
 		if ss, err = local.dh(&local.private, &h.remote); err != nil {
 			return err
@@ -258,6 +266,11 @@ func (h *Handshake) CreateInitiation(now time.Time, t *IndexTable, msg *wire.Ini
 	h.clearLocked(t)
 	if h.local == nil {
 		return ErrNoPrivateKey
+	}
+	if h.lowOrder {
+		// Refused before any work: the message could be made, but the
+		// peer's key makes its proof of our identity public.
+		return ErrLowOrderPoint
 	}
 
 	eph, err := GeneratePrivateKey()

@@ -148,32 +148,39 @@ func TestKeyIsZeroEqual(t *testing.T) {
 	}
 }
 
-// TestPublicKeyCheck: CheckPublicKey refuses exactly the keys a handshake refuses
-// (issue 14 item 7: the config parser now uses it, so that a reload
-// refuses what start-up refuses), the low-order points of Curve25519
-// (the list libsodium and the kernel's selftests use) among them.
+// TestPublicKeyCheck: CheckPublicKey refuses exactly the keys whose DH is
+// all zero (the config parser uses it, so that a reload refuses what
+// start-up refuses), the low-order points of Curve25519 (the list
+// libsodium and the kernel's selftests use) among them; NewHandshake
+// accepts them and marks them low-order.
+// lowOrderPoints are the low-order points of Curve25519 as the list
+// libsodium and the kernel's selftest (netns.sh) use, in hex.
+var lowOrderPoints = []string{
+	"0000000000000000000000000000000000000000000000000000000000000000",
+	"0100000000000000000000000000000000000000000000000000000000000000",
+	"e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+	"5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+	"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+	"edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+	"eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+}
+
 func TestPublicKeyCheck(t *testing.T) {
-	lowOrder := []string{
-		"0000000000000000000000000000000000000000000000000000000000000000",
-		"0100000000000000000000000000000000000000000000000000000000000000",
-		"e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
-		"5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
-		"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-		"edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-		"eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-	}
 	k, _ := GeneratePrivateKey()
 	s, err := NewStatic(k)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, h := range lowOrder {
+	for _, h := range lowOrderPoints {
 		p := PublicKey(mustHex32(t, h))
 		if err := CheckPublicKey(p); !errors.Is(err, ErrLowOrderPoint) {
 			t.Errorf("CheckPublicKey(%s) = %v, want ErrLowOrderPoint", h, err)
 		}
-		if _, err := NewHandshake(s, p, PresharedKey{}, 0); !errors.Is(err, ErrLowOrderPoint) {
-			t.Errorf("NewHandshake(%s) = %v: the list is wrong", h, err)
+		if _, err := sharedSecret(&k, &p); !errors.Is(err, ErrLowOrderPoint) {
+			t.Errorf("DH with %s = %v: the list is wrong", h, err)
+		}
+		if hs, err := NewHandshake(s, p, PresharedKey{}, 0); err != nil || !hs.LowOrder() {
+			t.Errorf("NewHandshake(%s): err %v, low order %v; want it accepted and marked", h, err, err == nil && hs.LowOrder())
 		}
 	}
 	for range 100 {

@@ -173,8 +173,9 @@ type SyncResult struct {
 // The caller passes the configuration it applied last as prev (nil for
 // none); it only sorts the result into Updated and Restored.
 //
-// A want that the tunnel would refuse (a peer listed twice, a public key
-// no handshake can use) is refused before anything changes.
+// A want that the tunnel would refuse (a peer listed twice) is refused
+// before anything changes. A public key that is a low-order point is
+// taken, as AddPeer takes it.
 func (t *Tunnel) SyncPeers(prev, want []PeerConfig) (SyncResult, error) {
 	var res SyncResult
 	// Everything that can be refused is refused before anything
@@ -185,9 +186,6 @@ func (t *Tunnel) SyncPeers(prev, want []PeerConfig) (SyncResult, error) {
 			return res, fmt.Errorf("%w: peer %s listed twice", ErrConfig, pc.PublicKey)
 		}
 		seen[pc.PublicKey] = true
-		if err := noise.CheckPublicKey(pc.PublicKey); err != nil {
-			return res, fmt.Errorf("%w: peer %s: %v", ErrConfig, pc.PublicKey, err)
-		}
 	}
 	// Compared as the table will hold them: a prefix listed for two
 	// peers belongs to the later one, and is no change for the other.

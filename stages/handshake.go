@@ -143,6 +143,10 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 	case wire.TypeInitiation:
 		c.worked.Add(1)
 		h, err := id.static.ConsumeInitiation(msg, now, t.handshakeByKey)
+		if errors.Is(err, noise.ErrLowOrderPoint) {
+			t.logLimited.debug("initiation refused: it claims a peer's low-order key", "from", m.src)
+			return DropLowOrderKey
+		}
 		if err != nil {
 			t.logLimited.debug("initiation rejected", "from", m.src, "err", err)
 			return DropHandshake
@@ -243,8 +247,11 @@ func (t *Tunnel) sendControl(b []byte, to netip.AddrPort) bool {
 }
 
 // sendInitiation starts (or retries) a handshake with p. It runs on the
-// timer actor, which the session told to.
-func (t *Tunnel) sendInitiation(p *peer, now time.Time) {
+// timer actor, which the session told to. It returns DropLowOrderKey when
+// p's public key is a low-order point, with which no handshake can
+// complete: nothing is sent, and the session retries and gives up as
+// for a peer that does not answer.
+func (t *Tunnel) sendInitiation(p *peer, now time.Time) DropReason {
 	t.keyMu.RLock()
 	defer t.keyMu.RUnlock()
 	dst := p.Endpoint()
@@ -252,7 +259,7 @@ func (t *Tunnel) sendInitiation(p *peer, now time.Time) {
 		// Nowhere to send it (the peer must reach us first), or no key
 		// to make it with yet. The session retries, then gives up and
 		// drops what waits, as for a peer that does not answer.
-		return
+		return dropNone
 	}
 	t.faults.interleave(raceBeforeInitiation)
 	var msg wire.Initiation
@@ -266,11 +273,14 @@ func (t *Tunnel) sendInitiation(p *peer, now time.Time) {
 	}
 	p.hsMu.Unlock()
 	if removed {
-		return
+		return dropNone
+	}
+	if errors.Is(err, noise.ErrLowOrderPoint) {
+		return DropLowOrderKey // AddPeer logged it
 	}
 	if err != nil {
 		t.logLimited.warn("creating initiation failed", "peer", p.name, "err", err)
-		return
+		return dropNone
 	}
 	var b [wire.InitiationSize]byte
 	msg.Marshal(&b)
@@ -282,4 +292,5 @@ func (t *Tunnel) sendInitiation(p *peer, now time.Time) {
 		p.txHandshake.Add(uint64(len(b)))
 	}
 	t.log.Debug("handshake initiated", "peer", p.name, "to", dst)
+	return dropNone
 }

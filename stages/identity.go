@@ -99,7 +99,8 @@ func (t *Tunnel) SetPrivateKey(k noise.PrivateKey) error {
 	now := t.clock.Now()
 	for _, p := range t.peers.Load().list {
 		if err := p.hs.SetLocal(id.staticOf(), &t.index); err != nil {
-			// AddPeer refused such keys; this is a bug if it happens.
+			// Only a DH with a low-order key fails, and SetLocal does
+			// none for such a peer; this is a bug if it happens.
 			t.log.Error("peer key unusable with the new private key", "peer", p.name, "err", err)
 		}
 		t.forgetKeypairs(p.session.Reset(now, p.staging.Load()))

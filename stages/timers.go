@@ -91,7 +91,9 @@ func (a *timerActor) act(p *peer, actions noise.Actions, now time.Time) {
 		sentData = a.flushStaged(p, now)
 	}
 	if actions.Has(noise.ActionSendInitiation) {
-		a.t.sendInitiation(p, now)
+		if r := a.t.sendInitiation(p, now); r != dropNone {
+			a.c.drop(r)
+		}
 	}
 	if actions.Has(noise.ActionSendKeepalive) && !sentData {
 		a.sendKeepalive(p, now)

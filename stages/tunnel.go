@@ -110,7 +110,11 @@ func New(cfg Config, tun tunio.Device, udp tunio.UDPConn, clk clock.Clock, log *
 var ErrPeerExists = errors.New("stages: peer already configured")
 
 // AddPeer adds a peer. Its AllowedIPs take prefixes away from peers that
-// had them, as in WireGuard.
+// had them, as in WireGuard. A public key that is a low-order point (the
+// all-zero key among them) is taken, as the kernel takes it, with one
+// warning: no handshake with such a peer can complete, so none is
+// attempted, and initiations that claim its key are refused (both
+// counted under DropLowOrderKey).
 func (t *Tunnel) AddPeer(pc PeerConfig) error {
 	t.peersMu.Lock()
 	defer t.peersMu.Unlock()
@@ -123,6 +127,11 @@ func (t *Tunnel) AddPeer(pc PeerConfig) error {
 	hs, err := noise.NewHandshake(t.ident.Load().staticOf(), pc.PublicKey, pc.PresharedKey, id)
 	if err != nil {
 		return fmt.Errorf("%w: peer %s: %v", ErrConfig, pc.PublicKey, err)
+	}
+	if hs.LowOrder() {
+		// Accepted, as the kernel accepts it (a `wg set` script that works
+		// there works here), but said once: the peer will never connect.
+		t.log.Warn("peer added with a low-order public key: no handshake with it can complete, and none is attempted", "public_key", pc.PublicKey)
 	}
 	p := newPeer(pc, hs, &noise.Session{})
 	p.id = id
