@@ -79,7 +79,7 @@ func TestSIGHUPCaughtFromInit(t *testing.T) {
 }
 
 // TestSIGHUPWindow measures how long after exec a SIGHUP still kills
-// the client: for each delay, PIPEGUARD_SIGHUP_RUNS starts (20 unless
+// the client: for each delay, PIPEGUARD_SIGHUP_RUNS starts (10 unless
 // set) of `standalone` with a config it cannot open, each sent one
 // SIGHUP that long after exec returned (a busy wait, for precision),
 // counting the starts that died of it. It measures a minimal Go program
@@ -90,7 +90,7 @@ func TestSIGHUPCaughtFromInit(t *testing.T) {
 // kills: the window is a few milliseconds even on a loaded machine.
 func TestSIGHUPWindow(t *testing.T) {
 	b := binaries(t)
-	runs := 20
+	runs := 10
 	if s := os.Getenv("PIPEGUARD_SIGHUP_RUNS"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
