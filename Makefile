@@ -52,7 +52,7 @@ static:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w $(LDFLAGS)' -o bin/pipeguard-headless-client ./cmd/headless-client
 
 # deb builds dist/pipeguard_<version>_<arch>.deb with nfpm
-# (packaging/deb/nfpm.yaml; what is in it and why: README "Install").
+# (packaging/deb/nfpm.yaml; what is in it and why: docs/service.md).
 deb: static
 	mkdir -p dist/deb
 	./packaging/deb/changelog.sh $(VERSION) | gzip -9n > dist/deb/changelog.gz
@@ -61,12 +61,16 @@ deb: static
 	@echo "built $(DEB)"
 
 # install does from a checkout what the package does: the static binary,
-# the pipeguard-go name, both units, the pipeguard user and its key
-# directory (see README "Running"). It enables and starts nothing.
+# the pipeguard-go name, both units and their socket units, the
+# tmpfiles.d line that keeps /run/wireguard root's, the pipeguard user and
+# its key directory (see docs/service.md). It enables and starts nothing.
 install: static
 	install -m 0755 bin/pipeguard-headless-client /usr/bin/pipeguard-headless-client
 	ln -sf pipeguard-headless-client /usr/bin/pipeguard-go
-	install -m 0644 cmd/headless-client/pipeguard-headless-client@.service cmd/headless-client/pipeguard-tunnel@.service /etc/systemd/system/
+	install -m 0644 cmd/headless-client/pipeguard-headless-client@.service cmd/headless-client/pipeguard-tunnel@.service \
+		cmd/headless-client/pipeguard-headless-client@.socket cmd/headless-client/pipeguard-tunnel@.socket /etc/systemd/system/
+	install -m 0644 cmd/headless-client/pipeguard-tmpfiles.conf /etc/tmpfiles.d/pipeguard.conf
+	if command -v systemd-tmpfiles >/dev/null; then systemd-tmpfiles --create pipeguard.conf; fi
 	getent passwd pipeguard >/dev/null || useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin pipeguard
 	install -d -m 0700 -o pipeguard -g pipeguard /etc/pipeguard
 	if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi

@@ -1,13 +1,16 @@
 package bench
 
 import (
-	"cmp"
 	"fmt"
 	"io"
-	"runtime"
-	"slices"
 	"time"
 
+	"pipeguard/bench/core"
+	"pipeguard/bench/flood"
+	"pipeguard/bench/loadgen"
+	"pipeguard/bench/mem"
+	"pipeguard/bench/netns"
+	"pipeguard/bench/soak"
 	"pipeguard/noise"
 	"pipeguard/stages"
 	"pipeguard/wire"
@@ -30,26 +33,29 @@ const (
 	ModeFlood Mode = "flood"
 )
 
-// Config is one run of the harness. The zero value runs the full
-// in-memory sweep; zero fields take the defaults named in their comments,
-// which Quick makes smaller.
+// Config is one run of the harness: cmd/bench's flags. The zero value
+// runs the full in-memory sweep; zero fields take the defaults of the
+// mode that uses them (each mode's Config names them), which Quick makes
+// smaller.
 type Config struct {
 	Mode  Mode // default ModeMem
 	Quick bool // a small sweep that still covers both engines, every direction and the ratios
-	// Duration is the measured time per measurement: in memory, default
-	// 1 s, quick 500 ms; in netns mode, each iperf3 run's -t (rounded up
-	// to whole seconds), default 10 s, quick 2 s.
+	// Duration is the measured time per measurement, and each mode has
+	// its own default: in memory, per measurement (1 s, quick 500 ms);
+	// netns, each iperf3 run (10 s, quick 2 s); loadgen, each tunnel and
+	// direction (10 s, quick 2 s); soak, the traffic watched (10 min,
+	// quick 20 s); flood, each phase (3 s, quick 2 s).
 	Duration time.Duration
 	Repeat   int // figures are medians of this many repeats; default 1
 	// Packets, when positive, makes every measurement move exactly this
 	// many packets per direction instead of running for Duration (tests).
 	Packets int
 
-	Directions []Direction     // in memory; default every direction
-	Engines    []stages.Engine // default sequential and pipeline (both modes)
-	Sizes      []int           // inner packet sizes; default 64, 512, 1280; quick 64, 1280
-	Peers      []int           // default 1, 4; quick 1
-	Procs      []int           // GOMAXPROCS values; default 1..NumCPU; quick 1 and NumCPU
+	Directions []core.Direction // in memory; default every direction (flood: the first, default both)
+	Engines    []stages.Engine  // default sequential and pipeline
+	Sizes      []int            // inner packet sizes; default 64, 512, 1280; quick 64, 1280 (flood: the first, default 1280)
+	Peers      []int            // default 1, 4; quick 1
+	Procs      []int            // GOMAXPROCS values; default 1..NumCPU; quick 1 and NumCPU
 	// Workers are the pipeline's crypto workers per direction; 0 stands
 	// for GOMAXPROCS. Default 1, GOMAXPROCS and twice that; quick
 	// GOMAXPROCS.
@@ -58,15 +64,8 @@ type Config struct {
 	// Streams are the netns mode's iperf3 parallel TCP streams (-P);
 	// default 1 and 4, each run in both directions.
 	Streams []int
-	// TCPDuration is what Duration means in netns mode, after defaults.
-	TCPDuration time.Duration
-	// LoadDuration is what Duration means in loadgen mode, after
-	// defaults: the measured time per tunnel and direction, default 10 s,
-	// quick 2 s.
-	LoadDuration time.Duration
 	// SoakEvery is how often the soak mode reloads each end with SIGHUP
-	// and changes its peer with wg set; default 1 min. (In soak mode,
-	// Duration is the traffic watched: default 10 min, quick 20 s.)
+	// and changes its peer with wg set; default 1 min.
 	SoakEvery time.Duration
 
 	NoStageCPU bool   // skip the profiled measurement behind the per-stage CPU share
@@ -83,108 +82,21 @@ type Config struct {
 	ProgressTTY bool
 }
 
-// Defaults of the full and the quick sweep.
-const (
-	defaultDuration = time.Second
-	quickDuration   = 500 * time.Millisecond
-	// The netns mode's iperf3 runs: long enough for TCP to settle (it
-	// does in well under a second on a veth), short enough that the quick
-	// form, 3 tunnels × 4 runs, stays under a minute.
-	defaultTCPDuration = 10 * time.Second
-	quickTCPDuration   = 2 * time.Second
-	maxStreams         = 128 // iperf3's own limit
-	// minPacketSize leaves room for the IPv4 and UDP headers and the
-	// sequence number the harness writes into each inner packet.
-	minPacketSize = 32
-	maxPeers      = 1 << 16
-)
-
-// withDefaults fills zero fields and checks the rest.
+// withDefaults fills the mode and the repeats, and checks every setting,
+// so that a run of several modes fails before the first starts. Duration
+// and the sweep's lists stay as they were given: each mode's Config
+// fills its own defaults (duration says which one the report records).
 func (c Config) withDefaults() (Config, error) {
-	ncpu := runtime.NumCPU()
 	if c.Mode == "" {
 		c.Mode = ModeMem
-	}
-	if c.TCPDuration == 0 {
-		c.TCPDuration = c.Duration
-		if c.Duration == 0 {
-			c.TCPDuration = defaultTCPDuration
-			if c.Quick {
-				c.TCPDuration = quickTCPDuration
-			}
-		}
-	}
-	c.TCPDuration = max(time.Second, (c.TCPDuration + time.Second - 1).Truncate(time.Second)) // iperf3 -t takes whole seconds
-	if c.LoadDuration == 0 {
-		c.LoadDuration = cmp.Or(c.Duration, defaultLoadDuration)
-		if c.Duration == 0 && c.Quick {
-			c.LoadDuration = quickLoadDuration
-		}
-	}
-	if len(c.Streams) == 0 {
-		c.Streams = []int{1, 4}
-	}
-	if c.Mode == ModeFlood {
-		// One case, not a sweep: the largest packets both ways, unless set.
-		if len(c.Sizes) == 0 {
-			c.Sizes = []int{wire.MaxInnerSize}
-		}
-		if len(c.Directions) == 0 {
-			c.Directions = []Direction{Both}
-		}
-	}
-	if c.Duration == 0 && c.Mode == ModeFlood {
-		c.Duration = floodDuration
-		if c.Quick {
-			c.Duration = floodQuickDuration
-		}
-	}
-	if c.Mode == ModeSoak && c.Duration == 0 {
-		c.Duration = defaultSoakDuration
-		if c.Quick {
-			c.Duration = quickSoakDuration
-		}
-	}
-	if c.SoakEvery == 0 {
-		c.SoakEvery = defaultSoakEvery
-	}
-	if c.Duration == 0 {
-		c.Duration = defaultDuration
-		if c.Quick {
-			c.Duration = quickDuration
-		}
 	}
 	if c.Repeat == 0 {
 		c.Repeat = 1
 	}
-	if len(c.Directions) == 0 {
-		c.Directions = []Direction{Inbound, Outbound, Both}
-	}
-	if len(c.Engines) == 0 {
-		c.Engines = []stages.Engine{stages.EngineSequential, stages.EnginePipeline}
-	}
-	if len(c.Sizes) == 0 {
-		c.Sizes = []int{64, 512, wire.MaxInnerSize}
-		if c.Quick {
-			c.Sizes = []int{64, wire.MaxInnerSize}
-		}
-	}
-	if len(c.Peers) == 0 {
-		c.Peers = []int{1, 4}
-		if c.Quick {
-			c.Peers = []int{1}
-		}
-	}
-	if len(c.Procs) == 0 {
-		for p := 1; p <= ncpu; p++ {
-			if !c.Quick || p == 1 || p == ncpu {
-				c.Procs = append(c.Procs, p)
-			}
-		}
-	}
 	return c, c.check()
 }
 
+// check refuses a setting no mode can run with, wrapping ErrConfig.
 func (c *Config) check() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, a...)...)
@@ -194,18 +106,18 @@ func (c *Config) check() error {
 	default:
 		return bad("mode %q is not mem, netns, loadgen, all, soak or flood", c.Mode)
 	}
-	if c.Mode == ModeSoak && (c.Duration < time.Second || c.SoakEvery < time.Second) {
+	if sc := c.soak(); c.Mode == ModeSoak && (sc.Duration < time.Second || sc.Every < time.Second) {
 		return bad("soak duration and change interval must be at least 1s")
 	}
-	if (c.Mode == ModeLoadgen || c.Mode == ModeAll) && c.LoadDuration > maxLoadDuration {
+	if d := c.loadgen().Duration; (c.Mode == ModeLoadgen || c.Mode == ModeAll) && d > loadgen.MaxDuration {
 		return bad("loadgen duration %v is over %v: a tunnel's cells run on one session, which must end before Rekey-After-Time (%v)",
-			c.LoadDuration, maxLoadDuration, noise.RekeyAfterTime)
+			d, loadgen.MaxDuration, noise.RekeyAfterTime)
 	}
 	if c.Duration < 0 || c.Repeat < 1 || c.Packets < 0 {
 		return bad("duration, repeat and packets must be positive")
 	}
 	for _, d := range c.Directions {
-		if d != Inbound && d != Outbound && d != Both {
+		if d != core.Inbound && d != core.Outbound && d != core.Both {
 			return bad("direction %q is not inbound, outbound or both", d)
 		}
 	}
@@ -215,13 +127,13 @@ func (c *Config) check() error {
 		}
 	}
 	for _, s := range c.Sizes {
-		if s < minPacketSize || s > wire.MaxInnerSize {
-			return bad("packet size %d not in %d..%d", s, minPacketSize, wire.MaxInnerSize)
+		if s < mem.MinPacketSize || s > wire.MaxInnerSize {
+			return bad("packet size %d not in %d..%d", s, mem.MinPacketSize, wire.MaxInnerSize)
 		}
 	}
 	for _, p := range c.Peers {
-		if p < 1 || p > maxPeers {
-			return bad("peers %d not in 1..%d", p, maxPeers)
+		if p < 1 || p > mem.MaxPeers {
+			return bad("peers %d not in 1..%d", p, mem.MaxPeers)
 		}
 	}
 	for _, p := range c.Procs {
@@ -230,8 +142,8 @@ func (c *Config) check() error {
 		}
 	}
 	for _, n := range c.Streams {
-		if n < 1 || n > maxStreams {
-			return bad("streams %d not in 1..%d", n, maxStreams)
+		if n < 1 || n > netns.MaxStreams {
+			return bad("streams %d not in 1..%d", n, netns.MaxStreams)
 		}
 	}
 	for _, w := range c.Workers {
@@ -242,78 +154,55 @@ func (c *Config) check() error {
 	return nil
 }
 
-// workersFor resolves the configured worker counts at GOMAXPROCS procs,
-// in order, without repeats.
-func (c *Config) workersFor(procs int) []int {
-	ws := c.Workers
-	switch {
-	case len(ws) > 0:
-	case c.Quick:
-		ws = []int{procs}
-	default:
-		ws = []int{1, procs, 2 * procs}
+// duration is the measured time per measurement that the report's
+// settings record: the flood mode's per phase, the soak's traffic, and
+// otherwise the in-memory mode's per measurement (which the netns and
+// loadgen modes leave as it is).
+func (c *Config) duration() time.Duration {
+	switch c.Mode {
+	case ModeFlood:
+		return c.flood().Duration
+	case ModeSoak:
+		return c.soak().Duration
 	}
-	var out []int
-	for _, w := range ws {
-		if w == 0 {
-			w = procs
-		}
-		if !slices.Contains(out, w) {
-			out = append(out, w)
-		}
-	}
-	slices.Sort(out)
-	return out
+	return c.mem().Duration
 }
 
-// memCases lists the in-memory sweep in the order it runs and the table
-// shows: by direction, size, peers, GOMAXPROCS, engine, workers.
-func (c *Config) memCases() []MemCase {
-	var out []MemCase
-	for _, d := range c.Directions {
-		for _, size := range c.Sizes {
-			for _, peers := range c.Peers {
-				for _, procs := range c.Procs {
-					for _, e := range c.Engines {
-						mc := MemCase{Direction: d, Engine: string(e), PacketSize: size, Peers: peers, Procs: procs}
-						if e == stages.EngineSequential {
-							out = append(out, mc)
-							continue
-						}
-						for _, w := range c.workersFor(procs) {
-							mc.Workers = w
-							out = append(out, mc)
-						}
-					}
-				}
-			}
-		}
-	}
-	return out
+// mem is the in-memory mode's config, with its defaults.
+func (c *Config) mem() mem.Config {
+	return mem.Config{Quick: c.Quick, Duration: c.Duration, Repeat: c.Repeat, Packets: c.Packets,
+		Directions: c.Directions, Engines: c.Engines, Sizes: c.Sizes, Peers: c.Peers, Procs: c.Procs, Workers: c.Workers,
+		NoStageCPU: c.NoStageCPU, Profile: c.CPUProfile != "", Out: c.out()}.WithDefaults()
 }
 
-// aeadCases lists the AEAD limits the sweep needs: each size at each
-// GOMAXPROCS.
-func (c *Config) aeadCases() []AEADLimit {
-	var out []AEADLimit
-	for _, size := range c.Sizes {
-		for _, procs := range c.Procs {
-			out = append(out, AEADLimit{PacketSize: size, Procs: procs})
-		}
+// flood is the flood mode's config, with its defaults: one case, not a
+// sweep, of the first size and direction given.
+func (c *Config) flood() flood.Config {
+	fc := flood.Config{Quick: c.Quick, Duration: c.Duration, Repeat: c.Repeat, Packets: c.Packets, Out: c.out()}
+	if len(c.Sizes) > 0 {
+		fc.Size = c.Sizes[0]
 	}
-	return out
+	if len(c.Directions) > 0 {
+		fc.Direction = c.Directions[0]
+	}
+	return fc.WithDefaults()
 }
 
-// stageCase is the pipeline measurement profiled for the per-stage CPU
-// share: both directions at once, the largest size, the fewest peers,
-// every core, as many workers as cores.
-func (c *Config) stageCase() MemCase {
-	return MemCase{
-		Direction:  Both,
-		Engine:     string(stages.EnginePipeline),
-		PacketSize: slices.Max(c.Sizes),
-		Peers:      slices.Min(c.Peers),
-		Procs:      slices.Max(c.Procs),
-		Workers:    slices.Max(c.Procs),
-	}
+// soak is the soak mode's config, with its defaults.
+func (c *Config) soak() soak.Config {
+	return soak.Config{Quick: c.Quick, Duration: c.Duration, Every: c.SoakEvery, Out: c.out()}.WithDefaults()
 }
+
+// netns is the netns mode's config, with its defaults.
+func (c *Config) netns() netns.Config {
+	return netns.Config{Quick: c.Quick, Duration: c.Duration, Repeat: c.Repeat, Engines: c.Engines, Streams: c.Streams,
+		Out: c.out()}.WithDefaults()
+}
+
+// loadgen is the loadgen mode's config, with its defaults.
+func (c *Config) loadgen() loadgen.Config {
+	return loadgen.Config{Quick: c.Quick, Duration: c.Duration, Repeat: c.Repeat, Engines: c.Engines, Out: c.out()}.WithDefaults()
+}
+
+// out is where the run reports its progress.
+func (c *Config) out() core.Out { return core.Out{W: c.Progress, TTY: c.ProgressTTY} }

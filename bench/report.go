@@ -4,215 +4,26 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
+
+	"pipeguard/bench/core"
+	"pipeguard/bench/flood"
+	"pipeguard/bench/loadgen"
+	"pipeguard/bench/mem"
+	"pipeguard/bench/netns"
+	"pipeguard/bench/soak"
 )
 
 // Report is everything one run of the harness measured: what the table
-// shows and the JSON file holds. Mem, Netns and Flood are nil when their
-// mode did not run.
+// shows and the JSON file holds. Each mode's part is nil when the mode
+// did not run.
 type Report struct {
-	Machine  Machine        `json:"machine"`
-	Settings Settings       `json:"settings"`
-	Mem      *MemReport     `json:"mem,omitempty"`
-	Netns    *NetnsReport   `json:"netns,omitempty"`
-	Loadgen  *LoadgenReport `json:"loadgen,omitempty"`
-	Soak     *SoakReport    `json:"soak,omitempty"`
-	Flood    *FloodReport   `json:"flood,omitempty"`
-}
-
-// Machine says where and when a report was measured.
-type Machine struct {
-	CPUModel    string   `json:"cpu_model"`
-	Cores       int      `json:"cores"` // runtime.NumCPU
-	GoVersion   string   `json:"go_version"`
-	OS          string   `json:"os"`
-	Arch        string   `json:"arch"`
-	Kernel      string   `json:"kernel"`
-	Date        string   `json:"date"` // RFC 3339, UTC
-	CommandLine []string `json:"command_line"`
-	// LoadAverage is /proc/loadavg's first three fields at the start: on
-	// a shared machine, how busy it was.
-	LoadAverage string `json:"load_average,omitempty"`
-}
-
-// Settings are the knobs the run used, after defaults.
-type Settings struct {
-	Mode            string  `json:"mode"`
-	Quick           bool    `json:"quick"`
-	DurationSeconds float64 `json:"duration_seconds"` // per measurement
-	Repeat          int     `json:"repeat"`           // figures are medians of this many
-	Packets         int     `json:"packets,omitempty"`
-}
-
-// MemReport holds the in-memory mode's figures.
-type MemReport struct {
-	Results []MemResult `json:"results"`
-	AEAD    []AEADLimit `json:"aead_limit"`
-	// StageCPU is the share of CPU per pipeline stage, from a profile of
-	// one pipeline measurement; nil when it was not taken.
-	StageCPU *StageCPU `json:"stage_cpu,omitempty"`
-}
-
-// Direction is which way traffic crosses the tunnel under test.
-type Direction string
-
-// Directions of the in-memory mode.
-const (
-	Inbound  Direction = "inbound"  // UDP in, decrypt, TUN out
-	Outbound Direction = "outbound" // TUN in, encrypt, UDP out
-	Both     Direction = "both"     // the two at once, the same count each way
-)
-
-// MemCase is one point of the in-memory sweep.
-type MemCase struct {
-	Direction  Direction `json:"direction"`
-	Engine     string    `json:"engine"`
-	PacketSize int       `json:"packet_size"` // inner IP packet bytes
-	Peers      int       `json:"peers"`
-	Procs      int       `json:"gomaxprocs"`
-	Workers    int       `json:"workers"` // crypto workers per direction; 0 for the sequential engine
-}
-
-// MemResult is one case's figures: medians over the repeats in Samples.
-// Throughput counts inner bytes (what the applications send); Both counts
-// the two directions together.
-type MemResult struct {
-	MemCase
-	Gbps            float64 `json:"gbit_per_s"`
-	Mpps            float64 `json:"mpps"`
-	CPUNsPerPacket  float64 `json:"cpu_ns_per_packet"` // process CPU (user+system) per packet
-	AllocsPerPacket float64 `json:"allocs_per_packet"` // heap allocations per packet, whole process
-	// VsSequential is Gbps over the sequential engine's Gbps in the same
-	// direction, size, peers and GOMAXPROCS; 0 when there is none.
-	VsSequential float64 `json:"vs_sequential"`
-	// AEADGbps is the ChaCha20-Poly1305 limit at this size and
-	// GOMAXPROCS, and OfAEAD is Gbps / AEADGbps.
-	AEADGbps float64     `json:"aead_gbit_per_s"`
-	OfAEAD   float64     `json:"of_aead"`
-	Samples  []MemSample `json:"samples"`
-}
-
-// MemSample is one repeat's raw totals over its measured intervals.
-type MemSample struct {
-	Packets    uint64  `json:"packets"` // inner packets, both directions summed
-	Seconds    float64 `json:"seconds"` // wall time measured
-	CPUSeconds float64 `json:"cpu_seconds"`
-	Mallocs    uint64  `json:"mallocs"`
-}
-
-// AEADLimit is ChaCha20-Poly1305 opening messages of one inner packet
-// size (padded as WireGuard pads) on Procs goroutines in parallel. Each
-// sample is the best of three short runs: the limit is a ceiling.
-type AEADLimit struct {
-	PacketSize int         `json:"packet_size"`
-	Procs      int         `json:"gomaxprocs"`
-	Gbps       float64     `json:"gbit_per_s"` // inner bytes, as MemResult counts them
-	Mpps       float64     `json:"mpps"`
-	Samples    []MemSample `json:"samples"`
-}
-
-// StageCPU is where the CPU time of one pipeline measurement went, from a
-// CPU profile grouped by the "stage" pprof label the engine sets.
-type StageCPU struct {
-	Case        MemCase      `json:"case"`
-	WallSeconds float64      `json:"wall_seconds"` // measured time profiled
-	Samples     int64        `json:"profile_samples"`
-	CPUSeconds  float64      `json:"cpu_seconds"`
-	Stages      []StageShare `json:"stages"` // largest first; NoStage last
-}
-
-// NoStage names profile samples without a stage label: the runtime (GC
-// workers, scheduler), the harness and its feed goroutine.
-const NoStage = "(no stage)"
-
-// StageShare is one stage's CPU time and its share of the profile.
-type StageShare struct {
-	Stage   string  `json:"stage"`
-	Seconds float64 `json:"cpu_seconds"`
-	Share   float64 `json:"share"` // of all profiled CPU time, 0..1
-}
-
-// NetnsReport holds the namespace mode's figures: real TUN devices in two
-// network namespaces joined by a veth pair, the tunnel under test at both
-// ends, traffic from iperf3 and ping. Every implementation ran in the same
-// namespaces at the same MTU with the same iperf3 and ping settings.
-type NetnsReport struct {
-	MTU        int `json:"mtu"`         // of every tunnel interface
-	TCPSeconds int `json:"tcp_seconds"` // iperf3 -t of each TCP run
-	// PingIntervalMs is ping's -i; PingIdleCount the idle series' -c.
-	PingIntervalMs float64 `json:"ping_interval_ms"`
-	PingIdleCount  int     `json:"ping_idle_count"`
-	// WireguardGoVersion is golang.zx2c4.com/wireguard's module version
-	// in the wgpeer binary measured; Iperf3Version is iperf3's banner.
-	WireguardGoVersion string `json:"wireguard_go_version"`
-	Iperf3Version      string `json:"iperf3_version"`
-	// PipeGuardRevision is the git commit the client was built from (its
-	// build info), and whether the tree had uncommitted changes.
-	PipeGuardRevision string     `json:"pipeguard_revision,omitempty"`
-	Runs              []NetnsRun `json:"runs"`
-	// Warnings are things that went wrong without spoiling a figure, such
-	// as a tunnel that did not exit 0 on SIGTERM.
-	Warnings []string `json:"warnings,omitempty"`
-}
-
-// Implementations the namespace mode compares.
-const (
-	ImplPipeGuard   = "pipeguard"
-	ImplWireguardGo = "wireguard-go"
-)
-
-// NetnsRun is one implementation (and engine) measured end to end: a
-// tunnel process in each namespace, figures as medians over the repeats.
-type NetnsRun struct {
-	Impl   string `json:"impl"`             // ImplPipeGuard or ImplWireguardGo
-	Engine string `json:"engine,omitempty"` // PipeGuard's engine
-	// Args are the tunnel program's arguments at one end (the other
-	// differs only in its config file and interface name).
-	Args []string `json:"args"`
-	// TCP is iperf3's throughput, per direction and stream count.
-	TCP []TCPResult `json:"tcp"`
-	// PingIdle is a series with no other traffic; PingLoaded one taken
-	// during the outbound TCP run with the most streams. Each pools the
-	// replies of every repeat.
-	PingIdle   RTT `json:"ping_idle"`
-	PingLoaded RTT `json:"ping_loaded"`
-	// CPUPercent is the tunnel processes' CPU use (both ends, user and
-	// system time from /proc/<pid>/stat, 100 = one core) over all the TCP
-	// runs; PeakRSSBytes the larger of the two ends' peak resident set
-	// (VmHWM), the largest over the repeats.
-	CPUPercent   float64 `json:"cpu_percent"`
-	PeakRSSBytes uint64  `json:"peak_rss_bytes"`
-}
-
-// TCPResult is one iperf3 configuration's figures, medians over the
-// repeats in Samples, and its ratios to the same configuration over
-// wireguard-go and over the sequential engine (0 when not measured).
-type TCPResult struct {
-	Direction     Direction   `json:"direction"` // Outbound: the client's namespace sends; Inbound: it receives (-R)
-	Streams       int         `json:"streams"`
-	Gbps          float64     `json:"gbit_per_s"` // received, as iperf3 reports
-	Retransmits   int64       `json:"retransmits"`
-	CPUPercent    float64     `json:"cpu_percent"` // both tunnel processes, 100 = one core
-	VsWireguardGo float64     `json:"vs_wireguard_go"`
-	VsSequential  float64     `json:"vs_sequential"`
-	Samples       []TCPSample `json:"samples"`
-}
-
-// TCPSample is one iperf3 run.
-type TCPSample struct {
-	Gbps        float64 `json:"gbit_per_s"`
-	Retransmits int64   `json:"retransmits"`
-	Seconds     float64 `json:"seconds"`      // iperf3's measured time
-	WallSeconds float64 `json:"wall_seconds"` // the client's whole run, over which CPU was read
-	CPUSeconds  float64 `json:"cpu_seconds"`  // both tunnel processes, user and system
-}
-
-// RTT is a ping series' round-trip times, in milliseconds.
-type RTT struct {
-	Sent     int     `json:"sent"`
-	Received int     `json:"received"`
-	P50Ms    float64 `json:"p50_ms"`
-	P99Ms    float64 `json:"p99_ms"`
+	Machine  core.Machine    `json:"machine"`
+	Settings core.Settings   `json:"settings"`
+	Mem      *mem.Report     `json:"mem,omitempty"`
+	Netns    *netns.Report   `json:"netns,omitempty"`
+	Loadgen  *loadgen.Report `json:"loadgen,omitempty"`
+	Soak     *soak.Report    `json:"soak,omitempty"`
+	Flood    *flood.Report   `json:"flood,omitempty"`
 }
 
 // WriteJSON writes the report, indented, to w.
@@ -224,7 +35,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 
 // WriteJSONFile writes the report to the file at path.
 func (r *Report) WriteJSONFile(path string) error {
-	return writeFile(path, r.WriteJSON)
+	return core.WriteFile(path, r.WriteJSON)
 }
 
 // ReadReport decodes a report written by WriteJSON.
@@ -238,16 +49,12 @@ func ReadReport(rd io.Reader) (*Report, error) {
 	return &r, nil
 }
 
-// writeFile creates path and lets write fill it; a failed write or close
-// is an error.
-func writeFile(path string, write func(io.Writer) error) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := write(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
+// Direction is which way traffic crosses the tunnel under test.
+type Direction = core.Direction
+
+// Directions of the in-memory and flood modes.
+const (
+	Inbound  = core.Inbound  // UDP in, decrypt, TUN out
+	Outbound = core.Outbound // TUN in, encrypt, UDP out
+	Both     = core.Both     // the two at once, the same count each way
+)

@@ -1,17 +1,14 @@
 package bench
 
 import (
-	"cmp"
 	"fmt"
 	"io"
-	"slices"
-	"strconv"
 	"strings"
 )
 
-// WriteTable prints the report as aligned tables: the machine, the
-// namespace mode's figures when it ran, then the in-memory sweep and the
-// per-stage CPU share when that ran.
+// WriteTable prints the report as aligned tables: a line on the machine,
+// then each mode's own tables, in the order soak, netns, loadgen, mem,
+// flood, for the modes that ran.
 func (r *Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	m := r.Machine
@@ -21,217 +18,20 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	b.WriteString("\n")
 	if r.Soak != nil {
-		writeSoak(&b, r.Soak)
+		r.Soak.WriteTable(&b)
 	}
 	if r.Netns != nil {
-		writeNetns(&b, r.Netns, r.Settings)
+		r.Netns.WriteTable(&b, r.Settings)
 	}
 	if r.Loadgen != nil {
-		writeLoadgen(&b, r.Loadgen, m, r.Settings)
+		r.Loadgen.WriteTable(&b, m, r.Settings)
 	}
 	if r.Mem != nil {
-		writeMem(&b, r.Mem, r.Settings)
+		r.Mem.WriteTable(&b, r.Settings)
 	}
 	if r.Flood != nil {
-		writeFlood(&b, r.Flood, r.Settings)
+		r.Flood.WriteTable(&b, r.Settings)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-// memHead is the in-memory table's header; memRow formats one result to
-// match it. Cells hold no spaces, so a row splits back on white space.
-var memHead = []string{"direction", "size", "peers", "GOMAXPROCS", "engine", "workers",
-	"Gbit/s", "Mpps", "CPU ns/pkt", "allocs/pkt", "pipe/seq", "AEAD Gbit/s", "of AEAD"}
-
-func memRow(r MemResult) []string {
-	return []string{
-		string(r.Direction), strconv.Itoa(r.PacketSize), strconv.Itoa(r.Peers), strconv.Itoa(r.Procs), r.Engine,
-		orDash(r.Workers > 0, strconv.Itoa(r.Workers)),
-		fmt.Sprintf("%.2f", r.Gbps), fmt.Sprintf("%.3f", r.Mpps),
-		fmt.Sprintf("%.0f", r.CPUNsPerPacket), fmt.Sprintf("%.3f", r.AllocsPerPacket),
-		orDash(r.VsSequential > 0, fmt.Sprintf("%.2f", r.VsSequential)),
-		orDash(r.AEADGbps > 0, fmt.Sprintf("%.2f", r.AEADGbps)),
-		orDash(r.AEADGbps > 0, fmt.Sprintf("%.0f%%", 100*r.OfAEAD)),
-	}
-}
-
-// stageHead and stageRow are the per-stage CPU table's.
-var stageHead = []string{"stage", "CPU s", "share"}
-
-func stageRow(s StageShare) []string {
-	return []string{s.Stage, fmt.Sprintf("%.3f", s.Seconds), fmt.Sprintf("%.1f%%", 100*s.Share)}
-}
-
-func orDash(ok bool, s string) string {
-	if ok {
-		return s
-	}
-	return "-"
-}
-
-func writeMem(b *strings.Builder, mr *MemReport, st Settings) {
-	fmt.Fprintf(b, "\nIn memory: whole tunnels, real crypto; medians of %d; inner bytes (both: the two directions together);\n", st.Repeat)
-	fmt.Fprintf(b, "CPU is the process's per packet; AEAD is ChaCha20-Poly1305 opening the same size on GOMAXPROCS cores.\n\n")
-	t := table{head: memHead, left: map[int]bool{0: true, 4: true}}
-	for i, r := range mr.Results {
-		if i > 0 {
-			p := mr.Results[i-1]
-			if p.Direction != r.Direction || p.PacketSize != r.PacketSize || p.Peers != r.Peers {
-				t.rows = append(t.rows, nil)
-			}
-		}
-		t.rows = append(t.rows, memRow(r))
-	}
-	t.write(b, "")
-	if s := mr.StageCPU; s != nil {
-		c := s.Case
-		fmt.Fprintf(b, "\nCPU per stage (pprof label \"stage\") in one profiled measurement: %s;\n", c)
-		fmt.Fprintf(b, "%.2f s of CPU in %.2f s measured (%d samples); %s is the runtime and the harness.\n\n",
-			s.CPUSeconds, s.WallSeconds, s.Samples, NoStage)
-		t := table{head: stageHead, left: map[int]bool{0: true}}
-		for _, sh := range s.Stages {
-			t.rows = append(t.rows, stageRow(sh))
-		}
-		t.write(b, "  ")
-	}
-}
-
-// netnsTCPHead is the namespace mode's TCP table's header; netnsTCPRow
-// formats one result to match it.
-var netnsTCPHead = []string{"impl", "engine", "direction", "streams", "Gbit/s", "retrans", "CPU %", "vs wg-go", "pipe/seq"}
-
-func netnsTCPRow(run NetnsRun, tc TCPResult) []string {
-	return []string{run.Impl, orDash(run.Engine != "", run.Engine), string(tc.Direction),
-		strconv.Itoa(tc.Streams), fmt.Sprintf("%.2f", tc.Gbps), strconv.FormatInt(tc.Retransmits, 10),
-		fmt.Sprintf("%.0f", tc.CPUPercent),
-		orDash(tc.VsWireguardGo > 0, fmt.Sprintf("%.2f", tc.VsWireguardGo)),
-		orDash(tc.VsSequential > 0, fmt.Sprintf("%.2f", tc.VsSequential))}
-}
-
-func writeNetns(b *strings.Builder, nr *NetnsReport, st Settings) {
-	fmt.Fprintf(b, "\nNetwork namespaces: two, joined by a veth pair; a tunnel process at each end, TUN MTU %d;\n", nr.MTU)
-	fmt.Fprintf(b, "TCP by iperf3 (-t %d, received Gbit/s), medians of %d; CPU: both tunnel processes, 100 = one core;\n", nr.TCPSeconds, st.Repeat)
-	fmt.Fprintf(b, "PipeGuard %s; wireguard-go %s; %s.\n\n", cmp.Or(nr.PipeGuardRevision, "(revision unknown)"), nr.WireguardGoVersion, nr.Iperf3Version)
-	t := table{head: netnsTCPHead, left: map[int]bool{0: true, 1: true, 2: true}}
-	for i, run := range nr.Runs {
-		if i > 0 {
-			t.rows = append(t.rows, nil)
-		}
-		for _, tc := range run.TCP {
-			t.rows = append(t.rows, netnsTCPRow(run, tc))
-		}
-	}
-	t.write(b, "")
-	b.WriteString("\n")
-	t = table{head: []string{"impl", "engine", "RTT idle p50 ms", "p99 ms", "RTT loaded p50 ms", "p99 ms", "lost", "CPU %", "peak RSS MiB"},
-		left: map[int]bool{0: true, 1: true}}
-	for _, run := range nr.Runs {
-		lost := run.PingIdle.Sent - run.PingIdle.Received + run.PingLoaded.Sent - run.PingLoaded.Received
-		t.rows = append(t.rows, []string{run.Impl, orDash(run.Engine != "", run.Engine),
-			fmt.Sprintf("%.3f", run.PingIdle.P50Ms), fmt.Sprintf("%.3f", run.PingIdle.P99Ms),
-			fmt.Sprintf("%.3f", run.PingLoaded.P50Ms), fmt.Sprintf("%.3f", run.PingLoaded.P99Ms),
-			strconv.Itoa(lost), fmt.Sprintf("%.0f", run.CPUPercent), fmt.Sprintf("%.1f", float64(run.PeakRSSBytes)/(1<<20))})
-	}
-	t.write(b, "")
-	fmt.Fprintf(b, "(ping -i %g from A to B through the tunnel: %d echoes idle, and during the outbound run with the most streams,\n"+
-		"from 0.5 s after its start to 0.5 s before its end; an echo in flight when that series stops counts as lost)\n",
-		nr.PingIntervalMs/1000, nr.PingIdleCount)
-	writeNetnsRatios(b, nr)
-	for _, w := range nr.Warnings {
-		fmt.Fprintf(b, "warning: %s\n", w)
-	}
-}
-
-// writeNetnsRatios prints the ratios of TCP throughput per direction and
-// stream count: each PipeGuard engine over wireguard-go, and pipeline over
-// sequential.
-func writeNetnsRatios(b *strings.Builder, nr *NetnsReport) {
-	var head []string
-	var cols []tcpCase
-	for _, run := range nr.Runs {
-		for _, tc := range run.TCP {
-			c := tcpCase{tc.Direction, tc.Streams}
-			if !slices.Contains(cols, c) {
-				cols = append(cols, c)
-				head = append(head, fmt.Sprintf("%s×%d", tc.Direction, tc.Streams))
-			}
-		}
-	}
-	t := table{head: append([]string{"TCP Gbit/s ratio"}, head...), left: map[int]bool{0: true}}
-	row := func(name string, ok func(NetnsRun) bool, f func(TCPResult) float64) {
-		for _, run := range nr.Runs {
-			if !ok(run) {
-				continue
-			}
-			r := []string{name}
-			for _, c := range cols {
-				v := 0.0
-				for _, tc := range run.TCP {
-					if tc.Direction == c.Direction && tc.Streams == c.Streams {
-						v = f(tc)
-					}
-				}
-				r = append(r, orDash(v > 0, fmt.Sprintf("%.2f", v)))
-			}
-			t.rows = append(t.rows, r)
-		}
-	}
-	for _, run := range nr.Runs {
-		if run.Impl == ImplPipeGuard {
-			e := run.Engine
-			row(e+" / wireguard-go", func(r NetnsRun) bool { return r.Impl == ImplPipeGuard && r.Engine == e },
-				func(tc TCPResult) float64 { return tc.VsWireguardGo })
-		}
-	}
-	row("pipeline / sequential", func(r NetnsRun) bool { return r.Impl == ImplPipeGuard && r.Engine != engineSequential },
-		func(tc TCPResult) float64 { return tc.VsSequential })
-	if len(t.rows) == 0 {
-		return
-	}
-	b.WriteString("\n")
-	t.write(b, "")
-}
-
-// table aligns columns: numbers to the right, the columns in left to the
-// left. A nil row prints as an empty line.
-type table struct {
-	head []string
-	left map[int]bool
-	rows [][]string
-}
-
-func (t *table) write(b *strings.Builder, indent string) {
-	width := make([]int, len(t.head))
-	for _, row := range append([][]string{t.head}, t.rows...) {
-		for i, c := range row {
-			width[i] = max(width[i], len(c))
-		}
-	}
-	line := func(row []string) {
-		b.WriteString(indent)
-		for i, c := range row {
-			if i > 0 {
-				b.WriteString("  ")
-			}
-			pad := strings.Repeat(" ", width[i]-len(c))
-			if t.left[i] {
-				if i == len(row)-1 {
-					pad = ""
-				}
-				b.WriteString(c + pad)
-			} else {
-				b.WriteString(pad + c)
-			}
-		}
-		b.WriteString("\n")
-	}
-	line(t.head)
-	for _, row := range t.rows {
-		if row == nil {
-			b.WriteString("\n")
-			continue
-		}
-		line(row)
-	}
 }

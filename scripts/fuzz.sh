@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target in the module, one after another, each for the
 # same -fuzztime: `make fuzz` (CI, a short time each) and long runs
-# (FUZZTIME=10m make fuzz, or one target by hand, see README "Testing").
+# (FUZZTIME=10m make fuzz, or one target by hand, see docs/development.md).
 # Targets are found, not listed: every `func FuzzX(f *testing.F)` in a
 # _test.go file. Seed corpora are checked in under each package's
 # testdata/fuzz/FuzzX; a failing input is written there too, and the run

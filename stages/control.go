@@ -121,12 +121,7 @@ func (t *Tunnel) updateLocked(p *peer, u PeerUpdate) {
 		p.hs.SetPresharedKey(*u.PresharedKey)
 	}
 	if u.Endpoint != nil {
-		if u.Endpoint.IsValid() {
-			ep := *u.Endpoint
-			p.endpoint.Store(&ep)
-		} else {
-			p.endpoint.Store(nil)
-		}
+		p.setEndpoint(*u.Endpoint)
 	}
 	if u.PersistentKeepalive != nil {
 		// Turning it on sends a keepalive at once (the session raises it

@@ -29,9 +29,10 @@ func edgeErr(ctx context.Context, err error) error {
 // handshakeMsg is a handshake message on its way to the handshake actor.
 // Initiations are the largest handshake message.
 type handshakeMsg struct {
-	buf [wire.InitiationSize]byte
-	n   int
-	src netip.AddrPort
+	buf   [wire.InitiationSize]byte
+	n     int
+	src   netip.AddrPort
+	local tunio.Local // the host's address it was sent to
 }
 
 // classifyInbound looks at a datagram's type: transport messages go on to
@@ -55,7 +56,7 @@ func (t *Tunnel) classifyInbound(it *inItem, handshakes chan<- handshakeMsg, c *
 		}
 		var hm handshakeMsg
 		hm.n = copy(hm.buf[:], msg)
-		hm.src = it.src
+		hm.src, hm.local = it.src, it.local
 		select {
 		case handshakes <- hm:
 		default:
@@ -139,9 +140,12 @@ func tunPacketStep(it *outItem, size int, c *stageCounters) bool {
 	return true
 }
 
-// sendDatagrams sends a batch of sealed datagrams. A batch the socket
-// refuses is counted as dropped; only a closed socket is an error.
-func (t *Tunnel) sendDatagrams(msgs []tunio.Datagram, c *stageCounters) error {
+// sendDatagrams sends a batch of sealed datagrams; peers[i] is the peer of
+// msgs[i]. A batch the socket refuses is counted as dropped; only a closed
+// socket is an error. A datagram whose local address the kernel refused
+// (the host no longer has it; it went from the address routing picks)
+// makes its peer forget that address.
+func (t *Tunnel) sendDatagrams(msgs []tunio.Datagram, peers []*peer, c *stageCounters) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -149,19 +153,34 @@ func (t *Tunnel) sendDatagrams(msgs []tunio.Datagram, c *stageCounters) error {
 		if tunio.IsClosed(err) {
 			return err
 		}
+		for i := range msgs {
+			if msgs[i].LocalGone {
+				t.localGone(peers[i], msgs[i].Local)
+			}
+		}
 		c.drops[DropSendError].Add(uint64(len(msgs)))
 		t.logLimited.warn("udp send failed", "err", err)
 		return nil
 	}
 	for i := range msgs {
 		c.pass(msgs[i].N)
+		if msgs[i].LocalGone {
+			t.localGone(peers[i], msgs[i].Local)
+		}
 	}
 	return nil
 }
 
+// localGone makes p send from the address routing picks, if it still sends
+// from local, which the kernel just refused as a source.
+func (t *Tunnel) localGone(p *peer, local tunio.Local) {
+	p.forgetLocal(local)
+	t.logLimited.debug("local address gone; sending from the address routing picks", "peer", p.name, "local", local)
+}
+
 // datagramOf is the sealed datagram of an outbound packet, ready to send.
 func datagramOf(it *outItem) tunio.Datagram {
-	return tunio.Datagram{Buf: it.pkt.Buf[:], N: int(it.pkt.MsgLen), Addr: it.dst}
+	return tunio.Datagram{Buf: it.pkt.Buf[:], N: int(it.pkt.MsgLen), Addr: it.dst, Local: it.local}
 }
 
 // lockedWriter serialises WriteBatch calls on one socket: udpsend's data

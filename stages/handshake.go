@@ -125,7 +125,7 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 	case errors.Is(err, noise.ErrCookieRequired):
 		var b [wire.CookieReplySize]byte
 		reply.Marshal(&b)
-		t.sendControl(b[:], m.src)
+		t.sendControl(b[:], m.src, m.local, nil)
 		c.cookieReplies.Add(1)
 		return dropNone
 	case err != nil:
@@ -164,12 +164,12 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 			return DropHandshake
 		}
 		t.faults.interleave(raceBeforeInstall)
-		if !t.installKeys(p, kp, m.src, now) {
+		if !t.installKeys(p, kp, m.src, m.local, now) {
 			return DropHandshake // removed meanwhile: no response
 		}
 		var b [wire.ResponseSize]byte
 		resp.Marshal(&b)
-		if t.sendControl(b[:], m.src) {
+		if t.sendControl(b[:], m.src, m.local, p) {
 			p.txHandshake.Add(uint64(len(b)))
 		}
 		c.responses.Add(1)
@@ -190,7 +190,7 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 		}
 		p.rxHandshake.Add(uint64(len(msg)))
 		t.faults.interleave(raceBeforeInstall)
-		if !t.installKeys(p, kp, m.src, now) {
+		if !t.installKeys(p, kp, m.src, m.local, now) {
 			return DropHandshake
 		}
 		t.log.Debug("handshake complete", "peer", p.name, "role", "initiator")
@@ -200,12 +200,12 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 	return dropNone
 }
 
-// installKeys reports a handshake message from src that made kp and puts
-// kp into p's session, unless p was removed meanwhile: then it frees kp's
-// index instead, which nothing else would. RemovePeer erases keys under
-// the same lock (stopPeer), so kp is either installed before that erases
-// every key, or never.
-func (t *Tunnel) installKeys(p *peer, kp *noise.Keypair, src netip.AddrPort, now time.Time) bool {
+// installKeys reports a handshake message from src, sent to the host's
+// address local, that made kp and puts kp into p's session, unless p was
+// removed meanwhile: then it frees kp's index instead, which nothing else
+// would. RemovePeer erases keys under the same lock (stopPeer), so kp is
+// either installed before that erases every key, or never.
+func (t *Tunnel) installKeys(p *peer, kp *noise.Keypair, src netip.AddrPort, local tunio.Local, now time.Time) bool {
 	p.hsMu.Lock()
 	defer p.hsMu.Unlock()
 	if p.removed {
@@ -213,7 +213,7 @@ func (t *Tunnel) installKeys(p *peer, kp *noise.Keypair, src netip.AddrPort, now
 		return false
 	}
 	p.session.HandshakeReceived(now)
-	p.roam(src)
+	p.roam(src, local)
 	// Counted before Install: once the keypair is installed, staged
 	// packets flow and a reader of the counter may already see the
 	// traffic this handshake carried.
@@ -233,13 +233,18 @@ func (t *Tunnel) stopPeer(p *peer) {
 	p.hs.Clear(&t.index)
 }
 
-// sendControl sends one handshake, cookie or keepalive message and
-// reports whether it went out (the transfer counters count only what
-// did, as the kernel's do). Control messages are rare (a few per peer
-// per two minutes), so one system call each is fine.
-func (t *Tunnel) sendControl(b []byte, to netip.AddrPort) bool {
-	msgs := [1]tunio.Datagram{{Buf: b, N: len(b), Addr: to}}
+// sendControl sends one handshake or cookie message, or a keepalive, to
+// to from the host's address local (zero: routing picks), for peer p (nil
+// for a cookie reply, which answers an address, not a peer), and reports
+// whether it went out (the transfer counters count only what did, as the
+// kernel's do). Control messages are rare (a few per peer per two
+// minutes), so one system call each is fine.
+func (t *Tunnel) sendControl(b []byte, to netip.AddrPort, local tunio.Local, p *peer) bool {
+	msgs := [1]tunio.Datagram{{Buf: b, N: len(b), Addr: to, Local: local}}
 	err := t.udpOut.WriteBatch(msgs[:])
+	if msgs[0].LocalGone && p != nil {
+		t.localGone(p, local)
+	}
 	if err != nil && !tunio.IsClosed(err) {
 		t.logLimited.warn("sending handshake message failed", "to", to, "err", err)
 	}
@@ -254,7 +259,7 @@ func (t *Tunnel) sendControl(b []byte, to netip.AddrPort) bool {
 func (t *Tunnel) sendInitiation(p *peer, now time.Time) DropReason {
 	t.keyMu.RLock()
 	defer t.keyMu.RUnlock()
-	dst := p.Endpoint()
+	dst, local := p.sendTo()
 	if !dst.IsValid() || t.ident.Load() == nil {
 		// Nowhere to send it (the peer must reach us first), or no key
 		// to make it with yet. The session retries, then gives up and
@@ -288,9 +293,9 @@ func (t *Tunnel) sendInitiation(p *peer, now time.Time) DropReason {
 	// before sendControl returns, and InitiationSent after that would arm
 	// the retry of a handshake already done.
 	p.session.InitiationSent(now)
-	if t.sendControl(b[:], dst) {
+	if t.sendControl(b[:], dst, local, p) {
 		p.txHandshake.Add(uint64(len(b)))
 	}
-	t.log.Debug("handshake initiated", "peer", p.name, "to", dst)
+	t.log.Debug("handshake initiated", "peer", p.name, "to", dst, "from", local)
 	return dropNone
 }

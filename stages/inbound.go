@@ -169,7 +169,7 @@ func (s *udpRecv) take(it *inItem, m *tunio.Datagram) {
 		return
 	}
 	it.pkt.MsgLen = uint16(m.N)
-	it.src = m.Addr
+	it.src, it.local = m.Addr, m.Local
 	if !s.t.classifyInbound(it, s.handshakes, s.c) {
 		return
 	}

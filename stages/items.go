@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"pipeguard/noise"
+	"pipeguard/tunio"
 	"pipeguard/wire"
 )
 
@@ -13,6 +14,7 @@ import (
 // state (peer, keypair), never to another stage's buffer.
 type inItem struct {
 	pkt     wire.Packet
+	local   tunio.Local    // the host's address the datagram was sent to
 	src     netip.AddrPort // outer source: the peer's endpoint if authenticated
 	peer    *peer
 	kp      *noise.Keypair
@@ -25,6 +27,7 @@ type inItem struct {
 // the TUN device, then the datagram sealed in place.
 type outItem struct {
 	pkt     wire.Packet
+	local   tunio.Local // the host's address to send from; zero: routing picks
 	dst     netip.AddrPort
 	peer    *peer
 	kp      *noise.Keypair
@@ -47,8 +50,9 @@ type tunPacket struct {
 // cache lines, the unit of the adjacent-line prefetcher), so that queue
 // slots never share a cache line: the producer filling slot k+1 would
 // otherwise steal the line the consumer is reading at the end of slot k,
-// once per packet. TestItemSizes checks the sums.
+// once per packet. TestItemSizes checks the sums. (local sits right after
+// pkt, in the bytes that aligning src would leave empty.)
 const (
-	itemPad      = 24
+	itemPad      = 8
 	tunPacketPad = 92
 )

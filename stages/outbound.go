@@ -29,7 +29,8 @@ type tunRead struct {
 	// route-out, the encrypt pool and udpsend, and its batch of datagrams.
 	route, enc, send *stageCounters
 	msgs             []tunio.Datagram
-	held             int // slots reserved and not handed on, as in udpRecv
+	peers            []*peer // of msgs, for sendDatagrams
+	held             int     // slots reserved and not handed on, as in udpRecv
 
 	inHand int // packets read and not yet handed on, as in udpRecv
 }
@@ -38,7 +39,7 @@ func newTUNRead(t *Tunnel, dev tunio.Device, out *spsc.Queue[outItem], c, route,
 	n := min(max(dev.BatchSize(), 1), maxBatch)
 	return &tunRead{t: t, dev: dev, out: out, c: c, log: log,
 		batch: n, slots: make([]*outItem, n), bufs: make([][]byte, n), sizes: make([]int, n),
-		route: route, enc: enc, send: send, msgs: make([]tunio.Datagram, 0, n)}
+		route: route, enc: enc, send: send, msgs: make([]tunio.Datagram, 0, n), peers: make([]*peer, 0, n)}
 }
 
 func (s *tunRead) Serve(ctx context.Context) error {
@@ -96,7 +97,7 @@ func (s *tunRead) Serve(ctx context.Context) error {
 func (s *tunRead) inline(n int) error {
 	// The clock once per batch, as the sequential engine reads it.
 	now := s.t.clock.Now()
-	s.msgs = s.msgs[:0]
+	s.msgs, s.peers = s.msgs[:0], s.peers[:0]
 	for _, it := range s.slots[:n] {
 		if it.drop != dropNone {
 			continue // too big, counted
@@ -113,8 +114,9 @@ func (s *tunRead) inline(n int) error {
 		sealStep(it, it)
 		s.enc.pass(int(it.pkt.MsgLen))
 		s.msgs = append(s.msgs, datagramOf(it))
+		s.peers = append(s.peers, it.peer)
 	}
-	return s.t.sendDatagrams(s.msgs, s.send)
+	return s.t.sendDatagrams(s.msgs, s.peers, s.send)
 }
 
 // reserve reserves a whole batch of slots (or the queue's capacity, if
@@ -186,12 +188,13 @@ type udpSend struct {
 
 	batch int
 	msgs  []tunio.Datagram
+	peers []*peer // of msgs, for sendDatagrams
 }
 
 func newUDPSend(t *Tunnel, workers []*spsc.Queue[outItem], c *stageCounters, log *slog.Logger) *udpSend {
 	n := min(max(t.udp.BatchSize(), 1), maxBatch)
 	return &udpSend{t: t, workers: workers, rr: newRoundRobin(len(workers), poolRun(workers[0].Cap())),
-		c: c, log: log, batch: n, msgs: make([]tunio.Datagram, 0, n)}
+		c: c, log: log, batch: n, msgs: make([]tunio.Datagram, 0, n), peers: make([]*peer, 0, n)}
 }
 
 func (s *udpSend) Serve(ctx context.Context) error {
@@ -206,11 +209,12 @@ func (s *udpSend) Serve(ctx context.Context) error {
 			return nil
 		}
 		s.rr.advance()
-		s.msgs = s.msgs[:0]
+		s.msgs, s.peers = s.msgs[:0], s.peers[:0]
 		taken := 1
 		for ; ; taken++ {
 			if p.drop == dropNone { // a dropped slot was counted by its worker
 				s.msgs = append(s.msgs, datagramOf(p))
+				s.peers = append(s.peers, p.peer)
 			}
 			if taken == s.batch {
 				break
@@ -221,7 +225,7 @@ func (s *udpSend) Serve(ctx context.Context) error {
 			s.rr.advance()
 		}
 		s.t.faults.hit(stageUDPSend)
-		err := s.t.sendDatagrams(s.msgs, s.c)
+		err := s.t.sendDatagrams(s.msgs, s.peers, s.c)
 		s.c.publish()
 		for _, q := range s.workers {
 			q.Done()

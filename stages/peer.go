@@ -1,7 +1,6 @@
 package stages
 
 import (
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,10 +26,13 @@ type peer struct {
 	// lock-free, see noise.Session.
 	session *noise.Session
 
-	// endpoint is where datagrams for the peer go. Set from config, and
-	// by the ordered checks (roaming) from the source of the latest
-	// authenticated packet; read by routing and the control senders.
-	endpoint atomic.Pointer[netip.AddrPort]
+	// endpoint is where datagrams for the peer go, and the local address
+	// they leave from (endpoint.go). Set from config, and by the ordered
+	// checks and the handshake actor (roaming) from the latest
+	// authenticated datagram; read by routing and the control senders;
+	// its local address forgotten by the senders and ForgetLocalAddr when
+	// the host no longer has it.
+	endpoint atomic.Pointer[endpoint]
 
 	// Transfer counters of transport messages (data and keepalives): rx
 	// written by the ordered checks (acceptStep), tx by routing
@@ -75,32 +77,8 @@ func newPeer(cfg PeerConfig, hs *noise.Handshake, session *noise.Session) *peer 
 		hs:        hs,
 		session:   session,
 	}
-	if cfg.Endpoint.IsValid() {
-		ep := cfg.Endpoint
-		p.endpoint.Store(&ep)
-	}
+	p.setEndpoint(cfg.Endpoint)
 	return p
-}
-
-// Endpoint returns the peer's current endpoint, or the zero AddrPort.
-func (p *peer) Endpoint() netip.AddrPort {
-	if ep := p.endpoint.Load(); ep != nil {
-		return *ep
-	}
-	return netip.AddrPort{}
-}
-
-// roam moves the peer's endpoint to src if it differs. It allocates only
-// when the endpoint changes, which real traffic does rarely.
-func (p *peer) roam(src netip.AddrPort) {
-	if ep := p.endpoint.Load(); ep != nil && *ep == src {
-		return
-	}
-	// A fresh pointer made here, not &src: taking the parameter's address
-	// would move it to the heap on every call, changed or not.
-	ep := new(netip.AddrPort)
-	*ep = src
-	p.endpoint.Store(ep)
 }
 
 // stageUnlessReady queues a copy of pkt behind any packets already

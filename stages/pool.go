@@ -15,7 +15,7 @@ import (
 // Runs rather than single packets: a batch of a few packets goes to one
 // worker, which then wakes once and the collector once, instead of every
 // worker waking for a packet or two; a large batch still spreads over all
-// of them (docs/ARCHITECTURE.md, "Where the pipeline's time went").
+// of them (docs/ARCHITECTURE.md, "Order").
 type roundRobin struct {
 	workers, run int // fixed at wiring
 	next         int // the worker of the next packet

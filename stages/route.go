@@ -219,7 +219,7 @@ func (s *routeOut) route(done <-chan struct{}, it *outItem, now time.Time) bool 
 	n := int(it.pkt.InnerLen)
 	copy(dst.pkt.Buf[wire.InnerOffset:wire.InnerOffset+n], it.pkt.Inner())
 	dst.pkt.InnerLen = it.pkt.InnerLen
-	dst.peer, dst.kp, dst.counter, dst.dst, dst.drop = it.peer, it.kp, it.counter, it.dst, dropNone
+	dst.peer, dst.kp, dst.counter, dst.dst, dst.local, dst.drop = it.peer, it.kp, it.counter, it.dst, it.local, dropNone
 	s.workers[w].Commit()
 	s.rr.advance()
 	s.tally.forwarded++

@@ -57,7 +57,7 @@ func (s *seqInbound) Serve(ctx context.Context) error {
 				t.badSize(m, s.c)
 				continue
 			}
-			it.pkt.MsgLen, it.src = uint16(m.N), m.Addr
+			it.pkt.MsgLen, it.src, it.local = uint16(m.N), m.Addr, m.Local
 			it.peer, it.kp, it.drop = nil, nil, dropNone
 			if !t.classifyInbound(it, t.handshakes, s.c) {
 				continue
@@ -96,6 +96,7 @@ type seqOutbound struct {
 	bufs  [][]byte
 	sizes []int
 	msgs  []tunio.Datagram
+	peers []*peer // of msgs, for sendDatagrams
 
 	inHand int // packets read and not yet sent, as in seqInbound
 }
@@ -106,7 +107,7 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 	t := s.t
 	if s.items == nil {
 		n := min(max(t.tun.BatchSize(), 1), maxBatch)
-		s.items, s.bufs, s.sizes, s.msgs = make([]outItem, n), make([][]byte, n), make([]int, n), make([]tunio.Datagram, n)
+		s.items, s.bufs, s.sizes, s.msgs, s.peers = make([]outItem, n), make([][]byte, n), make([]int, n), make([]tunio.Datagram, n), make([]*peer, n)
 		for i := range s.bufs {
 			s.bufs[i] = s.items[i].pkt.Buf[:wire.InnerOffset+wire.MaxInnerSize]
 		}
@@ -137,10 +138,10 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 				continue
 			}
 			sealStep(it, it)
-			s.msgs[k] = datagramOf(it)
+			s.msgs[k], s.peers[k] = datagramOf(it), it.peer
 			k++
 		}
-		if err := t.sendDatagrams(s.msgs[:k], s.c); err != nil {
+		if err := t.sendDatagrams(s.msgs[:k], s.peers[:k], s.c); err != nil {
 			return edgeErr(ctx, err)
 		}
 	}

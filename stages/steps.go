@@ -29,7 +29,7 @@ func (t *Tunnel) openStep(dst, src *inItem) DropReason {
 	if err := kp.OpenTo(&dst.pkt, &src.pkt, h.Counter); err != nil {
 		return DropAuth
 	}
-	dst.kp, dst.peer, dst.counter, dst.src, dst.drop = kp, p, h.Counter, src.src, dropNone
+	dst.kp, dst.peer, dst.counter, dst.src, dst.local, dst.drop = kp, p, h.Counter, src.src, src.local, dropNone
 	return dropNone
 }
 
@@ -46,7 +46,7 @@ func (t *Tunnel) acceptStep(it *inItem, now time.Time) DropReason {
 	if !p.session.ReceiveAllowed(kp, now) {
 		return DropKeyExpired
 	}
-	p.roam(it.src)
+	p.roam(it.src, it.local)
 	p.rxBytes.Add(uint64(it.pkt.MsgLen))
 	data := it.pkt.InnerLen > 0
 	// A packet on a keypair other than current must be reported at once:
@@ -83,7 +83,7 @@ func (t *Tunnel) routeStep(it *outItem, now time.Time) (reason DropReason, stage
 	if !ok {
 		return DropNoRoute, false
 	}
-	dst := p.Endpoint()
+	dst, local := p.sendTo()
 	if !dst.IsValid() {
 		return DropNoEndpoint, false
 	}
@@ -116,7 +116,7 @@ func (t *Tunnel) routeStep(it *outItem, now time.Time) (reason DropReason, stage
 		p.session.TransportSent(now, true)
 	}
 	p.txBytes.Add(uint64(wire.PaddedLen(int(it.pkt.InnerLen)) + wire.MinTransportSize))
-	it.peer, it.kp, it.counter, it.dst = p, kp, counter, dst
+	it.peer, it.kp, it.counter, it.dst, it.local = p, kp, counter, dst, local
 	return dropNone, false
 }
 
@@ -125,5 +125,5 @@ func (t *Tunnel) routeStep(it *outItem, now time.Time) (reason DropReason, stage
 // the pipeline's encrypt pool.
 func sealStep(dst, src *outItem) {
 	src.kp.SealTo(&dst.pkt, &src.pkt, src.counter)
-	dst.dst, dst.drop = src.dst, dropNone
+	dst.peer, dst.dst, dst.local, dst.drop = src.peer, src.dst, src.local, dropNone
 }

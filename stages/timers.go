@@ -23,10 +23,11 @@ type timerActor struct {
 
 	keepalive wire.Packet // reused: a keepalive is an empty packet
 	msgs      []tunio.Datagram
+	peers     []*peer // of msgs, for sendDatagrams: all one peer
 }
 
 func newTimerActor(t *Tunnel, c *stageCounters, log *slog.Logger) *timerActor {
-	return &timerActor{t: t, c: c, log: log, msgs: make([]tunio.Datagram, 0, StagedPerPeer)}
+	return &timerActor{t: t, c: c, log: log, msgs: make([]tunio.Datagram, 0, StagedPerPeer), peers: make([]*peer, 0, StagedPerPeer)}
 }
 
 // idleRecheck bounds how long the actor sleeps with nothing armed, so that
@@ -104,14 +105,14 @@ func (a *timerActor) act(p *peer, actions noise.Actions, now time.Time) {
 // the queue locked so that the data path queues behind them meanwhile.
 func (a *timerActor) flushStaged(p *peer, now time.Time) bool {
 	kp, ok := p.session.SendKeypair(now)
-	dst := p.Endpoint()
+	dst, local := p.sendTo()
 	if !ok || !dst.IsValid() {
 		p.session.RequestHandshake(now)
 		return false
 	}
 	sent := false
 	p.takeStaged(func(pkts []wire.Packet) {
-		a.msgs = a.msgs[:0]
+		a.msgs, a.peers = a.msgs[:0], a.peers[:0]
 		for i := range pkts {
 			counter, err := kp.ReserveCounter()
 			if err != nil {
@@ -119,10 +120,11 @@ func (a *timerActor) flushStaged(p *peer, now time.Time) bool {
 				continue
 			}
 			kp.SealAt(&pkts[i], counter)
-			a.msgs = append(a.msgs, tunio.Datagram{Buf: pkts[i].Buf[:], N: int(pkts[i].MsgLen), Addr: dst})
+			a.msgs = append(a.msgs, tunio.Datagram{Buf: pkts[i].Buf[:], N: int(pkts[i].MsgLen), Addr: dst, Local: local})
+			a.peers = append(a.peers, p)
 			p.txBytes.Add(uint64(pkts[i].MsgLen))
 		}
-		if err := a.t.sendDatagrams(a.msgs, a.c); err == nil && len(a.msgs) > 0 {
+		if err := a.t.sendDatagrams(a.msgs, a.peers, a.c); err == nil && len(a.msgs) > 0 {
 			sent = true
 		}
 	})
@@ -137,7 +139,7 @@ func (a *timerActor) flushStaged(p *peer, now time.Time) bool {
 // if no keypair can send.
 func (a *timerActor) sendKeepalive(p *peer, now time.Time) {
 	kp, ok := p.session.SendKeypair(now)
-	dst := p.Endpoint()
+	dst, local := p.sendTo()
 	if !ok || !dst.IsValid() {
 		p.session.RequestHandshake(now)
 		return
@@ -147,7 +149,7 @@ func (a *timerActor) sendKeepalive(p *peer, now time.Time) {
 		p.session.RequestHandshake(now)
 		return
 	}
-	if a.t.sendControl(a.keepalive.Message(), dst) {
+	if a.t.sendControl(a.keepalive.Message(), dst, local, p) {
 		p.txBytes.Add(uint64(a.keepalive.MsgLen))
 	}
 	a.c.keepalives.Add(1)

@@ -125,3 +125,22 @@ const (
 	ProtoBoot   = 3 // added by `ip route add` (and PipeGuard)
 	ProtoStatic = 4
 )
+
+// NetEvent is one notification of NetEvents: an address added to or
+// removed from an interface, or a change to routing (a route or a policy
+// rule, either family).
+type NetEvent struct {
+	Kind  NetEventKind
+	Addr  netip.Addr // the address, for AddrAdded and AddrRemoved
+	Index int        // the address's interface
+}
+
+// NetEventKind says what a NetEvent reports.
+type NetEventKind uint8
+
+// The kinds of NetEvent.
+const (
+	AddrAdded NetEventKind = iota + 1
+	AddrRemoved
+	RoutingChanged
+)

@@ -153,6 +153,26 @@ func (r *RTNL) Addresses(name string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// RouteOut asks the kernel which interface a datagram to dst from the
+// host's address src, carrying the firewall mark mark (0: none), would
+// leave by, as `ip route get DST from SRC mark MARK` does, and returns the
+// interface's index. A src the host does not have, or no route, is an
+// error.
+func (r *RTNL) RouteOut(dst, src netip.Addr, mark uint32) (int, error) {
+	dst, src = dst.Unmap(), src.Unmap()
+	if !dst.IsValid() || !src.IsValid() || dst.Is4() != src.Is4() {
+		return 0, ErrInvalidAddr
+	}
+	rs, err := r.h.RouteGetWithOptions(dst.AsSlice(), &netlink.RouteGetOptions{SrcAddr: src.AsSlice(), Mark: mark})
+	if err != nil {
+		return 0, sysErr("route get", err)
+	}
+	if len(rs) == 0 || rs[0].LinkIndex == 0 {
+		return 0, sysErr("route get", syscall.ENETUNREACH)
+	}
+	return rs[0].LinkIndex, nil
+}
+
 // AddRoute routes the prefix p (IPv4 or IPv6) into the interface name, in
 // the routing table table (MainTable, or 0 for it, as `ip route add`).
 // A route the table has already for p with the same metric is EEXIST.

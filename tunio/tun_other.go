@@ -2,7 +2,10 @@
 
 package tunio
 
-import "net/netip"
+import (
+	"net/netip"
+	"time"
+)
 
 // The TUN device and interface configuration are implemented for Linux
 // only; elsewhere every call returns ErrUnsupported.
@@ -98,3 +101,18 @@ func (e *LinkEvents) Next() ([]LinkEvent, error) { return nil, ErrUnsupported }
 
 // Close does nothing.
 func (e *LinkEvents) Close() error { return nil }
+
+// NetEvents is unsupported outside Linux.
+type NetEvents struct{}
+
+// SubscribeNet returns ErrUnsupported outside Linux.
+func SubscribeNet() (*NetEvents, error) { return nil, ErrUnsupported }
+
+// Next returns ErrUnsupported outside Linux.
+func (e *NetEvents) Next(wait time.Duration) ([]NetEvent, error) { return nil, ErrUnsupported }
+
+// Close does nothing.
+func (e *NetEvents) Close() error { return nil }
+
+// RouteOut returns ErrUnsupported outside Linux.
+func (r *RTNL) RouteOut(dst, src netip.Addr, mark uint32) (int, error) { return 0, ErrUnsupported }

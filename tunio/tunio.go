@@ -96,6 +96,18 @@ type Datagram struct {
 	// Buf holds the datagram's first len(Buf) bytes, so the receiver can
 	// tell what was too large (and from whom) before it drops it.
 	Trunc bool
+	// Local is, on receive, the host's address the datagram was sent to
+	// and the interface it arrived on (when the socket can tell; else
+	// the zero Local). On send it is the address to send from, so that
+	// a peer is answered from the address it wrote to; the zero Local
+	// lets routing pick one.
+	Local Local
+	// LocalGone reports, after WriteBatch, that the kernel refused Local
+	// as the source (the address is no longer the host's) and that the
+	// datagram went out from the address routing picks instead: whoever
+	// keeps Local for the peer should forget it. WriteBatch only ever sets
+	// it; the caller clears it.
+	LocalGone bool
 }
 
 // UDPConn is a UDP socket doing batch datagram I/O.
@@ -104,13 +116,17 @@ type Datagram struct {
 // with Close.
 type UDPConn interface {
 	// ReadBatch blocks until at least one datagram arrives, then fills
-	// msgs[i].N and msgs[i].Addr for as many datagrams as are ready (at most
-	// len(msgs)), the payload landing in msgs[i].Buf[:N]. A datagram longer
-	// than its Buf is dropped and reported with N == 0 and Trunc set.
+	// msgs[i].N, msgs[i].Addr and msgs[i].Local for as many datagrams as
+	// are ready (at most len(msgs)), the payload landing in
+	// msgs[i].Buf[:N]. A datagram longer than its Buf is dropped and
+	// reported with N == 0 and Trunc set.
 	ReadBatch(msgs []Datagram) (n int, err error)
 
-	// WriteBatch sends msgs[i].Buf[:msgs[i].N] to msgs[i].Addr for every i.
-	// A failure to send one datagram does not stop the others; the first
+	// WriteBatch sends msgs[i].Buf[:msgs[i].N] to msgs[i].Addr for every i,
+	// from msgs[i].Local where it is set and the socket can choose its
+	// source. A datagram whose Local the kernel refuses (the address is
+	// gone) is sent again without it, and then marked LocalGone. A
+	// failure to send one datagram does not stop the others; the first
 	// error is returned.
 	WriteBatch(msgs []Datagram) error
 

@@ -41,14 +41,7 @@ const (
 	// coalesces; when it does not (many peers), 32 datagrams per
 	// recvmmsg still spread the system call cost thin.
 	maxGROBuffers = 32
-
-	// recvCtrlSize has room for the UDP_GRO cmsg (an int) with space to
-	// spare should the kernel add another.
-	recvCtrlSize = 64
 )
-
-// sendCtrlSize is the UDP_SEGMENT cmsg: a uint16 segment size.
-var sendCtrlSize = unix.CmsgSpace(2)
 
 // udpConn is the Linux UDPConn: a non-blocking socket on the runtime
 // netpoller, so a blocked ReadBatch parks its goroutine (no thread) and
@@ -143,6 +136,18 @@ func setupUDP(fd int, v6, v6only bool, addr netip.AddrPort, opts UDPOptions) (*u
 	}
 	if !opts.DisableGRO {
 		c.gro = unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
+	}
+	// Every datagram says the local address it was sent to, so that the
+	// peer is answered from it (see Local). An IPv6 socket reports IPv4
+	// datagrams v4-mapped in IPV6_PKTINFO, so one option serves each
+	// family of socket.
+	if v6 {
+		err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1)
+		if err != nil {
+			return nil, os.NewSyscallError("setsockopt IPV6_RECVPKTINFO", err)
+		}
+	} else if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_PKTINFO, 1); err != nil {
+		return nil, os.NewSyscallError("setsockopt IP_PKTINFO", err)
 	}
 	c.file = os.NewFile(uintptr(fd), "udp:"+c.local.String())
 	raw, err := c.file.SyscallConn()

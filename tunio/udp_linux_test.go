@@ -79,7 +79,7 @@ func readAll(t *testing.T, c UDPConn, want int, batch int) []Datagram {
 				return
 			}
 			for _, m := range msgs[:n] {
-				got = append(got, Datagram{Buf: bytes.Clone(m.Buf[:m.N]), N: m.N, Addr: m.Addr})
+				got = append(got, Datagram{Buf: bytes.Clone(m.Buf[:m.N]), N: m.N, Addr: m.Addr, Local: m.Local})
 			}
 		}
 		done <- nil
@@ -332,26 +332,40 @@ func TestGROSegment(t *testing.T) {
 	}
 }
 
+// BenchmarkUDPLoopback moves batches over loopback; "/from" sends each
+// datagram from a given local address (pktinfo), as the tunnel does once
+// a peer has written to it.
 func BenchmarkUDPLoopback(b *testing.B) {
 	for _, mode := range offloadModes[:2] {
-		b.Run(mode.name, func(b *testing.B) {
-			recv := listenT(b, "127.0.0.1:0", mode.recv)
-			send := listenT(b, "127.0.0.1:0", mode.send)
-			out := makeMsgs(DefaultBatchSize, 1312)
-			for i := range out {
-				out[i].N, out[i].Addr = 1312, recv.LocalAddr()
+		for _, from := range []bool{false, true} {
+			name := mode.name
+			if from {
+				name += "/from"
 			}
-			in := makeMsgs(DefaultBatchSize, 1312)
-			b.SetBytes(1312 * DefaultBatchSize)
-			b.ReportAllocs()
-			for b.Loop() {
-				send.WriteBatch(out)
-				for got := 0; got < len(out); {
-					n, _ := recv.ReadBatch(in)
-					got += n
-				}
-			}
-		})
+			b.Run(name, func(b *testing.B) { benchmarkLoopback(b, mode, from) })
+		}
+	}
+}
+
+func benchmarkLoopback(b *testing.B, mode offloadMode, from bool) {
+	recv := listenT(b, "127.0.0.1:0", mode.recv)
+	send := listenT(b, "127.0.0.1:0", mode.send)
+	out := makeMsgs(DefaultBatchSize, 1312)
+	for i := range out {
+		out[i].N, out[i].Addr = 1312, recv.LocalAddr()
+		if from {
+			out[i].Local = LocalFrom(netip.MustParseAddr("127.0.0.1"), 1)
+		}
+	}
+	in := makeMsgs(DefaultBatchSize, 1312)
+	b.SetBytes(1312 * DefaultBatchSize)
+	b.ReportAllocs()
+	for b.Loop() {
+		send.WriteBatch(out)
+		for got := 0; got < len(out); {
+			n, _ := recv.ReadBatch(in)
+			got += n
+		}
 	}
 }
 

@@ -12,16 +12,18 @@ import (
 // that a call allocates nothing.
 //
 // Without GRO, recvmmsg writes straight into the caller's buffers. With
-// GRO, one received buffer can hold many datagrams from one sender glued
-// together (all of the segment size the cmsg reports, the last maybe
-// shorter), so recvmmsg fills internal 64 KiB buffers and split copies the
-// datagrams out; what does not fit the caller's batch stays pending for the
-// next call.
+// GRO, one received buffer can hold many datagrams from one sender to one
+// local address glued together (all of the segment size the cmsg reports,
+// the last maybe shorter), so recvmmsg fills internal 64 KiB buffers and
+// split copies the datagrams out; what does not fit the caller's batch
+// stays pending for the next call. Every message brings its control data
+// (ctrl, recvCtrlSize bytes each): the pktinfo, which says the local
+// address and interface, and with GRO the segment size.
 type recvState struct {
 	hdrs  []mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet6
-	ctrl  []byte
+	ctrl  []byte // recvCtrlSize per message, aligned for cmsghdrs
 
 	// fn is recv as a method value made once: handing RawConn.Read a fresh
 	// closure each call would allocate.
@@ -30,13 +32,14 @@ type recvState struct {
 	n     int           // out: messages received
 	errno syscall.Errno // out
 
-	gbufs [][]byte         // GRO receive buffers
-	glen  []int            // bytes in gbufs[i]
-	gseg  []int            // segment size of gbufs[i], 0 if not coalesced
-	gaddr []netip.AddrPort // sender of gbufs[i]
-	gn    int              // gbufs filled by the last recvmmsg
-	gi    int              // next gbuf to split
-	goff  int              // next datagram's offset in gbufs[gi]
+	gbufs  [][]byte         // GRO receive buffers
+	glen   []int            // bytes in gbufs[i]
+	gseg   []int            // segment size of gbufs[i], 0 if not coalesced
+	gaddr  []netip.AddrPort // sender of gbufs[i]
+	glocal []Local          // local end of gbufs[i]
+	gn     int              // gbufs filled by the last recvmmsg
+	gi     int              // next gbuf to split
+	goff   int              // next datagram's offset in gbufs[gi]
 }
 
 func (r *recvState) init(c *udpConn) {
@@ -44,16 +47,17 @@ func (r *recvState) init(c *udpConn) {
 	r.hdrs = make([]mmsghdr, n)
 	r.iovs = make([]unix.Iovec, n)
 	r.names = make([]unix.RawSockaddrInet6, n)
+	r.ctrl = alignedBytes(n * recvCtrlSize)
 	r.fn = r.recv
 	if !c.gro {
 		return
 	}
 	g := min(n, maxGROBuffers)
-	r.ctrl = alignedBytes(g * recvCtrlSize)
 	r.gbufs = make([][]byte, g)
 	r.glen = make([]int, g)
 	r.gseg = make([]int, g)
 	r.gaddr = make([]netip.AddrPort, g)
+	r.glocal = make([]Local, g)
 	for i := range r.gbufs {
 		r.gbufs[i] = make([]byte, groBufSize)
 		r.iovs[i].Base = &r.gbufs[i][0]
@@ -114,8 +118,9 @@ func (c *udpConn) ReadBatch(msgs []Datagram) (int, error) {
 			}
 			iov.SetLen(len(msgs[i].Buf))
 			h := &r.hdrs[i]
-			h.hdr = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&r.names[i])), Namelen: sizeofSockaddr, Iov: iov}
+			h.hdr = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&r.names[i])), Namelen: sizeofSockaddr, Iov: iov, Control: &r.ctrl[i*recvCtrlSize]}
 			h.hdr.SetIovlen(1)
+			h.hdr.SetControllen(recvCtrlSize)
 		}
 	}
 	if err := c.raw.Read(r.fn); err != nil {
@@ -131,7 +136,7 @@ func (c *udpConn) ReadBatch(msgs []Datagram) (int, error) {
 			if h.hdr.Flags&unix.MSG_TRUNC != 0 {
 				r.glen[i] = -1
 			}
-			r.gseg[i] = GROSegment(r.ctrl[i*recvCtrlSize : i*recvCtrlSize+int(h.hdr.Controllen)])
+			r.gseg[i], r.glocal[i] = parseControl(r.ctrl[i*recvCtrlSize : i*recvCtrlSize+int(h.hdr.Controllen)])
 			r.gaddr[i] = getSockaddr(&r.names[i])
 		}
 		r.gn, r.gi, r.goff = r.n, 0, 0
@@ -147,6 +152,7 @@ func (c *udpConn) ReadBatch(msgs []Datagram) (int, error) {
 			m.N = 0
 		}
 		m.Addr = getSockaddr(&r.names[i])
+		_, m.Local = parseControl(r.ctrl[i*recvCtrlSize : i*recvCtrlSize+int(h.hdr.Controllen)])
 	}
 	return r.n, nil
 }
@@ -158,7 +164,7 @@ func (r *recvState) split(msgs []Datagram) int {
 	j := 0
 	for j < len(msgs) && r.gi < r.gn {
 		m := &msgs[j]
-		m.Addr = r.gaddr[r.gi]
+		m.Addr, m.Local = r.gaddr[r.gi], r.glocal[r.gi]
 		m.Trunc = false
 		j++
 		n := r.glen[r.gi]
@@ -187,29 +193,4 @@ func (r *recvState) split(msgs []Datagram) int {
 		}
 	}
 	return j
-}
-
-// GROSegment finds the UDP_GRO cmsg in the control data b of one
-// received message and returns the segment size it carries, or 0 when
-// the datagram was not coalesced. It walks the cmsgs by hand:
-// unix.ParseSocketControlMessage allocates. (Exported for the bench's raw
-// receiver, which reads the same cmsg.)
-func GROSegment(b []byte) int {
-	for len(b) >= unix.SizeofCmsghdr {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
-		l := int(h.Len)
-		if l < unix.SizeofCmsghdr || l > len(b) {
-			return 0
-		}
-		if h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO && l >= unix.CmsgLen(4) {
-			// The kernel puts an int here.
-			return int(*(*int32)(unsafe.Pointer(&b[unix.CmsgLen(0)])))
-		}
-		next := unix.CmsgSpace(l - unix.CmsgLen(0))
-		if next > len(b) {
-			return 0
-		}
-		b = b[next:]
-	}
-	return 0
 }

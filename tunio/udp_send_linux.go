@@ -10,9 +10,10 @@ import (
 // sendState is the send side of a udpConn, reused by every WriteBatch so
 // that a call allocates nothing. Datagrams are never copied: each sendmmsg
 // entry points iovecs at the caller's buffers, and with GSO one entry takes
-// a run of datagrams (same destination, same size, the last maybe shorter)
-// that the kernel cuts back into datagrams of the size in the UDP_SEGMENT
-// cmsg.
+// a run of datagrams (same destination, same source, same size, the last
+// maybe shorter) that the kernel cuts back into datagrams of the size in
+// the UDP_SEGMENT cmsg. An entry's control data (ctrl, sendCtrlSize bytes
+// each) holds that size and the source address (pktinfo), either or both.
 type sendState struct {
 	hdrs  []mmsghdr
 	iovs  []unix.Iovec
@@ -100,9 +101,11 @@ func (c *udpConn) writeChunk(chunk []Datagram) (done int, first error) {
 		w.setIov(i, d)
 		i++
 		if gso && d.N > 0 {
+			// A run shares one header, so one destination and one
+			// source.
 			total := d.N
 			for i < len(chunk) && i-start < maxGSOSegments &&
-				chunk[i].Addr == d.Addr && chunk[i-1].N == d.N &&
+				chunk[i].Addr == d.Addr && chunk[i].Local == d.Local && chunk[i-1].N == d.N &&
 				chunk[i].N > 0 && chunk[i].N <= d.N && total+chunk[i].N <= maxGSOBytes {
 				total += chunk[i].N
 				w.setIov(i, &chunk[i])
@@ -112,30 +115,59 @@ func (c *udpConn) writeChunk(chunk []Datagram) (done int, first error) {
 		h := &w.hdrs[e]
 		h.hdr = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&w.names[e])), Namelen: salen, Iov: &w.iovs[start]}
 		h.hdr.SetIovlen(i - start)
+		ctrl := w.ctrl[e*sendCtrlSize : (e+1)*sendCtrlSize]
+		n := 0
 		if i-start > 1 {
-			ctrl := w.ctrl[e*sendCtrlSize : (e+1)*sendCtrlSize]
-			cm := (*unix.Cmsghdr)(unsafe.Pointer(&ctrl[0]))
-			cm.Level, cm.Type = unix.SOL_UDP, unix.UDP_SEGMENT
-			cm.SetLen(unix.CmsgLen(2))
-			*(*uint16)(unsafe.Pointer(&ctrl[unix.CmsgLen(0)])) = uint16(d.N)
+			n = putSegment(ctrl, uint16(d.N))
+		}
+		if canSendFrom(d.Local, d.Addr, c.v6) {
+			n += putPktinfo(ctrl[n:], d.Local, c.v6)
+		}
+		if n > 0 {
 			h.hdr.Control = &ctrl[0]
-			h.hdr.SetControllen(sendCtrlSize)
+			h.hdr.SetControllen(n)
 		}
 		w.first[e] = start
 		e++
 	}
 	w.off, w.vlen = 0, e
+	stripped := -1 // the entry being sent again without its source
 	for w.off < w.vlen {
 		if err := c.raw.Write(w.fn); err != nil {
 			return len(chunk), c.ioError("sendmmsg", err)
 		}
 		if w.errno == 0 {
+			if stripped == w.off {
+				// It went out without the source: the source was the
+				// trouble.
+				h := &w.hdrs[stripped].hdr
+				for j := range int(h.Iovlen) {
+					chunk[w.first[stripped]+j].LocalGone = true
+				}
+			}
 			w.off += max(w.n, 1) // n is never 0 for vlen > 0; never spin
 			continue
 		}
 		// sendmmsg reports an error only for the first entry it tried.
 		k := w.off
-		if w.hdrs[k].hdr.Controllen != 0 && (w.errno == unix.EIO || w.errno == unix.EINVAL) {
+		h := &w.hdrs[k].hdr
+		segmented := h.Iovlen > 1
+		if stripped != k && sourceRefused(w.errno) && int(h.Controllen) > controlLen(segmented) {
+			// The kernel refuses a source address that is no longer
+			// the host's (EINVAL for IPv6; ENETUNREACH for IPv4 on
+			// recent kernels, EINVAL or EADDRNOTAVAIL on older ones).
+			// Try once more from the address routing picks, as kernel
+			// WireGuard does when a remembered source has gone.
+			stripped = k
+			if n := controlLen(segmented); n > 0 {
+				h.SetControllen(n)
+			} else {
+				h.Control = nil
+				h.SetControllen(0)
+			}
+			continue
+		}
+		if segmented && (w.errno == unix.EIO || w.errno == unix.EINVAL) {
 			// The kernel or the outgoing device cannot segment (EIO: no
 			// checksum offload; EINVAL: e.g. a segment above the path
 			// MTU). Plain datagrams from here on, for good.
@@ -149,6 +181,21 @@ func (c *udpConn) writeChunk(chunk []Datagram) (done int, first error) {
 		w.off++
 	}
 	return len(chunk), first
+}
+
+// controlLen is the length of an entry's control data without a source:
+// the segment size, if it has one.
+func controlLen(segmented bool) int {
+	if segmented {
+		return sizeofSegmentCmsg
+	}
+	return 0
+}
+
+// sourceRefused reports an error of sendmsg that a source address (pktinfo)
+// that is no longer the host's can cause.
+func sourceRefused(errno syscall.Errno) bool {
+	return errno == unix.EINVAL || errno == unix.EADDRNOTAVAIL || errno == unix.ENETUNREACH
 }
 
 func (w *sendState) setIov(i int, d *Datagram) {

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"pipeguard/cmd/headless-client/safedir"
 )
 
 // errDeviceID is wrapped by every device id failure.
@@ -16,15 +18,25 @@ var errDeviceID = errors.New("headless-client: device id")
 // is a name for logs and management, not a document.
 const maxDeviceID = 128
 
+// The id lives in <state>/config/pipeguard-id.
+const (
+	deviceIDDir  = "config"
+	deviceIDName = "pipeguard-id"
+)
+
+// maxDeviceIDFile bounds what is read of the file: an id, a newline and
+// some blanks.
+const maxDeviceIDFile = 4 * maxDeviceID
+
 // deviceIDFile is where the id lives under the state directory.
 func deviceIDFile(stateDir string) string {
-	return filepath.Join(stateDir, "config", "pipeguard-id")
+	return filepath.Join(stateDir, deviceIDDir, deviceIDName)
 }
 
 // deviceID looks the device id up and saves a new one at once (see
 // lookupDeviceID), for a command that has nothing left to refuse.
-func deviceID(env, path string) (id, source string, err error) {
-	p, err := lookupDeviceID(env, path)
+func deviceID(env, stateDir string) (id, source string, err error) {
+	p, err := lookupDeviceID(env, stateDir)
 	if err == nil {
 		err = p.save()
 	}
@@ -35,24 +47,27 @@ func deviceID(env, path string) (id, source string, err error) {
 // anything.
 type deviceIDPlan struct {
 	id, source string
-	path       string // where a new id goes; "" when there is nothing to write
+	stateDir   string // where a new id goes; "" when there is nothing to write
 }
 
 // lookupDeviceID returns the device id: env (PIPEGUARD_ID) if set, else
 // the file's content, else a new random id, which save writes to the
 // file (mode 0600, directory 0700) so it stays the same across restarts.
-// It writes nothing itself: for a new id it only checks that the file can
-// be made, and the start saves it once nothing can refuse the start any
-// more, so a refused start (and --check) creates no file. The plan says
-// where the id came from, for the start-up log.
-func lookupDeviceID(env, path string) (deviceIDPlan, error) {
+// The file is read only from trusted directories (package safedir), never
+// through a link: a root process must not log, as its id, a file another
+// user pointed it at. It writes nothing itself: for a new id it only
+// checks that the file can be made, and the start saves it once nothing
+// can refuse the start any more, so a refused start (and --check) creates
+// no file. The plan says where the id came from, for the start-up log.
+func lookupDeviceID(env, stateDir string) (deviceIDPlan, error) {
 	if env != "" {
 		if err := checkDeviceID(env); err != nil {
 			return deviceIDPlan{}, fmt.Errorf("%w: PIPEGUARD_ID: %v", errDeviceID, err)
 		}
 		return deviceIDPlan{id: env, source: "PIPEGUARD_ID"}, nil
 	}
-	b, err := os.ReadFile(path)
+	path := deviceIDFile(stateDir)
+	b, err := readDeviceID(stateDir)
 	switch {
 	case err == nil:
 		id := strings.TrimSpace(string(b))
@@ -61,28 +76,54 @@ func lookupDeviceID(env, path string) (deviceIDPlan, error) {
 		}
 		return deviceIDPlan{id: id, source: path}, nil
 	case !errors.Is(err, os.ErrNotExist):
-		return deviceIDPlan{}, fmt.Errorf("%w: %v", errDeviceID, err)
+		return deviceIDPlan{}, fmt.Errorf("%w: %w", errDeviceID, err)
+	}
+	if err := safedir.Check(filepath.Dir(path)); err != nil {
+		return deviceIDPlan{}, fmt.Errorf("%w: %w", errDeviceID, err)
 	}
 	if err := canCreate(path); err != nil {
 		return deviceIDPlan{}, fmt.Errorf("%w: cannot create %s: %v", errDeviceID, path, err)
 	}
 	// 26 base32 characters, 130 bits: unique without coordination.
-	return deviceIDPlan{id: rand.Text(), source: path + " (new)", path: path}, nil
+	return deviceIDPlan{id: rand.Text(), source: path + " (new)", stateDir: stateDir}, nil
+}
+
+// readDeviceID reads the id file; a missing file or directory is
+// os.ErrNotExist.
+func readDeviceID(stateDir string) ([]byte, error) {
+	d, err := safedir.Open(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	c, err := d.Sub(deviceIDDir, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.ReadFile(deviceIDName, maxDeviceIDFile)
 }
 
 // save writes a new id to its file; for an id that was found, it does
 // nothing.
 func (p *deviceIDPlan) save() error {
-	if p.path == "" {
+	if p.stateDir == "" {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(p.path), 0o700); err != nil {
+	d, err := safedir.MkdirAll(p.stateDir, 0o700)
+	if err != nil {
 		return fmt.Errorf("%w: %v", errDeviceID, err)
 	}
+	defer d.Close()
+	c, err := d.Sub(deviceIDDir, 0o700)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errDeviceID, err)
+	}
+	defer c.Close()
 	// O_EXCL: if another instance wrote one meanwhile, keep theirs.
-	f, err := os.OpenFile(p.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := c.OpenFile(deviceIDName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, os.ErrExist) {
-		theirs, err := lookupDeviceID("", p.path)
+		theirs, err := lookupDeviceID("", p.stateDir)
 		if err != nil {
 			return err
 		}
@@ -97,10 +138,10 @@ func (p *deviceIDPlan) save() error {
 		werr = cerr
 	}
 	if werr != nil {
-		os.Remove(p.path)
+		c.Remove(deviceIDName)
 		return fmt.Errorf("%w: %v", errDeviceID, werr)
 	}
-	p.path = ""
+	p.stateDir = ""
 	return nil
 }
 

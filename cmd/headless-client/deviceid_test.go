@@ -16,7 +16,7 @@ func TestDeviceID(t *testing.T) {
 	path := deviceIDFile(dir)
 
 	// The environment wins and writes nothing.
-	id, from, err := deviceID("host-42", path)
+	id, from, err := deviceID("host-42", dir)
 	if err != nil || id != "host-42" || from != "PIPEGUARD_ID" {
 		t.Fatalf("env: %q %q %v", id, from, err)
 	}
@@ -25,7 +25,7 @@ func TestDeviceID(t *testing.T) {
 	}
 
 	// First start: a new id, in a 0600 file in a 0700 directory.
-	first, from, err := deviceID("", path)
+	first, from, err := deviceID("", dir)
 	if err != nil || !strings.HasSuffix(from, "(new)") || len(first) != 26 {
 		t.Fatalf("new: %q %q %v", first, from, err)
 	}
@@ -37,12 +37,12 @@ func TestDeviceID(t *testing.T) {
 		t.Errorf("id directory mode %v", di.Mode())
 	}
 	// Later starts read the same id.
-	again, from, err := deviceID("", path)
+	again, from, err := deviceID("", dir)
 	if err != nil || again != first || from != path {
 		t.Fatalf("again: %q (first %q) %q %v", again, first, from, err)
 	}
 	// Another machine's id differs.
-	other, _, _ := deviceID("", deviceIDFile(t.TempDir()))
+	other, _, _ := deviceID("", t.TempDir())
 	if other == first {
 		t.Fatal("two new ids are equal")
 	}
@@ -53,9 +53,9 @@ func TestDeviceID(t *testing.T) {
 // start and --check leave no file.
 func TestLookupDeviceIDWritesNothing(t *testing.T) {
 	dir := t.TempDir()
-	path := deviceIDFile(filepath.Join(dir, "state"))
-	p, err := lookupDeviceID("", path)
-	if err != nil || len(p.id) != 26 || p.path != path {
+	state := filepath.Join(dir, "state")
+	p, err := lookupDeviceID("", state)
+	if err != nil || len(p.id) != 26 || p.stateDir != state {
 		t.Fatalf("lookup: %+v %v", p, err)
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
@@ -64,11 +64,11 @@ func TestLookupDeviceIDWritesNothing(t *testing.T) {
 	if err := p.save(); err != nil {
 		t.Fatal(err)
 	}
-	if got, _, err := deviceID("", path); err != nil || got != p.id {
+	if got, _, err := deviceID("", state); err != nil || got != p.id {
 		t.Errorf("saved %q, read back %q (%v)", p.id, got, err)
 	}
 	// Two starts that both found no id: the second keeps the first's.
-	path2 := deviceIDFile(filepath.Join(dir, "other"))
+	path2 := filepath.Join(dir, "other")
 	p1, _ := lookupDeviceID("", path2)
 	p2, _ := lookupDeviceID("", path2)
 	if err := p1.save(); err != nil {
@@ -79,7 +79,7 @@ func TestLookupDeviceIDWritesNothing(t *testing.T) {
 	}
 	// Under a file, no id can be made: refused at lookup.
 	os.WriteFile(filepath.Join(dir, "file"), nil, 0o600)
-	if _, err := lookupDeviceID("", deviceIDFile(filepath.Join(dir, "file"))); !errors.Is(err, errDeviceID) {
+	if _, err := lookupDeviceID("", filepath.Join(dir, "file")); !errors.Is(err, errDeviceID) {
 		t.Errorf("uncreatable: %v", err)
 	}
 }
@@ -90,9 +90,10 @@ func TestDeviceIDRejectsBadValues(t *testing.T) {
 			t.Errorf("env %q: %v, want errDeviceID", bad, err)
 		}
 	}
-	path := filepath.Join(t.TempDir(), "id")
-	os.WriteFile(path, []byte("\n\n"), 0o600)
-	if _, _, err := deviceID("", path); !errors.Is(err, errDeviceID) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "config"), 0o700)
+	os.WriteFile(deviceIDFile(dir), []byte("\n\n"), 0o600)
+	if _, _, err := deviceID("", dir); !errors.Is(err, errDeviceID) {
 		t.Errorf("empty file: %v, want errDeviceID", err)
 	}
 }

@@ -52,7 +52,7 @@ func main() {
 		kong.Name("headless-client"),
 		kong.Description("PipeGuard: a userspace WireGuard tunnel."),
 		kong.UsageOnError(),
-		kong.Vars{"version": version.Line("pipeguard-headless-client")},
+		kong.Vars{"version": version.Line("pipeguard-headless-client"), "state_dir_help": stateDirHelp},
 	)
 	ctx, err := parser.Parse(args)
 	parser.FatalIfErrorf(err)

@@ -18,6 +18,8 @@ import (
 	"pipeguard/cmd/headless-client/config"
 	"pipeguard/cmd/headless-client/dns"
 	"pipeguard/cmd/headless-client/ifsetup"
+	"pipeguard/cmd/headless-client/safedir"
+	"pipeguard/cmd/headless-client/uapi"
 	"pipeguard/stages"
 )
 
@@ -94,13 +96,26 @@ func (c *standaloneCmd) preflight(ctx context.Context) (*startPlan, error) {
 	if err := checkPorts(p.cfg.Interface.ListenPort, c.MetricsAddr, c.PprofAddr); err != nil {
 		return nil, err
 	}
+	// wg's socket directory: another user who could write it could stand
+	// in for the tunnel's socket.
+	if err := uapi.CheckSocketDir(); err != nil {
+		return nil, err
+	}
+	// The state directory before anything reads it: the device id, and
+	// at start the records of what a crashed run left to undo.
+	if err := checkStateDir(c.StateDir); err != nil {
+		return nil, err
+	}
 	if err := p.checkDNS(c); err != nil {
 		return nil, err
 	}
-	if p.id, err = lookupDeviceID(os.Getenv("PIPEGUARD_ID"), deviceIDFile(c.StateDir)); err != nil {
+	if p.id, err = lookupDeviceID(os.Getenv("PIPEGUARD_ID"), c.StateDir); err != nil {
 		return nil, err
 	}
 	if c.LogDir != "" {
+		if err := safedir.Check(c.LogDir); err != nil {
+			return nil, fmt.Errorf("headless-client: log directory %s: %w", c.LogDir, err)
+		}
 		if err := canCreate(filepath.Join(c.LogDir, "pipeguard-"+p.iface+".log")); err != nil {
 			return nil, fmt.Errorf("headless-client: log directory %s: %w", c.LogDir, err)
 		}
@@ -147,8 +162,8 @@ func (p *startPlan) summary(cfgPath string) string {
 		d = fmt.Sprintf("DNS: %s (%s)", p.dnsMode.Name(), p.dnsWhy)
 	}
 	id := "device id from " + p.id.source
-	if p.id.path != "" {
-		id = "device id: a new one, saved at start to " + p.id.path
+	if p.id.stateDir != "" {
+		id = "device id: a new one, saved at start to " + deviceIDFile(p.id.stateDir)
 	}
 	return fmt.Sprintf("headless-client: %s: ready to start %s (peers %d, routes %d, %s, %s, %s)",
 		cfgPath, p.iface, len(p.peers), p.routes, port, d, id)

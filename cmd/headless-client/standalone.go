@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"pipeguard/cmd/headless-client/addrwatch"
 	"pipeguard/cmd/headless-client/config"
 	"pipeguard/cmd/headless-client/dns"
 	"pipeguard/cmd/headless-client/ifsetup"
@@ -30,7 +31,7 @@ type standaloneCmd struct {
 	Config        string `help:"WireGuard config file (wg-quick format)." default:"/etc/pipeguard/pg0.conf" env:"PIPEGUARD_CONFIG"`
 	Interface     string `help:"Interface name; default: the config file's name without .conf."`
 	LogDir        string `help:"Also write JSON log lines to files in this directory, rotated by size." env:"LOG_DIR"`
-	StateDir      string `help:"State directory; the device id is kept in <dir>/config/pipeguard-id." default:"/var/lib/pipeguard" env:"PIPEGUARD_STATE_DIR"`
+	StateDir      string `help:"${state_dir_help}" env:"PIPEGUARD_STATE_DIR"`
 	DNSControl    string `help:"How to apply the config's DNS: auto is systemd-resolved when it runs, else disabled; disabled leaves the system alone; etc-resolv-conf writes /etc/resolv.conf; resolvconf calls resolvconf(8) as wg-quick does; systemd-resolved sets the link's DNS over D-Bus. Every mode is undone at exit, and after a crash at the next start." default:"auto" enum:"auto,disabled,etc-resolv-conf,resolvconf,systemd-resolved"`
 	Check         bool   `help:"Check everything a start would refuse (file, keys, routes, capability, interface name, ports, DNS mode), print one line and exit: 0 if it would start, 1 with the reason. Creates nothing."`
 	Engine        string `help:"Dataplane engine: pipeline or sequential." default:"pipeline" enum:"pipeline,sequential"`
@@ -53,6 +54,7 @@ func (c *standaloneCmd) Run(env *runEnv) error {
 	// since is served once the tunnel runs, a stop ends ctx.
 	ctx, stop := env.signals.Context(context.Background())
 	defer stop()
+	c.StateDir = stateDirFor(c.StateDir, os.Geteuid())
 	// Every refusal comes before anything is created, so a refused start
 	// (and --check) leaves nothing behind.
 	p, err := c.preflight(ctx)
@@ -124,6 +126,7 @@ type running struct {
 	tunnel *stages.Tunnel
 	ifc    *ifsetup.Interface
 	watch  *linkwatch.Watcher // holds the MTU, restores routes after a link bounce
+	addrs  *addrwatch.Watcher // keeps the addresses peers are answered from true
 	uapi   *uapi.Server
 	http   []*metrics.Server // metrics and pprof endpoints, if asked for
 	cfg    *config.Config
@@ -188,17 +191,25 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 		undo()
 		return nil, err
 	}
-	r := &running{iface: iface, tunnel: tun, ifc: ifc, watch: watch, cfg: cfg, peers: peers}
-	if err := r.listenHTTP(c, log); err != nil {
+	addrs, err := addrwatch.New(tun, log)
+	if err != nil {
 		watch.Close()
 		undo()
 		return nil, err
 	}
-	srv, err := uapi.Listen(uapi.SocketPath(iface), tun, &r.mu, log)
+	r := &running{iface: iface, tunnel: tun, ifc: ifc, watch: watch, addrs: addrs, cfg: cfg, peers: peers}
+	if err := r.listenHTTP(c, log); err != nil {
+		addrs.Close()
+		watch.Close()
+		undo()
+		return nil, err
+	}
+	srv, err := uapi.Open(iface, tun, &r.mu, log)
 	if err != nil {
 		for _, s := range r.http {
 			s.Close()
 		}
+		addrs.Close()
 		watch.Close()
 		undo()
 		return nil, fmt.Errorf("headless-client: UAPI socket for %s: %w", iface, err)
@@ -246,6 +257,7 @@ func (r *running) run(ctx context.Context, hup <-chan os.Signal, cfgPath string,
 		UAPI:   r.uapi,
 		Watch:  watch,
 		Link:   r.watch,
+		Addrs:  r.addrs,
 		Reload: func(ctx context.Context) {
 			sd.Reloading()
 			r.reload(ctx, cfgPath, log)

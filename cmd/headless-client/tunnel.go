@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 
+	"pipeguard/cmd/headless-client/addrwatch"
 	"pipeguard/cmd/headless-client/config"
 	"pipeguard/cmd/headless-client/daemon"
 	"pipeguard/cmd/headless-client/lifecycle"
@@ -28,7 +29,7 @@ type tunnelCmd struct {
 	Foreground    bool   `short:"f" help:"Stay in the foreground. Otherwise (and unless WG_PROCESS_FOREGROUND=1) detach once the interface and its socket exist, as wireguard-go does."`
 	Interface     string `arg:"" help:"Interface name (1 to 15 letters, digits and _=+.-)."`
 	LogDir        string `help:"Also write JSON log lines to files in this directory, rotated by size." env:"LOG_DIR"`
-	StateDir      string `help:"State directory; the device id is kept in <dir>/config/pipeguard-id." default:"/var/lib/pipeguard" env:"PIPEGUARD_STATE_DIR"`
+	StateDir      string `help:"${state_dir_help}" env:"PIPEGUARD_STATE_DIR"`
 	Engine        string `help:"Dataplane engine: pipeline or sequential." default:"pipeline" enum:"pipeline,sequential"`
 	Workers       int    `help:"Encrypt and decrypt workers each (pipeline engine); 0: one per CPU." default:"0"`
 	QueueCapacity int    `help:"Capacity of each queue between pipeline stages, in packets (at least 64)." default:"1000"`
@@ -41,6 +42,7 @@ func (c *tunnelCmd) Run(env *runEnv) error {
 	if c.QueueCapacity < minQueueCapacity {
 		return errQueueCapacity
 	}
+	c.StateDir = stateDirFor(c.StateDir, os.Geteuid())
 	if !c.Foreground && !daemon.Foreground() {
 		exe, err := os.Executable()
 		if err != nil {
@@ -82,7 +84,13 @@ func (c *tunnelCmd) serve(env *runEnv, report *daemon.Reporter) error {
 	if err := checkNetAdmin(); err != nil {
 		return err
 	}
-	id, idFrom, err := deviceID(os.Getenv("PIPEGUARD_ID"), deviceIDFile(c.StateDir))
+	if err := checkStateDir(c.StateDir); err != nil {
+		return err
+	}
+	if err := uapi.CheckSocketDir(); err != nil {
+		return err
+	}
+	id, idFrom, err := deviceID(os.Getenv("PIPEGUARD_ID"), c.StateDir)
 	if err != nil {
 		return err
 	}
@@ -91,7 +99,7 @@ func (c *tunnelCmd) serve(env *runEnv, report *daemon.Reporter) error {
 	ctx, stop := env.signals.Context(context.Background())
 	defer stop()
 
-	t, srv, link, err := c.bringUp(log)
+	t, srv, link, addrs, err := c.bringUp(log)
 	if err != nil {
 		return err
 	}
@@ -105,6 +113,7 @@ func (c *tunnelCmd) serve(env *runEnv, report *daemon.Reporter) error {
 		UAPI:   srv,
 		Watch:  watch,
 		Link:   link,
+		Addrs:  addrs,
 		Reload: func(context.Context) {
 			log.Info("SIGHUP: nothing to reload; this tunnel is configured over its UAPI socket")
 		},
@@ -126,24 +135,25 @@ func (c *tunnelCmd) serve(env *runEnv, report *daemon.Reporter) error {
 
 // bringUp creates the UDP socket (on a free port, rebindable so that wg
 // set listen-port works), the TUN device (link down, no addresses), the
-// tunnel with no key and no peers, the UAPI socket, and the link watcher
-// that holds the MTU at 1280 (wg-quick sets 1420); on failure it undoes
-// what it did.
-func (c *tunnelCmd) bringUp(log *slog.Logger) (*stages.Tunnel, *uapi.Server, *linkwatch.Watcher, error) {
+// tunnel with no key and no peers, the UAPI socket, the link watcher
+// that holds the MTU at 1280 (wg-quick sets 1420), and the address
+// watcher that keeps the addresses peers are answered from true; on
+// failure it undoes what it did.
+func (c *tunnelCmd) bringUp(log *slog.Logger) (*stages.Tunnel, *uapi.Server, *linkwatch.Watcher, *addrwatch.Watcher, error) {
 	udp, err := tunio.ListenRebindable(netip.AddrPortFrom(netip.IPv6Unspecified(), 0), tunio.UDPOptions{})
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("headless-client: UDP socket: %w", err)
+		return nil, nil, nil, nil, fmt.Errorf("headless-client: UDP socket: %w", err)
 	}
 	dev, err := tunio.CreateTUN(c.Interface, config.DefaultMTU)
 	if err != nil {
 		udp.Close()
-		return nil, nil, nil, fmt.Errorf("headless-client: creating TUN device %s: %w", c.Interface, err)
+		return nil, nil, nil, nil, fmt.Errorf("headless-client: creating TUN device %s: %w", c.Interface, err)
 	}
 	link, err := linkwatch.New(linkwatch.Config{Name: c.Interface, MaxMTU: config.MaxMTU}, log)
 	if err != nil {
 		dev.Close()
 		udp.Close()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	t, err := stages.New(stages.Config{
 		Engine:        stages.Engine(c.Engine),
@@ -154,16 +164,24 @@ func (c *tunnelCmd) bringUp(log *slog.Logger) (*stages.Tunnel, *uapi.Server, *li
 		link.Close()
 		dev.Close()
 		udp.Close()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	// UAPI requests are serialised among themselves; there is no reload
-	// to serialise them with.
-	srv, err := uapi.Listen(uapi.SocketPath(c.Interface), t, &sync.Mutex{}, log)
+	addrs, err := addrwatch.New(t, log)
 	if err != nil {
 		link.Close()
 		dev.Close()
 		udp.Close()
-		return nil, nil, nil, fmt.Errorf("headless-client: UAPI socket for %s: %w", c.Interface, err)
+		return nil, nil, nil, nil, err
 	}
-	return t, srv, link, nil
+	// UAPI requests are serialised among themselves; there is no reload
+	// to serialise them with.
+	srv, err := uapi.Open(c.Interface, t, &sync.Mutex{}, log)
+	if err != nil {
+		addrs.Close()
+		link.Close()
+		dev.Close()
+		udp.Close()
+		return nil, nil, nil, nil, fmt.Errorf("headless-client: UAPI socket for %s: %w", c.Interface, err)
+	}
+	return t, srv, link, addrs, nil
 }

@@ -28,10 +28,17 @@ const (
 	unitDir = "/usr/lib/systemd/system"
 	confDir = "/etc/pipeguard"
 	state   = "/var/lib/pipeguard"
-	docDir  = "/usr/share/doc/pipeguard"
+	// rootState is where runs as root keep their state.
+	rootState = "/var/lib/pipeguard-root"
+	docDir    = "/usr/share/doc/pipeguard"
 )
 
-var units = []string{"pipeguard-headless-client@.service", "pipeguard-tunnel@.service"}
+// units are the services and their sockets.
+var units = []string{"pipeguard-headless-client@.service", "pipeguard-tunnel@.service",
+	"pipeguard-headless-client@.socket", "pipeguard-tunnel@.socket"}
+
+// tmpfiles keeps /run/wireguard root's.
+const tmpfiles = "/usr/lib/tmpfiles.d/pipeguard.conf"
 
 // TestPackage builds the package, lints it, installs, removes and purges
 // it, and checks each step.
@@ -96,7 +103,11 @@ func TestPackage(t *testing.T) {
 	}
 
 	dpkg(t, "-r", pkg)
-	for _, p := range append([]string{binary, goName}, filepath.Join(unitDir, units[0]), filepath.Join(unitDir, units[1])) {
+	gone := []string{binary, goName, tmpfiles}
+	for _, u := range units {
+		gone = append(gone, filepath.Join(unitDir, u))
+	}
+	for _, p := range gone {
 		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("after dpkg -r, %s is still there (%v)", p, err)
 		}
@@ -110,8 +121,12 @@ func TestPackage(t *testing.T) {
 		t.Error("dpkg -r removed the pipeguard user, who still owns the configs")
 	}
 
+	// And a run as root's state, which purge removes too.
+	if err := os.MkdirAll(filepath.Join(rootState, "config"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	dpkg(t, "-P", pkg)
-	for _, p := range []string{confDir, state, "/var/log/pipeguard", docDir} {
+	for _, p := range []string{confDir, state, rootState, "/var/log/pipeguard", docDir} {
 		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("after dpkg -P, %s is still there (%v)", p, err)
 		}
@@ -148,6 +163,9 @@ func checkInstalled(t *testing.T, version string) {
 		if out, err := exec.Command("systemd-analyze", "verify", path).CombinedOutput(); err != nil || len(out) > 0 {
 			t.Errorf("systemd-analyze verify %s: %v\n%s", path, err, out)
 		}
+		if strings.HasSuffix(u, ".socket") {
+			continue
+		}
 		out := run(t, "systemd-analyze", "security", "--offline=true", path)
 		m := regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)`).FindStringSubmatch(out)
 		if m == nil {
@@ -158,6 +176,14 @@ func checkInstalled(t *testing.T, version string) {
 		} else {
 			t.Logf("%s: exposure %s", path, m[1])
 		}
+	}
+	if _, err := os.Stat(tmpfiles); err != nil {
+		t.Error(err)
+	}
+	// The postinst applied it: /run/wireguard is root's, 0755.
+	var rw syscall.Stat_t
+	if err := syscall.Stat("/run/wireguard", &rw); err != nil || rw.Uid != 0 || rw.Mode&0o7777 != 0o755 {
+		t.Errorf("/run/wireguard: uid %d mode %04o (%v), want root's 0755", rw.Uid, rw.Mode&0o7777, err)
 	}
 	fi, err := os.Stat(confDir)
 	if err != nil {

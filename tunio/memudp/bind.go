@@ -61,7 +61,7 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 		n, err := c.ReadBatch(batch)
 		for i := range n {
 			sizes[i] = batch[i].N
-			eps[i] = &Endpoint{Dst: batch[i].Addr}
+			eps[i] = &Endpoint{Dst: batch[i].Addr, Src: batch[i].Local}
 		}
 		clear(batch)
 		return n, err
@@ -101,7 +101,7 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	for len(bufs) > 0 {
 		batch := b.send[:min(len(bufs), len(b.send))]
 		for i := range batch {
-			batch[i] = tunio.Datagram{Buf: bufs[i], N: len(bufs[i]), Addr: e.Dst}
+			batch[i] = tunio.Datagram{Buf: bufs[i], N: len(bufs[i]), Addr: e.Dst, Local: e.Src}
 		}
 		err := c.WriteBatch(batch)
 		clear(batch)
@@ -125,17 +125,24 @@ func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
 // BatchSize implements conn.Bind.
 func (b *Bind) BatchSize() int { return b.net.cfg.BatchSize }
 
-// Endpoint is a wireguard conn.Endpoint on a Network: just the peer's
-// address, as memudp has no source address choice to cache.
+// Endpoint is a wireguard conn.Endpoint on a Network: the peer's address,
+// and the local address its datagram came to, which replies leave from,
+// as wireguard-go's sticky sockets do.
 type Endpoint struct {
 	Dst netip.AddrPort
+	Src tunio.Local // zero: the Bind's own address
 }
 
 // ClearSrc implements conn.Endpoint.
-func (e *Endpoint) ClearSrc() {}
+func (e *Endpoint) ClearSrc() { e.Src = tunio.Local{} }
 
 // SrcToString implements conn.Endpoint.
-func (e *Endpoint) SrcToString() string { return "" }
+func (e *Endpoint) SrcToString() string {
+	if !e.Src.IsValid() {
+		return ""
+	}
+	return e.Src.Addr().String()
+}
 
 // DstToString implements conn.Endpoint.
 func (e *Endpoint) DstToString() string { return e.Dst.String() }
@@ -150,4 +157,4 @@ func (e *Endpoint) DstToBytes() []byte {
 func (e *Endpoint) DstIP() netip.Addr { return e.Dst.Addr() }
 
 // SrcIP implements conn.Endpoint.
-func (e *Endpoint) SrcIP() netip.Addr { return netip.Addr{} }
+func (e *Endpoint) SrcIP() netip.Addr { return e.Src.Addr() }

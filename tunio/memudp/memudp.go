@@ -9,6 +9,13 @@
 // and counted (Network.Dropped, Conn.Dropped). Config.Block turns the full
 // queue case into backpressure instead, for benchmarks that want no loss.
 //
+// Each datagram carries the address it was sent to, which the receiver
+// reads as its tunio.Local (on the one interface memudp has, index
+// [IfIndex]), and a datagram sent with a Local leaves from that address, so
+// a host that listens on a wildcard address can answer from the address it
+// was reached at, as a real socket does with pktinfo. [Network.RemoveAddr]
+// takes an address away from the network, for tests of what follows.
+//
 // Datagrams are copied into the receiver's preallocated queue; nothing is
 // allocated per datagram.
 package memudp
@@ -34,6 +41,10 @@ const (
 	// firstEphemeralPort is where Listen starts looking for a free port
 	// when asked for port 0 (the IANA dynamic range).
 	firstEphemeralPort = 49152
+
+	// IfIndex is the interface index of every Local a Conn reports: the
+	// network is one link.
+	IfIndex = 1
 )
 
 // Errors.
@@ -62,9 +73,10 @@ type Network struct {
 	cfg     Config
 	dropped atomic.Uint64 // no listener or too long; full queues count at the Conn
 
-	mu       sync.RWMutex // guards conns and nextPort
+	mu       sync.RWMutex // guards conns, nextPort and removed
 	conns    map[netip.AddrPort]*Conn
 	nextPort uint16
+	removed  map[netip.Addr]bool // addresses taken away by RemoveAddr
 }
 
 // NewNetwork returns an empty network with the default Config.
@@ -81,7 +93,27 @@ func NewNetworkConfig(cfg Config) *Network {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = tunio.DefaultBatchSize
 	}
-	return &Network{cfg: cfg, conns: make(map[netip.AddrPort]*Conn), nextPort: firstEphemeralPort}
+	return &Network{cfg: cfg, conns: make(map[netip.AddrPort]*Conn), nextPort: firstEphemeralPort, removed: make(map[netip.Addr]bool)}
+}
+
+// RemoveAddr takes ip away from the network, as when a host's address is
+// deleted: datagrams to it are dropped (counted by Dropped), even by a
+// Conn listening on a wildcard address, and a datagram sent with ip as
+// its Local goes from the sender's route source instead and comes back
+// marked LocalGone, as a real socket refuses a source the host no longer
+// has. Conns bound to ip stay open. AddAddr gives ip back.
+func (n *Network) RemoveAddr(ip netip.Addr) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.removed[ip.Unmap()] = true
+}
+
+// AddAddr undoes RemoveAddr. Every address is on the network until it is
+// removed.
+func (n *Network) AddAddr(ip netip.Addr) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.removed, ip.Unmap())
 }
 
 // Dropped is the number of datagrams the network dropped because nobody
@@ -127,10 +159,12 @@ func (n *Network) Listen(addr netip.AddrPort) (*Conn, error) {
 	return c, nil
 }
 
-// lookup returns the Conn a datagram to dst reaches, or nil.
-func (n *Network) lookup(dst netip.AddrPort) *Conn {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
+// lookupLocked returns the Conn a datagram to dst reaches, or nil; mu is
+// held for reading.
+func (n *Network) lookupLocked(dst netip.AddrPort) *Conn {
+	if len(n.removed) > 0 && n.removed[dst.Addr()] {
+		return nil
+	}
 	if c := n.conns[dst]; c != nil {
 		return c
 	}
@@ -150,28 +184,34 @@ func (n *Network) remove(c *Conn) {
 	}
 }
 
+// meta is what a datagram carries besides its bytes: who sent it, and the
+// address it was sent to.
+type meta struct {
+	from netip.AddrPort
+	to   netip.Addr
+}
+
 // Conn is one endpoint on a Network; it implements tunio.UDPConn. Make one
 // with Network.Listen. Safe for concurrent use; ReadBatch calls are
 // serialized among themselves, and so are WriteBatch calls.
 type Conn struct {
 	net     *Network
 	local   netip.AddrPort
-	queue   *ring.Ring[netip.AddrPort] // meta: sender address
+	queue   *ring.Ring[meta]
 	dropped atomic.Uint64
 	mark    atomic.Uint32
 	closed  chan struct{}
 	once    sync.Once
 
-	readMu   sync.Mutex // guards readDst, readLen, readFrom
+	readMu   sync.Mutex // guards readDst, readLen, readMeta
 	readDst  [][]byte
 	readLen  []int
-	readFrom []netip.AddrPort
+	readMeta []meta
 
-	writeMu  sync.Mutex // guards writeRec, writeMeta
-	writeRec [][]byte
-	// writeMeta holds the local address once per slot; Push takes a meta
-	// per record.
-	writeMeta []netip.AddrPort
+	writeMu   sync.Mutex // guards writeRec, writeMeta, sources
+	writeRec  [][]byte
+	writeMeta []meta
+	sources   []netip.Addr // SetRouteSources
 }
 
 func newConn(n *Network, local netip.AddrPort) *Conn {
@@ -179,16 +219,13 @@ func newConn(n *Network, local netip.AddrPort) *Conn {
 	c := &Conn{
 		net:       n,
 		local:     local,
-		queue:     ring.New[netip.AddrPort](n.cfg.QueueLen, n.cfg.MaxDatagramSize),
+		queue:     ring.New[meta](n.cfg.QueueLen, n.cfg.MaxDatagramSize),
 		closed:    make(chan struct{}),
 		readDst:   make([][]byte, b),
 		readLen:   make([]int, b),
-		readFrom:  make([]netip.AddrPort, b),
+		readMeta:  make([]meta, b),
 		writeRec:  make([][]byte, b),
-		writeMeta: make([]netip.AddrPort, b),
-	}
-	for i := range c.writeMeta {
-		c.writeMeta[i] = local
+		writeMeta: make([]meta, b),
 	}
 	return c
 }
@@ -211,7 +248,7 @@ func (c *Conn) ReadBatch(msgs []tunio.Datagram) (int, error) {
 	for i := range msgs {
 		dst[i] = msgs[i].Buf
 	}
-	n, ok := c.queue.Pop(dst, c.readLen, c.readFrom)
+	n, ok := c.queue.Pop(dst, c.readLen, c.readMeta)
 	clear(dst) // drop references to the caller's buffers
 	if !ok {
 		return 0, tunio.ErrClosed
@@ -223,14 +260,17 @@ func (c *Conn) ReadBatch(msgs []tunio.Datagram) (int, error) {
 		if m.Trunc {
 			m.N = 0 // too long for the buffer: its head only, as tunio.UDPConn says
 		}
-		m.Addr = c.readFrom[i]
+		m.Addr = c.readMeta[i].from
+		m.Local = tunio.LocalFrom(c.readMeta[i].to, IfIndex)
 	}
 	return n, nil
 }
 
 // WriteBatch implements tunio.UDPConn. Datagrams the network cannot deliver
 // are dropped and counted, not reported: see the package comment. It
-// returns an error only when c is closed.
+// returns an error only when c is closed. A datagram leaves from its Local
+// when it has one (LocalGone if that address was removed), else from c's
+// route source (SetRouteSources).
 func (c *Conn) WriteBatch(msgs []tunio.Datagram) error {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
@@ -242,19 +282,34 @@ func (c *Conn) WriteBatch(msgs []tunio.Datagram) error {
 		// so the receiver's lock is taken once per run.
 		dst := msgs[0].Addr
 		var to *Conn
+		c.net.mu.RLock()
 		if dst.Addr().IsValid() {
 			dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
-			to = c.net.lookup(dst)
+			to = c.net.lookupLocked(dst)
 		}
 		run := 0
 		for run < len(msgs) && run < len(c.writeRec) && msgs[run].Addr == msgs[0].Addr {
-			if msgs[run].N <= c.net.cfg.MaxDatagramSize {
-				c.writeRec[run] = msgs[run].Buf[:msgs[run].N]
+			m := &msgs[run]
+			if m.N <= c.net.cfg.MaxDatagramSize {
+				c.writeRec[run] = m.Buf[:m.N]
 			} else {
 				c.writeRec[run] = nil
 			}
+			from := c.routeSourceLocked(dst.Addr())
+			if m.Local.IsValid() {
+				// The map is asked only when an address was removed:
+				// hashing an address per datagram would be most of what
+				// a benchmark measures here.
+				if len(c.net.removed) > 0 && c.net.removed[m.Local.Addr()] {
+					m.LocalGone = true
+				} else {
+					from = m.Local.Addr()
+				}
+			}
+			c.writeMeta[run] = meta{from: netip.AddrPortFrom(from, c.local.Port()), to: dst.Addr()}
 			run++
 		}
+		c.net.mu.RUnlock()
 		c.deliver(to, c.writeRec[:run])
 		clear(c.writeRec[:run])
 		msgs = msgs[run:]
@@ -294,6 +349,30 @@ func (c *Conn) deliver(to *Conn, recs [][]byte) {
 		}
 		recs = recs[k:]
 	}
+}
+
+// SetRouteSources sets the addresses that datagrams sent without a Local
+// leave from, as routing picks a wildcard socket's source: the first of
+// the destination's family. By default, and for a family not among them,
+// it is the address c listens on (unspecified for a wildcard Conn).
+func (c *Conn) SetRouteSources(addrs ...netip.Addr) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	c.sources = c.sources[:0]
+	for _, a := range addrs {
+		c.sources = append(c.sources, a.Unmap())
+	}
+}
+
+// routeSourceLocked is the source of a datagram to dst without a Local;
+// writeMu is held.
+func (c *Conn) routeSourceLocked(dst netip.Addr) netip.Addr {
+	for _, a := range c.sources {
+		if a.Is4() == dst.Is4() {
+			return a
+		}
+	}
+	return c.local.Addr()
 }
 
 // LocalAddr implements tunio.UDPConn.

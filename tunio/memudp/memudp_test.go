@@ -3,6 +3,7 @@ package memudp
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -200,6 +201,9 @@ func TestZeroAlloc(t *testing.T) {
 	for i := range out {
 		out[i].N = 1312
 		out[i].Addr = b.LocalAddr()
+		if i%2 == 1 {
+			out[i].Local = tunio.LocalFrom(netip.MustParseAddr("fd00::5"), IfIndex)
+		}
 	}
 	in := datagrams(32, 1312)
 	allocs := testing.AllocsPerRun(500, func() {
@@ -222,22 +226,164 @@ func TestZeroAlloc(t *testing.T) {
 	}
 }
 
+// BenchmarkWriteRead moves batches between two Conns, the datagrams
+// without and with a Local to send from (as a tunnel answering its peers
+// sends them).
 func BenchmarkWriteRead(b *testing.B) {
-	n := NewNetwork()
-	x, y := listen(b, n, "10.0.0.1:1"), listen(b, n, "10.0.0.2:2")
-	out := datagrams(tunio.DefaultBatchSize, 1312)
-	for i := range out {
-		out[i].N = 1312
-		out[i].Addr = y.LocalAddr()
+	for _, local := range []bool{false, true} {
+		b.Run(fmt.Sprintf("local=%v", local), func(b *testing.B) {
+			n := NewNetwork()
+			x, y := listen(b, n, "10.0.0.1:1"), listen(b, n, "10.0.0.2:2")
+			out := datagrams(tunio.DefaultBatchSize, 1312)
+			for i := range out {
+				out[i].N = 1312
+				out[i].Addr = y.LocalAddr()
+				if local {
+					out[i].Local = tunio.LocalFrom(netip.MustParseAddr("10.0.0.1"), IfIndex)
+				}
+			}
+			in := datagrams(tunio.DefaultBatchSize, 1312)
+			b.SetBytes(1312 * tunio.DefaultBatchSize)
+			b.ReportAllocs()
+			for b.Loop() {
+				x.WriteBatch(out)
+				for got := 0; got < len(out); {
+					nr, _ := y.ReadBatch(in)
+					got += nr
+				}
+			}
+		})
 	}
-	in := datagrams(tunio.DefaultBatchSize, 1312)
-	b.SetBytes(1312 * tunio.DefaultBatchSize)
-	b.ReportAllocs()
-	for b.Loop() {
-		x.WriteBatch(out)
-		for got := 0; got < len(out); {
-			nr, _ := y.ReadBatch(in)
-			got += nr
+}
+
+// TestLocal: a Conn on a wildcard address learns which address each
+// datagram was sent to, and a reply sent with that Local leaves from it.
+func TestLocal(t *testing.T) {
+	tests := []struct {
+		name       string
+		host, peer string // listen addresses
+		to         string // host address the peer writes to
+		want       string // the Local the host reads, and the reply's source
+	}{
+		{"v4 wildcard, second address", "0.0.0.0:51820", "10.0.0.9:1", "10.0.0.2", "10.0.0.2"},
+		{"dual-stack wildcard, v4", "[::]:51820", "10.0.0.9:1", "10.0.0.3", "10.0.0.3"},
+		{"dual-stack wildcard, v4-mapped", "[::]:51820", "10.0.0.9:1", "::ffff:10.0.0.3", "10.0.0.3"},
+		{"dual-stack wildcard, v6", "[::]:51820", "[fd00::9]:1", "fd00::3", "fd00::3"},
+		{"concrete address", "10.0.0.1:51820", "10.0.0.9:1", "10.0.0.1", "10.0.0.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := NewNetwork()
+			host, peer := listen(t, n, tt.host), listen(t, n, tt.peer)
+			out := datagrams(1, 10)
+			out[0].N, out[0].Addr = 10, netip.AddrPortFrom(netip.MustParseAddr(tt.to), 51820)
+			if err := peer.WriteBatch(out); err != nil {
+				t.Fatal(err)
+			}
+			in := datagrams(1, 10)
+			if _, err := host.ReadBatch(in); err != nil {
+				t.Fatal(err)
+			}
+			want := netip.MustParseAddr(tt.want)
+			if in[0].Local != tunio.LocalFrom(want, IfIndex) {
+				t.Fatalf("local %v, want %v", in[0].Local, want)
+			}
+			reply := datagrams(1, 10)
+			reply[0].N, reply[0].Addr, reply[0].Local = 10, in[0].Addr, in[0].Local
+			if err := host.WriteBatch(reply); err != nil || reply[0].LocalGone {
+				t.Fatalf("reply: %v, LocalGone %v", err, reply[0].LocalGone)
+			}
+			if _, err := peer.ReadBatch(in); err != nil {
+				t.Fatal(err)
+			}
+			if in[0].Addr != netip.AddrPortFrom(want, 51820) {
+				t.Fatalf("reply from %v, want %v:51820", in[0].Addr, want)
+			}
+		})
+	}
+}
+
+// TestRemoveAddr: a removed address receives nothing, and a datagram sent
+// from it leaves from the sender's own address, marked LocalGone; AddAddr
+// gives it back.
+func TestRemoveAddr(t *testing.T) {
+	n := NewNetwork()
+	host, peer := listen(t, n, "10.0.0.1:51820"), listen(t, n, "10.0.0.9:1")
+	gone := netip.MustParseAddr("10.0.0.2")
+	n.RemoveAddr(gone)
+	out := datagrams(3, 10)
+	for i := range out {
+		out[i].N, out[i].Addr = 10, peer.LocalAddr()
+	}
+	out[1].Local = tunio.LocalFrom(gone, IfIndex)
+	out[2].Local = tunio.LocalFrom(netip.MustParseAddr("10.0.0.3"), IfIndex)
+	if err := host.WriteBatch(out); err != nil {
+		t.Fatal(err)
+	}
+	if out[0].LocalGone || !out[1].LocalGone || out[2].LocalGone {
+		t.Fatalf("LocalGone %v %v %v, want only the second", out[0].LocalGone, out[1].LocalGone, out[2].LocalGone)
+	}
+	in := datagrams(3, 10)
+	if nr, err := peer.ReadBatch(in); err != nil || nr != 3 {
+		t.Fatalf("ReadBatch = %d, %v", nr, err)
+	}
+	for i, want := range []string{"10.0.0.1", "10.0.0.1", "10.0.0.3"} {
+		if in[i].Addr.Addr().String() != want {
+			t.Fatalf("datagram %d from %v, want %s", i, in[i].Addr, want)
 		}
+	}
+
+	wild := listen(t, n, "0.0.0.0:7")
+	to := datagrams(1, 10)
+	to[0].N, to[0].Addr = 10, netip.AddrPortFrom(gone, 7)
+	peer.WriteBatch(to)
+	if wild.Queued() != 0 || n.Dropped() != 1 {
+		t.Fatalf("to a removed address: queued %d, network dropped %d", wild.Queued(), n.Dropped())
+	}
+	n.AddAddr(gone)
+	peer.WriteBatch(to)
+	if wild.Queued() != 1 {
+		t.Fatal("AddAddr did not give the address back")
+	}
+}
+
+// TestRouteSources: a wildcard Conn sends from the route source of the
+// destination's family, unless a datagram has a Local.
+func TestRouteSources(t *testing.T) {
+	n := NewNetwork()
+	host := listen(t, n, "[::]:51820")
+	p4, p6 := listen(t, n, "10.0.0.9:1"), listen(t, n, "[fd00::9]:1")
+	send := func(to netip.AddrPort, local string) {
+		t.Helper()
+		out := datagrams(1, 10)
+		out[0].N, out[0].Addr = 10, to
+		if local != "" {
+			out[0].Local = tunio.LocalFrom(netip.MustParseAddr(local), IfIndex)
+		}
+		if err := host.WriteBatch(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	from := func(c *Conn) string {
+		t.Helper()
+		in := datagrams(1, 10)
+		if _, err := c.ReadBatch(in); err != nil {
+			t.Fatal(err)
+		}
+		return in[0].Addr.Addr().String()
+	}
+	send(p4.LocalAddr(), "")
+	if got := from(p4); got != "::" {
+		t.Fatalf("without route sources, from %s", got)
+	}
+	host.SetRouteSources(netip.MustParseAddr("fd00::1"), netip.MustParseAddr("::ffff:10.0.0.1"))
+	send(p4.LocalAddr(), "")
+	send(p6.LocalAddr(), "")
+	if f4, f6 := from(p4), from(p6); f4 != "10.0.0.1" || f6 != "fd00::1" {
+		t.Fatalf("from %s and %s", f4, f6)
+	}
+	send(p4.LocalAddr(), "10.0.0.2")
+	if got := from(p4); got != "10.0.0.2" {
+		t.Fatalf("with a Local, from %s", got)
 	}
 }

@@ -38,6 +38,7 @@ var (
 	ErrBadValue     = errors.New("config: bad value")
 	ErrPermissions  = errors.New("config: file is readable or writable by group or others")
 	ErrOwner        = errors.New("config: file is owned by another user")
+	ErrDirectory    = errors.New("config: another user can change the file's directory")
 	ErrTooLarge     = errors.New("config: file too large")
 	ErrBadInterface = errors.New("config: bad interface name")
 )

@@ -130,7 +130,8 @@ func TestParseErrors(t *testing.T) {
 		{"wg-quick hook", iface + "PostUp = iptables -A\n", ErrUnknownKey, 3, "hook"},
 		{"unknown section", "[Interfaces]\n", ErrUnknownSect, 1, "Interfaces"},
 		{"unclosed header", "[Interface\n", ErrSyntax, 1, "]"},
-		{"no equals", iface + "Address 10.0.0.1/24\n", ErrSyntax, 3, "Key = Value"},
+		{"no equals", iface + "Address 10.0.0.1/24\n", ErrSyntax, 3, "Address must be followed by ="},
+		{"no equals, no key", iface + "10.0.0.1/24\n", ErrSyntax, 3, "Key = Value"},
 		{"key before section", "PrivateKey = " + kPriv + "\n", ErrSyntax, 1, "before"},
 		{"empty value", iface + "Address =\n", ErrBadValue, 3, "no value"},
 		{"bad private key", "[Interface]\nPrivateKey = abc\n", ErrBadKey, 2, "PrivateKey"},
@@ -325,6 +326,52 @@ func TestResolveEndpoint(t *testing.T) {
 			t.Errorf("%q: %v", ep, err)
 		case want == "" && got.IsValid(), want != "" && got.String() != want:
 			t.Errorf("%q resolved to %v, want %q", ep, got, want)
+		}
+	}
+}
+
+// TestLoadChecksDirectory: a config in a directory that another uid owns
+// or that others may write is refused, even when the file itself is the
+// euid's with mode 0600: that uid could swap it for a link to another of
+// root's files. So is a link to a file in such a directory.
+func TestLoadChecksDirectory(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true: this test must run as root")
+		}
+		t.Skip("needs root (to chown to another uid)")
+	}
+	const otherUID = 64000
+	base := t.TempDir()
+	for _, tc := range []struct {
+		name  string
+		mode  os.FileMode
+		owner int
+		ok    bool
+	}{
+		{"root's 0700", 0o700, 0, true},
+		{"root's 0755", 0o755, 0, true},
+		{"another uid's", 0o700, otherUID, false},
+		{"group-writable", 0o770, 0, false},
+	} {
+		dir := filepath.Join(base, strings.ReplaceAll(tc.name, " ", "-"))
+		os.Mkdir(dir, tc.mode)
+		os.Chmod(dir, tc.mode)
+		path := filepath.Join(dir, "pg0.conf")
+		if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(dir, tc.owner, tc.owner); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(path)
+		if (err == nil) != tc.ok || err != nil && (!errors.Is(err, ErrDirectory) || !strings.Contains(err.Error(), dir)) {
+			t.Errorf("%s: %v, want ok %v (or ErrDirectory naming %s)", tc.name, err, tc.ok, dir)
+		}
+		link := filepath.Join(base, "link-to-"+filepath.Base(dir)+".conf")
+		os.Symlink(path, link)
+		if _, err := Load(link); (err == nil) != tc.ok {
+			t.Errorf("%s, through a link: %v, want ok %v", tc.name, err, tc.ok)
 		}
 	}
 }

@@ -16,8 +16,14 @@ import (
 // its owner can read or write it and that the owner is the user running
 // (the effective uid): the file holds the private key, and a key that
 // others could read, or that another user could change, is a key to
-// refuse, as ssh does with an identity file.
+// refuse, as ssh does with an identity file. The directory that holds it
+// (and, for a link, the one that holds its target) must be one no other
+// user can change (see checkDir): otherwise that user could swap the
+// file for a link to another of root's files.
 func Load(path string) (*Config, error) {
+	if err := checkDir(path); err != nil {
+		return nil, err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -69,11 +75,11 @@ func InterfaceName(path string) (string, error) {
 // letters, digits and _=+.- (Linux's IFNAMSIZ less the NUL).
 func CheckInterfaceName(name string) error {
 	if name == "" || len(name) > 15 || name == "." || name == ".." {
-		return fmt.Errorf("%w: %q must have 1 to 15 characters", ErrBadInterface, name)
+		return fmt.Errorf("%w: %s must have 1 to 15 characters", ErrBadInterface, quote(name))
 	}
 	for _, c := range []byte(name) {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_=+.-", c) >= 0) {
-			return fmt.Errorf("%w: %q may hold only letters, digits and _=+.-", ErrBadInterface, name)
+			return fmt.Errorf("%w: %s may hold only letters, digits and _=+.-", ErrBadInterface, quote(name))
 		}
 	}
 	return nil
@@ -94,11 +100,11 @@ func (pe *Peer) ResolveEndpoint(ctx context.Context, lookup Resolver) (netip.Add
 	fail := func(err error) error { return &LineError{File: pe.File, Line: pe.EndpointLine, Err: err} }
 	host, portStr, err := net.SplitHostPort(pe.Endpoint)
 	if err != nil {
-		return netip.AddrPort{}, fail(fmt.Errorf("%w: %q", ErrBadEndpoint, pe.Endpoint))
+		return netip.AddrPort{}, fail(fmt.Errorf("%w: %s", ErrBadEndpoint, quote(pe.Endpoint)))
 	}
 	port, err := strconv.ParseUint(portStr, 10, 16)
 	if err != nil {
-		return netip.AddrPort{}, fail(fmt.Errorf("%w: %q", ErrBadEndpoint, pe.Endpoint))
+		return netip.AddrPort{}, fail(fmt.Errorf("%w: %s", ErrBadEndpoint, quote(pe.Endpoint)))
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
 		return netip.AddrPortFrom(a.Unmap(), uint16(port)), nil

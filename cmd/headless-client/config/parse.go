@@ -68,9 +68,15 @@ func (p *parser) line(line string) error {
 	}
 	k, v, ok := strings.Cut(line, "=")
 	if !ok {
-		return fmt.Errorf("%w: want Key = Value or [Section], got %q", ErrSyntax, line)
+		if lead := leadingName(line); knownKey(lead) {
+			return fmt.Errorf("%w: %s must be followed by = and its value (%s)", ErrSyntax, lead, notShown)
+		}
+		return fmt.Errorf("%w: want Key = Value or [Section] (%s)", ErrSyntax, notShown)
 	}
 	key, val := strings.TrimSpace(k), strings.TrimSpace(v)
+	if err := checkKeyName(key); err != nil {
+		return err
+	}
 	lower := strings.ToLower(key)
 	if p.section == "" {
 		return fmt.Errorf("%w: %s before any [Interface] or [Peer] section", ErrSyntax, key)
@@ -89,10 +95,11 @@ func (p *parser) line(line string) error {
 
 func (p *parser) header(line string) error {
 	if !strings.HasSuffix(line, "]") {
-		return fmt.Errorf("%w: section header %q has no closing ]", ErrSyntax, line)
+		return fmt.Errorf("%w: a section header without its closing ] (%s)", ErrSyntax, notShown)
 	}
 	p.seen = map[string]int{}
-	switch name := strings.TrimSpace(line[1 : len(line)-1]); strings.ToLower(name) {
+	name := strings.TrimSpace(line[1 : len(line)-1])
+	switch strings.ToLower(name) {
 	case "interface":
 		if p.iface != 0 {
 			return fmt.Errorf("%w: second [Interface] section (the first is at line %d)", ErrDuplicate, p.iface)
@@ -102,6 +109,9 @@ func (p *parser) header(line string) error {
 		p.cfg.Peers = append(p.cfg.Peers, Peer{File: p.file, Line: p.lineNo()})
 		p.section, p.peer = "peer", &p.cfg.Peers[len(p.cfg.Peers)-1]
 	default:
+		if !isName(name) {
+			return fmt.Errorf("%w: want [Interface] or [Peer] (%s)", ErrUnknownSect, notShown)
+		}
 		return fmt.Errorf("%w: [%s] (want [Interface] or [Peer])", ErrUnknownSect, name)
 	}
 	return nil
@@ -145,7 +155,7 @@ func (p *parser) interfaceKey(key, lower, val string) error {
 		}
 		n, err := strconv.ParseUint(val, 10, 16)
 		if err != nil {
-			return fmt.Errorf("%w: ListenPort %q is not a port number 0..65535", ErrBadValue, val)
+			return fmt.Errorf("%w: ListenPort %s is not a port number 0..65535", ErrBadValue, quote(val))
 		}
 		in.ListenPort = uint16(n)
 	case "mtu":
@@ -154,7 +164,7 @@ func (p *parser) interfaceKey(key, lower, val string) error {
 		}
 		n, err := strconv.Atoi(val)
 		if err != nil || n < MinMTU || n > MaxMTU {
-			return fmt.Errorf("%w: MTU %q is not in %d..%d (PipeGuard's packets are at most %d bytes)", ErrBadValue, val, MinMTU, MaxMTU, MaxMTU)
+			return fmt.Errorf("%w: MTU %s is not in %d..%d (PipeGuard's packets are at most %d bytes)", ErrBadValue, quote(val), MinMTU, MaxMTU, MaxMTU)
 		}
 		in.MTU = n
 	case "table":
@@ -182,7 +192,7 @@ func (p *parser) interfaceKey(key, lower, val string) error {
 				continue
 			}
 			if !validHostname(s) {
-				return fmt.Errorf("%w: DNS entry %q is neither an IP address nor a search domain", ErrBadValue, s)
+				return fmt.Errorf("%w: DNS entry %s is neither an IP address nor a search domain", ErrBadValue, quote(s))
 			}
 			in.DNSSearch = append(in.DNSSearch, s)
 		}
@@ -243,7 +253,7 @@ func (p *parser) peerKey(key, lower, val string) error {
 		}
 		n, err := strconv.ParseUint(val, 10, 16)
 		if err != nil {
-			return fmt.Errorf("%w: PersistentKeepalive %q is not off or seconds 0..65535", ErrBadValue, val)
+			return fmt.Errorf("%w: PersistentKeepalive %s is not off or seconds 0..65535", ErrBadValue, quote(val))
 		}
 		pe.PersistentKeepalive = time.Duration(n) * time.Second
 	default:
@@ -310,13 +320,13 @@ func parseAddress(s string) (netip.Prefix, error) {
 	if !strings.Contains(s, "/") {
 		a, err := netip.ParseAddr(s)
 		if err != nil || a.Zone() != "" {
-			return netip.Prefix{}, fmt.Errorf("%w: %q", ErrBadCIDR, s)
+			return netip.Prefix{}, fmt.Errorf("%w: %s", ErrBadCIDR, quote(s))
 		}
 		return netip.PrefixFrom(a, a.BitLen()), nil
 	}
 	pfx, err := netip.ParsePrefix(s)
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%w: %q", ErrBadCIDR, s)
+		return netip.Prefix{}, fmt.Errorf("%w: %s", ErrBadCIDR, quote(s))
 	}
 	return pfx, nil
 }
@@ -332,7 +342,7 @@ func parseTable(v string) (int64, error) {
 	}
 	n, err := strconv.ParseUint(v, 10, 32)
 	if err != nil || n == 0 {
-		return 0, fmt.Errorf("%w: Table %q is not auto, off or a routing table number 1..4294967295", ErrBadValue, v)
+		return 0, fmt.Errorf("%w: Table %s is not auto, off or a routing table number 1..4294967295", ErrBadValue, quote(v))
 	}
 	return int64(n), nil
 }
@@ -349,7 +359,7 @@ func parseFwMark(v string) (uint32, error) {
 	}
 	n, err := strconv.ParseUint(digits, base, 32)
 	if err != nil || digits == "" || digits[0] == '+' {
-		return 0, fmt.Errorf("%w: FwMark %q is not off or a 32-bit number (decimal or 0x hex)", ErrBadValue, v)
+		return 0, fmt.Errorf("%w: FwMark %s is not off or a 32-bit number (decimal or 0x hex)", ErrBadValue, quote(v))
 	}
 	return uint32(n), nil
 }
@@ -358,22 +368,22 @@ func parseFwMark(v string) (uint32, error) {
 func checkEndpoint(s string) error {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		return fmt.Errorf("%w: %q is not host:port (write IPv6 as [addr]:port)", ErrBadEndpoint, s)
+		return fmt.Errorf("%w: %s is not host:port (write IPv6 as [addr]:port)", ErrBadEndpoint, quote(s))
 	}
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-		return fmt.Errorf("%w: %q has no port 1..65535", ErrBadEndpoint, s)
+		return fmt.Errorf("%w: %s has no port 1..65535", ErrBadEndpoint, quote(s))
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
 		if a.Zone() != "" || a.IsUnspecified() {
-			return fmt.Errorf("%w: %q is not a usable address", ErrBadEndpoint, s)
+			return fmt.Errorf("%w: %s is not a usable address", ErrBadEndpoint, quote(s))
 		}
 		if a.Is6() && !a.Is4In6() && !strings.HasPrefix(s, "[") {
-			return fmt.Errorf("%w: %q: write IPv6 as [addr]:port", ErrBadEndpoint, s)
+			return fmt.Errorf("%w: %s: write IPv6 as [addr]:port", ErrBadEndpoint, quote(s))
 		}
 		return nil
 	}
 	if !validHostname(host) {
-		return fmt.Errorf("%w: %q: host is neither an IP address nor a host name", ErrBadEndpoint, s)
+		return fmt.Errorf("%w: %s: host is neither an IP address nor a host name", ErrBadEndpoint, quote(s))
 	}
 	return nil
 }

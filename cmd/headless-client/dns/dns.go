@@ -28,9 +28,10 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
+
+	"pipeguard/cmd/headless-client/safedir"
 )
 
 // The --dns-control values.
@@ -92,9 +93,6 @@ func (sys *System) log() *slog.Logger {
 	}
 	return sys.Log
 }
-
-// recordDir is where the records and etc-resolv-conf's shared state live.
-func (sys *System) recordDir() string { return filepath.Join(sys.StateDir, "dns") }
 
 // A Mode is one way of pointing the resolver at a tunnel. apply records
 // in rec (already saved) what undo needs, before it changes anything
@@ -169,7 +167,7 @@ func (sys *System) Apply(m Mode, s Settings) (*Applied, error) {
 	if err := m.Check(s); err != nil {
 		return nil, err
 	}
-	rec := &record{Mode: m.Name(), Interface: s.Interface, path: sys.recordPath(s.Interface, m.Name())}
+	rec := &record{Mode: m.Name(), Interface: s.Interface, sys: sys, file: recordFile(s.Interface, m.Name())}
 	if err := rec.save(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrDNS, err)
 	}
@@ -220,7 +218,7 @@ func (sys *System) Recover(iface string) (undone []string, err error) {
 			merr = m.undo(rec)
 		}
 		if merr != nil {
-			err = errors.Join(err, fmt.Errorf("%w: undoing %s left by an earlier run of %s (record %s): %v", ErrDNS, rec.Mode, iface, rec.path, merr))
+			err = errors.Join(err, fmt.Errorf("%w: undoing %s left by an earlier run of %s (record %s): %v", ErrDNS, rec.Mode, iface, rec.file, merr))
 			continue
 		}
 		if rerr := rec.remove(); rerr != nil {
@@ -236,22 +234,30 @@ func (sys *System) Recover(iface string) (undone []string, err error) {
 // kept, <state>/resolv.conf.<iface>: it goes back only if resolv.conf is
 // still that version's file for iface, and is deleted either way.
 func (sys *System) recoverLegacy(iface string) (bool, error) {
-	backup := filepath.Join(sys.StateDir, "resolv.conf."+iface)
-	old, err := os.ReadFile(backup)
+	backup := "resolv.conf." + iface
+	state, err := safedir.Open(sys.StateDir)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("%w: %v", ErrDNS, err)
+		return false, fmt.Errorf("%w: %w", ErrDNS, err)
+	}
+	defer state.Close()
+	old, err := state.ReadFile(backup, maxStateFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", ErrDNS, err)
 	}
 	path := sys.resolvConfPath()
-	cur, _ := os.ReadFile(path)
+	cur, _, _, _ := readFile(path)
 	if strings.HasPrefix(string(cur), "# Written by pipeguard-headless-client for "+iface+";") {
 		if err := writeInPlace(path, old, 0o644); err != nil {
-			return false, fmt.Errorf("%w: restoring %s from %s: %v", ErrDNS, path, backup, err)
+			return false, fmt.Errorf("%w: restoring %s from %s/%s: %v", ErrDNS, path, state.Path(), backup, err)
 		}
 	}
-	return true, os.Remove(backup)
+	return true, state.Remove(backup)
 }
 
 // Request is a mode and settings to apply on a System: what interface

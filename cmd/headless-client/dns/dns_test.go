@@ -71,10 +71,10 @@ func mustApply(t *testing.T, sys *System, mode string, s Settings) *Applied {
 // dns folder but the lock file.
 func assertNoState(t *testing.T, sys *System) {
 	t.Helper()
-	ents, _ := os.ReadDir(sys.recordDir())
+	ents, _ := os.ReadDir(filepath.Join(sys.StateDir, RecordDir))
 	for _, e := range ents {
 		if e.Name() != "etc-resolv-conf.lock" {
-			t.Errorf("left in %s: %s", sys.recordDir(), e.Name())
+			t.Errorf("left in %s: %s", filepath.Join(sys.StateDir, RecordDir), e.Name())
 		}
 	}
 }

@@ -5,14 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"pipeguard/cmd/headless-client/config"
 )
 
 // etcResolvConf writes /etc/resolv.conf itself. Every tunnel on the host
@@ -37,6 +41,9 @@ const writtenHeader = "# Written by pipeguard-headless-client"
 // etcStateFile is the shared state's name in the record directory; it
 // has no '@', so it is never taken for a record.
 const etcStateFile = "etc-resolv-conf.json"
+
+// etcLockFile serialises the tunnels' changes to the shared state.
+const etcLockFile = "etc-resolv-conf.lock"
 
 // etcState is the shared state.
 type etcState struct {
@@ -156,29 +163,33 @@ func (m *etcResolvConf) undo(rec *record) error {
 
 // locked runs fn on the shared state under an exclusive lock, then saves
 // the state, or deletes it when fn left it empty. It drops the claims of
-// processes that are gone before fn sees them.
+// processes that are gone before fn sees them, and refuses a state that
+// names any file but this mode's own (see etcState.check).
 func (m *etcResolvConf) locked(fn func(st *etcState) error) error {
-	dir := m.sys.recordDir()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("%w: %v", ErrDNS, err)
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, "etc-resolv-conf.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	dir, err := m.sys.openRecordDir(true)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrDNS, err)
+		return fmt.Errorf("%w: %w", ErrDNS, err)
+	}
+	defer dir.Close()
+	lock, err := dir.OpenFile(etcLockFile, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrDNS, err)
 	}
 	defer lock.Close() // which releases the lock
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
 		return fmt.Errorf("%w: locking %s: %v", ErrDNS, lock.Name(), err)
 	}
-	path := filepath.Join(dir, etcStateFile)
 	var st etcState
-	switch b, err := os.ReadFile(path); {
+	switch b, err := dir.ReadFile(etcStateFile, maxStateFile); {
 	case err == nil:
 		if err := json.Unmarshal(b, &st); err != nil {
-			return fmt.Errorf("%w: unreadable %s: %v", ErrDNS, path, err)
+			return fmt.Errorf("%w: unreadable %s/%s: %v", ErrDNS, dir.Path(), etcStateFile, err)
+		}
+		if err := st.check(m.sys.resolvConfPath()); err != nil {
+			return fmt.Errorf("%w: %s/%s refused, nothing restored (delete it if nothing needs restoring): %w", ErrDNS, dir.Path(), etcStateFile, err)
 		}
 	case !errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("%w: %v", ErrDNS, err)
+		return fmt.Errorf("%w: %w", ErrDNS, err)
 	}
 	st.Claims = slices.DeleteFunc(st.Claims, func(c claim) bool {
 		start, err := procStart(c.PID)
@@ -191,18 +202,35 @@ func (m *etcResolvConf) locked(fn func(st *etcState) error) error {
 	ferr := fn(&st)
 	var serr error
 	if st.Path == "" {
-		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			serr = err
-		}
+		serr = dir.Remove(etcStateFile)
 	} else if b, err := json.Marshal(&st); err != nil {
 		serr = err
 	} else {
-		serr = writeAtomic(path, b)
+		serr = dir.WriteFile(etcStateFile, b, 0o600)
 	}
 	if serr != nil {
-		serr = fmt.Errorf("%w: saving %s: %v", ErrDNS, path, serr)
+		serr = fmt.Errorf("%w: saving %s/%s: %v", ErrDNS, dir.Path(), etcStateFile, serr)
 	}
 	return errors.Join(ferr, serr)
+}
+
+// check accepts a state read back only if it names the one file this
+// mode writes (path: /etc/resolv.conf, or the one configured), and
+// tunnels by valid interface names: the state tells a root process what
+// to write where, so it must not be able to name any other file.
+func (st *etcState) check(path string) error {
+	if st.Path != "" && st.Path != path {
+		return fmt.Errorf("it names %q, not %s", st.Path, path)
+	}
+	if st.Perm&^0o777 != 0 {
+		return fmt.Errorf("bad file mode %v", st.Perm)
+	}
+	for _, c := range st.Claims {
+		if err := config.CheckInterfaceName(c.Interface); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // drop removes iface's claim.
@@ -257,17 +285,26 @@ func (st *etcState) render() []byte {
 	return []byte(b.String())
 }
 
-// readFile reads path; a missing file is (nil, false, 0644, nil).
+// readFile reads path; a missing file is (nil, false, 0644, nil). A link
+// is not followed: it reads as a file that exists and holds nothing, so
+// it is never taken for one this mode wrote.
 func readFile(path string) (data []byte, existed bool, perm fs.FileMode, err error) {
-	data, err = os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
 		return nil, false, 0o644, nil
+	case errors.Is(err, syscall.ELOOP):
+		return nil, true, 0o644, nil
+	case err != nil:
+		return nil, false, 0, fmt.Errorf("%w: %v", ErrDNS, err)
 	}
+	defer f.Close()
+	data, err = io.ReadAll(io.LimitReader(f, maxStateFile))
 	if err != nil {
 		return nil, false, 0, fmt.Errorf("%w: %v", ErrDNS, err)
 	}
 	perm = 0o644
-	if fi, err := os.Stat(path); err == nil {
+	if fi, err := f.Stat(); err == nil {
 		perm = fi.Mode().Perm()
 	}
 	return data, true, perm, nil

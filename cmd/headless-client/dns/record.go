@@ -5,9 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
+
+	"pipeguard/cmd/headless-client/config"
+	"pipeguard/cmd/headless-client/safedir"
 )
+
+// RecordDir is the directory under the state directory that holds the
+// records and etc-resolv-conf's shared state.
+const RecordDir = "dns"
+
+// maxStateFile bounds what is read of a record or the shared state: a
+// few hundred bytes each, and the original resolv.conf.
+const maxStateFile = 1 << 20
 
 // record is what one tunnel's mode must undo, kept on disk while it is in
 // effect so that a crashed run is undone by the next start.
@@ -20,13 +32,30 @@ type record struct {
 	// Ifindex is the link systemd-resolved was told about.
 	Ifindex int `json:"ifindex,omitempty"`
 
-	path string // where it is saved
+	sys  *System
+	file string // its name in the record directory
 }
 
-// recordPath is <state>/dns/<iface>@<mode>.json: '@' appears in no
-// interface name, so one interface's records never match another's.
-func (sys *System) recordPath(iface, mode string) string {
-	return filepath.Join(sys.recordDir(), iface+"@"+mode+".json")
+// recordFile is <iface>@<mode>.json: '@' appears in no interface name,
+// so one interface's records never match another's.
+func recordFile(iface, mode string) string { return iface + "@" + mode + ".json" }
+
+// openRecordDir opens the record directory, creating it (and the state
+// directory) if create. Both must be trusted (package safedir): a record
+// tells a root process what to delete or restore.
+func (sys *System) openRecordDir(create bool) (*safedir.Dir, error) {
+	var perm os.FileMode
+	open := safedir.Open
+	if create {
+		perm = 0o700
+		open = func(p string) (*safedir.Dir, error) { return safedir.MkdirAll(p, perm) }
+	}
+	state, err := open(sys.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	defer state.Close()
+	return state.Sub(RecordDir, perm)
 }
 
 // save writes the record whole or not at all (a new file renamed into
@@ -36,77 +65,101 @@ func (r *record) save() error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(r.path, b)
+	d, err := r.sys.openRecordDir(true)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.WriteFile(r.file, b, 0o600)
 }
 
 // remove deletes the record; a record already gone is fine.
 func (r *record) remove() error {
-	if err := os.Remove(r.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%w: %v", ErrDNS, err)
+	d, err := r.sys.openRecordDir(false)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err == nil {
+		defer d.Close()
+		err = d.Remove(r.file)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrDNS, err)
 	}
 	return nil
 }
 
-// records reads iface's records, in any mode.
+// records reads iface's records, in any mode, and checks each before any
+// is acted on.
 func (sys *System) records(iface string) ([]*record, error) {
-	ents, err := os.ReadDir(sys.recordDir())
+	d, err := sys.openRecordDir(false)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
+	defer d.Close()
+	names, err := d.Names()
+	if err != nil {
+		return nil, err
+	}
 	var out []*record
-	for _, e := range ents {
-		mode, ok := strings.CutPrefix(e.Name(), iface+"@")
+	for _, name := range names {
+		mode, ok := strings.CutPrefix(name, iface+"@")
 		if !ok || !strings.HasSuffix(mode, ".json") {
 			continue
 		}
-		path := filepath.Join(sys.recordDir(), e.Name())
-		b, err := os.ReadFile(path)
+		b, err := d.ReadFile(name, maxStateFile)
 		if err != nil {
 			return out, err
 		}
-		r := &record{path: path}
-		if err := json.Unmarshal(b, r); err != nil || r.Interface != iface {
-			return out, fmt.Errorf("unreadable record %s (delete it if nothing of %s needs undoing): %v", path, iface, err)
+		r := &record{sys: sys, file: name}
+		err = json.Unmarshal(b, r)
+		if err == nil {
+			err = r.check(iface, strings.TrimSuffix(mode, ".json"))
+		}
+		if err != nil {
+			return out, fmt.Errorf("record %s/%s refused (delete it if nothing of %s needs undoing): %w", d.Path(), name, iface, err)
 		}
 		out = append(out, r)
 	}
 	return out, nil
 }
 
-// writeAtomic writes data to path (mode 0600) through a temporary file
-// renamed into place, making the directory (0700) if needed.
-func writeAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+// resolvconfPrefixName is a prefix resolvconfPrefix can give: a name of
+// letters, digits and '-' (not first: never an option), and a dot.
+var resolvconfPrefixName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]*\.$`)
+
+// check accepts a record read back only if it is iface's own in the mode
+// its file is named for, and says nothing its undo could turn against
+// something else: a resolvconf name is the interface's own (as
+// resolvconfPrefix makes it), never a path.
+func (r *record) check(iface, mode string) error {
+	if err := config.CheckInterfaceName(iface); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
-	if err != nil {
-		return err
+	if r.Interface != iface || r.Mode != mode {
+		return fmt.Errorf("it is for %q in mode %q", r.Interface, r.Mode)
 	}
-	_, werr := tmp.Write(data)
-	if werr == nil {
-		werr = tmp.Sync()
+	if r.Name != "" {
+		prefix, ok := strings.CutSuffix(r.Name, iface)
+		if !ok || r.Mode != Resolvconf || prefix != "" && !resolvconfPrefixName.MatchString(prefix) {
+			return fmt.Errorf("resolvconf name %q is not interface %s's", r.Name, iface)
+		}
 	}
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
+	if r.Ifindex < 0 || r.Ifindex != 0 && r.Mode != SystemdResolved {
+		return fmt.Errorf("bad link index %d", r.Ifindex)
 	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), path)
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
-	}
-	return werr
+	return nil
 }
 
 // writeInPlace replaces path's content without replacing the file: a
 // resolv.conf may be a bind mount (containers, ip netns exec), which a
-// rename would break or fail on.
+// rename would break or fail on. It never writes through a link: this
+// mode only ever wrote a file, and a link there is another program's.
 func writeInPlace(path string, data []byte, perm os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, perm.Perm()&0o644)
 	if err != nil {
 		return err
 	}

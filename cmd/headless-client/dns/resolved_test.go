@@ -80,7 +80,7 @@ func TestResolvedRecover(t *testing.T) {
 
 	// A record of a link that is gone: its index now belongs to no link
 	// of that name.
-	rec := &record{Mode: SystemdResolved, Interface: "pg-gone", Ifindex: lo, path: sys.recordPath("pg-gone", SystemdResolved)}
+	rec := &record{Mode: SystemdResolved, Interface: "pg-gone", Ifindex: lo, sys: sys, file: recordFile("pg-gone", SystemdResolved)}
 	if err := rec.save(); err != nil {
 		t.Fatal(err)
 	}

@@ -50,6 +50,9 @@ var build = sync.OnceValues(func() (bins, error) {
 })
 
 func TestMain(m *testing.M) {
+	if code, ok := helperMain(); ok {
+		os.Exit(code)
+	}
 	code := m.Run()
 	if dir, err := buildDir(); err == nil {
 		os.RemoveAll(dir)
@@ -116,9 +119,16 @@ type proc struct {
 // the test did not stop it, and its output is logged if the test failed.
 func start(t *testing.T, ns *netnstest.NS, name, bin string, env []string, args ...string) *proc {
 	t.Helper()
+	return startFiles(t, ns, name, nil, bin, env, args...)
+}
+
+// startFiles is start, passing files as descriptors 3 and on.
+func startFiles(t *testing.T, ns *netnstest.NS, name string, files []*os.File, bin string, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{name: name, out: &syncBuffer{}, exit: make(chan error, 1)}
 	p.cmd = ns.Command(context.Background(), bin, args...)
 	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.ExtraFiles = files
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

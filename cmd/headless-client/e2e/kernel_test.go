@@ -17,8 +17,8 @@ import (
 // (tools/testing/selftests/wireguard/netns.sh) checks it: the transfer
 // counters, the clamped private key, and peers with low-order keys.
 
-// keyFile writes a key (or any text) to a file for `wg set … private-key`.
-func keyFile(t *testing.T, s string) string {
+// textFile writes a key (or any text) to a file for `wg set … private-key`.
+func textFile(t *testing.T, s string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "key")
 	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
@@ -31,7 +31,7 @@ func keyFile(t *testing.T, s string) string {
 // port, and peer as its one peer, at peer's veth address.
 func wgPeerUp(t *testing.T, n, peer *node) {
 	t.Helper()
-	wg(t, "set", n.iface, "private-key", keyFile(t, n.key.String()), "listen-port", fmt.Sprint(n.port),
+	wg(t, "set", n.iface, "private-key", textFile(t, n.key.String()), "listen-port", fmt.Sprint(n.port),
 		"peer", peer.key.Public().String(), "endpoint", fmt.Sprintf("%s:%d", peer.outer, peer.port),
 		"allowed-ips", peer.inner[0].Addr().String()+"/32,"+peer.inner[1].Addr().String()+"/128")
 }
@@ -90,7 +90,7 @@ func TestWGShowClampedPrivateKey(t *testing.T) {
 	a, z := newNodes(t)
 	pa := startEmptyTunnel(t, b, a)
 	key := a.key.String()
-	wg(t, "set", a.iface, "private-key", keyFile(t, "/"+key[1:]))
+	wg(t, "set", a.iface, "private-key", textFile(t, "/"+key[1:]))
 	if got, want := strings.TrimSpace(wgShow(t, a, "private-key")), "+"+key[1:]; got != want {
 		t.Errorf("wg show private-key = %q, want %q", got, want)
 	}
@@ -145,7 +145,7 @@ func TestWGSetLowOrderPeers(t *testing.T) {
 	p := startEmptyTunnel(t, b, a)
 	// Down again: the selftest adds the peers to a link that is down.
 	a.ns.MustRun(t, "ip", "link", "set", a.iface, "down")
-	wg(t, "set", a.iface, "private-key", keyFile(t, a.key.String()))
+	wg(t, "set", a.iface, "private-key", textFile(t, a.key.String()))
 	for _, k := range lowOrderKeys {
 		wg(t, "set", a.iface, "peer", k, "persistent-keepalive", "1", "endpoint", "127.0.0.1:1111")
 	}

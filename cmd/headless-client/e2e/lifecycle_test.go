@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -344,48 +343,40 @@ func TestEarlySIGHUP(t *testing.T) {
 	t.Logf("%d starts, %d SIGHUPs, %d of them while the client was starting", runs, sent, early)
 }
 
-// TestSIGHUPDuringStartup is issue 14 item 8 without timing. The device
-// id file is a FIFO, so the client blocks in reading it, at the point
-// where it used to be still deaf to signals; the SIGHUP goes when the
-// test's end of the FIFO opens. The client once died of it every time.
-// Now it reads its id, comes up, and serves the early SIGHUP as a reload.
+// TestSIGHUPDuringStartup is issue 14 item 8 without timing. The peer's
+// endpoint is a host name, and the namespace's resolver is the test's: it
+// holds the client's query, at a point of the start where the client
+// used to be still deaf to signals, sends the SIGHUP, and only then
+// answers. (The device id file was a FIFO once; the client now refuses
+// anything but a regular file there, so that nothing planted can block a
+// start.) The client once died of it every time. Now it comes up and
+// serves the early SIGHUP as a reload.
 func TestSIGHUPDuringStartup(t *testing.T) {
 	b := binaries(t)
 	t.Parallel()
 	n := loneNode(t)
-	state := t.TempDir()
-	idFile := filepath.Join(state, "config", "pipeguard-id")
-	if err := os.MkdirAll(filepath.Dir(idFile), 0o700); err != nil {
+	queried, release := heldResolver(t, n, netip.MustParseAddr("192.0.2.1"))
+	k, err := noise.GeneratePrivateKey()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Mkfifo(idFile, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	n.writeConfig(t, config.Peer{PublicKey: k.Public(), Endpoint: "held.pipeguard.test:51820",
+		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.100.0.2/32")}})
 	t.Cleanup(func() { os.Remove(uapi.SocketPath(n.iface)) })
-	// Without PIPEGUARD_ID, so that the client reads the file.
-	p := spawnEnv(t, n, b, nil, "standalone", "--config", n.conf, "--interface", n.iface, "--state-dir", state)
-	opened := make(chan *os.File, 1)
-	go func() {
-		f, err := os.OpenFile(idFile, os.O_WRONLY, 0) // returns once the client opens it
-		if err == nil {
-			opened <- f
-		}
-	}()
-	var f *os.File
+	p := spawn(t, n, b, "standalone", "--config", n.conf, "--interface", n.iface, "--state-dir", t.TempDir())
 	select {
-	case f = <-opened:
+	case <-queried:
 	case err := <-p.exit:
 		p.exit <- err
-		t.Fatalf("the client exited before it read its device id: %v", err)
+		t.Fatalf("the client exited before its lookup: %v", err)
 	case <-time.After(10 * time.Second):
-		t.Fatal("the client did not open its device id file within 10 s")
+		t.Fatal("no DNS query from the client within 10 s")
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(20 * time.Millisecond) // let it be delivered while the client waits
-	f.WriteString("e2e-fifo\n")
-	f.Close()
+	close(release)
 	p.waitSocket(t, n.iface)
 	waitFor(t, func() bool { return strings.Contains(p.out.String(), "reloading config (SIGHUP)") })
 	stopLeavingNothing(t, p, n)
@@ -450,32 +441,12 @@ func TestBrokenStderrPipe(t *testing.T) {
 // client resolves a peer's endpoint name at start-up made it exit 1 with
 // "bad endpoint … operation was canceled". Now that is an orderly stop:
 // exit 0, "stopped during start-up", nothing left. The namespace's
-// resolver is a UDP socket of the test that takes queries and never
-// answers.
+// resolver is the test's, which takes the query and never answers.
 func TestSIGTERMDuringStartupLookup(t *testing.T) {
 	b := binaries(t)
 	t.Parallel()
 	n := loneNode(t)
-	etc := filepath.Join("/etc/netns", n.ns.Name)
-	if err := os.MkdirAll(etc, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(etc) })
-	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte("nameserver 127.0.0.1\noptions timeout:10 attempts:1\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var dns net.PacketConn
-	if err := n.ns.Do(func() (err error) { dns, err = net.ListenPacket("udp", "127.0.0.1:53"); return err }); err != nil {
-		t.Fatal(err)
-	}
-	defer dns.Close()
-	asked := make(chan struct{})
-	go func() {
-		buf := make([]byte, 512)
-		if _, _, err := dns.ReadFrom(buf); err == nil {
-			close(asked) // and never answer
-		}
-	}()
+	asked, _ := heldResolver(t, n, netip.MustParseAddr("192.0.2.1")) // never released
 	k, err := noise.GeneratePrivateKey()
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,14 +90,17 @@ const unprivilegedUID = 61234
 
 // TestUnprivileged runs the client as systemd runs the packaged unit: a
 // uid other than root, holding CAP_NET_ADMIN as its only capability
-// (ambient, bounding set reduced to it, via setpriv), with its config,
-// state and /run/wireguard its own (systemd's RuntimeDirectory=, here a
-// directory of the test bind-mounted over /run/wireguard in a private
-// mount namespace, where /dev/net/tun is also given Debian's mode 0666:
-// udev's default, which this machine's container lacks). The tunnel must
-// come up, pass traffic both ways with
-// a wireguard-go peer, and answer root's wg on its UAPI socket, reads and
-// writes; SIGTERM must remove everything.
+// (ambient, bounding set reduced to it, via setpriv), with its config and
+// state its own, and its UAPI socket made by root in root's
+// /run/wireguard (mode 0600) and passed in as the unit's socket unit
+// does: descriptor 3, LISTEN_FDS=1 and LISTEN_PID the client's pid (set
+// by the shell that execs into it). /dev/net/tun is given Debian's mode
+// 0666 in a private mount namespace (udev's default, which this
+// machine's container lacks). The tunnel must come up, pass traffic both
+// ways with a wireguard-go peer, and answer root's wg on the socket,
+// reads and writes; the service's uid must not be able to replace the
+// socket; SIGTERM must remove everything but the socket, which is its
+// maker's to remove (systemd's RemoveOnStop=).
 func TestUnprivileged(t *testing.T) {
 	b := binaries(t)
 	t.Parallel()
@@ -110,8 +114,8 @@ func TestUnprivileged(t *testing.T) {
 	z.startWGPeer(t, b)
 
 	// Everything the uid needs, in a directory it can reach (t.TempDir's
-	// parents are root's alone): the binary, its config, its state
-	// directory and its runtime directory.
+	// parents are root's alone): the binary, its config and its state
+	// directory.
 	home, err := os.MkdirTemp("", "pipeguard-unpriv-")
 	if err != nil {
 		t.Fatal(err)
@@ -121,13 +125,11 @@ func TestUnprivileged(t *testing.T) {
 	copyFile(t, b.client, client, 0o755)
 	a.conf = filepath.Join(home, "pg.conf")
 	a.writeConfig(t, z.asPeer(true))
-	state, run := filepath.Join(home, "state"), filepath.Join(home, "run")
-	for _, d := range []string{state, run} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
+	state := filepath.Join(home, "state")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
 	}
-	for _, f := range []string{home, a.conf, state, run} {
+	for _, f := range []string{home, a.conf, state} {
 		if err := os.Chown(f, unprivilegedUID, unprivilegedUID); err != nil {
 			t.Fatal(err)
 		}
@@ -135,26 +137,21 @@ func TestUnprivileged(t *testing.T) {
 	if err := os.Chmod(home, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// Root's wg looks in the host's /run/wireguard: a link there leads to
-	// the socket in the client's own runtime directory.
-	if err := os.MkdirAll(filepath.Dir(uapi.SocketPath(a.iface)), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(filepath.Join(run, a.iface+".sock"), uapi.SocketPath(a.iface)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(uapi.SocketPath(a.iface)) })
+	// The socket unit's part, as root: the socket where wg looks.
+	sock := listenAsSocketUnit(t, a.iface)
 
 	uid := strconv.Itoa(unprivilegedUID)
-	p := start(t, a.ns, "unprivileged client "+a.iface, "unshare", nil,
+	p := startFiles(t, a.ns, "unprivileged client "+a.iface, []*os.File{sock}, "unshare", nil,
 		"--mount", "--propagation", "private", "--",
-		"sh", "-c", `mount --bind "$0" /run/wireguard &&
-			mount -t tmpfs -o mode=0755 tmpfs /dev/net && mknod -m 0666 /dev/net/tun c 10 200 &&
-			exec "$@"`, run,
+		"sh", "-c", `mount -t tmpfs -o mode=0755 tmpfs /dev/net && mknod -m 0666 /dev/net/tun c 10 200 &&
+			LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=uapi exec "$@"`, "sh",
 		"setpriv", "--reuid", uid, "--regid", uid, "--clear-groups",
 		"--inh-caps=-all,+net_admin", "--ambient-caps=-all,+net_admin", "--bounding-set=-all,+net_admin",
 		client, "--log-level", "debug", "standalone", "--config", a.conf, "--interface", a.iface, "--state-dir", state)
-	p.waitSocket(t, a.iface)
+	waitLog(t, p, "UAPI socket listening")
+	if !strings.Contains(p.out.String(), "passed_in=true") {
+		t.Errorf("the client did not serve the passed socket:\n%s", p.out)
+	}
 
 	// The process is the client itself (every step above execs), and it
 	// holds what the unit grants and no more.
@@ -189,6 +186,14 @@ func TestUnprivileged(t *testing.T) {
 	if id, err := os.ReadFile(filepath.Join(state, "config", "pipeguard-id")); err != nil || len(id) == 0 {
 		t.Errorf("no device id in the uid's state directory: %v", err)
 	}
+	// The service's own uid cannot replace its socket, nor any other in
+	// root's directory.
+	if code, said := runImpostor(t, impostorBinary(t), uapi.SocketPath(a.iface), unprivilegedUID); code != 3 || !strings.Contains(said, "permission denied") {
+		t.Errorf("the service uid's impostor: exit %d, %q; want 3, permission denied", code, said)
+	}
+	if ka := wg(t, "show", a.iface, "persistent-keepalive"); !strings.Contains(ka, "\t25") {
+		t.Errorf("after the impostor, root's wg no longer reaches the tunnel: %q", ka)
+	}
 
 	code, _ := p.stop(t, syscall.SIGTERM, 2*time.Second)
 	if code != 0 {
@@ -197,8 +202,52 @@ func TestUnprivileged(t *testing.T) {
 	if out, err := a.ns.Run("ip", "link", "show", a.iface); err == nil {
 		t.Errorf("interface %s left behind:\n%s", a.iface, out)
 	}
-	if _, err := os.Lstat(filepath.Join(run, a.iface+".sock")); err == nil {
-		t.Error("UAPI socket left behind in the runtime directory")
+	if fi, err := os.Lstat(uapi.SocketPath(a.iface)); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Errorf("the client removed the socket its maker owns: %v", err)
+	}
+}
+
+// listenAsSocketUnit does what the units' socket unit does, as root: a
+// listening socket at iface's path in root's /run/wireguard, mode 0600,
+// removed at the end of the test. It returns it as a file to pass on.
+func listenAsSocketUnit(t *testing.T, iface string) *os.File {
+	t.Helper()
+	path := uapi.SocketPath(iface)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old := syscall.Umask(0o177)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	syscall.Umask(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	t.Cleanup(func() { os.Remove(path) })
+	f, err := ln.File()
+	ln.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// waitLog waits for a line of p's output holding what, or fails if p
+// exits first.
+func waitLog(t *testing.T, p *proc, what string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(p.out.String(), what) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no %q within 30 s\n%s", p.name, what, p.out)
+		}
+		select {
+		case err := <-p.exit:
+			p.exit <- err
+			t.Fatalf("%s exited: %v\n%s", p.name, err, p.out)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 

@@ -46,7 +46,15 @@ func wgQuick(t *testing.T, ns *netnstest.NS, dir, action, conf string) (int, str
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := ns.Command(ctx, "wg-quick", action, conf)
-	cmd.Env = append(os.Environ(), "WG_QUICK_USERSPACE_IMPLEMENTATION=pipeguard-go", "PATH="+dir+":"+os.Getenv("PATH"), "LOG_LEVEL=info")
+	// The tunnel's state directory is the namespace's, not the host's
+	// default (a root run's /var/lib/pipeguard-root), so the test leaves
+	// nothing behind; the same one for up and down.
+	state := filepath.Join(os.TempDir(), "pipeguard-e2e-"+ns.Name)
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(state) })
+	cmd.Env = append(os.Environ(), "WG_QUICK_USERSPACE_IMPLEMENTATION=pipeguard-go", "PATH="+dir+":"+os.Getenv("PATH"), "LOG_LEVEL=info", "PIPEGUARD_STATE_DIR="+state)
 	cmd.Stdout, cmd.Stderr = f, f
 	err = cmd.Run()
 	out, _ := os.ReadFile(f.Name())

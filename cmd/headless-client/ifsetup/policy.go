@@ -1,15 +1,14 @@
 package ifsetup
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
+	"pipeguard/cmd/headless-client/safedir"
 	"pipeguard/tunio"
 )
 
@@ -148,17 +147,11 @@ func (i *Interface) removeRulesLocked() error {
 	}
 	i.rules = nil
 	if first == nil && i.stateFile != "" {
-		if err := os.Remove(i.stateFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-			first = fmt.Errorf("%w: %v", ErrSetup, err)
+		if err := removeState(i.stateFile); err != nil {
+			first = fmt.Errorf("%w: state file: %w", ErrSetup, err)
 		}
 	}
 	return first
-}
-
-// state is the state file's content.
-type state struct {
-	Interface string       `json:"interface"`
-	Rules     []tunio.Rule `json:"rules"`
 }
 
 // saveStateLocked writes the rules added so far, replacing the file
@@ -167,41 +160,32 @@ func (i *Interface) saveStateLocked() error {
 	if i.stateFile == "" {
 		return nil
 	}
-	b, err := json.MarshalIndent(state{Interface: i.name, Rules: i.rules}, "", "\t")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(i.stateFile), 0o700); err != nil {
-		return fmt.Errorf("%w: state file: %v", ErrSetup, err)
-	}
-	tmp := i.stateFile + ".new"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("%w: state file: %v", ErrSetup, err)
-	}
-	if err := os.Rename(tmp, i.stateFile); err != nil {
-		return fmt.Errorf("%w: state file: %v", ErrSetup, err)
+	if err := saveState(i.stateFile, state{Interface: i.name, Rules: i.rules}); err != nil {
+		return fmt.Errorf("%w: state file: %w", ErrSetup, err)
 	}
 	return nil
 }
 
 // removeStaleRulesLocked removes the rules a previous run of this
 // interface recorded and did not remove (it was killed), and its state
-// file. Failures are logged: they must not keep the tunnel down.
+// file. A state file that is not this interface's, or lists anything but
+// the rules a full tunnel adds, is refused whole: nothing it lists is
+// removed. Failures are logged: they must not keep the tunnel down.
 func (i *Interface) removeStaleRulesLocked() {
 	if i.stateFile == "" {
 		return
 	}
-	b, err := os.ReadFile(i.stateFile)
-	if errors.Is(err, os.ErrNotExist) {
+	st, err := loadState(i.stateFile, i.name)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
 		return
-	}
-	var st state
-	if err == nil {
-		err = json.Unmarshal(b, &st)
-	}
-	if err != nil {
-		i.log.Warn("unreadable state file of a previous run; its policy rules, if any, stay", "file", i.stateFile, "err", err)
-		os.Remove(i.stateFile)
+	case errors.Is(err, safedir.ErrUntrusted):
+		// Not ours to read, nor to delete.
+		i.log.Warn("state file of a previous run refused: its directory or the file is not trusted; its policy rules, if any, stay", "file", i.stateFile, "err", err)
+		return
+	case err != nil:
+		i.log.Warn("state file of a previous run refused; its policy rules, if any, stay", "file", i.stateFile, "err", err)
+		removeState(i.stateFile)
 		return
 	}
 	var removed []string
@@ -214,7 +198,7 @@ func (i *Interface) removeStaleRulesLocked() {
 			i.log.Warn("removing a policy rule left by a previous run", "rule", ru.String(), "err", err)
 		}
 	}
-	os.Remove(i.stateFile)
+	removeState(i.stateFile)
 	if len(removed) > 0 {
 		i.log.Warn("removed the policy rules a previous run left (it did not stop cleanly)", "name", i.name, "rules", removed)
 	}

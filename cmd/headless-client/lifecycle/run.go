@@ -63,6 +63,10 @@ type Parts struct {
 	// bounce); it returning early ends nothing. Run returns only after
 	// it, so nothing is restored once the caller takes things down.
 	Link Service
+	// Addrs, if set, follows the host's addresses and routes beside the
+	// others until the stop (package addrwatch: the local addresses peers
+	// are answered from); it returning early ends nothing.
+	Addrs Service
 	// Reload is called on SIGHUP, from Run's goroutine; nil ignores it.
 	Reload func(ctx context.Context)
 	// Stopping, if set, is called once the stop begins (to tell a
@@ -102,6 +106,12 @@ func Run(ctx context.Context, p Parts, hup <-chan os.Signal, log *slog.Logger) e
 		go func() { linkDone <- p.Link.Serve(partsCtx) }()
 	} else {
 		linkDone <- nil
+	}
+	addrsDone := make(chan error, 1)
+	if p.Addrs != nil {
+		go func() { addrsDone <- p.Addrs.Serve(partsCtx) }()
+	} else {
+		addrsDone <- nil
 	}
 
 	var failed error
@@ -154,7 +164,7 @@ loop:
 	}
 	cancel()
 	deadline := time.After(StopTimeout)
-	waits := []chan error{tunErr, uapiDone, watchDone, linkDone}
+	waits := []chan error{tunErr, uapiDone, watchDone, linkDone, addrsDone}
 	for range p.HTTP {
 		waits = append(waits, httpDone)
 	}

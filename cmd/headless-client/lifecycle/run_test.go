@@ -200,3 +200,34 @@ func TestRunStoppingBeforeParts(t *testing.T) {
 		t.Error("the tunnel was told to stop before Stopping ran")
 	}
 }
+
+// TestRunServesWatchers: the link and address watchers are served beside
+// the tunnel, one returning early ends nothing, and Run waits for them at
+// the stop.
+func TestRunServesWatchers(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	tun, ua, link, addrs := newFake(), newFake(), newFake(), newFake()
+	addrs.stopDelay = 100 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := runAsync(ctx, Parts{Tunnel: tun, UAPI: ua, Link: link, Addrs: addrs}, nil)
+	for deadline := time.Now().Add(5 * time.Second); link.served.Load() == 0 || addrs.served.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the watchers were not served")
+		}
+	}
+	link.fail <- nil // a watcher whose interface went
+	time.Sleep(20 * time.Millisecond)
+	select {
+	case err := <-errc:
+		t.Fatalf("Run returned when a watcher did: %v", err)
+	default:
+	}
+	start := time.Now()
+	cancel()
+	if err := result(t, errc, 5*time.Second); err != nil {
+		t.Fatalf("orderly stop: %v", err)
+	}
+	if d := time.Since(start); d < addrs.stopDelay {
+		t.Fatalf("Run returned after %v, before the address watcher stopped", d)
+	}
+}

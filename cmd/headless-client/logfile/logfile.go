@@ -3,6 +3,12 @@
 // name.log.2, and so on, and the oldest beyond the kept count is deleted.
 // Size-based rotation bounds the disk a busy or misbehaving tunnel can
 // fill, whatever the traffic, without needing logrotate.
+//
+// The directory must be one no other user can change (package safedir),
+// and files in it are opened and renamed through its descriptor, never
+// through a link: the client may run as root, and a link planted in a log
+// directory would otherwise have root append to, or rotate away, any
+// file.
 package logfile
 
 import (
@@ -12,6 +18,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+
+	"pipeguard/cmd/headless-client/safedir"
 )
 
 // ErrConfig reports unusable settings.
@@ -35,7 +43,9 @@ const (
 // each further eighth of the limit, and reopens the file if it had to
 // let go of it.
 type Writer struct {
-	path    string // the current file: dir/name.log
+	dir     *safedir.Dir
+	name    string // the current file's name in dir: name.log
+	path    string // its path, for messages
 	maxSize int64
 	keep    int
 
@@ -60,11 +70,13 @@ func Open(dir, name string, maxSize int64, keep int) (*Writer, error) {
 	if maxSize <= 0 || keep < 1 || name == "" || filepath.Base(name) != name {
 		return nil, fmt.Errorf("%w: name %q, max size %d, keep %d", ErrConfig, name, maxSize, keep)
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	d, err := safedir.MkdirAll(dir, 0o750)
+	if err != nil {
 		return nil, fmt.Errorf("logfile: %w", err)
 	}
-	w := &Writer{path: filepath.Join(dir, name+".log"), maxSize: maxSize, keep: keep}
+	w := &Writer{dir: d, name: name + ".log", path: filepath.Join(d.Path(), name+".log"), maxSize: maxSize, keep: keep}
 	if err := w.openLocked(); err != nil {
+		d.Close()
 		return nil, err
 	}
 	return w, nil
@@ -74,7 +86,7 @@ func Open(dir, name string, maxSize int64, keep int) (*Writer, error) {
 func (w *Writer) Path() string { return w.path }
 
 func (w *Writer) openLocked() error {
-	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := w.dir.OpenFile(w.name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return fmt.Errorf("logfile: %w", err)
 	}
@@ -155,30 +167,35 @@ func (w *Writer) rotateLocked() error {
 	if err != nil {
 		return fmt.Errorf("logfile: %w", err)
 	}
-	rotated := func(i int) string { return w.path + "." + strconv.Itoa(i) }
-	if err := os.Remove(rotated(w.keep)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	rotated := func(i int) string { return w.name + "." + strconv.Itoa(i) }
+	if err := w.dir.Remove(rotated(w.keep)); err != nil {
 		return fmt.Errorf("logfile: %w", err)
 	}
 	for i := w.keep - 1; i >= 1; i-- {
-		if err := os.Rename(rotated(i), rotated(i+1)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := w.dir.Rename(rotated(i), rotated(i+1)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("logfile: %w", err)
 		}
 	}
-	if err := os.Rename(w.path, rotated(1)); err != nil {
+	if err := w.dir.Rename(w.name, rotated(1)); err != nil {
 		return fmt.Errorf("logfile: %w", err)
 	}
 	return w.openLocked()
 }
 
-// Close closes the current file. Writes after Close fail.
+// Close closes the current file and the directory. Writes after Close
+// fail; a second Close does nothing.
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.closed = true
-	if w.f == nil {
+	if w.closed {
 		return nil
+	}
+	w.closed = true
+	derr := w.dir.Close()
+	if w.f == nil {
+		return derr
 	}
 	err := w.f.Close()
 	w.f = nil
-	return err
+	return errors.Join(err, derr)
 }

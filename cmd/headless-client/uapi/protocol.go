@@ -144,7 +144,8 @@ func ParseSet(r *bufio.Reader) (*SetRequest, error) {
 		}
 		key, value, ok := strings.Cut(line, "=")
 		if !ok {
-			return nil, fmt.Errorf("%w: line %q is not key=value", ErrProtocol, line)
+			// Not quoted: it may be a key that lost its name.
+			return nil, fmt.Errorf("%w: a line of %d bytes is not key=value", ErrProtocol, len(line))
 		}
 		if key == "public_key" {
 			pk, err := parseHexKey(key, value)
@@ -195,7 +196,7 @@ func (req *SetRequest) deviceLine(key, value string) error {
 		}
 		req.ReplacePeers = true
 	default:
-		return fmt.Errorf("%w: device key %q", ErrInvalid, key)
+		return fmt.Errorf("%w: device key %s", ErrInvalid, quoteKey(key))
 	}
 	return nil
 }
@@ -249,9 +250,19 @@ func (pc *PeerChange) line(key, value string) error {
 			return fmt.Errorf("%w: protocol_version %q", ErrInvalid, value)
 		}
 	default:
-		return fmt.Errorf("%w: peer key %q", ErrInvalid, key)
+		return fmt.Errorf("%w: peer key %s", ErrInvalid, quoteKey(key))
 	}
 	return nil
+}
+
+// quoteKey quotes an unknown key's name for the log, unless it is no
+// name (lower case letters and '_', as long as the protocol's longest)
+// and may be part of a key.
+func quoteKey(key string) string {
+	if len(key) > len("persistent_keepalive_interval") || strings.Trim(key, "abcdefghijklmnopqrstuvwxyz_") != "" {
+		return fmt.Sprintf("(%d bytes, not shown: not a key name)", len(key))
+	}
+	return strconv.Quote(key)
 }
 
 // parseHexKey parses the 64 hex digits of a key, as the protocol writes

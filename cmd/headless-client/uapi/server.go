@@ -46,24 +46,47 @@ type Server struct {
 	ln   net.Listener // a *net.UnixListener; an interface so tests can inject accept errors
 	path string
 	lock sync.Locker
+	own  bool // the socket file is this process's to remove
 
 	mu    sync.Mutex // guards conns
 	conns map[net.Conn]struct{}
 }
 
 // Listen creates the socket at path (mode 0600 in a directory it creates
-// with mode 0755, as wireguard-go does) for dev. A stale socket left by a
-// process that died is replaced; one that still answers is ErrInUse.
-// lock may be nil.
+// with mode 0755, as wireguard-go does) for dev. It refuses a directory
+// that another user can write (see checkSocketDir). A stale socket left
+// by a process that died is replaced; one that still answers is
+// ErrInUse. lock may be nil.
 func Listen(path string, dev Device, lock sync.Locker, log *slog.Logger) (*Server, error) {
 	ln, err := listenUnix(path)
 	if err != nil {
 		return nil, err
 	}
+	return newServer(ln, path, true, dev, lock, log), nil
+}
+
+// Inherit serves the listening socket f, made by the service manager
+// (socket activation: a .socket unit, created by root in root's
+// directory), for dev. It must be a listening unix stream socket bound at
+// path, in a directory no other user can write. Serve leaves the file to
+// its maker. f may be closed once Inherit returns.
+func Inherit(f *os.File, path string, dev Device, lock sync.Locker, log *slog.Logger) (*Server, error) {
+	ln, err := inheritUnix(f, path)
+	if err != nil {
+		return nil, err
+	}
+	return newServer(ln, path, false, dev, lock, log), nil
+}
+
+// CheckSocketDir refuses, creating nothing, a socket directory that
+// another user can write, before a start makes anything.
+func CheckSocketDir() error { return checkSocketDir(SocketDir, false) }
+
+func newServer(ln net.Listener, path string, own bool, dev Device, lock sync.Locker, log *slog.Logger) *Server {
 	if lock == nil {
 		lock = &sync.Mutex{}
 	}
-	return &Server{dev: dev, log: log, ln: ln, path: path, lock: lock, conns: map[net.Conn]struct{}{}}, nil
+	return &Server{dev: dev, log: log, ln: ln, path: path, lock: lock, own: own, conns: map[net.Conn]struct{}{}}
 }
 
 // Path is the socket's path.
@@ -82,11 +105,15 @@ func (s *Server) Serve(ctx context.Context) error {
 		wg.Wait()
 		// The listener unlinks the socket on Close (Go's default for
 		// sockets it created); this catches the case where it did not.
+		// A socket passed in is its maker's to remove.
+		if !s.own {
+			return
+		}
 		if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			s.log.Warn("removing UAPI socket", "path", s.path, "err", err)
 		}
 	}()
-	s.log.Info("UAPI socket listening", "path", s.path)
+	s.log.Info("UAPI socket listening", "path", s.path, "passed_in", !s.own)
 	done := ctx.Done()
 	var backoff time.Duration // of the current run of accept errors; 0: none
 	for {

@@ -249,3 +249,34 @@ func TestAppendGetNoKey(t *testing.T) {
 		t.Errorf("get of a tunnel without a key: %v", m)
 	}
 }
+
+// TestParseSetErrorsHideKeys: the server logs a refused set's error, so
+// a mistyped line that holds a private or preshared key must not reach
+// the log: the error names the key field at most, never its digits.
+func TestParseSetErrorsHideKeys(t *testing.T) {
+	secret := hexOf(key(t).Public()) // 64 hex digits, as a key's
+	pk := "public_key=" + hexOf(key(t).Public()) + "\n"
+	for _, tc := range []struct{ name, in string }{
+		{"private_key without =", "private_key " + secret + "\n\n"},
+		{"private_key with :", "private_key:" + secret + "\n\n"},
+		{"private_key too long", "private_key=" + secret + "0\n\n"},
+		{"private_key alone", secret + "\n\n"},
+		{"private_key as the key", secret + "=1\n\n"},
+		{"preshared_key without =", pk + "preshared_key " + secret + "\n\n"},
+		{"preshared_key with :", pk + "preshared_key:" + secret + "=\n\n"},
+		{"preshared_key too short", pk + "preshared_key=" + secret[:63] + "\n\n"},
+		{"preshared_key misspelt", pk + "presharedkey" + secret + "=1\n\n"},
+	} {
+		_, err := parse(tc.in)
+		if err == nil {
+			t.Errorf("%s: parsed", tc.name)
+			continue
+		}
+		for i := 0; i+8 <= len(secret); i++ {
+			if strings.Contains(err.Error(), secret[i:i+8]) {
+				t.Errorf("%s: the error quotes part of the key: %v", tc.name, err)
+				break
+			}
+		}
+	}
+}
