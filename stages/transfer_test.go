@@ -2,6 +2,7 @@ package stages
 
 import (
 	"fmt"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -25,7 +26,8 @@ func transferOf(t *testing.T, e *end, pk noise.PublicKey) (rx, tx, rxHS, txHS ui
 // initiations and responses (sent only once they went out), keepalives
 // and data, on both engines; and no cookie reply, in either direction,
 // since the kernel counts none (one it sends answers an unauthenticated
-// sender, one it receives is not counted either).
+// sender, one it receives is not counted either), nor a data packet
+// dropped for its inner source.
 func TestTransferCountsEveryDatagram(t *testing.T) {
 	for _, engine := range engines {
 		t.Run(string(engine), func(t *testing.T) {
@@ -83,6 +85,13 @@ func TestTransferCountsEveryDatagram(t *testing.T) {
 			if got := e.recv(t, 5*time.Second); seqOf(got) != 2 {
 				t.Fatalf("peer's packet: seq %d", seqOf(got))
 			}
+			want(wire.ResponseSize+wire.MinTransportSize+dataLen, 2*wire.InitiationSize+dataLen, wire.ResponseSize, 2*wire.InitiationSize)
+
+			// A packet from a source outside the peer's allowed IPs is
+			// dropped and, as in the kernel, not counted.
+			p.send(p.seal(ipv4(netip.MustParseAddr("10.99.0.9"), hostA.v4, 84, 3)))
+			waitFor(t, 5*time.Second, func() bool { return dropsOf(e.tun.Stats(), DropNotAllowed) == 1 },
+				func() string { return "packet from a disallowed source not dropped\n" + fmtStats(e.tun.Stats()) })
 			want(wire.ResponseSize+wire.MinTransportSize+dataLen, 2*wire.InitiationSize+dataLen, wire.ResponseSize, 2*wire.InitiationSize)
 
 			// The tunnel as responder: an initiation and its response.
