@@ -264,6 +264,7 @@ on_err() {
 	((++failures))
 	check_failed["$fn:$line"]=$((${check_failed["$fn:$line"]:-0} + 1))
 	printf '\x1b[31m\x1b[1m[-] FAIL line %s (%s): %s\x1b[0m\n' "$line" "$fn" "$cmd" >&3
+	echo "    at $(date +%H:%M:%S.%3N)" >&3
 }
 
 # skip REASON: the check on the next line is one a userspace
