@@ -69,6 +69,7 @@ type timers struct {
 	sentLastMinuteHandshake bool      // keepKeyFreshReceiving fired for this session
 	lastInitiation          time.Time // for the rate limit of one per RekeyTimeout
 	lastHandshake           time.Time
+	unanswered              time.Time     // first initiation sent since the peer was last heard from; zero: none
 	persistentInterval      time.Duration // 0: off
 
 	reported time.Time // what NextDeadline last returned; zero: the actor sleeps
@@ -147,6 +148,16 @@ func (s *Session) Handshaking() bool {
 	return !s.t.retransmit.IsZero()
 }
 
+// UnansweredSince returns when the first of the initiations sent since
+// the peer was last heard from (an authenticated handshake or transport
+// message) went out, or the zero time if none is unanswered. It changes
+// nothing; for status and for logging a peer that stops answering.
+func (s *Session) UnansweredSince() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.t.unanswered
+}
+
 // LastHandshake returns when the last handshake completed, or the zero
 // time.
 func (s *Session) LastHandshake() time.Time {
@@ -198,6 +209,9 @@ func (s *Session) InitiationSent(now time.Time) {
 	// Retry counts from the real send, as in wireguard-go's
 	// timersHandshakeInitiated.
 	s.t.lastInitiation = now
+	if s.t.unanswered.IsZero() {
+		s.t.unanswered = now
+	}
 	s.armLocked(&s.t.retransmit, now.Add(RekeyTimeout+s.jitter()))
 }
 
@@ -353,8 +367,12 @@ func (s *Session) traversalLocked(now time.Time) {
 // anySentLocked: whatever we sent serves as the keepalive the peer awaits.
 func (s *Session) anySentLocked() { s.t.keepalive = time.Time{} }
 
-// anyReceivedLocked: the peer is alive, no need for a new handshake.
-func (s *Session) anyReceivedLocked() { s.t.newHandshake = time.Time{} }
+// anyReceivedLocked: the peer is alive, no need for a new handshake, and
+// no initiation of ours is unanswered.
+func (s *Session) anyReceivedLocked() {
+	s.t.newHandshake = time.Time{}
+	s.t.unanswered = time.Time{}
+}
 
 // armLocked sets a deadline, and marks the timer actor for waking if the
 // deadline is earlier than the one it sleeps until.

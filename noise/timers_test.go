@@ -446,3 +446,53 @@ func (p *sessPacket) open(kp *Keypair) bool {
 	}
 	return kp.Replay.ValidateCounter(h.Counter, RejectAfterMessages)
 }
+
+// TestTimersUnansweredSince: the first initiation after the peer was last
+// heard from starts the count; retries and new requests do not move it;
+// any authenticated message from the peer (a handshake, transport data,
+// a keepalive) ends it. A retry still under way after that (the
+// handshake did not complete) starts a new count.
+func TestTimersUnansweredSince(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		answer   func(s *Session, now time.Time)
+		nextFrom time.Duration // the next count's start
+	}{
+		{"completed handshake", func(s *Session, now time.Time) {
+			s.HandshakeReceived(now)
+			s.Install(sessKeypair(1, true, now), now)
+		}, 30 * time.Second},
+		{"transport data", func(s *Session, now time.Time) { s.TransportReceived(nil, now, true) }, 21 * time.Second},
+		{"keepalive", func(s *Session, now time.Time) { s.TransportReceived(nil, now, false) }, 21 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := Session{Jitter: noJitter}
+			if got := s.UnansweredSince(); !got.IsZero() {
+				t.Fatalf("a new session: unanswered since %v", got)
+			}
+			var at []time.Duration
+			probe := func(s *Session, now time.Time) {
+				if u := s.UnansweredSince(); !u.IsZero() {
+					at = append(at, u.Sub(sessT0))
+				} else {
+					at = append(at, -1)
+				}
+			}
+			events := []sessEvent{
+				{time.Second, func(s *Session, now time.Time) { s.RequestHandshake(now) }},
+				{12 * time.Second, probe}, // after two retries
+				{13 * time.Second, func(s *Session, now time.Time) { s.RequestHandshake(now) }}, // new data
+				{17 * time.Second, probe},
+				{18 * time.Second, tc.answer},
+				{18 * time.Second, probe},
+				{30 * time.Second, func(s *Session, now time.Time) { s.RequestHandshake(now) }},
+				{31 * time.Second, probe},
+			}
+			sessScenario(t, &s, events, 40*time.Second, reactLikePipeline)
+			want := []time.Duration{time.Second, time.Second, -1, tc.nextFrom}
+			if !slices.Equal(at, want) {
+				t.Errorf("unanswered since %v, want %v (-1: none)", at, want)
+			}
+		})
+	}
+}

@@ -27,6 +27,10 @@ type PeerStatus struct {
 	AllowedIPs          []netip.Prefix     // masked, IPv4 first, longest first
 	PersistentKeepalive time.Duration      // 0: off
 	LastHandshake       time.Time          // zero: never
+	// SilentSince is when the peer's unanswered handshake initiations
+	// began, once they have gone unanswered for PeerSilentAfter; zero
+	// while the peer answers (or nothing was sent to it).
+	SilentSince time.Time
 	// RxBytes and TxBytes count the UDP payload of every datagram
 	// received from the peer (and authenticated) and sent to it, as the
 	// kernel and wireguard-go count them for `wg show transfer`:
@@ -79,6 +83,7 @@ func (t *Tunnel) status(p *peer) PeerStatus {
 		AllowedIPs:          t.allowed.Prefixes(p),
 		PersistentKeepalive: p.session.PersistentKeepalive(),
 		LastHandshake:       p.session.LastHandshake(),
+		SilentSince:         silentSince(p, t.clock.Now()),
 	}
 	st.RxHandshakeBytes, st.TxHandshakeBytes = p.rxHandshake.Load(), p.txHandshake.Load()
 	st.RxBytes = p.rxBytes.Load() + st.RxHandshakeBytes

@@ -219,6 +219,7 @@ func (t *Tunnel) installKeys(p *peer, kp *noise.Keypair, src netip.AddrPort, loc
 	// traffic this handshake carried.
 	p.handshakes.Add(1)
 	t.forgetKeypairs(p.session.Install(kp, now))
+	t.noteAnswer(p, now)
 	return true
 }
 

@@ -59,6 +59,10 @@ type peer struct {
 	// packets above 1280 bytes (udprecv).
 	toldTooBig atomic.Bool
 
+	// silence is whether the peer was logged as not answering (timer
+	// actor) and has not answered since (handshake actor).
+	silence silence
+
 	// rxReport and txReport throttle the data path's reports to session.
 	rxReport, txReport reportThrottle
 

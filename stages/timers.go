@@ -92,8 +92,12 @@ func (a *timerActor) act(p *peer, actions noise.Actions, now time.Time) {
 		sentData = a.flushStaged(p, now)
 	}
 	if actions.Has(noise.ActionSendInitiation) {
+		// A refused initiation (a low-order key) sends nothing, so the
+		// peer is not silent: AddPeer said why it will never answer.
 		if r := a.t.sendInitiation(p, now); r != dropNone {
 			a.c.drop(r)
+		} else {
+			a.t.noteInitiation(p, now)
 		}
 	}
 	if actions.Has(noise.ActionSendKeepalive) && !sentData {

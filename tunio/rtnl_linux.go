@@ -215,6 +215,28 @@ func (r *RTNL) changeRoute(add bool, name string, p netip.Prefix, table int) err
 	return sysErr("route", r.h.RouteDel(rt))
 }
 
+// AddUnreachable adds an unreachable route for p (IPv4 or IPv6) to the
+// routing table table with metric metric, as `ip route add unreachable P
+// table T metric M`. It needs no interface, so it outlives any; a lookup
+// that ends on it fails (a local sender gets EHOSTUNREACH or
+// ENETUNREACH, a forwarded packet an ICMP error) and does not go on to
+// the next policy rule. A route the table has already for p with the
+// same metric is EEXIST.
+func (r *RTNL) AddUnreachable(p netip.Prefix, table, metric int) error {
+	return sysErr("route", r.h.RouteAdd(unreachable(p, table, metric)))
+}
+
+// DelUnreachable removes the unreachable route AddUnreachable added.
+func (r *RTNL) DelUnreachable(p netip.Prefix, table, metric int) error {
+	return sysErr("route", r.h.RouteDel(unreachable(p, table, metric)))
+}
+
+func unreachable(p netip.Prefix, table, metric int) *netlink.Route {
+	p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()).Masked()
+	return &netlink.Route{Dst: ipNet(p), Table: table, Priority: metric, Type: unix.RTN_UNREACHABLE,
+		Protocol: unix.RTPROT_BOOT, Scope: netlink.SCOPE_UNIVERSE}
+}
+
 // Routes returns the unicast, blackhole, unreachable and prohibit routes
 // of both families in the routing table table (0: every table but the
 // kernel's local one). Cloned (cached) routes are left out.

@@ -155,6 +155,38 @@ func TestRTNLRoutesAndRules(t *testing.T) {
 	if out := ipIn(t, ns, "-6", "rule", "show"); strings.Contains(out, "51820") || strings.Contains(out, "suppress") {
 		t.Errorf("IPv6 rules left:\n%s", out)
 	}
+	// Unreachable default routes behind the interface's: they need no
+	// interface, and survive it.
+	const metric = 4278198272
+	for _, p := range []string{"0.0.0.0/0", "::/0"} {
+		must(r.AddUnreachable(netip.MustParsePrefix(p), table, metric))
+		if err := r.AddUnreachable(netip.MustParsePrefix(p), table, metric); !errors.Is(err, syscall.EEXIST) {
+			t.Errorf("adding %s twice: %v, want EEXIST", p, err)
+		}
+	}
+	for _, fam := range []string{"-4", "-6"} {
+		// IPv6 shows it on lo, where the kernel keeps its reject routes.
+		if out := ipIn(t, ns, fam, "route", "show", "table", fmt.Sprint(table)); !strings.Contains(out, "unreachable default ") || !strings.Contains(out, " metric 4278198272") {
+			t.Errorf("table %d (%s) lacks the unreachable route:\n%s", table, fam, out)
+		}
+	}
+	tbl, err = r.Routes(table)
+	must(err)
+	unreachables := 0
+	for _, rt := range tbl {
+		if rt.Type == RouteUnreachable && rt.Metric == metric && rt.Dst.Bits() == 0 {
+			unreachables++
+		}
+	}
+	if unreachables != 2 {
+		t.Errorf("Routes(%d) shows %d unreachable default routes, want 2: %v", table, unreachables, tbl)
+	}
+	for _, p := range []string{"0.0.0.0/0", "::/0"} {
+		must(r.DelUnreachable(netip.MustParsePrefix(p), table, metric))
+		if err := r.DelUnreachable(netip.MustParsePrefix(p), table, metric); !errors.Is(err, syscall.ESRCH) && !errors.Is(err, syscall.ENOENT) {
+			t.Errorf("deleting %s twice: %v, want ESRCH or ENOENT", p, err)
+		}
+	}
 	must(r.DelRoute(name, netip.MustParsePrefix("0.0.0.0/0"), table))
 	if err := r.AddRoute("nonexistent0", netip.MustParsePrefix("10.0.0.0/8"), 0); !errors.Is(err, syscall.ENODEV) {
 		t.Errorf("AddRoute on a missing interface: %v, want ENODEV", err)

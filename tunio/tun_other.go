@@ -75,6 +75,12 @@ func (r *RTNL) AddRoute(name string, p netip.Prefix, table int) error { return E
 // DelRoute returns ErrUnsupported outside Linux.
 func (r *RTNL) DelRoute(name string, p netip.Prefix, table int) error { return ErrUnsupported }
 
+// AddUnreachable is unsupported outside Linux.
+func (r *RTNL) AddUnreachable(p netip.Prefix, table, metric int) error { return ErrUnsupported }
+
+// DelUnreachable is unsupported outside Linux.
+func (r *RTNL) DelUnreachable(p netip.Prefix, table, metric int) error { return ErrUnsupported }
+
 // Routes returns ErrUnsupported outside Linux.
 func (r *RTNL) Routes(table int) ([]Route, error) { return nil, ErrUnsupported }
 

@@ -23,6 +23,7 @@ type cli struct {
 
 	Standalone standaloneCmd `cmd:"" help:"Bring up a tunnel from a WireGuard config file and keep it up (SIGHUP reloads, SIGTERM stops)."`
 	Tunnel     tunnelCmd     `cmd:"" help:"Create an empty tunnel (no key, no peers, no addresses, link down) with its UAPI socket, to be configured by wg, wg-quick or a controller; as wireguard-go, and as pipeguard-go IFACE."`
+	Cleanup    cleanupCmd    `cmd:"" help:"Restore normal routing after a full tunnel's client died (crashed, killed, or stopped by itself) with no restart to follow: remove the policy rules and unreachable routes it left, which drop the tunnel's traffic meanwhile, and undo its DNS settings."`
 	Demo       demoCmd       `cmd:"" help:"Show a working tunnel: two PipeGuard peers in private network namespaces, with traffic between them (needs root)."`
 	Genkey     genkeyCmd     `cmd:"" help:"Print a new base64 private key (like wg genkey)."`
 	Pubkey     pubkeyCmd     `cmd:"" help:"Read a base64 private key on stdin, print its public key (like wg pubkey)."`

@@ -36,6 +36,9 @@ type startPlan struct {
 	dns      dns.Settings
 	routes   int
 	fullTunl bool
+	bypass   string   // the family a full tunnel of the other leaves outside it ("IPv6"), or ""
+	bypassBy []string // the main table's routes of that family
+	blocked  bool     // --block-untunneled: that family is dropped instead
 }
 
 // preflight makes every check that can refuse a start, in the order the
@@ -61,6 +64,10 @@ func (c *standaloneCmd) preflight(ctx context.Context) (*startPlan, error) {
 	if c.QueueCapacity < minQueueCapacity {
 		return nil, errQueueCapacity
 	}
+	if c.FailOpen && c.BlockUntunneled {
+		return nil, errBlockFailOpen
+	}
+	p.blocked = c.BlockUntunneled
 	// Keys (a low-order peer key too) and the dataplane settings, as the
 	// tunnel would refuse them.
 	sc := stages.Config{PrivateKey: p.cfg.Interface.PrivateKey, Engine: stages.Engine(c.Engine), Workers: c.Workers, QueueCapacity: c.QueueCapacity}
@@ -77,8 +84,9 @@ func (c *standaloneCmd) preflight(ctx context.Context) (*startPlan, error) {
 		return nil, fmt.Errorf("headless-client: interface %s already exists (another tunnel has it, or remove it: ip link del %s)", p.iface, p.iface)
 	}
 	// Routes: endpoints resolved, then loops (a route over a peer's own
-	// endpoint) and conflicts (a prefix another route already has).
-	if p.peers, err = resolvePeers(ctx, p.cfg); err != nil {
+	// endpoint) and conflicts (a prefix another route already has). The
+	// lookups carry the mark a crashed run's rules let pass, if any.
+	if p.peers, err = resolvePeers(ctx, p.cfg, markedResolver(ifsetup.StaleMark(c.rulesFile(p.iface), p.iface))); err != nil {
 		return nil, err
 	}
 	routes, endpoints := routesOf(p.peers)
@@ -92,6 +100,9 @@ func (c *standaloneCmd) preflight(ctx context.Context) (*startPlan, error) {
 	p.routes = len(routes)
 	for _, r := range routes {
 		p.fullTunl = p.fullTunl || r.Bits() == 0 && table != ifsetup.TableOff
+	}
+	if p.bypass, p.bypassBy, err = ifsetup.Bypass(routes, table); err != nil {
+		return nil, err
 	}
 	if err := checkPorts(p.cfg.Interface.ListenPort, c.MetricsAddr, c.PprofAddr); err != nil {
 		return nil, err
@@ -151,6 +162,9 @@ func (p *startPlan) checkDNS(c *standaloneCmd) error {
 	return nil
 }
 
+// errBlockFailOpen refuses flags that contradict each other.
+var errBlockFailOpen = errors.New("headless-client: --block-untunneled drops the other family with the fail-closed routes, which --fail-open leaves out: use one or the other")
+
 // summary is --check's one line.
 func (p *startPlan) summary(cfgPath string) string {
 	port := "UDP port: any free"
@@ -165,8 +179,48 @@ func (p *startPlan) summary(cfgPath string) string {
 	if p.id.stateDir != "" {
 		id = "device id: a new one, saved at start to " + deviceIDFile(p.id.stateDir)
 	}
-	return fmt.Sprintf("headless-client: %s: ready to start %s (peers %d, routes %d, %s, %s, %s)",
-		cfgPath, p.iface, len(p.peers), p.routes, port, d, id)
+	return fmt.Sprintf("headless-client: %s: ready to start %s (peers %d, routes %d, %s, %s, %s)%s",
+		cfgPath, p.iface, len(p.peers), p.routes, port, d, id, p.bypassNote())
+}
+
+// bypassNote is --check's warning about a family that goes around a full
+// tunnel of the other, or "".
+func (p *startPlan) bypassNote() string {
+	switch {
+	case p.bypass == "":
+		return ""
+	case p.blocked:
+		return fmt.Sprintf("; %s blocked (--block-untunneled)", p.bypass)
+	}
+	return fmt.Sprintf("; warning: %s bypasses the tunnel (%s, not the other family, and the host has %s routes: %s)",
+		p.bypass, p.tunneledFamily(), p.bypass, strings.Join(p.bypassBy, "; "))
+}
+
+// tunneledFamily names the default route a one-family full tunnel has.
+func (p *startPlan) tunneledFamily() string {
+	if p.bypass == "IPv6" {
+		return "AllowedIPs has 0.0.0.0/0"
+	}
+	return "AllowedIPs has ::/0"
+}
+
+// warnBypass logs, once at start, the family a full tunnel of the other
+// leaves outside it, or that it is blocked.
+func (p *startPlan) warnBypass(log *slog.Logger) {
+	if p.bypass == "" {
+		return
+	}
+	if p.blocked {
+		log.Info(p.bypass+" traffic is dropped (--block-untunneled): the tunnel carries only the other family", "family", p.bypass)
+		return
+	}
+	other := "::/0"
+	if p.bypass == "IPv4" {
+		other = "0.0.0.0/0"
+	}
+	log.Warn(p.bypass+" traffic bypasses the tunnel and leaves unencrypted: "+p.tunneledFamily()+" but not "+other+
+		", and this host has "+p.bypass+" routes; add "+other+" to AllowedIPs to tunnel it too",
+		"family", p.bypass, "routes", p.bypassBy)
 }
 
 // canCreate reports whether path could be written (if it exists) or

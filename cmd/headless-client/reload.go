@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net"
 	"slices"
 
 	"pipeguard/cmd/headless-client/config"
@@ -27,7 +28,7 @@ func (r *running) reload(ctx context.Context, path string, log *slog.Logger) {
 		log.Error("reload refused; still running on the previous config", "err", err)
 		return
 	}
-	peers, err := resolvePeers(ctx, cfg)
+	peers, err := resolvePeers(ctx, cfg, net.DefaultResolver)
 	if err != nil {
 		log.Error("reload refused; still running on the previous config", "err", err)
 		return

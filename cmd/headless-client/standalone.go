@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -28,17 +27,19 @@ import (
 // standaloneCmd brings a tunnel up from a config file and keeps it up
 // until SIGTERM or SIGINT; SIGHUP reloads the config.
 type standaloneCmd struct {
-	Config        string `help:"WireGuard config file (wg-quick format)." default:"/etc/pipeguard/pg0.conf" env:"PIPEGUARD_CONFIG"`
-	Interface     string `help:"Interface name; default: the config file's name without .conf."`
-	LogDir        string `help:"Also write JSON log lines to files in this directory, rotated by size." env:"LOG_DIR"`
-	StateDir      string `help:"${state_dir_help}" env:"PIPEGUARD_STATE_DIR"`
-	DNSControl    string `help:"How to apply the config's DNS: auto is systemd-resolved when it runs, else disabled; disabled leaves the system alone; etc-resolv-conf writes /etc/resolv.conf; resolvconf calls resolvconf(8) as wg-quick does; systemd-resolved sets the link's DNS over D-Bus. Every mode is undone at exit, and after a crash at the next start." default:"auto" enum:"auto,disabled,etc-resolv-conf,resolvconf,systemd-resolved"`
-	Check         bool   `help:"Check everything a start would refuse (file, keys, routes, capability, interface name, ports, DNS mode), print one line and exit: 0 if it would start, 1 with the reason. Creates nothing."`
-	Engine        string `help:"Dataplane engine: pipeline or sequential." default:"pipeline" enum:"pipeline,sequential"`
-	Workers       int    `help:"Encrypt and decrypt workers each (pipeline engine); 0: one per CPU." default:"0"`
-	QueueCapacity int    `help:"Capacity of each queue between pipeline stages, in packets (at least 64: a segmentation-offloaded TUN read needs up to a batch of slots)." default:"1000"`
-	MetricsAddr   string `help:"Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9586); empty: off." env:"PIPEGUARD_METRICS_ADDR"`
-	PprofAddr     string `help:"Serve Go's pprof endpoints at http://ADDR/debug/pprof/ (e.g. 127.0.0.1:6060); empty: off. Keep it on loopback." env:"PIPEGUARD_PPROF_ADDR"`
+	Config          string `help:"WireGuard config file (wg-quick format)." default:"/etc/pipeguard/pg0.conf" env:"PIPEGUARD_CONFIG"`
+	Interface       string `help:"Interface name; default: the config file's name without .conf."`
+	LogDir          string `help:"Also write JSON log lines to files in this directory, rotated by size." env:"LOG_DIR"`
+	StateDir        string `help:"${state_dir_help}" env:"PIPEGUARD_STATE_DIR"`
+	DNSControl      string `help:"How to apply the config's DNS: auto is systemd-resolved when it runs, else disabled; disabled leaves the system alone; etc-resolv-conf writes /etc/resolv.conf; resolvconf calls resolvconf(8) as wg-quick does; systemd-resolved sets the link's DNS over D-Bus. Every mode is undone at exit, and after a crash at the next start." default:"auto" enum:"auto,disabled,etc-resolv-conf,resolvconf,systemd-resolved"`
+	Check           bool   `help:"Check everything a start would refuse (file, keys, routes, capability, interface name, ports, DNS mode), print one line and exit: 0 if it would start, 1 with the reason. Creates nothing."`
+	Engine          string `help:"Dataplane engine: pipeline or sequential." default:"pipeline" enum:"pipeline,sequential"`
+	Workers         int    `help:"Encrypt and decrypt workers each (pipeline engine); 0: one per CPU." default:"0"`
+	QueueCapacity   int    `help:"Capacity of each queue between pipeline stages, in packets (at least 64: a segmentation-offloaded TUN read needs up to a batch of slots)." default:"1000"`
+	MetricsAddr     string `help:"Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9586); empty: off." env:"PIPEGUARD_METRICS_ADDR"`
+	PprofAddr       string `help:"Serve Go's pprof endpoints at http://ADDR/debug/pprof/ (e.g. 127.0.0.1:6060); empty: off. Keep it on loopback." env:"PIPEGUARD_PPROF_ADDR"`
+	FailOpen        bool   `help:"Full tunnel: when the tunnel's interface or process is gone (a crash, ip link del, link down), let its traffic fall through to the main table, unencrypted, as wg-quick does. Default: fail closed, the traffic is dropped until the tunnel is back, is stopped (SIGTERM), or 'cleanup IFACE' is run."`
+	BlockUntunneled bool   `help:"Full tunnel of one family (0.0.0.0/0 without ::/0, or the other way): drop the other family's traffic too, except to the local network, instead of letting it leave outside the tunnel."`
 }
 
 // minQueueCapacity keeps room for one whole TUN batch in a queue: with
@@ -82,6 +83,7 @@ func (c *standaloneCmd) Run(env *runEnv) error {
 	log = log.With("interface", iface)
 	log.Info("starting", "device_id", p.id.id, "device_id_from", p.id.source, "config", c.Config, "peers", len(cfg.Peers))
 	warnOverlaps(log, peers)
+	p.warnBypass(log)
 	p.startDNS(log)
 	t, err := bringUp(iface, cfg, peers, c, &dns.Request{System: p.dnsSys, Mode: p.dnsMode, Settings: p.dns}, log)
 	if err != nil {
@@ -91,12 +93,12 @@ func (c *standaloneCmd) Run(env *runEnv) error {
 }
 
 // resolvePeers turns the config's peers into the tunnel's, resolving host
-// name endpoints.
-func resolvePeers(ctx context.Context, cfg *config.Config) ([]stages.PeerConfig, error) {
+// name endpoints with r.
+func resolvePeers(ctx context.Context, cfg *config.Config, r *net.Resolver) ([]stages.PeerConfig, error) {
 	out := make([]stages.PeerConfig, 0, len(cfg.Peers))
 	for i := range cfg.Peers {
 		pe := &cfg.Peers[i]
-		ep, err := pe.ResolveEndpoint(ctx, net.DefaultResolver.LookupNetIP)
+		ep, err := pe.ResolveEndpoint(ctx, r.LookupNetIP)
 		if err != nil {
 			return nil, err
 		}
@@ -134,19 +136,47 @@ type running struct {
 	mu     sync.Mutex          // serialises config changes: reloads and UAPI sets
 }
 
-// bringUp creates the socket, the TUN device, the tunnel, the interface
-// configuration and the UAPI socket, in that order; on failure it undoes
-// what it did.
+// bringUp creates the socket, the routing that needs no interface (a
+// full tunnel's unreachable routes and policy rules: from here on its
+// traffic goes nowhere, not out in cleartext), the TUN device, the
+// tunnel, the interface's configuration and the UAPI socket, in that
+// order; on failure it undoes what it did, and leaves the routing as it
+// found it (ifsetup's Abort).
 func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *standaloneCmd, dnsReq *dns.Request, log *slog.Logger) (*running, error) {
 	// Rebindable, so that wg set can move it to another port.
 	udp, err := tunio.ListenRebindable(netip.AddrPortFrom(netip.IPv6Unspecified(), cfg.Interface.ListenPort), tunio.UDPOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("headless-client: UDP port %d: %w", cfg.Interface.ListenPort, err)
 	}
-	dev, err := tunio.CreateTUN(iface, cfg.Interface.MTU)
+	routes, endpoints := routesOf(peers)
+	ifcfg := ifsetup.Config{
+		Name:            iface,
+		MTU:             cfg.Interface.MTU,
+		Addresses:       cfg.Interface.Addresses,
+		Routes:          routes,
+		Endpoints:       endpoints,
+		Table:           cfg.Interface.Table,
+		FwMark:          cfg.Interface.FwMark,
+		StateFile:       c.rulesFile(iface),
+		DNS:             dnsReq,
+		FailOpen:        c.FailOpen,
+		BlockUntunneled: c.BlockUntunneled,
+	}
+	ifc, err := ifsetup.Prepare(ifcfg, log)
 	if err != nil {
 		udp.Close()
+		return nil, err
+	}
+	dev, err := tunio.CreateTUN(iface, cfg.Interface.MTU)
+	if err != nil {
+		ifc.Abort()
+		udp.Close()
 		return nil, fmt.Errorf("headless-client: creating TUN device %s: %w", iface, err)
+	}
+	undo := func() {
+		ifc.Abort()
+		dev.Close()
+		udp.Close()
 	}
 	tun, err := stages.New(stages.Config{
 		PrivateKey:    cfg.Interface.PrivateKey,
@@ -156,33 +186,16 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 		QueueCapacity: c.QueueCapacity,
 	}, dev, udp, nil, log)
 	if err != nil {
-		dev.Close()
-		udp.Close()
+		undo()
 		return nil, err
 	}
-	routes, endpoints := routesOf(peers)
-	ifc, err := ifsetup.Up(ifsetup.Config{
-		Name:      iface,
-		MTU:       cfg.Interface.MTU,
-		Addresses: cfg.Interface.Addresses,
-		Routes:    routes,
-		Endpoints: endpoints,
-		Table:     cfg.Interface.Table,
-		FwMark:    cfg.Interface.FwMark,
-		StateFile: filepath.Join(c.StateDir, "rules."+iface+".json"),
-		DNS:       dnsReq,
-	}, log)
-	if err != nil {
-		dev.Close()
-		udp.Close()
-		return nil, err
-	}
-	undo := func() {
-		ifc.Down()
-		dev.Close()
-		udp.Close()
-	}
+	// The mark before anything is sent (the tunnel sends once it runs):
+	// without it, its own packets would be routed into itself.
 	if err := setFwMark(tun, ifc.FwMark()); err != nil {
+		undo()
+		return nil, err
+	}
+	if err := ifc.Configure(ifcfg); err != nil {
 		undo()
 		return nil, err
 	}
@@ -204,7 +217,7 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 		undo()
 		return nil, err
 	}
-	srv, err := uapi.Open(iface, tun, &r.mu, log)
+	srv, err := uapi.Open(iface, markGuarded{tun, ifc}, &r.mu, log)
 	if err != nil {
 		for _, s := range r.http {
 			s.Close()
@@ -217,6 +230,22 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 	r.uapi = srv
 	return r, nil
 }
+
+// rulesFile is where the interface's policy rules and unreachable routes
+// are recorded.
+func (c *standaloneCmd) rulesFile(iface string) string { return rulesFile(c.StateDir, iface) }
+
+// markGuarded is the tunnel as its UAPI socket serves it: a new fwmark
+// must suit the interface's policy rules (uapi.MarkChecker).
+type markGuarded struct {
+	*stages.Tunnel
+	ifc *ifsetup.Interface
+}
+
+// CheckFwMark asks the interface configuration.
+func (m markGuarded) CheckFwMark(mark uint32) error { return m.ifc.CheckFwMark(mark) }
+
+var _ uapi.MarkChecker = markGuarded{}
 
 // listenHTTP binds the metrics and pprof endpoints the flags ask for.
 func (r *running) listenHTTP(c *standaloneCmd, log *slog.Logger) error {
@@ -247,10 +276,15 @@ func (r *running) listenHTTP(c *standaloneCmd, log *slog.Logger) error {
 // run serves until ctx ends (SIGTERM, SIGINT) or the tunnel fails, and
 // reloads on SIGHUP. It stops everything in order: the UAPI socket and
 // the tunnel (whose device takes the interface with it), then the
-// interface configuration that outlives the device (DNS).
+// interface configuration that outlives the device. Only an explicit
+// stop (ctx) restores normal routing and DNS; when the tunnel stops by
+// itself (its interface deleted, a part failed), a full tunnel stays
+// failed closed, as after a crash, for the restart to take over.
 func (r *running) run(ctx context.Context, hup <-chan os.Signal, cfgPath string, log *slog.Logger) error {
 	log.Info("tunnel running", "listen_port", r.tunnel.LocalAddr().Port(), "public_key", r.tunnel.PublicKey(), "uapi", r.uapi.Path())
 	sd, watch := notifySystemd(r.tunnel, log)
+	// restore: the stop was asked for, or nothing fails closed.
+	restore := func() bool { return ctx.Err() != nil || !r.ifc.FailsClosed() }
 	parts := lifecycle.Parts{
 		Iface:  r.iface,
 		Tunnel: r.tunnel,
@@ -267,7 +301,12 @@ func (r *running) run(ctx context.Context, hup <-chan os.Signal, cfgPath string,
 			sd.Stopping()
 			// DNS first, while the link is still there (systemd-resolved's
 			// RevertLink needs it) and before names could go to the
-			// servers of a tunnel that is going down.
+			// servers of a tunnel that is going down. Not when the tunnel
+			// fails closed: the system's servers outside the tunnel could
+			// be on the local network, which the routing still reaches.
+			if !restore() {
+				return
+			}
 			if err := r.ifc.RevertDNS(); err != nil {
 				log.Warn("restoring DNS", "err", err)
 			}
@@ -277,8 +316,13 @@ func (r *running) run(ctx context.Context, hup <-chan os.Signal, cfgPath string,
 		parts.HTTP = append(parts.HTTP, s)
 	}
 	failed := lifecycle.Run(ctx, parts, hup, log)
-	// Even after a timeout: restore DNS and remove what is left.
-	if err := r.ifc.Down(); err != nil {
+	// Even after a timeout: restore DNS and remove what is left, or keep
+	// what fails closed.
+	if restore() {
+		if err := r.ifc.Down(); err != nil {
+			log.Warn("removing interface configuration", "err", err)
+		}
+	} else if _, err := r.ifc.Fail(); err != nil {
 		log.Warn("removing interface configuration", "err", err)
 	}
 	if failed != nil {

@@ -80,7 +80,10 @@ func TestSystemdUnits(t *testing.T) {
 		units[0]: {
 			"[Service]ExecStart":  "/usr/bin/pipeguard-headless-client standalone --config /etc/pipeguard/%i.conf",
 			"[Service]ExecReload": "/bin/kill -HUP $MAINPID",
-			"[Unit]Requires":      "pipeguard-headless-client@%i.socket",
+			// A full tunnel that failed closed: routing restored after a
+			// stop, kept after a crash for the restart.
+			"[Service]ExecStopPost": "/usr/bin/pipeguard-headless-client cleanup --keep-after-crash %i",
+			"[Unit]Requires":        "pipeguard-headless-client@%i.socket",
 		},
 		units[1]: {
 			"[Service]ExecStart": "/usr/bin/pipeguard-headless-client tunnel --foreground %i",
@@ -110,7 +113,7 @@ func TestSystemdUnits(t *testing.T) {
 		}
 		h := map[string][]string{}
 		for k, v := range s {
-			if strings.HasPrefix(k, "[Service]") && k != "[Service]ExecStart" && k != "[Service]ExecReload" {
+			if strings.HasPrefix(k, "[Service]") && k != "[Service]ExecStart" && k != "[Service]ExecReload" && k != "[Service]ExecStopPost" {
 				h[k] = v
 			}
 		}

@@ -163,9 +163,10 @@ func TestFullTunnelStandalone(t *testing.T) {
 }
 
 // TestFullTunnelAfterSIGKILL: a full tunnel killed outright leaves its
-// policy rules (the interface, its routes and socket go with the
-// process); the next start of the same interface removes them, so one
-// run's rules are in place, and its SIGTERM leaves none.
+// policy rules and unreachable routes (the interface, its routes and
+// socket go with the process); the next start of the same interface
+// takes them over, so one run's rules are in place, and its SIGTERM
+// leaves none.
 func TestFullTunnelAfterSIGKILL(t *testing.T) {
 	b := binaries(t)
 	t.Parallel()
@@ -189,8 +190,8 @@ func TestFullTunnelAfterSIGKILL(t *testing.T) {
 	}
 
 	p2 := a.startClientIn(t, b, state)
-	if !strings.Contains(p2.out.String(), "removed the policy rules a previous run left") {
-		t.Errorf("the restart does not say it removed the leftovers:\n%s", p2.out)
+	if !strings.Contains(p2.out.String(), "took over the policy rules and routes a previous run left") {
+		t.Errorf("the restart does not say it took over the leftovers:\n%s", p2.out)
 	}
 	now := policyState(t, a.ns)
 	if strings.Count(now, "lookup 51820") != 2 || strings.Count(now, "suppress_prefixlength 0") != 2 {

@@ -233,3 +233,31 @@ func waitOutput(t *testing.T, p *proc, s string) {
 	}
 	t.Fatalf("%q not in the output of %s within 5 s", s, p.name)
 }
+
+// TestCleanupSyscallsWithinUnitFilter: the cleanup command, which the
+// unit runs as ExecStopPost= under the same SystemCallFilter=, stays
+// within it while it restores the routing a killed full tunnel left.
+func TestCleanupSyscallsWithinUnitFilter(t *testing.T) {
+	b := binaries(t)
+	t.Parallel()
+	strace, err := exec.LookPath("strace")
+	if err != nil {
+		t.Fatal("strace is needed (scripts/setup.sh installs it)")
+	}
+	filter := unitFilter(t)
+	allowed := allowedSyscalls(t, filter)
+	l := newLeakLab(t, b, allV4, allV6)
+	l.kill(t, l.startClient(t, b))
+	trace := filepath.Join(t.TempDir(), "strace")
+	code, stdout, stderr := runVia(t, l.a, []string{"SERVICE_RESULT=success"},
+		strace, "-f", "-qq", "-o", trace, b.client, "cleanup", "--keep-after-crash", "--state-dir", l.state, l.a.iface)
+	if code != 0 || !strings.Contains(stdout, "removed") {
+		t.Fatalf("cleanup: exit %d:\n%s%s", code, stdout, stderr)
+	}
+	if got := policyState(t, l.a.ns); got != l.before {
+		t.Errorf("after cleanup:\n%s\nwant\n%s", got, l.before)
+	}
+	if outside := syscallsOutside(t, trace, allowed); len(outside) > 0 {
+		t.Errorf("system calls outside SystemCallFilter=%q: %v", filter, outside)
+	}
+}

@@ -43,3 +43,55 @@ func TestCheckConflicts(t *testing.T) {
 		t.Errorf("routes changed:\n%s\nwas\n%s", after, before)
 	}
 }
+
+// TestBypass: a full tunnel of one family names the other if the main
+// table has routes of it beyond the link-local ones, and nothing
+// otherwise.
+func TestBypass(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ns, other := netnstest.New(t), netnstest.New(t)
+	dev, _ := netnstest.Link(t, ns, other, netip.MustParsePrefix("10.99.0.1/24"), netip.MustParsePrefix("10.99.0.2/24"))
+	ns.SettleIPv6(t) // the link-local route is there, and must not count
+	check := func(routes string, table int64) (string, []string) {
+		t.Helper()
+		var fam string
+		var via []string
+		if err := ns.Do(func() (err error) { fam, via, err = Bypass(pfxs(strings.Split(routes, ", ")...), table); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return fam, via
+	}
+	for _, tc := range []struct {
+		routes string
+		table  int64
+		want   string
+	}{
+		{"0.0.0.0/0", TableAuto, ""}, // IPv6 has only its link-local route
+		{"::/0", TableAuto, "IPv4"},
+		{"0.0.0.0/0, ::/0", TableAuto, ""},
+		{"10.0.0.0/8", TableAuto, ""},
+	} {
+		if got, via := check(tc.routes, tc.table); got != tc.want {
+			t.Errorf("%s: %q %v, want %q", tc.routes, got, via, tc.want)
+		}
+	}
+	ns.MustRun(t, "ip", "addr", "add", "fd99::1/64", "dev", dev, "nodad")
+	for _, tc := range []struct {
+		routes string
+		table  int64
+		want   string
+	}{
+		{"0.0.0.0/0", TableAuto, "IPv6"},
+		{"0.0.0.0/0", TableOff, ""},
+		{"0.0.0.0/0", 1234, ""},
+		{"0.0.0.0/0, ::/0", TableAuto, ""},
+	} {
+		got, via := check(tc.routes, tc.table)
+		if got != tc.want {
+			t.Errorf("with an IPv6 address, %s table %d: %q %v, want %q", tc.routes, tc.table, got, via, tc.want)
+		}
+		if got != "" && (len(via) != 1 || !strings.HasPrefix(via[0], "fd99::/64 dev "+dev)) {
+			t.Errorf("with an IPv6 address, %s: via %q, want the route of fd99::/64", tc.routes, via)
+		}
+	}
+}

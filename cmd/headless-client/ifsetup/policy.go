@@ -3,7 +3,6 @@ package ifsetup
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -29,8 +28,9 @@ import (
 // rules use.
 //
 // The rules outlive the interface, so each one added is written to the
-// state file at once, and the next start of the same interface removes
-// what a killed run left. A file rather than recognising rules by table
+// state file at once, and the next start of the same interface takes
+// over or removes what a killed run left (so do the unreachable routes
+// of failclosed.go). A file rather than recognising rules by table
 // or shape: identical rules are common (every wg-quick and PipeGuard full
 // tunnel adds the same suppress rule), and only a record of how many we
 // added lets us remove exactly ours and leave the others' copies alone.
@@ -44,21 +44,31 @@ const firstAutoTable = 51820
 // srcValidMark is the sysctl a full tunnel needs for IPv4.
 const srcValidMark = "/proc/sys/net/ipv4/conf/all/src_valid_mark"
 
-// makePlan decides where routes go and which fwmark the sockets carry.
-func (i *Interface) makePlan(table int64, fwmark uint32, routes []netip.Prefix) (plan, error) {
-	p := plan{mode: table, fwmark: fwmark}
-	if table != TableAuto {
+// makePlan decides where routes go, which fwmark the sockets carry, and
+// which families fail closed or are blocked. The table is the config's
+// FwMark if it sets one, else the table a crashed run of this interface
+// left its rules in (so that a restart takes them over), else the first
+// free one from firstAutoTable.
+func (i *Interface) makePlan(cfg Config) (plan, error) {
+	p := plan{mode: cfg.Table, fwmark: cfg.FwMark, failClosed: !cfg.FailOpen}
+	if cfg.Table != TableAuto {
 		return p, nil
 	}
-	p.full = defaults(normalize(routes))
-	if !p.full[0] && !p.full[1] {
+	p.full = defaults(normalize(cfg.Routes))
+	if cfg.BlockUntunneled && p.full[0] != p.full[1] {
+		p.blocked = [2]bool{!p.full[0], !p.full[1]}
+	}
+	if !p.policy(0) && !p.policy(1) {
 		return p, nil
 	}
-	if fwmark != 0 {
-		p.policyTable = int(fwmark)
+	if cfg.FwMark != 0 {
+		p.policyTable = int(cfg.FwMark)
 		return p, nil
 	}
-	t, err := i.freeTable()
+	t, err := i.staleTableLocked()
+	if err == nil && t == 0 {
+		t, err = i.freeTable()
+	}
 	if err != nil {
 		return p, err
 	}
@@ -94,11 +104,13 @@ func (i *Interface) freeTable() (int, error) {
 	return t, nil
 }
 
-// addPolicyLocked adds the rules of the full tunnel's families (their
-// default routes are in place already) and sets src_valid_mark for IPv4.
+// addPolicyLocked adds the rules of the families routed by policy (a
+// full tunnel's, and a blocked one's), each recorded as soon as it is
+// added, and sets src_valid_mark for IPv4. A rule the crashed run
+// recorded (stale) that is still there is taken over as it is.
 func (i *Interface) addPolicyLocked() error {
-	for f, on := range i.plan.full {
-		if !on {
+	for f := range 2 {
+		if !i.plan.policy(f) {
 			continue
 		}
 		v6 := f == 1
@@ -107,8 +119,14 @@ func (i *Interface) addPolicyLocked() error {
 			{V6: v6, Table: t, Mark: i.plan.fwmark, Invert: true},
 			{V6: v6, Table: tunio.MainTable, SuppressDefault: true},
 		} {
-			if err := i.rt.AddRule(ru); err != nil {
-				return fmt.Errorf("%w: %s: %v", ErrSetup, ru, err)
+			taken, err := i.takeStaleRuleLocked(ru)
+			if err != nil {
+				return err
+			}
+			if !taken {
+				if err := i.rt.AddRule(ru); err != nil {
+					return fmt.Errorf("%w: %s: %v", ErrSetup, ru, err)
+				}
 			}
 			i.rules = append(i.rules, ru)
 			if err := i.saveStateLocked(); err != nil {
@@ -120,6 +138,25 @@ func (i *Interface) addPolicyLocked() error {
 		}
 	}
 	return nil
+}
+
+// takeStaleRuleLocked takes over ru from what the crashed run recorded,
+// if it recorded it and the kernel still has it.
+func (i *Interface) takeStaleRuleLocked(ru tunio.Rule) (bool, error) {
+	k := slices.Index(i.stale.Rules, ru)
+	if k < 0 {
+		return false, nil
+	}
+	have, err := i.rt.Rules(ru.V6)
+	if err != nil {
+		return false, fmt.Errorf("%w: reading rules: %v", ErrSetup, err)
+	}
+	i.stale.Rules = slices.Delete(i.stale.Rules, k, k+1)
+	there := slices.ContainsFunc(have, func(h tunio.Rule) bool { h.Priority = 0; return h == ru })
+	if there {
+		i.adopted = append(i.adopted, ru.String())
+	}
+	return there, nil
 }
 
 // setSrcValidMark sets net.ipv4.conf.all.src_valid_mark=1, as wg-quick
@@ -137,8 +174,9 @@ func (i *Interface) setSrcValidMark() {
 	}
 }
 
-// removeRulesLocked removes the rules we added, and the state file.
-func (i *Interface) removeRulesLocked() error {
+// removePolicyLocked removes the rules and unreachable routes we added,
+// and the state file.
+func (i *Interface) removePolicyLocked() error {
 	var first error
 	for _, ru := range i.rules {
 		if err := i.rt.DelRule(ru); err != nil && !gone(err) && first == nil {
@@ -146,6 +184,9 @@ func (i *Interface) removeRulesLocked() error {
 		}
 	}
 	i.rules = nil
+	if err := i.removeFailRoutesLocked(); err != nil && first == nil {
+		first = err
+	}
 	if first == nil && i.stateFile != "" {
 		if err := removeState(i.stateFile); err != nil {
 			first = fmt.Errorf("%w: state file: %w", ErrSetup, err)
@@ -154,24 +195,26 @@ func (i *Interface) removeRulesLocked() error {
 	return first
 }
 
-// saveStateLocked writes the rules added so far, replacing the file
-// whole, so a crash leaves the old record or the new one.
+// saveStateLocked writes the rules and routes added so far, and the
+// crashed run's that are left, replacing the file whole, so a crash
+// leaves the old record or the new one.
 func (i *Interface) saveStateLocked() error {
 	if i.stateFile == "" {
 		return nil
 	}
-	if err := saveState(i.stateFile, state{Interface: i.name, Rules: i.rules}); err != nil {
+	st := state{Interface: i.name, Rules: append(slices.Clip(i.rules), i.stale.Rules...), Routes: append(slices.Clip(i.failRoutes), i.stale.Routes...)}
+	if err := saveState(i.stateFile, st); err != nil {
 		return fmt.Errorf("%w: state file: %w", ErrSetup, err)
 	}
 	return nil
 }
 
-// removeStaleRulesLocked removes the rules a previous run of this
-// interface recorded and did not remove (it was killed), and its state
-// file. A state file that is not this interface's, or lists anything but
-// the rules a full tunnel adds, is refused whole: nothing it lists is
-// removed. Failures are logged: they must not keep the tunnel down.
-func (i *Interface) removeStaleRulesLocked() {
+// loadStaleLocked reads what a previous run of this interface recorded
+// and did not remove (it was killed, or stopped failed closed) into
+// i.stale. A state file that is not this interface's, or lists anything
+// but what a full tunnel adds, is refused whole: nothing it lists is
+// touched. Failures are logged: they must not keep the tunnel down.
+func (i *Interface) loadStaleLocked() {
 	if i.stateFile == "" {
 		return
 	}
@@ -181,15 +224,68 @@ func (i *Interface) removeStaleRulesLocked() {
 		return
 	case errors.Is(err, safedir.ErrUntrusted):
 		// Not ours to read, nor to delete.
-		i.log.Warn("state file of a previous run refused: its directory or the file is not trusted; its policy rules, if any, stay", "file", i.stateFile, "err", err)
+		i.log.Warn("state file of a previous run refused: its directory or the file is not trusted; its policy rules and routes, if any, stay", "file", i.stateFile, "err", err)
 		return
 	case err != nil:
-		i.log.Warn("state file of a previous run refused; its policy rules, if any, stay", "file", i.stateFile, "err", err)
+		i.log.Warn("state file of a previous run refused; its policy rules and routes, if any, stay", "file", i.stateFile, "err", err)
 		removeState(i.stateFile)
 		return
 	}
+	i.stale = st
+	i.inherited = len(st.Rules)+len(st.Routes) > 0
+}
+
+// staleTableLocked is the table of the crashed run's "not fwmark T
+// lookup T" rule, if no route or rule but that run's uses it; else 0.
+func (i *Interface) staleTableLocked() (int, error) {
+	t := 0
+	for _, ru := range i.stale.Rules {
+		if ru.Invert && ru.Table > 0 && uint32(ru.Table) == ru.Mark {
+			t = ru.Table
+		}
+	}
+	if t == 0 {
+		return 0, nil
+	}
+	routes, err := i.rt.Routes(t)
+	if err != nil {
+		return 0, fmt.Errorf("%w: reading table %d: %v", ErrSetup, t, err)
+	}
+	for _, e := range routes {
+		if !slices.ContainsFunc(i.stale.Routes, func(r failRoute) bool { return r.is(e) }) {
+			return 0, nil // someone else's route: pick a free table
+		}
+	}
+	for _, v6 := range []bool{false, true} {
+		rules, err := i.rt.Rules(v6)
+		if err != nil {
+			return 0, fmt.Errorf("%w: reading rules: %v", ErrSetup, err)
+		}
+		n := 0
+		for _, ru := range rules {
+			if ru.Table == t {
+				n++
+			}
+		}
+		recorded := 0
+		for _, ru := range i.stale.Rules {
+			if ru.Table == t && ru.V6 == v6 {
+				recorded++
+			}
+		}
+		if n > recorded {
+			return 0, nil
+		}
+	}
+	return t, nil
+}
+
+// removeStaleLocked removes what the crashed run left and this run did
+// not take over, and says what it did. Failures are logged: they must
+// not keep the tunnel down.
+func (i *Interface) removeStaleLocked() error {
 	var removed []string
-	for _, ru := range st.Rules {
+	for _, ru := range i.stale.Rules {
 		err := i.rt.DelRule(ru)
 		switch {
 		case err == nil:
@@ -198,10 +294,32 @@ func (i *Interface) removeStaleRulesLocked() {
 			i.log.Warn("removing a policy rule left by a previous run", "rule", ru.String(), "err", err)
 		}
 	}
-	removeState(i.stateFile)
+	for _, r := range i.stale.Routes {
+		err := i.rt.DelUnreachable(r.prefix(), r.Table, failClosedMetric)
+		switch {
+		case err == nil:
+			removed = append(removed, r.String())
+		case !gone(err):
+			i.log.Warn("removing an unreachable route left by a previous run", "route", r.String(), "err", err)
+		}
+	}
+	i.stale = state{}
 	if len(removed) > 0 {
 		i.log.Warn("removed the policy rules a previous run left (it did not stop cleanly)", "name", i.name, "rules", removed)
 	}
+	if len(i.adopted) > 0 {
+		i.log.Warn("took over the policy rules and routes a previous run left (it did not stop cleanly, and its traffic was dropped meanwhile)",
+			"name", i.name, "taken_over", i.adopted)
+	}
+	switch {
+	case len(i.rules)+len(i.failRoutes) > 0:
+		return i.saveStateLocked() // the record without the crashed run's leftovers
+	case i.inherited && i.stateFile != "":
+		if err := removeState(i.stateFile); err != nil {
+			return fmt.Errorf("%w: state file: %w", ErrSetup, err)
+		}
+	}
+	return nil
 }
 
 // PolicyRules returns the policy rules this package added, as `ip rule`

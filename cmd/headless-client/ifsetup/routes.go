@@ -16,8 +16,13 @@ type plan struct {
 	mode        int64   // TableAuto, TableOff or a table number
 	policyTable int     // the full tunnel's table; 0 without one
 	full        [2]bool // IPv4, IPv6: 0.0.0.0/0 or ::/0 routed by policy
+	blocked     [2]bool // IPv4, IPv6: not tunneled, routed by policy to the unreachable route
+	failClosed  bool    // the full families get unreachable routes
 	fwmark      uint32  // the mark the tunnel's sockets carry; 0: none
 }
+
+// policy reports whether family f (0: IPv4, 1: IPv6) is routed by policy.
+func (p plan) policy(f int) bool { return p.full[f] || p.blocked[f] }
 
 // families names the full tunnel's address families, for logs.
 func (p plan) families() []string {
@@ -199,7 +204,8 @@ func (i *Interface) setRoutesLocked(want []netip.Prefix) error {
 // same table (any metric, any interface, a blackhole too) is a conflict:
 // whichever the kernel picks, the prefix would not reliably go through
 // the tunnel. The kernel's own route for an address's subnet on this
-// interface is no conflict; that prefix needs no route of ours.
+// interface is no conflict; that prefix needs no route of ours. Nor are
+// our own unreachable routes, which sit behind the interface's.
 func (i *Interface) conflictsLocked(desired []route) ([]route, error) {
 	var todo []route
 	for _, r := range desired {
@@ -226,7 +232,7 @@ func (i *Interface) conflictsLocked(desired []route) ([]route, error) {
 		}
 		kernels := false
 		for _, e := range existing {
-			if e.Dst != r.Prefix {
+			if e.Dst != r.Prefix || i.isFailRouteLocked(e) {
 				continue
 			}
 			if i.kernelSubnetRoute(e, self.Index) {
@@ -278,7 +284,7 @@ func (i *Interface) restoreRoutesLocked() ([]string, error) {
 		}
 		present := false
 		for _, e := range existing {
-			if e.Dst != r.Prefix {
+			if e.Dst != r.Prefix || i.isFailRouteLocked(e) {
 				continue
 			}
 			if e.DevIndex == self.Index {

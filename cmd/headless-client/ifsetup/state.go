@@ -12,8 +12,9 @@ import (
 )
 
 // The state file records what the client adds that outlives the
-// interface (a full tunnel's policy rules), as it adds each, so that the
-// next start of the same interface removes what a killed run left. It
+// interface (a full tunnel's policy rules and unreachable routes), as it
+// adds each, so that the next start of the same interface takes over or
+// removes what a killed run left, and Cleanup finds it. It
 // tells a root process what to delete, so it is read and written only in
 // a trusted directory (package safedir: the euid's or root's, writable by
 // no one else), never through a link, replaced whole through an exclusive
@@ -24,13 +25,22 @@ import (
 // maxStateFile bounds what is read back: a handful of entries.
 const maxStateFile = 64 << 10
 
-// maxStateRules is the most rules a run adds: two per address family.
-const maxStateRules = 4
+// maxStateRules is the most rules a file lists: a run adds two per
+// address family, and while a start takes over from a crashed run whose
+// table was another, the file lists both runs'.
+const maxStateRules = 8
 
-// state is the state file's content.
+// maxStateRoutes is the most unreachable routes a file lists: one per
+// family and run, as for rules.
+const maxStateRoutes = 4
+
+// state is the state file's content: what this run added that outlives
+// the interface, and while a start takes over from a crashed run, what
+// that run left and this one has not dealt with yet.
 type state struct {
 	Interface string       `json:"interface"`
 	Rules     []tunio.Rule `json:"rules"`
+	Routes    []failRoute  `json:"routes,omitempty"`
 }
 
 // openStateDir opens the directory of the state file path, creating it
@@ -89,18 +99,27 @@ func removeState(path string) error {
 }
 
 // check accepts a state only if it is iface's and lists only what this
-// package adds: at most two policy rules per family, each one of the two
-// a full tunnel adds (addPolicyLocked).
+// package adds: policy rules, each one of the two a full tunnel adds
+// (addPolicyLocked), and unreachable routes in a table of a tunnel's own
+// (addFailRoutesLocked), no more of either than two runs add.
 func (st state) check(iface string) error {
 	if st.Interface != iface {
 		return fmt.Errorf("it is interface %q's, not %s's", st.Interface, iface)
 	}
 	if len(st.Rules) > maxStateRules {
-		return fmt.Errorf("%d rules; a run adds at most %d", len(st.Rules), maxStateRules)
+		return fmt.Errorf("%d rules; a file lists at most %d", len(st.Rules), maxStateRules)
 	}
 	for _, ru := range st.Rules {
 		if !isPolicyRule(ru) {
 			return fmt.Errorf("%s is no rule a full tunnel adds", ru)
+		}
+	}
+	if len(st.Routes) > maxStateRoutes {
+		return fmt.Errorf("%d routes; a file lists at most %d", len(st.Routes), maxStateRoutes)
+	}
+	for _, r := range st.Routes {
+		if r.Table <= 0 || kernelTable(r.Table) {
+			return fmt.Errorf("%s is in no table of a tunnel's own", r)
 		}
 	}
 	return nil

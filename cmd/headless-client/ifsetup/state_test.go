@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -30,18 +31,25 @@ func TestStateCheck(t *testing.T) {
 		st   state
 		ok   bool
 	}{
-		{"a full tunnel's", state{"pg0", []tunio.Rule{markRule, suppressRule, v6}}, true},
-		{"none yet", state{"pg0", nil}, true},
-		{"another interface's", state{"pg1", []tunio.Rule{markRule}}, false},
-		{"too many", state{"pg0", []tunio.Rule{markRule, markRule, markRule, markRule, markRule}}, false},
-		{"mark not its table", state{"pg0", []tunio.Rule{{Table: 51820, Mark: 1, Invert: true}}}, false},
-		{"not inverted", state{"pg0", []tunio.Rule{{Table: 51820, Mark: 51820}}}, false},
-		{"the main table", state{"pg0", []tunio.Rule{{Table: tunio.MainTable, Mark: tunio.MainTable, Invert: true}}}, false},
-		{"the local table", state{"pg0", []tunio.Rule{{Table: 255, Mark: 255, Invert: true}}}, false},
-		{"a priority", state{"pg0", []tunio.Rule{{Table: 51820, Mark: 51820, Invert: true, Priority: 0}, {Table: 51820, Mark: 51820, Invert: true, Priority: 100}}}, false},
-		{"suppress in another table", state{"pg0", []tunio.Rule{{Table: 100, SuppressDefault: true}}}, false},
-		{"suppress with a mark", state{"pg0", []tunio.Rule{{Table: tunio.MainTable, SuppressDefault: true, Mark: 1}}}, false},
-		{"a plain lookup", state{"pg0", []tunio.Rule{{Table: 100}}}, false},
+		{"a full tunnel's", state{Interface: "pg0", Rules: []tunio.Rule{markRule, suppressRule, v6}}, true},
+		{"none yet", state{Interface: "pg0", Rules: nil}, true},
+		{"another interface's", state{Interface: "pg1", Rules: []tunio.Rule{markRule}}, false},
+		{"too many", state{Interface: "pg0", Rules: slices.Repeat([]tunio.Rule{markRule}, maxStateRules+1)}, false},
+		{"two runs' while a start takes over", state{Interface: "pg0", Rules: slices.Repeat([]tunio.Rule{markRule, suppressRule}, 4)}, true},
+		{"unreachable routes", state{Interface: "pg0", Rules: []tunio.Rule{markRule}, Routes: []failRoute{{Table: 51820}, {V6: true, Table: 51820}}}, true},
+		{"routes alone (killed between the two)", state{Interface: "pg0", Routes: []failRoute{{Table: 51820}}}, true},
+		{"too many routes", state{Interface: "pg0", Routes: slices.Repeat([]failRoute{{Table: 51820}}, maxStateRoutes+1)}, false},
+		{"a route in the main table", state{Interface: "pg0", Routes: []failRoute{{Table: tunio.MainTable}}}, false},
+		{"a route in the local table", state{Interface: "pg0", Routes: []failRoute{{V6: true, Table: 255}}}, false},
+		{"a route in no table", state{Interface: "pg0", Routes: []failRoute{{Table: 0}}}, false},
+		{"mark not its table", state{Interface: "pg0", Rules: []tunio.Rule{{Table: 51820, Mark: 1, Invert: true}}}, false},
+		{"not inverted", state{Interface: "pg0", Rules: []tunio.Rule{{Table: 51820, Mark: 51820}}}, false},
+		{"the main table", state{Interface: "pg0", Rules: []tunio.Rule{{Table: tunio.MainTable, Mark: tunio.MainTable, Invert: true}}}, false},
+		{"the local table", state{Interface: "pg0", Rules: []tunio.Rule{{Table: 255, Mark: 255, Invert: true}}}, false},
+		{"a priority", state{Interface: "pg0", Rules: []tunio.Rule{{Table: 51820, Mark: 51820, Invert: true, Priority: 0}, {Table: 51820, Mark: 51820, Invert: true, Priority: 100}}}, false},
+		{"suppress in another table", state{Interface: "pg0", Rules: []tunio.Rule{{Table: 100, SuppressDefault: true}}}, false},
+		{"suppress with a mark", state{Interface: "pg0", Rules: []tunio.Rule{{Table: tunio.MainTable, SuppressDefault: true, Mark: 1}}}, false},
+		{"a plain lookup", state{Interface: "pg0", Rules: []tunio.Rule{{Table: 100}}}, false},
 	} {
 		if err := tc.st.check("pg0"); (err == nil) != tc.ok {
 			t.Errorf("%s: %v, want ok %v", tc.name, err, tc.ok)
@@ -147,13 +155,16 @@ func TestPlantedRulesFile(t *testing.T) {
 
 // FuzzStateCheck feeds arbitrary state files to what a start reads back:
 // nothing panics, and a state it accepts is the interface's own and lists
-// at most four rules, each one of the two shapes a full tunnel adds.
+// at most maxStateRules rules, each one of the two shapes a full tunnel
+// adds, and at most maxStateRoutes unreachable routes, none in a table of
+// the kernel's.
 func FuzzStateCheck(f *testing.F) {
 	good, _ := json.Marshal(state{Interface: "pg0", Rules: []tunio.Rule{markRule, suppressRule}})
 	f.Add(good)
 	f.Add([]byte(`{"interface":"pg0","rules":[{"Table":100}]}`))
 	f.Add([]byte(`{"interface":"pg1","rules":[]}`))
 	f.Add([]byte(`{"interface":"pg0","rules":[{"Table":254,"SuppressDefault":true,"Priority":5}]}`))
+	f.Add([]byte(`{"interface":"pg0","rules":[],"routes":[{"v6":true,"table":51820},{"v6":false,"table":254}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var st state
 		if json.Unmarshal(b, &st) != nil || st.check("pg0") != nil {
@@ -167,6 +178,14 @@ func FuzzStateCheck(f *testing.F) {
 			suppress := ru.SuppressDefault && ru.Table == tunio.MainTable && ru.Mark == 0 && !ru.Invert
 			if ru.Priority != 0 || mark == suppress {
 				t.Fatalf("accepted rule %+v", ru)
+			}
+		}
+		if len(st.Routes) > maxStateRoutes {
+			t.Fatalf("accepted %d routes", len(st.Routes))
+		}
+		for _, r := range st.Routes {
+			if r.Table <= 0 || r.Table == 253 || r.Table == tunio.MainTable || r.Table == 255 {
+				t.Fatalf("accepted route %+v", r)
 			}
 		}
 	})

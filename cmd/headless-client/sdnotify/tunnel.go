@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"pipeguard/noise"
@@ -59,21 +60,44 @@ func (n *Notifier) Watch(ctx context.Context, t *stages.Tunnel, log *slog.Logger
 
 // TunnelStatus is the STATUS= line for a tunnel with peers at now, and
 // the health check's verdict (nil: healthy), e.g.
-// "3 peers, 2 with a handshake in the last 3 min".
+// "3 peers, 2 with a handshake in the last 3 min; without a session:
+// AbCdEfGh (not answering for 45s)". The peers without a live session
+// are named by the start of their public key, as in the log, at most
+// statusNames of them.
 func TunnelStatus(peers []stages.PeerStatus, now time.Time, health error) string {
 	live := 0
+	var without []string
 	for _, p := range peers {
 		if !p.LastHandshake.IsZero() && now.Sub(p.LastHandshake) < liveSession {
 			live++
+			continue
 		}
+		if len(without) == statusNames {
+			continue
+		}
+		name := p.PublicKey.String()[:8]
+		if !p.SilentSince.IsZero() {
+			name += fmt.Sprintf(" (not answering for %v)", now.Sub(p.SilentSince).Round(time.Second))
+		}
+		without = append(without, name)
 	}
 	noun := "peers"
 	if len(peers) == 1 {
 		noun = "peer"
 	}
 	s := fmt.Sprintf("%d %s, %d with a handshake in the last 3 min", len(peers), noun, live)
+	if len(without) > 0 {
+		s += "; without a session: " + strings.Join(without, ", ")
+		if more := len(peers) - live - len(without); more > 0 {
+			s += fmt.Sprintf(" and %d more", more)
+		}
+	}
 	if health != nil {
 		s += "; unhealthy: " + health.Error()
 	}
 	return s
 }
+
+// statusNames is how many peers without a session the status line names:
+// `systemctl status` shows one line, and a gateway may have thousands.
+const statusNames = 3

@@ -25,7 +25,8 @@ import (
 //     apply, the latter in request order.
 //
 // First the whole request is checked against the device as it will be
-// (every peer it creates must have a usable public key), then the socket
+// (every peer it creates must have a usable public key, and a device
+// that is a MarkChecker must accept a new fwmark), then the socket
 // changes, the only step that can fail on the device's side. Only after
 // both succeed does anything else change, and nothing after can fail.
 func Apply(dev Device, req *SetRequest) error {
@@ -33,7 +34,13 @@ func Apply(dev Device, req *SetRequest) error {
 	if err != nil {
 		return err
 	}
-	if req.ListenPort != nil || (req.FwMark != nil && *req.FwMark != dev.FwMark()) {
+	newMark := req.FwMark != nil && *req.FwMark != dev.FwMark()
+	if mc, ok := dev.(MarkChecker); ok && newMark {
+		if err := mc.CheckFwMark(*req.FwMark); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+	}
+	if req.ListenPort != nil || newMark {
 		port, mark := dev.LocalAddr().Port(), dev.FwMark()
 		if req.ListenPort != nil {
 			port = *req.ListenPort
@@ -54,6 +61,14 @@ func Apply(dev Device, req *SetRequest) error {
 		}
 	}
 	return run(dev, steps)
+}
+
+// MarkChecker is an optional capability of a Device whose routing
+// depends on its sockets' firewall mark (a full tunnel's policy rules):
+// CheckFwMark refuses a mark it cannot carry, and Apply answers the set
+// with EINVAL, changing nothing.
+type MarkChecker interface {
+	CheckFwMark(mark uint32) error
 }
 
 // step is one peer change Apply makes, decided and checked by plan.

@@ -1,6 +1,7 @@
 package uapi
 
 import (
+	"errors"
 	"net/netip"
 	"slices"
 	"testing"
@@ -371,5 +372,59 @@ func TestApplyUnsupported(t *testing.T) {
 	req, _ = parse("listen_port=51820\n" + pub(c) + "\n")
 	if err := Apply(tun, req); err != nil {
 		t.Errorf("the port it has: %v", err)
+	}
+}
+
+// markLocked is a tunnel whose routing depends on its mark: it refuses
+// any other, as a full tunnel does.
+type markLocked struct {
+	*stages.Tunnel
+	checked []uint32
+}
+
+func (m *markLocked) CheckFwMark(mark uint32) error {
+	m.checked = append(m.checked, mark)
+	return errors.New("the policy rules match fwmark 51820")
+}
+
+// TestApplyMarkChecker: a device that is a MarkChecker is asked about a
+// new mark before anything changes; its refusal is EINVAL and the whole
+// request changes nothing. The mark it has needs no asking.
+func TestApplyMarkChecker(t *testing.T) {
+	r := newApplyRig(t)
+	if errno := r.set(t, "fwmark=51820\n"); errno != 0 {
+		t.Fatalf("setting the mark: errno %d", errno)
+	}
+	dev := &markLocked{Tunnel: r.tun}
+	c := key(t)
+	apply := func(body string) int64 {
+		req, err := parse(body + "\n")
+		if err == nil {
+			err = Apply(dev, req)
+		}
+		return Errno(err)
+	}
+	was := string(AppendGet(nil, r.tun))
+	for _, body := range []string{
+		"fwmark=1\n",
+		"fwmark=0\n",
+		"listen_port=51830\nfwmark=7\nreplace_peers=true\n" + pub(c),
+	} {
+		if errno := apply(body); errno != -22 {
+			t.Errorf("%q: errno %d, want -22", body, errno)
+		}
+		if now := string(AppendGet(nil, r.tun)); now != was {
+			t.Errorf("%q: a refused request changed the device:\nbefore:\n%s\nafter:\n%s", body, was, now)
+		}
+	}
+	if !slices.Equal(dev.checked, []uint32{1, 0, 7}) {
+		t.Errorf("asked about %v, want [1 0 7]", dev.checked)
+	}
+	// The mark it has, with other changes: applied, not asked about.
+	if errno := apply("fwmark=51820\nlisten_port=51830\n" + pub(c)); errno != 0 {
+		t.Errorf("the same mark: errno %d", errno)
+	}
+	if len(dev.checked) != 3 || r.tun.LocalAddr().Port() != 51830 {
+		t.Errorf("checked %v, port %d", dev.checked, r.tun.LocalAddr().Port())
 	}
 }
