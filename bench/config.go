@@ -10,6 +10,7 @@ import (
 	"pipeguard/bench/loadgen"
 	"pipeguard/bench/mem"
 	"pipeguard/bench/netns"
+	"pipeguard/bench/peers"
 	"pipeguard/bench/soak"
 	"pipeguard/noise"
 	"pipeguard/stages"
@@ -31,6 +32,9 @@ const (
 	// ModeFlood runs one tunnel in memory with bulk data under a
 	// handshake flood; no root needed.
 	ModeFlood Mode = "flood"
+	// ModePeers configures PipeGuard and wireguard-go with many peers in
+	// network namespaces and measures time, memory and idle CPU; root.
+	ModePeers Mode = "peers"
 )
 
 // Config is one run of the harness: cmd/bench's flags. The zero value
@@ -54,7 +58,7 @@ type Config struct {
 	Directions []core.Direction // in memory; default every direction (flood: the first, default both)
 	Engines    []stages.Engine  // default sequential and pipeline
 	Sizes      []int            // inner packet sizes; default 64, 512, 1280; quick 64, 1280 (flood: the first, default 1280)
-	Peers      []int            // default 1, 4; quick 1
+	Peers      []int            // default 1, 4; quick 1 (peers mode: 1, 1000, 10000, 100000; quick 1, 100, 1000)
 	Procs      []int            // GOMAXPROCS values; default 1..NumCPU; quick 1 and NumCPU
 	// Workers are the pipeline's crypto workers per direction; 0 stands
 	// for GOMAXPROCS. Default 1, GOMAXPROCS and twice that; quick
@@ -102,9 +106,9 @@ func (c *Config) check() error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, a...)...)
 	}
 	switch c.Mode {
-	case ModeMem, ModeNetns, ModeLoadgen, ModeAll, ModeSoak, ModeFlood:
+	case ModeMem, ModeNetns, ModeLoadgen, ModeAll, ModeSoak, ModeFlood, ModePeers:
 	default:
-		return bad("mode %q is not mem, netns, loadgen, all, soak or flood", c.Mode)
+		return bad("mode %q is not mem, netns, loadgen, all, soak, flood or peers", c.Mode)
 	}
 	if sc := c.soak(); c.Mode == ModeSoak && (sc.Duration < time.Second || sc.Every < time.Second) {
 		return bad("soak duration and change interval must be at least 1s")
@@ -131,9 +135,13 @@ func (c *Config) check() error {
 			return bad("packet size %d not in %d..%d", s, mem.MinPacketSize, wire.MaxInnerSize)
 		}
 	}
+	maxPeers := mem.MaxPeers
+	if c.Mode == ModePeers {
+		maxPeers = peers.MaxPeers
+	}
 	for _, p := range c.Peers {
-		if p < 1 || p > mem.MaxPeers {
-			return bad("peers %d not in 1..%d", p, mem.MaxPeers)
+		if p < 1 || p > maxPeers {
+			return bad("peers %d not in 1..%d", p, maxPeers)
 		}
 	}
 	for _, p := range c.Procs {
@@ -164,8 +172,16 @@ func (c *Config) duration() time.Duration {
 		return c.flood().Duration
 	case ModeSoak:
 		return c.soak().Duration
+	case ModePeers:
+		return c.peers().Idle
 	}
 	return c.mem().Duration
+}
+
+// peers is the peers mode's config, with its defaults: --duration is its
+// idle CPU window.
+func (c *Config) peers() peers.Config {
+	return peers.Config{Quick: c.Quick, Peers: c.Peers, Idle: c.Duration, Out: c.out()}.WithDefaults()
 }
 
 // mem is the in-memory mode's config, with its defaults.

@@ -10,7 +10,9 @@
 //     network namespaces, TCP by iperf3 and RTT by ping;
 //   - bench/loadgen: one tunnel end under a load the harness makes itself;
 //   - bench/soak: two ends for a long time, watched for growth;
-//   - bench/flood: bulk data under a handshake flood, in memory.
+//   - bench/flood: bulk data under a handshake flood, in memory;
+//   - bench/peers: PipeGuard and wireguard-go configured with many
+//     peers, in network namespaces.
 //
 // They sit over the shared core in bench/core (the report's common
 // parts, statistics, tables, progress; core/svg charts, core/cpuprof

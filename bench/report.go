@@ -10,6 +10,7 @@ import (
 	"pipeguard/bench/loadgen"
 	"pipeguard/bench/mem"
 	"pipeguard/bench/netns"
+	"pipeguard/bench/peers"
 	"pipeguard/bench/soak"
 )
 
@@ -24,6 +25,7 @@ type Report struct {
 	Loadgen  *loadgen.Report `json:"loadgen,omitempty"`
 	Soak     *soak.Report    `json:"soak,omitempty"`
 	Flood    *flood.Report   `json:"flood,omitempty"`
+	Peers    *peers.Report   `json:"peers,omitempty"`
 }
 
 // WriteJSON writes the report, indented, to w.

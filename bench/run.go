@@ -15,6 +15,7 @@ import (
 	"pipeguard/bench/loadgen"
 	"pipeguard/bench/mem"
 	"pipeguard/bench/netns"
+	"pipeguard/bench/peers"
 	"pipeguard/bench/soak"
 )
 
@@ -43,6 +44,11 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer) (*Report, error) {
 	}
 	if cfg.Mode == ModeSoak {
 		if rep.Soak, err = soak.Measure(ctx, cfg.soak()); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Mode == ModePeers {
+		if rep.Peers, err = peers.Measure(ctx, cfg.peers()); err != nil {
 			return nil, err
 		}
 	}

@@ -8,7 +8,7 @@ import (
 
 // WriteTable prints the report as aligned tables: a line on the machine,
 // then each mode's own tables, in the order soak, netns, loadgen, mem,
-// flood, for the modes that ran.
+// flood, peers, for the modes that ran.
 func (r *Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	m := r.Machine
@@ -31,6 +31,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if r.Flood != nil {
 		r.Flood.WriteTable(&b, r.Settings)
+	}
+	if r.Peers != nil {
+		r.Peers.WriteTable(&b)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

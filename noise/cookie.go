@@ -176,13 +176,23 @@ func (c *CookieChecker) hasValidMAC2(msg, src []byte, now time.Time) bool {
 // handshake messages we send to one peer, and keeps the cookie that peer
 // last sent us. Every Handshake owns one.
 //
+// Until the first message it holds only the peer's key: the MAC keys
+// and the cookie state are made then, so that a peer that never
+// handshakes costs 24 bytes here.
+//
 // The zero value must be set up with Init before use. It is safe for
 // concurrent use.
 type CookieGenerator struct {
-	mac1Key   [hashSize]byte // HASH("mac1----" || peer's public key); set by Init
-	cookieKey [hashSize]byte // HASH("cookie--" || peer's public key); set by Init
+	remote *PublicKey // the peer's public key; set by Init
 
-	mu          sync.Mutex // guards the fields below
+	mu sync.Mutex   // guards st
+	st *cookieState // nil until the first message or cookie reply
+}
+
+// cookieState is a CookieGenerator's keys and cookie, once it has sent.
+type cookieState struct {
+	mac1Key     [hashSize]byte // HASH("mac1----" || peer's public key)
+	cookieKey   [hashSize]byte // HASH("cookie--" || peer's public key)
 	cookie      [wire.CookieSize]byte
 	cookieSet   time.Time // when cookie arrived; zero: no cookie
 	hasLastMAC1 bool
@@ -191,13 +201,22 @@ type CookieGenerator struct {
 
 // Init prepares g for messages to the peer whose public key is remote,
 // and forgets any cookie.
-func (g *CookieGenerator) Init(remote PublicKey) {
+func (g *CookieGenerator) Init(remote PublicKey) { g.init(&remote) }
+
+// init is Init with the key where it already lives (a Handshake's own
+// copy), so that g keeps a pointer to it instead of a copy.
+func (g *CookieGenerator) init(remote *PublicKey) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.mac1Key = labelledHash(labelMAC1, &remote)
-	g.cookieKey = labelledHash(labelCookie, &remote)
-	g.cookieSet = time.Time{}
-	g.hasLastMAC1 = false
+	g.remote, g.st = remote, nil
+}
+
+// stateLocked returns g's state, made on first use.
+func (g *CookieGenerator) stateLocked() *cookieState {
+	if g.st == nil {
+		g.st = &cookieState{mac1Key: labelledHash(labelMAC1, g.remote), cookieKey: labelledHash(labelCookie, g.remote)}
+	}
+	return g.st
 }
 
 // ConsumeReply decrypts a cookie reply from the peer and keeps the cookie
@@ -206,16 +225,17 @@ func (g *CookieGenerator) Init(remote PublicKey) {
 func (g *CookieGenerator) ConsumeReply(r *wire.CookieReply, now time.Time) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if !g.hasLastMAC1 {
+	st := g.st
+	if st == nil || !st.hasLastMAC1 {
 		return ErrCookieReply
 	}
 	var cookie [wire.CookieSize]byte
-	aead, _ := chacha20poly1305.NewX(g.cookieKey[:])
-	if _, err := aead.Open(cookie[:0], r.Nonce[:], r.Cookie[:], g.lastMAC1[:]); err != nil {
+	aead, _ := chacha20poly1305.NewX(st.cookieKey[:])
+	if _, err := aead.Open(cookie[:0], r.Nonce[:], r.Cookie[:], st.lastMAC1[:]); err != nil {
 		return ErrCookieReply
 	}
-	g.cookie = cookie
-	g.cookieSet = now
+	st.cookie = cookie
+	st.cookieSet = now
 	return nil
 }
 
@@ -229,15 +249,16 @@ func (g *CookieGenerator) AddMACs(msg []byte, now time.Time) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	mac1 := mac16(g.mac1Key[:], msg[:m1])
+	st := g.stateLocked()
+	mac1 := mac16(st.mac1Key[:], msg[:m1])
 	copy(msg[m1:m2], mac1[:])
-	g.lastMAC1 = mac1
-	g.hasLastMAC1 = true
-	if now.Sub(g.cookieSet) > CookieRefreshTime {
+	st.lastMAC1 = mac1
+	st.hasLastMAC1 = true
+	if now.Sub(st.cookieSet) > CookieRefreshTime {
 		clear(msg[m2:])
 		return
 	}
-	mac2 := mac16(g.cookie[:], msg[:m2])
+	mac2 := mac16(st.cookie[:], msg[:m2])
 	copy(msg[m2:], mac2[:])
 }
 

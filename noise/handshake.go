@@ -105,34 +105,48 @@ func (s HandshakeState) String() string {
 // and a received message may race), and no method holds mu while waiting
 // for anything but the IndexTable's lock, which never waits for a
 // Handshake.
+//
+// A peer that is configured and idle costs a Handshake of about 200
+// bytes: the state of a handshake under way (run) and the cookie keys
+// are made when a handshake starts, and dropped when it ends.
 type Handshake struct {
 	// Immutable after NewHandshake.
 	remote   PublicKey
 	peer     PeerID
-	hash0    [hashSize]byte // HASH(H0 || remote): an initiator's first hash
-	lowOrder bool           // remote is a low-order point: no handshake can complete
+	lowOrder bool // remote is a low-order point: no handshake can complete
 
 	cookies CookieGenerator // has its own lock
 
-	mu                   sync.Mutex    // guards the fields below
-	local                *Static       // nil: no private key; changed by SetLocal
-	ss                   [KeySize]byte // DH(our static, peer's static), precomputed for local
+	mu    sync.Mutex // guards the fields below
+	local *Static    // nil: no private key; changed by SetLocal
+	// ss is DH(our static, peer's static) for local once ssReady: computed
+	// at the first handshake that needs it, not when the peer is made or
+	// our key changes, so that configuring many peers, or changing the key
+	// of a tunnel with many, costs no Curve25519 work until they talk.
+	ss                   [KeySize]byte
+	ssReady              bool
 	psk                  PresharedKey
 	state                HandshakeState
-	hash                 [hashSize]byte
-	chainKey             [hashSize]byte
-	localEphemeral       PrivateKey
-	remoteEphemeral      PublicKey
-	localIndex           uint32 // our handshake index in the IndexTable; 0: none
+	run                  *handshakeRun // the handshake under way; nil when state is HandshakeZeroed
+	localIndex           uint32        // our handshake index in the IndexTable; 0: none
 	remoteIndex          uint32
 	lastTimestamp        Timestamp // newest initiation timestamp accepted
 	lastInitiationAccept time.Time // when we last accepted an initiation
 }
 
+// handshakeRun is the secret state of one handshake under way, from the
+// first message to the keypair it derives; eraseLocked zeroes it.
+type handshakeRun struct {
+	hash            [hashSize]byte
+	chainKey        [hashSize]byte
+	localEphemeral  PrivateKey
+	remoteEphemeral PublicKey
+}
+
 // NewHandshake prepares the handshake state of a peer with public key
 // remote and an optional pre-shared key (zero for none). peer is the
 // caller's handle, returned by IndexTable lookups. local may be nil: no
-// private key yet.
+// private key yet. It does no Curve25519 work (see ss).
 //
 // A remote key that is a low-order point (the all-zero key among them)
 // is accepted, as the kernel accepts it, and LowOrder reports it: the
@@ -143,14 +157,8 @@ type Handshake struct {
 // 32-byte key.
 func NewHandshake(local *Static, remote PublicKey, psk PresharedKey, peer PeerID) (*Handshake, error) {
 	h := &Handshake{local: local, remote: remote, peer: peer, psk: psk}
-	if local == nil {
-		h.lowOrder = CheckPublicKey(remote) != nil
-	} else {
-		ss, err := local.dh(&local.private, &remote)
-		h.ss, h.lowOrder = ss, err != nil // ss is zero when err is ErrLowOrderPoint
-	}
-	h.hash0 = mixHash(&initialHash, remote[:])
-	h.cookies.Init(remote)
+	h.lowOrder = CheckPublicKey(remote) != nil
+	h.cookies.init(&h.remote)
 	return h, nil
 }
 
@@ -202,37 +210,45 @@ func (h *Handshake) clearLocked(t *IndexTable) {
 	h.eraseLocked()
 }
 
-// eraseLocked zeroes the secrets of the handshake in progress.
+// eraseLocked zeroes the secrets of the handshake in progress and lets go
+// of them.
 func (h *Handshake) eraseLocked() {
-	setZero(h.hash[:])
-	setZero(h.chainKey[:])
-	setZero(h.localEphemeral[:])
-	setZero(h.remoteEphemeral[:])
+	if r := h.run; r != nil {
+		setZero(r.hash[:])
+		setZero(r.chainKey[:])
+		setZero(r.localEphemeral[:])
+		setZero(r.remoteEphemeral[:])
+		h.run = nil
+	}
 	h.state = HandshakeZeroed
 }
 
 // SetLocal moves the handshake to another local identity (nil: none)
-// after the private key changed. It recomputes the static-static DH and
-// abandons any handshake in progress, freeing its index in t: both derive
-// from the old key, and a response to an initiation made with it could
-// only fail. The replay and flood history and the peer's cookie stay:
-// they are the peer's, not our key's. A peer with a low-order key keeps
-// its all-zero DH. It fails only if the DH does, which it cannot for a
-// key NewHandshake found not to be a low-order point.
-func (h *Handshake) SetLocal(local *Static, t *IndexTable) error {
-	var ss [KeySize]byte
-	if local != nil && !h.lowOrder {
-		var err error
-		if ss, err = local.dh(&local.private, &h.remote); err != nil {
-			return err
-		}
-	}
+// after the private key changed. It forgets the static-static DH (the
+// next handshake computes it for the new key) and abandons any handshake
+// in progress, freeing its index in t: both derive from the old key, and
+// a response to an initiation made with it could only fail. The replay
+// and flood history and the peer's cookie stay: they are the peer's, not
+// our key's. It does no Curve25519 work.
+func (h *Handshake) SetLocal(local *Static, t *IndexTable) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.clearLocked(t)
 	setZero(h.ss[:])
-	h.local, h.ss = local, ss
-	return nil
+	h.local, h.ssReady = local, false
+}
+
+// staticSecretLocked returns DH(our static, peer's static) for local
+// (not nil), computing it on first use.
+func (h *Handshake) staticSecretLocked() (*[KeySize]byte, error) {
+	if !h.ssReady {
+		ss, err := h.local.dh(&h.local.private, &h.remote)
+		if err != nil {
+			return nil, err
+		}
+		h.ss, h.ssReady = ss, true
+	}
+	return &h.ss, nil
 }
 
 // mixKey sets ck = KDF1(ck, data).
@@ -277,31 +293,35 @@ func (h *Handshake) CreateInitiation(now time.Time, t *IndexTable, msg *wire.Ini
 	if err != nil {
 		return err
 	}
-	h.localEphemeral = eph
-	h.hash = h.hash0
-	h.chainKey = initialChainKey
+	run := &handshakeRun{localEphemeral: eph, hash: mixHash(&initialHash, h.remote[:]), chainKey: initialChainKey}
+	h.run = run
 	*msg = wire.Initiation{Ephemeral: eph.Public()}
-	mixKey(&h.chainKey, msg.Ephemeral[:])
-	h.hash = mixHash(&h.hash, msg.Ephemeral[:])
+	mixKey(&run.chainKey, msg.Ephemeral[:])
+	run.hash = mixHash(&run.hash, msg.Ephemeral[:])
 
 	// The static key, encrypted under DH(e, S_r).
-	ss, err := h.local.dh(&h.localEphemeral, &h.remote)
+	ss, err := h.local.dh(&run.localEphemeral, &h.remote)
 	if err != nil {
 		h.eraseLocked()
 		return err
 	}
 	var key [hashSize]byte
-	kdf2(&h.chainKey, &key, h.chainKey[:], ss[:])
+	kdf2(&run.chainKey, &key, run.chainKey[:], ss[:])
 	setZero(ss[:])
-	seal(msg.Static[:], &key, h.local.public[:], &h.hash)
-	h.hash = mixHash(&h.hash, msg.Static[:])
+	seal(msg.Static[:], &key, h.local.public[:], &run.hash)
+	run.hash = mixHash(&run.hash, msg.Static[:])
 
 	// The timestamp, encrypted under DH(S_i, S_r), proves who we are.
-	kdf2(&h.chainKey, &key, h.chainKey[:], h.ss[:])
+	sss, err := h.staticSecretLocked()
+	if err != nil {
+		h.eraseLocked()
+		return err
+	}
+	kdf2(&run.chainKey, &key, run.chainKey[:], sss[:])
 	ts := Stamp(now)
-	seal(msg.Timestamp[:], &key, ts[:], &h.hash)
+	seal(msg.Timestamp[:], &key, ts[:], &run.hash)
 	setZero(key[:])
-	h.hash = mixHash(&h.hash, msg.Timestamp[:])
+	run.hash = mixHash(&run.hash, msg.Timestamp[:])
 
 	h.localIndex = t.NewHandshakeIndex(h)
 	msg.Sender = h.localIndex
@@ -344,10 +364,10 @@ func (s *Static) ConsumeResponse(b []byte, now time.Time, t *IndexTable) (*Hands
 
 	// Work on copies, so that a forged response leaves the handshake
 	// waiting for the real one.
-	hash, ck := mixHash(&h.hash, msg.Ephemeral[:]), h.chainKey
+	hash, ck := mixHash(&h.run.hash, msg.Ephemeral[:]), h.run.chainKey
 	defer setZero(ck[:])
 	mixKey(&ck, msg.Ephemeral[:])
-	ss, err := s.dh(&h.localEphemeral, (*PublicKey)(&msg.Ephemeral))
+	ss, err := s.dh(&h.run.localEphemeral, (*PublicKey)(&msg.Ephemeral))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -366,7 +386,7 @@ func (s *Static) ConsumeResponse(b []byte, now time.Time, t *IndexTable) (*Hands
 	if err != nil {
 		return nil, nil, err
 	}
-	h.chainKey = ck
+	h.run.chainKey = ck
 	h.remoteIndex = msg.Sender
 	kp, err := h.deriveLocked(now, t, true)
 	return h, kp, err
@@ -376,7 +396,7 @@ func (s *Static) ConsumeResponse(b []byte, now time.Time, t *IndexTable) (*Hands
 // handshake's index in t over to it, and erases the handshake secrets.
 func (h *Handshake) deriveLocked(now time.Time, t *IndexTable, initiator bool) (*Keypair, error) {
 	var k1, k2 [hashSize]byte
-	kdf2(&k1, &k2, h.chainKey[:], nil)
+	kdf2(&k1, &k2, h.run.chainKey[:], nil)
 	send, recv := &k1, &k2
 	if !initiator {
 		send, recv = recv, send

@@ -60,14 +60,18 @@ func (s *Static) ConsumeInitiation(b []byte, now time.Time, lookup func(PublicKe
 		return nil, ErrUnknownPeer
 	}
 	if h.lowOrder {
-		// The precomputed DH is all zero: anyone can make the timestamp
+		// The static-static DH is all zero: anyone can make the timestamp
 		// below, so it would prove nothing. The kernel refuses the zero
 		// DH here too (mix_precomputed_dh).
 		return nil, ErrLowOrderPoint
 	}
 
-	// The timestamp, under the precomputed DH(S_i, S_r).
-	kdf2(&ck, &key, ck[:], h.ss[:])
+	// The timestamp, under DH(S_i, S_r), computed once per peer and key.
+	sss, err := h.staticSecretLocked()
+	if err != nil {
+		return nil, err
+	}
+	kdf2(&ck, &key, ck[:], sss[:])
 	var ts Timestamp
 	if err := open(ts[:], &key, msg.Timestamp[:], &hash); err != nil {
 		return nil, err
@@ -83,9 +87,7 @@ func (s *Static) ConsumeInitiation(b []byte, now time.Time, lookup func(PublicKe
 	// Erase a handshake we may have started ourselves: the peer's wins,
 	// as in wireguard-go. Its index stays until CreateResponse replaces it.
 	h.eraseLocked()
-	h.hash = hash
-	h.chainKey = ck
-	h.remoteEphemeral = msg.Ephemeral
+	h.run = &handshakeRun{hash: hash, chainKey: ck, remoteEphemeral: msg.Ephemeral}
 	h.remoteIndex = msg.Sender
 	h.lastTimestamp = ts
 	if now.After(h.lastInitiationAccept) {
@@ -116,31 +118,32 @@ func (h *Handshake) CreateResponse(now time.Time, t *IndexTable, msg *wire.Respo
 		h.clearLocked(t)
 		return nil, err
 	}
-	h.localEphemeral = eph
+	run := h.run
+	run.localEphemeral = eph
 	*msg = wire.Response{Sender: h.localIndex, Receiver: h.remoteIndex, Ephemeral: eph.Public()}
-	h.hash = mixHash(&h.hash, msg.Ephemeral[:])
-	mixKey(&h.chainKey, msg.Ephemeral[:])
+	run.hash = mixHash(&run.hash, msg.Ephemeral[:])
+	mixKey(&run.chainKey, msg.Ephemeral[:])
 
-	ss, err := h.local.dh(&h.localEphemeral, &h.remoteEphemeral)
+	ss, err := h.local.dh(&run.localEphemeral, &run.remoteEphemeral)
 	if err != nil {
 		h.clearLocked(t)
 		return nil, err
 	}
-	mixKey(&h.chainKey, ss[:])
-	if ss, err = h.local.dh(&h.localEphemeral, &h.remote); err != nil {
+	mixKey(&run.chainKey, ss[:])
+	if ss, err = h.local.dh(&run.localEphemeral, &h.remote); err != nil {
 		h.clearLocked(t)
 		return nil, err
 	}
-	mixKey(&h.chainKey, ss[:])
+	mixKey(&run.chainKey, ss[:])
 	setZero(ss[:])
 
 	var tau, key [hashSize]byte
-	kdf3(&h.chainKey, &tau, &key, h.chainKey[:], h.psk[:])
-	h.hash = mixHash(&h.hash, tau[:])
-	seal(msg.Empty[:], &key, nil, &h.hash)
+	kdf3(&run.chainKey, &tau, &key, run.chainKey[:], h.psk[:])
+	run.hash = mixHash(&run.hash, tau[:])
+	seal(msg.Empty[:], &key, nil, &run.hash)
 	setZero(key[:])
 	setZero(tau[:])
-	h.hash = mixHash(&h.hash, msg.Empty[:])
+	run.hash = mixHash(&run.hash, msg.Empty[:])
 
 	var b [wire.ResponseSize]byte
 	msg.Marshal(&b)

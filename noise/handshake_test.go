@@ -3,6 +3,7 @@ package noise
 import (
 	"bytes"
 	"errors"
+	"math/rand/v2"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -162,8 +163,7 @@ func assertErased(t *testing.T, h *Handshake) {
 	t.Helper()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.state != HandshakeZeroed || !isZero(h.chainKey[:]) || !isZero(h.hash[:]) ||
-		!isZero(h.localEphemeral[:]) || !isZero(h.remoteEphemeral[:]) || h.localIndex != 0 {
+	if h.state != HandshakeZeroed || h.run != nil || h.localIndex != 0 {
 		t.Fatalf("handshake not erased: state %v", h.state)
 	}
 }
@@ -410,14 +410,85 @@ func TestHandshakeWithoutIdentity(t *testing.T) {
 	}
 }
 
+// slowCheck is what CheckPublicKey stands for: the key's Diffie-Hellman
+// result with a clamped private key is all zero.
+func slowCheck(pk PublicKey) error {
+	k := PrivateKey{0: 8, 31: 64}
+	_, err := sharedSecret(&k, &pk)
+	return err
+}
+
+// TestCheckPublicKey: CheckPublicKey compares with a list instead of
+// doing the Curve25519 operation; it must agree with the operation on
+// every listed key, with its top bit set too, and on keys next to them
+// and at random.
 func TestCheckPublicKey(t *testing.T) {
-	for _, pk := range []PublicKey{{}, {1}} {
+	var cases []PublicKey
+	for _, pk := range lowOrder {
 		if err := CheckPublicKey(pk); !errors.Is(err, ErrLowOrderPoint) {
-			t.Errorf("CheckPublicKey(%x) = %v, want ErrLowOrderPoint", pk[:2], err)
+			t.Errorf("CheckPublicKey(%x) = %v, want ErrLowOrderPoint", pk, err)
+		}
+		cases = append(cases, pk)
+		hi := pk
+		hi[31] |= 0x80
+		cases = append(cases, hi)
+		for _, i := range []int{0, 1, 16, 31} {
+			for _, d := range []byte{1, 0xff, 0x40} {
+				near := pk
+				near[i] += d
+				cases = append(cases, near)
+			}
 		}
 	}
-	if err := CheckPublicKey(newStatic(t).PublicKey()); err != nil {
-		t.Errorf("CheckPublicKey(real key) = %v", err)
+	r := rand.New(rand.NewPCG(1, 1))
+	for range 2000 {
+		var pk PublicKey
+		for i := range pk {
+			pk[i] = byte(r.Uint32())
+		}
+		cases = append(cases, pk)
+	}
+	cases = append(cases, newStatic(t).PublicKey())
+	for _, pk := range cases {
+		fast, slow := CheckPublicKey(pk), slowCheck(pk)
+		if !errors.Is(fast, ErrLowOrderPoint) && fast != nil || fast != slow {
+			t.Errorf("CheckPublicKey(%x) = %v, X25519 says %v", pk, fast, slow)
+		}
+	}
+	// Scalars other than the one slowCheck uses send the same keys to zero.
+	for _, pk := range lowOrder {
+		if _, err := sharedSecret(&newStatic(t).private, &pk); !errors.Is(err, ErrLowOrderPoint) {
+			t.Errorf("X25519 of a random key with %x = %v", pk, err)
+		}
+	}
+}
+
+// TestStaticDHIsLazy: making a peer's handshake and changing our key do
+// no Curve25519 work; the first handshake computes the static-static DH
+// once, and later handshakes reuse it.
+func TestStaticDHIsLazy(t *testing.T) {
+	ini, resp := &side{static: newStatic(t)}, &side{static: newStatic(t)}
+	ini.countDH()
+	resp.countDH()
+	var err error
+	if ini.hs, err = NewHandshake(ini.static, resp.static.PublicKey(), PresharedKey{}, 1); err != nil {
+		t.Fatal(err)
+	}
+	if resp.hs, err = NewHandshake(resp.static, ini.static.PublicKey(), PresharedKey{}, 2); err != nil {
+		t.Fatal(err)
+	}
+	ini.hs.SetLocal(ini.static, &ini.table)
+	if n := ini.dhs.Load() + resp.dhs.Load(); n != 0 {
+		t.Fatalf("making handshakes and setting the key did %d Curve25519 operations, want 0", n)
+	}
+	// Initiator: ephemeral-static and static-static; responder: two
+	// ephemeral ones and static-static; the response two more.
+	handshake(t, ini, resp, t0)
+	first := ini.dhs.Load() + resp.dhs.Load()
+	handshake(t, ini, resp, t0.Add(time.Minute))
+	second := ini.dhs.Load() + resp.dhs.Load() - first
+	if first-second != 2 {
+		t.Fatalf("first handshake %d operations, second %d: want the static-static DH once per side, so 2 fewer", first, second)
 	}
 }
 
@@ -441,9 +512,7 @@ func TestSetLocal(t *testing.T) {
 
 	// resp gets a new key.
 	old, next := resp.static, newStatic(t)
-	if err := resp.hs.SetLocal(next, &resp.table); err != nil {
-		t.Fatal(err)
-	}
+	resp.hs.SetLocal(next, &resp.table)
 	resp.static = next
 	if resp.hs.State() != HandshakeZeroed {
 		t.Errorf("state after SetLocal %v", resp.hs.State())
@@ -473,9 +542,7 @@ func TestSetLocal(t *testing.T) {
 	kpR2, kpI2 := handshake(t, resp, ini, t0.Add(4*time.Second))
 	exchange(t, kpI2, kpR2, []byte("new key, resp first"))
 
-	if err := resp.hs.SetLocal(nil, &resp.table); err != nil {
-		t.Fatal(err)
-	}
+	resp.hs.SetLocal(nil, &resp.table)
 	var msg wire.Initiation
 	if err := resp.hs.CreateInitiation(t0, &resp.table, &msg); !errors.Is(err, ErrNoPrivateKey) {
 		t.Errorf("initiation after SetLocal(nil): %v", err)
@@ -488,7 +555,8 @@ func TestSetLocal(t *testing.T) {
 // is set), and an initiation that claims its key is refused. Such an
 // initiation is easy to forge, because the static-static DH that should
 // prove the sender's identity is all zero for everyone: the test forges
-// one and shows that only the low-order check stops it.
+// one and shows that the low-order mark stops it, and the DH's zero
+// check behind it.
 func TestLowOrderPeer(t *testing.T) {
 	for _, hx := range lowOrderPoints {
 		point := PublicKey(mustHex32(t, hx))
@@ -511,9 +579,7 @@ func TestLowOrderPeer(t *testing.T) {
 			if err != nil || !later.LowOrder() {
 				t.Fatalf("NewHandshake without identity: %v", err)
 			}
-			if err := later.SetLocal(victim, &table); err != nil {
-				t.Fatalf("SetLocal: %v", err)
-			}
+			later.SetLocal(victim, &table)
 			if err := later.CreateInitiation(t0, &table, &msg); !errors.Is(err, ErrLowOrderPoint) {
 				t.Fatalf("CreateInitiation after SetLocal: %v", err)
 			}
@@ -525,7 +591,7 @@ func TestLowOrderPeer(t *testing.T) {
 			if forger.hs, err = NewHandshake(forger.static, victim.PublicKey(), PresharedKey{}, 3); err != nil {
 				t.Fatal(err)
 			}
-			forger.hs.ss = [KeySize]byte{} // what the victim computes
+			forger.hs.ss, forger.hs.ssReady = [KeySize]byte{}, true // what the victim computes
 			b := initiation(t, forger, t0)
 			lookup := func(pk PublicKey) *Handshake {
 				if pk == point {
@@ -536,7 +602,13 @@ func TestLowOrderPeer(t *testing.T) {
 			if _, err := victim.ConsumeInitiation(b, t0, lookup); !errors.Is(err, ErrLowOrderPoint) {
 				t.Fatalf("forged initiation from a low-order key: %v, want ErrLowOrderPoint", err)
 			}
-			h.lowOrder = false // as if unchecked: the forgery would pass
+			// Without the mark, the static-static DH refuses its zero
+			// result; without either, the forgery would pass.
+			h.lowOrder = false
+			if _, err := victim.ConsumeInitiation(b, t0, lookup); !errors.Is(err, ErrLowOrderPoint) {
+				t.Fatalf("forged initiation, unmarked peer: %v, want ErrLowOrderPoint from the DH", err)
+			}
+			h.ss, h.ssReady = [KeySize]byte{}, true
 			if _, err := victim.ConsumeInitiation(b, t0, lookup); err != nil {
 				t.Fatalf("the forgery is not one: %v", err)
 			}

@@ -48,32 +48,65 @@ func (a Actions) String() string {
 	return strings.Join(parts, "|")
 }
 
-// timers is a Session's timer state. Each deadline is a time.Time, zero
+// timers is a Session's timer state. Each deadline is an instant, zero
 // when disarmed; Tick fires the ones that are due. The names and rules are
 // those of wireguard-go's device/timers.go (itself from Linux's timers.c),
 // so the two can be read side by side.
 type timers struct {
-	retransmit   time.Time // handshake retry: no response to our initiation
-	keepalive    time.Time // we received data and have sent nothing since
-	newHandshake time.Time // we sent data and have heard nothing since
-	zeroKeys     time.Time // no new session derived for ZeroKeysAfter
-	persistent   time.Time // persistent keepalive: traffic has been quiet
+	epoch time.Time // what the instants count from; set by at on first use
 
-	pending      Actions   // due now, raised by an event, not yet returned by Tick
-	pendingSince time.Time // when pending became non-empty
+	retransmit   instant // handshake retry: no response to our initiation
+	keepalive    instant // we received data and have sent nothing since
+	newHandshake instant // we sent data and have heard nothing since
+	zeroKeys     instant // no new session derived for ZeroKeysAfter
+	persistent   instant // persistent keepalive: traffic has been quiet
+
+	pending      Actions // due now, raised by an event, not yet returned by Tick
+	pendingSince instant // when pending became non-empty
 
 	// attempts counts retries of the current handshake; a new (non-retry)
 	// request resets it, so a peer with data to send keeps trying.
 	attempts                int
-	needAnotherKeepalive    bool      // data arrived while a keepalive was already due
-	sentLastMinuteHandshake bool      // keepKeyFreshReceiving fired for this session
-	lastInitiation          time.Time // for the rate limit of one per RekeyTimeout
-	lastHandshake           time.Time
-	unanswered              time.Time     // first initiation sent since the peer was last heard from; zero: none
+	needAnotherKeepalive    bool          // data arrived while a keepalive was already due
+	sentLastMinuteHandshake bool          // keepKeyFreshReceiving fired for this session
+	lastInitiation          instant       // for the rate limit of one per RekeyTimeout
+	lastHandshake           time.Time     // wall clock, for wg show
+	unanswered              instant       // first initiation sent since the peer was last heard from; zero: none
 	persistentInterval      time.Duration // 0: off
 
-	reported time.Time // what NextDeadline last returned; zero: the actor sleeps
-	wake     bool      // something is due before reported: call Wake on unlock
+	reported instant // what NextDeadline last returned; zero: the actor sleeps
+	wake     bool    // something is due before reported: call Wake on unlock
+}
+
+// instant is a moment of the session's clock as nanoseconds after its
+// timers' epoch, zero for "not set": 8 bytes where a time.Time takes 24,
+// since a gateway keeps one session, with seven of them, per peer. The
+// difference of two instants is the difference of the times they stand
+// for (monotonic where the clock has it).
+type instant int64
+
+// epochBefore puts the epoch this long (13 days) before the first time
+// a session is given, so that an instant is zero only for a time exactly
+// that long before it; later times count up to 292 years. Not much
+// longer: an epoch before 1885 would lose the clock's monotonic reading
+// (time.Time keeps one only for wall times from 1885 to 2157), and with
+// it the immunity of the deadlines to steps of the wall clock.
+const epochBefore = 1 << 50
+
+// at is now as an instant.
+func (t *timers) at(now time.Time) instant {
+	if t.epoch.IsZero() {
+		t.epoch = now.Add(-epochBefore)
+	}
+	return instant(now.Sub(t.epoch))
+}
+
+// time is i as a time (the zero time for the zero instant).
+func (t *timers) time(i instant) time.Time {
+	if i == 0 {
+		return time.Time{}
+	}
+	return t.epoch.Add(time.Duration(i))
 }
 
 // Tick fires the timers due at now and returns what the peer must do, with
@@ -85,31 +118,32 @@ func (s *Session) Tick(now time.Time) (Actions, Dropped) {
 	defer s.mu.Unlock() // no Wake: our caller is the timer actor, awake
 	t := &s.t
 	var d Dropped
-	if due(t.retransmit, now) {
-		t.retransmit = time.Time{}
+	at := t.at(now)
+	if due(t.retransmit, at) {
+		t.retransmit = 0
 		s.expiredRetransmitLocked(now)
 	}
-	if due(t.keepalive, now) {
-		t.keepalive = time.Time{}
+	if due(t.keepalive, at) {
+		t.keepalive = 0
 		s.raiseLocked(ActionSendKeepalive, now)
 		if t.needAnotherKeepalive {
 			t.needAnotherKeepalive = false
 			s.armLocked(&t.keepalive, now.Add(KeepaliveTimeout))
 		}
 	}
-	if due(t.newHandshake, now) {
+	if due(t.newHandshake, at) {
 		// We kept sending and heard nothing back: the session may be dead
 		// on the peer's side (it restarted, or the path changed).
-		t.newHandshake = time.Time{}
+		t.newHandshake = 0
 		s.initiateLocked(now, false)
 	}
-	if due(t.zeroKeys, now) {
-		t.zeroKeys = time.Time{}
+	if due(t.zeroKeys, at) {
+		t.zeroKeys = 0
 		d = s.zeroKeysLocked()
 		s.raiseLocked(ActionZeroKeys|ActionDropQueued, now)
 	}
-	if due(t.persistent, now) {
-		t.persistent = time.Time{}
+	if due(t.persistent, at) {
+		t.persistent = 0
 		if t.persistentInterval > 0 {
 			s.raiseLocked(ActionSendKeepalive, now)
 			// The keepalive's send re-arms this too (TransportSent); arming
@@ -118,7 +152,7 @@ func (s *Session) Tick(now time.Time) (Actions, Dropped) {
 		}
 	}
 	a := t.pending
-	t.pending, t.pendingSince, t.wake = 0, time.Time{}, false
+	t.pending, t.pendingSince, t.wake = 0, 0, false
 	return a, d
 }
 
@@ -129,14 +163,14 @@ func (s *Session) NextDeadline() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := &s.t
-	var next time.Time
-	for _, d := range [...]time.Time{t.pendingSince, t.retransmit, t.keepalive, t.newHandshake, t.zeroKeys, t.persistent} {
-		if !d.IsZero() && (next.IsZero() || d.Before(next)) {
+	var next instant
+	for _, d := range [...]instant{t.pendingSince, t.retransmit, t.keepalive, t.newHandshake, t.zeroKeys, t.persistent} {
+		if d != 0 && (next == 0 || d < next) {
 			next = d
 		}
 	}
 	t.reported = next
-	return next
+	return t.time(next)
 }
 
 // Handshaking reports whether a handshake this session started is under
@@ -145,7 +179,7 @@ func (s *Session) NextDeadline() time.Time {
 func (s *Session) Handshaking() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return !s.t.retransmit.IsZero()
+	return s.t.retransmit != 0
 }
 
 // UnansweredSince returns when the first of the initiations sent since
@@ -155,7 +189,7 @@ func (s *Session) Handshaking() bool {
 func (s *Session) UnansweredSince() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.t.unanswered
+	return s.t.time(s.t.unanswered)
 }
 
 // LastHandshake returns when the last handshake completed, or the zero
@@ -176,7 +210,7 @@ func (s *Session) SetPersistentKeepalive(interval time.Duration, now time.Time) 
 	s.t.persistentInterval = max(interval, 0)
 	switch {
 	case interval <= 0:
-		s.t.persistent = time.Time{}
+		s.t.persistent = 0
 	case old == 0:
 		s.raiseLocked(ActionSendKeepalive, now)
 		s.armLocked(&s.t.persistent, now.Add(interval))
@@ -208,9 +242,9 @@ func (s *Session) InitiationSent(now time.Time) {
 	s.anySentLocked()
 	// Retry counts from the real send, as in wireguard-go's
 	// timersHandshakeInitiated.
-	s.t.lastInitiation = now
-	if s.t.unanswered.IsZero() {
-		s.t.unanswered = now
+	s.t.lastInitiation = s.t.at(now)
+	if s.t.unanswered == 0 {
+		s.t.unanswered = s.t.lastInitiation
 	}
 	s.armLocked(&s.t.retransmit, now.Add(RekeyTimeout+s.jitter()))
 }
@@ -241,7 +275,7 @@ func (s *Session) TransportSent(now time.Time, data bool) {
 	defer s.unlock()
 	s.traversalLocked(now)
 	s.anySentLocked()
-	if data && s.t.newHandshake.IsZero() {
+	if data && s.t.newHandshake == 0 {
 		s.armLocked(&s.t.newHandshake, now.Add(KeepaliveTimeout+RekeyTimeout+s.jitter()))
 	}
 	s.keepKeyFreshSendingLocked(now)
@@ -267,7 +301,7 @@ func (s *Session) TransportReceived(kp *Keypair, now time.Time, data bool) Dropp
 	s.traversalLocked(now)
 	s.anyReceivedLocked()
 	if data {
-		if s.t.keepalive.IsZero() {
+		if s.t.keepalive == 0 {
 			s.armLocked(&s.t.keepalive, now.Add(KeepaliveTimeout))
 		} else {
 			s.t.needAnotherKeepalive = true
@@ -290,8 +324,8 @@ func (s *Session) expiredRetransmitLocked(now time.Time) {
 	// Give up: no point holding packets for a peer that does not answer.
 	// A new packet to send starts over (RequestHandshake).
 	s.raiseLocked(ActionDropQueued, now)
-	t.keepalive = time.Time{}
-	if t.zeroKeys.IsZero() {
+	t.keepalive = 0
+	if t.zeroKeys == 0 {
 		// Erase what a partial exchange may have left.
 		s.armLocked(&t.zeroKeys, now.Add(ZeroKeysAfter))
 	}
@@ -305,10 +339,11 @@ func (s *Session) initiateLocked(now time.Time, retry bool) {
 	if !retry {
 		t.attempts = 0
 	}
-	if !t.lastInitiation.IsZero() && now.Sub(t.lastInitiation) < RekeyTimeout {
+	at := t.at(now)
+	if t.lastInitiation != 0 && at-t.lastInitiation < instant(RekeyTimeout) {
 		return
 	}
-	t.lastInitiation = now
+	t.lastInitiation = at
 	s.armLocked(&t.retransmit, now.Add(RekeyTimeout+s.jitter()))
 	s.raiseLocked(ActionSendInitiation, now)
 }
@@ -345,7 +380,7 @@ func (s *Session) keepKeyFreshReceivingLocked(now time.Time) {
 // handshakeCompletedLocked stops the retries: the peer answered.
 func (s *Session) handshakeCompletedLocked(now time.Time) {
 	t := &s.t
-	t.retransmit = time.Time{}
+	t.retransmit = 0
 	t.attempts = 0
 	t.sentLastMinuteHandshake = false
 	t.lastHandshake = now
@@ -365,20 +400,24 @@ func (s *Session) traversalLocked(now time.Time) {
 }
 
 // anySentLocked: whatever we sent serves as the keepalive the peer awaits.
-func (s *Session) anySentLocked() { s.t.keepalive = time.Time{} }
+func (s *Session) anySentLocked() { s.t.keepalive = 0 }
 
 // anyReceivedLocked: the peer is alive, no need for a new handshake, and
 // no initiation of ours is unanswered.
 func (s *Session) anyReceivedLocked() {
-	s.t.newHandshake = time.Time{}
-	s.t.unanswered = time.Time{}
+	s.t.newHandshake = 0
+	s.t.unanswered = 0
 }
 
 // armLocked sets a deadline, and marks the timer actor for waking if the
 // deadline is earlier than the one it sleeps until.
-func (s *Session) armLocked(d *time.Time, at time.Time) {
+func (s *Session) armLocked(d *instant, at time.Time) {
+	s.armInstantLocked(d, s.t.at(at))
+}
+
+func (s *Session) armInstantLocked(d *instant, at instant) {
 	*d = at
-	if s.t.reported.IsZero() || at.Before(s.t.reported) {
+	if s.t.reported == 0 || at < s.t.reported {
 		s.t.reported = at // the actor will wake for this; no need to wake it twice
 		s.t.wake = true
 	}
@@ -387,12 +426,12 @@ func (s *Session) armLocked(d *time.Time, at time.Time) {
 // raiseLocked makes actions due now, for the next Tick.
 func (s *Session) raiseLocked(a Actions, now time.Time) {
 	if s.t.pending == 0 {
-		s.t.pendingSince = now
+		s.t.pendingSince = s.t.at(now)
 	}
 	s.t.pending |= a
-	s.armLocked(&s.t.pendingSince, s.t.pendingSince)
+	s.armInstantLocked(&s.t.pendingSince, s.t.pendingSince)
 }
 
-func due(deadline, now time.Time) bool {
-	return !deadline.IsZero() && !now.Before(deadline)
+func due(deadline, now instant) bool {
+	return deadline != 0 && now >= deadline
 }

@@ -2,6 +2,7 @@ package noise
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -445,6 +446,32 @@ func (p *sessPacket) open(kp *Keypair) bool {
 		return false
 	}
 	return kp.Replay.ValidateCounter(h.Counter, RejectAfterMessages)
+}
+
+// TestInstantsKeepMonotonic: the instants count from an epoch that keeps
+// the clock's monotonic reading (time.Time prints it as "m=..."), so
+// that deadlines compare by it, as time.Time values do, and a step of the
+// wall clock moves no deadline. Instants convert back to the same times.
+func TestInstantsKeepMonotonic(t *testing.T) {
+	var tm timers
+	now := time.Now()
+	first := tm.at(now)
+	if !strings.Contains(tm.epoch.String(), " m=") {
+		t.Fatalf("the epoch %v has no monotonic reading", tm.epoch)
+	}
+	if first == 0 {
+		t.Fatal("the first instant is zero")
+	}
+	later := now.Add(90 * time.Second)
+	if d := tm.at(later) - first; time.Duration(d) != 90*time.Second {
+		t.Fatalf("two instants 90 s apart differ by %v", time.Duration(d))
+	}
+	if back := tm.time(first); !back.Equal(now) || back.Sub(now) != 0 {
+		t.Fatalf("time(at(now)) = %v, want %v", back, now)
+	}
+	if !tm.time(0).IsZero() {
+		t.Fatal("the zero instant is not the zero time")
+	}
 }
 
 // TestTimersUnansweredSince: the first initiation after the peer was last

@@ -3,6 +3,7 @@ package stages
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"net/netip"
 	"slices"
 	"time"
@@ -14,7 +15,8 @@ import (
 // need from a running tunnel. It works on peers by public key and changes
 // them in place, so that a change to one setting of a peer never costs it
 // its sessions, its queued packets or its counters. None of it is on the
-// data path; every change takes peersMu, which only configuration takes.
+// data path; every change is a Batch (peerset.go) and takes peersMu,
+// which only configuration takes, and no reader waits for it.
 
 // ErrNoPeer is returned for a public key that names no configured peer.
 var ErrNoPeer = errors.New("stages: no such peer")
@@ -24,7 +26,7 @@ type PeerStatus struct {
 	PublicKey           noise.PublicKey
 	PresharedKey        noise.PresharedKey // zero when not set
 	Endpoint            netip.AddrPort     // zero when not known yet
-	AllowedIPs          []netip.Prefix     // masked, IPv4 first, longest first
+	AllowedIPs          []netip.Prefix     // masked, IPv4 first, longest first; shared: do not change its elements
 	PersistentKeepalive time.Duration      // 0: off
 	LastHandshake       time.Time          // zero: never
 	// SilentSince is when the peer's unanswered handshake initiations
@@ -48,42 +50,63 @@ type PeerStatus struct {
 // tunnel, as initiator or responder, since it was added: the optional
 // metrics.HandshakeCounter capability.
 func (t *Tunnel) Handshakes() map[noise.PublicKey]uint64 {
-	list := t.peers.Load().list
-	m := make(map[noise.PublicKey]uint64, len(list))
-	for _, p := range list {
-		m[p.publicKey] = p.handshakes.Load()
+	set := t.peers.Load()
+	m := make(map[noise.PublicKey]uint64, set.len())
+	for r := range set.all() {
+		m[r.p.publicKey] = r.p.handshakes.Load()
 	}
 	return m
 }
 
 // Peers returns the status of every peer, in the order they were added.
 func (t *Tunnel) Peers() []PeerStatus {
-	list := t.peers.Load().list
-	out := make([]PeerStatus, 0, len(list))
-	for _, p := range list {
-		out = append(out, t.status(p))
+	out := make([]PeerStatus, 0, t.peers.Load().len())
+	for st := range t.AllPeers() {
+		out = append(out, st)
 	}
 	return out
 }
 
-// Peer returns the status of the peer with public key pk.
-func (t *Tunnel) Peer(pk noise.PublicKey) (PeerStatus, bool) {
-	p, ok := t.peers.Load().byKey[pk]
-	if !ok {
-		return PeerStatus{}, false
+// AllPeers yields the status of every peer, in the order they were added,
+// from one snapshot of the configuration: a change made meanwhile (by a
+// Batch) shows all or not at all. Counters, endpoints and handshake times
+// are read live, as the peer yields. It holds no lock, so a reader that
+// takes its time (streaming `wg show` to a slow client) delays no one.
+func (t *Tunnel) AllPeers() iter.Seq[PeerStatus] {
+	set := t.peers.Load()
+	return func(yield func(PeerStatus) bool) {
+		now := t.clock.Now()
+		for r := range set.all() {
+			if !yield(status(r, set.allowed.Prefixes(r.p), now)) {
+				return
+			}
+		}
 	}
-	return t.status(p), true
 }
 
-func (t *Tunnel) status(p *peer) PeerStatus {
+// Peer returns the status of the peer with public key pk.
+func (t *Tunnel) Peer(pk noise.PublicKey) (PeerStatus, bool) {
+	set := t.peers.Load()
+	p := set.key(pk)
+	if p == nil {
+		return PeerStatus{}, false
+	}
+	r, _ := set.byID.Get(uint32(p.id))
+	return status(r, set.allowed.Prefixes(p), t.clock.Now()), true
+}
+
+// status is r's status as of now.
+func status(r peerRef, allowed []netip.Prefix, now time.Time) PeerStatus {
+	c := r.config()
+	p := r.p
 	st := PeerStatus{
 		PublicKey:           p.publicKey,
-		PresharedKey:        p.hs.PresharedKey(),
+		PresharedKey:        c.psk,
 		Endpoint:            p.Endpoint(),
-		AllowedIPs:          t.allowed.Prefixes(p),
-		PersistentKeepalive: p.session.PersistentKeepalive(),
+		AllowedIPs:          allowed,
+		PersistentKeepalive: c.keepalive,
 		LastHandshake:       p.session.LastHandshake(),
-		SilentSince:         silentSince(p, t.clock.Now()),
+		SilentSince:         silentSince(p, now),
 	}
 	st.RxHandshakeBytes, st.TxHandshakeBytes = p.rxHandshake.Load(), p.txHandshake.Load()
 	st.RxBytes = p.rxBytes.Load() + st.RxHandshakeBytes
@@ -104,49 +127,6 @@ type PeerUpdate struct {
 	// RemoveAllowedIPs removes prefixes only where they map to this peer:
 	// a prefix that moved to another peer stays with it.
 	RemoveAllowedIPs []netip.Prefix
-}
-
-// UpdatePeer changes the peer with public key pk in place. Its sessions
-// survive: a new pre-shared key applies from the next handshake, as in
-// WireGuard, and a new endpoint from the next datagram.
-func (t *Tunnel) UpdatePeer(pk noise.PublicKey, u PeerUpdate) error {
-	t.peersMu.Lock()
-	defer t.peersMu.Unlock()
-	p, ok := t.peers.Load().byKey[pk]
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrNoPeer, pk)
-	}
-	t.updateLocked(p, u)
-	return nil
-}
-
-// updateLocked applies u to p; peersMu is held.
-func (t *Tunnel) updateLocked(p *peer, u PeerUpdate) {
-	if u.PresharedKey != nil {
-		p.hs.SetPresharedKey(*u.PresharedKey)
-	}
-	if u.Endpoint != nil {
-		p.setEndpoint(*u.Endpoint)
-	}
-	if u.PersistentKeepalive != nil {
-		// Turning it on sends a keepalive at once (the session raises it
-		// and wakes the timer actor), as wireguard-go's UAPI does.
-		p.session.SetPersistentKeepalive(*u.PersistentKeepalive, t.clock.Now())
-	}
-	if u.ReplaceAllowedIPs {
-		t.allowed.RemovePeer(p)
-	}
-	if len(u.RemoveAllowedIPs) > 0 {
-		mine := t.allowed.Prefixes(p)
-		for _, pfx := range u.RemoveAllowedIPs {
-			if slices.Contains(mine, pfx.Masked()) {
-				t.allowed.Remove(pfx)
-			}
-		}
-	}
-	for _, pfx := range u.AddAllowedIPs {
-		t.allowed.Insert(pfx, p)
-	}
 }
 
 // SyncResult says what SyncPeers changed, by public key. Updated peers
@@ -194,32 +174,46 @@ func (t *Tunnel) SyncPeers(prev, want []PeerConfig) (SyncResult, error) {
 	for _, pc := range effective(prev) {
 		before[pc.PublicKey] = pc
 	}
-	for _, p := range t.peers.Load().list {
-		if !seen[p.publicKey] && t.RemovePeer(p.publicKey) {
-			res.Removed = append(res.Removed, p.publicKey)
-		}
-	}
-	for _, pc := range want {
-		cur, ok := t.Peer(pc.PublicKey)
-		if !ok {
-			if err := t.AddPeer(pc); err != nil {
-				return res, err
+	// One batch: the tunnel moves from the old configuration to the new
+	// one in a single step, which readers and the data path see whole.
+	err := t.Configure(func(b *Batch) error {
+		var remove []noise.PublicKey
+		for pk := range b.PublicKeys() {
+			if !seen[pk] {
+				remove = append(remove, pk)
 			}
-			res.Added = append(res.Added, pc.PublicKey)
-			continue
 		}
-		u, changed := peerDiff(cur, pc)
-		if !changed {
-			continue
+		for _, pk := range remove {
+			if b.RemovePeer(pk) {
+				res.Removed = append(res.Removed, pk)
+			}
 		}
-		if err := t.UpdatePeer(pc.PublicKey, u); err != nil {
-			return res, err
+		for _, pc := range want {
+			cur, ok := b.Peer(pc.PublicKey)
+			if !ok {
+				if err := b.AddPeer(pc); err != nil {
+					return err
+				}
+				res.Added = append(res.Added, pc.PublicKey)
+				continue
+			}
+			u, changed := peerDiff(cur, pc)
+			if !changed {
+				continue
+			}
+			if err := b.UpdatePeer(pc.PublicKey, u); err != nil {
+				return err
+			}
+			if old, ok := before[pc.PublicKey]; ok && samePeerConfig(old, pc) {
+				res.Restored = append(res.Restored, pc.PublicKey)
+			} else {
+				res.Updated = append(res.Updated, pc.PublicKey)
+			}
 		}
-		if old, ok := before[pc.PublicKey]; ok && samePeerConfig(old, pc) {
-			res.Restored = append(res.Restored, pc.PublicKey)
-		} else {
-			res.Updated = append(res.Updated, pc.PublicKey)
-		}
+		return nil
+	})
+	if err != nil {
+		return SyncResult{}, err
 	}
 	return res, nil
 }

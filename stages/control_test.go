@@ -35,11 +35,11 @@ func exchange(t *testing.T, a, b *end, seq uint32) {
 // currentKeypair is the session keypair a's only peer sends with.
 func currentKeypair(t *testing.T, e *end) *noise.Keypair {
 	t.Helper()
-	list := e.tun.peers.Load().list
-	if len(list) == 0 {
+	p := firstPeer(e.tun)
+	if p == nil {
 		t.Fatal("no peers")
 	}
-	return list[0].session.Current()
+	return p.session.Current()
 }
 
 func TestPeersReportsTrafficAndHandshake(t *testing.T) {

@@ -175,7 +175,7 @@ func (t *Tunnel) sendDatagrams(msgs []tunio.Datagram, peers []*peer, c *stageCou
 // from local, which the kernel just refused as a source.
 func (t *Tunnel) localGone(p *peer, local tunio.Local) {
 	p.forgetLocal(local)
-	t.logLimited.debug("local address gone; sending from the address routing picks", "peer", p.name, "local", local)
+	t.logLimited.debug("local address gone; sending from the address routing picks", "peer", p.name(), "local", local)
 }
 
 // datagramOf is the sealed datagram of an outbound packet, ready to send.

@@ -81,7 +81,8 @@ func (p *peer) forgetLocal(local tunio.Local) {
 // refuses for its source has the same effect for its peer. O(peers).
 func (t *Tunnel) ForgetLocalAddr(addr netip.Addr) {
 	addr = addr.Unmap()
-	for _, p := range t.peers.Load().list {
+	for r := range t.peers.Load().all() {
+		p := r.p
 		if _, l := p.sendTo(); l.IsValid() && l.Addr() == addr {
 			p.forgetLocal(l)
 		}
@@ -92,7 +93,8 @@ func (t *Tunnel) ForgetLocalAddr(addr netip.Addr) {
 // does for one: for when address notifications were lost and which
 // addresses went is not known. O(peers).
 func (t *Tunnel) ForgetLocalAddrs() {
-	for _, p := range t.peers.Load().list {
+	for r := range t.peers.Load().all() {
+		p := r.p
 		if _, l := p.sendTo(); l.IsValid() {
 			p.forgetLocal(l)
 		}
@@ -110,7 +112,8 @@ func (t *Tunnel) ForgetLocalAddrs() {
 // addresses it forgot. O(peers) calls of routeOut.
 func (t *Tunnel) CheckLocalAddrs(routeOut func(dst, src netip.Addr) (ifindex int, err error)) int {
 	forgot := 0
-	for _, p := range t.peers.Load().list {
+	for r := range t.peers.Load().all() {
+		p := r.p
 		dst, l := p.sendTo()
 		if !l.IsValid() || l.IfIndex() == 0 {
 			continue

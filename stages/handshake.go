@@ -174,7 +174,7 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 		}
 		c.responses.Add(1)
 		p.session.ResponseSent(now)
-		t.log.Debug("handshake answered", "peer", p.name, "from", m.src)
+		t.log.Debug("handshake answered", "peer", p.name(), "from", m.src)
 	case wire.TypeResponse:
 		h, kp, err := id.static.ConsumeResponse(msg, now, &t.index)
 		if err != nil {
@@ -193,7 +193,7 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 		if !t.installKeys(p, kp, m.src, m.local, now) {
 			return DropHandshake
 		}
-		t.log.Debug("handshake complete", "peer", p.name, "role", "initiator")
+		t.log.Debug("handshake complete", "peer", p.name(), "role", "initiator")
 	default:
 		return DropMalformed
 	}
@@ -285,7 +285,7 @@ func (t *Tunnel) sendInitiation(p *peer, now time.Time) DropReason {
 		return DropLowOrderKey // AddPeer logged it
 	}
 	if err != nil {
-		t.logLimited.warn("creating initiation failed", "peer", p.name, "err", err)
+		t.logLimited.warn("creating initiation failed", "peer", p.name(), "err", err)
 		return dropNone
 	}
 	var b [wire.InitiationSize]byte
@@ -297,6 +297,6 @@ func (t *Tunnel) sendInitiation(p *peer, now time.Time) DropReason {
 	if t.sendControl(b[:], dst, local, p) {
 		p.txHandshake.Add(uint64(len(b)))
 	}
-	t.log.Debug("handshake initiated", "peer", p.name, "to", dst, "from", local)
+	t.log.Debug("handshake initiated", "peer", p.name(), "to", dst, "from", local)
 	return dropNone
 }

@@ -14,12 +14,17 @@ type HandshakeStats struct {
 	CookieReplies uint64 // handshake messages answered with a cookie reply instead (under load, no valid MAC2)
 	RateLimited   uint64 // handshake messages dropped by the per-source limit under load
 	Throttled     uint64 // handshake messages dropped because the actor's work budget was spent
+	// InitiationsDeferred counts initiations the timer actor did not send
+	// because its budget was spent (see initiationBudget): the session
+	// retries them as if they were lost.
+	InitiationsDeferred uint64
 }
 
 // handshakeCounters are HandshakeStats' live counters; the handshake
 // actor writes them, anyone reads them.
 type handshakeCounters struct {
 	initiations, worked, responses, cookieReplies, rateLimited, throttled atomic.Uint64
+	initiationsDeferred                                                   atomic.Uint64 // written by the timer actor
 }
 
 // HandshakeStats returns a snapshot of the handshake actor's counters.
@@ -32,5 +37,7 @@ func (t *Tunnel) HandshakeStats() HandshakeStats {
 		CookieReplies: c.cookieReplies.Load(),
 		RateLimited:   c.rateLimited.Load(),
 		Throttled:     c.throttled.Load(),
+
+		InitiationsDeferred: c.initiationsDeferred.Load(),
 	}
 }

@@ -388,3 +388,11 @@ type realClock = clock.Real
 // the test advances it, so keepalives and handshake retries happen only
 // when a test asks for them.
 func fakeClock() *clock.Fake { return clock.NewFake(time.Now()) }
+
+// firstPeer is the peer added first to tun, or nil.
+func firstPeer(tun *Tunnel) *peer {
+	for r := range tun.peers.Load().all() {
+		return r.p
+	}
+	return nil
+}

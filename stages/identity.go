@@ -90,21 +90,19 @@ func (t *Tunnel) SetPrivateKey(k noise.PrivateKey) error {
 	t.keyMu.Lock()
 	defer t.keyMu.Unlock()
 	if id != nil {
-		if p, ok := t.peers.Load().byKey[id.static.PublicKey()]; ok {
-			t.log.Info("peer removed: its public key is the tunnel's new one", "peer", p.name)
-			t.removePeerLocked(p)
+		if p := t.peers.Load().key(id.static.PublicKey()); p != nil {
+			t.log.Info("peer removed: its public key is the tunnel's new one", "peer", p.name())
+			t.configureLocked(func(b *Batch) error { b.RemovePeer(p.publicKey); return nil })
 		}
 	}
 	t.ident.Store(id)
 	now := t.clock.Now()
-	for _, p := range t.peers.Load().list {
-		if err := p.hs.SetLocal(id.staticOf(), &t.index); err != nil {
-			// Only a DH with a low-order key fails, and SetLocal does
-			// none for such a peer; this is a bug if it happens.
-			t.log.Error("peer key unusable with the new private key", "peer", p.name, "err", err)
-		}
+	set := t.peers.Load()
+	for r := range set.all() {
+		p := r.p
+		p.hs.SetLocal(id.staticOf(), &t.index)
 		t.forgetKeypairs(p.session.Reset(now, p.staging.Load()))
 	}
-	t.log.Info("private key changed", "public_key", t.PublicKey(), "peers", len(t.peers.Load().list))
+	t.log.Info("private key changed", "public_key", t.PublicKey(), "peers", set.len())
 	return nil
 }

@@ -43,7 +43,7 @@ func TestNoPrivateKey(t *testing.T) {
 			// Outbound: the packet waits, and no initiation is sent, also
 			// when the retries fall due.
 			e.inject(t, ipv4(hostA.v4, hostB.v4, 100, 1))
-			waiting := e.tun.peers.Load().byKey[p.key.Public()]
+			waiting := e.tun.peers.Load().key(p.key.Public())
 			waitFor(t, 5*time.Second, waiting.staging.Load, func() string { return "packet not waiting\n" + fmtStats(e.tun.Stats()) })
 			for range noise.MaxHandshakeAttempts - 1 {
 				advance(e, clk, noise.RekeyTimeout+noise.RekeyTimeoutJitterMax)

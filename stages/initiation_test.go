@@ -49,7 +49,7 @@ func TestResponseBeforeInitiationSent(t *testing.T) {
 			close(answered)
 		}
 	}()
-	tp := e.tun.peers.Load().list[0]
+	tp := firstPeer(e.tun)
 	e.inject(t, ipv4(hostA.v4, hostB.v4, 100, 1)) // waits for a handshake the tunnel starts
 	p.respond()
 	waitFor(t, 5*time.Second, func() bool { return tp.handshakes.Load() == 1 },

@@ -81,7 +81,7 @@ func TestTwoTunnelsFor24Hours(t *testing.T) {
 		wrapUDP: func(c *memudp.Conn) tunio.UDPConn { tap = &holdingConn{Conn: c}; return tap }})
 	b := startTunnel(t, net, tunnelSpec{key: kb, udp: udpB, inner: hostB.v4, workers: 1, clock: clk, faults: true,
 		peers: []PeerConfig{{PublicKey: ka.Public(), Endpoint: udpA, AllowedIPs: allowedIPs(hostA, false)}}})
-	peerOf := func(e *end) *peer { return e.tun.peers.Load().list[0] }
+	peerOf := func(e *end) *peer { return firstPeer(e.tun) }
 	// sleeps signals each tunnel's timer actor going to sleep.
 	type sleepSignal struct {
 		e      *end

@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,7 +14,6 @@ import (
 // stage through a pointer; each field says who writes it.
 type peer struct {
 	id        noise.PeerID
-	name      string // short public key, for logs
 	publicKey noise.PublicKey
 
 	// hs is the handshake state; only the handshake actor uses it (it
@@ -66,6 +66,12 @@ type peer struct {
 	// rxReport and txReport throttle the data path's reports to session.
 	rxReport, txReport reportThrottle
 
+	// timerIdx is the peer's position in the timer actor's queue, which
+	// only that actor reads or writes (timerq.go); timerWoken is true
+	// while the peer is on the tunnel's wake list.
+	timerIdx   int32
+	timerWoken atomic.Bool
+
 	// staged holds outbound packets waiting for a session. staging is true
 	// while it is non-empty, so the data path tests one atomic in the common
 	// case and queues behind staged packets, never ahead of them.
@@ -76,7 +82,6 @@ type peer struct {
 
 func newPeer(cfg PeerConfig, hs *noise.Handshake, session *noise.Session) *peer {
 	p := &peer{
-		name:      cfg.PublicKey.String()[:8],
 		publicKey: cfg.PublicKey,
 		hs:        hs,
 		session:   session,
@@ -84,6 +89,18 @@ func newPeer(cfg PeerConfig, hs *noise.Handshake, session *noise.Session) *peer 
 	p.setEndpoint(cfg.Endpoint)
 	return p
 }
+
+// peerName is a peer as logs name it: the first 8 characters of its
+// public key, made only when a record is written (slog.LogValuer), so
+// that a peer keeps no string for it and a disabled log line costs
+// nothing.
+type peerName peer
+
+// LogValue is the peer's short name.
+func (n *peerName) LogValue() slog.Value { return slog.StringValue(n.publicKey.String()[:8]) }
+
+// name is p for a log record's "peer" attribute.
+func (p *peer) name() *peerName { return (*peerName)(p) }
 
 // stageUnlessReady queues a copy of pkt behind any packets already
 // waiting, unless the queue is empty and ready() reports that a session can

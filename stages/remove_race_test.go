@@ -55,7 +55,7 @@ func TestRemovePeerDuringHandshake(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e, p := withRawPeer(t, tunnelSpec{faults: true, workers: 1})
-			tp := e.tun.peers.Load().byKey[p.key.Public()]
+			tp := e.tun.peers.Load().key(p.key.Public())
 			fired := removeAt(e, p.key.Public(), tc.point)
 			if tc.tunnelInitiates {
 				e.inject(t, ipv4(hostA.v4, hostB.v4, 100, 1)) // waits for a handshake the tunnel starts
@@ -88,7 +88,7 @@ func TestRemovePeerDuringHandshake(t *testing.T) {
 func TestRemovePeerDuringInitiation(t *testing.T) {
 	clk := fakeClock()
 	e, p := withRawPeer(t, tunnelSpec{faults: true, clock: clk})
-	tp := e.tun.peers.Load().byKey[p.key.Public()]
+	tp := e.tun.peers.Load().key(p.key.Public())
 	fired := removeAt(e, p.key.Public(), raceBeforeInitiation)
 	e.tun.sendInitiation(tp, clk.Now()) // as the timer actor would
 	if !fired.Load() {

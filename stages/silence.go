@@ -56,7 +56,7 @@ func (t *Tunnel) noteInitiation(p *peer, now time.Time) {
 	}
 	p.silence.since.Store(since.UnixNano())
 	p.silence.logged.Store(now.UnixNano())
-	t.log.Warn(msgPeerSilent, "peer", p.name, "endpoint", p.Endpoint(),
+	t.log.Warn(msgPeerSilent, "peer", p.name(), "endpoint", p.Endpoint(),
 		"for", now.Sub(since).Round(time.Second), "gives_up_after", noise.RekeyAttemptTime)
 }
 
@@ -66,7 +66,7 @@ func (t *Tunnel) noteInitiation(p *peer, now time.Time) {
 // answering" line.
 func (t *Tunnel) noteAnswer(p *peer, now time.Time) {
 	if since := p.silence.since.Swap(0); since != 0 {
-		t.log.Info(msgPeerAnswers, "peer", p.name, "endpoint", p.Endpoint(),
+		t.log.Info(msgPeerAnswers, "peer", p.name(), "endpoint", p.Endpoint(),
 			"silent_for", now.Sub(time.Unix(0, since)).Round(time.Second))
 	}
 }

@@ -19,7 +19,7 @@ func TestPeerSilenceLogged(t *testing.T) {
 	var logs lockedBuffer
 	clk := fakeClock()
 	e, p := withRawPeer(t, tunnelSpec{clock: clk, log: slog.New(slog.NewTextHandler(&logs, nil))})
-	tp := e.tun.peers.Load().list[0]
+	tp := firstPeer(e.tun)
 	silent := func() int { return strings.Count(logs.String(), msgPeerSilent) }
 	answers := func() int { return strings.Count(logs.String(), msgPeerAnswers) }
 	// retry lets the clock run to the next initiation and takes it.

@@ -64,7 +64,7 @@ func (t *Tunnel) acceptStep(it *inItem, now time.Time) DropReason {
 	if err != nil {
 		return DropNotIP
 	}
-	if owner, ok := t.allowed.Lookup(ip.Src); !ok || owner != p {
+	if owner, ok := t.routes().Lookup(ip.Src); !ok || owner != p {
 		return DropNotAllowed
 	}
 	p.rxBytes.Add(uint64(it.pkt.MsgLen))
@@ -83,7 +83,7 @@ func (t *Tunnel) routeStep(it *outItem, now time.Time) (reason DropReason, stage
 		return DropNotIP, false
 	}
 	it.pkt.InnerLen = uint16(ip.Len)
-	p, ok := t.allowed.Lookup(ip.Dst)
+	p, ok := t.routes().Lookup(ip.Dst)
 	if !ok {
 		return DropNoRoute, false
 	}

@@ -54,7 +54,7 @@ func (m *multiHomed) ping(t *testing.T, seq uint32) {
 
 // local is the local address the responder sends to the peer from.
 func (m *multiHomed) local() tunio.Local {
-	_, l := m.responder.tun.peers.Load().byKey[m.peer.key.Public()].sendTo()
+	_, l := m.responder.tun.peers.Load().key(m.peer.key.Public()).sendTo()
 	return l
 }
 
@@ -164,10 +164,10 @@ func TestLocalAddressRules(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e, _ := withRawPeer(t, tunnelSpec{})
-			p := e.tun.peers.Load().list[0]
+			p := firstPeer(e.tun)
 			p.roam(ep, l1)
 			tt.do(e.tun, p)
-			p = e.tun.peers.Load().list[0]
+			p = firstPeer(e.tun)
 			if addr, l := p.sendTo(); addr != tt.wantAddr || l != tt.wantLocal {
 				t.Fatalf("endpoint %v from %v, want %v from %v", addr, l, tt.wantAddr, tt.wantLocal)
 			}
@@ -208,7 +208,7 @@ func TestCheckLocalAddrs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e, _ := withRawPeer(t, tunnelSpec{})
-			p := e.tun.peers.Load().list[0]
+			p := firstPeer(e.tun)
 			p.roam(ep, tt.local)
 			var asked []netip.Addr
 			n := e.tun.CheckLocalAddrs(func(dst, from netip.Addr) (int, error) {

@@ -11,15 +11,25 @@ import (
 )
 
 // timerActor drives every peer's protocol timers from one goroutine: it
-// sleeps until the earliest deadline any session reported, or until a
+// sleeps until the earliest deadline in its queue (timerq.go), or until a
 // session wakes it, then ticks the sessions that are due and carries out
 // what they ask: handshake initiations and retries, keepalives, sending
 // or dropping the packets that waited for a session, and erasing keys.
-// Its clock is the tunnel's, so tests move protocol time by hand.
+// A wake-up costs O(log N) per peer that is due or that asked, never a
+// look at every peer. Its clock is the tunnel's, so tests move protocol
+// time by hand.
 type timerActor struct {
 	t   *Tunnel
 	c   *stageCounters
 	log *slog.Logger
+
+	queue timerQueue
+	woken []*peer // scratch: the wake list as taken
+	due   []*peer // scratch: the peers due in one round
+
+	// initiations is the budget of handshake initiations that no waiting
+	// packet asks for (see initiate).
+	initiations workBudget
 
 	keepalive wire.Packet // reused: a keepalive is an empty packet
 	msgs      []tunio.Datagram
@@ -40,12 +50,13 @@ func (a *timerActor) Serve(ctx context.Context) error {
 	done := ctx.Done()
 	timer := a.t.clock.NewTimer(idleRecheck)
 	defer timer.Stop()
+	a.rebuild()
 	for {
 		now := a.t.clock.Now()
-		next := a.tick(now)
+		a.tick(now)
 		wait := idleRecheck
-		if !next.IsZero() {
-			wait = min(max(next.Sub(now), 0), idleRecheck)
+		if e, ok := a.queue.next(); ok {
+			wait = min(max(e.at.Sub(now), 0), idleRecheck)
 		}
 		timer.Reset(wait)
 		a.t.faults.interleave(raceTimersAsleep)
@@ -58,33 +69,46 @@ func (a *timerActor) Serve(ctx context.Context) error {
 	}
 }
 
-// tick runs the due sessions and returns the earliest deadline left.
-func (a *timerActor) tick(now time.Time) time.Time {
-	var next time.Time
-	for _, p := range a.t.peers.Load().list {
-		d := p.session.NextDeadline()
-		if !d.IsZero() && !d.After(now) {
-			actions, dropped := p.session.Tick(now)
-			a.t.forgetKeypairs(dropped)
-			a.act(p, actions, now)
-			d = p.session.NextDeadline()
-		}
-		if !d.IsZero() && (next.IsZero() || d.Before(next)) {
-			next = d
-		}
+// rebuild fills the queue from every peer's session: on start, and after
+// a restart, whose predecessor's queue is gone. It is the one place the
+// actor looks at every peer.
+func (a *timerActor) rebuild() {
+	a.queue = timerQueue{}
+	a.t.wakes.take(nil)
+	for r := range a.t.peers.Load().all() {
+		a.queue.set(r.p, r.p.session.NextDeadline())
 	}
-	return next
+}
+
+// tick reads the deadlines of the peers that asked, then runs the
+// sessions due at now, each once; one that is due again at once (its
+// actions raised more) runs in the next round, after the actor looked
+// at its wake-ups.
+func (a *timerActor) tick(now time.Time) {
+	a.woken = a.t.wakes.take(a.woken)
+	for _, p := range a.woken {
+		a.queue.set(p, p.session.NextDeadline())
+	}
+	clear(a.woken)
+	a.due = a.queue.popDue(now, a.due[:0])
+	for _, p := range a.due {
+		actions, dropped := p.session.Tick(now)
+		a.t.forgetKeypairs(dropped)
+		a.act(p, actions, now)
+		a.queue.set(p, p.session.NextDeadline())
+	}
+	clear(a.due)
 }
 
 func (a *timerActor) act(p *peer, actions noise.Actions, now time.Time) {
 	if actions.Has(noise.ActionZeroKeys) {
 		p.hs.Clear(&a.t.index)
-		a.log.Debug("keys zeroed", "peer", p.name)
+		a.log.Debug("keys zeroed", "peer", p.name())
 	}
 	if actions.Has(noise.ActionDropQueued) {
 		if n := p.dropStaged(); n > 0 {
 			a.c.drops[DropHandshakeGiveUp].Add(uint64(n))
-			a.t.logLimited.warn("handshake did not complete; dropped waiting packets", "peer", p.name, "packets", n)
+			a.t.logLimited.warn("handshake did not complete; dropped waiting packets", "peer", p.name(), "packets", n)
 		}
 	}
 	sentData := false
@@ -92,17 +116,42 @@ func (a *timerActor) act(p *peer, actions noise.Actions, now time.Time) {
 		sentData = a.flushStaged(p, now)
 	}
 	if actions.Has(noise.ActionSendInitiation) {
-		// A refused initiation (a low-order key) sends nothing, so the
-		// peer is not silent: AddPeer said why it will never answer.
-		if r := a.t.sendInitiation(p, now); r != dropNone {
-			a.c.drop(r)
-		} else {
-			a.t.noteInitiation(p, now)
-		}
+		a.initiate(p, now)
 	}
 	if actions.Has(noise.ActionSendKeepalive) && !sentData {
 		a.sendKeepalive(p, now)
 	}
+}
+
+// initiate sends p a handshake initiation, unless no packet waits for it
+// and the actor's initiation budget is spent: then the initiation is
+// left to the session's retry, as if it had been lost.
+//
+// An initiation costs two Curve25519 operations (the ephemeral key and
+// its DH with the peer's key, and the static-static one at a peer's
+// first). A tunnel with many peers that keep a persistent keepalive but
+// are away (a gateway whose clients are off) would otherwise try each of
+// them every few seconds: 50,000 such peers kept a core busy. The budget
+// is the handshake actor's (HandshakeWorkRate a second, bursts of
+// HandshakeWorkBurst), so outgoing and incoming handshake work are each
+// bounded alike; a peer with packets waiting bypasses it, so traffic
+// never waits for keepalives.
+//
+// A peer whose public key is a low-order point gets none: no handshake
+// with it can complete. The refusal is counted, costs no budget, and
+// does not make the peer "silent" (AddPeer said why it never answers).
+func (a *timerActor) initiate(p *peer, now time.Time) {
+	if p.hs.LowOrder() {
+		a.c.drop(DropLowOrderKey)
+		return
+	}
+	if !p.staging.Load() && !a.initiations.take(now) {
+		a.t.hsCounters.initiationsDeferred.Add(1)
+	} else if r := a.t.sendInitiation(p, now); r != dropNone {
+		a.c.drop(r)
+		return
+	}
+	a.t.noteInitiation(p, now)
 }
 
 // flushStaged sends the packets that waited for a session, in order, with

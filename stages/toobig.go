@@ -30,7 +30,7 @@ func (t *Tunnel) badSize(m *tunio.Datagram, c *stageCounters) {
 		return
 	}
 	t.log.Warn("peer sends packets larger than 1280 bytes, which PipeGuard cannot carry and drops: set MTU = 1280 on that peer",
-		"peer", p.name, "endpoint", m.Addr, "reason", DropTooBig.String())
+		"peer", p.name(), "endpoint", m.Addr, "reason", DropTooBig.String())
 }
 
 // cutShort reports an IP packet whose header declares more bytes than p

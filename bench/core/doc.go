@@ -9,6 +9,7 @@
 // cpuprof profiles measured intervals and splits them by stage, memrig is
 // a tunnel under test with in-memory ends, and nsenv runs tunnels and
 // tools in network namespaces. The modes (bench/mem, bench/netns,
-// bench/loadgen, bench/soak, bench/flood) use these packages and never
-// each other; package bench puts their reports together.
+// bench/loadgen, bench/soak, bench/flood, bench/peers) use these
+// packages and never each other; package bench puts their reports
+// together.
 package core

@@ -33,9 +33,9 @@ import (
 // cli is the command line. Zero values take package bench's defaults, which
 // --quick makes smaller.
 type cli struct {
-	Mode     string        `help:"What to measure: mem (in-memory tunnels, no root), netns (PipeGuard and wireguard-go on real TUN devices in network namespaces, iperf3 and ping; root), loadgen (one tunnel under load, the harness its peer; root), all (netns, loadgen, then mem), soak (two PipeGuard ends in network namespaces for --duration with TCP, ping and config changes, RSS and goroutines watched; root), flood (in memory: bulk data under a handshake flood at 10x this machine's X25519 rate)." default:"mem" enum:"mem,netns,loadgen,all,soak,flood"`
+	Mode     string        `help:"What to measure: mem (in-memory tunnels, no root), netns (PipeGuard and wireguard-go on real TUN devices in network namespaces, iperf3 and ping; root), loadgen (one tunnel under load, the harness its peer; root), all (netns, loadgen, then mem), soak (two PipeGuard ends in network namespaces for --duration with TCP, ping and config changes, RSS and goroutines watched; root), flood (in memory: bulk data under a handshake flood at 10x this machine's X25519 rate), peers (PipeGuard and wireguard-go configured with --peers peers each in a network namespace: wg setconf and dump time, RSS, idle CPU; root)." default:"mem" enum:"mem,netns,loadgen,all,soak,flood,peers"`
 	Quick    bool          `help:"A small sweep (two sizes, one peer, GOMAXPROCS 1 and all cores) that still covers both engines, every direction and the ratios; in netns mode, 2-second iperf3 runs and a 1-second idle ping."`
-	Duration time.Duration `help:"Measured time per measurement: in memory, default 1s (500ms with --quick); in netns mode, each iperf3 run, whole seconds, default 10s (2s with --quick); in loadgen mode, each tunnel and direction, default 10s (2s with --quick); in soak mode, the traffic watched, default 10m (20s with --quick); in flood mode, each phase, default 3s (2s with --quick)."`
+	Duration time.Duration `help:"Measured time per measurement: in memory, default 1s (500ms with --quick); in netns mode, each iperf3 run, whole seconds, default 10s (2s with --quick); in loadgen mode, each tunnel and direction, default 10s (2s with --quick); in soak mode, the traffic watched, default 10m (20s with --quick); in flood mode, each phase, default 3s (2s with --quick); in peers mode, each idle CPU window, default 10s (2s with --quick)."`
 	Repeat   int           `help:"Run the sweep N times and report medians." default:"1" placeholder:"N"`
 
 	JSON       string `name:"json" help:"Write every figure, and the machine, to FILE as JSON." placeholder:"FILE" type:"path"`
@@ -47,7 +47,7 @@ type cli struct {
 	Directions []string `help:"Directions to sweep: inbound, outbound, both." sep:"," placeholder:"DIR"`
 	Engines    []string `help:"Engines to sweep: sequential, pipeline." sep:"," placeholder:"ENGINE"`
 	Sizes      []int    `help:"Inner packet sizes in bytes (default 64,512,1280)." sep:"," placeholder:"BYTES"`
-	Peers      []int    `help:"Numbers of peers (default 1,4)." sep:"," placeholder:"N"`
+	Peers      []int    `help:"Numbers of peers (default 1,4; peers mode 1,1000,10000,100000, with --quick 1,100,1000)." sep:"," placeholder:"N"`
 	Procs      []int    `help:"GOMAXPROCS values (default 1 to the number of CPUs)." sep:"," placeholder:"N"`
 	Workers    []int    `help:"Pipeline crypto workers per direction; 0 means GOMAXPROCS (default 1, GOMAXPROCS and twice that)." sep:"," placeholder:"N"`
 	Streams    []int    `help:"Netns mode: iperf3 parallel TCP streams, each run both ways (default 1,4)." sep:"," placeholder:"N"`

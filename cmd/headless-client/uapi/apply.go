@@ -24,16 +24,16 @@ import (
 //     endpoint, persistent_keepalive_interval and the allowed-IP lines
 //     apply, the latter in request order.
 //
-// First the whole request is checked against the device as it will be
-// (every peer it creates must have a usable public key, and a device
-// that is a MarkChecker must accept a new fwmark), then the socket
-// changes, the only step that can fail on the device's side. Only after
-// both succeed does anything else change, and nothing after can fail.
+// A peer public key that is a low-order point is taken, as the kernel
+// takes it: the tunnel logs it and never completes a handshake with it.
+//
+// First a device that is a MarkChecker must accept a new fwmark, then the
+// socket changes, the only step that can fail on the device's side. Only after both succeed does anything else change.
+// The peer blocks then apply as one Batch: another `wg` reading
+// meanwhile sees the peers as they were before the request or after it,
+// and the work is linear in the request's length, whatever the number
+// of peers.
 func Apply(dev Device, req *SetRequest) error {
-	steps, err := plan(dev, req)
-	if err != nil {
-		return err
-	}
 	newMark := req.FwMark != nil && *req.FwMark != dev.FwMark()
 	if mc, ok := dev.(MarkChecker); ok && newMark {
 		if err := mc.CheckFwMark(*req.FwMark); err != nil {
@@ -60,7 +60,38 @@ func Apply(dev Device, req *SetRequest) error {
 			return fmt.Errorf("%w: private key: %v", ErrInvalid, err)
 		}
 	}
-	return run(dev, steps)
+	if !req.ReplacePeers && len(req.Peers) == 0 {
+		return nil
+	}
+	var selfPub noise.PublicKey
+	self := dev.PrivateKey()
+	haveKey := !self.IsZero()
+	if haveKey {
+		selfPub = self.Public()
+	}
+	err := dev.Configure(func(b *stages.Batch) error {
+		if req.ReplacePeers {
+			var all []noise.PublicKey
+			for pk := range b.PublicKeys() {
+				all = append(all, pk)
+			}
+			for _, pk := range all {
+				b.RemovePeer(pk)
+			}
+		}
+		for i := range req.Peers {
+			if err := applyPeer(b, &req.Peers[i], haveKey && req.Peers[i].PublicKey == selfPub); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		// check ruled out every error a Batch returns for a request;
+		// this is a bug, reported as such.
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return nil
 }
 
 // MarkChecker is an optional capability of a Device whose routing
@@ -71,67 +102,35 @@ type MarkChecker interface {
 	CheckFwMark(mark uint32) error
 }
 
-// step is one peer change Apply makes, decided and checked by plan.
-type step struct {
-	remove  bool                // remove the peer
-	add     *stages.PeerConfig  // create the peer (with its settings)
-	updates []stages.PeerUpdate // then change it, in order
-	key     noise.PublicKey
-}
-
-// plan turns the peer part of req into steps against dev as it will be
-// after req's device lines, and checks them; it changes nothing.
-func plan(dev Device, req *SetRequest) ([]step, error) {
-	// Which peers exist as the request goes, and which key is ours.
-	exists := map[noise.PublicKey]bool{}
-	if !req.ReplacePeers {
-		for _, p := range dev.Peers() {
-			exists[p.PublicKey] = true
+// applyPeer carries out one peer block in b. self is true for a block
+// that names our own public key, which wireguard-go ignores.
+func applyPeer(b *stages.Batch, pc *PeerChange, self bool) error {
+	switch {
+	case self:
+		return nil
+	case pc.Remove:
+		b.RemovePeer(pc.PublicKey)
+		return nil
+	case pc.UpdateOnly && !b.Has(pc.PublicKey):
+		return nil
+	}
+	if !b.Has(pc.PublicKey) {
+		if err := b.AddPeer(stages.PeerConfig{PublicKey: pc.PublicKey}); err != nil {
+			return err
 		}
 	}
-	self, haveKey := dev.PrivateKey(), !dev.PrivateKey().IsZero()
-	if req.PrivateKey != nil {
-		self, haveKey = *req.PrivateKey, !req.PrivateKey.IsZero()
+	updates := allowedIPUpdates(pc.AllowedIPs)
+	if len(updates) == 0 {
+		updates = []stages.PeerUpdate{{}}
 	}
-	var selfPub noise.PublicKey
-	if haveKey {
-		selfPub = self.Public()
-		delete(exists, selfPub) // SetPrivateKey removes such a peer
-	}
-	var steps []step
-	if req.ReplacePeers {
-		for _, p := range dev.Peers() {
-			steps = append(steps, step{remove: true, key: p.PublicKey})
+	u := &updates[0]
+	u.PresharedKey, u.Endpoint, u.PersistentKeepalive = pc.PresharedKey, pc.Endpoint, pc.PersistentKeepalive
+	for _, u := range updates {
+		if err := b.UpdatePeer(pc.PublicKey, u); err != nil {
+			return err
 		}
 	}
-	for i := range req.Peers {
-		pc := &req.Peers[i]
-		switch {
-		case haveKey && pc.PublicKey == selfPub:
-			// wireguard-go ignores a peer with our own key.
-		case pc.Remove:
-			if exists[pc.PublicKey] {
-				steps = append(steps, step{remove: true, key: pc.PublicKey})
-			}
-			delete(exists, pc.PublicKey)
-		case !exists[pc.PublicKey] && pc.UpdateOnly:
-		default:
-			s := step{key: pc.PublicKey, updates: allowedIPUpdates(pc.AllowedIPs)}
-			if !exists[pc.PublicKey] {
-				// A low-order key is taken, as the kernel takes it: the
-				// tunnel logs it and never completes a handshake with it.
-				s.add = &stages.PeerConfig{PublicKey: pc.PublicKey}
-				exists[pc.PublicKey] = true
-			}
-			if len(s.updates) == 0 {
-				s.updates = []stages.PeerUpdate{{}}
-			}
-			u := &s.updates[0]
-			u.PresharedKey, u.Endpoint, u.PersistentKeepalive = pc.PresharedKey, pc.Endpoint, pc.PersistentKeepalive
-			steps = append(steps, s)
-		}
-	}
-	return steps, nil
+	return nil
 }
 
 // allowedIPUpdates turns allowed-IP lines into updates that, applied one
@@ -175,26 +174,4 @@ func updateRank(u *stages.PeerUpdate) int {
 		return 1
 	}
 	return 0
-}
-
-// run carries out checked steps. Nothing in them can fail on a device
-// that behaves as plan assumed; an error here is a bug, reported as such.
-func run(dev Device, steps []step) error {
-	for _, s := range steps {
-		if s.remove {
-			dev.RemovePeer(s.key)
-			continue
-		}
-		if s.add != nil {
-			if err := dev.AddPeer(*s.add); err != nil {
-				return fmt.Errorf("%w: %v", ErrInvalid, err)
-			}
-		}
-		for _, u := range s.updates {
-			if err := dev.UpdatePeer(s.key, u); err != nil {
-				return fmt.Errorf("%w: %v", ErrInvalid, err)
-			}
-		}
-	}
-	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -26,6 +27,16 @@ func SocketPath(iface string) string { return filepath.Join(SocketDir, iface+".s
 // request at once.
 const idleTimeout = 30 * time.Second
 
+// bigSet is the number of peer blocks from which a set request is
+// followed by a garbage collection that returns free memory to the
+// system. Such a request (a wg setconf of a gateway's peers) leaves
+// behind as much garbage as the peers it made cost (the parsed request,
+// the batch's logs), and an idle tunnel allocates nothing more, so the
+// collector would not run again and the process would keep that memory
+// for good. A collection at 100,000 peers costs a few tens of
+// milliseconds, after the client has its answer.
+const bigSet = 1000
+
 // Accept retries: a temporary accept error (the process at its open-file
 // limit, memory short, a connection aborted before it was accepted) is
 // retried after acceptBackoffMin, doubling up to acceptBackoffMax, as
@@ -37,9 +48,9 @@ const (
 )
 
 // Server answers the protocol on one socket for one device. Make it with
-// Listen; Serve runs it. Lock, if set, is held while a request runs, so
-// that the caller can serialise requests with its own changes (a config
-// reload). The zero value is not usable.
+// Listen; Serve runs it. Lock, if set, is held while a set request runs,
+// so that the caller can serialise sets with its own changes (a config
+// reload); a get takes no lock. The zero value is not usable.
 type Server struct {
 	dev  Device
 	log  *slog.Logger
@@ -56,7 +67,7 @@ type Server struct {
 // with mode 0755, as wireguard-go does) for dev. It refuses a directory
 // that another user can write (see checkSocketDir). A stale socket left
 // by a process that died is replaced; one that still answers is
-// ErrInUse. lock may be nil.
+// ErrInUse. lock may be nil; set requests hold it.
 func Listen(path string, dev Device, lock sync.Locker, log *slog.Logger) (*Server, error) {
 	ln, err := listenUnix(path)
 	if err != nil {
@@ -186,10 +197,13 @@ func (s *Server) handle(c net.Conn) {
 				w.Write(errnoLine(fmt.Errorf("%w: get=1 must be followed by a blank line", ErrInvalid)))
 				break
 			}
-			s.lock.Lock()
-			body := AppendGet(nil, s.dev)
-			s.lock.Unlock()
-			w.Write(body)
+			// No lock: the answer comes from one snapshot of the
+			// tunnel's peers, so a get does not wait for a set (nor a set
+			// for a get) and sees it whole or not at all.
+			c.SetWriteDeadline(time.Now().Add(idleTimeout))
+			if WriteGet(w, s.dev) != nil {
+				return
+			}
 			w.Write(errnoLine(nil))
 		case "set=1":
 			req, perr := ParseSet(r)
@@ -208,6 +222,15 @@ func (s *Server) handle(c net.Conn) {
 				s.log.Info("UAPI set applied", "peers", len(req.Peers), "replace_peers", req.ReplacePeers)
 			}
 			w.Write(errnoLine(err))
+			if req != nil && len(req.Peers) >= bigSet {
+				if w.Flush() != nil {
+					return
+				}
+				// The client has its answer; now hand back what the
+				// request cost beyond what the tunnel keeps (see bigSet).
+				req = nil
+				debug.FreeOSMemory()
+			}
 		default:
 			// As wireguard-go: an unknown operation ends the connection.
 			s.log.Warn("UAPI: unknown operation", "op", truncate(op, 32))
