@@ -283,9 +283,9 @@ func TestSyncPeersFileWins(t *testing.T) {
 	}
 }
 
-// TestSyncPeersAllOrNothing is issue 14 item 7: a reload with a peer the
-// tunnel refuses (a low-order public key) removed and added peers before
-// it failed, part-way. Now nothing changes.
+// TestSyncPeersAllOrNothing: a reload with something the tunnel refuses
+// (a peer listed twice) changes nothing, not even the peers before the
+// refused one.
 func TestSyncPeersAllOrNothing(t *testing.T) {
 	a, b := newPair(t, pairOpts{engine: EnginePipeline, workers: 2})
 	exchange(t, a, b, 1)
@@ -299,14 +299,14 @@ func TestSyncPeersAllOrNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := a.tun.Peers()
-	lowOrder := PeerConfig{PublicKey: noise.PublicKey{1}, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/24")}}
 	fresh := PeerConfig{PublicKey: mustKey(t).Public(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.7.0.0/24")}}
+	twice := PeerConfig{PublicKey: mustKey(t).Public(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/24")}}
 	changed := bCfg
 	changed.PersistentKeepalive = 25 * time.Second
-	// kept would go, b change, lowOrder and fresh come.
-	_, err := a.tun.SyncPeers([]PeerConfig{bCfg, kept}, []PeerConfig{changed, lowOrder, fresh})
+	// kept would go, b change, fresh and twice come; twice is listed twice.
+	_, err := a.tun.SyncPeers([]PeerConfig{bCfg, kept}, []PeerConfig{changed, fresh, twice, twice})
 	if !errors.Is(err, ErrConfig) {
-		t.Fatalf("SyncPeers with a low-order key: %v, want ErrConfig", err)
+		t.Fatalf("SyncPeers with a peer listed twice: %v, want ErrConfig", err)
 	}
 	if after := a.tun.Peers(); !reflect.DeepEqual(after, before) {
 		t.Fatalf("a refused sync changed the peers:\nbefore %+v\nafter  %+v", before, after)

@@ -272,8 +272,8 @@ func killedBy(err error, sig syscall.Signal) bool {
 // TestEarlySIGHUP is issue 14 item 8 as the issue shows it: a SIGHUP in
 // the first milliseconds (`systemctl reload` racing a start) killed the
 // client, usually without a word, because it caught SIGHUP only after
-// its log set-up, config load and checks. Now main catches signals before
-// anything else. In 20 starts through `ip netns exec … standalone`,
+// its log set-up, config load and checks. Now SIGHUP is caught during
+// package initialisation (TestSIGHUPCaughtFromInit, TestSIGHUPWindow). In 20 starts through `ip netns exec … standalone`,
 // SIGHUPs from 5 ms after the spawn until the client is up, one every
 // millisecond, never kill it.
 //
