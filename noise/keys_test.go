@@ -191,7 +191,7 @@ func TestPublicKeyCheck(t *testing.T) {
 	}
 }
 
-// TestPublicKeyJSON is issue 14 item 13: the client's JSON log lines
+// TestPublicKeyJSON: the client's JSON log lines
 // wrote public keys as arrays of 32 numbers. A public key is now written
 // as `wg` prints it, alone, in a slice and in an slog JSON record.
 func TestPublicKeyJSON(t *testing.T) {

@@ -242,7 +242,7 @@ func TestPeerDiff(t *testing.T) {
 	}
 }
 
-// TestSyncPeersFileWins is issue 14 item 11: after `wg set` changed a
+// TestSyncPeersFileWins: after `wg set` changed a
 // peer's endpoint and AllowedIPs, a reload of the unchanged file set the
 // AllowedIPs back but kept the wg-set endpoint, a mix nobody chose, and
 // traffic broke. Now the file wins whole, as with wg syncconf, the
@@ -314,7 +314,7 @@ func TestSyncPeersAllOrNothing(t *testing.T) {
 	exchange(t, a, b, 2)
 }
 
-// TestSyncPeersOverlap is issue 14 item 12: with one prefix listed for
+// TestSyncPeersOverlap: with one prefix listed for
 // two peers, the later one holds it, and every reload of the unchanged
 // file reported the earlier one as updated and moved the prefix to it,
 // and the next reload back. Now the reload compares the earlier peer
