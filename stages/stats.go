@@ -30,6 +30,7 @@ const (
 	DropTooBig                     // inner packet above 1280 bytes: from the TUN (MTU raised) or a peer (its MTU too large)
 	DropQueueDelay                 // the managed queue's controller dropped it for its time in queue
 	DropECN                        // outer header marked CE on a packet that cannot carry ECN (RFC 6040 says drop)
+	DropLowOrderKey                // handshake refused: the peer's public key is a low-order point (initiation not sent, or received)
 	numDropReasons
 )
 
@@ -62,6 +63,7 @@ var dropNames = [numDropReasons]string{
 	DropTooBig:          "too_big",
 	DropQueueDelay:      "queue_delay",
 	DropECN:             "ecn_ce_not_ect",
+	DropLowOrderKey:     "low_order_key",
 }
 
 // String is the reason's name as it appears in logs and metrics.

@@ -133,7 +133,7 @@ func (nr *Report) writeLatency(b *strings.Builder) {
 // ships (pipeline, sequential, wireguard-go), its loaded p99 above its
 // idle p50, in milliseconds, per load.
 func (nr *Report) writeAboveIdle(b *strings.Builder) {
-	// The form: values right-aligned under the load names.
+	// The summary's fixed form: values right-aligned under the load names.
 	fmt.Fprintf(b, "%-39s   %s  %s  %s\n", "loaded latency (ms above idle p50, p99)", "outbound", "inbound", "both")
 	for _, name := range []string{"pipeline", "sequential", "wireguard-go"} {
 		for _, run := range nr.Runs {

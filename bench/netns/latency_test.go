@@ -111,7 +111,7 @@ func TestSummarizeLatency(t *testing.T) {
 	}
 }
 
-// TestAboveIdleLines: the summary lines keep the form, values
+// TestAboveIdleLines: the summary lines keep their fixed form, values
 // right-aligned under the loads' names, for the three tunnels as they
 // ship (queue management on), not for the ones with it off.
 func TestAboveIdleLines(t *testing.T) {

@@ -162,13 +162,24 @@ func writePeers(e *encoder, src Source) {
 	for i, p := range peers {
 		e.sampleFloat("pipeguard_peer_last_handshake_seconds", keys[i], unixSeconds(p.LastHandshake))
 	}
-	e.family("pipeguard_peer_receive_bytes_total", "counter", "Datagram bytes received from the peer, as wireguard-go counts them.")
+	// `wg show transfer` counts every datagram; the metrics keep the
+	// transport messages (the traffic) apart from the handshakes, and
+	// the two families of a direction add up to wg's figure.
+	e.family("pipeguard_peer_receive_bytes_total", "counter", "Bytes of transport messages (data and keepalives) received from the peer; with pipeguard_peer_handshake_receive_bytes_total, what wg show transfer counts.")
 	for i, p := range peers {
-		e.sample("pipeguard_peer_receive_bytes_total", keys[i], p.RxBytes)
+		e.sample("pipeguard_peer_receive_bytes_total", keys[i], p.RxBytes-p.RxHandshakeBytes)
 	}
-	e.family("pipeguard_peer_transmit_bytes_total", "counter", "Datagram bytes sent to the peer, as wireguard-go counts them.")
+	e.family("pipeguard_peer_transmit_bytes_total", "counter", "Bytes of transport messages (data and keepalives) sent to the peer; with pipeguard_peer_handshake_transmit_bytes_total, what wg show transfer counts.")
 	for i, p := range peers {
-		e.sample("pipeguard_peer_transmit_bytes_total", keys[i], p.TxBytes)
+		e.sample("pipeguard_peer_transmit_bytes_total", keys[i], p.TxBytes-p.TxHandshakeBytes)
+	}
+	e.family("pipeguard_peer_handshake_receive_bytes_total", "counter", "Bytes of handshake initiations and responses received from the peer.")
+	for i, p := range peers {
+		e.sample("pipeguard_peer_handshake_receive_bytes_total", keys[i], p.RxHandshakeBytes)
+	}
+	e.family("pipeguard_peer_handshake_transmit_bytes_total", "counter", "Bytes of handshake initiations and responses sent to the peer.")
+	for i, p := range peers {
+		e.sample("pipeguard_peer_handshake_transmit_bytes_total", keys[i], p.TxHandshakeBytes)
 	}
 	if hc, ok := src.(HandshakeCounter); ok {
 		counts := hc.Handshakes()

@@ -52,7 +52,7 @@ func newFake() *fakeSource {
 			{Name: oddStage, Instances: 1, Keepalives: 4, Drops: map[stages.DropReason]uint64{}},
 		},
 		peers: []stages.PeerStatus{
-			{PublicKey: keyA, LastHandshake: time.Unix(1795610803, 500_000_000), RxBytes: 123, TxBytes: 456},
+			{PublicKey: keyA, LastHandshake: time.Unix(1795610803, 500_000_000), RxBytes: 123 + 92, TxBytes: 456 + 148, RxHandshakeBytes: 92, TxHandshakeBytes: 148},
 			{PublicKey: keyB}, // never shook hands
 		},
 	}
@@ -84,6 +84,10 @@ func TestExposition(t *testing.T) {
 		`pipeguard_peer_last_handshake_seconds{public_key="` + keyB.String() + `"}`: 0,
 		`pipeguard_peer_receive_bytes_total{public_key="` + keyA.String() + `"}`:    123,
 		`pipeguard_peer_transmit_bytes_total{public_key="` + keyA.String() + `"}`:   456,
+		// wg show's transfer counts split: the handshake messages apart.
+		`pipeguard_peer_handshake_receive_bytes_total{public_key="` + keyA.String() + `"}`:  92,
+		`pipeguard_peer_handshake_transmit_bytes_total{public_key="` + keyA.String() + `"}`: 148,
+		`pipeguard_peer_handshake_receive_bytes_total{public_key="` + keyB.String() + `"}`:  0,
 	}
 	for k, v := range want {
 		if g, ok := got[k]; !ok || g != v {
