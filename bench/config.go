@@ -68,6 +68,11 @@ type Config struct {
 	// Streams are the netns mode's iperf3 parallel TCP streams (-P);
 	// default 1 and 4, each run in both directions.
 	Streams []int
+	// QueueManagement is which PipeGuard tunnels the netns mode measures:
+	// "on" (queue management as it ships), "off" (--queue-management
+	// off), or "both" (each engine both ways, the default: what managing
+	// the queues costs in throughput and buys in latency, in one run).
+	QueueManagement string
 	// SoakEvery is how often the soak mode reloads each end with SIGHUP
 	// and changes its peer with wg set; default 1 min.
 	SoakEvery time.Duration
@@ -119,6 +124,11 @@ func (c *Config) check() error {
 	}
 	if c.Duration < 0 || c.Repeat < 1 || c.Packets < 0 {
 		return bad("duration, repeat and packets must be positive")
+	}
+	switch c.QueueManagement {
+	case "", "on", "off", "both":
+	default:
+		return bad("queue management %q is not on, off or both", c.QueueManagement)
 	}
 	for _, d := range c.Directions {
 		if d != core.Inbound && d != core.Outbound && d != core.Both {
@@ -212,7 +222,7 @@ func (c *Config) soak() soak.Config {
 // netns is the netns mode's config, with its defaults.
 func (c *Config) netns() netns.Config {
 	return netns.Config{Quick: c.Quick, Duration: c.Duration, Repeat: c.Repeat, Engines: c.Engines, Streams: c.Streams,
-		Out: c.out()}.WithDefaults()
+		Managed: c.QueueManagement != "off", Unmanaged: c.QueueManagement != "on", Out: c.out()}.WithDefaults()
 }
 
 // loadgen is the loadgen mode's config, with its defaults.

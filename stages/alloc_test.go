@@ -46,7 +46,7 @@ type allocRig struct {
 
 func newAllocRig(t *testing.T, v dataplane, onWrite func([]byte)) *allocRig {
 	t.Helper()
-	return newAllocRigSpec(t, tunnelSpec{engine: v.engine, noInline: v.noInline, inlineMax: v.inlineMax}, onWrite)
+	return newAllocRigSpec(t, v.spec(), onWrite)
 }
 
 // newAllocRigSpec is newAllocRig for a tunnel as s says (its engine,

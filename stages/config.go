@@ -22,27 +22,63 @@ const (
 
 // Queue capacities and batch sizes, each with its reason.
 //
+// Where packets may wait (docs/ARCHITECTURE.md, "The queues"): in each
+// direction, exactly one managed queue (package fq) right after the edge
+// stage that reads from the kernel, tunread or udprecv; everywhere after
+// it, about one batch.
+//
 // What a stage does when the queue after it is full:
-//   - every data queue between stages (udprecv → decrypt workers →
-//     route-in → tunwrite, tunread → route-out → encrypt workers →
-//     udpsend), each Config.QueueCapacity packets: the producer waits.
-//     Backpressure travels back to the edges, where the kernel's socket
-//     buffer (inbound) or the TUN device's queue (outbound) fills and
-//     drops or pushes back on the sender, as a network would; no queue
-//     ever grows.
+//   - the managed queue: its reader waits (for a whole batch of slots,
+//     which a segmentation-offloaded TUN read needs), and the kernel's
+//     queue in front of it takes the overflow. With queue management on,
+//     a controller keeps it far from full for traffic that answers drops
+//     or marks; without, it fills as any FIFO does.
+//   - every data queue between the stages after it (encrypt workers,
+//     udpsend; decrypt workers, route-in, tunwrite), each
+//     Config.QueueCapacity packets: the producer waits, and backpressure
+//     travels back to the managed queue.
 //   - the handshake queue: udprecv drops the message and counts it
 //     (DropQueueFull), so a handshake flood never stalls data.
 //   - a peer's staged queue (packets waiting for a handshake): routing
 //     drops the packet and counts it (DropStagedOverflow).
 const (
 	// DefaultQueueCapacity is the capacity of every data queue between
-	// stages (each pool worker's input and output, route-in's output to
-	// tunwrite, tunread's output to route-out), in packets: about 1.4 MB
-	// of slots per queue, enough to ride out a scheduling hiccup of a
-	// millisecond at several Gbit/s, small enough to stay out of the way
-	// of latency when a stage is slower than its input. (Measured: 64 to 256 made the pipeline slower here, the
-	// stages then park and wake far more often.)
+	// stages without queue management, and of the managed queue then:
+	// about 1.4 MB of slots per queue, enough to ride out a scheduling
+	// hiccup of a millisecond at several Gbit/s. (Measured: 64 to 256
+	// made the pipeline slower here, the stages then park and wake far
+	// more often.)
 	DefaultQueueCapacity = 1000
+
+	// ManagedQueueCapacity is the capacity of the data queues after the
+	// managed queue when queue management is on: two pool runs per
+	// worker queue. Whatever waits there waits in a FIFO no controller
+	// sees, behind every flow, so it is kept to what keeps the workers
+	// busy between two wake-ups.
+	ManagedQueueCapacity = 2 * maxPoolRun
+
+	// ManagedQueueSlots is the managed queue's size with queue
+	// management on: a bound on memory (about 2.9 MB of slots per
+	// direction), not a target; the controller keeps the delay near
+	// QueueTarget, a few hundred packets at Gbit/s. It holds a burst of
+	// 16 full TUN reads before the reader waits.
+	ManagedQueueSlots = 2048
+
+	// managedFlows is how many flow queues the outbound managed queue
+	// hashes inner flows into (fq_codel's default): collisions between
+	// a few hundred active flows are rare. Inbound, packets are sorted by
+	// their outer source (one flow per peer endpoint).
+	managedFlows = 1024
+
+	// DefaultQueueTarget and DefaultQueueInterval are the CoDel settings
+	// (Config.QueueTarget, QueueInterval). fq_codel's 5 ms and 100 ms
+	// assume internet round trips; a tunnel's own queue stands only when
+	// its CPU is the bottleneck, which happens on fast paths, where round
+	// trips are under a millisecond to a few: the target is a few batches'
+	// worth of work, the interval a LAN round trip under load with room
+	// for a metro one (docs/ARCHITECTURE.md has the measurements).
+	DefaultQueueTarget   = 500 * time.Microsecond
+	DefaultQueueInterval = 10 * time.Millisecond
 
 	// HandshakeQueueCapacity bounds handshake messages waiting for the
 	// handshake actor. It is small on purpose: a full queue drops (the
@@ -78,12 +114,25 @@ type PeerConfig struct {
 // Config is a tunnel's settings. The zero value of each optional field
 // takes the default named in its comment.
 type Config struct {
-	PrivateKey    noise.PrivateKey // zero: none yet (handshakes wait for one)
-	FwMark        uint32           // firewall mark (SO_MARK) on the UDP packets; 0: none (see Tunnel.SetFwMark)
-	Peers         []PeerConfig
-	Engine        Engine // default EnginePipeline
-	Workers       int    // decrypt and encrypt workers each; default GOMAXPROCS
-	QueueCapacity int    // default DefaultQueueCapacity
+	PrivateKey noise.PrivateKey // zero: none yet (handshakes wait for one)
+	FwMark     uint32           // firewall mark (SO_MARK) on the UDP packets; 0: none (see Tunnel.SetFwMark)
+	Peers      []PeerConfig
+	Engine     Engine // default EnginePipeline
+	Workers    int    // decrypt and encrypt workers each; default GOMAXPROCS
+	// QueueCapacity is the capacity of each data queue between stages;
+	// default ManagedQueueCapacity, or DefaultQueueCapacity without queue
+	// management (then also the managed queue's).
+	QueueCapacity int
+
+	// NoQueueManagement turns queue management off: the managed queues
+	// become FIFOs of QueueCapacity packets that only fill, with no flow
+	// fairness, drops or marks, the other queues QueueCapacity deep too.
+	// The tunnel then moves as many bytes as its CPU allows, and a packet
+	// behind a bulk transfer waits for all of it.
+	NoQueueManagement bool
+	// QueueTarget and QueueInterval set the managed queues' controller;
+	// defaults DefaultQueueTarget, DefaultQueueInterval.
+	QueueTarget, QueueInterval time.Duration
 }
 
 // ErrConfig is wrapped by every configuration error.
@@ -104,10 +153,22 @@ func (c *Config) withDefaults() (Config, error) {
 		return out, fmt.Errorf("%w: workers %d not in 1..256", ErrConfig, out.Workers)
 	}
 	if out.QueueCapacity == 0 {
-		out.QueueCapacity = DefaultQueueCapacity
+		out.QueueCapacity = ManagedQueueCapacity
+		if out.NoQueueManagement {
+			out.QueueCapacity = DefaultQueueCapacity
+		}
 	}
 	if out.QueueCapacity < 1 || out.QueueCapacity > 1<<20 {
 		return out, fmt.Errorf("%w: queue capacity %d not in 1..%d", ErrConfig, out.QueueCapacity, 1<<20)
+	}
+	if out.QueueTarget == 0 {
+		out.QueueTarget = DefaultQueueTarget
+	}
+	if out.QueueInterval == 0 {
+		out.QueueInterval = DefaultQueueInterval
+	}
+	if out.QueueTarget < 0 || out.QueueInterval < out.QueueTarget || out.QueueInterval > time.Minute {
+		return out, fmt.Errorf("%w: queue target %v and interval %v: want 0 < target <= interval <= 1m", ErrConfig, out.QueueTarget, out.QueueInterval)
 	}
 	return out, nil
 }

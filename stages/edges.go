@@ -180,7 +180,7 @@ func (t *Tunnel) localGone(p *peer, local tunio.Local) {
 
 // datagramOf is the sealed datagram of an outbound packet, ready to send.
 func datagramOf(it *outItem) tunio.Datagram {
-	return tunio.Datagram{Buf: it.pkt.Buf[:], N: int(it.pkt.MsgLen), Addr: it.dst, Local: it.local}
+	return tunio.Datagram{Buf: it.pkt.Buf[:], N: int(it.pkt.MsgLen), Addr: it.dst, Local: it.local, ECN: uint8(it.ecn)}
 }
 
 // lockedWriter serialises WriteBatch calls on one socket: udpsend's data

@@ -8,8 +8,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"pipeguard/stages/fq"
 	"pipeguard/stages/spsc"
 	"pipeguard/supervisor"
+	"pipeguard/tunio"
 )
 
 // service is what a supervisor runs.
@@ -75,6 +77,12 @@ func queueOf[T any](q *spsc.Queue[T]) input {
 	return input{depth: func() (int, int) { return q.Len(), q.Cap() }, consumed: q.Released}
 }
 
+// managedOf is a managed queue as an input of the stage that takes from
+// it.
+func managedOf[T any](q *fq.Queue[T]) input {
+	return input{depth: func() (int, int) { return q.Len(), q.Cap() }, consumed: q.Consumed}
+}
+
 // chanOf is a Go channel read by the stage whose counters are c: every
 // value it takes ends counted (passed, dropped or a keepalive) and
 // published at once, so the counters tell how far it has consumed.
@@ -106,11 +114,16 @@ func (t *Tunnel) wireEngine() *tunnelCounters {
 	q := t.cfg.QueueCapacity
 	n := t.cfg.Workers
 
+	t.inline.managed = !t.cfg.NoQueueManagement
+	_, t.inline.drainIn = t.udp.(tunio.TryReader)
+	_, t.inline.drainOut = t.tun.(tunio.ReadPoller)
 	if t.cfg.Engine == EngineSequential {
 		in := tc.add("inbound", 1)
-		in.services = []service{&seqInbound{t: t, c: in.instances[0], log: logFor("inbound")}}
+		in.services = []service{newSeqInbound(t, in.instances[0], logFor("inbound"))}
+		in.inputs = []input{managedOf(t.aqm.in)}
 		out := tc.add("outbound", 1)
-		out.services = []service{&seqOutbound{t: t, c: out.instances[0], log: logFor("outbound")}}
+		out.services = []service{newSeqOutbound(t, out.instances[0], logFor("outbound"))}
+		out.inputs = []input{managedOf(t.aqm.out)}
 	} else {
 		decIn, decOut := make([]*spsc.Queue[inItem], n), make([]*spsc.Queue[inItem], n)
 		encIn, encOut := make([]*spsc.Queue[outItem], n), make([]*spsc.Queue[outItem], n)
@@ -119,11 +132,12 @@ func (t *Tunnel) wireEngine() *tunnelCounters {
 			encIn[i], encOut[i] = spsc.New[outItem](q), spsc.New[outItem](q)
 		}
 		toTUN := spsc.New[tunPacket](q)
-		fromTUN := spsc.New[outItem](q)
 
 		t.inline.max.Store(defaultInlineMax)
 
 		recv := tc.add("udprecv", 1)
+		disp := tc.add("dispatch-in", 1)
+		disp.inputs = []input{managedOf(t.aqm.in)}
 		dec := tc.add("decrypt", n)
 		for i := range n {
 			dec.services = append(dec.services, &decryptWorker{t: t, in: decIn[i], out: decOut[i], c: dec.instances[i], log: logFor("decrypt")})
@@ -137,12 +151,12 @@ func (t *Tunnel) wireEngine() *tunnelCounters {
 		write := tc.add("tunwrite", 1)
 		write.services = []service{newTUNWrite(t, t.tun, toTUN, write.instances[0], logFor("tunwrite"))}
 		write.inputs = []input{queueOf(toTUN)}
-		recv.services = []service{newUDPRecv(t, t.udp, decIn, t.handshakes, recv.instances[0], dec.addInline(), rin.addInline(), write.addInline(), logFor("udprecv"))}
+		recv.services = []service{newUDPRecv(t, t.udp, t.aqm.in, t.handshakes, recv.instances[0], dec.addInline(), rin.addInline(), write.addInline(), logFor("udprecv"))}
+		disp.services = []service{newDispatchIn(t, t.aqm.in, decIn, disp.instances[0], dec.addInline(), rin.addInline(), write.addInline(), logFor("dispatch-in"))}
 
 		read := tc.add("tunread", 1)
 		rout := tc.add("route-out", 1)
-		rout.services = []service{newRouteOut(t, fromTUN, encIn, rout.instances[0], logFor("route-out"))}
-		rout.inputs = []input{queueOf(fromTUN)}
+		rout.inputs = []input{managedOf(t.aqm.out)}
 		enc := tc.add("encrypt", n)
 		for i := range n {
 			enc.services = append(enc.services, &encryptWorker{t: t, in: encIn[i], out: encOut[i], c: enc.instances[i], log: logFor("encrypt")})
@@ -153,7 +167,8 @@ func (t *Tunnel) wireEngine() *tunnelCounters {
 		for i := range n {
 			send.inputs = append(send.inputs, queueOf(encOut[i]))
 		}
-		read.services = []service{newTUNRead(t, t.tun, fromTUN, read.instances[0], rout.addInline(), enc.addInline(), send.addInline(), logFor("tunread"))}
+		rout.services = []service{newRouteOut(t, t.aqm.out, encIn, rout.instances[0], enc.addInline(), send.addInline(), logFor("route-out"))}
+		read.services = []service{newTUNRead(t, t.tun, t.aqm.out, read.instances[0], rout.addInline(), enc.addInline(), send.addInline(), logFor("tunread"))}
 		// Delivered packets, not packets read: a trial of the pools
 		// would otherwise count the queues filling as throughput.
 		tc.spread = &spreader{t: t, open: openPressure, log: logFor("spread"),

@@ -17,6 +17,7 @@ const (
 	stageRouteOut
 	stageEncrypt
 	stageUDPSend
+	stageDispatchIn
 	numStageKinds
 )
 

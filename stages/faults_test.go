@@ -28,6 +28,7 @@ type faultCase struct {
 var faultCases = map[Engine][]faultCase{
 	EnginePipeline: {
 		{stageUDPRecv, "udprecv", true, faultBatch},
+		{stageDispatchIn, "dispatch-in", true, 1},
 		{stageDecrypt, "decrypt", true, 1},
 		{stageRouteIn, "route-in", true, 1},
 		{stageTUNWrite, "tunwrite", true, faultBatch},

@@ -104,6 +104,15 @@ type pairOpts struct {
 	// decision (spread.go) from moving the limit.
 	noInline  bool
 	inlineMax int
+	// manage turns queue management on (Config.NoQueueManagement off).
+	// Tests run without it unless they say so: the controller drops from
+	// a queue that stands above its target, and an in-memory flood that
+	// never slows down, under the race detector, makes one; tests that
+	// count every packet want a tunnel that only ever waits. target and
+	// interval, if set, are the controller's (Config.QueueTarget,
+	// QueueInterval).
+	manage           bool
+	target, interval time.Duration
 }
 
 // dataplane is an engine with the settings of its inline path.
@@ -112,17 +121,39 @@ type dataplane struct {
 	engine    Engine
 	noInline  bool // the pipeline's inline path off: every packet through the pools
 	inlineMax int  // the inline path's largest batch, if not the default
+	manage    bool // queue management on, with a controller that never drops (lenient)
 }
 
 // dataplanes are the variants tests of the data path run on: each engine
 // as configured, the pipeline with its inline path off, and the pipeline
-// taking every batch it can inline (inline.go).
+// taking every batch it can inline (inline.go); then each engine with
+// queue management on.
 var dataplanes = []dataplane{
 	{name: "sequential", engine: EngineSequential},
 	{name: "pipeline", engine: EnginePipeline},
 	{name: "pipeline-pools", engine: EnginePipeline, noInline: true},
 	{name: "pipeline-inline", engine: EnginePipeline, inlineMax: 1 << 20},
+	{name: "sequential-managed", engine: EngineSequential, manage: true},
+	{name: "pipeline-managed", engine: EnginePipeline, manage: true},
+	{name: "pipeline-managed-inline", engine: EnginePipeline, manage: true, inlineMax: 1 << 20},
 }
+
+// spec is a tunnel spec with v's engine and settings.
+func (v dataplane) spec() tunnelSpec {
+	s := tunnelSpec{engine: v.engine, noInline: v.noInline, inlineMax: v.inlineMax, manage: v.manage}
+	if v.manage {
+		s.target, s.interval = lenientTarget, lenientInterval
+	}
+	return s
+}
+
+// lenient is a controller no in-memory flood of a test sets off: a
+// tunnel with queue management on runs its managed queues, flow by flow,
+// and counts every packet, as the tests of the data path want.
+const (
+	lenientTarget   = 30 * time.Second
+	lenientInterval = time.Minute
+)
 
 // newPair makes two tunnels, A (10.0.0.1, udp 192.0.2.1:51820) and B
 // (10.0.0.2, 192.0.2.2:51820), peers of each other, on one in-memory
@@ -143,7 +174,7 @@ func newPair(t testing.TB, o pairOpts) (a, b *end) {
 	spec := func(key noise.PrivateKey, peer noise.PublicKey, local, remote netip.AddrPort, inner, allowed host, engine Engine, dev memtun.Config) tunnelSpec {
 		return tunnelSpec{
 			key: key, udp: local, inner: inner.v4,
-			engine: engine, workers: o.workers, queue: o.queue, dev: dev, clock: o.clock, faults: o.faults, noInline: o.noInline, inlineMax: o.inlineMax,
+			engine: engine, workers: o.workers, queue: o.queue, dev: dev, clock: o.clock, faults: o.faults, noInline: o.noInline, inlineMax: o.inlineMax, manage: o.manage, target: o.target, interval: o.interval,
 			peers: []PeerConfig{{PublicKey: peer, Endpoint: remote, AllowedIPs: allowedIPs(allowed, o.dualStack)}},
 		}
 	}
@@ -175,8 +206,10 @@ type tunnelSpec struct {
 	faults  bool        // install a fault injector before Serve
 	// noInline turns the pipeline's inline path off, before Serve;
 	// inlineMax, if set, is its largest batch instead of the default.
-	noInline  bool
-	inlineMax int
+	noInline         bool
+	inlineMax        int
+	manage           bool // queue management on (see pairOpts.manage)
+	target, interval time.Duration
 	// wrapUDP, if set, wraps the tunnel's memudp.Conn.
 	wrapUDP func(*memudp.Conn) tunio.UDPConn
 	// rebindable puts the tunnel on a tunio.RebindConn over memudp (end.conn
@@ -220,11 +253,14 @@ func startTunnel(t testing.TB, net *memudp.Network, s tunnelSpec) *end {
 		priv = noise.PrivateKey{}
 	}
 	tun, err := New(Config{
-		PrivateKey:    priv,
-		Engine:        s.engine,
-		Workers:       s.workers,
-		QueueCapacity: s.queue,
-		Peers:         s.peers,
+		PrivateKey:        priv,
+		Engine:            s.engine,
+		Workers:           s.workers,
+		QueueCapacity:     s.queue,
+		Peers:             s.peers,
+		NoQueueManagement: !s.manage,
+		QueueTarget:       s.target,
+		QueueInterval:     s.interval,
 	}, dev, udp, s.clock, s.log)
 	if err != nil {
 		t.Fatal(err)

@@ -3,44 +3,52 @@ package stages
 import (
 	"context"
 	"log/slog"
+	"runtime"
 
+	"pipeguard/stages/fq"
 	"pipeguard/stages/spsc"
 	"pipeguard/tunio"
 	"pipeguard/wire"
 )
 
-// udpRecv reads datagrams in batches straight into the decrypt workers'
-// queues, in the workers' turns (roundRobin), and hands handshake
-// messages to the handshake actor.
+// udpRecv reads datagrams in batches straight into the slots of the
+// inbound managed queue, hands handshake messages to the handshake actor,
+// and commits the transport messages to the managed queue, timestamped and
+// sorted by sender, for dispatch-in to take. It does nothing else, so
+// that it is back in the next read at once: the socket's buffer, which no
+// one manages, stays short, and the backlog forms in the managed queue
+// instead, where it is dropped from before any decryption is spent on
+// it.
 //
-// Full queues: a full decrypt queue makes udpRecv wait (backpressure: the
-// socket's buffer then fills and drops, as a network would); a full
+// Full queues: a managed queue without a free slot makes udpRecv wait
+// (the socket's buffer then fills and drops, as a network would); a full
 // handshake queue drops the message and counts it, so a handshake flood
 // never stalls data.
+//
+// A small batch read while the managed queue and the pools hold nothing
+// is the exception (inline.go): it goes through the remaining steps here,
+// without the hand-offs. And while the spread decision says every batch
+// goes inline, udprecv takes the queue over from dispatch-in
+// (serveTaker) and works as the sequential engine's loop does.
 type udpRecv struct {
 	t          *Tunnel
 	conn       tunio.UDPConn
-	workers    []*spsc.Queue[inItem]
+	q          *fq.Queue[inItem]
 	handshakes chan handshakeMsg
-	rr         roundRobin
 	c          *stageCounters
 	log        *slog.Logger
 
 	batch int
 	slots []*inItem // the batch's reserved slots; msgs[i].Buf aliases slots[i]
 	msgs  []tunio.Datagram
-	used  []int // per worker: slots of this batch that hold a datagram read
-	turn  []int // per worker: scratch for reserveTurns
 
 	// The inline path (inline.go): the counters of the steps it does for
 	// the decrypt pool, route-in and tunwrite, and its batch of inner
 	// packets.
 	dec, route, write *stageCounters
 	bufs              [][]byte
-	// held is how many slots the last reserve got that are still
-	// reserved: an inline batch gives none away, so the next read reuses
-	// them (and their warm cache lines) without reserving again.
-	held int
+	batchIn           []*inItem       // a run taken as the queue's taker
+	try               tunio.TryReader // nil: the socket cannot, and udprecv does not take the queue over
 
 	// inHand is how many datagrams the current batch holds between the
 	// read and their hand-off: if the stage fails meanwhile, its successor
@@ -48,50 +56,57 @@ type udpRecv struct {
 	inHand int
 }
 
-func newUDPRecv(t *Tunnel, conn tunio.UDPConn, workers []*spsc.Queue[inItem], hs chan handshakeMsg, c, dec, route, write *stageCounters, log *slog.Logger) *udpRecv {
+func newUDPRecv(t *Tunnel, conn tunio.UDPConn, q *fq.Queue[inItem], hs chan handshakeMsg, c, dec, route, write *stageCounters, log *slog.Logger) *udpRecv {
 	n := min(max(conn.BatchSize(), 1), maxBatch)
-	return &udpRecv{t: t, conn: conn, workers: workers, handshakes: hs, c: c, log: log, rr: newRoundRobin(len(workers), poolRun(workers[0].Cap())),
-		batch: n, slots: make([]*inItem, n), msgs: make([]tunio.Datagram, n), used: make([]int, len(workers)), turn: make([]int, len(workers)),
-		dec: dec, route: route, write: write, bufs: make([][]byte, 0, n)}
+	s := &udpRecv{t: t, conn: conn, q: q, handshakes: hs, c: c, log: log,
+		batch: n, slots: make([]*inItem, n), msgs: make([]tunio.Datagram, n),
+		dec: dec, route: route, write: write, bufs: make([][]byte, 0, n), batchIn: make([]*inItem, 0, n)}
+	s.try, _ = conn.(tunio.TryReader)
+	return s
 }
 
 func (s *udpRecv) Serve(ctx context.Context) error {
 	s.log.Debug("stage start")
 	defer s.log.Debug("stage stop")
 	done := ctx.Done()
-	for _, q := range s.workers {
-		q.Cancel() // reservations of a stage that failed mid-batch
-	}
-	s.held = 0
+	s.q.Cancel() // reservations of a stage that failed mid-batch
 	countHeldBatch(s.c, &s.inHand)
+	s.c.lostToPanic(uint64(s.q.InHand(fq.Producer))) // a run it took as the queue's taker
+	s.q.Done(fq.Producer)
 	for {
 		// Publish the last batch before waiting in the system call.
-		flushAll(s.workers)
 		s.c.publish()
 		s.dec.publish()
 		s.route.publish()
 		s.write.publish()
-		if s.held == 0 {
-			k, ok := s.reserve(done)
-			if !ok {
-				return nil
+		if !s.t.inline.takeOverIn() {
+			s.q.Claim(fq.Consumer) // hand the queue back, if udprecv had it
+		} else if s.q.Taking(fq.Producer) {
+			if err := s.serveTaker(); err != nil {
+				return edgeErr(ctx, err)
 			}
-			s.held = k
+			continue
 		}
-		n, err := s.conn.ReadBatch(s.msgs[:s.held])
+		if s.q.Reservations() == 0 && !s.reserve(done) {
+			return nil
+		}
+		if !s.q.Blocking() {
+			continue // dispatch-in handed the queue over with packets in it: work on them first
+		}
+		held := s.q.Reservations()
+		n, err := s.conn.ReadBatch(s.msgs[:held])
+		s.q.Unblocked()
 		s.inHand = n
 		s.t.faults.hit(stageUDPRecv)
 		if err != nil {
-			for _, q := range s.workers {
-				q.Cancel()
-			}
-			s.held = 0
+			s.q.Cancel()
 			return edgeErr(ctx, err)
 		}
+		now, wall := s.t.aqm.nowWall()
 		for i := range n {
 			s.take(s.slots[i], &s.msgs[i])
 		}
-		if n <= s.t.inline.limit() && s.t.inline.in.empty() {
+		if n <= s.t.inline.readerLimit() && s.q.Idle() && s.t.inline.in.empty() {
 			err := s.inline(n)
 			s.inHand = 0
 			if err != nil {
@@ -99,69 +114,125 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 			}
 			continue
 		}
-		clear(s.used)
-		pos := s.rr // advanced for good once the batch is handed on
-		for range n {
-			s.used[pos.next]++
-			pos.advance()
+		for i := range n {
+			s.t.aqm.classifyIn(i, s.slots[i], kernelWait(wall, s.msgs[i].Stamp))
 		}
-		for i, q := range s.workers {
-			q.CommitFirst(s.used[i])
-		}
-		s.t.inline.in.add(n)
+		s.q.Commit(n, now)
 		s.inHand = 0
-		s.held = 0
-		s.rr = pos
 	}
 }
 
-// reserve reserves up to a batch of slots, in the workers' turns from
-// rr, and points msgs at them. It waits only for the first.
-func (s *udpRecv) reserve(done <-chan struct{}) (int, bool) {
-	k, ok := reserveTurns(done, s.workers, s.rr, s.batch, s.c, s.used, s.turn, s.slots)
-	for i := range k {
+// serveTaker goes once round the sequential engine's loop, as the
+// managed queue's taker (dispatch-in yielded it): read, waiting only when
+// nothing is queued; drain the socket without waiting; then open, check
+// and write one run from the queue.
+func (s *udpRecv) serveTaker() error {
+	for !s.t.inline.in.empty() {
+		// The pools finish the runs dispatch-in gave them (microseconds
+		// of work), so that none of the packets taken next overtakes them.
+		runtime.Gosched()
+	}
+	// Drain the socket while reads fill every slot offered: a read that
+	// came back short found it empty.
+	more := true
+	if s.q.Len() == 0 {
+		full, err := s.readOnce(true)
+		if err != nil {
+			return err
+		}
+		more = full
+	}
+	for more {
+		full, err := s.readOnce(false)
+		if err != nil {
+			return err
+		}
+		more = full
+	}
+	n, dropped := s.q.Take(fq.Producer, s.t.aqm.now(), s.batch)
+	if dropped > 0 {
+		s.dec.drops[DropQueueDelay].Add(uint64(dropped))
+	}
+	s.batchIn = s.batchIn[:0]
+	for i := range n {
+		it, mark := s.q.Hand(i)
+		if mark {
+			markIn(it)
+		}
+		s.batchIn = append(s.batchIn, it)
+	}
+	err := s.t.openAcceptWrite(s.batchIn, &s.bufs, s.dec, s.route, s.write)
+	s.q.Done(fq.Producer)
+	return err
+}
+
+// readOnce reads one batch of datagrams into the managed queue and commits
+// its transport messages, waiting for one if wait, else not, and reports
+// whether it filled every slot it offered (more may be waiting): false
+// when none was ready, or the queue has no free slot.
+func (s *udpRecv) readOnce(wait bool) (bool, error) {
+	if s.q.Reservations() == 0 && s.q.TryReserve(s.batch) == 0 {
+		return false, nil
+	}
+	for i := range s.q.Reservations() {
+		s.slots[i] = s.q.Reserved(i)
 		s.msgs[i].Buf = s.slots[i].pkt.Buf[:]
 	}
-	return k, ok
+	held := s.q.Reservations()
+	var n int
+	var err error
+	if wait {
+		n, err = s.conn.ReadBatch(s.msgs[:held])
+	} else {
+		n, err = s.try.TryReadBatch(s.msgs[:held])
+	}
+	if err != nil || n == 0 {
+		s.q.Cancel()
+		return false, err
+	}
+	s.inHand = n
+	s.t.faults.hit(stageUDPRecv)
+	now, wall := s.t.aqm.nowWall()
+	for i := range n {
+		s.take(s.slots[i], &s.msgs[i])
+		s.t.aqm.classifyIn(i, s.slots[i], kernelWait(wall, s.msgs[i].Stamp))
+	}
+	s.q.Commit(n, now)
+	s.inHand = 0
+	return n == held, nil
+}
+
+// reserve reserves up to a batch of slots in the managed queue and points
+// msgs at them. It waits only while there is not a single free slot.
+func (s *udpRecv) reserve(done <-chan struct{}) bool {
+	if s.q.TryReserve(s.batch) == 0 {
+		if !s.q.Reserve(done, 1) {
+			return false
+		}
+		s.q.TryReserve(s.batch - 1)
+	}
+	for i := range s.q.Reservations() {
+		s.slots[i] = s.q.Reserved(i)
+		s.msgs[i].Buf = s.slots[i].pkt.Buf[:]
+	}
+	return true
 }
 
 // inline takes a batch of n datagrams through the decrypt, route-in and
 // tunwrite steps itself, in their slots, and keeps the slots for the next
 // read (inline.go).
 func (s *udpRecv) inline(n int) error {
-	now := s.t.clock.Now()
-	s.bufs = s.bufs[:0]
-	for _, it := range s.slots[:n] {
-		if it.drop != dropNone {
-			continue // a handshake message, or dropped and counted
-		}
-		if r := s.t.openStep(it, it); r != dropNone {
-			s.dec.drop(r)
-			continue
-		}
-		s.dec.pass(int(it.pkt.InnerLen))
-		if s.t.acceptOne(it, now, s.route) {
-			s.route.pass(int(it.pkt.InnerLen))
-			s.bufs = append(s.bufs, it.pkt.Buf[:wire.InnerOffset+int(it.pkt.InnerLen)])
-		}
-	}
-	var err error
-	if len(s.bufs) > 0 {
-		err = s.t.writeTUN(s.t.tun, s.bufs, s.write)
-	}
-	if s.held < s.batch {
-		// A short reservation (the queues were filling): give it back
-		// and reserve afresh, for a whole batch if there is room now.
-		for _, q := range s.workers {
-			q.Cancel()
-		}
-		s.held = 0
+	err := s.t.openAcceptWrite(s.slots[:n], &s.bufs, s.dec, s.route, s.write)
+	if s.q.Reservations() < s.batch {
+		// A short reservation (the queue was filling): give it back and
+		// reserve afresh, for a whole batch if there is room now.
+		s.q.Cancel()
 	}
 	return err
 }
 
 // take fills in the slot of one datagram read: a transport message goes on
-// to its decrypt worker; anything else leaves the slot marked skipped.
+// to the managed queue; anything else leaves the slot marked skipped.
 func (s *udpRecv) take(it *inItem, m *tunio.Datagram) {
 	it.peer, it.kp, it.drop = nil, nil, dropSkip
 	if m.N == 0 || m.N > wire.MaxMessageSize {
@@ -169,7 +240,7 @@ func (s *udpRecv) take(it *inItem, m *tunio.Datagram) {
 		return
 	}
 	it.pkt.MsgLen = uint16(m.N)
-	it.src, it.local = m.Addr, m.Local
+	it.src, it.local, it.ecn = m.Addr, m.Local, wire.ECN(m.ECN)
 	if !s.t.classifyInbound(it, s.handshakes, s.c) {
 		return
 	}

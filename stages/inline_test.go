@@ -1,15 +1,17 @@
 package stages
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 	"time"
 )
 
 // inlineCount is how many packets the inline path counted for stage name:
-// the stage's counter instance that only the edge stage writes (addInline
-// appends it last).
+// the stage's counter instances that only the stages doing its steps
+// inline write (addInline appends them after the stage's own).
 func inlineCount(t *testing.T, e *end, name string) uint64 {
 	t.Helper()
 	for _, se := range e.tun.counters.stages {
@@ -17,7 +19,11 @@ func inlineCount(t *testing.T, e *end, name string) uint64 {
 			if len(se.instances) == len(se.services) {
 				t.Fatalf("%s has no inline counters", name)
 			}
-			return se.instances[len(se.instances)-1].packets.Load()
+			var n uint64
+			for _, c := range se.instances[len(se.services):] {
+				n += c.packets.Load()
+			}
+			return n
 		}
 	}
 	t.Fatalf("no stage %s", name)
@@ -133,5 +139,118 @@ func TestInlineAndPoolsKeepOrder(t *testing.T) {
 		if f := e.tun.inline.in.n.Load(); f != 0 {
 			t.Errorf("%s: %d inbound packets counted in flight at rest", e.udp, f)
 		}
+	}
+}
+
+// TestTakeOverKeepsOrder: with queue management on, two pipeline tunnels
+// stream four flows each to each other while the spread decision's limit
+// flips between inlineAll (the edge stages take their managed queues
+// over from the stages after them and work as the sequential engine's
+// loop does) and the default (the pools), every millisecond or so. Every
+// packet arrives, each flow's in order (the managed queue may reorder
+// across flows, on purpose), nothing is dropped, both the edge stages
+// and the pools carried packets, and at rest nothing is counted in
+// flight.
+func TestTakeOverKeepsOrder(t *testing.T) {
+	const perFlow, flows = 3000, 4
+	a, b := newPair(t, pairOpts{engine: EnginePipeline, workers: 2, net: blocking, clock: fakeClock(),
+		inlineMax: defaultInlineMax, manage: true, target: lenientTarget, interval: lenientInterval})
+	st := stats(a, b)
+	// The session first, each way: packets sent before it are staged,
+	// and a flood of them overflows the staging queue.
+	for _, x := range [][2]*end{{a, b}, {b, a}} {
+		x[0].inject(t, ipv4(x[0].addr, x[1].addr, 100, 0))
+		x[1].recv(t, 5*time.Second)
+	}
+	stop := make(chan struct{})
+	flipped := make(chan struct{})
+	go func() {
+		defer close(flipped)
+		rng := rand.New(rand.NewPCG(7, 8))
+		for {
+			for _, e := range []*end{a, b} {
+				limit := int64(defaultInlineMax)
+				if rng.IntN(2) == 0 {
+					limit = inlineAll
+				}
+				e.tun.inline.max.Store(limit)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Duration(100+rng.IntN(400)) * time.Microsecond):
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		<-flipped
+	}()
+	// send injects the flows' packets interleaved, in bursts of random
+	// size, from src to dst: flow f's packet k is a UDP packet from port
+	// 1000+f carrying k.
+	send := func(e *end, src, dst netip.Addr, seed uint64) error {
+		rng := rand.New(rand.NewPCG(seed, seed))
+		var burst [][]byte
+		for k := range uint32(perFlow) {
+			for f := range uint16(flows) {
+				p := ipv4(src, dst, 64+rng.IntN(1200), k)
+				binary.BigEndian.PutUint16(p[20:], 1000+f)
+				binary.BigEndian.PutUint16(p[22:], 2000)
+				burst = append(burst, p)
+			}
+			if len(burst) >= 1+rng.IntN(200) {
+				if err := e.dev.InjectBatch(burst); err != nil {
+					return err
+				}
+				burst = burst[:0]
+			}
+		}
+		return e.dev.InjectBatch(burst)
+	}
+	// recv checks what e writes to its TUN: each flow's packets in order,
+	// all of them.
+	recv := func(e *end) error {
+		var next [flows]uint32
+		for got := 0; got < perFlow*flows; got++ {
+			select {
+			case p := <-e.dev.Outbound():
+				pk := p.Bytes()
+				f := binary.BigEndian.Uint16(pk[20:]) - 1000
+				if f >= flows {
+					return fmt.Errorf("a packet of no flow sent")
+				}
+				if k := seqOf(pk); k != next[f] {
+					return fmt.Errorf("flow %d: packet %d where %d was due", f, k, next[f])
+				}
+				next[f]++
+			case <-time.After(5 * time.Second):
+				return fmt.Errorf("stalled after %d of %d packets", got, perFlow*flows)
+			}
+		}
+		return nil
+	}
+	errs := make(chan error, 4)
+	go func() { errs <- send(a, hostA.v4, hostB.v4, 1) }()
+	go func() { errs <- send(b, hostB.v4, hostA.v4, 2) }()
+	go func() { errs <- recv(b) }()
+	go func() { errs <- recv(a) }()
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatalf("%v\n%s", err, st())
+		}
+	}
+	for _, e := range []*end{a, b} {
+		if d := totalDrops(e.tun.Stats()); d != 0 {
+			t.Errorf("%s dropped %d packets\n%s", e.udp, d, st())
+		}
+		for _, name := range []string{"encrypt", "decrypt"} {
+			all := stageStats(t, e.tun.Stats(), name).Packets
+			if in := inlineCount(t, e, name); in == 0 || in == all {
+				t.Errorf("%s: %s: %d of %d packets inline: want both paths used\n%s", e.udp, name, in, all, st())
+			}
+		}
+		waitFor(t, 5*time.Second, func() bool { return e.tun.inline.out.n.Load() == 0 && e.tun.inline.in.n.Load() == 0 },
+			func() string { return fmt.Sprintf("%s: packets counted in flight at rest", e.udp) })
 	}
 }

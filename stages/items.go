@@ -20,7 +20,11 @@ type inItem struct {
 	kp      *noise.Keypair
 	counter uint64
 	drop    DropReason // set when a worker dropped the packet but kept its slot
-	_       [itemPad]byte
+	// ecn is the outer header's ECN field as received, or CE once the
+	// managed queue marked the packet; acceptStep carries it into the
+	// inner header (RFC 6040).
+	ecn wire.ECN
+	_   [itemPad]byte
 }
 
 // outItem is an outbound packet between stages: the inner packet read from
@@ -33,6 +37,7 @@ type outItem struct {
 	kp      *noise.Keypair
 	counter uint64 // reserved by routeStep (in route-out), in packet order
 	drop    DropReason
+	ecn     wire.ECN // the outer header's ECN field, from the inner one's (routeStep)
 	_       [itemPad]byte
 }
 

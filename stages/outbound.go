@@ -3,7 +3,9 @@ package stages
 import (
 	"context"
 	"log/slog"
+	"runtime"
 
+	"pipeguard/stages/fq"
 	"pipeguard/stages/spsc"
 	"pipeguard/tunio"
 	"pipeguard/wire"
@@ -11,12 +13,24 @@ import (
 
 // tunRead reads inner packets from the TUN device in batches (a
 // segmentation-offloaded read arrives already split into ≤MTU packets)
-// straight into route-out's queue, waiting when it is full: the TUN
-// device's queue then fills and the kernel pushes back on the sender.
+// straight into the slots of the outbound managed queue, and commits
+// them there, timestamped and sorted by flow, for route-out to take. It
+// does nothing else, so that it is back in the next read at once: the
+// TUN device's queue, which no one manages, stays short, and the backlog
+// forms in the managed queue instead. It waits only when the managed
+// queue has no room for a batch; the device's queue then fills and the
+// kernel drops, as a network would.
+//
+// A small batch read while the managed queue and the pools hold nothing
+// is the exception (inline.go): it goes through the remaining steps here,
+// without the hand-offs. And while the spread decision says every batch
+// goes inline (CPU time is scarce: the hand-off to route-out costs more
+// than it buys), tunread takes the queue over from route-out (serveTaker)
+// and works as the sequential engine's loop does.
 type tunRead struct {
 	t   *Tunnel
 	dev tunio.Device
-	out *spsc.Queue[outItem]
+	q   *fq.Queue[outItem]
 	c   *stageCounters
 	log *slog.Logger
 
@@ -29,54 +43,65 @@ type tunRead struct {
 	// route-out, the encrypt pool and udpsend, and its batch of datagrams.
 	route, enc, send *stageCounters
 	msgs             []tunio.Datagram
-	peers            []*peer // of msgs, for sendDatagrams
-	held             int     // slots reserved and not handed on, as in udpRecv
+	peers            []*peer          // of msgs, for sendDatagrams
+	poll             tunio.ReadPoller // nil: the device cannot say, and tunread never takes the queue over
 
 	inHand int // packets read and not yet handed on, as in udpRecv
 }
 
-func newTUNRead(t *Tunnel, dev tunio.Device, out *spsc.Queue[outItem], c, route, enc, send *stageCounters, log *slog.Logger) *tunRead {
+func newTUNRead(t *Tunnel, dev tunio.Device, q *fq.Queue[outItem], c, route, enc, send *stageCounters, log *slog.Logger) *tunRead {
 	n := min(max(dev.BatchSize(), 1), maxBatch)
-	return &tunRead{t: t, dev: dev, out: out, c: c, log: log,
+	s := &tunRead{t: t, dev: dev, q: q, c: c, log: log,
 		batch: n, slots: make([]*outItem, n), bufs: make([][]byte, n), sizes: make([]int, n),
 		route: route, enc: enc, send: send, msgs: make([]tunio.Datagram, 0, n), peers: make([]*peer, 0, n)}
+	s.poll, _ = dev.(tunio.ReadPoller)
+	return s
 }
 
 func (s *tunRead) Serve(ctx context.Context) error {
 	s.log.Debug("stage start")
 	defer s.log.Debug("stage stop")
 	done := ctx.Done()
-	s.out.Cancel() // reservations of a stage that failed mid-batch
-	s.held = 0
+	s.q.Cancel() // reservations of a stage that failed mid-batch
 	countHeldBatch(s.c, &s.inHand)
+	s.c.lostToPanic(uint64(s.q.InHand(fq.Producer))) // a run it took as the queue's taker
+	s.q.Done(fq.Producer)
 	for {
 		// Publish the last batch before waiting in the system call.
-		s.out.Flush()
 		s.c.publish()
 		s.route.publish()
 		s.enc.publish()
 		s.send.publish()
-		if s.held == 0 {
-			k, ok := s.reserve(done)
-			if !ok {
-				return nil
+		if !s.t.inline.takeOverOut() {
+			s.q.Claim(fq.Consumer) // hand the queue back, if tunread had it
+		} else if s.q.Taking(fq.Producer) {
+			if err := s.serveTaker(); err != nil {
+				return edgeErr(ctx, err)
 			}
-			s.held = k
+			continue
 		}
-		n, err := s.t.readTUN(s.dev, s.bufs[:s.held], s.sizes[:s.held], s.c)
+		if s.q.Reservations() == 0 && !s.reserve(done) {
+			return nil
+		}
+		if !s.q.Blocking() {
+			continue // route-out handed the queue over with packets in it: work on them first
+		}
+		held := s.q.Reservations()
+		n, err := s.t.readTUN(s.dev, s.bufs[:held], s.sizes[:held], s.c)
+		s.q.Unblocked()
 		s.inHand = n
 		s.t.faults.hit(stageTUNRead)
 		if err != nil {
-			s.out.Cancel()
-			s.held = 0
+			s.q.Cancel()
 			return edgeErr(ctx, err)
 		}
+		now := s.t.aqm.now()
 		for i := range n {
 			if tunPacketStep(s.slots[i], s.sizes[i], s.c) {
 				s.c.pass(s.sizes[i])
 			}
 		}
-		if n <= s.t.inline.limit() && s.t.inline.out.empty() {
+		if n <= s.t.inline.readerLimit() && s.q.Idle() && s.t.inline.out.empty() {
 			err := s.inline(n)
 			s.inHand = 0
 			if err != nil {
@@ -84,11 +109,92 @@ func (s *tunRead) Serve(ctx context.Context) error {
 			}
 			continue
 		}
-		s.out.CommitFirst(n)
-		s.t.inline.out.add(n)
+		for i := range n {
+			s.t.aqm.classifyOut(i, s.slots[i])
+		}
+		s.q.Commit(n, now)
 		s.inHand = 0
-		s.held = 0
 	}
+}
+
+// serveTaker goes once round the sequential engine's loop, as the
+// managed queue's taker (route-out yielded it): read, waiting only when
+// nothing is queued; drain the device without waiting; then route, seal
+// and send one run from the queue.
+func (s *tunRead) serveTaker() error {
+	for !s.t.inline.out.empty() {
+		// The pools finish the runs route-out gave them (microseconds of
+		// work), so that none of the packets taken next overtakes them.
+		runtime.Gosched()
+	}
+	if s.q.Len() == 0 {
+		if _, err := s.readOnce(); err != nil {
+			return err
+		}
+	}
+	for s.poll.Readable() {
+		n, err := s.readOnce()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	n, dropped := s.q.Take(fq.Producer, s.t.aqm.now(), s.batch)
+	if dropped > 0 {
+		s.route.drops[DropQueueDelay].Add(uint64(dropped))
+	}
+	now := s.t.clock.Now()
+	s.msgs, s.peers = s.msgs[:0], s.peers[:0]
+	for i := range n {
+		it, mark := s.q.Hand(i)
+		if mark {
+			markOut(it)
+		}
+		if s.t.routeAndSeal(it, now, s.route, s.enc) {
+			s.msgs = append(s.msgs, datagramOf(it))
+			s.peers = append(s.peers, it.peer)
+		}
+	}
+	err := s.t.sendDatagrams(s.msgs, s.peers, s.send)
+	s.q.Done(fq.Producer)
+	return err
+}
+
+// readOnce reads one batch into the managed queue and commits it, without
+// waiting for room: 0 when the queue has none for a whole batch (which a
+// segmentation-offloaded read needs).
+func (s *tunRead) readOnce() (int, error) {
+	need := min(s.batch, s.q.Cap())
+	if s.q.Reservations() < need {
+		s.q.Cancel()
+		if s.q.TryReserve(need) < need {
+			s.q.Cancel()
+			return 0, nil
+		}
+	}
+	for k := range need {
+		s.slots[k] = s.q.Reserved(k)
+		s.bufs[k] = s.slots[k].pkt.Buf[:wire.InnerOffset+wire.MaxInnerSize]
+	}
+	n, err := s.t.readTUN(s.dev, s.bufs[:need], s.sizes[:need], s.c)
+	s.inHand = n
+	s.t.faults.hit(stageTUNRead)
+	if err != nil {
+		s.q.Cancel()
+		return 0, err
+	}
+	now := s.t.aqm.now()
+	for i := range n {
+		if tunPacketStep(s.slots[i], s.sizes[i], s.c) {
+			s.c.pass(s.sizes[i])
+		}
+		s.t.aqm.classifyOut(i, s.slots[i])
+	}
+	s.q.Commit(n, now)
+	s.inHand = 0
+	return n, nil
 }
 
 // inline takes a batch of n packets through the route-out, encrypt and
@@ -102,43 +208,33 @@ func (s *tunRead) inline(n int) error {
 		if it.drop != dropNone {
 			continue // too big, counted
 		}
-		r, staged := s.t.routeStep(it, now)
-		if r != dropNone {
-			s.route.drop(r)
-			continue
+		if s.t.routeAndSeal(it, now, s.route, s.enc) {
+			s.msgs = append(s.msgs, datagramOf(it))
+			s.peers = append(s.peers, it.peer)
 		}
-		if staged {
-			continue
-		}
-		s.route.pass(int(it.pkt.InnerLen))
-		sealStep(it, it)
-		s.enc.pass(int(it.pkt.MsgLen))
-		s.msgs = append(s.msgs, datagramOf(it))
-		s.peers = append(s.peers, it.peer)
 	}
 	return s.t.sendDatagrams(s.msgs, s.peers, s.send)
 }
 
-// reserve reserves a whole batch of slots (or the queue's capacity, if
-// smaller) and points bufs at them, with room for a full inner packet
-// after the header; the tag's room stays out of the device's reach. It
-// waits for room if it must: a device with segmentation offload splits one
-// read into up to a batch of packets, and fewer buffers would lose the
-// rest of a large one. Holding reservations while it waits is safe because
-// they never exceed the capacity.
-func (s *tunRead) reserve(done <-chan struct{}) (int, bool) {
-	need := min(s.batch, s.out.Cap())
-	if got := s.out.TryReserveN(need); got < need {
-		s.c.publish()
-		if !s.out.ReserveN(done, need-got) {
-			return 0, false
+// reserve reserves a whole batch of slots in the managed queue (or its
+// capacity, if smaller) and points bufs at them, with room for a full
+// inner packet after the header; the tag's room stays out of the device's
+// reach. It waits for room if it must: a device with segmentation
+// offload splits one read into up to a batch of packets, and fewer
+// buffers would lose the rest of a large one.
+func (s *tunRead) reserve(done <-chan struct{}) bool {
+	need := min(s.batch, s.q.Cap())
+	if s.q.TryReserve(need) < need {
+		s.q.Cancel()
+		if !s.q.Reserve(done, need) {
+			return false
 		}
 	}
 	for k := range need {
-		s.slots[k] = s.out.Reserved(k)
+		s.slots[k] = s.q.Reserved(k)
 		s.bufs[k] = s.slots[k].pkt.Buf[:wire.InnerOffset+wire.MaxInnerSize]
 	}
-	return need, true
+	return true
 }
 
 // encryptWorker is one of the encrypt pool's N workers: it seals packets

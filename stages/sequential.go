@@ -3,47 +3,123 @@ package stages
 import (
 	"context"
 	"log/slog"
+	"time"
 
+	"pipeguard/stages/fq"
 	"pipeguard/tunio"
 	"pipeguard/wire"
 )
 
 // The sequential baseline: one goroutine per direction calls the same step
-// functions as the pipeline, inline, on one reused batch of packets, with
-// no channels on the data path. Handshake messages still go to the
-// handshake actor, and timers to the timer actor: they are the control
-// plane, the same in both engines.
+// functions as the pipeline, inline, on packets in the slots of its
+// direction's managed queue, with no hand-offs on the data path.
+// Handshake messages still go to the handshake actor, and timers to the
+// timer actor: they are the control plane, the same in both engines.
+//
+// Each loop reads into the managed queue and works on one run from it at
+// a time. It waits in a read only when the queue holds nothing. With
+// queue management on, it also drains the kernel's queue (the socket's
+// buffer, the TUN device's queue) into the managed queue before each run,
+// without waiting (tunio.TryReader, tunio.ReadPoller), so that a backlog
+// forms where the controller sees it and a sparse flow's packet can leave
+// ahead of it; the kernel's queue then holds at most what arrives during
+// one run. Without queue management, a loop reads a batch and works on
+// it, as a loop without a queue would.
 
-// seqInbound reads a batch of datagrams, and for each: classify, open,
-// accept; then writes the batch's inner packets to the TUN device.
+// seqInbound reads datagrams into the inbound managed queue, and for each
+// run it takes: open, accept; then writes the run's inner packets to the
+// TUN device.
 type seqInbound struct {
 	t   *Tunnel
+	q   *fq.Queue[inItem]
 	c   *stageCounters
 	log *slog.Logger
+	try tunio.TryReader // nil: no draining
 
-	items []inItem
+	batch int
+	slots []*inItem
 	msgs  []tunio.Datagram
 	bufs  [][]byte
 
-	inHand int // datagrams read and not yet written, counted as lost if the loop fails
+	inHand int // datagrams read and not yet in the queue, counted as lost if the loop fails
+}
+
+func newSeqInbound(t *Tunnel, c *stageCounters, log *slog.Logger) *seqInbound {
+	n := min(max(t.udp.BatchSize(), 1), maxBatch)
+	s := &seqInbound{t: t, q: t.aqm.in, c: c, log: log,
+		batch: n, slots: make([]*inItem, n), msgs: make([]tunio.Datagram, n), bufs: make([][]byte, 0, n)}
+	if tr, ok := t.udp.(tunio.TryReader); ok && !t.cfg.NoQueueManagement {
+		s.try = tr
+	}
+	return s
 }
 
 func (s *seqInbound) Serve(ctx context.Context) error {
 	s.log.Debug("stage start")
 	defer s.log.Debug("stage stop")
 	t := s.t
-	if s.items == nil {
-		n := min(t.udp.BatchSize(), maxBatch)
-		s.items, s.msgs, s.bufs = make([]inItem, n), make([]tunio.Datagram, n), make([][]byte, 0, n)
-		for i := range s.msgs {
-			s.msgs[i].Buf = s.items[i].pkt.Buf[:]
-		}
-	}
+	s.q.Cancel()
+	s.c.lostToPanic(uint64(s.q.InHand(fq.Consumer)))
+	s.q.Done(fq.Consumer)
 	countHeldBatch(s.c, &s.inHand)
+	if t.cfg.NoQueueManagement {
+		return s.serveDirect(ctx)
+	}
 	for {
-		s.inHand = 0
 		s.c.publish()
-		n, err := t.udp.ReadBatch(s.msgs)
+		// Drain the socket while reads fill every slot offered: a read
+		// that came back short found it empty.
+		more := s.try != nil
+		if s.q.Idle() {
+			full, err := s.read(false)
+			if err != nil {
+				return edgeErr(ctx, err)
+			}
+			more = more && full
+		}
+		for more {
+			full, err := s.read(true)
+			if err != nil {
+				return edgeErr(ctx, err)
+			}
+			more = full
+		}
+		n, dropped := s.q.Take(fq.Consumer, t.aqm.now(), s.batch)
+		if dropped > 0 {
+			s.c.drops[DropQueueDelay].Add(uint64(dropped))
+		}
+		now := t.clock.Now()
+		s.bufs = s.bufs[:0]
+		for i := range n {
+			it, mark := s.q.Hand(i)
+			if mark {
+				markIn(it)
+			}
+			s.work(it, now)
+		}
+		if err := s.write(); err != nil {
+			return edgeErr(ctx, err)
+		}
+		s.q.Done(fq.Consumer)
+	}
+}
+
+// serveDirect is the loop without queue management: read a batch into
+// the managed queue's slots and work on it there, the queue only lending
+// its slots, as a loop without a queue would.
+func (s *seqInbound) serveDirect(ctx context.Context) error {
+	t := s.t
+	for {
+		s.c.publish()
+		s.inHand = 0
+		if s.q.Reservations() == 0 {
+			s.q.TryReserve(s.batch) // nothing is ever queued: every slot is free
+			for i := range s.q.Reservations() {
+				s.slots[i] = s.q.Reserved(i)
+				s.msgs[i].Buf = s.slots[i].pkt.Buf[:]
+			}
+		}
+		n, err := t.udp.ReadBatch(s.msgs[:s.q.Reservations()])
 		if err != nil {
 			return edgeErr(ctx, err)
 		}
@@ -52,97 +128,254 @@ func (s *seqInbound) Serve(ctx context.Context) error {
 		now := t.clock.Now()
 		s.bufs = s.bufs[:0]
 		for i := range n {
-			m, it := &s.msgs[i], &s.items[i]
-			if m.N == 0 || m.N > wire.MaxMessageSize {
-				t.badSize(m, s.c)
-				continue
+			if s.take(s.slots[i], &s.msgs[i]) {
+				s.work(s.slots[i], now)
 			}
-			it.pkt.MsgLen, it.src, it.local = uint16(m.N), m.Addr, m.Local
-			it.peer, it.kp, it.drop = nil, nil, dropNone
-			if !t.classifyInbound(it, t.handshakes, s.c) {
-				continue
-			}
-			if r := t.openStep(it, it); r != dropNone {
-				s.c.drop(r)
-				continue
-			}
-			if r := t.acceptStep(it, now); r != dropNone {
-				s.c.drop(r)
-				continue
-			}
-			if it.pkt.InnerLen == 0 {
-				s.c.keepalives.Add(1)
-				continue
-			}
-			s.bufs = append(s.bufs, it.pkt.Buf[:wire.InnerOffset+int(it.pkt.InnerLen)])
 		}
-		if len(s.bufs) == 0 {
-			continue
-		}
-		if err := t.writeTUN(t.tun, s.bufs, s.c); err != nil {
+		if err := s.write(); err != nil {
 			return edgeErr(ctx, err)
 		}
 	}
 }
 
-// seqOutbound reads a batch of inner packets, and for each: route, seal;
-// then sends the batch's datagrams.
-type seqOutbound struct {
-	t   *Tunnel
-	c   *stageCounters
-	log *slog.Logger
+// take fills in the slot of one datagram read and reports whether it is
+// a transport message; anything else is handed to the handshake actor or
+// dropped, and its slot marked skipped.
+func (s *seqInbound) take(it *inItem, m *tunio.Datagram) bool {
+	t := s.t
+	it.peer, it.kp, it.drop = nil, nil, dropSkip
+	if m.N == 0 || m.N > wire.MaxMessageSize {
+		t.badSize(m, s.c)
+		return false
+	}
+	it.pkt.MsgLen, it.src, it.local, it.ecn = uint16(m.N), m.Addr, m.Local, wire.ECN(m.ECN)
+	if !t.classifyInbound(it, t.handshakes, s.c) {
+		return false
+	}
+	it.drop = dropNone
+	return true
+}
 
-	items []outItem
+// work opens and checks one transport message in its slot, and adds its
+// inner packet to the batch to write.
+func (s *seqInbound) work(it *inItem, now time.Time) {
+	t := s.t
+	if r := t.openStep(it, it); r != dropNone {
+		s.c.drop(r)
+		return
+	}
+	if r := t.acceptStep(it, now); r != dropNone {
+		s.c.drop(r)
+		return
+	}
+	if it.pkt.InnerLen == 0 {
+		s.c.keepalives.Add(1)
+		return
+	}
+	s.bufs = append(s.bufs, it.pkt.Buf[:wire.InnerOffset+int(it.pkt.InnerLen)])
+}
+
+// write writes the batch of inner packets to the TUN device.
+func (s *seqInbound) write() error {
+	if len(s.bufs) == 0 {
+		return nil
+	}
+	return s.t.writeTUN(s.t.tun, s.bufs, s.c)
+}
+
+// read reads a batch of datagrams into the managed queue, waiting for
+// one unless try, and reports whether it filled every free slot it
+// offered (more may be waiting): false, with no error, when try found
+// none ready or the queue has no free slot. Handshake messages go to the
+// handshake actor, malformed datagrams are dropped.
+func (s *seqInbound) read(try bool) (bool, error) {
+	t := s.t
+	k := s.q.TryReserve(s.batch)
+	if k == 0 {
+		return false, nil
+	}
+	for i := range k {
+		s.slots[i] = s.q.Reserved(i)
+		s.msgs[i].Buf = s.slots[i].pkt.Buf[:]
+	}
+	var n int
+	var err error
+	if try {
+		n, err = s.try.TryReadBatch(s.msgs[:k])
+	} else {
+		n, err = t.udp.ReadBatch(s.msgs[:k])
+	}
+	if err != nil || n == 0 {
+		s.q.Cancel()
+		return false, err
+	}
+	s.inHand = n
+	t.faults.hit(stageUDPRecv)
+	now, wall := t.aqm.nowWall()
+	for i := range n {
+		s.take(s.slots[i], &s.msgs[i])
+		t.aqm.classifyIn(i, s.slots[i], kernelWait(wall, s.msgs[i].Stamp))
+	}
+	s.q.Commit(n, now)
+	s.inHand = 0
+	return n == k, nil
+}
+
+// seqOutbound reads inner packets into the outbound managed queue, and for
+// each run it takes: route, seal; then sends the run's datagrams.
+type seqOutbound struct {
+	t    *Tunnel
+	q    *fq.Queue[outItem]
+	c    *stageCounters
+	log  *slog.Logger
+	poll tunio.ReadPoller // nil: no draining
+
+	batch int
+	slots []*outItem
 	bufs  [][]byte
 	sizes []int
 	msgs  []tunio.Datagram
 	peers []*peer // of msgs, for sendDatagrams
 
-	inHand int // packets read and not yet sent, as in seqInbound
+	inHand int // packets read and not yet in the queue, as in seqInbound
+}
+
+func newSeqOutbound(t *Tunnel, c *stageCounters, log *slog.Logger) *seqOutbound {
+	n := min(max(t.tun.BatchSize(), 1), maxBatch)
+	s := &seqOutbound{t: t, q: t.aqm.out, c: c, log: log,
+		batch: n, slots: make([]*outItem, n), bufs: make([][]byte, n), sizes: make([]int, n), msgs: make([]tunio.Datagram, 0, n), peers: make([]*peer, 0, n)}
+	if p, ok := t.tun.(tunio.ReadPoller); ok && !t.cfg.NoQueueManagement {
+		s.poll = p
+	}
+	return s
 }
 
 func (s *seqOutbound) Serve(ctx context.Context) error {
 	s.log.Debug("stage start")
 	defer s.log.Debug("stage stop")
 	t := s.t
-	if s.items == nil {
-		n := min(max(t.tun.BatchSize(), 1), maxBatch)
-		s.items, s.bufs, s.sizes, s.msgs, s.peers = make([]outItem, n), make([][]byte, n), make([]int, n), make([]tunio.Datagram, n), make([]*peer, n)
-		for i := range s.bufs {
-			s.bufs[i] = s.items[i].pkt.Buf[:wire.InnerOffset+wire.MaxInnerSize]
-		}
-	}
+	s.q.Cancel()
+	s.c.lostToPanic(uint64(s.q.InHand(fq.Consumer)))
+	s.q.Done(fq.Consumer)
 	countHeldBatch(s.c, &s.inHand)
+	if t.cfg.NoQueueManagement {
+		return s.serveDirect(ctx)
+	}
 	for {
-		s.inHand = 0
 		s.c.publish()
-		n, err := t.readTUN(t.tun, s.bufs, s.sizes, s.c)
+		if s.q.Idle() {
+			if _, err := s.read(); err != nil {
+				return edgeErr(ctx, err)
+			}
+		}
+		for s.poll != nil && s.poll.Readable() {
+			n, err := s.read()
+			if err != nil {
+				return edgeErr(ctx, err)
+			}
+			if n == 0 {
+				break
+			}
+		}
+		n, dropped := s.q.Take(fq.Consumer, t.aqm.now(), s.batch)
+		if dropped > 0 {
+			s.c.drops[DropQueueDelay].Add(uint64(dropped))
+		}
+		now := t.clock.Now()
+		s.msgs, s.peers = s.msgs[:0], s.peers[:0]
+		for i := range n {
+			it, mark := s.q.Hand(i)
+			if mark {
+				markOut(it)
+			}
+			s.work(it, now)
+		}
+		if err := t.sendDatagrams(s.msgs, s.peers, s.c); err != nil {
+			return edgeErr(ctx, err)
+		}
+		s.q.Done(fq.Consumer)
+	}
+}
+
+// serveDirect is the loop without queue management: read a batch into
+// the managed queue's slots and work on it there, the queue only lending
+// its slots, as a loop without a queue would.
+func (s *seqOutbound) serveDirect(ctx context.Context) error {
+	t := s.t
+	need := min(s.batch, s.q.Cap())
+	for {
+		s.c.publish()
+		s.inHand = 0
+		if s.q.Reservations() == 0 {
+			s.q.TryReserve(need) // nothing is ever queued: every slot is free
+			for i := range need {
+				s.slots[i] = s.q.Reserved(i)
+				s.bufs[i] = s.slots[i].pkt.Buf[:wire.InnerOffset+wire.MaxInnerSize]
+			}
+		}
+		n, err := t.readTUN(t.tun, s.bufs[:need], s.sizes[:need], s.c)
 		if err != nil {
 			return edgeErr(ctx, err)
 		}
 		s.inHand = n
 		t.faults.hit(stageTUNRead)
 		now := t.clock.Now()
-		k := 0
+		s.msgs, s.peers = s.msgs[:0], s.peers[:0]
 		for i := range n {
-			it := &s.items[i]
-			if !tunPacketStep(it, s.sizes[i], s.c) {
-				continue
+			if tunPacketStep(s.slots[i], s.sizes[i], s.c) {
+				s.work(s.slots[i], now)
 			}
-			r, staged := t.routeStep(it, now)
-			if r != dropNone {
-				s.c.drop(r)
-				continue
-			}
-			if staged {
-				continue
-			}
-			sealStep(it, it)
-			s.msgs[k], s.peers[k] = datagramOf(it), it.peer
-			k++
 		}
-		if err := t.sendDatagrams(s.msgs[:k], s.peers[:k], s.c); err != nil {
+		if err := t.sendDatagrams(s.msgs, s.peers, s.c); err != nil {
 			return edgeErr(ctx, err)
 		}
 	}
+}
+
+// work routes and seals one packet in its slot, and adds its datagram to
+// the batch to send.
+func (s *seqOutbound) work(it *outItem, now time.Time) {
+	r, staged := s.t.routeStep(it, now)
+	if r != dropNone {
+		s.c.drop(r)
+		return
+	}
+	if staged {
+		return
+	}
+	sealStep(it, it)
+	s.msgs = append(s.msgs, datagramOf(it))
+	s.peers = append(s.peers, it.peer)
+}
+
+// read reads a batch of inner packets into the managed queue, waiting for
+// one, and returns how many it read: 0 when the queue has no room for a
+// whole batch (a segmentation-offloaded read needs one). Call it without
+// waiting only when the device is readable.
+func (s *seqOutbound) read() (int, error) {
+	t := s.t
+	need := min(s.batch, s.q.Cap())
+	if s.q.TryReserve(need) < need {
+		s.q.Cancel()
+		return 0, nil
+	}
+	for i := range need {
+		s.slots[i] = s.q.Reserved(i)
+		s.bufs[i] = s.slots[i].pkt.Buf[:wire.InnerOffset+wire.MaxInnerSize]
+	}
+	n, err := t.readTUN(t.tun, s.bufs[:need], s.sizes[:need], s.c)
+	if err != nil {
+		s.q.Cancel()
+		return 0, err
+	}
+	s.inHand = n
+	t.faults.hit(stageTUNRead)
+	now := t.aqm.now()
+	for i := range n {
+		tunPacketStep(s.slots[i], s.sizes[i], s.c)
+		t.aqm.classifyOut(i, s.slots[i])
+	}
+	s.q.Commit(n, now)
+	s.inHand = 0
+	return n, nil
 }

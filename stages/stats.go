@@ -28,6 +28,8 @@ const (
 	DropReadError                  // the TUN device lost an offloaded super-packet (more segments than buffers)
 	DropNoPrivateKey               // handshake message while the tunnel has no private key
 	DropTooBig                     // inner packet above 1280 bytes: from the TUN (MTU raised) or a peer (its MTU too large)
+	DropQueueDelay                 // the managed queue's controller dropped it for its time in queue
+	DropECN                        // outer header marked CE on a packet that cannot carry ECN (RFC 6040 says drop)
 	DropLowOrderKey                // handshake refused: the peer's public key is a low-order point (initiation not sent, or received)
 	numDropReasons
 )
@@ -59,6 +61,8 @@ var dropNames = [numDropReasons]string{
 	DropReadError:       "read_error",
 	DropNoPrivateKey:    "no_private_key",
 	DropTooBig:          "too_big",
+	DropQueueDelay:      "queue_delay",
+	DropECN:             "ecn_ce_not_ect",
 	DropLowOrderKey:     "low_order_key",
 }
 

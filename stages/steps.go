@@ -29,15 +29,16 @@ func (t *Tunnel) openStep(dst, src *inItem) DropReason {
 	if err := kp.OpenTo(&dst.pkt, &src.pkt, h.Counter); err != nil {
 		return DropAuth
 	}
-	dst.kp, dst.peer, dst.counter, dst.src, dst.local, dst.drop = kp, p, h.Counter, src.src, src.local, dropNone
+	dst.kp, dst.peer, dst.counter, dst.src, dst.local, dst.drop, dst.ecn = kp, p, h.Counter, src.src, src.local, dropNone, src.ecn
 	return dropNone
 }
 
 // acceptStep runs on an opened packet in arrival order: the replay window,
 // the keypair's age, confirmation of a responder's new keypair, roaming,
 // the peer's timers, and cryptokey routing of the inner source. On dropNone
-// the inner packet is trimmed to its IP length, ready for the TUN device,
-// or empty for a keepalive, which has nothing to write.
+// the inner packet is trimmed to its IP length, with the outer header's
+// ECN carried into its own (RFC 6040), ready for the TUN device, or empty
+// for a keepalive, which has nothing to write.
 func (t *Tunnel) acceptStep(it *inItem, now time.Time) DropReason {
 	p, kp := it.peer, it.kp
 	if !kp.Replay.ValidateCounter(it.counter, noise.RejectAfterMessages) {
@@ -69,6 +70,17 @@ func (t *Tunnel) acceptStep(it *inItem, now time.Time) DropReason {
 	}
 	p.rxBytes.Add(uint64(it.pkt.MsgLen))
 	it.pkt.InnerLen = uint16(ip.Len) // strip the sender's padding
+	if it.ecn != wire.NotECT {
+		inner := it.pkt.Inner()
+		in := wire.PacketECN(inner)
+		out, drop := wire.DecapsulateECN(it.ecn, in)
+		if drop {
+			return DropECN
+		}
+		if out != in {
+			wire.SetPacketECN(inner, out)
+		}
+	}
 	return dropNone
 }
 
@@ -121,6 +133,7 @@ func (t *Tunnel) routeStep(it *outItem, now time.Time) (reason DropReason, stage
 	}
 	p.txBytes.Add(uint64(wire.PaddedLen(int(it.pkt.InnerLen)) + wire.MinTransportSize))
 	it.peer, it.kp, it.counter, it.dst, it.local = p, kp, counter, dst, local
+	it.ecn = wire.EncapsulateECN(wire.PacketECN(it.pkt.Inner()))
 	return dropNone, false
 }
 
@@ -129,5 +142,5 @@ func (t *Tunnel) routeStep(it *outItem, now time.Time) (reason DropReason, stage
 // the pipeline's encrypt pool.
 func sealStep(dst, src *outItem) {
 	src.kp.SealTo(&dst.pkt, &src.pkt, src.counter)
-	dst.peer, dst.dst, dst.local, dst.drop = src.peer, src.dst, src.local, dropNone
+	dst.peer, dst.dst, dst.local, dst.drop, dst.ecn = src.peer, src.dst, src.local, dropNone, src.ecn
 }

@@ -52,6 +52,7 @@ type Tunnel struct {
 	hsCounters handshakeCounters
 	sup        atomic.Pointer[supervisor.Supervisor] // the stages' supervisor while Serve runs, for Health
 	inline     inlinePath                            // the pipeline's inline path (inline.go)
+	aqm        managedQueues                         // the managed queues (aqm.go), made once, outliving restarts
 }
 
 // New builds a tunnel over tun and udp; it takes ownership of both and
@@ -86,6 +87,7 @@ func New(cfg Config, tun tunio.Device, udp tunio.UDPConn, clk clock.Clock, log *
 			return nil, err
 		}
 	}
+	t.aqm = newManagedQueues(&c)
 	t.counters = t.wireEngine()
 	t.peers.Store(newPeerSet())
 	err = t.Configure(func(b *Batch) error {

@@ -18,8 +18,50 @@ func TestCmsgSizes(t *testing.T) {
 	if sizeofPktinfoCmsg != unix.CmsgSpace(unix.SizeofInet6Pktinfo) || sizeofPktinfoCmsg < unix.CmsgSpace(unix.SizeofInet4Pktinfo) {
 		t.Errorf("sizeofPktinfoCmsg %d, want %d", sizeofPktinfoCmsg, unix.CmsgSpace(unix.SizeofInet6Pktinfo))
 	}
-	if recvCtrlSize < unix.CmsgSpace(4)+unix.CmsgSpace(unix.SizeofInet6Pktinfo) {
-		t.Errorf("recvCtrlSize %d too small for GRO and IPv6 pktinfo", recvCtrlSize)
+	if sizeofECNCmsg != unix.CmsgSpace(4) {
+		t.Errorf("sizeofECNCmsg %d, want %d", sizeofECNCmsg, unix.CmsgSpace(4))
+	}
+	if recvCtrlSize < 2*unix.CmsgSpace(4)+unix.CmsgSpace(unix.SizeofInet6Pktinfo)+unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))) {
+		t.Errorf("recvCtrlSize %d too small for GRO, traffic class, IPv6 pktinfo and a timestamp", recvCtrlSize)
+	}
+}
+
+// TestParseControlECNAndStamp: the TOS (one byte, as the kernel delivers
+// it, or an int), the traffic class and the receive timestamp are read
+// beside the other cmsgs, and what putECN writes reads back.
+func TestParseControlECNAndStamp(t *testing.T) {
+	ts := unix.NsecToTimespec(1_700_000_000_123_456_789)
+	tsData := unsafe.Slice((*byte)(unsafe.Pointer(&ts)), unsafe.Sizeof(ts))
+	for _, tt := range []struct {
+		name  string
+		b     []byte
+		ecn   uint8
+		stamp int64
+		seg   int
+	}{
+		{"TOS byte", (&cmsgs{}).add(unix.IPPROTO_IP, unix.IP_TOS, []byte{0xb9}).bytes(), 1, 0, 0},
+		{"TOS int", (&cmsgs{}).add(unix.IPPROTO_IP, unix.IP_TOS, intData(0x2a)).bytes(), 2, 0, 0},
+		{"traffic class", (&cmsgs{}).add(unix.IPPROTO_IPV6, unix.IPV6_TCLASS, intData(0x03)).bytes(), 3, 0, 0},
+		{"all", (&cmsgs{}).add(unix.SOL_UDP, unix.UDP_GRO, intData(1312)).
+			add(unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, pktinfo6Data("fd00::1", 2)).
+			add(unix.IPPROTO_IPV6, unix.IPV6_TCLASS, intData(0x02)).
+			add(unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS, tsData).bytes(), 2, ts.Nano(), 1312},
+		{"none", (&cmsgs{}).add(unix.SOL_UDP, unix.UDP_GRO, intData(100)).bytes(), 0, 0, 100},
+	} {
+		r := parseControl(tt.b)
+		if r.ecn != tt.ecn || r.stamp != tt.stamp || r.seg != tt.seg {
+			t.Errorf("%s: ecn %d, stamp %d, segment %d; want %d, %d, %d", tt.name, r.ecn, r.stamp, r.seg, tt.ecn, tt.stamp, tt.seg)
+		}
+	}
+	for _, v4 := range []bool{true, false} {
+		for ecn := uint8(0); ecn < 4; ecn++ {
+			b := alignedBytes(sendCtrlSize)
+			n := putSegment(b, 1312)
+			n += putECN(b[n:], v4, ecn)
+			if r := parseControl(b[:n]); r.ecn != ecn {
+				t.Errorf("v4 %v: ECN %d read back as %d", v4, ecn, r.ecn)
+			}
+		}
 	}
 }
 
@@ -108,7 +150,8 @@ func TestParseControl(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			seg, l := parseControl(tt.b)
+			r := parseControl(tt.b)
+			seg, l := r.seg, r.local
 			if seg != tt.seg {
 				t.Errorf("segment %d, want %d", seg, tt.seg)
 			}
@@ -143,7 +186,7 @@ func TestPutControl(t *testing.T) {
 		b := alignedBytes(sendCtrlSize)
 		n := putSegment(b, 1312)
 		n += putPktinfo(b[n:], l, tt.v6)
-		_, got := parseControl(b[:n])
+		got := parseControl(b[:n]).local
 		// The interface is not sent: routing picks it.
 		if want := LocalFrom(l.Addr(), 0); got != want {
 			t.Errorf("%s v6=%v: read back %v", tt.addr, tt.v6, got)
@@ -197,7 +240,7 @@ func FuzzParseControl(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b := alignedBytes(len(data) + 1)[:len(data)]
 		copy(b, data)
-		_, l := parseControl(b)
+		l := parseControl(b).local
 		if l.IsValid() {
 			a := l.Addr()
 			if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() {

@@ -68,6 +68,7 @@ var (
 	_ UDPConn     = (*RebindConn)(nil)
 	_ Rebinder    = (*RebindConn)(nil)
 	_ UDPOffloads = (*RebindConn)(nil)
+	_ TryReader   = (*RebindConn)(nil)
 )
 
 // NewRebindConn opens the first socket with listen(port, mark).
@@ -99,6 +100,22 @@ func (r *RebindConn) ReadBatch(msgs []Datagram) (int, error) {
 	for {
 		b := r.cur.Load()
 		n, err := b.conn.ReadBatch(msgs)
+		if err == nil || !r.swapped(b, err) {
+			return n, err
+		}
+	}
+}
+
+// TryReadBatch implements TryReader, over a socket in use that does; over
+// one that does not, it reads nothing.
+func (r *RebindConn) TryReadBatch(msgs []Datagram) (int, error) {
+	for {
+		b := r.cur.Load()
+		tr, ok := b.conn.(TryReader)
+		if !ok {
+			return 0, nil
+		}
+		n, err := tr.TryReadBatch(msgs)
 		if err == nil || !r.swapped(b, err) {
 			return n, err
 		}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
@@ -59,14 +60,22 @@ type nativeTUN struct {
 	offload bool // IFF_VNET_HDR: the kernel speaks virtio headers
 	mtu     atomic.Int64
 	closed  atomic.Bool
-	events  chan struct{} // closed when the event goroutine is done
+	raw     syscall.RawConn // the device's file, for polling; nil if unavailable
+
+	pmu    sync.Mutex // guards pready
+	pready bool
+	pollFn func(fd uintptr) // poll as a method value, made once: a closure per call would allocate
+	events chan struct{}    // closed when the event goroutine is done
 
 	wmu   sync.Mutex // guards wbufs
 	wbufs [][]byte   // write buffers of groBufCap, nil with NoWriteCopy
 	wlist [][]byte   // slice headers handed to the device
 }
 
-var _ Device = (*nativeTUN)(nil)
+var (
+	_ Device     = (*nativeTUN)(nil)
+	_ ReadPoller = (*nativeTUN)(nil)
+)
 
 // wrapTUN takes over dev and ctl, a socket in dev's namespace, on success.
 func wrapTUN(dev tun.Device, ctl int, opts TUNOptions) (*nativeTUN, error) {
@@ -88,6 +97,12 @@ func wrapTUN(dev tun.Device, ctl int, opts TUNOptions) (*nativeTUN, error) {
 	if err := t.readMTU(); err != nil {
 		dev.Close()
 		return nil, err
+	}
+	if f := dev.File(); f != nil {
+		// SyscallConn leaves the file non-blocking on the netpoller,
+		// unlike Fd.
+		t.raw, _ = f.SyscallConn()
+		t.pollFn = t.poll
 	}
 	if t.offload && !opts.NoWriteCopy {
 		// 64 KiB each, 8 MiB for a batch of 128: address space mostly;
@@ -138,6 +153,28 @@ func (t *nativeTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		return n, t.mapError(err)
 	}
 	return n, nil
+}
+
+// Readable implements ReadPoller: a poll(2) of the device's file for
+// input, which returns at once. One system call, made only by a reader
+// that has other work to do between reads.
+func (t *nativeTUN) Readable() bool {
+	if t.raw == nil || t.closed.Load() {
+		return false
+	}
+	t.pmu.Lock()
+	defer t.pmu.Unlock()
+	t.pready = false
+	if t.raw.Control(t.pollFn) != nil {
+		return false
+	}
+	return t.pready
+}
+
+func (t *nativeTUN) poll(fd uintptr) {
+	fds := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds[:], 0)
+	t.pready = err == nil && n > 0 && fds[0].Revents&unix.POLLIN != 0
 }
 
 // Write implements Device. It returns len(bufs) unless the device is

@@ -409,3 +409,69 @@ func TestTUNReadTooBig(t *testing.T) {
 	}
 	t.Fatal("the small packet after the large one was not read")
 }
+
+// TestTUNReadable: Readable turns true when the kernel has routed a
+// packet into the device, a Read then returns it without waiting, and
+// Readable turns false again once everything queued was read.
+func TestTUNReadable(t *testing.T) {
+	requireRoot(t)
+	ns := newNetns(t)
+	name := fmt.Sprintf("pgpoll%d", rand.Uint32N(1e6))
+	var dev Device
+	var sock *net.UDPConn
+	var err error
+	ns.do(func() {
+		if dev, err = CreateTUN(name, InnerMTU); err != nil {
+			return
+		}
+		for _, step := range []func() error{
+			func() error { return SetLinkUp(name) },
+			func() error { return AddAddress(name, netip.MustParsePrefix("10.77.0.1/24")) },
+		} {
+			if err = step(); err != nil {
+				return
+			}
+		}
+		sock, err = net.ListenUDP("udp4", nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	defer sock.Close()
+	rp := dev.(ReadPoller)
+	bufs, sizes := bufsOf(dev.BatchSize()), make([]int, dev.BatchSize())
+	dst := netip.MustParseAddrPort("10.77.0.2:9")
+	if _, err := sock.WriteToUDPAddrPort([]byte("poll me"), dst); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, rp.Readable, "Readable after a packet was routed into the device")
+	// Read what is queued (the datagram, and whatever else the kernel
+	// sends a new link, such as IPv6 router solicitations) while Readable
+	// says so; no Read may block.
+	found := false
+	for deadline := time.Now().Add(3 * time.Second); rp.Readable(); {
+		if time.Now().After(deadline) {
+			t.Fatal("Readable stays true")
+		}
+		n, err := dev.Read(bufs, sizes, Offset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			if _, d, _, ok := parseUDP(bufs[i][Offset : Offset+sizes[i]]); ok && d == dst {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Fatal("the datagram was not among the packets read while Readable")
+	}
+	if a := testing.AllocsPerRun(100, func() { rp.Readable() }); a != 0 {
+		t.Fatalf("%v allocations per Readable", a)
+	}
+	dev.Close()
+	if rp.Readable() {
+		t.Fatal("Readable after Close")
+	}
+}

@@ -108,6 +108,14 @@ type Datagram struct {
 	// keeps Local for the peer should forget it. WriteBatch only ever sets
 	// it; the caller clears it.
 	LocalGone bool
+	// ECN is the ECN field of the outer IP header (RFC 3168's two bits:
+	// 0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE): as received, or to send. A
+	// UDPConn that cannot carry it receives 0 and sends 0.
+	ECN uint8
+	// Stamp is, on receive, when the datagram reached the host, in Unix
+	// nanoseconds (the kernel's stamp); 0 when unknown. The time since is
+	// how long it waited in the socket's buffer.
+	Stamp int64
 }
 
 // UDPConn is a UDP socket doing batch datagram I/O.
@@ -139,6 +147,24 @@ type UDPConn interface {
 	// Close closes the socket and unblocks a pending ReadBatch. It is safe
 	// to call more than once.
 	Close() error
+}
+
+// TryReader is an optional capability of a UDPConn: reading without
+// waiting, so that a tunnel can drain the socket's buffer into a queue
+// of its own between other work.
+type TryReader interface {
+	// TryReadBatch is ReadBatch that does not wait: it returns 0 and no
+	// error when no datagram is ready.
+	TryReadBatch(msgs []Datagram) (n int, err error)
+}
+
+// ReadPoller is an optional capability of a Device: telling whether a
+// Read would return at once, so that a tunnel can drain the device's
+// queue into a queue of its own between other work.
+type ReadPoller interface {
+	// Readable reports whether a packet is ready to Read now. False when
+	// it cannot tell.
+	Readable() bool
 }
 
 // Errors returned by this package. ErrClosed is the error of I/O on a closed

@@ -55,8 +55,11 @@ type udpConn struct {
 	batch  int
 	closed atomic.Bool
 	gso    atomic.Bool // cleared for good when the kernel refuses a segmented send
-	gro    bool
-	mark   atomic.Uint32 // SO_MARK, as last set
+	// sendECN: datagrams carry their ECN field in a TOS cmsg; cleared
+	// for good when the kernel refuses one.
+	sendECN atomic.Bool
+	gro     bool
+	mark    atomic.Uint32 // SO_MARK, as last set
 
 	rmu sync.Mutex // guards r
 	r   recvState
@@ -69,6 +72,7 @@ var (
 	_ UDPConn     = (*udpConn)(nil)
 	_ UDPOffloads = (*udpConn)(nil)
 	_ Marker      = (*udpConn)(nil)
+	_ TryReader   = (*udpConn)(nil)
 )
 
 func listenUDP(addr netip.AddrPort, opts UDPOptions) (UDPConn, error) {
@@ -104,11 +108,11 @@ func setupUDP(fd int, v6, v6only bool, addr netip.AddrPort, opts UDPOptions) (*u
 	}
 	// The FORCE variants pass rmem_max/wmem_max but need CAP_NET_ADMIN;
 	// without it the plain ones give what the sysctl allows.
-	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, opts.SocketBuffer) != nil {
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, opts.SocketBuffer)
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, opts.ReceiveBuffer) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, opts.ReceiveBuffer)
 	}
-	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, opts.SocketBuffer) != nil {
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, opts.SocketBuffer)
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, opts.SendBuffer) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, opts.SendBuffer)
 	}
 	if opts.Mark != 0 {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(opts.Mark)); err != nil {
@@ -149,6 +153,9 @@ func setupUDP(fd int, v6, v6only bool, addr netip.AddrPort, opts UDPOptions) (*u
 	} else if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_PKTINFO, 1); err != nil {
 		return nil, os.NewSyscallError("setsockopt IP_PKTINFO", err)
 	}
+	enableRecvTOS(fd, v6, v6only)
+	enableRecvStamp(fd)
+	c.sendECN.Store(true)
 	c.file = os.NewFile(uintptr(fd), "udp:"+c.local.String())
 	raw, err := c.file.SyscallConn()
 	if err != nil {

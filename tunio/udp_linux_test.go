@@ -393,7 +393,7 @@ func TestUDPGROCoalesces(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &recv.(*udpConn).r
-	if r.gn >= n || r.gseg[0] != 1312 {
-		t.Fatalf("%d datagrams in %d buffers, segment %d: no coalescing", n, r.gn, r.gseg[0])
+	if r.gn >= n || r.grecv[0].seg != 1312 {
+		t.Fatalf("%d datagrams in %d buffers, segment %d: no coalescing", n, r.gn, r.grecv[0].seg)
 	}
 }

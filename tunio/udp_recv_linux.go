@@ -18,7 +18,8 @@ import (
 // split copies the datagrams out; what does not fit the caller's batch
 // stays pending for the next call. Every message brings its control data
 // (ctrl, recvCtrlSize bytes each): the pktinfo, which says the local
-// address and interface, and with GRO the segment size.
+// address and interface, the outer ECN, the kernel's receive stamp, and
+// with GRO the segment size.
 type recvState struct {
 	hdrs  []mmsghdr
 	iovs  []unix.Iovec
@@ -26,20 +27,19 @@ type recvState struct {
 	ctrl  []byte // recvCtrlSize per message, aligned for cmsghdrs
 
 	// fn is recv as a method value made once: handing RawConn.Read a fresh
-	// closure each call would allocate.
-	fn    func(fd uintptr) bool
-	vlen  int           // in: messages offered to recvmmsg
-	n     int           // out: messages received
-	errno syscall.Errno // out
+	// closure each call would allocate; tryFn is tryRecv likewise.
+	fn, tryFn func(fd uintptr) bool
+	vlen      int           // in: messages offered to recvmmsg
+	n         int           // out: messages received
+	errno     syscall.Errno // out; EAGAIN only from tryRecv
 
-	gbufs  [][]byte         // GRO receive buffers
-	glen   []int            // bytes in gbufs[i]
-	gseg   []int            // segment size of gbufs[i], 0 if not coalesced
-	gaddr  []netip.AddrPort // sender of gbufs[i]
-	glocal []Local          // local end of gbufs[i]
-	gn     int              // gbufs filled by the last recvmmsg
-	gi     int              // next gbuf to split
-	goff   int              // next datagram's offset in gbufs[gi]
+	gbufs [][]byte         // GRO receive buffers
+	glen  []int            // bytes in gbufs[i]
+	gaddr []netip.AddrPort // sender of gbufs[i]
+	grecv []received       // what the control data of gbufs[i] says
+	gn    int              // gbufs filled by the last recvmmsg
+	gi    int              // next gbuf to split
+	goff  int              // next datagram's offset in gbufs[gi]
 }
 
 func (r *recvState) init(c *udpConn) {
@@ -48,16 +48,15 @@ func (r *recvState) init(c *udpConn) {
 	r.iovs = make([]unix.Iovec, n)
 	r.names = make([]unix.RawSockaddrInet6, n)
 	r.ctrl = alignedBytes(n * recvCtrlSize)
-	r.fn = r.recv
+	r.fn, r.tryFn = r.recv, r.tryRecv
 	if !c.gro {
 		return
 	}
 	g := min(n, maxGROBuffers)
 	r.gbufs = make([][]byte, g)
 	r.glen = make([]int, g)
-	r.gseg = make([]int, g)
 	r.gaddr = make([]netip.AddrPort, g)
-	r.glocal = make([]Local, g)
+	r.grecv = make([]received, g)
 	for i := range r.gbufs {
 		r.gbufs[i] = make([]byte, groBufSize)
 		r.iovs[i].Base = &r.gbufs[i][0]
@@ -81,8 +80,21 @@ func (r *recvState) recv(fd uintptr) bool {
 	}
 }
 
+// tryRecv is recv that does not wait: it reports EAGAIN instead.
+func (r *recvState) tryRecv(fd uintptr) bool {
+	if !r.recv(fd) {
+		r.n, r.errno = 0, unix.EAGAIN
+	}
+	return true
+}
+
 // ReadBatch implements UDPConn.
-func (c *udpConn) ReadBatch(msgs []Datagram) (int, error) {
+func (c *udpConn) ReadBatch(msgs []Datagram) (int, error) { return c.readBatch(msgs, true) }
+
+// TryReadBatch implements TryReader.
+func (c *udpConn) TryReadBatch(msgs []Datagram) (int, error) { return c.readBatch(msgs, false) }
+
+func (c *udpConn) readBatch(msgs []Datagram, wait bool) (int, error) {
 	if len(msgs) == 0 {
 		return 0, nil
 	}
@@ -123,8 +135,15 @@ func (c *udpConn) ReadBatch(msgs []Datagram) (int, error) {
 			h.hdr.SetControllen(recvCtrlSize)
 		}
 	}
-	if err := c.raw.Read(r.fn); err != nil {
+	fn := r.fn
+	if !wait {
+		fn = r.tryFn
+	}
+	if err := c.raw.Read(fn); err != nil {
 		return 0, c.ioError("recvmmsg", err)
+	}
+	if r.errno == unix.EAGAIN && !wait {
+		return 0, nil
 	}
 	if r.errno != 0 {
 		return 0, c.ioError("recvmmsg", r.errno)
@@ -136,7 +155,7 @@ func (c *udpConn) ReadBatch(msgs []Datagram) (int, error) {
 			if h.hdr.Flags&unix.MSG_TRUNC != 0 {
 				r.glen[i] = -1
 			}
-			r.gseg[i], r.glocal[i] = parseControl(r.ctrl[i*recvCtrlSize : i*recvCtrlSize+int(h.hdr.Controllen)])
+			r.grecv[i] = parseControl(r.ctrl[i*recvCtrlSize : i*recvCtrlSize+int(h.hdr.Controllen)])
 			r.gaddr[i] = getSockaddr(&r.names[i])
 		}
 		r.gn, r.gi, r.goff = r.n, 0, 0
@@ -152,7 +171,8 @@ func (c *udpConn) ReadBatch(msgs []Datagram) (int, error) {
 			m.N = 0
 		}
 		m.Addr = getSockaddr(&r.names[i])
-		_, m.Local = parseControl(r.ctrl[i*recvCtrlSize : i*recvCtrlSize+int(h.hdr.Controllen)])
+		rc := parseControl(r.ctrl[i*recvCtrlSize : i*recvCtrlSize+int(h.hdr.Controllen)])
+		m.Local, m.ECN, m.Stamp = rc.local, rc.ecn, rc.stamp
 	}
 	return r.n, nil
 }
@@ -164,7 +184,8 @@ func (r *recvState) split(msgs []Datagram) int {
 	j := 0
 	for j < len(msgs) && r.gi < r.gn {
 		m := &msgs[j]
-		m.Addr, m.Local = r.gaddr[r.gi], r.glocal[r.gi]
+		rc := &r.grecv[r.gi]
+		m.Addr, m.Local, m.ECN, m.Stamp = r.gaddr[r.gi], rc.local, rc.ecn, rc.stamp
 		m.Trunc = false
 		j++
 		n := r.glen[r.gi]
@@ -175,7 +196,7 @@ func (r *recvState) split(msgs []Datagram) int {
 			r.gi, r.goff = r.gi+1, 0
 			continue
 		}
-		seg := r.gseg[r.gi]
+		seg := rc.seg
 		if seg <= 0 || seg > n {
 			seg = n
 		}

@@ -10,16 +10,19 @@ import (
 // sendState is the send side of a udpConn, reused by every WriteBatch so
 // that a call allocates nothing. Datagrams are never copied: each sendmmsg
 // entry points iovecs at the caller's buffers, and with GSO one entry takes
-// a run of datagrams (same destination, same source, same size, the last
-// maybe shorter) that the kernel cuts back into datagrams of the size in
-// the UDP_SEGMENT cmsg. An entry's control data (ctrl, sendCtrlSize bytes
-// each) holds that size and the source address (pktinfo), either or both.
+// a run of datagrams (same destination, same source, same ECN, same size,
+// the last maybe shorter) that the kernel cuts back into datagrams of the
+// size in the UDP_SEGMENT cmsg. An entry's control data (ctrl,
+// sendCtrlSize bytes each) holds, in this order, that size, the outer
+// ECN (IP_TOS or IPV6_TCLASS) and the source address (pktinfo), any of
+// them.
 type sendState struct {
 	hdrs  []mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet6
 	ctrl  []byte
-	first []int // index in the chunk of each entry's first datagram
+	first []int  // index in the chunk of each entry's first datagram
+	ecn   []bool // whether each entry carries an ECN cmsg
 
 	fn    func(fd uintptr) bool // send as a method value, made once
 	off   int                   // in: first entry to send
@@ -35,6 +38,7 @@ func (w *sendState) init(c *udpConn) {
 	w.names = make([]unix.RawSockaddrInet6, n)
 	w.ctrl = alignedBytes(n * sendCtrlSize)
 	w.first = make([]int, n)
+	w.ecn = make([]bool, n)
 	w.fn = w.send
 }
 
@@ -82,7 +86,7 @@ func (c *udpConn) WriteBatch(msgs []Datagram) error {
 // the rest again one datagram per entry.
 func (c *udpConn) writeChunk(chunk []Datagram) (done int, first error) {
 	w := &c.w
-	gso := c.gso.Load()
+	gso, ecn := c.gso.Load(), c.sendECN.Load()
 	e := 0
 	for i := 0; i < len(chunk); {
 		d := &chunk[i]
@@ -105,7 +109,7 @@ func (c *udpConn) writeChunk(chunk []Datagram) (done int, first error) {
 			// source.
 			total := d.N
 			for i < len(chunk) && i-start < maxGSOSegments &&
-				chunk[i].Addr == d.Addr && chunk[i].Local == d.Local && chunk[i-1].N == d.N &&
+				chunk[i].Addr == d.Addr && chunk[i].Local == d.Local && chunk[i].ECN == d.ECN && chunk[i-1].N == d.N &&
 				chunk[i].N > 0 && chunk[i].N <= d.N && total+chunk[i].N <= maxGSOBytes {
 				total += chunk[i].N
 				w.setIov(i, &chunk[i])
@@ -119,6 +123,10 @@ func (c *udpConn) writeChunk(chunk []Datagram) (done int, first error) {
 		n := 0
 		if i-start > 1 {
 			n = putSegment(ctrl, uint16(d.N))
+		}
+		w.ecn[e] = ecn && d.ECN&ecnMask != 0
+		if w.ecn[e] {
+			n += putECN(ctrl[n:], !c.v6 || d.Addr.Addr().Unmap().Is4(), d.ECN)
 		}
 		if canSendFrom(d.Local, d.Addr, c.v6) {
 			n += putPktinfo(ctrl[n:], d.Local, c.v6)
@@ -152,20 +160,27 @@ func (c *udpConn) writeChunk(chunk []Datagram) (done int, first error) {
 		k := w.off
 		h := &w.hdrs[k].hdr
 		segmented := h.Iovlen > 1
-		if stripped != k && sourceRefused(w.errno) && int(h.Controllen) > controlLen(segmented) {
+		if stripped != k && sourceRefused(w.errno) && int(h.Controllen) > controlLen(segmented, w.ecn[k]) {
 			// The kernel refuses a source address that is no longer
 			// the host's (EINVAL for IPv6; ENETUNREACH for IPv4 on
 			// recent kernels, EINVAL or EADDRNOTAVAIL on older ones).
 			// Try once more from the address routing picks, as kernel
 			// WireGuard does when a remembered source has gone.
 			stripped = k
-			if n := controlLen(segmented); n > 0 {
+			if n := controlLen(segmented, w.ecn[k]); n > 0 {
 				h.SetControllen(n)
 			} else {
 				h.Control = nil
 				h.SetControllen(0)
 			}
 			continue
+		}
+		if w.ecn[k] && w.errno == unix.EINVAL {
+			// A kernel (or a sandbox's) that refuses the TOS cmsg: the
+			// datagrams go without ECN from here on, rather than not at
+			// all.
+			c.sendECN.Store(false)
+			return w.first[k], first
 		}
 		if segmented && (w.errno == unix.EIO || w.errno == unix.EINVAL) {
 			// The kernel or the outgoing device cannot segment (EIO: no
@@ -184,12 +199,16 @@ func (c *udpConn) writeChunk(chunk []Datagram) (done int, first error) {
 }
 
 // controlLen is the length of an entry's control data without a source:
-// the segment size, if it has one.
-func controlLen(segmented bool) int {
+// the segment size and the ECN, those it has.
+func controlLen(segmented, ecn bool) int {
+	n := 0
 	if segmented {
-		return sizeofSegmentCmsg
+		n += sizeofSegmentCmsg
 	}
-	return 0
+	if ecn {
+		n += sizeofECNCmsg
+	}
+	return n
 }
 
 // sourceRefused reports an error of sendmsg that a source address (pktinfo)

@@ -16,7 +16,7 @@ func (nr *Report) AddChart(c svg.Chart, m core.Machine, st core.Settings, row in
 	for _, d := range []core.Direction{core.Outbound, core.Inbound} {
 		p := svg.Panel{Title: fmt.Sprintf("TCP %s, netns", d), XLabel: "iperf3 TCP streams", YLabel: "TCP Gbit/s", Row: row}
 		for _, run := range nr.Runs {
-			s := core.KindSeries(core.Kind{Impl: run.Impl, Engine: run.Engine})
+			s := core.KindSeries(core.Kind{Impl: run.Impl, Engine: run.Engine, Unmanaged: run.Unmanaged})
 			for _, tc := range run.TCP {
 				if tc.Direction == d {
 					s.Points = append(s.Points, svg.Point{X: float64(tc.Streams), Y: tc.Gbps})

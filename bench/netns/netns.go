@@ -20,9 +20,15 @@ type Config struct {
 	Repeat   int             // figures are medians of this many repeats; default 1
 	Engines  []stages.Engine // PipeGuard's, each measured beside wireguard-go; default both
 	// Streams are iperf3's parallel TCP streams (-P), each count run in
-	// both directions; default 1 and 4.
+	// both directions; default 1 and 4. The latency-under-load table
+	// loads the tunnel with the most.
 	Streams []int
-	Out     core.Out // progress
+	// Managed and Unmanaged say which PipeGuard tunnels to measure: with
+	// queue management on, off (--queue-management off), or, both true,
+	// each engine both ways, so that what it costs and buys is measured
+	// in one run. Both false means both.
+	Managed, Unmanaged bool
+	Out                core.Out // progress
 }
 
 // The iperf3 runs: long enough for TCP to settle (it does in well under a
@@ -53,8 +59,18 @@ func (c Config) WithDefaults() Config {
 	if len(c.Streams) == 0 {
 		c.Streams = []int{1, 4}
 	}
+	if !c.Managed && !c.Unmanaged {
+		c.Managed, c.Unmanaged = true, true
+	}
 	return c
 }
+
+// kinds lists the tunnels to measure, in order.
+func (c Config) kinds() []core.Kind { return core.KindsManaged(c.Engines, c.Managed, c.Unmanaged) }
+
+// latencyStreams is the streams each way of the latency table's loads:
+// the most of the TCP runs.
+func (c Config) latencyStreams() int { return slices.Max(c.Streams) }
 
 // Ping settings: one echo request every 10 ms (the iputils minimum for
 // users other than root is 2 ms), and idle series of 5 s, quick 1 s.
@@ -102,16 +118,18 @@ func (c Config) pingIdleCount() int {
 type netnsSample struct {
 	TCP          []TCPSample // in the order of the cases
 	Idle, Loaded nsenv.PingResult
+	Latency      [numLatencyLoads]latSample // by row of the latency table
 	PeakRSS      uint64
 }
 
 // summarizeNetns turns the samples of each kind (samples[i] are kinds[i]'s
 // repeats) into runs: medians over the repeats, ping series pooled, the
 // largest RSS; then the ratios.
-func summarizeNetns(kinds []core.Kind, args [][]string, cases []tcpCase, samples [][]netnsSample) []Run {
+func summarizeNetns(kinds []core.Kind, args [][]string, cases []tcpCase, samples [][]netnsSample, latencyStreams int) []Run {
 	runs := make([]Run, len(kinds))
 	for i, k := range kinds {
-		r := Run{Impl: k.Impl, Engine: k.Engine, Args: args[i]}
+		r := Run{Impl: k.Impl, Engine: k.Engine, Unmanaged: k.Unmanaged, Args: args[i],
+			Latency: summarizeLatency(latencyStreams, samples[i])}
 		var idle, loaded nsenv.PingResult
 		var cpu, wall float64
 		for _, s := range samples[i] {
@@ -156,11 +174,11 @@ func medianTCP(samples []TCPSample, f func(TCPSample) float64) float64 {
 
 // fillNetnsRatios sets each PipeGuard TCP result's ratio to wireguard-go's
 // in the same direction and stream count, and each pipeline result's to
-// the sequential engine's.
+// the sequential engine's with queue management alike.
 func fillNetnsRatios(runs []Run) {
-	find := func(impl, engine string, c tcpCase) float64 {
+	find := func(impl, engine string, unmanaged bool, c tcpCase) float64 {
 		for _, r := range runs {
-			if r.Impl != impl || r.Engine != engine {
+			if r.Impl != impl || r.Engine != engine || r.Unmanaged != unmanaged {
 				continue
 			}
 			for _, t := range r.TCP {
@@ -178,9 +196,9 @@ func fillNetnsRatios(runs []Run) {
 			c := tcpCase{t.Direction, t.Streams}
 			t.VsWireguardGo, t.VsSequential = 0, 0
 			if r.Impl == core.ImplPipeGuard {
-				t.VsWireguardGo = core.Ratio(t.Gbps, find(core.ImplWireguardGo, "", c))
+				t.VsWireguardGo = core.Ratio(t.Gbps, find(core.ImplWireguardGo, "", false, c))
 				if r.Engine != engineSequential {
-					t.VsSequential = core.Ratio(t.Gbps, find(core.ImplPipeGuard, engineSequential, c))
+					t.VsSequential = core.Ratio(t.Gbps, find(core.ImplPipeGuard, engineSequential, r.Unmanaged, c))
 				}
 			}
 		}

@@ -2,7 +2,10 @@ package netns
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,12 +30,17 @@ func Measure(ctx context.Context, cfg Config) (_ *Report, err error) {
 	if err := env.StartIperfServer(ctx); err != nil {
 		return nil, err
 	}
+	echo, err := startEcho(env.B, netip.AddrPortFrom(netip.IPv4Unspecified(), probePort))
+	if err != nil {
+		return nil, err
+	}
+	defer echo.close()
 
 	rep := &Report{MTU: nsenv.MTU, TCPSeconds: int(cfg.Duration / time.Second),
 		PingIntervalMs: float64(pingInterval) / float64(time.Millisecond), PingIdleCount: cfg.pingIdleCount(),
 		WireguardGoVersion: bins.WGVersion, Iperf3Version: nsenv.Iperf3Version(), PipeGuardRevision: bins.Revision}
-	kinds, cases := core.Kinds(cfg.Engines), cfg.tcpCases()
-	prog := cfg.Out.Progress(cfg.Repeat * len(kinds) * (1 + len(cases)))
+	kinds, cases := cfg.kinds(), cfg.tcpCases()
+	prog := cfg.Out.Progress(cfg.Repeat * len(kinds) * (2 + len(cases)))
 	defer prog.Finish()
 	samples := make([][]netnsSample, len(kinds))
 	args := make([][]string, len(kinds))
@@ -54,7 +62,7 @@ func Measure(ctx context.Context, cfg Config) (_ *Report, err error) {
 			rep.Warnings = append(rep.Warnings, m.Warnings...)
 		}
 	}
-	rep.Runs = summarizeNetns(kinds, args, cases, samples)
+	rep.Runs = summarizeNetns(kinds, args, cases, samples, cfg.latencyStreams())
 	return rep, nil
 }
 
@@ -75,25 +83,40 @@ func (m *tunnelMeasurement) run(ctx context.Context, cases []tcpCase) (netnsSamp
 	if err := m.Handshake(ctx); err != nil {
 		return s, err
 	}
-	what := m.Kind.String() + ": ping idle"
+	what := m.Kind.String() + ": ping and probe idle"
 	m.prog.Begin(what)
+	count := m.cfg.pingIdleCount()
+	idleProbe := m.startProbe(ctx, 0, time.Duration(count)*pingInterval)
 	var err error
-	if s.Idle, err = m.ping(ctx, m.cfg.pingIdleCount(), false); err != nil {
+	s.Idle, err = m.ping(ctx, count, false)
+	if err != nil {
+		idleProbe.abort()
+	}
+	probe, perr := idleProbe.wait()
+	if err = errors.Join(err, perr); err != nil {
 		return s, err
 	}
+	s.Latency[0] = latSample{Ping: s.Idle, Probe: probe}
 	m.prog.End(what, fmt.Sprintf("p50 %.3f ms, p99 %.3f ms", s.Idle.RTT().P50Ms, s.Idle.RTT().P99Ms))
-	loaded := loadedCase(cases)
-	for _, c := range cases {
+	loaded, streams := loadedCase(cases), m.cfg.latencyStreams()
+	for _, c := range append(cases, tcpCase{core.Both, streams}) {
 		what := fmt.Sprintf("%s: %s", m.Kind, c)
 		m.prog.Begin(what)
-		ts, pr, err := m.tcp(ctx, c, c == loaded)
+		row := slices.Index(latencyLoads[:], c.Direction)
+		ts, lat, err := m.tcp(ctx, c, c.Streams == streams)
 		if err != nil {
 			return s, fmt.Errorf("%s: %w", c, err)
 		}
 		if c == loaded {
-			s.Loaded = pr
+			s.Loaded = lat.Ping
 		}
-		s.TCP = append(s.TCP, ts)
+		if c.Streams == streams && row > 0 {
+			lat.Gbps = ts.Gbps
+			s.Latency[row] = lat
+		}
+		if c.Direction != core.Both {
+			s.TCP = append(s.TCP, ts)
+		}
 		m.prog.End(what, fmt.Sprintf("%.2f Gbit/s", ts.Gbps))
 	}
 	for _, p := range []*nsenv.Proc{m.A, m.B} {
@@ -122,19 +145,27 @@ func (m *tunnelMeasurement) ping(ctx context.Context, count int, interrupt bool)
 }
 
 // tcp runs iperf3 from A to B's server for case c, reading the tunnel
-// processes' CPU time around it; with withPing, a ping series runs during
-// it, from half a second after its start to half a second before its end.
-func (m *tunnelMeasurement) tcp(ctx context.Context, c tcpCase, withPing bool) (TCPSample, nsenv.PingResult, error) {
+// processes' CPU time around it; with series, a ping series and a probe
+// series run during it, from half a second after its start to half a
+// second before its end.
+func (m *tunnelMeasurement) tcp(ctx context.Context, c tcpCase, series bool) (TCPSample, latSample, error) {
 	secs := int(m.cfg.Duration / time.Second)
 	args := []string{"-c", nsenv.InnerB, "-p", nsenv.IperfPort, "-t", strconv.Itoa(secs), "-P", strconv.Itoa(c.Streams), "-J", "--connect-timeout", "5000"}
-	if c.Direction == core.Inbound {
+	switch c.Direction {
+	case core.Inbound:
 		args = append(args, "-R")
+	case core.Both:
+		args = append(args, "--bidir")
 	}
 	var bg *bgPing
-	if withPing {
+	var bp *bgProbe
+	if series {
 		const margin = 500 * time.Millisecond
-		bg = m.startPing(ctx, margin, max(m.cfg.Duration-2*margin, margin))
+		length := max(m.cfg.Duration-2*margin, margin)
+		bg = m.startPing(ctx, margin, length)
 		defer bg.stop()
+		bp = m.startProbe(ctx, margin, length)
+		defer bp.abort()
 	}
 	var (
 		res        nsenv.Iperf3Result
@@ -144,7 +175,7 @@ func (m *tunnelMeasurement) tcp(ctx context.Context, c tcpCase, withPing bool) (
 	)
 	for attempt := 1; ; attempt++ {
 		if cpu0, err = m.CPU(); err != nil {
-			return TCPSample{}, nsenv.PingResult{}, err
+			return TCPSample{}, latSample{}, err
 		}
 		begin = time.Now()
 		out, err := nsenv.RunIn(ctx, false, m.Env.A, "iperf3", args...)
@@ -158,21 +189,24 @@ func (m *tunnelMeasurement) tcp(ctx context.Context, c tcpCase, withPing bool) (
 			time.Sleep(300 * time.Millisecond)
 			continue
 		}
-		return TCPSample{}, nsenv.PingResult{}, fmt.Errorf("%w (iperf3: %v)", perr, err)
+		return TCPSample{}, latSample{}, fmt.Errorf("%w (iperf3: %v)", perr, err)
 	}
 	wall := time.Since(begin)
 	if cpu1, err = m.CPU(); err != nil {
-		return TCPSample{}, nsenv.PingResult{}, err
+		return TCPSample{}, latSample{}, err
 	}
-	s := TCPSample{Gbps: res.ReceivedGbps, Retransmits: res.Retransmits, Seconds: res.Seconds,
+	s := TCPSample{Gbps: res.TotalGbps(), Retransmits: res.Retransmits + res.ReverseRetransmits, Seconds: res.Seconds,
 		WallSeconds: wall.Seconds(), CPUSeconds: (cpu1 - cpu0).Seconds()}
-	var pr nsenv.PingResult
+	var lat latSample
 	if bg != nil {
-		if pr, err = bg.stop(); err != nil {
-			return s, pr, fmt.Errorf("ping under load: %w", err)
+		if lat.Ping, err = bg.stop(); err != nil {
+			return s, lat, fmt.Errorf("ping under load: %w", err)
+		}
+		if lat.Probe, err = bp.wait(); err != nil {
+			return s, lat, fmt.Errorf("probe under load: %w", err)
 		}
 	}
-	return s, pr, m.Alive()
+	return s, lat, m.Alive()
 }
 
 // bgPing is a ping series running beside a TCP run.
@@ -210,6 +244,41 @@ func (bp *bgPing) stop() (nsenv.PingResult, error) {
 	bp.cancel()
 	<-bp.done
 	return bp.r, bp.err
+}
+
+// bgProbe is a probe series running beside a TCP run (or the idle ping).
+type bgProbe struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the series has ended and r, err are set
+	r      probeResult
+	err    error
+}
+
+// startProbe starts a probe series from A to the echo server in B,
+// through the tunnel, after delay, for length.
+func (m *tunnelMeasurement) startProbe(ctx context.Context, delay, length time.Duration) *bgProbe {
+	ctx, cancel := context.WithCancel(ctx)
+	bp := &bgProbe{cancel: cancel, done: make(chan struct{})}
+	to := netip.AddrPortFrom(netip.MustParseAddr(nsenv.InnerB), probePort)
+	go func() {
+		defer close(bp.done)
+		bp.r, bp.err = runProbe(ctx, m.Env.A, to, delay, length)
+	}()
+	return bp
+}
+
+// wait waits for the series to end on its own (after its length and the
+// wait for late answers) and returns it.
+func (bp *bgProbe) wait() (probeResult, error) {
+	<-bp.done
+	bp.cancel()
+	return bp.r, bp.err
+}
+
+// abort ends the series now, if it still runs. It may be called again.
+func (bp *bgProbe) abort() {
+	bp.cancel()
+	<-bp.done
 }
 
 // netnsUsable checks what the mode needs: root, iproute2, iperf3, ping and

@@ -24,17 +24,18 @@ func requireNetns(t *testing.T) {
 }
 
 // TestNetnsQuick runs the netns mode's quick form end to end: real
-// namespaces, both PipeGuard engines and wireguard-go, iperf3 and ping.
-// It checks that the report holds every figure (throughput for every
-// tunnel, direction and stream count; RTTs, CPU and RSS; the ratios),
-// that the table and the chart show them, and that nothing is left
-// behind. About 35 s on two cores.
+// namespaces, both PipeGuard engines with queue management on and off
+// and wireguard-go, iperf3, ping and the UDP probe. It checks that the
+// report holds every figure (throughput for every tunnel, direction and
+// stream count; RTTs, CPU and RSS; the ratios; the latency-under-load
+// rows), that the table and the chart show them, and that nothing is
+// left behind. About 75 s on two cores.
 func TestNetnsQuick(t *testing.T) {
 	requireNetns(t)
 	if testing.Short() && os.Getenv("CI") != "true" {
 		t.Skip("runs tunnels for half a minute")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	begin := time.Now()
 	nr, err := Measure(ctx, Config{Quick: true, Out: core.Out{W: nsenvtest.Log{T: t}}})
@@ -64,6 +65,9 @@ func TestNetnsQuick(t *testing.T) {
 				t.Errorf("table lacks the row %q:\n%s", row, table)
 			}
 		}
+	}
+	if !strings.Contains(table, "loaded latency (ms above idle p50, p99)   outbound  inbound  both\n") {
+		t.Errorf("table lacks the latency summary lines:\n%s", table)
 	}
 	for _, w := range nr.Warnings {
 		t.Logf("warning: %s", w)

@@ -122,8 +122,10 @@ func checkNetnsReport(t *testing.T, nr *Report, repeat, cores int) {
 	}
 	var kinds []string
 	gbps := map[string]float64{}
+	unmanaged := false
 	for _, run := range nr.Runs {
-		k := core.Kind{Impl: run.Impl, Engine: run.Engine}.String()
+		k := core.Kind{Impl: run.Impl, Engine: run.Engine, Unmanaged: run.Unmanaged}.String()
+		unmanaged = unmanaged || run.Unmanaged
 		kinds = append(kinds, k)
 		if len(run.TCP) < 2 || len(run.TCP) != len(nr.Runs[0].TCP) || len(run.Args) == 0 {
 			t.Errorf("%s: %d TCP results, args %q", k, len(run.TCP), run.Args)
@@ -148,7 +150,12 @@ func checkNetnsReport(t *testing.T, nr *Report, repeat, cores int) {
 			t.Errorf("%s: CPU %v%%, peak RSS %d", k, run.CPUPercent, run.PeakRSSBytes)
 		}
 	}
-	if want := []string{"pipeguard sequential", "pipeguard pipeline", "wireguard-go"}; !slices.Equal(kinds, want) {
+	want := []string{"pipeguard sequential", "pipeguard pipeline", "wireguard-go"}
+	if unmanaged { // a report since the latency table: each engine also with queue management off
+		want = []string{"pipeguard sequential", "pipeguard sequential (queue management off)",
+			"pipeguard pipeline", "pipeguard pipeline (queue management off)", "wireguard-go"}
+	}
+	if !slices.Equal(kinds, want) {
 		t.Fatalf("tunnels %q, want %q", kinds, want)
 	}
 	for _, run := range nr.Runs {
@@ -158,11 +165,41 @@ func checkNetnsReport(t *testing.T, nr *Report, repeat, cores int) {
 			if run.Impl == core.ImplPipeGuard {
 				wantWG = tc.Gbps / gbps["wireguard-go"+c]
 				if run.Engine == "pipeline" {
-					wantSeq = tc.Gbps / gbps["pipeguard sequential"+c]
+					seq := core.Kind{Impl: core.ImplPipeGuard, Engine: "sequential", Unmanaged: run.Unmanaged}.String()
+					wantSeq = tc.Gbps / gbps[seq+c]
 				}
 			}
 			if !near(tc.VsWireguardGo, wantWG) || !near(tc.VsSequential, wantSeq) {
 				t.Errorf("%s%s: ratios %v, %v; want %v, %v", run.Impl, c, tc.VsWireguardGo, tc.VsSequential, wantWG, wantSeq)
+			}
+		}
+		checkLatency(t, run)
+	}
+}
+
+// checkLatency checks a run's latency-under-load rows, if the report has
+// them: idle, then outbound, inbound and both at the most streams, each
+// with throughput (but idle), ping and probe series that got answers,
+// percentiles in order, and generous bounds (CI shares the cores).
+func checkLatency(t *testing.T, run Run) {
+	t.Helper()
+	if len(run.Latency) == 0 {
+		return
+	}
+	k := core.Kind{Impl: run.Impl, Engine: run.Engine, Unmanaged: run.Unmanaged}.String()
+	if len(run.Latency) != numLatencyLoads {
+		t.Fatalf("%s: %d latency rows", k, len(run.Latency))
+	}
+	for i, row := range run.Latency {
+		if row.Load != latencyLoads[i] || (i == 0) != (row.Gbps == 0) || (i == 0) != (row.Streams == 0) {
+			t.Errorf("%s: row %d: %+v", k, i, row)
+		}
+		for _, l := range []struct {
+			name string
+			l    Latency
+		}{{"ping", row.Ping}, {"probe", row.Probe}} {
+			if l.l.Received == 0 || l.l.Received > l.l.Sent || !(l.l.P50Ms > 0) || l.l.P50Ms > l.l.P99Ms || l.l.P99Ms > l.l.P999Ms || l.l.P999Ms > 2000 {
+				t.Errorf("%s: %s: %s %+v", k, row.Load, l.name, l.l)
 			}
 		}
 	}
@@ -199,7 +236,7 @@ func TestSummarizeNetns(t *testing.T) {
 		{sample(3, 9, 20, 0.2), sample(5, 11, 15, 0.4)},
 		{sample(2, 5, 100, 0.5), sample(2, 5, 200, 0.6)},
 	}
-	runs := summarizeNetns(kinds, [][]string{{"a"}, {"b"}, {"c"}}, cases, samples)
+	runs := summarizeNetns(kinds, [][]string{{"a"}, {"b"}, {"c"}}, cases, samples, 4)
 	seq, pipe, wg := runs[0], runs[1], runs[2]
 	if seq.TCP[0].Gbps != 3 || seq.TCP[1].Gbps != 5 || pipe.TCP[0].Gbps != 4 || pipe.TCP[1].Gbps != 10 {
 		t.Errorf("medians %+v %+v", seq.TCP, pipe.TCP)

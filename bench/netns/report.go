@@ -32,6 +32,8 @@ type Report struct {
 type Run struct {
 	Impl   string `json:"impl"`             // ImplPipeGuard or ImplWireguardGo
 	Engine string `json:"engine,omitempty"` // PipeGuard's engine
+	// Unmanaged is PipeGuard with --queue-management off.
+	Unmanaged bool `json:"queue_management_off,omitempty"`
 	// Args are the tunnel program's arguments at one end (the other
 	// differs only in its config file and interface name).
 	Args []string `json:"args"`
@@ -48,6 +50,10 @@ type Run struct {
 	// (VmHWM), the largest over the repeats.
 	CPUPercent   float64 `json:"cpu_percent"`
 	PeakRSSBytes uint64  `json:"peak_rss_bytes"`
+	// Latency is the latency-under-load table's rows: idle, then the TCP
+	// runs with the most streams outbound, inbound and both ways at once,
+	// each with the ping and probe series taken in their middle.
+	Latency []LatencyRow `json:"latency,omitempty"`
 }
 
 // TCPResult is one iperf3 configuration's figures, medians over the

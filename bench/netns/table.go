@@ -12,10 +12,10 @@ import (
 
 // netnsTCPHead is the namespace mode's TCP table's header; netnsTCPRow
 // formats one result to match it.
-var netnsTCPHead = []string{"impl", "engine", "direction", "streams", "Gbit/s", "retrans", "CPU %", "vs wg-go", "pipe/seq"}
+var netnsTCPHead = []string{"impl", "engine", "queue mgmt", "direction", "streams", "Gbit/s", "retrans", "CPU %", "vs wg-go", "pipe/seq"}
 
 func netnsTCPRow(run Run, tc TCPResult) []string {
-	return []string{run.Impl, core.OrDash(run.Engine != "", run.Engine), string(tc.Direction),
+	return []string{run.Impl, core.OrDash(run.Engine != "", run.Engine), queueMgmt(run), string(tc.Direction),
 		strconv.Itoa(tc.Streams), fmt.Sprintf("%.2f", tc.Gbps), strconv.FormatInt(tc.Retransmits, 10),
 		fmt.Sprintf("%.0f", tc.CPUPercent),
 		core.OrDash(tc.VsWireguardGo > 0, fmt.Sprintf("%.2f", tc.VsWireguardGo)),
@@ -29,7 +29,7 @@ func (nr *Report) WriteTable(b *strings.Builder, st core.Settings) {
 	fmt.Fprintf(b, "\nNetwork namespaces: two, joined by a veth pair; a tunnel process at each end, TUN MTU %d;\n", nr.MTU)
 	fmt.Fprintf(b, "TCP by iperf3 (-t %d, received Gbit/s), medians of %d; CPU: both tunnel processes, 100 = one core;\n", nr.TCPSeconds, st.Repeat)
 	fmt.Fprintf(b, "PipeGuard %s; wireguard-go %s; %s.\n\n", cmp.Or(nr.PipeGuardRevision, "(revision unknown)"), nr.WireguardGoVersion, nr.Iperf3Version)
-	t := core.Table{Head: netnsTCPHead, Left: map[int]bool{0: true, 1: true, 2: true}}
+	t := core.Table{Head: netnsTCPHead, Left: map[int]bool{0: true, 1: true, 2: true, 3: true}}
 	for i, run := range nr.Runs {
 		if i > 0 {
 			t.Rows = append(t.Rows, nil)
@@ -40,11 +40,11 @@ func (nr *Report) WriteTable(b *strings.Builder, st core.Settings) {
 	}
 	t.Write(b, "")
 	b.WriteString("\n")
-	t = core.Table{Head: []string{"impl", "engine", "RTT idle p50 ms", "p99 ms", "RTT loaded p50 ms", "p99 ms", "lost", "CPU %", "peak RSS MiB"},
-		Left: map[int]bool{0: true, 1: true}}
+	t = core.Table{Head: []string{"impl", "engine", "queue mgmt", "RTT idle p50 ms", "p99 ms", "RTT loaded p50 ms", "p99 ms", "lost", "CPU %", "peak RSS MiB"},
+		Left: map[int]bool{0: true, 1: true, 2: true}}
 	for _, run := range nr.Runs {
 		lost := run.PingIdle.Sent - run.PingIdle.Received + run.PingLoaded.Sent - run.PingLoaded.Received
-		t.Rows = append(t.Rows, []string{run.Impl, core.OrDash(run.Engine != "", run.Engine),
+		t.Rows = append(t.Rows, []string{run.Impl, core.OrDash(run.Engine != "", run.Engine), queueMgmt(run),
 			fmt.Sprintf("%.3f", run.PingIdle.P50Ms), fmt.Sprintf("%.3f", run.PingIdle.P99Ms),
 			fmt.Sprintf("%.3f", run.PingLoaded.P50Ms), fmt.Sprintf("%.3f", run.PingLoaded.P99Ms),
 			strconv.Itoa(lost), fmt.Sprintf("%.0f", run.CPUPercent), fmt.Sprintf("%.1f", float64(run.PeakRSSBytes)/(1<<20))})
@@ -54,6 +54,7 @@ func (nr *Report) WriteTable(b *strings.Builder, st core.Settings) {
 		"from 0.5 s after its start to 0.5 s before its end; an echo in flight when that series stops counts as lost)\n",
 		nr.PingIntervalMs/1000, nr.PingIdleCount)
 	nr.writeRatios(b)
+	nr.writeLatency(b)
 	for _, w := range nr.Warnings {
 		fmt.Fprintf(b, "warning: %s\n", w)
 	}
@@ -95,16 +96,51 @@ func (nr *Report) writeRatios(b *strings.Builder) {
 	}
 	for _, run := range nr.Runs {
 		if run.Impl == core.ImplPipeGuard {
-			e := run.Engine
-			row(e+" / wireguard-go", func(r Run) bool { return r.Impl == core.ImplPipeGuard && r.Engine == e },
+			e, off := run.Engine, run.Unmanaged
+			name := e + " / wireguard-go"
+			if off {
+				name = e + " (qm off) / wireguard-go"
+			}
+			row(name, func(r Run) bool { return r.Impl == core.ImplPipeGuard && r.Engine == e && r.Unmanaged == off },
 				func(tc TCPResult) float64 { return tc.VsWireguardGo })
 		}
 	}
-	row("pipeline / sequential", func(r Run) bool { return r.Impl == core.ImplPipeGuard && r.Engine != engineSequential },
-		func(tc TCPResult) float64 { return tc.VsSequential })
+	row("pipeline / sequential", func(r Run) bool {
+		return r.Impl == core.ImplPipeGuard && r.Engine != engineSequential && !r.Unmanaged
+	}, func(tc TCPResult) float64 { return tc.VsSequential })
+	row("pipeline / sequential (qm off)", func(r Run) bool {
+		return r.Impl == core.ImplPipeGuard && r.Engine != engineSequential && r.Unmanaged
+	}, func(tc TCPResult) float64 { return tc.VsSequential })
+	// What managing the queues costs in throughput: each engine with
+	// queue management on over the same engine with it off.
+	for _, run := range nr.Runs {
+		off := nr.unmanagedTwin(run)
+		if off == nil {
+			continue
+		}
+		r := []string{run.Engine + " qm on / off"}
+		for _, c := range cols {
+			r = append(r, "-")
+			on, o := gbpsOf(run, c), gbpsOf(*off, c)
+			if on > 0 && o > 0 {
+				r[len(r)-1] = fmt.Sprintf("%.2f", on/o)
+			}
+		}
+		t.Rows = append(t.Rows, r)
+	}
 	if len(t.Rows) == 0 {
 		return
 	}
 	b.WriteString("\n")
 	t.Write(b, "")
+}
+
+// gbpsOf is run's throughput in case c, 0 if not measured.
+func gbpsOf(run Run, c tcpCase) float64 {
+	for _, tc := range run.TCP {
+		if tc.Direction == c.Direction && tc.Streams == c.Streams {
+			return tc.Gbps
+		}
+	}
+	return 0
 }

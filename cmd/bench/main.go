@@ -52,6 +52,8 @@ type cli struct {
 	Workers    []int    `help:"Pipeline crypto workers per direction; 0 means GOMAXPROCS (default 1, GOMAXPROCS and twice that)." sep:"," placeholder:"N"`
 	Streams    []int    `help:"Netns mode: iperf3 parallel TCP streams, each run both ways (default 1,4)." sep:"," placeholder:"N"`
 
+	QueueManagement string `name:"queue-management" help:"Netns mode: measure PipeGuard with queue management on, off (--queue-management off), or both, each engine both ways, in one run." default:"both" enum:"on,off,both"`
+
 	ChangeEvery time.Duration `name:"change-every" help:"Soak mode: a SIGHUP reload and a wg set peer change at each end this often (default 1m; at least once in a shorter soak)."`
 }
 
@@ -95,6 +97,7 @@ func parse(args []string) (bench.Config, error) {
 		Sizes: c.Sizes, Peers: c.Peers, Procs: c.Procs, Workers: c.Workers, Streams: c.Streams,
 		NoStageCPU: c.NoStageCPU, CPUProfile: c.CPUProfile, MemProfile: c.MemProfile,
 		JSONPath: c.JSON, SVGPath: c.SVG, SoakEvery: c.ChangeEvery,
+		QueueManagement: c.QueueManagement,
 	}
 	for _, d := range c.Directions {
 		cfg.Directions = append(cfg.Directions, bench.Direction(d))

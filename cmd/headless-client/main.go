@@ -53,7 +53,9 @@ func main() {
 		kong.Name("headless-client"),
 		kong.Description("PipeGuard: a userspace WireGuard tunnel."),
 		kong.UsageOnError(),
-		kong.Vars{"version": version.Line("pipeguard-headless-client"), "state_dir_help": stateDirHelp},
+		kong.Vars{"version": version.Line("pipeguard-headless-client"), "state_dir_help": stateDirHelp,
+			"help_queue_capacity": helpQueueCapacity, "help_queue_management": helpQueueManagement,
+			"help_queue_target": helpQueueTarget, "help_queue_interval": helpQueueInterval},
 	)
 	ctx, err := parser.Parse(args)
 	parser.FatalIfErrorf(err)

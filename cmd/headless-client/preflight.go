@@ -61,8 +61,8 @@ func (c *standaloneCmd) preflight(ctx context.Context) (*startPlan, error) {
 	if p.cfg, err = config.Load(c.Config); err != nil {
 		return nil, err
 	}
-	if c.QueueCapacity < minQueueCapacity {
-		return nil, errQueueCapacity
+	if err := c.queues().check(); err != nil {
+		return nil, err
 	}
 	if c.FailOpen && c.BlockUntunneled {
 		return nil, errBlockFailOpen
@@ -70,7 +70,8 @@ func (c *standaloneCmd) preflight(ctx context.Context) (*startPlan, error) {
 	p.blocked = c.BlockUntunneled
 	// Keys (a low-order peer key too) and the dataplane settings, as the
 	// tunnel would refuse them.
-	sc := stages.Config{PrivateKey: p.cfg.Interface.PrivateKey, Engine: stages.Engine(c.Engine), Workers: c.Workers, QueueCapacity: c.QueueCapacity}
+	sc := stages.Config{PrivateKey: p.cfg.Interface.PrivateKey, Engine: stages.Engine(c.Engine), Workers: c.Workers}
+	c.queues().apply(&sc)
 	for _, pe := range p.cfg.Peers {
 		sc.Peers = append(sc.Peers, stages.PeerConfig{PublicKey: pe.PublicKey, PresharedKey: pe.PresharedKey})
 	}

@@ -27,28 +27,28 @@ import (
 // standaloneCmd brings a tunnel up from a config file and keeps it up
 // until SIGTERM or SIGINT; SIGHUP reloads the config.
 type standaloneCmd struct {
-	Config          string `help:"WireGuard config file (wg-quick format)." default:"/etc/pipeguard/pg0.conf" env:"PIPEGUARD_CONFIG"`
-	Interface       string `help:"Interface name; default: the config file's name without .conf."`
-	LogDir          string `help:"Also write JSON log lines to files in this directory, rotated by size." env:"LOG_DIR"`
-	StateDir        string `help:"${state_dir_help}" env:"PIPEGUARD_STATE_DIR"`
-	DNSControl      string `help:"How to apply the config's DNS: auto is systemd-resolved when it runs, else disabled; disabled leaves the system alone; etc-resolv-conf writes /etc/resolv.conf; resolvconf calls resolvconf(8) as wg-quick does; systemd-resolved sets the link's DNS over D-Bus. Every mode is undone at exit, and after a crash at the next start." default:"auto" enum:"auto,disabled,etc-resolv-conf,resolvconf,systemd-resolved"`
-	Check           bool   `help:"Check everything a start would refuse (file, keys, routes, capability, interface name, ports, DNS mode), print one line and exit: 0 if it would start, 1 with the reason. Creates nothing."`
-	Engine          string `help:"Dataplane engine: pipeline or sequential." default:"pipeline" enum:"pipeline,sequential"`
-	Workers         int    `help:"Encrypt and decrypt workers each (pipeline engine); 0: one per CPU." default:"0"`
-	QueueCapacity   int    `help:"Capacity of each queue between pipeline stages, in packets (at least 64: a segmentation-offloaded TUN read needs up to a batch of slots)." default:"1000"`
-	MetricsAddr     string `help:"Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9586); empty: off." env:"PIPEGUARD_METRICS_ADDR"`
-	PprofAddr       string `help:"Serve Go's pprof endpoints at http://ADDR/debug/pprof/ (e.g. 127.0.0.1:6060); empty: off. Keep it on loopback." env:"PIPEGUARD_PPROF_ADDR"`
-	FailOpen        bool   `help:"Full tunnel: when the tunnel's interface or process is gone (a crash, ip link del, link down), let its traffic fall through to the main table, unencrypted, as wg-quick does. Default: fail closed, the traffic is dropped until the tunnel is back, is stopped (SIGTERM), or 'cleanup IFACE' is run."`
-	BlockUntunneled bool   `help:"Full tunnel of one family (0.0.0.0/0 without ::/0, or the other way): drop the other family's traffic too, except to the local network, instead of letting it leave outside the tunnel."`
+	Config          string        `help:"WireGuard config file (wg-quick format)." default:"/etc/pipeguard/pg0.conf" env:"PIPEGUARD_CONFIG"`
+	Interface       string        `help:"Interface name; default: the config file's name without .conf."`
+	LogDir          string        `help:"Also write JSON log lines to files in this directory, rotated by size." env:"LOG_DIR"`
+	StateDir        string        `help:"${state_dir_help}" env:"PIPEGUARD_STATE_DIR"`
+	DNSControl      string        `help:"How to apply the config's DNS: auto is systemd-resolved when it runs, else disabled; disabled leaves the system alone; etc-resolv-conf writes /etc/resolv.conf; resolvconf calls resolvconf(8) as wg-quick does; systemd-resolved sets the link's DNS over D-Bus. Every mode is undone at exit, and after a crash at the next start." default:"auto" enum:"auto,disabled,etc-resolv-conf,resolvconf,systemd-resolved"`
+	Check           bool          `help:"Check everything a start would refuse (file, keys, routes, capability, interface name, ports, DNS mode), print one line and exit: 0 if it would start, 1 with the reason. Creates nothing."`
+	Engine          string        `help:"Dataplane engine: pipeline or sequential." default:"pipeline" enum:"pipeline,sequential"`
+	Workers         int           `help:"Encrypt and decrypt workers each (pipeline engine); 0: one per CPU." default:"0"`
+	QueueCapacity   int           `help:"${help_queue_capacity}" default:"0"`
+	QueueManagement string        `help:"${help_queue_management}" default:"on" enum:"on,off" env:"PIPEGUARD_QUEUE_MANAGEMENT"`
+	QueueTarget     time.Duration `help:"${help_queue_target}" default:"0s" env:"PIPEGUARD_QUEUE_TARGET"`
+	QueueInterval   time.Duration `help:"${help_queue_interval}" default:"0s" env:"PIPEGUARD_QUEUE_INTERVAL"`
+	MetricsAddr     string        `help:"Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9586); empty: off." env:"PIPEGUARD_METRICS_ADDR"`
+	PprofAddr       string        `help:"Serve Go's pprof endpoints at http://ADDR/debug/pprof/ (e.g. 127.0.0.1:6060); empty: off. Keep it on loopback." env:"PIPEGUARD_PPROF_ADDR"`
+	FailOpen        bool          `help:"Full tunnel: when the tunnel's interface or process is gone (a crash, ip link del, link down), let its traffic fall through to the main table, unencrypted, as wg-quick does. Default: fail closed, the traffic is dropped until the tunnel is back, is stopped (SIGTERM), or 'cleanup IFACE' is run."`
+	BlockUntunneled bool          `help:"Full tunnel of one family (0.0.0.0/0 without ::/0, or the other way): drop the other family's traffic too, except to the local network, instead of letting it leave outside the tunnel."`
 }
 
-// minQueueCapacity keeps room for one whole TUN batch in a queue: with
-// segmentation offload one read splits a 64 KB packet into as many as 53
-// packets of the 1280-byte MTU, and fewer slots would lose it.
-const minQueueCapacity = 64
-
-// errQueueCapacity refuses a queue too small for an offloaded TUN read.
-var errQueueCapacity = fmt.Errorf("headless-client: --queue-capacity must be at least %d", minQueueCapacity)
+// queues is the command's queue settings.
+func (c *standaloneCmd) queues() queueFlags {
+	return queueFlags{c.QueueCapacity, c.QueueManagement, c.QueueTarget, c.QueueInterval}
+}
 
 func (c *standaloneCmd) Run(env *runEnv) error {
 	// Signals are caught from the start of main; a SIGHUP that arrived
@@ -144,7 +144,7 @@ type running struct {
 // found it (ifsetup's Abort).
 func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *standaloneCmd, dnsReq *dns.Request, log *slog.Logger) (*running, error) {
 	// Rebindable, so that wg set can move it to another port.
-	udp, err := tunio.ListenRebindable(netip.AddrPortFrom(netip.IPv6Unspecified(), cfg.Interface.ListenPort), tunio.UDPOptions{})
+	udp, err := tunio.ListenRebindable(netip.AddrPortFrom(netip.IPv6Unspecified(), cfg.Interface.ListenPort), c.queues().udpOptions())
 	if err != nil {
 		return nil, fmt.Errorf("headless-client: UDP port %d: %w", cfg.Interface.ListenPort, err)
 	}
@@ -178,13 +178,14 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 		dev.Close()
 		udp.Close()
 	}
-	tun, err := stages.New(stages.Config{
-		PrivateKey:    cfg.Interface.PrivateKey,
-		Peers:         peers,
-		Engine:        stages.Engine(c.Engine),
-		Workers:       c.Workers,
-		QueueCapacity: c.QueueCapacity,
-	}, dev, udp, nil, log)
+	sc := stages.Config{
+		PrivateKey: cfg.Interface.PrivateKey,
+		Peers:      peers,
+		Engine:     stages.Engine(c.Engine),
+		Workers:    c.Workers,
+	}
+	c.queues().apply(&sc)
+	tun, err := stages.New(sc, dev, udp, nil, log)
 	if err != nil {
 		undo()
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"time"
 
 	"pipeguard/cmd/headless-client/addrwatch"
 	"pipeguard/cmd/headless-client/config"
@@ -26,21 +27,29 @@ import (
 // configure it. It stops on SIGTERM, SIGINT, or the deletion of its
 // interface (how wg-quick down stops a userspace tunnel).
 type tunnelCmd struct {
-	Foreground    bool   `short:"f" help:"Stay in the foreground. Otherwise (and unless WG_PROCESS_FOREGROUND=1) detach once the interface and its socket exist, as wireguard-go does."`
-	Interface     string `arg:"" help:"Interface name (1 to 15 letters, digits and _=+.-)."`
-	LogDir        string `help:"Also write JSON log lines to files in this directory, rotated by size." env:"LOG_DIR"`
-	StateDir      string `help:"${state_dir_help}" env:"PIPEGUARD_STATE_DIR"`
-	Engine        string `help:"Dataplane engine: pipeline or sequential." default:"pipeline" enum:"pipeline,sequential"`
-	Workers       int    `help:"Encrypt and decrypt workers each (pipeline engine); 0: one per CPU." default:"0"`
-	QueueCapacity int    `help:"Capacity of each queue between pipeline stages, in packets (at least 64)." default:"1000"`
+	Foreground      bool          `short:"f" help:"Stay in the foreground. Otherwise (and unless WG_PROCESS_FOREGROUND=1) detach once the interface and its socket exist, as wireguard-go does."`
+	Interface       string        `arg:"" help:"Interface name (1 to 15 letters, digits and _=+.-)."`
+	LogDir          string        `help:"Also write JSON log lines to files in this directory, rotated by size." env:"LOG_DIR"`
+	StateDir        string        `help:"${state_dir_help}" env:"PIPEGUARD_STATE_DIR"`
+	Engine          string        `help:"Dataplane engine: pipeline or sequential." default:"pipeline" enum:"pipeline,sequential"`
+	Workers         int           `help:"Encrypt and decrypt workers each (pipeline engine); 0: one per CPU." default:"0"`
+	QueueCapacity   int           `help:"${help_queue_capacity}" default:"0"`
+	QueueManagement string        `help:"${help_queue_management}" default:"on" enum:"on,off" env:"PIPEGUARD_QUEUE_MANAGEMENT"`
+	QueueTarget     time.Duration `help:"${help_queue_target}" default:"0s" env:"PIPEGUARD_QUEUE_TARGET"`
+	QueueInterval   time.Duration `help:"${help_queue_interval}" default:"0s" env:"PIPEGUARD_QUEUE_INTERVAL"`
+}
+
+// queues is the command's queue settings.
+func (c *tunnelCmd) queues() queueFlags {
+	return queueFlags{c.QueueCapacity, c.QueueManagement, c.QueueTarget, c.QueueInterval}
 }
 
 func (c *tunnelCmd) Run(env *runEnv) error {
 	if err := config.CheckInterfaceName(c.Interface); err != nil {
 		return err
 	}
-	if c.QueueCapacity < minQueueCapacity {
-		return errQueueCapacity
+	if err := c.queues().check(); err != nil {
+		return err
 	}
 	c.StateDir = stateDirFor(c.StateDir, os.Geteuid())
 	if !c.Foreground && !daemon.Foreground() {
@@ -65,7 +74,8 @@ func (c *tunnelCmd) Run(env *runEnv) error {
 func (c *tunnelCmd) childArgs(logLevel string) []string {
 	args := []string{"--log-level", logLevel, "tunnel", "--foreground",
 		"--state-dir", c.StateDir, "--engine", c.Engine,
-		"--workers", strconv.Itoa(c.Workers), "--queue-capacity", strconv.Itoa(c.QueueCapacity)}
+		"--workers", strconv.Itoa(c.Workers)}
+	args = append(args, c.queues().args()...)
 	if c.LogDir != "" {
 		args = append(args, "--log-dir", c.LogDir)
 	}
@@ -140,7 +150,7 @@ func (c *tunnelCmd) serve(env *runEnv, report *daemon.Reporter) error {
 // watcher that keeps the addresses peers are answered from true; on
 // failure it undoes what it did.
 func (c *tunnelCmd) bringUp(log *slog.Logger) (*stages.Tunnel, *uapi.Server, *linkwatch.Watcher, *addrwatch.Watcher, error) {
-	udp, err := tunio.ListenRebindable(netip.AddrPortFrom(netip.IPv6Unspecified(), 0), tunio.UDPOptions{})
+	udp, err := tunio.ListenRebindable(netip.AddrPortFrom(netip.IPv6Unspecified(), 0), c.queues().udpOptions())
 	if err != nil {
 		return nil, nil, nil, nil, fmt.Errorf("headless-client: UDP socket: %w", err)
 	}
@@ -155,11 +165,9 @@ func (c *tunnelCmd) bringUp(log *slog.Logger) (*stages.Tunnel, *uapi.Server, *li
 		udp.Close()
 		return nil, nil, nil, nil, err
 	}
-	t, err := stages.New(stages.Config{
-		Engine:        stages.Engine(c.Engine),
-		Workers:       c.Workers,
-		QueueCapacity: c.QueueCapacity,
-	}, dev, udp, nil, log)
+	sc := stages.Config{Engine: stages.Engine(c.Engine), Workers: c.Workers}
+	c.queues().apply(&sc)
+	t, err := stages.New(sc, dev, udp, nil, log)
 	if err != nil {
 		link.Close()
 		dev.Close()

@@ -39,7 +39,10 @@ var (
 	ErrMTU    = errors.New("memtun: MTU out of range")
 )
 
-var _ tunio.Device = (*TUN)(nil)
+var (
+	_ tunio.Device     = (*TUN)(nil)
+	_ tunio.ReadPoller = (*TUN)(nil)
+)
 
 // Config configures a TUN. The zero value is usable: defaults apply to zero
 // fields.
@@ -145,6 +148,11 @@ func (t *TUN) InjectBatch(pkts [][]byte) error {
 
 // Queued is the number of injected packets not yet read.
 func (t *TUN) Queued() int { return t.inbound.Len() }
+
+// Readable implements tunio.ReadPoller: whether injected packets wait. A
+// Config.Source is not asked (it cannot be without taking a packet), so
+// with one Readable may say false when a Read would return at once.
+func (t *TUN) Readable() bool { return t.inbound.Len() > 0 }
 
 // Outbound delivers the packets the tunnel writes, in order, when
 // Config.OnWrite is nil (nil otherwise). Write blocks while it is full. It

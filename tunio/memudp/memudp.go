@@ -55,8 +55,9 @@ var (
 )
 
 var (
-	_ tunio.UDPConn = (*Conn)(nil)
-	_ tunio.Marker  = (*Conn)(nil)
+	_ tunio.UDPConn   = (*Conn)(nil)
+	_ tunio.Marker    = (*Conn)(nil)
+	_ tunio.TryReader = (*Conn)(nil)
 )
 
 // Config configures a Network. The zero value gives the defaults.
@@ -184,11 +185,13 @@ func (n *Network) remove(c *Conn) {
 	}
 }
 
-// meta is what a datagram carries besides its bytes: who sent it, and the
-// address it was sent to.
+// meta is what a datagram carries besides its bytes: who sent it, the
+// address it was sent to, and the ECN field of the IP header it would
+// have had.
 type meta struct {
 	from netip.AddrPort
 	to   netip.Addr
+	ecn  uint8
 }
 
 // Conn is one endpoint on a Network; it implements tunio.UDPConn. Make one
@@ -238,7 +241,12 @@ func (c *Conn) Dropped() uint64 { return c.dropped.Load() }
 func (c *Conn) Queued() int { return c.queue.Len() }
 
 // ReadBatch implements tunio.UDPConn.
-func (c *Conn) ReadBatch(msgs []tunio.Datagram) (int, error) {
+func (c *Conn) ReadBatch(msgs []tunio.Datagram) (int, error) { return c.readBatch(msgs, true) }
+
+// TryReadBatch implements tunio.TryReader.
+func (c *Conn) TryReadBatch(msgs []tunio.Datagram) (int, error) { return c.readBatch(msgs, false) }
+
+func (c *Conn) readBatch(msgs []tunio.Datagram, wait bool) (int, error) {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
 	if len(msgs) > len(c.readDst) {
@@ -248,7 +256,13 @@ func (c *Conn) ReadBatch(msgs []tunio.Datagram) (int, error) {
 	for i := range msgs {
 		dst[i] = msgs[i].Buf
 	}
-	n, ok := c.queue.Pop(dst, c.readLen, c.readMeta)
+	var n int
+	var ok bool
+	if wait {
+		n, ok = c.queue.Pop(dst, c.readLen, c.readMeta)
+	} else {
+		n, ok = c.queue.TryPop(dst, c.readLen, c.readMeta)
+	}
 	clear(dst) // drop references to the caller's buffers
 	if !ok {
 		return 0, tunio.ErrClosed
@@ -262,6 +276,7 @@ func (c *Conn) ReadBatch(msgs []tunio.Datagram) (int, error) {
 		}
 		m.Addr = c.readMeta[i].from
 		m.Local = tunio.LocalFrom(c.readMeta[i].to, IfIndex)
+		m.ECN = c.readMeta[i].ecn
 	}
 	return n, nil
 }
@@ -306,20 +321,20 @@ func (c *Conn) WriteBatch(msgs []tunio.Datagram) error {
 					from = m.Local.Addr()
 				}
 			}
-			c.writeMeta[run] = meta{from: netip.AddrPortFrom(from, c.local.Port()), to: dst.Addr()}
+			c.writeMeta[run] = meta{from: netip.AddrPortFrom(from, c.local.Port()), to: dst.Addr(), ecn: m.ECN & 3}
 			run++
 		}
 		c.net.mu.RUnlock()
-		c.deliver(to, c.writeRec[:run])
+		c.deliver(to, c.writeRec[:run], c.writeMeta[:run])
 		clear(c.writeRec[:run])
 		msgs = msgs[run:]
 	}
 	return nil
 }
 
-// deliver queues recs at to, dropping and counting what cannot go. A nil
-// record stands for a datagram that was too long.
-func (c *Conn) deliver(to *Conn, recs [][]byte) {
+// deliver queues recs (with their metas) at to, dropping and counting
+// what cannot go. A nil record stands for a datagram that was too long.
+func (c *Conn) deliver(to *Conn, recs [][]byte, metas []meta) {
 	for len(recs) > 0 {
 		// Cut at the next too-long datagram so the Push below sees only
 		// good ones.
@@ -333,9 +348,9 @@ func (c *Conn) deliver(to *Conn, recs [][]byte) {
 			var n int
 			var ok bool
 			if c.net.cfg.Block {
-				n, ok = to.queue.Push(recs[:k], c.writeMeta[:k], c.closed)
+				n, ok = to.queue.Push(recs[:k], metas[:k], c.closed)
 			} else {
-				n, ok = to.queue.TryPush(recs[:k], c.writeMeta[:k])
+				n, ok = to.queue.TryPush(recs[:k], metas[:k])
 			}
 			if !ok && to.isClosed() {
 				c.net.dropped.Add(uint64(k - n))
@@ -347,7 +362,7 @@ func (c *Conn) deliver(to *Conn, recs [][]byte) {
 			c.net.dropped.Add(1)
 			k++
 		}
-		recs = recs[k:]
+		recs, metas = recs[k:], metas[k:]
 	}
 }
 

@@ -75,6 +75,40 @@ func TestDeliver(t *testing.T) {
 	}
 }
 
+// TestECNAndTryRead: each datagram arrives with the ECN it was sent with,
+// as over a real network, and TryReadBatch reads what is there without
+// waiting for more.
+func TestECNAndTryRead(t *testing.T) {
+	n := NewNetwork()
+	a, b := listen(t, n, "10.0.0.1:1000"), listen(t, n, "10.0.0.2:2000")
+	in := datagrams(8, 100)
+	if k, err := b.TryReadBatch(in); k != 0 || err != nil {
+		t.Fatalf("TryReadBatch on an empty queue = %d, %v", k, err)
+	}
+	out := datagrams(6, 100)
+	for i := range out {
+		out[i].N, out[i].Buf[0], out[i].ECN = 10, byte(i), uint8(i%4)
+		out[i].Addr = b.LocalAddr()
+	}
+	out[2].N = 1 << 20 // too long: dropped, and the metas after it stay in step
+	if err := a.WriteBatch(out); err != nil {
+		t.Fatal(err)
+	}
+	k, err := b.TryReadBatch(in)
+	if err != nil || k != 5 {
+		t.Fatalf("TryReadBatch = %d, %v", k, err)
+	}
+	for _, m := range in[:k] {
+		if want := m.Buf[0] % 4; m.ECN != want {
+			t.Errorf("datagram %d: ECN %d, want %d", m.Buf[0], m.ECN, want)
+		}
+	}
+	b.Close()
+	if _, err := b.TryReadBatch(in); !tunio.IsClosed(err) {
+		t.Fatalf("after Close: %v", err)
+	}
+}
+
 func TestDrops(t *testing.T) {
 	n := NewNetworkConfig(Config{QueueLen: 4, MaxDatagramSize: 100})
 	a, b := listen(t, n, "10.0.0.1:1"), listen(t, n, "10.0.0.2:2")

@@ -91,7 +91,12 @@ func New(o Options) (*Rig, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := stages.Config{PrivateKey: localKey, Engine: o.Engine, Workers: o.Workers, QueueCapacity: o.QueueCapacity}
+	// Queue management off: the rig counts every packet of a flood that
+	// never slows down, which is what a queue manager is there to drop
+	// from once its queue stands above the target; in memory these
+	// figures measure the engines' CPU per packet, lossless.
+	cfg := stages.Config{PrivateKey: localKey, Engine: o.Engine, Workers: o.Workers, QueueCapacity: o.QueueCapacity,
+		NoQueueManagement: true}
 	for i := range o.Peers {
 		k, err := noise.GeneratePrivateKey()
 		if err != nil {

@@ -8,7 +8,7 @@ import (
 // FuzzParseIperf3: any input is parsed or refused with ErrIperf, never a
 // panic, and what is accepted has sane figures.
 func FuzzParseIperf3(f *testing.F) {
-	for _, name := range []string{"iperf3-1stream.json", "iperf3-4streams-reverse.json", "iperf3-refused.json"} {
+	for _, name := range []string{"iperf3-1stream.json", "iperf3-4streams-reverse.json", "iperf3-2streams-bidir.json", "iperf3-refused.json"} {
 		f.Add(readTestdata(f, name))
 	}
 	f.Add([]byte(`{"start":{"test_start":{"num_streams":1}},"end":{"sum_received":{"seconds":1e308,"bits_per_second":1e308}}}`))
@@ -17,7 +17,7 @@ func FuzzParseIperf3(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if r.Streams < 1 || !(r.Seconds > 0) || math.IsInf(r.Seconds, 0) || !finiteNonNeg(r.SentGbps, r.ReceivedGbps) || r.Retransmits < 0 {
+		if r.Streams < 1 || !(r.Seconds > 0) || math.IsInf(r.Seconds, 0) || !finiteNonNeg(r.SentGbps, r.ReceivedGbps, r.ReverseReceivedGbps) || r.Retransmits < 0 || r.ReverseRetransmits < 0 {
 			t.Fatalf("accepted %+v", r)
 		}
 	})

@@ -13,6 +13,9 @@ type Iperf3Result struct {
 	Protocol string // "TCP" or "UDP"
 	Streams  int
 	Reverse  bool // -R: the server sent, the client received
+	// Bidir is --bidir: both sent at once, Streams each way; the byte
+	// counts, rates and retransmits are of the client's sending, the
+	// Reverse ones of the server's.
 	// Seconds is the receiver's measured time; the byte counts and rates
 	// are summed over the streams.
 	Seconds                          float64
@@ -20,7 +23,14 @@ type Iperf3Result struct {
 	SentGbps, ReceivedGbps           float64
 	Retransmits                      int64   // TCP only, as the sender counted them
 	HostCPUPercent, RemoteCPUPercent float64 // iperf3's own CPU use: client, server (100 = one core)
+
+	Bidir               bool
+	ReverseReceivedGbps float64
+	ReverseRetransmits  int64
 }
+
+// TotalGbps is what the receivers received, both ways with --bidir.
+func (r Iperf3Result) TotalGbps() float64 { return r.ReceivedGbps + r.ReverseReceivedGbps }
 
 // iperf3JSON is the part of iperf3's -J output the harness reads.
 type iperf3JSON struct {
@@ -34,7 +44,10 @@ type iperf3JSON struct {
 	End struct {
 		SumSent     Iperf3Sum `json:"sum_sent"`
 		SumReceived Iperf3Sum `json:"sum_received"`
-		CPU         struct {
+		// With --bidir (and only then), the server's sending.
+		SumSentReverse     *Iperf3Sum `json:"sum_sent_bidir_reverse"`
+		SumReceivedReverse *Iperf3Sum `json:"sum_received_bidir_reverse"`
+		CPU                struct {
 			HostTotal   float64 `json:"host_total"`
 			RemoteTotal float64 `json:"remote_total"`
 		} `json:"cpu_utilization_percent"`
@@ -72,13 +85,18 @@ func ParseIperf3(b []byte) (Iperf3Result, error) {
 		Retransmits:      end.SumSent.Retransmits,
 		HostCPUPercent:   end.CPU.HostTotal,
 		RemoteCPUPercent: end.CPU.RemoteTotal,
+		Bidir:            end.SumSentReverse != nil && end.SumReceivedReverse != nil,
+	}
+	if r.Bidir {
+		r.ReverseReceivedGbps = end.SumReceivedReverse.BitsPerSecond / 1e9
+		r.ReverseRetransmits = end.SumSentReverse.Retransmits
 	}
 	switch {
 	case r.Streams < 1:
 		return Iperf3Result{}, fmt.Errorf("%w: no streams", ErrIperf)
 	case !(r.Seconds > 0) || math.IsInf(r.Seconds, 0):
 		return Iperf3Result{}, fmt.Errorf("%w: no measured time", ErrIperf)
-	case !finiteNonNeg(r.SentGbps, r.ReceivedGbps, r.HostCPUPercent, r.RemoteCPUPercent) || r.Retransmits < 0:
+	case !finiteNonNeg(r.SentGbps, r.ReceivedGbps, r.ReverseReceivedGbps, r.HostCPUPercent, r.RemoteCPUPercent) || r.Retransmits < 0 || r.ReverseRetransmits < 0:
 		return Iperf3Result{}, fmt.Errorf("%w: negative figures", ErrIperf)
 	}
 	return r, nil

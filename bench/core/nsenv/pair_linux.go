@@ -44,6 +44,9 @@ func StartTunnel(env *Env, bins *Bins, kind core.Kind, end End) (*Proc, []string
 	if kind.Impl == core.ImplPipeGuard {
 		bin = bins.Client
 		args = []string{"standalone", "--config", conf, "--interface", end.Iface, "--state-dir", env.Dir, "--engine", kind.Engine}
+		if kind.Unmanaged {
+			args = append(args, "--queue-management", "off")
+		}
 		penv = []string{"PIPEGUARD_ID=pgbench-" + end.Iface}
 	}
 	shown := make([]string, len(args))

@@ -58,6 +58,26 @@ func TestParseIperf3Recorded(t *testing.T) {
 	}
 }
 
+// TestParseIperf3Bidir: with --bidir the server's sending is read too,
+// and the total is both ways'.
+func TestParseIperf3Bidir(t *testing.T) {
+	r, err := ParseIperf3(readTestdata(t, "iperf3-2streams-bidir.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Figures copied from the file's end.sum_received, sum_sent and
+	// their _bidir_reverse twins.
+	if !r.Bidir || r.Streams != 2 || r.Retransmits != 3 || r.ReverseRetransmits != 0 ||
+		math.Abs(r.ReceivedGbps-14.887451857842476) > 1e-12 || math.Abs(r.ReverseReceivedGbps-15.245503650786518) > 1e-12 ||
+		math.Abs(r.TotalGbps()-(14.887451857842476+15.245503650786518)) > 1e-9 {
+		t.Fatalf("got %+v", r)
+	}
+	one, err := ParseIperf3(readTestdata(t, "iperf3-1stream.json"))
+	if err != nil || one.Bidir || one.ReverseReceivedGbps != 0 || one.TotalGbps() != one.ReceivedGbps {
+		t.Fatalf("one way read as bidir: %+v, %v", one, err)
+	}
+}
+
 func TestParseIperf3Errors(t *testing.T) {
 	_, err := ParseIperf3(readTestdata(t, "iperf3-refused.json"))
 	if !errors.Is(err, ErrIperf) || !strings.Contains(err.Error(), "Connection refused") {

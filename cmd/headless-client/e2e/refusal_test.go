@@ -44,7 +44,7 @@ func TestRefusals(t *testing.T) {
 			// The endpoint's own subnet; 0.0.0.0/0 would be a full tunnel.
 			return strings.Replace(c, "AllowedIPs = 10.100.0.2/32", "AllowedIPs = 10.99.0.0/24", 1)
 		}, want: []string{"contains the endpoint"}},
-		{name: "queue too small", flags: []string{"--queue-capacity", "16"}, want: []string{"--queue-capacity must be at least 64"}},
+		{name: "queue too small", flags: []string{"--queue-capacity", "16"}, want: []string{"--queue-capacity must be 0 or at least 64"}},
 		{name: "metrics address not local", flags: []string{"--metrics-addr", "192.0.2.1:9586"}, want: []string{"metrics endpoint 192.0.2.1:9586"}},
 		{name: "no CAP_NET_ADMIN", prefix: []string{setpriv, "--bounding-set=-net_admin", "--inh-caps=-net_admin"}, want: []string{"missing CAP_NET_ADMIN", "setcap cap_net_admin+eip"}},
 	} {

@@ -74,6 +74,7 @@ func WriteText(w io.Writer, src Source) error {
 	bw := bufio.NewWriter(w)
 	e := &encoder{w: bw}
 	writeStages(e, src.Stats())
+	writeQueues(e, src)
 	writePeers(e, src)
 	writeRuntime(e)
 	return bw.Flush()

@@ -104,6 +104,63 @@ func TestExposition(t *testing.T) {
 	}
 }
 
+// queueSource adds the optional managed queues.
+type queueSource struct {
+	fakeSource
+	queues []stages.QueueStats
+}
+
+func (q *queueSource) QueueStats() []stages.QueueStats { return q.queues }
+
+func TestExpositionQueues(t *testing.T) {
+	out := stages.QueueStats{Name: "outbound", Managed: true}
+	out.Len, out.Drops, out.Marks = 12, 7, 3
+	out.Sojourn.Buckets[0], out.Sojourn.Buckets[4], out.Sojourn.Buckets[len(out.Sojourn.Buckets)-1] = 10, 5, 1
+	out.Sojourn.Count, out.Sojourn.Sum = 16, 1500*time.Millisecond
+	src := &queueSource{fakeSource: *newFake(), queues: []stages.QueueStats{out, {Name: "inbound"}}}
+	var b bytes.Buffer
+	if err := WriteText(&b, src); err != nil {
+		t.Fatal(err)
+	}
+	got := parseStrict(t, b.String())
+	want := map[string]float64{
+		`pipeguard_queue_sojourn_seconds_bucket{le="5e-05",queue="outbound"}`:  10,
+		`pipeguard_queue_sojourn_seconds_bucket{le="0.0005",queue="outbound"}`: 10,
+		`pipeguard_queue_sojourn_seconds_bucket{le="0.001",queue="outbound"}`:  15,
+		`pipeguard_queue_sojourn_seconds_bucket{le="0.25",queue="outbound"}`:   15,
+		`pipeguard_queue_sojourn_seconds_bucket{le="+Inf",queue="outbound"}`:   16,
+		`pipeguard_queue_sojourn_seconds_count{queue="outbound"}`:              16,
+		`pipeguard_queue_sojourn_seconds_sum{queue="outbound"}`:                1.5,
+		`pipeguard_queue_sojourn_seconds_bucket{le="+Inf",queue="inbound"}`:    0,
+		`pipeguard_queue_drops_total{queue="outbound"}`:                        7,
+		`pipeguard_queue_marks_total{queue="outbound"}`:                        3,
+		`pipeguard_queue_packets{queue="outbound"}`:                            12,
+		`pipeguard_queue_managed{queue="outbound"}`:                            1,
+		`pipeguard_queue_managed{queue="inbound"}`:                             0,
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
+		}
+	}
+	if n := countPrefix(got, "pipeguard_queue_sojourn_seconds_bucket{"); n != 2*(len(out.Sojourn.Buckets)) {
+		t.Errorf("%d bucket series, want %d", n, 2*len(out.Sojourn.Buckets))
+	}
+	if countPrefix(got, "pipeguard_queue_") != 0 && countPrefix(parseStrict(t, exposition(t, newFake())), "pipeguard_queue_") != 0 {
+		t.Error("queue series without the capability")
+	}
+}
+
+// exposition is src's metrics as text.
+func exposition(t *testing.T, src Source) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := WriteText(&b, src); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
 func TestExpositionHandshakes(t *testing.T) {
 	src := &countingSource{fakeSource: *newFake(), counts: map[noise.PublicKey]uint64{keyA: 3}}
 	var b bytes.Buffer
@@ -296,17 +353,26 @@ func parseStrict(t *testing.T, text string) map[string]float64 {
 		if !metricName.MatchString(name) {
 			fail("bad metric name")
 		}
+		family := name
 		if _, ok := types[name]; !ok {
-			fail("sample without TYPE")
+			// A histogram's samples carry suffixes to its family's name.
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				if base, ok := strings.CutSuffix(name, suffix); ok && types[base] == "histogram" {
+					family = base
+				}
+			}
+			if family == name {
+				fail("sample without TYPE")
+			}
 		}
-		if name != current {
-			if done[name] {
+		if family != current {
+			if done[family] {
 				fail("family's samples not together")
 			}
 			if current != "" {
 				done[current] = true
 			}
-			current = name
+			current = family
 		}
 		var labels []string
 		if strings.HasPrefix(rest, "{") {

@@ -137,6 +137,15 @@ func (r *Ring[M]) Push(recs [][]byte, metas []M, done <-chan struct{}) (n int, o
 // shorter), its full length stored in lens[i] and its meta in metas[i]
 // (metas may be nil). ok is false once the ring is closed.
 func (r *Ring[M]) Pop(dst [][]byte, lens []int, metas []M) (n int, ok bool) {
+	return r.pop(dst, lens, metas, true)
+}
+
+// TryPop is Pop without waiting: n is 0 when no record is queued.
+func (r *Ring[M]) TryPop(dst [][]byte, lens []int, metas []M) (n int, ok bool) {
+	return r.pop(dst, lens, metas, false)
+}
+
+func (r *Ring[M]) pop(dst [][]byte, lens []int, metas []M, wait bool) (n int, ok bool) {
 	for {
 		if r.isClosed() {
 			return 0, false
@@ -162,6 +171,9 @@ func (r *Ring[M]) Pop(dst [][]byte, lens []int, metas []M) (n int, ok bool) {
 				signal(r.readable) // pass the token to another popper
 			}
 			return n, true
+		}
+		if !wait {
+			return 0, true
 		}
 		select {
 		case <-r.readable:

@@ -1,0 +1,140 @@
+package netns
+
+import (
+	"strings"
+	"testing"
+
+	"pipeguard/bench/core"
+	"pipeguard/bench/core/nsenv"
+)
+
+func TestProbeTally(t *testing.T) {
+	var p probeTally
+	for range 4 {
+		p.request()
+	}
+	p.answer(0, 1_000_000, 3_000_000) // 2 ms
+	p.answer(0, 1_000_000, 9_000_000) // a duplicate
+	p.answer(2, 5_000_000, 5_500_000) // 0.5 ms
+	p.answer(7, 0, 1)                 // never sent
+	p.answer(3, 9, 8)                 // back before it left: not an answer
+	if p.r.Sent != 4 || p.r.Received != 2 || len(p.r.RTTs) != 2 || p.r.RTTs[0] != 2 || p.r.RTTs[1] != 0.5 {
+		t.Fatalf("%+v", p.r)
+	}
+}
+
+func TestProbeRequestAnswer(t *testing.T) {
+	b := make([]byte, probePayload)
+	probeRequest(b, 77, 123456789)
+	if seq, sent, ok := probeAnswer(b); !ok || seq != 77 || sent != 123456789 {
+		t.Fatalf("read back %d, %d, %v", seq, sent, ok)
+	}
+	for _, n := range []int{0, 12, probePayload - 1, probePayload + 1} {
+		if _, _, ok := probeAnswer(make([]byte, n)); ok {
+			t.Errorf("%d bytes read as an answer", n)
+		}
+	}
+}
+
+// FuzzProbeAnswer feeds arbitrary datagrams to the probe's reader and
+// tally: nothing panics, only a whole request reads as an answer, and an
+// answer counts at most once and only for a request that went out.
+func FuzzProbeAnswer(f *testing.F) {
+	req := make([]byte, probePayload)
+	probeRequest(req, 1, 5)
+	f.Add(req, int64(10))
+	f.Add([]byte{}, int64(0))
+	f.Add(make([]byte, probePayload+1), int64(-1))
+	f.Fuzz(func(t *testing.T, b []byte, now int64) {
+		var p probeTally
+		p.request()
+		p.request()
+		seq, sent, ok := probeAnswer(b)
+		if ok != (len(b) == probePayload) {
+			t.Fatalf("%d bytes: ok %v", len(b), ok)
+		}
+		if !ok {
+			return
+		}
+		p.answer(seq, sent, now)
+		p.answer(seq, sent, now)
+		want := 0
+		if seq < 2 && now >= sent {
+			want = 1
+		}
+		if p.r.Received != want || len(p.r.RTTs) != want {
+			t.Fatalf("seq %d sent %d now %d: %+v", seq, sent, now, p.r)
+		}
+	})
+}
+
+// latSampleOf is a sample row: throughput, ping and probe round trips.
+func latSampleOf(gbps float64, ping, probe []float64) latSample {
+	return latSample{Gbps: gbps, Ping: nsenv.PingResult{Sent: len(ping) + 1, Received: len(ping), RTTs: ping},
+		Probe: probeResult{Sent: len(probe) + 2, Received: len(probe), RTTs: probe}}
+}
+
+// TestSummarizeLatency: the repeats' series pool, the throughput is their
+// median, and the loaded rows' p99 above the idle p50 is the worse of
+// ping's and the probe's.
+func TestSummarizeLatency(t *testing.T) {
+	mk := func(idle, out float64) netnsSample {
+		var s netnsSample
+		s.Latency[0] = latSampleOf(0, []float64{idle, idle}, []float64{idle + 0.1})
+		s.Latency[1] = latSampleOf(out, []float64{1, 2, 3}, []float64{4})
+		s.Latency[2] = latSampleOf(out+1, []float64{1}, []float64{1})
+		s.Latency[3] = latSampleOf(out+2, []float64{9}, []float64{1})
+		return s
+	}
+	rows := summarizeLatency(4, []netnsSample{mk(0.5, 1), mk(0.5, 3)})
+	if len(rows) != numLatencyLoads || rows[0].Streams != 0 || rows[1].Streams != 4 || rows[1].Load != core.Outbound || rows[3].Load != core.Both {
+		t.Fatalf("rows %+v", rows)
+	}
+	if rows[1].Gbps != 2 || rows[0].Gbps != 0 || rows[3].Gbps != 4 {
+		t.Errorf("throughput medians %v, %v, %v", rows[0].Gbps, rows[1].Gbps, rows[3].Gbps)
+	}
+	if p := rows[1].Ping; p.Sent != 8 || p.Received != 6 || p.P50Ms != 2 || p.P99Ms != 3 || p.P999Ms != 3 {
+		t.Errorf("outbound ping %+v", p)
+	}
+	if p := rows[1].Probe; p.Sent != 6 || p.Received != 2 || p.Lost() != 4 || p.P50Ms != 4 {
+		t.Errorf("outbound probe %+v", p)
+	}
+	// Ping: 3 - 0.5; probe: 4 - 0.6. The probe's is worse.
+	if got := aboveIdle(rows[0], rows[1]); got < 3.39 || got > 3.41 {
+		t.Errorf("outbound above idle %v, want 3.4", got)
+	}
+	if got := aboveIdle(rows[0], rows[3]); got != 8.5 {
+		t.Errorf("both above idle %v, want 8.5 (ping's)", got)
+	}
+	if summarizeLatency(4, nil) != nil {
+		t.Error("rows from no samples")
+	}
+}
+
+// TestAboveIdleLines: the summary lines keep their fixed form, values
+// right-aligned under the loads' names, for the three tunnels as they
+// ship (queue management on), not for the ones with it off.
+func TestAboveIdleLines(t *testing.T) {
+	row := func(load core.Direction, ping, probe float64) LatencyRow {
+		return LatencyRow{Load: load, Ping: Latency{P50Ms: ping, P99Ms: ping}, Probe: Latency{P50Ms: probe, P99Ms: probe}}
+	}
+	rows := func(out, in, both float64) []LatencyRow {
+		return []LatencyRow{row("idle", 0.5, 0.5), row(core.Outbound, 0.5+out, 0), row(core.Inbound, 0.5+in, 0), row(core.Both, 0.5+both, 0)}
+	}
+	nr := &Report{Runs: []Run{
+		{Impl: core.ImplPipeGuard, Engine: "sequential", Latency: rows(1, 2, 3)},
+		{Impl: core.ImplPipeGuard, Engine: "sequential", Unmanaged: true, Latency: rows(10, 20, 30)},
+		{Impl: core.ImplPipeGuard, Engine: "pipeline", Latency: rows(0.25, 0.5, 0.75)},
+		{Impl: core.ImplWireguardGo, Latency: rows(12.5, 13, 14)},
+	}}
+	var b strings.Builder
+	nr.writeAboveIdle(&b)
+	want := "" +
+		"loaded latency (ms above idle p50, p99)   outbound  inbound  both\n" +
+		"pipeline                                      0.25     0.50  0.75\n" +
+		"sequential                                    1.00     2.00  3.00\n" +
+		"wireguard-go                                 12.50    13.00  14.00\n"
+	if got := b.String(); got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+}

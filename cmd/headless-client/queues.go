@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"pipeguard/stages"
+	"pipeguard/tunio"
+)
+
+// The dataplane's queue settings, as both commands take them: the
+// capacity of the queues between stages, and queue management (on by
+// default: in each direction one queue where packets may wait, flow-fair
+// and kept near a target delay; docs/ARCHITECTURE.md, "The queues").
+
+// minQueueCapacity keeps room for one whole TUN batch in a queue: with
+// segmentation offload one read splits a 64 KB packet into as many as 53
+// packets of the 1280-byte MTU, and fewer slots would lose it.
+const minQueueCapacity = 64
+
+// errQueueCapacity refuses a queue too small for an offloaded TUN read.
+var errQueueCapacity = fmt.Errorf("headless-client: --queue-capacity must be 0 or at least %d", minQueueCapacity)
+
+// Help texts shared by both commands.
+const (
+	helpQueueCapacity   = "Capacity of each queue between pipeline stages, in packets (at least 64: a segmentation-offloaded TUN read needs up to a batch of slots); 0: 64 with queue management, 1000 without."
+	helpQueueManagement = "Queue management: on keeps a packet's wait in the tunnel's own queues near --queue-target under load, flows served fairly, by dropping or ECN-marking the packets of flows that fill them; off lets the queues fill, as before (more throughput for a bulk transfer, more delay for everything behind it)."
+	helpQueueTarget     = "Queue management: the delay a queue may keep standing; 0: the default (500us)."
+	helpQueueInterval   = "Queue management: how long the delay must stand above the target before the first drop, about the round trip of the flows through the tunnel; 0: the default (10ms)."
+)
+
+// queueFlags are the queue settings both commands take.
+type queueFlags struct {
+	capacity         int
+	management       string // "on" or "off"
+	target, interval time.Duration
+}
+
+// check refuses settings the tunnel would refuse, before anything is made.
+func (q queueFlags) check() error {
+	if q.capacity != 0 && q.capacity < minQueueCapacity {
+		return errQueueCapacity
+	}
+	return nil
+}
+
+// apply puts the settings into sc.
+func (q queueFlags) apply(sc *stages.Config) {
+	sc.QueueCapacity = q.capacity
+	sc.NoQueueManagement = q.management == "off"
+	sc.QueueTarget, sc.QueueInterval = q.target, q.interval
+}
+
+// offReceiveBuffer is the socket receive buffer without queue
+// management: the size it had before, which the readers then need, since
+// they work on their batches themselves and fall behind the socket (with
+// 4 MiB, TCP retransmitted some 23,000 segments in 8 s through four
+// streams in the netns lab).
+const offReceiveBuffer = 8 << 20
+
+// udpOptions is the tunnel's UDP socket options for the settings.
+func (q queueFlags) udpOptions() tunio.UDPOptions {
+	if q.management == "off" {
+		return tunio.UDPOptions{ReceiveBuffer: offReceiveBuffer, SendBuffer: offReceiveBuffer}
+	}
+	return tunio.UDPOptions{}
+}
+
+// args is the settings as command-line flags, for a child process.
+func (q queueFlags) args() []string {
+	return []string{"--queue-capacity", strconv.Itoa(q.capacity), "--queue-management", q.management,
+		"--queue-target", q.target.String(), "--queue-interval", q.interval.String()}
+}
