@@ -45,8 +45,8 @@ const (
 	DefaultQueueCapacity = 1000
 
 	// HandshakeQueueCapacity bounds handshake messages waiting for the
-	// handshake actor. It is small on purpose: a full queue drops (the
-	// network edge may drop) and, from a quarter full, makes the actor
+	// handshake workers. It is small on purpose: a full queue drops (the
+	// network edge may drop) and, from a quarter full, makes the workers
 	// answer with cookies instead of doing Curve25519 work.
 	HandshakeQueueCapacity = 256
 
@@ -84,7 +84,18 @@ type Config struct {
 	Engine        Engine // default EnginePipeline
 	Workers       int    // decrypt and encrypt workers each; default GOMAXPROCS
 	QueueCapacity int    // default DefaultQueueCapacity
+	// HandshakeWorkers is how many workers answer handshake messages;
+	// default GOMAXPROCS, at most MaxHandshakeWorkers.
+	HandshakeWorkers int
+	// HandshakeBudget bounds their Curve25519 work; zero: calibrated on
+	// this machine when the tunnel is made (CalibrateHandshakeBudget).
+	HandshakeBudget HandshakeBudget
 }
+
+// MaxHandshakeWorkers bounds the default handshake pool: the budget, not
+// the workers, bounds the Curve25519 work, so more workers than this
+// only add goroutines.
+const MaxHandshakeWorkers = 4
 
 // ErrConfig is wrapped by every configuration error.
 var ErrConfig = errors.New("stages: invalid config")
@@ -108,6 +119,17 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if out.QueueCapacity < 1 || out.QueueCapacity > 1<<20 {
 		return out, fmt.Errorf("%w: queue capacity %d not in 1..%d", ErrConfig, out.QueueCapacity, 1<<20)
+	}
+	if out.HandshakeWorkers == 0 {
+		out.HandshakeWorkers = min(runtime.GOMAXPROCS(0), MaxHandshakeWorkers)
+	}
+	if out.HandshakeWorkers < 1 || out.HandshakeWorkers > 256 {
+		return out, fmt.Errorf("%w: handshake workers %d not in 1..256", ErrConfig, out.HandshakeWorkers)
+	}
+	if out.HandshakeBudget != (HandshakeBudget{}) {
+		if err := out.HandshakeBudget.check(); err != nil {
+			return out, err
+		}
 	}
 	return out, nil
 }
