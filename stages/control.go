@@ -34,21 +34,12 @@ type PeerStatus struct {
 	// while the peer answers (or nothing was sent to it).
 	SilentSince      time.Time
 	RxBytes, TxBytes uint64 // datagram bytes, as wireguard-go counts them
+	Handshakes       uint64 // handshakes completed with the peer since it was added
 }
 
-// Handshakes returns how many handshakes each peer has completed with the
-// tunnel, as initiator or responder, since it was added: the optional
-// metrics.HandshakeCounter capability.
-func (t *Tunnel) Handshakes() map[noise.PublicKey]uint64 {
-	set := t.peers.Load()
-	m := make(map[noise.PublicKey]uint64, set.len())
-	for r := range set.all() {
-		m[r.p.publicKey] = r.p.handshakes.Load()
-	}
-	return m
-}
-
-// Peers returns the status of every peer, in the order they were added.
+// Peers returns the status of every peer, in the order they were added:
+// O(peers) memory; a reader of many (metrics, status lines, `wg show`)
+// streams them with AllPeers instead.
 func (t *Tunnel) Peers() []PeerStatus {
 	out := make([]PeerStatus, 0, t.peers.Load().len())
 	for st := range t.AllPeers() {
@@ -98,6 +89,7 @@ func status(r peerRef, allowed []netip.Prefix, now time.Time) PeerStatus {
 		SilentSince:         silentSince(r.p, now),
 		RxBytes:             r.p.rxBytes.Load(),
 		TxBytes:             r.p.txBytes.Load(),
+		Handshakes:          r.p.handshakes.Load(),
 	}
 }
 
