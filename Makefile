@@ -15,7 +15,7 @@ DEB := dist/pipeguard_$(VERSION)_$(DEB_ARCH).deb
 # `make deb`.
 NFPM := $(GO) tool -modfile=tools/go.mod nfpm
 
-.PHONY: setup demo test vet build static install deb fuzz
+.PHONY: setup demo test vet build static install deb fuzz selftest
 
 setup:
 	./scripts/setup.sh
@@ -31,6 +31,13 @@ vet:
 # most packages anyway); the race detector's slowdown is paid once here.
 test: setup vet
 	$(GO) test -race -timeout 20m ./...
+
+# selftest runs the kernel's WireGuard selftest, adapted to a userspace
+# implementation (scripts/netns-selftest.sh), on PipeGuard and, for
+# comparison, on Debian's wireguard-go: minutes each, so not in `make
+# test`. Needs root.
+selftest: setup
+	PIPEGUARD_SELFTEST=1 $(GO) test -count=1 -timeout 70m -run '^TestKernelSelftest' -v ./cmd/headless-client/e2e
 
 # fuzz runs every fuzz target in the module (scripts/fuzz.sh finds them)
 # for FUZZTIME each; CI runs it after test. A long run: make fuzz FUZZTIME=10m.

@@ -111,8 +111,9 @@ func (s HandshakeState) String() string {
 // are made when a handshake starts, and dropped when it ends.
 type Handshake struct {
 	// Immutable after NewHandshake.
-	remote PublicKey
-	peer   PeerID
+	remote   PublicKey
+	peer     PeerID
+	lowOrder bool // remote is a low-order point: no handshake can complete
 
 	cookies CookieGenerator // has its own lock
 
@@ -145,19 +146,28 @@ type handshakeRun struct {
 // NewHandshake prepares the handshake state of a peer with public key
 // remote and an optional pre-shared key (zero for none). peer is the
 // caller's handle, returned by IndexTable lookups. local may be nil: no
-// private key yet. It fails with ErrLowOrderPoint for a public key no
-// handshake could ever succeed with. It does no Curve25519 work (see ss).
+// private key yet. It does no Curve25519 work (see ss).
+//
+// A remote key that is a low-order point (the all-zero key among them)
+// is accepted, as the kernel accepts it, and LowOrder reports it: the
+// static-static DH with it is all zero, so anyone could compute it, and
+// no handshake with such a peer ever completes. CreateInitiation and
+// ConsumeInitiation refuse it with ErrLowOrderPoint (the kernel refuses
+// the zero precomputed DH the same way). The error is nil for every
+// 32-byte key.
 func NewHandshake(local *Static, remote PublicKey, psk PresharedKey, peer PeerID) (*Handshake, error) {
-	if err := CheckPublicKey(remote); err != nil {
-		return nil, err
-	}
 	h := &Handshake{local: local, remote: remote, peer: peer, psk: psk}
+	h.lowOrder = CheckPublicKey(remote) != nil
 	h.cookies.init(&h.remote)
 	return h, nil
 }
 
 // Remote returns the peer's public key.
 func (h *Handshake) Remote() PublicKey { return h.remote }
+
+// LowOrder reports whether the peer's public key is a low-order point,
+// with which no handshake can complete (see NewHandshake).
+func (h *Handshake) LowOrder() bool { return h.lowOrder }
 
 // Peer returns the caller's handle for the peer.
 func (h *Handshake) Peer() PeerID { return h.peer }
@@ -272,6 +282,11 @@ func (h *Handshake) CreateInitiation(now time.Time, t *IndexTable, msg *wire.Ini
 	h.clearLocked(t)
 	if h.local == nil {
 		return ErrNoPrivateKey
+	}
+	if h.lowOrder {
+		// Refused before any work: the message could be made, but the
+		// peer's key makes its proof of our identity public.
+		return ErrLowOrderPoint
 	}
 
 	eph, err := GeneratePrivateKey()

@@ -13,7 +13,8 @@ import (
 //
 // The checks, cheapest first: strict parsing and MAC1 (ErrMAC1, before
 // any Curve25519 work), then decryption of the static key and timestamp
-// (ErrHandshakeAuth, ErrUnknownPeer), then replay (ErrReplay: the
+// (ErrHandshakeAuth, ErrUnknownPeer; ErrLowOrderPoint for a peer whose
+// key is a low-order point, see NewHandshake), then replay (ErrReplay: the
 // timestamp must be newer than the last accepted from this peer) and
 // flood protection (ErrFlood: at most one initiation per
 // HandshakeInitiationRate per peer, measured on now). A rejected
@@ -57,6 +58,12 @@ func (s *Static) ConsumeInitiation(b []byte, now time.Time, lookup func(PublicKe
 	defer h.mu.Unlock()
 	if h.local != s {
 		return nil, ErrUnknownPeer
+	}
+	if h.lowOrder {
+		// The static-static DH is all zero: anyone can make the timestamp
+		// below, so it would prove nothing. The kernel refuses the zero
+		// DH here too (mix_precomputed_dh).
+		return nil, ErrLowOrderPoint
 	}
 
 	// The timestamp, under DH(S_i, S_r), computed once per peer and key.

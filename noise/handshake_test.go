@@ -353,9 +353,6 @@ func TestHandshakeErrors(t *testing.T) {
 	if _, err := resp.static.ConsumeInitiation(b, t0, resp.lookup); !errors.Is(err, ErrLowOrderPoint) {
 		t.Fatalf("zero ephemeral: %v", err)
 	}
-	if _, err := NewHandshake(ini.static, PublicKey{}, PresharedKey{}, 0); !errors.Is(err, ErrLowOrderPoint) {
-		t.Fatalf("zero peer key: %v", err)
-	}
 	if _, err := NewStatic(PrivateKey{}); !errors.Is(err, ErrInvalidKey) {
 		t.Fatalf("zero private key: %v", err)
 	}
@@ -384,11 +381,11 @@ func TestSimultaneousInitiation(t *testing.T) {
 
 // TestHandshakeWithoutIdentity: a tunnel with no private key keeps its
 // peers' handshakes without a Static. They start nothing, accept no
-// initiation, and still refuse a peer key no handshake could work with.
+// initiation, and still tell a peer key no handshake could work with.
 func TestHandshakeWithoutIdentity(t *testing.T) {
 	us, peer := newStatic(t), &side{static: newStatic(t)}
-	if _, err := NewHandshake(nil, PublicKey{}, PresharedKey{}, 1); !errors.Is(err, ErrLowOrderPoint) {
-		t.Fatalf("zero peer key without identity: %v", err)
+	if h, err := NewHandshake(nil, PublicKey{}, PresharedKey{}, 1); err != nil || !h.LowOrder() {
+		t.Fatalf("zero peer key without identity: %v, want it accepted as low order", err)
 	}
 	h, err := NewHandshake(nil, peer.static.PublicKey(), PresharedKey{3}, 1)
 	if err != nil {
@@ -549,5 +546,72 @@ func TestSetLocal(t *testing.T) {
 	var msg wire.Initiation
 	if err := resp.hs.CreateInitiation(t0, &resp.table, &msg); !errors.Is(err, ErrNoPrivateKey) {
 		t.Errorf("initiation after SetLocal(nil): %v", err)
+	}
+}
+
+// TestLowOrderPeer: a peer whose public key is a low-order point is
+// accepted, as the kernel accepts it, and no handshake with it ever
+// completes: no initiation is made to it (before or after the local key
+// is set), and an initiation that claims its key is refused. Such an
+// initiation is easy to forge, because the static-static DH that should
+// prove the sender's identity is all zero for everyone: the test forges
+// one and shows that the low-order mark stops it, and the DH's zero
+// check behind it.
+func TestLowOrderPeer(t *testing.T) {
+	for _, hx := range lowOrderPoints {
+		point := PublicKey(mustHex32(t, hx))
+		t.Run(hx[:8], func(t *testing.T) {
+			victim := newStatic(t)
+			h, err := NewHandshake(victim, point, PresharedKey{}, 1)
+			if err != nil || !h.LowOrder() {
+				t.Fatalf("NewHandshake: %v, low order %v", err, err == nil && h.LowOrder())
+			}
+			var table IndexTable
+			var msg wire.Initiation
+			if err := h.CreateInitiation(t0, &table, &msg); !errors.Is(err, ErrLowOrderPoint) {
+				t.Fatalf("CreateInitiation to a low-order peer: %v", err)
+			}
+			if table.Len() != 0 || h.State() != HandshakeZeroed {
+				t.Fatalf("refused initiation left %d indices, state %v", table.Len(), h.State())
+			}
+			// Without a key first, then with one: still refused.
+			later, err := NewHandshake(nil, point, PresharedKey{}, 2)
+			if err != nil || !later.LowOrder() {
+				t.Fatalf("NewHandshake without identity: %v", err)
+			}
+			later.SetLocal(victim, &table)
+			if err := later.CreateInitiation(t0, &table, &msg); !errors.Is(err, ErrLowOrderPoint) {
+				t.Fatalf("CreateInitiation after SetLocal: %v", err)
+			}
+
+			// The forger claims the low-order key; it needs no private
+			// key for it, since the DH the victim checks is zero.
+			k, _ := GeneratePrivateKey()
+			forger := &side{static: &Static{private: k, public: point}}
+			if forger.hs, err = NewHandshake(forger.static, victim.PublicKey(), PresharedKey{}, 3); err != nil {
+				t.Fatal(err)
+			}
+			forger.hs.ss, forger.hs.ssReady = [KeySize]byte{}, true // what the victim computes
+			b := initiation(t, forger, t0)
+			lookup := func(pk PublicKey) *Handshake {
+				if pk == point {
+					return h
+				}
+				return nil
+			}
+			if _, err := victim.ConsumeInitiation(b, t0, lookup); !errors.Is(err, ErrLowOrderPoint) {
+				t.Fatalf("forged initiation from a low-order key: %v, want ErrLowOrderPoint", err)
+			}
+			// Without the mark, the static-static DH refuses its zero
+			// result; without either, the forgery would pass.
+			h.lowOrder = false
+			if _, err := victim.ConsumeInitiation(b, t0, lookup); !errors.Is(err, ErrLowOrderPoint) {
+				t.Fatalf("forged initiation, unmarked peer: %v, want ErrLowOrderPoint from the DH", err)
+			}
+			h.ss, h.ssReady = [KeySize]byte{}, true
+			if _, err := victim.ConsumeInitiation(b, t0, lookup); err != nil {
+				t.Fatalf("the forgery is not one: %v", err)
+			}
+		})
 	}
 }

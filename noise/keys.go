@@ -60,6 +60,19 @@ func (k *PrivateKey) clamp() {
 	k[31] = (k[31] & 127) | 64
 }
 
+// Clamped returns k clamped as RFC 7748 says (bits 0 to 2 and bit 255
+// cleared, bit 254 set), or the zero key for the zero key ("no key").
+// The kernel and wireguard-go clamp a private key when it is set, and
+// `wg show` then prints the clamped key; X25519 clamps on use, so both
+// forms have the same public key.
+func (k PrivateKey) Clamped() PrivateKey {
+	if k.IsZero() {
+		return k
+	}
+	k.clamp()
+	return k
+}
+
 // Public returns the public key of k.
 func (k PrivateKey) Public() PublicKey {
 	var p PublicKey
@@ -161,7 +174,8 @@ func (p PublicKey) Equal(o PublicKey) bool { return subtle.ConstantTimeCompare(p
 func (k PresharedKey) Equal(o PresharedKey) bool { return subtle.ConstantTimeCompare(k[:], o[:]) == 1 }
 
 // ParsePrivateKey parses the base64 form of a private key. Like `wg`, it
-// does not require the key to be clamped (X25519 clamps it on use).
+// does not require the key to be clamped (X25519 clamps it on use); the
+// tunnel clamps it when it is set (see Clamped).
 func ParsePrivateKey(s string) (PrivateKey, error) {
 	k, err := decodeKey(s)
 	return PrivateKey(k), err

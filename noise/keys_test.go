@@ -27,6 +27,39 @@ func TestGeneratePrivateKeyClamped(t *testing.T) {
 	}
 }
 
+// TestClamped: Clamped clears bits 0 to 2 and 255 and sets bit 254, as the
+// kernel and wireguard-go do when a key is set, keeps the public key, and
+// leaves the zero key ("no key") alone.
+func TestClamped(t *testing.T) {
+	gen, _ := GeneratePrivateKey()
+	all := PrivateKey{}
+	for i := range all {
+		all[i] = 0xff
+	}
+	tests := []struct {
+		name string
+		in   PrivateKey
+		want PrivateKey
+	}{
+		{"zero stays zero", PrivateKey{}, PrivateKey{}},
+		{"all ones", all, func() PrivateKey { k := all; k[0], k[31] = 0xf8, 0x7f; return k }()},
+		{"one low bit", PrivateKey{0: 1}, PrivateKey{31: 0x40}},
+		{"high bit only", PrivateKey{31: 0x80}, PrivateKey{31: 0x40}},
+		{"already clamped", gen, gen},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.in.Clamped()
+			if got != tt.want {
+				t.Fatalf("Clamped(%x) = %x, want %x", tt.in, got, tt.want)
+			}
+			if !tt.in.IsZero() && got.Public() != tt.in.Public() {
+				t.Fatal("clamping changed the public key")
+			}
+		})
+	}
+}
+
 // TestPublicKnownAnswer checks Public against RFC 7748 section 6.1.
 func TestPublicKnownAnswer(t *testing.T) {
 	priv := mustHex32(t, "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
@@ -115,32 +148,39 @@ func TestKeyIsZeroEqual(t *testing.T) {
 	}
 }
 
-// TestPublicKeyCheck: CheckPublicKey refuses exactly the keys a handshake refuses
-// (issue 14 item 7: the config parser now uses it, so that a reload
-// refuses what start-up refuses), the low-order points of Curve25519
-// (the list libsodium and the kernel's selftests use) among them.
+// TestPublicKeyCheck: CheckPublicKey refuses exactly the keys whose DH is
+// all zero (the config parser uses it, so that a reload refuses what
+// start-up refuses), the low-order points of Curve25519 (the list
+// libsodium and the kernel's selftests use) among them; NewHandshake
+// accepts them and marks them low-order.
+// lowOrderPoints are the low-order points of Curve25519 as the list
+// libsodium and the kernel's selftest (netns.sh) use, in hex.
+var lowOrderPoints = []string{
+	"0000000000000000000000000000000000000000000000000000000000000000",
+	"0100000000000000000000000000000000000000000000000000000000000000",
+	"e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+	"5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+	"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+	"edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+	"eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+}
+
 func TestPublicKeyCheck(t *testing.T) {
-	lowOrder := []string{
-		"0000000000000000000000000000000000000000000000000000000000000000",
-		"0100000000000000000000000000000000000000000000000000000000000000",
-		"e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
-		"5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
-		"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-		"edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-		"eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-	}
 	k, _ := GeneratePrivateKey()
 	s, err := NewStatic(k)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, h := range lowOrder {
+	for _, h := range lowOrderPoints {
 		p := PublicKey(mustHex32(t, h))
 		if err := CheckPublicKey(p); !errors.Is(err, ErrLowOrderPoint) {
 			t.Errorf("CheckPublicKey(%s) = %v, want ErrLowOrderPoint", h, err)
 		}
-		if _, err := NewHandshake(s, p, PresharedKey{}, 0); !errors.Is(err, ErrLowOrderPoint) {
-			t.Errorf("NewHandshake(%s) = %v: the list is wrong", h, err)
+		if _, err := sharedSecret(&k, &p); !errors.Is(err, ErrLowOrderPoint) {
+			t.Errorf("DH with %s = %v: the list is wrong", h, err)
+		}
+		if hs, err := NewHandshake(s, p, PresharedKey{}, 0); err != nil || !hs.LowOrder() {
+			t.Errorf("NewHandshake(%s): err %v, low order %v; want it accepted and marked", h, err, err == nil && hs.LowOrder())
 		}
 	}
 	for range 100 {
@@ -151,7 +191,7 @@ func TestPublicKeyCheck(t *testing.T) {
 	}
 }
 
-// TestPublicKeyJSON is issue 14 item 13: the client's JSON log lines
+// TestPublicKeyJSON: the client's JSON log lines
 // wrote public keys as arrays of 32 numbers. A public key is now written
 // as `wg` prints it, alone, in a slice and in an slog JSON record.
 func TestPublicKeyJSON(t *testing.T) {

@@ -3,8 +3,9 @@
 # the Go modules (nfpm, for `make deb`, is fetched by its first use: see
 # tools/go.mod), wireguard-tools (the stock `wg`, which tests compare with
 # and point at our UAPI socket), iproute2 (network namespaces, veth),
-# iperf3 (the netns benchmark), openresolv and dbus-daemon (the DNS
-# tests). Idempotent: it installs only what is missing.
+# iperf3 (the netns benchmark and the kernel selftest), openresolv and
+# dbus-daemon (the DNS tests), ncat and iptables (the kernel selftest).
+# Idempotent: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,11 @@ command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus-daemon)
 # runs nft, or iptables-restore, and sysctl; without either it fails.
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v sysctl >/dev/null 2>&1 || need+=(procps)
+# ncat and iptables: the kernel's WireGuard selftest, adapted
+# (scripts/netns-selftest.sh), listens with ncat and filters, marks and
+# NATs with iptables, inside its own namespaces.
+command -v ncat >/dev/null 2>&1 || need+=(ncat)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
 # systemd-analyze checks the units (verify, security); strace shows the
 # client's system calls stay within the units' SystemCallFilter=.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)

@@ -244,7 +244,7 @@ func TestPeerDiff(t *testing.T) {
 	}
 }
 
-// TestSyncPeersFileWins is issue 14 item 11: after `wg set` changed a
+// TestSyncPeersFileWins: after `wg set` changed a
 // peer's endpoint and AllowedIPs, a reload of the unchanged file set the
 // AllowedIPs back but kept the wg-set endpoint, a mix nobody chose, and
 // traffic broke. Now the file wins whole, as with wg syncconf, the
@@ -285,9 +285,9 @@ func TestSyncPeersFileWins(t *testing.T) {
 	}
 }
 
-// TestSyncPeersAllOrNothing is issue 14 item 7: a reload with a peer the
-// tunnel refuses (a low-order public key) removed and added peers before
-// it failed, part-way. Now nothing changes.
+// TestSyncPeersAllOrNothing: a reload with something the tunnel refuses
+// (a peer listed twice) changes nothing, not even the peers before the
+// refused one.
 func TestSyncPeersAllOrNothing(t *testing.T) {
 	a, b := newPair(t, pairOpts{engine: EnginePipeline, workers: 2})
 	exchange(t, a, b, 1)
@@ -301,14 +301,14 @@ func TestSyncPeersAllOrNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := a.tun.Peers()
-	lowOrder := PeerConfig{PublicKey: noise.PublicKey{1}, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/24")}}
 	fresh := PeerConfig{PublicKey: mustKey(t).Public(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.7.0.0/24")}}
+	twice := PeerConfig{PublicKey: mustKey(t).Public(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/24")}}
 	changed := bCfg
 	changed.PersistentKeepalive = 25 * time.Second
-	// kept would go, b change, lowOrder and fresh come.
-	_, err := a.tun.SyncPeers([]PeerConfig{bCfg, kept}, []PeerConfig{changed, lowOrder, fresh})
+	// kept would go, b change, fresh and twice come; twice is listed twice.
+	_, err := a.tun.SyncPeers([]PeerConfig{bCfg, kept}, []PeerConfig{changed, fresh, twice, twice})
 	if !errors.Is(err, ErrConfig) {
-		t.Fatalf("SyncPeers with a low-order key: %v, want ErrConfig", err)
+		t.Fatalf("SyncPeers with a peer listed twice: %v, want ErrConfig", err)
 	}
 	if after := a.tun.Peers(); !reflect.DeepEqual(after, before) {
 		t.Fatalf("a refused sync changed the peers:\nbefore %+v\nafter  %+v", before, after)
@@ -316,7 +316,7 @@ func TestSyncPeersAllOrNothing(t *testing.T) {
 	exchange(t, a, b, 2)
 }
 
-// TestSyncPeersOverlap is issue 14 item 12: with one prefix listed for
+// TestSyncPeersOverlap: with one prefix listed for
 // two peers, the later one holds it, and every reload of the unchanged
 // file reported the earlier one as updated and moved the prefix to it,
 // and the next reload back. Now the reload compares the earlier peer

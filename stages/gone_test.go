@@ -44,7 +44,7 @@ func (d *deletableTUN) Write(bufs [][]byte, offset int) (int, error) {
 
 var _ tunio.Device = (*deletableTUN)(nil)
 
-// TestDeletedDeviceStopsTunnel is issue 14 item 3: after ip link del the
+// TestDeletedDeviceStopsTunnel: after ip link del the
 // stages took the device's error for their own close and returned nil,
 // so the supervisor let them go and the tunnel ran on without them. Now
 // the first stage to see the device gone stops the whole tunnel, at

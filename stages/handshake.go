@@ -234,6 +234,10 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, p
 	case wire.TypeInitiation:
 		c.worked.Add(1)
 		h, err := id.static.ConsumeInitiation(msg, now, t.handshakeByKey)
+		if errors.Is(err, noise.ErrLowOrderPoint) {
+			t.logLimited.debug("initiation refused: it claims a peer's low-order key", "from", m.src)
+			return DropLowOrderKey
+		}
 		if err != nil {
 			t.logLimited.debug("initiation rejected", "from", m.src, "err", err)
 			return DropHandshake
@@ -242,6 +246,9 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, p
 		if !ok {
 			return DropHandshake
 		}
+		// Counted once authenticated, as the kernel counts it, whether
+		// or not the response then goes out.
+		p.rxHandshake.Add(uint64(len(msg)))
 		var resp wire.Response
 		kp, err := h.CreateResponse(now, &t.index, &resp)
 		if err != nil {
@@ -253,7 +260,9 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, p
 		}
 		var b [wire.ResponseSize]byte
 		resp.Marshal(&b)
-		t.sendControl(b[:], m.src, m.local, p)
+		if t.sendControl(b[:], m.src, m.local, p) {
+			p.txHandshake.Add(uint64(len(b)))
+		}
 		c.responses.Add(1)
 		p.session.ResponseSent(now)
 		t.log.Debug("handshake answered", "peer", p.name(), "from", m.src)
@@ -270,6 +279,7 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, p
 			t.index.Delete(kp.LocalIndex)
 			return DropHandshake
 		}
+		p.rxHandshake.Add(uint64(len(msg)))
 		t.faults.interleave(raceBeforeInstall)
 		if !t.installKeys(p, kp, m.src, m.local, now) {
 			return DropHandshake
@@ -317,10 +327,11 @@ func (t *Tunnel) stopPeer(p *peer) {
 
 // sendControl sends one handshake or cookie message, or a keepalive, to
 // to from the host's address local (zero: routing picks), for peer p (nil
-// for a cookie reply, which answers an address, not a peer). Control
-// messages are rare (a few per peer per two minutes), so one system call
-// each is fine.
-func (t *Tunnel) sendControl(b []byte, to netip.AddrPort, local tunio.Local, p *peer) {
+// for a cookie reply, which answers an address, not a peer), and reports
+// whether it went out (the transfer counters count only what did, as the
+// kernel's do). Control messages are rare (a few per peer per two
+// minutes), so one system call each is fine.
+func (t *Tunnel) sendControl(b []byte, to netip.AddrPort, local tunio.Local, p *peer) bool {
 	msgs := [1]tunio.Datagram{{Buf: b, N: len(b), Addr: to, Local: local}}
 	err := t.udpOut.WriteBatch(msgs[:])
 	if msgs[0].LocalGone && p != nil {
@@ -329,11 +340,15 @@ func (t *Tunnel) sendControl(b []byte, to netip.AddrPort, local tunio.Local, p *
 	if err != nil && !tunio.IsClosed(err) {
 		t.logLimited.warn("sending handshake message failed", "to", to, "err", err)
 	}
+	return err == nil
 }
 
 // sendInitiation starts (or retries) a handshake with p. It runs on the
-// timer actor, which the session told to.
-func (t *Tunnel) sendInitiation(p *peer, now time.Time) {
+// timer actor, which the session told to. It returns DropLowOrderKey when
+// p's public key is a low-order point, with which no handshake can
+// complete: nothing is sent, and the session retries and gives up as
+// for a peer that does not answer.
+func (t *Tunnel) sendInitiation(p *peer, now time.Time) DropReason {
 	t.keyMu.RLock()
 	defer t.keyMu.RUnlock()
 	dst, local := p.sendTo()
@@ -341,7 +356,7 @@ func (t *Tunnel) sendInitiation(p *peer, now time.Time) {
 		// Nowhere to send it (the peer must reach us first), or no key
 		// to make it with yet. The session retries, then gives up and
 		// drops what waits, as for a peer that does not answer.
-		return
+		return dropNone
 	}
 	t.faults.interleave(raceBeforeInitiation)
 	var msg wire.Initiation
@@ -355,11 +370,14 @@ func (t *Tunnel) sendInitiation(p *peer, now time.Time) {
 	}
 	p.hsMu.Unlock()
 	if removed {
-		return
+		return dropNone
+	}
+	if errors.Is(err, noise.ErrLowOrderPoint) {
+		return DropLowOrderKey // AddPeer logged it
 	}
 	if err != nil {
 		t.logLimited.warn("creating initiation failed", "peer", p.name(), "err", err)
-		return
+		return dropNone
 	}
 	var b [wire.InitiationSize]byte
 	msg.Marshal(&b)
@@ -367,6 +385,9 @@ func (t *Tunnel) sendInitiation(p *peer, now time.Time) {
 	// before sendControl returns, and InitiationSent after that would arm
 	// the retry of a handshake already done.
 	p.session.InitiationSent(now)
-	t.sendControl(b[:], dst, local, p)
+	if t.sendControl(b[:], dst, local, p) {
+		p.txHandshake.Add(uint64(len(b)))
+	}
 	t.log.Debug("handshake initiated", "peer", p.name(), "to", dst, "from", local)
+	return dropNone
 }

@@ -21,10 +21,14 @@ type identity struct {
 }
 
 // newIdentity derives the identity of private; a zero key is no identity.
+// The key is clamped first, as the kernel and wireguard-go do when a key
+// is set: the identity keeps the clamped key, and `wg show private-key`
+// prints it.
 func newIdentity(private noise.PrivateKey) (*identity, error) {
 	if private.IsZero() {
 		return nil, nil
 	}
+	private = private.Clamped()
 	s, err := noise.NewStatic(private)
 	if err != nil {
 		return nil, fmt.Errorf("%w: private key: %v", ErrConfig, err)
@@ -49,7 +53,7 @@ func (t *Tunnel) PublicKey() noise.PublicKey {
 	return noise.PublicKey{}
 }
 
-// PrivateKey returns the tunnel's private key (zero: none), for the UAPI
+// PrivateKey returns the tunnel's private key, clamped (zero: none), for the UAPI
 // "get" operation (`wg showconf` prints it; the socket is root's alone).
 func (t *Tunnel) PrivateKey() noise.PrivateKey {
 	if id := t.ident.Load(); id != nil {
@@ -59,8 +63,9 @@ func (t *Tunnel) PrivateKey() noise.PrivateKey {
 }
 
 // SetPrivateKey sets, changes or (with the zero key) removes the tunnel's
-// private key, as `wg set IFACE private-key FILE` does; setting the key
-// it has changes nothing. On a change, everything derived from the old
+// private key, as `wg set IFACE private-key FILE` does; the key is
+// clamped (see newIdentity), and setting the key it has, clamped or not,
+// changes nothing. On a change, everything derived from the old
 // key goes: every peer's keypairs and their indices, handshakes in
 // progress, the precomputed static-static DH, and the cookie checker
 // with its MAC1 key; and a peer whose public key is the new public key
@@ -79,7 +84,7 @@ func (t *Tunnel) SetPrivateKey(k noise.PrivateKey) error {
 	}
 	t.peersMu.Lock()
 	defer t.peersMu.Unlock()
-	if old := t.ident.Load(); (old == nil && id == nil) || (old != nil && id != nil && old.private.Equal(k)) {
+	if old := t.ident.Load(); (old == nil && id == nil) || (old != nil && id != nil && old.private.Equal(id.private)) {
 		return nil
 	}
 	t.keyMu.Lock()

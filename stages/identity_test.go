@@ -30,9 +30,6 @@ func TestNoPrivateKey(t *testing.T) {
 			if err := e.tun.AddPeer(PeerConfig{PublicKey: extra}); err != nil {
 				t.Fatalf("AddPeer without a private key: %v", err)
 			}
-			if err := e.tun.AddPeer(PeerConfig{PublicKey: noise.PublicKey{}}); err == nil {
-				t.Error("AddPeer took a low-order public key")
-			}
 			if n := len(e.tun.Peers()); n != 2 {
 				t.Fatalf("%d peers, want 2", n)
 			}
@@ -66,8 +63,7 @@ func TestNoPrivateKey(t *testing.T) {
 	}
 }
 
-// TestNoPrivateKeyConfig: New takes a config without a key; the only
-// key-related refusal left is a peer key no handshake could use.
+// TestNoPrivateKeyConfig: New takes a config without a key.
 func TestNoPrivateKeyConfig(t *testing.T) {
 	if _, err := (&Config{}).withDefaults(); err != nil {
 		t.Fatalf("config without a private key: %v", err)
@@ -156,6 +152,40 @@ func TestPrivateKeyChange(t *testing.T) {
 				t.Fatalf("waiting packet: got seq %d", seqOf(got))
 			}
 		})
+	}
+}
+
+// unclamped returns k with the bits clamping fixes set the other way:
+// the same private key to X25519, another one to a byte comparison.
+func unclamped(k noise.PrivateKey) noise.PrivateKey {
+	k[0] |= 7
+	k[31] = (k[31] | 0x80) &^ 0x40
+	return k
+}
+
+// TestPrivateKeyClamped: the tunnel clamps a private key when it is set,
+// from the config and through SetPrivateKey, and PrivateKey (what `wg
+// show private-key` prints) returns the clamped key, as the kernel and
+// wireguard-go do. Setting the unclamped form of the key the tunnel has
+// changes nothing: the session lives on.
+func TestPrivateKeyClamped(t *testing.T) {
+	key := mustKey(t)
+	e, p := withRawPeer(t, tunnelSpec{engine: EnginePipeline, workers: 2, key: unclamped(key)})
+	if got := e.tun.PrivateKey(); !got.Equal(key) {
+		t.Fatalf("PrivateKey after New with an unclamped key = %x, want %x", got, key)
+	}
+	p.initiate()
+	exchangeData(t, e, p, 1)
+	if err := e.tun.SetPrivateKey(unclamped(key)); err != nil {
+		t.Fatal(err)
+	}
+	exchangeData(t, e, p, 2) // the same key: the session lives on
+	next := mustKey(t)
+	if err := e.tun.SetPrivateKey(unclamped(next)); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.tun.PrivateKey(); !got.Equal(next) || e.tun.PublicKey() != next.Public() {
+		t.Fatalf("PrivateKey after SetPrivateKey with an unclamped key = %x, want %x", got, next)
 	}
 }
 

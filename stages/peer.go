@@ -34,10 +34,15 @@ type peer struct {
 	// the host no longer has it.
 	endpoint atomic.Pointer[endpoint]
 
-	// Transfer counters for `wg show`: rx written by the ordered checks
-	// (acceptStep), tx by routing (routeStep; and the control senders for
-	// keepalives).
+	// Transfer counters of transport messages (data and keepalives): rx
+	// written by the ordered checks (acceptStep), tx by routing
+	// (routeStep; and the timer actor for keepalives and staged packets).
 	rxBytes, txBytes atomic.Uint64
+	// Transfer counters of handshake messages: initiations and responses
+	// received from the peer and sent to it, written by the handshake
+	// actor and (initiations sent) the timer actor. `wg show transfer`
+	// reports the sum of both kinds, as the kernel does.
+	rxHandshake, txHandshake atomic.Uint64
 
 	// hsMu orders the actors' handshake steps against RemovePeer: keys
 	// are installed, and initiations created, only under it and only

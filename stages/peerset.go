@@ -184,6 +184,12 @@ func (b *Batch) PublicKeys() iter.Seq[noise.PublicKey] {
 // AddPeer adds a peer. Its AllowedIPs take prefixes away from peers that
 // had them, as in WireGuard. It does no Curve25519 work: the static-static
 // Diffie-Hellman of the peer is computed at its first handshake.
+//
+// A public key that is a low-order point (the all-zero key among them) is
+// taken, as the kernel takes it, with one warning once the batch is
+// applied: no handshake with such a peer can complete, so none is
+// attempted, and initiations that claim its key are refused (both
+// counted under DropLowOrderKey).
 func (b *Batch) AddPeer(pc PeerConfig) error {
 	if b.Has(pc.PublicKey) {
 		return fmt.Errorf("%w: %s", ErrPeerExists, pc.PublicKey)
@@ -208,6 +214,14 @@ func (b *Batch) AddPeer(pc PeerConfig) error {
 	b.byKey.Set(pc.PublicKey, p)
 	if ka := pc.PersistentKeepalive; ka > 0 {
 		b.after = append(b.after, func() { p.session.SetPersistentKeepalive(ka, b.now) })
+	}
+	if hs.LowOrder() {
+		// Taken, as the kernel takes it (a `wg set` script that works
+		// there works here), but said once: the peer will never connect.
+		pk := pc.PublicKey
+		b.after = append(b.after, func() {
+			t.log.Warn("peer added with a low-order public key: no handshake with it can complete, and none is attempted", "public_key", pk)
+		})
 	}
 	return nil
 }

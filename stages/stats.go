@@ -28,6 +28,7 @@ const (
 	DropReadError                  // the TUN device lost an offloaded super-packet (more segments than buffers)
 	DropNoPrivateKey               // handshake message while the tunnel has no private key
 	DropTooBig                     // inner packet above 1280 bytes: from the TUN (MTU raised) or a peer (its MTU too large)
+	DropLowOrderKey                // handshake refused: the peer's public key is a low-order point (initiation not sent, or received)
 	numDropReasons
 )
 
@@ -58,6 +59,7 @@ var dropNames = [numDropReasons]string{
 	DropReadError:       "read_error",
 	DropNoPrivateKey:    "no_private_key",
 	DropTooBig:          "too_big",
+	DropLowOrderKey:     "low_order_key",
 }
 
 // String is the reason's name as it appears in logs and metrics.

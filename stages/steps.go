@@ -47,14 +47,17 @@ func (t *Tunnel) acceptStep(it *inItem, now time.Time) DropReason {
 		return DropKeyExpired
 	}
 	p.roam(it.src, it.local)
-	p.rxBytes.Add(uint64(it.pkt.MsgLen))
 	data := it.pkt.InnerLen > 0
 	// A packet on a keypair other than current must be reported at once:
 	// it may be the peer's confirmation of a responder's new keypair.
 	if kp != p.session.Current() || p.rxReport.due(now, data) {
 		t.forgetKeypairs(p.session.TransportReceived(kp, now, data))
 	}
+	// The transfer counters count what the kernel counts: a keepalive,
+	// and a data packet once it passed the checks below (not one that is
+	// not IP or comes from a source outside the peer's allowed IPs).
 	if !data {
+		p.rxBytes.Add(uint64(it.pkt.MsgLen))
 		return dropNone // a keepalive
 	}
 	ip, err := wire.PeekIP(it.pkt.Inner())
@@ -64,6 +67,7 @@ func (t *Tunnel) acceptStep(it *inItem, now time.Time) DropReason {
 	if owner, ok := t.routes().Lookup(ip.Src); !ok || owner != p {
 		return DropNotAllowed
 	}
+	p.rxBytes.Add(uint64(it.pkt.MsgLen))
 	it.pkt.InnerLen = uint16(ip.Len) // strip the sender's padding
 	return dropNone
 }

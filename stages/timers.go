@@ -137,11 +137,20 @@ func (a *timerActor) act(p *peer, actions noise.Actions, now time.Time) {
 // the handshake workers': their work answers peers that are there, this
 // one mostly knocks on doors nobody opens. A peer with packets waiting
 // bypasses it, so traffic never waits for keepalives.
+//
+// A peer whose public key is a low-order point gets none: no handshake
+// with it can complete. The refusal is counted, costs no budget, and
+// does not make the peer "silent" (AddPeer said why it never answers).
 func (a *timerActor) initiate(p *peer, now time.Time) {
+	if p.hs.LowOrder() {
+		a.c.drop(DropLowOrderKey)
+		return
+	}
 	if !p.staging.Load() && !a.initiations.take(now, 1) {
 		a.t.hsCounters.initiationsDeferred.Add(1)
-	} else {
-		a.t.sendInitiation(p, now)
+	} else if r := a.t.sendInitiation(p, now); r != dropNone {
+		a.c.drop(r)
+		return
 	}
 	a.t.noteInitiation(p, now)
 }
@@ -194,8 +203,9 @@ func (a *timerActor) sendKeepalive(p *peer, now time.Time) {
 		p.session.RequestHandshake(now)
 		return
 	}
-	a.t.sendControl(a.keepalive.Message(), dst, local, p)
-	p.txBytes.Add(uint64(a.keepalive.MsgLen))
+	if a.t.sendControl(a.keepalive.Message(), dst, local, p) {
+		p.txBytes.Add(uint64(a.keepalive.MsgLen))
+	}
 	a.c.keepalives.Add(1)
 	p.session.TransportSent(now, false)
 }

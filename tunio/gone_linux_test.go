@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// TestDeletedTUN is issue 14 item 3 at its root: when the interface is
+// TestDeletedTUN: when the interface is
 // deleted (ip link del, as wg-quick down does), reads and writes fail
 // with ErrDeviceGone, which is not a clean close, so that the tunnel
 // stops and says why instead of taking it for its own Close.

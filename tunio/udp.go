@@ -35,7 +35,7 @@ type UDPOptions struct {
 // an allocation. 4 MiB was too little: with four TCP streams through two
 // ends on a shared 2-vCPU machine, the receiving socket overflowed while
 // its reader sat in a TUN write, and TCP retransmitted 5,000 to 17,000
-// segments in 3 s; with 8 MiB, none (issue 12).
+// segments in 3 s; with 8 MiB, none.
 const DefaultSocketBuffer = 8 << 20
 
 // UDPOffloads is an optional capability of a UDPConn: which offloads it

@@ -11,7 +11,7 @@ import (
 	"pipeguard/stages"
 )
 
-// TestWarnOverlaps is issue 14 item 12 at the client: a prefix listed for
+// TestWarnOverlaps: a prefix listed for
 // two peers was accepted silently, one peer ending up without it. Now
 // start-up and every reload warn, naming the prefix and both peers.
 func TestWarnOverlaps(t *testing.T) {

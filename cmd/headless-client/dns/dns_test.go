@@ -79,7 +79,7 @@ func assertNoState(t *testing.T, sys *System) {
 	}
 }
 
-// TestEtcResolvConfTunnelsInAnyOrder is issue 14 item 6: two tunnels
+// TestEtcResolvConfTunnelsInAnyOrder: two tunnels
 // writing resolv.conf, stopped in either order, leave the original, and
 // while one runs the file names its servers.
 func TestEtcResolvConfTunnelsInAnyOrder(t *testing.T) {
@@ -120,7 +120,7 @@ func TestEtcResolvConfTunnelsInAnyOrder(t *testing.T) {
 	}
 }
 
-// TestRecoverAfterCrash is issue 14 item 6's second half: a run that
+// TestRecoverAfterCrash: a run that
 // never reverted is undone by the next start of its interface, which
 // calls Recover whatever mode it uses.
 func TestRecoverAfterCrash(t *testing.T) {

@@ -24,8 +24,8 @@ import (
 // lock): the system's original file, what was last written, and a claim
 // per running tunnel. The file names the servers of every claim, the
 // newest tunnel's first; when the last claim goes, the original comes
-// back. So tunnels may start and stop in any order (issue 14 item 6:
-// start A, start B, stop A, stop B once left A's server behind), and a
+// back. So tunnels may start and stop in any order (start
+// A, start B, stop A, stop B must not leave A's server behind), and a
 // claim whose process died is dropped by the next start of any tunnel.
 //
 // A file that no longer holds what was written (DHCP or an admin changed

@@ -96,7 +96,7 @@ func assertCreatedNothing(t *testing.T, n *node, linksBefore, stateDir, logDir s
 	}
 }
 
-// TestCheck is issue 11's must-show for `standalone --check`: exit 0
+// TestCheck: `standalone --check` exits 0
 // with one line on a good config; exit 1 with the reason on a bad peer
 // key and on a world-readable file; and no run leaves an interface,
 // socket or file behind. Every refusal is also run as a real start,
@@ -154,7 +154,7 @@ func TestCheck(t *testing.T) {
 			return strings.Replace(c, "AllowedIPs = 10.100.0.2/32", "AllowedIPs = 10.99.0.0/24", 1)
 		}, want: []string{"contains the endpoint"}},
 		{name: "route conflict", setup: func(t *testing.T) {
-			// Issue 14 item 2: a route another interface has for a
+			// A route another interface has for a
 			// prefix of AllowedIPs.
 			a.ns.MustRun(t, "ip", "route", "add", "10.100.0.2/32", "via", z.outer.String())
 			t.Cleanup(func() { a.ns.Run("ip", "route", "del", "10.100.0.2/32") })

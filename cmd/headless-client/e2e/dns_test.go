@@ -89,7 +89,7 @@ func wantNameservers(t *testing.T, ns *netnstest.NS, when string, servers ...str
 	}
 }
 
-// TestDNSEtcResolvConfTwoTunnels is issue 14 item 6: two tunnels with
+// TestDNSEtcResolvConfTwoTunnels: two tunnels with
 // --dns-control etc-resolv-conf, started A, B and stopped A, B, must
 // leave the namespace's resolv.conf as it was, and while one runs it
 // names that one's server.
@@ -121,7 +121,7 @@ func TestDNSEtcResolvConfTwoTunnels(t *testing.T) {
 	}
 }
 
-// TestDNSRecoversAfterKill is issue 14 item 6's second half: a tunnel
+// TestDNSRecoversAfterKill: a tunnel
 // killed with SIGKILL leaves its resolv.conf; the next start of that
 // interface, even without --dns-control, puts the original back.
 func TestDNSRecoversAfterKill(t *testing.T) {
@@ -149,9 +149,8 @@ func TestDNSRecoversAfterKill(t *testing.T) {
 	}
 }
 
-// TestDNSResolvconfOpenresolv is issue 11's must-show for resolvconf
-// mode, with the real openresolv confined to the namespace's own /etc:
-// the namespace's resolver shows the tunnel's DNS while it runs and the
+// TestDNSResolvconfOpenresolv: resolvconf mode, with the real openresolv
+// confined to the namespace's own /etc: the namespace's resolver shows the tunnel's DNS while it runs and the
 // old one after stop; after a SIGKILL the next start restores it (a
 // start without DNS control: recovery does not depend on the mode).
 func TestDNSResolvconfOpenresolv(t *testing.T) {

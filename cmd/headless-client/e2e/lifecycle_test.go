@@ -22,8 +22,7 @@ import (
 	"pipeguard/noise"
 )
 
-// The client's lifecycle end to end (issue 14's "must show" items 1, 3,
-// 4, 8 and 14): what it does at its open-file limit, when its interface
+// The client's lifecycle end to end: what it does at its open-file limit, when its interface
 // is deleted, with an HTTP connection held open at stop, and with signals
 // that arrive while it starts.
 
@@ -51,7 +50,7 @@ func cpuTime(t *testing.T, pid int) time.Duration {
 	return time.Duration(utime+stime) * time.Second / ticksPerSecond
 }
 
-// TestUAPIAtFileLimit is issue 14 item 1: with its open-file limit at 30
+// TestUAPIAtFileLimit: with its open-file limit at 30
 // and 40 connections held on its UAPI socket, the client once logged
 // "UAPI socket failed" half a million times a second at full CPU and
 // deleted its socket. Now it backs off: under 10% CPU over 5 s, fewer
@@ -131,7 +130,7 @@ func (p *proc) waitExit(t *testing.T, within time.Duration) int {
 	}
 }
 
-// TestInterfaceDeleted is issue 14 item 3: after `ip link del` the client
+// TestInterfaceDeleted: after `ip link del` the client
 // once ran on with peers and all, and exited 0 when stopped. Now it exits
 // within 3 s, non-zero (so that systemd's Restart=on-failure brings the
 // tunnel back), says why, and leaves nothing behind.
@@ -150,7 +149,7 @@ func TestInterfaceDeleted(t *testing.T) {
 	assertGone(t, n)
 }
 
-// TestStopWithIdleHTTPConnection is issue 14 item 4: one idle TCP
+// TestStopWithIdleHTTPConnection: one idle TCP
 // connection to the metrics port (or a running pprof profile) made SIGTERM
 // take 2 s and exit 1. Now the client still exits 0 within 2 s.
 func TestStopWithIdleHTTPConnection(t *testing.T) {
@@ -174,7 +173,7 @@ func TestStopWithIdleHTTPConnection(t *testing.T) {
 	assertGone(t, n)
 }
 
-// TestRefusedReloadChangesNothing is issue 14 item 7: a reload with a
+// TestRefusedReloadChangesNothing: a reload with a
 // low-order public key and a new valid peer once logged "reload failed
 // part-way", removed peers, installed routes for both new peers, and
 // repeated that on every later reload. Now the file is refused whole.
@@ -269,11 +268,11 @@ func killedBy(err error, sig syscall.Signal) bool {
 	return ok && ws.Signaled() && ws.Signal() == sig
 }
 
-// TestEarlySIGHUP is issue 14 item 8 as the issue shows it: a SIGHUP in
+// TestEarlySIGHUP: a SIGHUP in
 // the first milliseconds (`systemctl reload` racing a start) killed the
 // client, usually without a word, because it caught SIGHUP only after
-// its log set-up, config load and checks. Now main catches signals before
-// anything else. In 20 starts through `ip netns exec … standalone`,
+// its log set-up, config load and checks. Now SIGHUP is caught during
+// package initialisation (TestSIGHUPCaughtFromInit, TestSIGHUPWindow). In 20 starts through `ip netns exec … standalone`,
 // SIGHUPs from 5 ms after the spawn until the client is up, one every
 // millisecond, never kill it.
 //
@@ -343,7 +342,7 @@ func TestEarlySIGHUP(t *testing.T) {
 	t.Logf("%d starts, %d SIGHUPs, %d of them while the client was starting", runs, sent, early)
 }
 
-// TestSIGHUPDuringStartup is issue 14 item 8 without timing. The peer's
+// TestSIGHUPDuringStartup is TestEarlySIGHUP without timing. The peer's
 // endpoint is a host name, and the namespace's resolver is the test's: it
 // holds the client's query, at a point of the start where the client
 // used to be still deaf to signals, sends the SIGHUP, and only then
@@ -382,7 +381,7 @@ func TestSIGHUPDuringStartup(t *testing.T) {
 	stopLeavingNothing(t, p, n)
 }
 
-// TestBrokenStderrPipe is issue 14 item 9 end to end: the client's
+// TestBrokenStderrPipe: the client's
 // stdout and stderr go to a pipe whose reader takes one line and goes
 // away (`… 2>&1 | head -1`). Its next log lines (a reload) once killed it
 // with SIGPIPE (exit 141), leaving its socket behind; now it keeps
@@ -437,7 +436,7 @@ func TestBrokenStderrPipe(t *testing.T) {
 	stopLeavingNothing(t, p, n)
 }
 
-// TestSIGTERMDuringStartupLookup is issue 14 item 14: a SIGTERM while the
+// TestSIGTERMDuringStartupLookup: a SIGTERM while the
 // client resolves a peer's endpoint name at start-up made it exit 1 with
 // "bad endpoint … operation was canceled". Now that is an orderly stop:
 // exit 0, "stopped during start-up", nothing left. The namespace's

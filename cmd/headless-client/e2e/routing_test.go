@@ -206,7 +206,7 @@ func TestFullTunnelAfterSIGKILL(t *testing.T) {
 	}
 }
 
-// TestConflictingRouteRefused is issue 14 item 2 end to end: a route for
+// TestConflictingRouteRefused: a route for
 // an AllowedIPs prefix through another interface already exists, so the
 // tunnel could not carry that prefix (before the fix it started anyway,
 // and the prefix's traffic left on the veth in cleartext). The start is
@@ -244,7 +244,7 @@ func TestConflictingRouteRefused(t *testing.T) {
 	}
 }
 
-// TestLinkBounceRestoresRoutes is issue 14 item 5 end to end: after `ip
+// TestLinkBounceRestoresRoutes: after `ip
 // link set IFACE down; up` the kernel has dropped the routes (and the
 // IPv6 address); before the fix they stayed gone until a restart, now
 // traffic flows again at once, both families. The far addresses are

@@ -18,7 +18,7 @@ import (
 	"pipeguard/cmd/headless-client/uapi"
 )
 
-// The empty tunnel (issue 10): `tunnel [--foreground] IFACE` and the
+// The empty tunnel: `tunnel [--foreground] IFACE` and the
 // binary under wireguard-go's name, `pipeguard-go [-f] IFACE`, as
 // wg-quick runs a userspace WireGuard.
 

@@ -92,7 +92,7 @@ func tunnelProcess(t *testing.T, exe, iface string) int {
 	return 0
 }
 
-// TestWGQuickFullTunnel is issue 10's must-show: `wg-quick up` of a
+// TestWGQuickFullTunnel: `wg-quick up` of a
 // full-tunnel config with no MTU line, with pipeguard-go as its
 // userspace implementation, against a wireguard-go peer over a
 // 1500-byte veth path. wg-quick sets the MTU to 1420, which the tunnel

@@ -8,7 +8,7 @@ import (
 )
 
 // CheckConflicts is Up's refusal of an AllowedIPs prefix that another
-// route in its table already has (issue 14 item 2), for an interface
+// route in its table already has, for an interface
 // name that does not exist yet: a start's preflight and --check run it
 // before anything is made. It reads the routing tables and changes
 // nothing. Before the interface exists no route can be the kernel's

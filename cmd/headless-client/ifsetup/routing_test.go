@@ -55,7 +55,7 @@ func rulesOf(t *testing.T, ns *netnstest.NS) string {
 	return ns.MustRun(t, "ip", "-4", "rule", "show") + ns.MustRun(t, "ip", "-6", "rule", "show")
 }
 
-// TestUpRefusesConflictingRoute is the regression test of issue 14 item 2:
+// TestUpRefusesConflictingRoute:
 // an AllowedIPs prefix that another interface already routes was skipped
 // as if it were the kernel's own subnet route (EEXIST), so its traffic
 // left in cleartext. Up must refuse, naming the route, for both families
@@ -115,8 +115,7 @@ func TestUpRefusesConflictingRoute(t *testing.T) {
 	})
 }
 
-// TestRestoreAfterLinkBounce is the regression test of issue 14 item 5 at
-// this level: `ip link set IFACE down; up` loses the routes (and the IPv6
+// TestRestoreAfterLinkBounce: `ip link set IFACE down; up` loses the routes (and the IPv6
 // addresses); Restore puts back exactly what Up added.
 func TestRestoreAfterLinkBounce(t *testing.T) {
 	netnstest.RequireRoot(t)

@@ -106,7 +106,7 @@ func TestRunStopTimeout(t *testing.T) {
 	time.Sleep(time.Second + 100*time.Millisecond) // let the slow fake go
 }
 
-// TestRunUAPIFailure is issue 14 item 1: a UAPI server that stopped made
+// TestRunUAPIFailure: a UAPI server that stopped made
 // the run loop read its nil result back at once, for ever, at full CPU.
 // Now it ends the run with the error.
 func TestRunUAPIFailure(t *testing.T) {
@@ -120,7 +120,7 @@ func TestRunUAPIFailure(t *testing.T) {
 	}
 }
 
-// TestRunInterfaceDeleted is issue 14 item 3: a tunnel whose interface
+// TestRunInterfaceDeleted: a tunnel whose interface
 // was deleted ends the run with an error that names the interface.
 func TestRunInterfaceDeleted(t *testing.T) {
 	defer goleak.VerifyNone(t)
@@ -135,8 +135,8 @@ func TestRunInterfaceDeleted(t *testing.T) {
 }
 
 // TestHTTPGraceFitsStopTimeout: the HTTP endpoints' shutdown grace leaves
-// the rest of the stop room within StopTimeout (issue 14 item 4: they
-// were equal, and an idle connection made every stop late).
+// the rest of the stop room within StopTimeout (were they
+// equal, an idle connection would make every stop late).
 func TestHTTPGraceFitsStopTimeout(t *testing.T) {
 	if metrics.ShutdownGrace > StopTimeout/2 {
 		t.Fatalf("metrics.ShutdownGrace %v leaves too little of StopTimeout %v", metrics.ShutdownGrace, StopTimeout)

@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"pipeguard/cmd/headless-client/lifecycle/earlyhup"
 )
 
 // Signals are the signals a serving command handles. Make them with
@@ -21,9 +23,12 @@ type Signals struct {
 // first thing in main: until a signal is caught, Go's default for
 // SIGHUP, SIGTERM and SIGINT is to exit at once, and a client still
 // parsing its flags or loading its config died of an early reload
-// (`systemctl reload` right after start). Signals that arrive before a
-// command looks are kept: a stop ends the Context made later, and a
-// reload waits on Hup.
+// (`systemctl reload` right after start). SIGHUP is caught earlier
+// still, during package initialisation (package earlyhup), and Catch
+// takes that channel over, with a SIGHUP that came before main in it.
+// A SIGTERM or SIGINT before main ends the process, which has made
+// nothing yet to undo. Signals that arrive before a command looks are
+// kept: a stop ends the Context made later, and a reload waits on Hup.
 //
 // SIGPIPE: os/signal documents that a write to a broken pipe on file
 // descriptor 1 or 2 kills a program that does not call Notify for
@@ -35,11 +40,14 @@ type Signals struct {
 func Catch() *Signals {
 	s := &Signals{
 		stop: make(chan os.Signal, 1),
-		hup:  make(chan os.Signal, 1),
+		hup:  earlyhup.Take(),
 		pipe: make(chan os.Signal, 1),
 	}
+	if s.hup == nil { // taken by an earlier Catch
+		s.hup = make(chan os.Signal, 1)
+		signal.Notify(s.hup, syscall.SIGHUP)
+	}
 	signal.Notify(s.stop, syscall.SIGTERM, syscall.SIGINT)
-	signal.Notify(s.hup, syscall.SIGHUP)
 	signal.Notify(s.pipe, syscall.SIGPIPE)
 	return s
 }

@@ -50,7 +50,7 @@ func TestSignalsKeepEarlyOnes(t *testing.T) {
 	}
 }
 
-// TestBrokenStderr is issue 14 item 9: with its stderr a pipe whose
+// TestBrokenStderr: with its stderr a pipe whose
 // reader went away (`… 2>&1 | head -1`), the client died of SIGPIPE at
 // its next log line (exit 141), once leaving its UAPI socket behind. With
 // the signals caught, a write there fails with EPIPE and the process

@@ -181,7 +181,7 @@ func TestHoldsMTUSetBeforeServe(t *testing.T) {
 	goleak.VerifyNone(t, goleak.IgnoreCurrent())
 }
 
-// TestRestoresAfterLinkBounce is the regression test of issue 14 item 5:
+// TestRestoresAfterLinkBounce:
 // after `ip link set IFACE down; up` the routes through the interface
 // (and its IPv6 addresses) came back only with a restart. With the
 // watcher's OnUp calling ifsetup's Restore they are back at once; an MTU

@@ -127,7 +127,7 @@ func TestOpenRejectsBadSettings(t *testing.T) {
 	}
 }
 
-// TestRotationFailureKeepsLogging is issue 14 item 10: one failed rotation
+// TestRotationFailureKeepsLogging: one failed rotation
 // (the directory immutable at that moment) left the Writer without a
 // file, and every later line was lost without a word. Now the line goes
 // to the current file, OnError says why, and rotation resumes once it

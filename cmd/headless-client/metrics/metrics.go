@@ -146,11 +146,16 @@ func writeStages(e *encoder, st []stages.StageStats) {
 }
 
 // peerFamilies are the per-peer series, one sample a peer each, in the
-// order writePeers writes their values.
+// order writePeers writes their values. `wg show transfer` counts every
+// datagram; the metrics keep the transport messages (the traffic) apart
+// from the handshakes, and the two families of a direction add up to
+// wg's figure.
 var peerFamilies = [...]struct{ name, typ, help string }{
 	{"pipeguard_peer_last_handshake_seconds", "gauge", "Unix time of the peer's last completed handshake; 0 if none yet."},
-	{"pipeguard_peer_receive_bytes_total", "counter", "Datagram bytes received from the peer, as wireguard-go counts them."},
-	{"pipeguard_peer_transmit_bytes_total", "counter", "Datagram bytes sent to the peer, as wireguard-go counts them."},
+	{"pipeguard_peer_receive_bytes_total", "counter", "Bytes of transport messages (data and keepalives) received from the peer; with pipeguard_peer_handshake_receive_bytes_total, what wg show transfer counts."},
+	{"pipeguard_peer_transmit_bytes_total", "counter", "Bytes of transport messages (data and keepalives) sent to the peer; with pipeguard_peer_handshake_transmit_bytes_total, what wg show transfer counts."},
+	{"pipeguard_peer_handshake_receive_bytes_total", "counter", "Bytes of handshake initiations and responses received from the peer."},
+	{"pipeguard_peer_handshake_transmit_bytes_total", "counter", "Bytes of handshake initiations and responses sent to the peer."},
 	{"pipeguard_peer_handshakes_total", "counter", "Handshakes completed with the peer."},
 }
 
@@ -170,10 +175,14 @@ func writePeers(e *encoder, src Source) {
 				n++
 				e.float(unixSeconds(p.LastHandshake))
 			case 1:
-				e.uint(p.RxBytes)
+				e.uint(p.RxBytes - p.RxHandshakeBytes)
 			case 2:
-				e.uint(p.TxBytes)
+				e.uint(p.TxBytes - p.TxHandshakeBytes)
 			case 3:
+				e.uint(p.RxHandshakeBytes)
+			case 4:
+				e.uint(p.TxHandshakeBytes)
+			case 5:
 				e.uint(p.Handshakes)
 			}
 		}

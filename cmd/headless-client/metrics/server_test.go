@@ -151,7 +151,7 @@ func TestTunnelMetrics(t *testing.T) {
 	}
 }
 
-// TestServeStopsWithIdleConnection is issue 14 item 4: one TCP connection
+// TestServeStopsWithIdleConnection: one TCP connection
 // that sent nothing held Shutdown for the whole 2 s grace, which equalled
 // the client's stop timeout: the client exited 1, "did not stop within
 // 2 s". Now such a connection is cut after ShutdownGrace.

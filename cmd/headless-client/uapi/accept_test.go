@@ -45,7 +45,7 @@ func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
 	return nil
 }
 
-// TestAcceptErrorsBackOff is issue 14 item 1: accept errors at the
+// TestAcceptErrorsBackOff: accept errors at the
 // open-file limit once made Serve return (and the client spin on it).
 // Now they are retried with a growing delay, a log line each, and the
 // socket serves again once the errors stop.

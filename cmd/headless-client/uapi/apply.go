@@ -24,18 +24,16 @@ import (
 //     endpoint, persistent_keepalive_interval and the allowed-IP lines
 //     apply, the latter in request order.
 //
-// First the whole request is checked (every peer it may create must have
-// a usable public key, and a device that is a MarkChecker must accept a
-// new fwmark), then the socket changes, the only step that can fail on
-// the device's side. Only after both succeed does anything else change.
+// A peer public key that is a low-order point is taken, as the kernel
+// takes it: the tunnel logs it and never completes a handshake with it.
+//
+// First a device that is a MarkChecker must accept a new fwmark, then the
+// socket changes, the only step that can fail on the device's side. Only after both succeed does anything else change.
 // The peer blocks then apply as one Batch: another `wg` reading
 // meanwhile sees the peers as they were before the request or after it,
 // and the work is linear in the request's length, whatever the number
 // of peers.
 func Apply(dev Device, req *SetRequest) error {
-	if err := check(req); err != nil {
-		return err
-	}
 	newMark := req.FwMark != nil && *req.FwMark != dev.FwMark()
 	if mc, ok := dev.(MarkChecker); ok && newMark {
 		if err := mc.CheckFwMark(*req.FwMark); err != nil {
@@ -102,24 +100,6 @@ func Apply(dev Device, req *SetRequest) error {
 // with EINVAL, changing nothing.
 type MarkChecker interface {
 	CheckFwMark(mark uint32) error
-}
-
-// check refuses a request that could not apply whole. The only such
-// request a parsed one can be is one that would create a peer whose
-// public key no handshake can use. A peer that exists passed this check
-// when it was made, so every key that may make a peer is checked, not
-// only those of peers that do not exist yet.
-func check(req *SetRequest) error {
-	for i := range req.Peers {
-		pc := &req.Peers[i]
-		if pc.Remove || pc.UpdateOnly {
-			continue
-		}
-		if err := noise.CheckPublicKey(pc.PublicKey); err != nil {
-			return fmt.Errorf("%w: peer %s: %v", ErrInvalid, pc.PublicKey, err)
-		}
-	}
-	return nil
 }
 
 // applyPeer carries out one peer block in b. self is true for a block
