@@ -76,6 +76,9 @@ type Config struct {
 	// SoakEvery is how often the soak mode reloads each end with SIGHUP
 	// and changes its peer with wg set; default 1 min.
 	SoakEvery time.Duration
+	// Burst is the peers mode's handshake burst: peers that start a
+	// handshake within one second; default 1000, quick 100.
+	Burst int
 
 	NoStageCPU bool   // skip the profiled measurement behind the per-stage CPU share
 	CPUProfile string // file for a CPU profile of every measured interval
@@ -129,6 +132,9 @@ func (c *Config) check() error {
 	case "", "on", "off", "both":
 	default:
 		return bad("queue management %q is not on, off or both", c.QueueManagement)
+	}
+	if c.Burst < 0 || c.Burst > peers.MaxPeers {
+		return bad("burst %d not in 1..%d", c.Burst, peers.MaxPeers)
 	}
 	for _, d := range c.Directions {
 		if d != core.Inbound && d != core.Outbound && d != core.Both {
@@ -191,7 +197,7 @@ func (c *Config) duration() time.Duration {
 // peers is the peers mode's config, with its defaults: --duration is its
 // idle CPU window.
 func (c *Config) peers() peers.Config {
-	return peers.Config{Quick: c.Quick, Peers: c.Peers, Idle: c.Duration, Out: c.out()}.WithDefaults()
+	return peers.Config{Quick: c.Quick, Peers: c.Peers, Idle: c.Duration, Burst: c.Burst, Repeat: c.Repeat, Out: c.out()}.WithDefaults()
 }
 
 // mem is the in-memory mode's config, with its defaults.

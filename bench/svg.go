@@ -9,11 +9,14 @@ import (
 
 // WriteSVG draws the report's figures as a chart to w: a row of panels
 // for each mode that ran, in memory first, then netns, then loadgen; the
-// soak's series against time are a chart of their own; the flood mode
-// draws none.
+// soak's series against time and the peers mode's against peers are
+// charts of their own; the flood mode draws none.
 func (r *Report) WriteSVG(w io.Writer) error {
 	if r.Soak != nil { // a mode of its own: its series against time
 		return svg.Write(w, r.Soak.Chart(r.Machine))
+	}
+	if r.Peers != nil { // a mode of its own: against the number of peers
+		return svg.Write(w, r.Peers.Chart(r.Machine))
 	}
 	c, row := svg.Chart{Title: "PipeGuard throughput"}, 0
 	var parts []string

@@ -220,7 +220,7 @@ func TestHandshakeFloodDropsNotData(t *testing.T) {
 			net := memudp.NewNetworkConfig(blocking)
 			leakCheck(t)
 			c, cpc := newRawPeer(t, net, floodAddr, host{netip.MustParseAddr("10.0.0.3"), netip.MustParseAddr("fd00::3")})
-			e, p := withRawPeerOn(t, net, tunnelSpec{engine: engine, workers: 2, wrapUDP: func(conn *memudp.Conn) tunio.UDPConn {
+			e, p := withRawPeerOn(t, net, tunnelSpec{engine: engine, workers: 2, hsWorkers: 1, wrapUDP: func(conn *memudp.Conn) tunio.UDPConn {
 				gate = &gatedConn{Conn: conn, to: floodAddr, waiting: make(chan struct{}), open: make(chan struct{})}
 				return gate
 			}}, cpc)

@@ -81,8 +81,8 @@ const (
 	DefaultQueueInterval = 10 * time.Millisecond
 
 	// HandshakeQueueCapacity bounds handshake messages waiting for the
-	// handshake actor. It is small on purpose: a full queue drops (the
-	// network edge may drop) and, from a quarter full, makes the actor
+	// handshake workers. It is small on purpose: a full queue drops (the
+	// network edge may drop) and, from a quarter full, makes the workers
 	// answer with cookies instead of doing Curve25519 work.
 	HandshakeQueueCapacity = 256
 
@@ -133,7 +133,18 @@ type Config struct {
 	// QueueTarget and QueueInterval set the managed queues' controller;
 	// defaults DefaultQueueTarget, DefaultQueueInterval.
 	QueueTarget, QueueInterval time.Duration
+	// HandshakeWorkers is how many workers answer handshake messages;
+	// default GOMAXPROCS, at most MaxHandshakeWorkers.
+	HandshakeWorkers int
+	// HandshakeBudget bounds their Curve25519 work; zero: calibrated on
+	// this machine when the tunnel is made (CalibrateHandshakeBudget).
+	HandshakeBudget HandshakeBudget
 }
+
+// MaxHandshakeWorkers bounds the default handshake pool: the budget, not
+// the workers, bounds the Curve25519 work, so more workers than this
+// only add goroutines.
+const MaxHandshakeWorkers = 4
 
 // ErrConfig is wrapped by every configuration error.
 var ErrConfig = errors.New("stages: invalid config")
@@ -169,6 +180,17 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if out.QueueTarget < 0 || out.QueueInterval < out.QueueTarget || out.QueueInterval > time.Minute {
 		return out, fmt.Errorf("%w: queue target %v and interval %v: want 0 < target <= interval <= 1m", ErrConfig, out.QueueTarget, out.QueueInterval)
+	}
+	if out.HandshakeWorkers == 0 {
+		out.HandshakeWorkers = min(runtime.GOMAXPROCS(0), MaxHandshakeWorkers)
+	}
+	if out.HandshakeWorkers < 1 || out.HandshakeWorkers > 256 {
+		return out, fmt.Errorf("%w: handshake workers %d not in 1..256", ErrConfig, out.HandshakeWorkers)
+	}
+	if out.HandshakeBudget != (HandshakeBudget{}) {
+		if err := out.HandshakeBudget.check(); err != nil {
+			return out, err
+		}
 	}
 	return out, nil
 }

@@ -44,21 +44,14 @@ type PeerStatus struct {
 	// RxHandshakeBytes and TxHandshakeBytes are the handshake messages'
 	// part of RxBytes and TxBytes, for the metrics' split.
 	RxHandshakeBytes, TxHandshakeBytes uint64
+	// Handshakes counts the handshakes completed with the peer since it
+	// was added.
+	Handshakes uint64
 }
 
-// Handshakes returns how many handshakes each peer has completed with the
-// tunnel, as initiator or responder, since it was added: the optional
-// metrics.HandshakeCounter capability.
-func (t *Tunnel) Handshakes() map[noise.PublicKey]uint64 {
-	set := t.peers.Load()
-	m := make(map[noise.PublicKey]uint64, set.len())
-	for r := range set.all() {
-		m[r.p.publicKey] = r.p.handshakes.Load()
-	}
-	return m
-}
-
-// Peers returns the status of every peer, in the order they were added.
+// Peers returns the status of every peer, in the order they were added:
+// O(peers) memory; a reader of many (metrics, status lines, `wg show`)
+// streams them with AllPeers instead.
 func (t *Tunnel) Peers() []PeerStatus {
 	out := make([]PeerStatus, 0, t.peers.Load().len())
 	for st := range t.AllPeers() {
@@ -107,6 +100,7 @@ func status(r peerRef, allowed []netip.Prefix, now time.Time) PeerStatus {
 		PersistentKeepalive: c.keepalive,
 		LastHandshake:       p.session.LastHandshake(),
 		SilentSince:         silentSince(p, now),
+		Handshakes:          p.handshakes.Load(),
 	}
 	st.RxHandshakeBytes, st.TxHandshakeBytes = p.rxHandshake.Load(), p.txHandshake.Load()
 	st.RxBytes = p.rxBytes.Load() + st.RxHandshakeBytes

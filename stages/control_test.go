@@ -64,7 +64,9 @@ func TestPeersReportsTrafficAndHandshake(t *testing.T) {
 		t.Errorf("last handshake %v, want between %v and now", st.LastHandshake, before)
 	}
 	// One handshake, counted on both sides (initiator and responder).
-	if ha, hb := a.tun.Handshakes()[b.key.Public()], b.tun.Handshakes()[a.key.Public()]; ha != 1 || hb != 1 {
+	pa, _ := a.tun.Peer(b.key.Public())
+	pb, _ := b.tun.Peer(a.key.Public())
+	if ha, hb := pa.Handshakes, pb.Handshakes; ha != 1 || hb != 1 {
 		t.Errorf("handshakes counted %d and %d, want 1 each", ha, hb)
 	}
 	// 200 inner bytes padded to 208 plus 32 of header and tag; the

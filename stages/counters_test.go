@@ -141,7 +141,7 @@ func TestStageCounters(t *testing.T) {
 	const in, out = 90, 70
 	for _, engine := range engines {
 		t.Run(string(engine), func(t *testing.T) {
-			e, p := withRawPeer(t, tunnelSpec{engine: engine, workers: 3})
+			e, p := withRawPeer(t, tunnelSpec{engine: engine, workers: 3, hsWorkers: 2})
 			p.initiate()
 			var inBytes, outBytes, outDgramBytes uint64
 			var buf [wire.MaxInnerSize]byte
@@ -187,7 +187,7 @@ func TestStageCounters(t *testing.T) {
 					{"outbound", out, outDgramBytes, 1, 0, true, false},
 				}
 			}
-			wants = append(wants, want{stage: "handshake", packets: 1, bytes: wire.InitiationSize, instances: 1, checkBytes: true})
+			wants = append(wants, want{stage: "handshake", packets: 1, bytes: wire.InitiationSize, instances: 2, checkBytes: true})
 			waitFor(t, 5*time.Second, func() bool {
 				ss := e.tun.Stats()
 				for _, w := range wants {

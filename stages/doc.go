@@ -4,7 +4,7 @@
 // functions.
 //
 //	inbound:  UDP ─► udprecv ─► [managed queue] ─► dispatch-in ─► decrypt pool ─► route-in ─► tunwrite ─► TUN
-//	                    └─► handshake actor
+//	                    └─► handshake workers
 //	outbound: TUN ─► tunread ─► [managed queue] ─► route-out ─► encrypt pool ─► udpsend ─► UDP
 //
 // The managed queues (package fq, aqm.go) are the one place per direction
@@ -30,8 +30,10 @@
 // the order the queue hands them out) and copies it into an encrypt
 // worker's input queue, the worker seals into its output queue's slot,
 // and udpsend sends from there. No two stages ever hold the same slot.
-// Handshake messages take a Go channel to the handshake actor: they are
-// rare, and that queue drops when full.
+// Handshake messages take a Go channel to a small pool of handshake
+// workers: they are rare, and that queue drops when full; the workers'
+// Curve25519 work is bounded by a budget calibrated as a share of the
+// cores (hsbudget.go).
 //
 // Worker pools keep order by turns: the stage before a pool (dispatch-in,
 // route-out) hands runs of consecutive packets to the workers in turn,

@@ -83,11 +83,19 @@ func managedOf[T any](q *fq.Queue[T]) input {
 	return input{depth: func() (int, int) { return q.Len(), q.Cap() }, consumed: q.Consumed}
 }
 
-// chanOf is a Go channel read by the stage whose counters are c: every
-// value it takes ends counted (passed, dropped or a keepalive) and
-// published at once, so the counters tell how far it has consumed.
-func chanOf[T any](ch chan T, c *stageCounters) input {
-	return input{depth: func() (int, int) { return len(ch), cap(ch) }, consumed: c.handled}
+// chanOf is a Go channel read by the stage instances whose counters are
+// cs: every value one takes ends counted (passed, dropped or a
+// keepalive) and published at once, so the counters tell how far they
+// have consumed.
+func chanOf[T any](ch chan T, cs ...*stageCounters) input {
+	consumed := func() uint64 {
+		var n uint64
+		for _, c := range cs {
+			n += c.handled()
+		}
+		return n
+	}
+	return input{depth: func() (int, int) { return len(ch), cap(ch) }, consumed: consumed}
 }
 
 // labelled runs svc with a pprof label naming its stage, so a CPU profile
@@ -175,9 +183,14 @@ func (t *Tunnel) wireEngine() *tunnelCounters {
 			packets: func() uint64 { return write.packets() + send.packets() }}
 	}
 
-	e := tc.add("handshake", 1)
-	e.services = []service{&handshakeActor{t: t, in: t.handshakes, c: e.instances[0], log: logFor("handshake")}}
-	e.inputs = []input{chanOf(t.handshakes, e.instances[0])}
+	hw := t.cfg.HandshakeWorkers
+	t.hsPool = newHandshakePool(t.cfg.HandshakeBudget, hw)
+	e := tc.add("handshake", hw)
+	for i := range hw {
+		e.services = append(e.services, &handshakeWorker{t: t, pool: t.hsPool, helper: i > 0, in: t.handshakes,
+			c: e.instances[i], log: logFor("handshake")})
+	}
+	e.inputs = []input{chanOf(t.handshakes, e.instances...)}
 	e = tc.add("timers", 1)
 	e.services = []service{newTimerActor(t, e.instances[0], logFor("timers"))}
 	return tc

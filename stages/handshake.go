@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"pipeguard/noise"
@@ -14,74 +16,162 @@ import (
 	"pipeguard/wire"
 )
 
-// handshakeActor answers the handshake messages udprecv hands it, off the
-// data path. Its queue is small and drops when full (udprecv never waits
-// for it). It is under load while its queue is a quarter full or its
-// budget for Curve25519 work is spent, and for underLoadAfterTime after
-// either: it then makes peers prove their address with a cookie before
-// it does any Curve25519 work, limits each source address's rate, and
-// yields to the data stages before each message.
-type handshakeActor struct {
-	t   *Tunnel
-	in  chan handshakeMsg
-	c   *stageCounters
-	log *slog.Logger
+// handshakeWorker is one of the handshake pool's workers: each answers
+// the handshake messages udprecv hands the pool, off the data path, all
+// from one queue. The queue is small and drops when full (udprecv never
+// waits for it). The pool is under load while its queue is a quarter
+// full or its budget for Curve25519 work is spent, and for
+// underLoadAfterTime after either: it then makes peers prove their
+// address with a cookie before it does any Curve25519 work, limits each
+// source address's rate, and yields to the data stages before each
+// message; and only the first worker takes messages, the others wait
+// until the load is over, so that a flood gets one worker's share of the
+// CPU, never the whole pool's.
+//
+// Out of load, the workers spread handshakes over the cores: a thousand
+// peers reconnecting within a second cost about 0.3 s of X25519 work,
+// which one worker shares with everything else on its core; when it
+// falls behind, its queue passes the threshold and every peer without a
+// cookie pays a cookie round (five seconds, a real initiator's retry).
+// A peer's state needs no pinning to one worker: noise.Handshake
+// serialises its own steps, and keys are installed under the peer's
+// hsMu.
+type handshakeWorker struct {
+	t      *Tunnel
+	pool   *handshakePool
+	helper bool // not the first worker: waits out the load
+	in     chan handshakeMsg
+	c      *stageCounters
+	log    *slog.Logger
 
-	limits    handshakeLimits
-	cur       handshakeMsg
-	loadUntil time.Time // under load before this time (protocol clock)
+	cur handshakeMsg
 }
 
-// handshakeLimits bound the handshake actor's work under load: per
+// handshakePool is what the handshake workers share: the limits, the
+// load window, and the helpers waiting for it to end. The tunnel owns
+// it, so that a restarted worker finds it as it was.
+type handshakePool struct {
+	mu        sync.Mutex // guards limits and loadUntil
+	limits    handshakeLimits
+	loadUntil time.Time // under load before this time (protocol clock)
+
+	// waiting counts helpers that wait on resume; the first worker
+	// sends them a token each when it finds the load over.
+	waiting atomic.Int32
+	resume  chan struct{}
+}
+
+// handshakeLimits bound the handshake workers' work under load: per
 // source address, and in total.
 type handshakeLimits struct {
 	perSource sourceLimiter
 	work      workBudget
 }
 
-// underLoadAfterTime is how long the actor stays under load after its
+func newHandshakePool(b HandshakeBudget, workers int) *handshakePool {
+	return &handshakePool{limits: handshakeLimits{work: newWorkBudget(b)}, resume: make(chan struct{}, workers)}
+}
+
+// underLoadAfterTime is how long the pool stays under load after its
 // queue was last a quarter full: wireguard-go's UnderLoadAfterTime. A
 // flood that comes in bursts would otherwise cost a Curve25519 operation
 // per message whenever the queue dipped between two bursts.
 const underLoadAfterTime = time.Second
 
-// underLoad reports whether the actor is under load at now, and notes it
-// when the queue is at the threshold or the work budget is spent.
-func (a *handshakeActor) underLoad(now time.Time) bool {
-	if len(a.in) >= cap(a.in)/4 || a.limits.work.empty(now) {
-		a.loadUntil = now.Add(underLoadAfterTime)
+// underLoad reports whether the pool is under load at now, with depth of
+// capacity messages in its queue, and notes it when the queue is at the
+// threshold or the work budget cannot pay for an initiation.
+func (p *handshakePool) underLoad(now time.Time, depth, capacity int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if depth >= capacity/4 || p.limits.work.empty(now, noise.DHPerInitiation) {
+		p.loadUntil = now.Add(underLoadAfterTime)
 		return true
 	}
-	return now.Before(a.loadUntil)
+	return now.Before(p.loadUntil)
 }
 
-func (a *handshakeActor) Serve(ctx context.Context) error {
-	a.log.Debug("stage start")
-	defer a.log.Debug("stage stop")
+// loaded reports whether the load window is open at now.
+func (p *handshakePool) loaded(now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return now.Before(p.loadUntil)
+}
+
+// allowSource takes a token from src's bucket of the per-source limit.
+func (p *handshakePool) allowSource(src netip.Addr, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.limits.perSource.allow(src, now)
+}
+
+// takeWork takes cost X25519 operations from the work budget.
+func (p *handshakePool) takeWork(now time.Time, cost float64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.limits.work.take(now, cost)
+}
+
+// wakeHelpers gives every waiting helper its token back to work.
+func (p *handshakePool) wakeHelpers() {
+	for p.waiting.Load() > 0 {
+		select {
+		case p.resume <- struct{}{}:
+			p.waiting.Add(-1)
+		default:
+			return // every waiting helper holds a token it has not taken yet
+		}
+	}
+}
+
+// waitOutLoad keeps a helper out of the queue while the pool is under
+// load. It reports false when done closed. A helper that starts waiting
+// just as the load ends is woken by the first worker's next message out
+// of load.
+func (w *handshakeWorker) waitOutLoad(done <-chan struct{}) bool {
+	for w.pool.loaded(w.t.clock.Now()) {
+		w.pool.waiting.Add(1)
+		select {
+		case <-w.pool.resume:
+		case <-done:
+			return false
+		}
+	}
+	return true
+}
+
+func (w *handshakeWorker) Serve(ctx context.Context) error {
+	w.log.Debug("stage start")
+	defer w.log.Debug("stage stop")
 	done := ctx.Done()
 	for {
+		if w.helper && !w.waitOutLoad(done) {
+			return nil
+		}
 		select {
-		case a.cur = <-a.in:
+		case w.cur = <-w.in:
 		case <-done:
 			return nil
 		}
-		now := a.t.clock.Now()
-		underLoad := a.underLoad(now)
+		now := w.t.clock.Now()
+		underLoad := w.pool.underLoad(now, len(w.in), cap(w.in))
 		if underLoad {
 			// Data first: under load, let the stages waiting for a core
-			// run before each message. The actor then takes what the data
+			// run before each message. The pool then takes what the data
 			// path leaves idle, and a flood it cannot keep up with piles
 			// up in its queue, where udprecv drops it for next to nothing.
 			// (Measured with cmd/bench --mode flood: on two busy cores it
 			// took the data's loss from about 15% to a few.)
 			runtime.Gosched()
+		} else if !w.helper {
+			w.pool.wakeHelpers()
 		}
-		if r := a.t.handshakeStep(&a.cur, now, underLoad, &a.limits); r != dropNone {
-			a.c.drop(r)
+		if r := w.t.handshakeStep(&w.cur, now, underLoad, w.pool); r != dropNone {
+			w.c.drop(r)
 			continue
 		}
-		a.c.pass(a.cur.n)
-		a.c.publish()
+		w.c.pass(w.cur.n)
+		w.c.publish()
 	}
 }
 
@@ -96,8 +186,8 @@ func srcBytes(src netip.AddrPort, buf *[18]byte) []byte {
 
 // handshakeStep processes one handshake message: the cookie gate, then the
 // message itself, then the reply. Both engines run it on the handshake
-// actor.
-func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, lim *handshakeLimits) DropReason {
+// workers.
+func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, pool *handshakePool) DropReason {
 	msg := m.buf[:m.n]
 	typ, err := wire.PeekType(msg)
 	if err != nil {
@@ -131,11 +221,15 @@ func (t *Tunnel) handshakeStep(m *handshakeMsg, now time.Time, underLoad bool, l
 	case err != nil:
 		return DropHandshake
 	}
-	if underLoad && !lim.perSource.allow(m.src.Addr(), now) {
+	if underLoad && !pool.allowSource(m.src.Addr(), now) {
 		c.rateLimited.Add(1)
 		return DropHandshake
 	}
-	if !lim.work.take(now) {
+	cost := float64(noise.DHPerResponse)
+	if typ == wire.TypeInitiation {
+		cost = noise.DHPerInitiation
+	}
+	if !pool.takeWork(now, cost) {
 		c.throttled.Add(1)
 		return DropHandshake
 	}

@@ -53,7 +53,7 @@ func TestUnderLoadLastsOneSecond(t *testing.T) {
 	c, cpc := newRawPeer(t, net, gateAddr, host{netip.MustParseAddr("10.0.0.3"), netip.MustParseAddr("fd00::3")})
 	f, _ := newRawPeer(t, net, netip.MustParseAddrPort("203.0.113.9:2000"), host{netip.MustParseAddr("10.9.0.9"), netip.MustParseAddr("fd09::9")})
 	var gate *gatedConn
-	e, p := withRawPeerOn(t, net, tunnelSpec{clock: clk, wrapUDP: func(conn *memudp.Conn) tunio.UDPConn {
+	e, p := withRawPeerOn(t, net, tunnelSpec{clock: clk, hsWorkers: 1, wrapUDP: func(conn *memudp.Conn) tunio.UDPConn {
 		gate = &gatedConn{Conn: conn, to: gateAddr, waiting: make(chan struct{}), open: make(chan struct{})}
 		return gate
 	}}, cpc)
@@ -123,13 +123,16 @@ func TestUnderLoadLastsOneSecond(t *testing.T) {
 func TestHandshakeWorkBudget(t *testing.T) {
 	const (
 		group = 8 // far below the queue's under-load threshold
-		sent  = HandshakeWorkBurst + 5*group
+		burst = 128
+		sent  = burst + 5*group
 	)
 	clk := fakeClock()
 	net := memudp.NewNetworkConfig(blocking)
 	leakCheck(t)
 	f, _ := newRawPeer(t, net, netip.MustParseAddrPort("203.0.113.9:2000"), host{netip.MustParseAddr("10.9.0.9"), netip.MustParseAddr("fd09::9")})
-	e, _ := withRawPeerOn(t, net, tunnelSpec{clock: clk})
+	// One worker: of two that find the last tokens at once, one would
+	// drop its message (throttled) rather than answer it with a cookie.
+	e, _ := withRawPeerOn(t, net, tunnelSpec{clock: clk, hsWorkers: 1, hsBudget: testBudget(500, burst)})
 	f.attach(e)
 	flood := floodInitiations(t, e.key.Public(), sent+group)
 	for i := 0; i < sent; i += group {
@@ -138,11 +141,11 @@ func TestHandshakeWorkBudget(t *testing.T) {
 			func() string { return "a group was not processed\n" + fmtStats(e.tun.Stats()) })
 	}
 	hs := e.tun.HandshakeStats()
-	if hs.Worked != HandshakeWorkBurst || hs.CookieReplies != sent-HandshakeWorkBurst {
+	if hs.Worked != burst || hs.CookieReplies != sent-burst {
 		t.Fatalf("of %d initiations, %d cost Curve25519 work and %d got cookie replies; want %d and %d",
-			sent, hs.Worked, hs.CookieReplies, HandshakeWorkBurst, sent-HandshakeWorkBurst)
+			sent, hs.Worked, hs.CookieReplies, burst, sent-burst)
 	}
-	for range sent - HandshakeWorkBurst {
+	for range sent - burst {
 		f.recvType(wire.TypeCookieReply, 5*time.Second)
 	}
 
@@ -150,8 +153,14 @@ func TestHandshakeWorkBudget(t *testing.T) {
 	f.send(flood[sent:]...)
 	waitFor(t, 5*time.Second, func() bool { return handshakesProcessed(t, e) == sent+group },
 		func() string { return "the last group was not processed\n" + fmtStats(e.tun.Stats()) })
-	if hs := e.tun.HandshakeStats(); hs.Worked != HandshakeWorkBurst+group {
-		t.Fatalf("after the budget refilled, %d more were worked on, want %d", hs.Worked-HandshakeWorkBurst, group)
+	if hs := e.tun.HandshakeStats(); hs.Worked != burst+group {
+		t.Fatalf("after the budget refilled, %d more were worked on, want %d", hs.Worked-burst, group)
 	}
 	f.expectNothing(20 * time.Millisecond)
+}
+
+// testBudget is a handshake budget of rate initiations a second, burst at
+// once.
+func testBudget(rate, burst float64) HandshakeBudget {
+	return HandshakeBudget{PerSecond: rate * noise.DHPerInitiation, Burst: burst * noise.DHPerInitiation}
 }

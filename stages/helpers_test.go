@@ -216,6 +216,10 @@ type tunnelSpec struct {
 	// is then nil): SetListenPort works.
 	rebindable bool
 	log        *slog.Logger // nil: testLog
+	// hsWorkers and hsBudget are Config.HandshakeWorkers and
+	// HandshakeBudget (zero: the defaults).
+	hsWorkers int
+	hsBudget  HandshakeBudget
 }
 
 // startTunnel builds a tunnel on net as s says and serves it until
@@ -261,6 +265,9 @@ func startTunnel(t testing.TB, net *memudp.Network, s tunnelSpec) *end {
 		NoQueueManagement: !s.manage,
 		QueueTarget:       s.target,
 		QueueInterval:     s.interval,
+
+		HandshakeWorkers: s.hsWorkers,
+		HandshakeBudget:  s.hsBudget,
 	}, dev, udp, s.clock, s.log)
 	if err != nil {
 		t.Fatal(err)

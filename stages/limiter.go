@@ -70,54 +70,58 @@ func (l *sourceLimiter) sweep(now time.Time) {
 	}
 }
 
-// workBudget is a token bucket for the handshake actor's Curve25519
-// work, over all sources together: each initiation or response it goes
-// on to consume takes a token. The per-source limit cannot bound the
-// total against many sources, and the queue's depth cannot see a flood
-// that the actor just keeps up with, a full core of Curve25519 work; an
-// empty budget puts the actor under load, so cookies are required, and
-// what has one waits for the budget.
+// workBudget is a token bucket of Curve25519 work: each message the
+// handshake workers go on to consume takes its X25519 operations from it
+// (HandshakeBudget), and so does each initiation the timer actor sends
+// that no waiting packet asks for (one token each, initiationRate). The
+// per-source limit cannot bound the total against many sources, and the
+// queue's depth cannot see a flood that the workers just keep up with, a
+// core or two of Curve25519 work; an empty budget puts the handshake
+// workers under load, so cookies are required, and what has one waits
+// for the budget.
 //
-// The zero value is a full bucket. Not safe for concurrent use: the
-// handshake actor owns it.
+// Make one with its rate and burst; used counts from zero, a full
+// bucket. Not safe for concurrent use: its owner locks it.
 type workBudget struct {
-	used float64   // tokens taken and not yet refilled, 0..HandshakeWorkBurst
-	last time.Time // when used was last brought up to date
+	rate, burst float64   // tokens a second, and at most at once
+	used        float64   // tokens taken and not yet refilled, 0..burst
+	last        time.Time // when used was last brought up to date
 }
 
-// The handshake actor's work budget (see workBudget).
+func newWorkBudget(b HandshakeBudget) workBudget {
+	return workBudget{rate: b.PerSecond, burst: b.Burst}
+}
+
+// The budget of initiations the timer actor sends that no waiting packet
+// asks for (keepalives and retries to peers that are away), one token
+// each: enough for 60,000 peers that rekey every two minutes, and a few
+// percent of a core (two X25519 operations each).
 const (
-	// HandshakeWorkRate is how many handshake messages a second may cost
-	// Curve25519 work (up to four operations each, 50 to 100 µs apiece
-	// on current cores): enough for 60,000 peers that rekey every two
-	// minutes, and at most a fraction of one core.
-	HandshakeWorkRate = 500
-	// HandshakeWorkBurst is how many may come at once, as when every
-	// peer of a hub reconnects after a restart.
-	HandshakeWorkBurst = 128
+	initiationRate  = 500
+	initiationBurst = 128
 )
 
-// refill returns the budget at now: what the time since the last call
+// refill brings the budget up to now: what the time since the last call
 // gave back.
 func (b *workBudget) refill(now time.Time) {
 	if d := now.Sub(b.last); d > 0 {
-		b.used = max(0, b.used-d.Seconds()*HandshakeWorkRate)
+		b.used = max(0, b.used-d.Seconds()*b.rate)
 	}
 	b.last = now
 }
 
-// empty reports whether no work may be done at now.
-func (b *workBudget) empty(now time.Time) bool {
+// empty reports whether less than cost may be spent at now.
+func (b *workBudget) empty(now time.Time, cost float64) bool {
 	b.refill(now)
-	return b.used > HandshakeWorkBurst-1
+	return b.used+cost > b.burst
 }
 
-// take takes one token if there is one.
-func (b *workBudget) take(now time.Time) bool {
-	if b.empty(now) {
+// take takes cost tokens if there are that many.
+func (b *workBudget) take(now time.Time, cost float64) bool {
+	if b.empty(now, cost) {
 		return false
 	}
-	b.used++
+	b.used += cost
 	return true
 }
 

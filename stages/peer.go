@@ -16,8 +16,8 @@ type peer struct {
 	id        noise.PeerID
 	publicKey noise.PublicKey
 
-	// hs is the handshake state; only the handshake actor uses it (it
-	// locks inside).
+	// hs is the handshake state; the handshake workers and the timer
+	// actor use it (it locks inside).
 	hs *noise.Handshake
 
 	// session holds the keypairs and the protocol timers, and the
@@ -52,7 +52,7 @@ type peer struct {
 	removed bool // guarded by hsMu
 
 	// handshakes counts completed handshakes (as initiator or responder);
-	// written by the handshake actor.
+	// written by the handshake workers.
 	handshakes atomic.Uint64
 
 	// toldTooBig is set once the peer was logged for sending inner

@@ -390,7 +390,7 @@ func TestInitiationBudget(t *testing.T) {
 	}
 	sink.Close()
 	sent := <-initiations
-	if limit := HandshakeWorkBurst + HandshakeWorkRate*(seconds+10) + 1; sent > limit {
+	if limit := initiationBurst + initiationRate*(seconds+10) + 1; sent > limit {
 		t.Errorf("%d initiations sent in %d s, more than the budget's %d", sent, seconds+10, limit)
 	}
 	t.Logf("%d initiations sent, %d deferred", sent, deferred)

@@ -37,7 +37,8 @@ type timerActor struct {
 }
 
 func newTimerActor(t *Tunnel, c *stageCounters, log *slog.Logger) *timerActor {
-	return &timerActor{t: t, c: c, log: log, msgs: make([]tunio.Datagram, 0, StagedPerPeer), peers: make([]*peer, 0, StagedPerPeer)}
+	return &timerActor{t: t, c: c, log: log, msgs: make([]tunio.Datagram, 0, StagedPerPeer), peers: make([]*peer, 0, StagedPerPeer),
+		initiations: workBudget{rate: initiationRate, burst: initiationBurst}}
 }
 
 // idleRecheck bounds how long the actor sleeps with nothing armed, so that
@@ -132,10 +133,10 @@ func (a *timerActor) act(p *peer, actions noise.Actions, now time.Time) {
 // first). A tunnel with many peers that keep a persistent keepalive but
 // are away (a gateway whose clients are off) would otherwise try each of
 // them every few seconds: 50,000 such peers kept a core busy. The budget
-// is the handshake actor's (HandshakeWorkRate a second, bursts of
-// HandshakeWorkBurst), so outgoing and incoming handshake work are each
-// bounded alike; a peer with packets waiting bypasses it, so traffic
-// never waits for keepalives.
+// (initiationRate a second, bursts of initiationBurst) is smaller than
+// the handshake workers': their work answers peers that are there, this
+// one mostly knocks on doors nobody opens. A peer with packets waiting
+// bypasses it, so traffic never waits for keepalives.
 //
 // A peer whose public key is a low-order point gets none: no handshake
 // with it can complete. The refusal is counted, costs no budget, and
@@ -145,7 +146,7 @@ func (a *timerActor) initiate(p *peer, now time.Time) {
 		a.c.drop(DropLowOrderKey)
 		return
 	}
-	if !p.staging.Load() && !a.initiations.take(now) {
+	if !p.staging.Load() && !a.initiations.take(now, 1) {
 		a.t.hsCounters.initiationsDeferred.Add(1)
 	} else if r := a.t.sendInitiation(p, now); r != dropNone {
 		a.c.drop(r)

@@ -4,8 +4,10 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"pipeguard/noise"
 	"pipeguard/supervisor"
@@ -50,6 +52,7 @@ type Tunnel struct {
 
 	counters   *tunnelCounters
 	hsCounters handshakeCounters
+	hsPool     *handshakePool                        // the handshake workers' shared limits
 	sup        atomic.Pointer[supervisor.Supervisor] // the stages' supervisor while Serve runs, for Health
 	inline     inlinePath                            // the pipeline's inline path (inline.go)
 	aqm        managedQueues                         // the managed queues (aqm.go), made once, outliving restarts
@@ -65,6 +68,10 @@ func New(cfg Config, tun tunio.Device, udp tunio.UDPConn, clk clock.Clock, log *
 	}
 	if clk == nil {
 		clk = clock.Real{}
+	}
+	var dhCost time.Duration
+	if c.HandshakeBudget == (HandshakeBudget{}) {
+		c.HandshakeBudget, dhCost = CalibrateHandshakeBudget(runtime.GOMAXPROCS(0))
 	}
 	id, err := newIdentity(c.PrivateKey)
 	if err != nil {
@@ -89,6 +96,10 @@ func New(cfg Config, tun tunio.Device, udp tunio.UDPConn, clk clock.Clock, log *
 	}
 	t.aqm = newManagedQueues(&c)
 	t.counters = t.wireEngine()
+	if dhCost > 0 {
+		log.Debug("handshake budget calibrated", "x25519", dhCost, "initiations_per_s", int(c.HandshakeBudget.Initiations()),
+			"burst", int(c.HandshakeBudget.Burst/noise.DHPerInitiation), "workers", c.HandshakeWorkers)
+	}
 	t.peers.Store(newPeerSet())
 	err = t.Configure(func(b *Batch) error {
 		for _, pc := range c.Peers {
@@ -153,6 +164,7 @@ func (t *Tunnel) Serve(ctx context.Context) error {
 	defer stop()
 	defer closeEdges()
 	t.log.Info("tunnel up", "engine", t.cfg.Engine, "workers", t.cfg.Workers, "queue_capacity", t.cfg.QueueCapacity,
+		"handshake_workers", t.cfg.HandshakeWorkers, "handshakes_per_s", int(t.cfg.HandshakeBudget.Initiations()),
 		"listen", t.udp.LocalAddr(), "peers", t.peers.Load().len(), "public_key", t.PublicKey())
 	err := sup.Serve(ctx)
 	t.log.Info("tunnel down", "err", err)

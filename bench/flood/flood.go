@@ -90,6 +90,11 @@ type Report struct {
 	// TargetPerSecond is floodFactor times it, the flood's rate.
 	X25519PerSecond float64 `json:"x25519_per_s"`
 	TargetPerSecond float64 `json:"target_initiations_per_s"`
+	// BudgetPerSecond and BudgetBurst are the tunnel's budget of
+	// Curve25519 work for received handshakes, in initiations: calibrated
+	// when the tunnel was made (stages.HandshakeBudget).
+	BudgetPerSecond float64 `json:"budget_initiations_per_s"`
+	BudgetBurst     float64 `json:"budget_burst_initiations"`
 	Unloaded        Phase   `json:"unloaded"`
 	Flooded         Phase   `json:"flooded"`
 	// Kept is the data's rate flooded over its rate alone: the median,
@@ -105,6 +110,8 @@ type Report struct {
 // alternating segments.
 type Run struct {
 	X25519PerSecond float64 `json:"x25519_per_s"`
+	BudgetPerSecond float64 `json:"budget_initiations_per_s"`
+	BudgetBurst     float64 `json:"budget_burst_initiations"`
 	Unloaded        Phase   `json:"unloaded"`
 	Flooded         Phase   `json:"flooded"`
 	// PairRatios are each segment pair's flooded Gbit/s over its alone.
@@ -159,6 +166,8 @@ func Measure(ctx context.Context, cfg Config) (*Report, []*profile.Profile, erro
 	}
 	rep.X25519PerSecond = core.Median(floodField(rep.Runs, func(r Run) float64 { return r.X25519PerSecond }))
 	rep.TargetPerSecond = floodFactor * rep.X25519PerSecond
+	rep.BudgetPerSecond = core.Median(floodField(rep.Runs, func(r Run) float64 { return r.BudgetPerSecond }))
+	rep.BudgetBurst = core.Median(floodField(rep.Runs, func(r Run) float64 { return r.BudgetBurst }))
 	rep.Unloaded = medianPhase(rep.Runs, func(r Run) Phase { return r.Unloaded })
 	rep.Flooded = medianPhase(rep.Runs, func(r Run) Phase { return r.Flooded })
 	var pairs []float64
@@ -180,6 +189,8 @@ func floodOnce(ctx context.Context, cfg Config, mc memrig.Case, x25519 float64, 
 		return run, nil, err
 	}
 	defer rig.Close()
+	b := rig.Tunnel().HandshakeBudget()
+	run.BudgetPerSecond, run.BudgetBurst = b.Initiations(), b.Burst/noise.DHPerInitiation
 	m := &memrig.Measurement{Case: mc, Rig: rig, Prof: &cpuprof.Interval{}}
 	rate, err := m.Round(memrig.WarmupPackets)
 	if err != nil {

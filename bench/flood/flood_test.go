@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"pipeguard/bench/core"
-	"pipeguard/stages"
 )
 
 // floodLine is the shape of the flood mode's summary line.
@@ -74,7 +73,7 @@ func TestFloodShort(t *testing.T) {
 	}
 	// Curve25519 work: the budget's burst, plus its rate over the time
 	// flooded (and the second under load lasts after each segment).
-	worked, bound := fl.Worked*fl.WallSeconds, stages.HandshakeWorkBurst+stages.HandshakeWorkRate*(fl.WallSeconds+1)
+	worked, bound := fl.Worked*fl.WallSeconds, fr.BudgetBurst+fr.BudgetPerSecond*(fl.WallSeconds+1)
 	if worked > bound {
 		t.Errorf("%.0f initiations cost Curve25519 work in %.2f s flooded, more than the budget's %.0f", worked, fl.WallSeconds, bound)
 	}

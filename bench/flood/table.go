@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"pipeguard/bench/core"
-	"pipeguard/stages"
 )
 
 // WriteTable prints the flood mode's figures: a table of the two phases,
@@ -35,9 +34,9 @@ func (fr *Report) WriteTable(b *strings.Builder, st core.Settings) {
 func (fr *Report) Line() string {
 	f := fr.Flooded
 	return fmt.Sprintf("flood: data kept %.0f%% of its unloaded rate; %.2f -> %.2f Gbit/s; "+
-		"initiations %.0f/s received (%dx X25519 %.0f/s), %.0f/s answered, %.0f/s worked on (budget %d/s), %.0f/s dropped; "+
+		"initiations %.0f/s received (%dx X25519 %.0f/s), %.0f/s answered, %.0f/s worked on (budget %.0f/s), %.0f/s dropped; "+
 		"cookie replies %.0f/s; tunnel CPU %.0f%% -> %.0f%% (handshake %.1f%%)",
 		100*fr.Kept, fr.Unloaded.Gbps, f.Gbps,
-		f.Received, floodFactor, fr.X25519PerSecond, f.Answered, f.Worked, stages.HandshakeWorkRate, f.Dropped,
+		f.Received, floodFactor, fr.X25519PerSecond, f.Answered, f.Worked, fr.BudgetPerSecond, f.Dropped,
 		f.CookieReplies, fr.Unloaded.TunnelCPU, f.TunnelCPU, f.HandshakeCPU)
 }

@@ -33,13 +33,13 @@ import (
 // cli is the command line. Zero values take package bench's defaults, which
 // --quick makes smaller.
 type cli struct {
-	Mode     string        `help:"What to measure: mem (in-memory tunnels, no root), netns (PipeGuard and wireguard-go on real TUN devices in network namespaces, iperf3 and ping; root), loadgen (one tunnel under load, the harness its peer; root), all (netns, loadgen, then mem), soak (two PipeGuard ends in network namespaces for --duration with TCP, ping and config changes, RSS and goroutines watched; root), flood (in memory: bulk data under a handshake flood at 10x this machine's X25519 rate), peers (PipeGuard and wireguard-go configured with --peers peers each in a network namespace: wg setconf and dump time, RSS, idle CPU; root)." default:"mem" enum:"mem,netns,loadgen,all,soak,flood,peers"`
+	Mode     string        `help:"What to measure: mem (in-memory tunnels, no root), netns (PipeGuard and wireguard-go on real TUN devices in network namespaces, iperf3 and ping; root), loadgen (one tunnel under load, the harness its peer; root), all (netns, loadgen, then mem), soak (two PipeGuard ends in network namespaces for --duration with TCP, ping and config changes, RSS and goroutines watched; root), flood (in memory: bulk data under a handshake flood at 10x this machine's X25519 rate), peers (PipeGuard and wireguard-go configured with --peers peers each in a network namespace: wg setconf and dump time, RSS, goroutines, idle CPU, a real peer's throughput and RTT, a burst of --burst handshakes; root)." default:"mem" enum:"mem,netns,loadgen,all,soak,flood,peers"`
 	Quick    bool          `help:"A small sweep (two sizes, one peer, GOMAXPROCS 1 and all cores) that still covers both engines, every direction and the ratios; in netns mode, 2-second iperf3 runs and a 1-second idle ping."`
 	Duration time.Duration `help:"Measured time per measurement: in memory, default 1s (500ms with --quick); in netns mode, each iperf3 run, whole seconds, default 10s (2s with --quick); in loadgen mode, each tunnel and direction, default 10s (2s with --quick); in soak mode, the traffic watched, default 10m (20s with --quick); in flood mode, each phase, default 3s (2s with --quick); in peers mode, each idle CPU window, default 10s (2s with --quick)."`
 	Repeat   int           `help:"Run the sweep N times and report medians." default:"1" placeholder:"N"`
 
 	JSON       string `name:"json" help:"Write every figure, and the machine, to FILE as JSON." placeholder:"FILE" type:"path"`
-	SVG        string `name:"svg" help:"Write a chart of throughput against cores to FILE (SVG)." placeholder:"FILE" type:"path"`
+	SVG        string `name:"svg" help:"Write a chart of throughput against cores to FILE (SVG); peers mode: RSS and setconf time against peers." placeholder:"FILE" type:"path"`
 	CPUProfile string `name:"cpuprofile" help:"Write a CPU profile of every measured interval to FILE." placeholder:"FILE" type:"path"`
 	MemProfile string `name:"memprofile" help:"Write the allocation profile at the end to FILE." placeholder:"FILE" type:"path"`
 	NoStageCPU bool   `name:"no-stage-cpu" help:"Skip the profiled pipeline measurement behind the CPU-per-stage table."`
@@ -55,6 +55,7 @@ type cli struct {
 	QueueManagement string `name:"queue-management" help:"Netns mode: measure PipeGuard with queue management on, off (--queue-management off), or both, each engine both ways, in one run." default:"both" enum:"on,off,both"`
 
 	ChangeEvery time.Duration `name:"change-every" help:"Soak mode: a SIGHUP reload and a wg set peer change at each end this often (default 1m; at least once in a shorter soak)."`
+	Burst       int           `help:"Peers mode: peers of the handshake burst, which start a handshake within one second (default 1000; 100 with --quick)." placeholder:"K"`
 }
 
 func main() {
@@ -97,7 +98,7 @@ func parse(args []string) (bench.Config, error) {
 		Sizes: c.Sizes, Peers: c.Peers, Procs: c.Procs, Workers: c.Workers, Streams: c.Streams,
 		NoStageCPU: c.NoStageCPU, CPUProfile: c.CPUProfile, MemProfile: c.MemProfile,
 		JSONPath: c.JSON, SVGPath: c.SVG, SoakEvery: c.ChangeEvery,
-		QueueManagement: c.QueueManagement,
+		QueueManagement: c.QueueManagement, Burst: c.Burst,
 	}
 	for _, d := range c.Directions {
 		cfg.Directions = append(cfg.Directions, bench.Direction(d))

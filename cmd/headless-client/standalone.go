@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"sync"
@@ -212,7 +211,7 @@ func bringUp(iface string, cfg *config.Config, peers []stages.PeerConfig, c *sta
 		return nil, err
 	}
 	r := &running{iface: iface, tunnel: tun, ifc: ifc, watch: watch, addrs: addrs, cfg: cfg, peers: peers}
-	if err := r.listenHTTP(c, log); err != nil {
+	if r.http, err = metrics.ListenEndpoints(tun, c.MetricsAddr, c.PprofAddr, log); err != nil {
 		addrs.Close()
 		watch.Close()
 		undo()
@@ -248,32 +247,6 @@ func (m markGuarded) CheckFwMark(mark uint32) error { return m.ifc.CheckFwMark(m
 
 var _ uapi.MarkChecker = markGuarded{}
 
-// listenHTTP binds the metrics and pprof endpoints the flags ask for.
-func (r *running) listenHTTP(c *standaloneCmd, log *slog.Logger) error {
-	for _, ep := range []struct {
-		what, addr string
-		h          http.Handler
-	}{
-		{"metrics", c.MetricsAddr, metrics.NewMux(r.tunnel)},
-		{"pprof", c.PprofAddr, metrics.PprofMux()},
-	} {
-		if ep.addr == "" {
-			continue
-		}
-		s, err := metrics.Listen(ep.addr, ep.h, log.With("endpoint", ep.what))
-		if err != nil {
-			for _, prev := range r.http {
-				prev.Close()
-			}
-			r.http = nil
-			return fmt.Errorf("headless-client: %s endpoint %s: %w", ep.what, ep.addr, err)
-		}
-		log.Info("serving "+ep.what, "addr", s.Addr())
-		r.http = append(r.http, s)
-	}
-	return nil
-}
-
 // run serves until ctx ends (SIGTERM, SIGINT) or the tunnel fails, and
 // reloads on SIGHUP. It stops everything in order: the UAPI socket and
 // the tunnel (whose device takes the interface with it), then the
@@ -296,7 +269,7 @@ func (r *running) run(ctx context.Context, hup <-chan os.Signal, cfgPath string,
 		Reload: func(ctx context.Context) {
 			sd.Reloading()
 			r.reload(ctx, cfgPath, log)
-			sd.Ready(sdnotify.TunnelStatus(r.tunnel.Peers(), time.Now(), nil))
+			sd.Ready(sdnotify.TunnelStatus(r.tunnel.AllPeers(), time.Now(), nil))
 		},
 		Stopping: func() {
 			sd.Stopping()
@@ -355,7 +328,7 @@ func notifySystemd(t *stages.Tunnel, log *slog.Logger) (sd *sdnotify.Notifier, w
 	if err != nil {
 		log.Warn("cannot tell systemd how the tunnel is doing", "err", err)
 	}
-	if err := sd.Ready(sdnotify.TunnelStatus(t.Peers(), time.Now(), nil)); err != nil {
+	if err := sd.Ready(sdnotify.TunnelStatus(t.AllPeers(), time.Now(), nil)); err != nil {
 		log.Warn("cannot tell systemd the tunnel is ready", "err", err)
 	}
 	return sd, lifecycle.ServiceFunc(func(ctx context.Context) error { sd.Watch(ctx, t, log); return nil })

@@ -16,6 +16,7 @@ import (
 	"pipeguard/cmd/headless-client/daemon"
 	"pipeguard/cmd/headless-client/lifecycle"
 	"pipeguard/cmd/headless-client/linkwatch"
+	"pipeguard/cmd/headless-client/metrics"
 	"pipeguard/cmd/headless-client/uapi"
 	"pipeguard/stages"
 	"pipeguard/tunio"
@@ -37,6 +38,8 @@ type tunnelCmd struct {
 	QueueManagement string        `help:"${help_queue_management}" default:"on" enum:"on,off" env:"PIPEGUARD_QUEUE_MANAGEMENT"`
 	QueueTarget     time.Duration `help:"${help_queue_target}" default:"0s" env:"PIPEGUARD_QUEUE_TARGET"`
 	QueueInterval   time.Duration `help:"${help_queue_interval}" default:"0s" env:"PIPEGUARD_QUEUE_INTERVAL"`
+	MetricsAddr     string        `help:"Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9586); empty: off." env:"PIPEGUARD_METRICS_ADDR"`
+	PprofAddr       string        `help:"Serve Go's pprof endpoints at http://ADDR/debug/pprof/ (e.g. 127.0.0.1:6060); empty: off. Keep it on loopback." env:"PIPEGUARD_PPROF_ADDR"`
 }
 
 // queues is the command's queue settings.
@@ -79,6 +82,12 @@ func (c *tunnelCmd) childArgs(logLevel string) []string {
 	if c.LogDir != "" {
 		args = append(args, "--log-dir", c.LogDir)
 	}
+	if c.MetricsAddr != "" {
+		args = append(args, "--metrics-addr", c.MetricsAddr)
+	}
+	if c.PprofAddr != "" {
+		args = append(args, "--pprof-addr", c.PprofAddr)
+	}
 	return append(args, "--", c.Interface)
 }
 
@@ -109,9 +118,13 @@ func (c *tunnelCmd) serve(env *runEnv, report *daemon.Reporter) error {
 	ctx, stop := env.signals.Context(context.Background())
 	defer stop()
 
-	t, srv, link, addrs, err := c.bringUp(log)
+	t, srv, link, addrs, endpoints, err := c.bringUp(log)
 	if err != nil {
 		return err
+	}
+	var web []lifecycle.Service
+	for _, s := range endpoints {
+		web = append(web, s)
 	}
 	log.Info("tunnel running, empty: configure it over its UAPI socket", "uapi", srv.Path(),
 		"listen_port", t.LocalAddr().Port())
@@ -124,6 +137,7 @@ func (c *tunnelCmd) serve(env *runEnv, report *daemon.Reporter) error {
 		Watch:  watch,
 		Link:   link,
 		Addrs:  addrs,
+		HTTP:   web,
 		Reload: func(context.Context) {
 			log.Info("SIGHUP: nothing to reload; this tunnel is configured over its UAPI socket")
 		},
@@ -146,24 +160,25 @@ func (c *tunnelCmd) serve(env *runEnv, report *daemon.Reporter) error {
 // bringUp creates the UDP socket (on a free port, rebindable so that wg
 // set listen-port works), the TUN device (link down, no addresses), the
 // tunnel with no key and no peers, the UAPI socket, the link watcher
-// that holds the MTU at 1280 (wg-quick sets 1420), and the address
-// watcher that keeps the addresses peers are answered from true; on
-// failure it undoes what it did.
-func (c *tunnelCmd) bringUp(log *slog.Logger) (*stages.Tunnel, *uapi.Server, *linkwatch.Watcher, *addrwatch.Watcher, error) {
+// that holds the MTU at 1280 (wg-quick sets 1420), the address watcher
+// that keeps the addresses peers are answered from true, and the metrics
+// and pprof endpoints the flags ask for; on failure it undoes what it
+// did.
+func (c *tunnelCmd) bringUp(log *slog.Logger) (*stages.Tunnel, *uapi.Server, *linkwatch.Watcher, *addrwatch.Watcher, []*metrics.Server, error) {
 	udp, err := tunio.ListenRebindable(netip.AddrPortFrom(netip.IPv6Unspecified(), 0), c.queues().udpOptions())
 	if err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("headless-client: UDP socket: %w", err)
+		return nil, nil, nil, nil, nil, fmt.Errorf("headless-client: UDP socket: %w", err)
 	}
 	dev, err := tunio.CreateTUN(c.Interface, config.DefaultMTU)
 	if err != nil {
 		udp.Close()
-		return nil, nil, nil, nil, fmt.Errorf("headless-client: creating TUN device %s: %w", c.Interface, err)
+		return nil, nil, nil, nil, nil, fmt.Errorf("headless-client: creating TUN device %s: %w", c.Interface, err)
 	}
 	link, err := linkwatch.New(linkwatch.Config{Name: c.Interface, MaxMTU: config.MaxMTU}, log)
 	if err != nil {
 		dev.Close()
 		udp.Close()
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, nil, nil, err
 	}
 	sc := stages.Config{Engine: stages.Engine(c.Engine), Workers: c.Workers}
 	c.queues().apply(&sc)
@@ -172,24 +187,35 @@ func (c *tunnelCmd) bringUp(log *slog.Logger) (*stages.Tunnel, *uapi.Server, *li
 		link.Close()
 		dev.Close()
 		udp.Close()
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, nil, nil, err
 	}
 	addrs, err := addrwatch.New(t, log)
 	if err != nil {
 		link.Close()
 		dev.Close()
 		udp.Close()
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, nil, nil, err
 	}
-	// UAPI requests are serialised among themselves; there is no reload
-	// to serialise them with.
-	srv, err := uapi.Open(c.Interface, t, &sync.Mutex{}, log)
+	endpoints, err := metrics.ListenEndpoints(t, c.MetricsAddr, c.PprofAddr, log)
 	if err != nil {
 		addrs.Close()
 		link.Close()
 		dev.Close()
 		udp.Close()
-		return nil, nil, nil, nil, fmt.Errorf("headless-client: UAPI socket for %s: %w", c.Interface, err)
+		return nil, nil, nil, nil, nil, err
 	}
-	return t, srv, link, addrs, nil
+	// UAPI requests are serialised among themselves; there is no reload
+	// to serialise them with.
+	srv, err := uapi.Open(c.Interface, t, &sync.Mutex{}, log)
+	if err != nil {
+		for _, s := range endpoints {
+			s.Close()
+		}
+		addrs.Close()
+		link.Close()
+		dev.Close()
+		udp.Close()
+		return nil, nil, nil, nil, nil, fmt.Errorf("headless-client: UAPI socket for %s: %w", c.Interface, err)
+	}
+	return t, srv, link, addrs, endpoints, nil
 }

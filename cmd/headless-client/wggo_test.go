@@ -44,4 +44,9 @@ func TestTunnelChildArgs(t *testing.T) {
 	if got := c.childArgs("debug"); !slices.Equal(got, want) {
 		t.Fatalf("childArgs = %q\nwant %q", got, want)
 	}
+	c.MetricsAddr, c.PprofAddr = "127.0.0.1:9586", "127.0.0.1:6060"
+	want = append(want[:len(want)-2], "--metrics-addr", "127.0.0.1:9586", "--pprof-addr", "127.0.0.1:6060", "--", "-wg0")
+	if got := c.childArgs("debug"); !slices.Equal(got, want) {
+		t.Fatalf("childArgs with endpoints = %q\nwant %q", got, want)
+	}
 }

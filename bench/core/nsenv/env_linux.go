@@ -44,6 +44,8 @@ var names atomic.Uint64
 // goroutine.
 type Env struct {
 	A, B   string   // namespace names
+	VethA  string   // the veth end in A (OuterA)
+	VethB  string   // the veth end in B (OuterB)
 	Dir    string   // configs and state, removed by Close
 	procs  []*Proc  // stopped by Close, last first
 	Ifaces []string // tunnel interfaces made, whose UAPI sockets Close removes
@@ -130,6 +132,7 @@ func NewEnv() (_ *Env, err error) {
 	if err := IPCmd("link", "add", va, "netns", e.A, "type", "veth", "peer", "name", vb, "netns", e.B); err != nil {
 		return nil, err
 	}
+	e.VethA, e.VethB = va, vb
 	for _, end := range [][3]string{{e.A, va, OuterA}, {e.B, vb, OuterB}} {
 		if err := IPCmd("-n", end[0], "addr", "add", end[2]+"/24", "dev", end[1]); err != nil {
 			return nil, err

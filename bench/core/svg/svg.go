@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -28,6 +29,11 @@ type Panel struct {
 	XRange         [2]float64 // the x axis's ends, when [1] > [0]; else the points'
 	Row            int        // panels fill rows from 0, left to right
 	Series         []Series
+	// LogX and LogY make an axis logarithmic, from the power of ten
+	// below its least point to the one above its greatest, a tick at
+	// each; points at or below 0 are left out. XStep and XRange do not
+	// apply to a logarithmic x axis.
+	LogX, LogY bool
 }
 
 // Add appends s with its points in x order, unless it has none: a series
@@ -168,6 +174,10 @@ func legendTextW(legend []Series, pos []int, col int) int {
 // writePanel draws one panel's frame, grid, ticks, labels and lines with
 // its top-left corner at (x0, y0).
 func writePanel(b *strings.Builder, c Chart, p Panel, x0, y0 int) {
+	if p.LogX || p.LogY {
+		writeLogPanel(b, c, p, x0, y0)
+		return
+	}
 	xmin, xmax, ymax := math.Inf(1), math.Inf(-1), 0.0
 	for _, s := range p.Series {
 		for _, pt := range s.Points {
@@ -220,6 +230,107 @@ func writePanel(b *strings.Builder, c Chart, p Panel, x0, y0 int) {
 		}
 	}
 	b.WriteString("</g>\n")
+}
+
+// writeLogPanel is writePanel for a panel with a logarithmic axis (or
+// two): each such axis runs over whole decades, with a tick and a grid
+// line at each power of ten; a linear y axis runs from 0 as elsewhere.
+func writeLogPanel(b *strings.Builder, c Chart, p Panel, x0, y0 int) {
+	keep := func(pt Point) bool { return (!p.LogX || pt.X > 0) && (!p.LogY || pt.Y > 0) }
+	xr, yr := [2]float64{math.Inf(1), math.Inf(-1)}, [2]float64{math.Inf(1), math.Inf(-1)}
+	for _, s := range p.Series {
+		for _, pt := range s.Points {
+			if keep(pt) {
+				xr = [2]float64{min(xr[0], pt.X), max(xr[1], pt.X)}
+				yr = [2]float64{min(yr[0], pt.Y), max(yr[1], pt.Y)}
+			}
+		}
+	}
+	if xr[0] > xr[1] { // no points
+		xr, yr = [2]float64{1, 10}, [2]float64{1, 10}
+	}
+	type axis struct {
+		lo, hi float64 // in the axis's own units: decades when logarithmic
+		log    bool
+		ticks  []float64 // values
+		step   float64   // linear ticks' step, for their labels
+	}
+	mk := func(r [2]float64, log, fromZero bool) axis {
+		if log {
+			a := axis{lo: math.Floor(math.Log10(r[0])), hi: math.Ceil(math.Log10(r[1])), log: true}
+			if a.hi == a.lo {
+				a.hi++
+			}
+			for d := a.lo; d <= a.hi; d++ {
+				a.ticks = append(a.ticks, math.Pow(10, d))
+			}
+			return a
+		}
+		lo := r[0]
+		if fromZero {
+			lo = 0
+		}
+		top, step := NiceScale(r[1])
+		a := axis{lo: lo, hi: top, step: step}
+		for v := lo; v <= top+step/2; v += step {
+			a.ticks = append(a.ticks, v)
+		}
+		return a
+	}
+	ax, ay := mk(xr, p.LogX, false), mk(yr, p.LogY, true)
+	pos := func(a axis, v float64) float64 {
+		if a.log {
+			v = math.Log10(v)
+		}
+		return (v - a.lo) / (a.hi - a.lo)
+	}
+	pad := 0.06 // room left and right, so end points stay clear of the axes
+	fx := func(x float64) float64 { return float64(x0) + (pad+(1-2*pad)*pos(ax, x))*svgPanelW }
+	fy := func(y float64) float64 { return float64(y0) + svgPanelH - pos(ay, y)*svgPanelH }
+	label := func(a axis, v float64) string {
+		if a.log {
+			return fmtDecade(v)
+		}
+		return fmtTick(v, a.step)
+	}
+	fmt.Fprintf(b, `<g><text x="%.1f" y="%d" text-anchor="middle" font-size="13" font-weight="bold">%s</text>`+"\n",
+		float64(x0)+svgPanelW/2, y0-10, esc(p.Title))
+	for _, y := range ay.ticks {
+		fmt.Fprintf(b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="%s"/>`+"\n", x0, fy(y), x0+svgPanelW, fy(y), svgGridGrey)
+		fmt.Fprintf(b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", x0-6, fy(y)+4, label(ay, y))
+	}
+	for _, x := range ax.ticks {
+		fmt.Fprintf(b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#333333"/>`+"\n", fx(x), y0+svgPanelH, fx(x), y0+svgPanelH+5)
+		fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", fx(x), y0+svgPanelH+18, label(ax, x))
+	}
+	fmt.Fprintf(b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#333333"/>`+"\n", x0, y0, svgPanelW, svgPanelH)
+	fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", float64(x0)+svgPanelW/2, y0+svgPanelH+36, esc(cmp.Or(p.XLabel, c.XLabel)))
+	fmt.Fprintf(b, `<text transform="translate(%d,%.1f) rotate(-90)" text-anchor="middle">%s</text>`+"\n",
+		x0-44, float64(y0)+svgPanelH/2, esc(cmp.Or(p.YLabel, c.YLabel)))
+	xy := func(pt Point) (float64, float64) { return fx(pt.X), fy(pt.Y) }
+	for _, s := range p.Series {
+		pts := slices.DeleteFunc(slices.Clone(s.Points), func(pt Point) bool { return !keep(pt) })
+		writeLine(b, "series", s, pts, xy)
+		for _, pt := range pts {
+			x, y := xy(pt)
+			writeMarker(b, s, x, y)
+		}
+	}
+	b.WriteString("</g>\n")
+}
+
+// fmtDecade prints a power of ten as a tick label: 0.01, 0.1, 1, 10, 100,
+// 1k, 10k, 100k, 1M, 10M.
+func fmtDecade(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.0fM", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.0fk", v/1e3)
+	case v >= 1:
+		return fmt.Sprintf("%.0f", v)
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
 }
 
 // writeLine draws s's line through pts, mapped by xy, as a polyline of

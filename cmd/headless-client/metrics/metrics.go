@@ -12,7 +12,9 @@ package metrics
 
 import (
 	"bufio"
+	"encoding/base64"
 	"io"
+	"iter"
 	"net/http"
 	"runtime"
 	rtmetrics "runtime/metrics"
@@ -25,18 +27,12 @@ import (
 )
 
 // Source is what the metrics are read from; *stages.Tunnel is one. Both
-// methods are called once per scrape and must be safe to call while the
-// tunnel runs.
+// methods must be safe to call while the tunnel runs. Stats is called
+// once per scrape; AllPeers once per peer family, so that a scrape of
+// many peers streams them and never holds them all.
 type Source interface {
 	Stats() []stages.StageStats
-	Peers() []stages.PeerStatus
-}
-
-// HandshakeCounter is an optional capability of a Source: the number of
-// completed handshakes of each peer. When the Source has it,
-// pipeguard_peer_handshakes_total is exported.
-type HandshakeCounter interface {
-	Handshakes() map[noise.PublicKey]uint64
+	AllPeers() iter.Seq[stages.PeerStatus]
 }
 
 // A tunnel is a Source.
@@ -150,44 +146,50 @@ func writeStages(e *encoder, st []stages.StageStats) {
 	}
 }
 
+// peerFamilies are the per-peer series, one sample a peer each, in the
+// order writePeers writes their values. `wg show transfer` counts every
+// datagram; the metrics keep the transport messages (the traffic) apart
+// from the handshakes, and the two families of a direction add up to
+// wg's figure.
+var peerFamilies = [...]struct{ name, typ, help string }{
+	{"pipeguard_peer_last_handshake_seconds", "gauge", "Unix time of the peer's last completed handshake; 0 if none yet."},
+	{"pipeguard_peer_receive_bytes_total", "counter", "Bytes of transport messages (data and keepalives) received from the peer; with pipeguard_peer_handshake_receive_bytes_total, what wg show transfer counts."},
+	{"pipeguard_peer_transmit_bytes_total", "counter", "Bytes of transport messages (data and keepalives) sent to the peer; with pipeguard_peer_handshake_transmit_bytes_total, what wg show transfer counts."},
+	{"pipeguard_peer_handshake_receive_bytes_total", "counter", "Bytes of handshake initiations and responses received from the peer."},
+	{"pipeguard_peer_handshake_transmit_bytes_total", "counter", "Bytes of handshake initiations and responses sent to the peer."},
+	{"pipeguard_peer_handshakes_total", "counter", "Handshakes completed with the peer."},
+}
+
+// writePeers writes the per-peer families, a pass over the peers each,
+// and the number of peers. A pass allocates nothing per peer (the key is
+// encoded into the encoder's scratch), so a scrape of 100,000 peers
+// leaves no more garbage than one of ten; its time and size grow with
+// the peers, about 100 bytes a peer a family.
 func writePeers(e *encoder, src Source) {
-	peers := src.Peers()
-	keys := make([][]string, len(peers))
-	for i, p := range peers {
-		keys[i] = []string{"public_key", p.PublicKey.String()}
-	}
-	e.family("pipeguard_peers", "gauge", "Configured peers.")
-	e.sample("pipeguard_peers", nil, uint64(len(peers)))
-	e.family("pipeguard_peer_last_handshake_seconds", "gauge", "Unix time of the peer's last completed handshake; 0 if none yet.")
-	for i, p := range peers {
-		e.sampleFloat("pipeguard_peer_last_handshake_seconds", keys[i], unixSeconds(p.LastHandshake))
-	}
-	// `wg show transfer` counts every datagram; the metrics keep the
-	// transport messages (the traffic) apart from the handshakes, and
-	// the two families of a direction add up to wg's figure.
-	e.family("pipeguard_peer_receive_bytes_total", "counter", "Bytes of transport messages (data and keepalives) received from the peer; with pipeguard_peer_handshake_receive_bytes_total, what wg show transfer counts.")
-	for i, p := range peers {
-		e.sample("pipeguard_peer_receive_bytes_total", keys[i], p.RxBytes-p.RxHandshakeBytes)
-	}
-	e.family("pipeguard_peer_transmit_bytes_total", "counter", "Bytes of transport messages (data and keepalives) sent to the peer; with pipeguard_peer_handshake_transmit_bytes_total, what wg show transfer counts.")
-	for i, p := range peers {
-		e.sample("pipeguard_peer_transmit_bytes_total", keys[i], p.TxBytes-p.TxHandshakeBytes)
-	}
-	e.family("pipeguard_peer_handshake_receive_bytes_total", "counter", "Bytes of handshake initiations and responses received from the peer.")
-	for i, p := range peers {
-		e.sample("pipeguard_peer_handshake_receive_bytes_total", keys[i], p.RxHandshakeBytes)
-	}
-	e.family("pipeguard_peer_handshake_transmit_bytes_total", "counter", "Bytes of handshake initiations and responses sent to the peer.")
-	for i, p := range peers {
-		e.sample("pipeguard_peer_handshake_transmit_bytes_total", keys[i], p.TxHandshakeBytes)
-	}
-	if hc, ok := src.(HandshakeCounter); ok {
-		counts := hc.Handshakes()
-		e.family("pipeguard_peer_handshakes_total", "counter", "Handshakes completed with the peer.")
-		for i, p := range peers {
-			e.sample("pipeguard_peer_handshakes_total", keys[i], counts[p.PublicKey])
+	var n uint64
+	for i, f := range peerFamilies {
+		e.family(f.name, f.typ, f.help)
+		for p := range src.AllPeers() {
+			e.peerSeries(f.name, &p.PublicKey)
+			switch i {
+			case 0:
+				n++
+				e.float(unixSeconds(p.LastHandshake))
+			case 1:
+				e.uint(p.RxBytes - p.RxHandshakeBytes)
+			case 2:
+				e.uint(p.TxBytes - p.TxHandshakeBytes)
+			case 3:
+				e.uint(p.RxHandshakeBytes)
+			case 4:
+				e.uint(p.TxHandshakeBytes)
+			case 5:
+				e.uint(p.Handshakes)
+			}
 		}
 	}
+	e.family("pipeguard_peers", "gauge", "Configured peers.")
+	e.sample("pipeguard_peers", nil, n)
 }
 
 // encoder writes exposition lines. The zero value is not usable; it is
@@ -198,6 +200,7 @@ func writePeers(e *encoder, src Source) {
 type encoder struct {
 	w       *bufio.Writer
 	scratch [32]byte
+	key     [44]byte // a public key in base64
 }
 
 // family writes the HELP and TYPE lines that precede a family's samples.
@@ -217,15 +220,28 @@ func (e *encoder) family(name, typ, help string) {
 // and values.
 func (e *encoder) sample(name string, labels []string, value uint64) {
 	e.series(name, labels)
-	e.w.Write(strconv.AppendUint(e.scratch[:0], value, 10))
+	e.uint(value)
+}
+
+// uint and float write a sample's value and end its line.
+func (e *encoder) uint(v uint64) {
+	e.w.Write(strconv.AppendUint(e.scratch[:0], v, 10))
 	e.w.WriteByte('\n')
 }
 
-// sampleFloat writes one sample with a float value.
-func (e *encoder) sampleFloat(name string, labels []string, value float64) {
-	e.series(name, labels)
-	e.w.Write(strconv.AppendFloat(e.scratch[:0], value, 'f', -1, 64))
+func (e *encoder) float(v float64) {
+	e.w.Write(strconv.AppendFloat(e.scratch[:0], v, 'f', -1, 64))
 	e.w.WriteByte('\n')
+}
+
+// peerSeries writes a per-peer sample's name and its public_key label,
+// and the space before its value. Base64 needs no escaping.
+func (e *encoder) peerSeries(name string, key *noise.PublicKey) {
+	e.w.WriteString(name)
+	e.w.WriteString(`{public_key="`)
+	base64.StdEncoding.Encode(e.key[:], key[:])
+	e.w.Write(e.key[:])
+	e.w.WriteString(`"} `)
 }
 
 // series writes a sample's name and labels, and the space before its

@@ -44,7 +44,8 @@ func writeQueues(e *encoder, src Source) {
 			}
 			e.sample("pipeguard_queue_sojourn_seconds_bucket", []string{"queue", q.Name, "le", le}, cum)
 		}
-		e.sampleFloat("pipeguard_queue_sojourn_seconds_sum", label(q), q.Sojourn.Sum.Seconds())
+		e.series("pipeguard_queue_sojourn_seconds_sum", label(q))
+		e.float(q.Sojourn.Sum.Seconds())
 		e.sample("pipeguard_queue_sojourn_seconds_count", label(q), q.Sojourn.Count)
 	}
 	e.family("pipeguard_queue_drops_total", "counter", "Packets the managed queue's controller dropped for their time in the queue (before any work was spent on them).")

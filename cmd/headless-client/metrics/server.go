@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -96,3 +97,32 @@ func (s *Server) Serve(ctx context.Context) error {
 // Close releases the listener of a Server that will not Serve: on a
 // failed start-up, after Listen succeeded.
 func (s *Server) Close() error { return s.ln.Close() }
+
+// ListenEndpoints binds the endpoints a command's flags ask for: src's
+// metrics at metricsAddr and the pprof endpoints at pprofAddr, each
+// skipped when its address is empty. On failure it releases what it
+// bound and says which endpoint failed.
+func ListenEndpoints(src Source, metricsAddr, pprofAddr string, log *slog.Logger) ([]*Server, error) {
+	var out []*Server
+	for _, ep := range []struct {
+		what, addr string
+		h          func() http.Handler
+	}{
+		{"metrics", metricsAddr, func() http.Handler { return NewMux(src) }},
+		{"pprof", pprofAddr, func() http.Handler { return PprofMux() }},
+	} {
+		if ep.addr == "" {
+			continue
+		}
+		s, err := Listen(ep.addr, ep.h(), log.With("endpoint", ep.what))
+		if err != nil {
+			for _, prev := range out {
+				prev.Close()
+			}
+			return nil, fmt.Errorf("metrics: %s endpoint %s: %w", ep.what, ep.addr, err)
+		}
+		log.Info("serving "+ep.what, "addr", s.Addr())
+		out = append(out, s)
+	}
+	return out, nil
+}

@@ -3,6 +3,7 @@ package sdnotify
 import (
 	"context"
 	"fmt"
+	"iter"
 	"log/slog"
 	"strings"
 	"time"
@@ -50,7 +51,7 @@ func (n *Notifier) Watch(ctx context.Context, t *stages.Tunnel, log *slog.Logger
 		Check:    hc.Check,
 		Ping:     ping,
 		Report: func(err error) {
-			if serr := n.Status(TunnelStatus(t.Peers(), time.Now(), err)); serr != nil {
+			if serr := n.Status(TunnelStatus(t.AllPeers(), time.Now(), err)); serr != nil {
 				log.Debug("status update failed", "err", serr)
 			}
 		},
@@ -63,11 +64,13 @@ func (n *Notifier) Watch(ctx context.Context, t *stages.Tunnel, log *slog.Logger
 // "3 peers, 2 with a handshake in the last 3 min; without a session:
 // AbCdEfGh (not answering for 45s)". The peers without a live session
 // are named by the start of their public key, as in the log, at most
-// statusNames of them.
-func TunnelStatus(peers []stages.PeerStatus, now time.Time, health error) string {
-	live := 0
+// statusNames of them. It streams the peers once and keeps none, so that
+// a gateway's 100,000 cost it time, not memory.
+func TunnelStatus(peers iter.Seq[stages.PeerStatus], now time.Time, health error) string {
+	live, n := 0, 0
 	var without []string
-	for _, p := range peers {
+	for p := range peers {
+		n++
 		if !p.LastHandshake.IsZero() && now.Sub(p.LastHandshake) < liveSession {
 			live++
 			continue
@@ -82,13 +85,13 @@ func TunnelStatus(peers []stages.PeerStatus, now time.Time, health error) string
 		without = append(without, name)
 	}
 	noun := "peers"
-	if len(peers) == 1 {
+	if n == 1 {
 		noun = "peer"
 	}
-	s := fmt.Sprintf("%d %s, %d with a handshake in the last 3 min", len(peers), noun, live)
+	s := fmt.Sprintf("%d %s, %d with a handshake in the last 3 min", n, noun, live)
 	if len(without) > 0 {
 		s += "; without a session: " + strings.Join(without, ", ")
-		if more := len(peers) - live - len(without); more > 0 {
+		if more := n - live - len(without); more > 0 {
 			s += fmt.Sprintf(" and %d more", more)
 		}
 	}

@@ -2,6 +2,7 @@ package sdnotify
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -41,7 +42,7 @@ func TestTunnelStatus(t *testing.T) {
 			"1 peer, 1 with a handshake in the last 3 min; unhealthy: stage tunread wedged"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := TunnelStatus(tc.peers, now, tc.health); got != tc.want {
+			if got := TunnelStatus(slices.Values(tc.peers), now, tc.health); got != tc.want {
 				t.Errorf("got  %q\nwant %q", got, tc.want)
 			}
 		})
