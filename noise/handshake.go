@@ -11,7 +11,7 @@ import (
 	"pipeguard/wire"
 )
 
-// Handshake errors. All are sentinels: the handshake actor counts them
+// Handshake errors. All are sentinels: the handshake workers count them
 // without allocating and drops the message.
 var (
 	ErrHandshakeAuth  = errors.New("noise: handshake message failed authentication")

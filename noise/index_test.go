@@ -48,7 +48,7 @@ func TestIndexTableUnique(t *testing.T) {
 }
 
 // TestIndexTableConcurrent is for -race: allocation, swap, delete and
-// lookup from many goroutines, as the handshake actor and the decrypt
+// lookup from many goroutines, as the handshake workers and the decrypt
 // workers do.
 func TestIndexTableConcurrent(t *testing.T) {
 	var tab IndexTable

@@ -34,7 +34,7 @@ type Dropped [3]*Keypair
 //     and RequestHandshake; after the send, TransportSent;
 //   - inbound: ReceiveAllowed before Open; after Open and the replay check,
 //     in order, TransportReceived;
-//   - handshake actor: HandshakeReceived, Install, ResponseSent,
+//   - handshake workers: HandshakeReceived, Install, ResponseSent,
 //     InitiationSent;
 //   - timer actor: Tick at NextDeadline or when Wake fires, and carry out
 //     the Actions.

@@ -203,7 +203,7 @@ func (g *gatedConn) Close() error {
 	return g.Conn.Close()
 }
 
-// TestHandshakeFloodDropsNotData: with the handshake actor busy (its
+// TestHandshakeFloodDropsNotData: with the handshake workers busy (its
 // reply to an initiation held back), a flood of handshake messages fills
 // its queue, and every one beyond the queue's capacity is dropped and
 // counted as queue_full, while transport data from an established peer
@@ -239,7 +239,7 @@ func TestHandshakeFloodDropsNotData(t *testing.T) {
 			select {
 			case <-gate.waiting:
 			case <-time.After(5 * time.Second):
-				t.Fatalf("the handshake actor did not answer\n%s", fmtStats(e.tun.Stats()))
+				t.Fatalf("the handshake workers did not answer\n%s", fmtStats(e.tun.Stats()))
 			}
 
 			junk := make([][]byte, flood)

@@ -26,7 +26,7 @@ func edgeErr(ctx context.Context, err error) error {
 	return err
 }
 
-// handshakeMsg is a handshake message on its way to the handshake actor.
+// handshakeMsg is a handshake message on its way to the handshake workers.
 // Initiations are the largest handshake message.
 type handshakeMsg struct {
 	buf   [wire.InitiationSize]byte

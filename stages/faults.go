@@ -65,7 +65,7 @@ const (
 	// raceResponseDerived: a handshake response was consumed; its keypair
 	// is in the index table, its peer not yet looked up.
 	raceResponseDerived racePoint = iota
-	// raceBeforeInstall: the handshake actor found the peer of a valid
+	// raceBeforeInstall: a handshake worker found the peer of a valid
 	// initiation or response and is about to install its keys.
 	raceBeforeInstall
 	// raceBeforeInitiation: the timer actor is about to create an

@@ -134,7 +134,7 @@ func (ft *fuzzTunnel) seal(inner []byte) []byte {
 }
 
 // accounted is how many datagrams the tunnel has finished with: dropped
-// by some stage, by its socket or by the network, taken by the handshake actor, taken as
+// by some stage, by its socket or by the network, taken by the handshake workers, taken as
 // a keepalive, or written to the TUN. Stages publish their counts before
 // they wait, so once the tunnel is idle this is exact.
 func (ft *fuzzTunnel) accounted() (n uint64, ss []StageStats) {

@@ -31,7 +31,7 @@ func floodInitiations(t testing.TB, to noise.PublicKey, n int) [][]byte {
 	return out
 }
 
-// handshakesProcessed is how many messages the handshake actor finished
+// handshakesProcessed is how many messages the handshake workers finished
 // with: answered (or consumed), or dropped.
 func handshakesProcessed(t testing.TB, e *end) uint64 {
 	hs := stageStats(t, e.tun.Stats(), "handshake")
@@ -73,7 +73,7 @@ func TestUnderLoadLastsOneSecond(t *testing.T) {
 	select {
 	case <-gate.waiting:
 	case <-time.After(5 * time.Second):
-		t.Fatalf("the handshake actor did not answer\n%s", fmtStats(e.tun.Stats()))
+		t.Fatalf("the handshake workers did not answer\n%s", fmtStats(e.tun.Stats()))
 	}
 	f.send(floodInitiations(t, e.key.Public(), burst)...)
 	waitFor(t, 5*time.Second, func() bool { return stageStats(t, e.tun.Stats(), "handshake").QueueDepth == burst },

@@ -9,7 +9,7 @@ import (
 // identity is the tunnel's private key and what is derived from it: the
 // Static the handshakes use, and the cookie checker that checks MAC1 and
 // MAC2 of messages sent to us. It is immutable; the tunnel swaps it whole
-// behind an atomic pointer, so the handshake actor reads it without a
+// behind an atomic pointer, so the handshake workers read it without a
 // lock. A nil identity means the tunnel has no private key: it then
 // takes part in no handshake, so no session exists and no data flows,
 // while peers can be configured (as in wireguard-go, whose interfaces

@@ -12,7 +12,7 @@ import (
 )
 
 // udpRecv reads datagrams in batches straight into the slots of the
-// inbound managed queue, hands handshake messages to the handshake actor,
+// inbound managed queue, hands handshake messages to the handshake workers,
 // and commits the transport messages to the managed queue, timestamped and
 // sorted by sender, for dispatch-in to take. It does nothing else, so
 // that it is back in the next read at once: the socket's buffer, which no

@@ -133,7 +133,7 @@ func TestInteropWireGuardGo(t *testing.T) {
 				// after the message took effect: wait for it).
 				hsMessages := func() uint64 { return stageStats(t, pg.tun.Stats(), "handshake").Packets }
 				waitFor(t, 5*time.Second, func() bool { return hsMessages() == 1 },
-					func() string { return "PipeGuard's handshake actor did not count one message\n" + st() })
+					func() string { return "PipeGuard's handshake workers did not count one message\n" + st() })
 
 				errc := make(chan error, 2)
 				go func() { errc <- sendFlows(pg, hostA, []host{hostB}, 1, n-1) }()
@@ -149,7 +149,7 @@ func TestInteropWireGuardGo(t *testing.T) {
 					t.Errorf("PipeGuard dropped %d packets\nstats:\n%s", d, st())
 				}
 				if n := hsMessages(); n != 1 {
-					t.Errorf("PipeGuard's handshake actor took %d messages, want 1: no retry, no second handshake\nstats:\n%s", n, st())
+					t.Errorf("PipeGuard's handshake workers took %d messages, want 1: no retry, no second handshake\nstats:\n%s", n, st())
 				}
 			})
 		}

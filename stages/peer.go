@@ -28,7 +28,7 @@ type peer struct {
 
 	// endpoint is where datagrams for the peer go, and the local address
 	// they leave from (endpoint.go). Set from config, and by the ordered
-	// checks and the handshake actor (roaming) from the latest
+	// checks and the handshake workers (roaming) from the latest
 	// authenticated datagram; read by routing and the control senders;
 	// its local address forgotten by the senders and ForgetLocalAddr when
 	// the host no longer has it.
@@ -60,7 +60,7 @@ type peer struct {
 	toldTooBig atomic.Bool
 
 	// silence is whether the peer was logged as not answering (timer
-	// actor) and has not answered since (handshake actor).
+	// actor) and has not answered since (handshake workers).
 	silence silence
 
 	// rxReport and txReport throttle the data path's reports to session.

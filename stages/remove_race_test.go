@@ -38,7 +38,7 @@ func expectPeerGone(t *testing.T, e *end, tp *peer) {
 }
 
 // TestRemovePeerDuringHandshake: RemovePeer falls between the steps of a
-// handshake, forced there by a hook: after the handshake actor consumed a
+// handshake, forced there by a hook: after a handshake worker consumed a
 // response (its keypair already in the index table), after it found the
 // peer of a response or an initiation and before it installed the keys.
 // Neither an index-table entry nor a keypair may outlive the peer.

@@ -13,7 +13,7 @@ import (
 // The sequential baseline: one goroutine per direction calls the same step
 // functions as the pipeline, inline, on packets in the slots of its
 // direction's managed queue, with no hand-offs on the data path.
-// Handshake messages still go to the handshake actor, and timers to the
+// Handshake messages still go to the handshake workers, and timers to the
 // timer actor: they are the control plane, the same in both engines.
 //
 // Each loop reads into the managed queue and works on one run from it at
@@ -139,7 +139,7 @@ func (s *seqInbound) serveDirect(ctx context.Context) error {
 }
 
 // take fills in the slot of one datagram read and reports whether it is
-// a transport message; anything else is handed to the handshake actor or
+// a transport message; anything else is handed to the handshake workers or
 // dropped, and its slot marked skipped.
 func (s *seqInbound) take(it *inItem, m *tunio.Datagram) bool {
 	t := s.t
@@ -187,7 +187,7 @@ func (s *seqInbound) write() error {
 // one unless try, and reports whether it filled every free slot it
 // offered (more may be waiting): false, with no error, when try found
 // none ready or the queue has no free slot. Handshake messages go to the
-// handshake actor, malformed datagrams are dropped.
+// handshake workers, malformed datagrams are dropped.
 func (s *seqInbound) read(try bool) (bool, error) {
 	t := s.t
 	k := s.q.TryReserve(s.batch)

@@ -27,7 +27,7 @@ const (
 )
 
 // silence is one peer's part in those lines: the timer actor (which
-// sends the initiations) writes the first, the handshake actor (which
+// sends the initiations) writes the first, a handshake worker (which
 // sees the answers) clears it. The zero value is a peer that was never
 // reported.
 type silence struct {
@@ -61,7 +61,7 @@ func (t *Tunnel) noteInitiation(p *peer, now time.Time) {
 }
 
 // noteAnswer logs p answering again if it was reported silent; the
-// handshake actor calls it for each handshake message p authenticated.
+// handshake workers call it for each handshake message p authenticated.
 // It needs no rate limit of its own: each line answers one "not
 // answering" line.
 func (t *Tunnel) noteAnswer(p *peer, now time.Time) {

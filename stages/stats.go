@@ -35,7 +35,7 @@ const (
 )
 
 // dropSkip marks a pipeline slot that carries no packet for the stages
-// after it: a handshake message udprecv handed to the handshake actor, or
+// after it: a handshake message udprecv handed to the handshake workers, or
 // a datagram it already dropped and counted. Such slots keep a worker
 // pool's round-robin in step; they are never counted again.
 const dropSkip DropReason = numDropReasons + 1

@@ -120,7 +120,7 @@ type Run struct {
 
 // Phase is one phase's figures. CPU comes from a profile of the
 // measured intervals, by the engine's stage labels: TunnelCPU is every
-// stage's (100 = one core), HandshakeCPU the handshake actor's.
+// stage's (100 = one core), HandshakeCPU the handshake workers'.
 type Phase struct {
 	Gbps          float64 `json:"gbit_per_s"` // inner bytes, both directions together
 	Seconds       float64 `json:"seconds"`    // measured time
@@ -131,11 +131,11 @@ type Phase struct {
 	Received      float64 `json:"initiations_received_per_s"` // reached the tunnel's socket
 	SocketDropped float64 `json:"socket_dropped_per_s"`       // the socket's queue was full
 	QueueFull     float64 `json:"queue_full_per_s"`           // udprecv found the handshake queue full
-	Taken         float64 `json:"taken_per_s"`                // initiations the handshake actor took
+	Taken         float64 `json:"taken_per_s"`                // initiations the handshake workers took
 	Worked        float64 `json:"curve25519_per_s"`           // initiations that cost Curve25519 work
 	Answered      float64 `json:"answered_per_s"`             // handshake responses sent
 	CookieReplies float64 `json:"cookie_replies_per_s"`
-	Invalid       float64 `json:"invalid_per_s"` // rejected by the handshake actor (handshake_invalid)
+	Invalid       float64 `json:"invalid_per_s"` // rejected by the handshake workers (handshake_invalid)
 	RateLimited   float64 `json:"rate_limited_per_s"`
 	Throttled     float64 `json:"throttled_per_s"`
 	Dropped       float64 `json:"dropped_per_s"` // queue full, invalid (incl. rate-limited and throttled)
@@ -411,7 +411,7 @@ func (f *floodGen) start() {
 }
 
 // stop ends the flood, waits (a second at most) until the tunnel has
-// read what the socket still held and its handshake actor has emptied its
+// read what the socket still held and its handshake workers have emptied its
 // queue, so that none of the flood spills into the next phase, and
 // returns how many initiations the socket took and how many it dropped.
 func (f *floodGen) stop() (fed, dropped uint64) {
