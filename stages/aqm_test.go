@@ -77,8 +77,14 @@ func TestSparseFirstThroughTunnel(t *testing.T) {
 			pkts = append(pkts, udp4(5353, 53, 64, 0, wire.NotECT))
 			a.inject(t, pkts...)
 			if engine == EnginePipeline {
-				waitFor(t, 5*time.Second, func() bool { return a.dev.Queued() == 0 },
-					func() string { return "tunread did not read everything into the managed queue" })
+				// The device's queue empties when tunread reads its last
+				// batch, before that batch is in the managed queue: wait
+				// for the queue itself.
+				waitFor(t, 5*time.Second, func() bool { return a.dev.Queued() == 0 && a.tun.aqm.out.Len() == bulk+1 },
+					func() string {
+						return fmt.Sprintf("tunread did not read everything into the managed queue: %d left on the device, %d in the queue",
+							a.dev.Queued(), a.tun.aqm.out.Len())
+					})
 			}
 			release()
 			for i := range bulk + 1 {
