@@ -26,6 +26,11 @@ type latSample struct {
 	Gbps  float64 // total received, both ways for Both; 0 idle
 	Ping  nsenv.PingResult
 	Probe probeResult
+	// Path is a ping from A to B's outer address, beside the tunnel over
+	// the same veth in the same window: what any packet between the two
+	// namespaces waits under this load (the kernel's queues, and the
+	// processes that share the cores), with no tunnel queue in its way.
+	Path nsenv.PingResult
 }
 
 // LatencyRow is one row of the table: medians of the throughput over the
@@ -36,6 +41,7 @@ type LatencyRow struct {
 	Gbps    float64        `json:"gbit_per_s"`
 	Ping    Latency        `json:"ping"`
 	Probe   Latency        `json:"probe"`
+	Path    Latency        `json:"path_ping"` // outside the tunnel (latSample.Path)
 }
 
 // Latency sums up a series of round trips: how many were sent and
@@ -63,18 +69,20 @@ func summarizeLatency(streams int, samples []netnsSample) []LatencyRow {
 	}
 	rows := make([]LatencyRow, len(latencyLoads))
 	for i, load := range latencyLoads {
-		var ping nsenv.PingResult
+		var ping, path nsenv.PingResult
 		var probe probeResult
 		var gbps []float64
 		for _, s := range samples {
 			l := s.Latency[i]
 			ping = poolPing(ping, l.Ping)
+			path = poolPing(path, l.Path)
 			probe = probe.pool(l.Probe)
 			gbps = append(gbps, l.Gbps)
 		}
 		r := LatencyRow{Load: load, Gbps: core.Median(gbps),
 			Ping:  latencyOf(ping.Sent, ping.Received, ping.RTTs),
-			Probe: latencyOf(probe.Sent, probe.Received, probe.RTTs)}
+			Probe: latencyOf(probe.Sent, probe.Received, probe.RTTs),
+			Path:  latencyOf(path.Sent, path.Received, path.RTTs)}
 		if i > 0 {
 			r.Streams = streams
 		}
@@ -98,7 +106,7 @@ func (nr *Report) writeLatency(b *strings.Builder) {
 		return
 	}
 	t := core.Table{Head: []string{"impl", "engine", "queue mgmt", "load", "TCP Gbit/s", "vs off",
-		"ping p50 ms", "p99 ms", "p99.9 ms", "probe p50 ms", "p99 ms", "lost"},
+		"ping p50 ms", "p99 ms", "p99.9 ms", "probe p50 ms", "p99 ms", "lost", "path p50 ms", "p99 ms"},
 		Left: map[int]bool{0: true, 1: true, 2: true, 3: true}}
 	for i, run := range nr.Runs {
 		if i > 0 {
@@ -117,16 +125,19 @@ func (nr *Report) writeLatency(b *strings.Builder) {
 			t.Rows = append(t.Rows, []string{run.Impl, core.OrDash(run.Engine != "", run.Engine), queueMgmt(run), load,
 				core.OrDash(row.Gbps > 0, fmt.Sprintf("%.2f", row.Gbps)), core.OrDash(vs != "", vs),
 				ms(row.Ping.P50Ms), ms(row.Ping.P99Ms), ms(row.Ping.P999Ms),
-				ms(row.Probe.P50Ms), ms(row.Probe.P99Ms), strconv.Itoa(row.Probe.Lost())})
+				ms(row.Probe.P50Ms), ms(row.Probe.P99Ms), strconv.Itoa(row.Probe.Lost()),
+				ms(row.Path.P50Ms), ms(row.Path.P99Ms)})
 		}
 	}
 	b.WriteString("\nLatency under load: ping -i 0.01 and a UDP probe (64-byte requests, 100 a second, answered by an echo\n" +
 		"server in B), both from A through the tunnel, idle and in the middle of each TCP run (from 0.5 s after its\n" +
 		"start to 0.5 s before its end); TCP Gbit/s is the run's total, both ways for \"both\"; vs off: against the\n" +
-		"same engine with --queue-management off; lost: probes unanswered within 1 s.\n\n")
+		"same engine with --queue-management off; lost: probes unanswered within 1 s; path: ping from A to B's\n" +
+		"veth address in the same window, outside the tunnel (what the kernel and the shared cores alone add).\n\n")
 	t.Write(b, "")
 	b.WriteString("\n")
 	nr.writeAboveIdle(b)
+	nr.writeAbovePath(b)
 }
 
 // writeAboveIdle prints, for each tunnel with queue management as it
@@ -143,6 +154,28 @@ func (nr *Report) writeAboveIdle(b *strings.Builder) {
 			idle := run.Latency[0]
 			fmt.Fprintf(b, "%-42s%8.2f  %7.2f  %4.2f\n", name,
 				aboveIdle(idle, run.Latency[1]), aboveIdle(idle, run.Latency[2]), aboveIdle(idle, run.Latency[3]))
+		}
+	}
+}
+
+// writeAbovePath prints, for the same tunnels, their loaded ping p50 and
+// p99 above those of the path outside the tunnel in the same window: the
+// latency the tunnel itself adds, apart from what every packet between
+// the namespaces waits on a machine whose cores the load fills.
+func (nr *Report) writeAbovePath(b *strings.Builder) {
+	fmt.Fprintf(b, "%-39s   %s  %s  %s\n", "added by the tunnel (ping ms above path, p50 / p99)", "outbound", "inbound", "both")
+	for _, name := range []string{"pipeline", "sequential", "wireguard-go"} {
+		for _, run := range nr.Runs {
+			if run.Unmanaged || (run.Engine != name && !(name == core.ImplWireguardGo && run.Impl == core.ImplWireguardGo)) || len(run.Latency) != len(latencyLoads) {
+				continue
+			}
+			cell := func(r LatencyRow) string {
+				if r.Path.Received == 0 {
+					return "-"
+				}
+				return fmt.Sprintf("%.2f/%.2f", r.Ping.P50Ms-r.Path.P50Ms, r.Ping.P99Ms-r.Path.P99Ms)
+			}
+			fmt.Fprintf(b, "%-39s   %8s  %7s  %4s\n", name, cell(run.Latency[1]), cell(run.Latency[2]), cell(run.Latency[3]))
 		}
 	}
 }

@@ -68,10 +68,16 @@ func FuzzProbeAnswer(f *testing.F) {
 	})
 }
 
-// latSampleOf is a sample row: throughput, ping and probe round trips.
+// latSampleOf is a sample row: throughput, ping and probe round trips,
+// and the path's beside the tunnel a tenth of the ping's.
 func latSampleOf(gbps float64, ping, probe []float64) latSample {
+	path := make([]float64, len(ping))
+	for i, v := range ping {
+		path[i] = v / 10
+	}
 	return latSample{Gbps: gbps, Ping: nsenv.PingResult{Sent: len(ping) + 1, Received: len(ping), RTTs: ping},
-		Probe: probeResult{Sent: len(probe) + 2, Received: len(probe), RTTs: probe}}
+		Probe: probeResult{Sent: len(probe) + 2, Received: len(probe), RTTs: probe},
+		Path:  nsenv.PingResult{Sent: len(ping), Received: len(ping), RTTs: path}}
 }
 
 // TestSummarizeLatency: the repeats' series pool, the throughput is their
@@ -98,6 +104,9 @@ func TestSummarizeLatency(t *testing.T) {
 	}
 	if p := rows[1].Probe; p.Sent != 6 || p.Received != 2 || p.Lost() != 4 || p.P50Ms != 4 {
 		t.Errorf("outbound probe %+v", p)
+	}
+	if p := rows[1].Path; p.Sent != 6 || p.Received != 6 || p.P50Ms != 0.2 || p.P99Ms != 0.3 {
+		t.Errorf("outbound path %+v", p)
 	}
 	// Ping: 3 - 0.5; probe: 4 - 0.6. The probe's is worse.
 	if got := aboveIdle(rows[0], rows[1]); got < 3.39 || got > 3.41 {
@@ -135,6 +144,30 @@ func TestAboveIdleLines(t *testing.T) {
 		"sequential                                    1.00     2.00  3.00\n" +
 		"wireguard-go                                 12.50    13.00  14.00\n"
 	if got := b.String(); got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestAbovePathLines: what the tunnel adds is its loaded ping's p50 and
+// p99 less the path's beside it, for the tunnels as they ship; a row
+// whose path ping got no answer prints a dash, not a figure.
+func TestAbovePathLines(t *testing.T) {
+	row := func(load core.Direction, ping, path float64, pathAnswered int) LatencyRow {
+		return LatencyRow{Load: load, Ping: Latency{P50Ms: ping, P99Ms: 2 * ping},
+			Path: Latency{Sent: 10, Received: pathAnswered, P50Ms: path, P99Ms: 2 * path}}
+	}
+	nr := &Report{Runs: []Run{
+		{Impl: core.ImplPipeGuard, Engine: "pipeline", Latency: []LatencyRow{row("idle", 0.5, 0.25, 10),
+			row(core.Outbound, 9, 8, 10), row(core.Inbound, 8, 8.5, 10), row(core.Both, 12, 0, 0)}},
+		{Impl: core.ImplPipeGuard, Engine: "pipeline", Unmanaged: true, Latency: []LatencyRow{row("idle", 0.5, 0.25, 10),
+			row(core.Outbound, 90, 8, 10), row(core.Inbound, 90, 8, 10), row(core.Both, 90, 8, 10)}},
+	}}
+	var b strings.Builder
+	nr.writeAbovePath(&b)
+	got := squeeze(b.String())
+	want := "added by the tunnel (ping ms above path, p50 / p99) outbound inbound both\n" +
+		"pipeline 1.00/2.00 -0.50/-1.00 -\n"
+	if got != want {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
 	}
 }

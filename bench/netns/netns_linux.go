@@ -87,16 +87,18 @@ func (m *tunnelMeasurement) run(ctx context.Context, cases []tcpCase) (netnsSamp
 	m.prog.Begin(what)
 	count := m.cfg.pingIdleCount()
 	idleProbe := m.startProbe(ctx, 0, time.Duration(count)*pingInterval)
+	idlePath := m.startPing(ctx, nsenv.OuterB, 0, time.Duration(count)*pingInterval)
 	var err error
 	s.Idle, err = m.ping(ctx, count, false)
 	if err != nil {
 		idleProbe.abort()
 	}
 	probe, perr := idleProbe.wait()
-	if err = errors.Join(err, perr); err != nil {
+	path, patherr := idlePath.stop()
+	if err = errors.Join(err, perr, patherr); err != nil {
 		return s, err
 	}
-	s.Latency[0] = latSample{Ping: s.Idle, Probe: probe}
+	s.Latency[0] = latSample{Ping: s.Idle, Probe: probe, Path: path}
 	m.prog.End(what, fmt.Sprintf("p50 %.3f ms, p99 %.3f ms", s.Idle.RTT().P50Ms, s.Idle.RTT().P99Ms))
 	loaded, streams := loadedCase(cases), m.cfg.latencyStreams()
 	for _, c := range append(cases, tcpCase{core.Both, streams}) {
@@ -132,8 +134,14 @@ func (m *tunnelMeasurement) run(ctx context.Context, cases []tcpCase) (netnsSamp
 // ping sends count echo requests from A to B's tunnel address; with
 // interrupt, the series may be cut short by ending ctx (see runIn).
 func (m *tunnelMeasurement) ping(ctx context.Context, count int, interrupt bool) (nsenv.PingResult, error) {
+	return m.pingTo(ctx, nsenv.InnerB, count, interrupt)
+}
+
+// pingTo is ping to the address to: B's tunnel address, or its outer one
+// for the path beside the tunnel.
+func (m *tunnelMeasurement) pingTo(ctx context.Context, to string, count int, interrupt bool) (nsenv.PingResult, error) {
 	out, err := nsenv.RunIn(ctx, interrupt, m.Env.A, "ping", "-c", strconv.Itoa(count),
-		"-i", strconv.FormatFloat(pingInterval.Seconds(), 'f', -1, 64), "-W", "1", nsenv.InnerB)
+		"-i", strconv.FormatFloat(pingInterval.Seconds(), 'f', -1, 64), "-W", "1", to)
 	r, perr := nsenv.ParsePing(out)
 	if perr != nil {
 		return r, fmt.Errorf("%w (ping: %v)", perr, err)
@@ -157,13 +165,15 @@ func (m *tunnelMeasurement) tcp(ctx context.Context, c tcpCase, series bool) (TC
 	case core.Both:
 		args = append(args, "--bidir")
 	}
-	var bg *bgPing
+	var bg, bgPath *bgPing
 	var bp *bgProbe
 	if series {
 		const margin = 500 * time.Millisecond
 		length := max(m.cfg.Duration-2*margin, margin)
-		bg = m.startPing(ctx, margin, length)
+		bg = m.startPing(ctx, nsenv.InnerB, margin, length)
 		defer bg.stop()
+		bgPath = m.startPing(ctx, nsenv.OuterB, margin, length)
+		defer bgPath.stop()
 		bp = m.startProbe(ctx, margin, length)
 		defer bp.abort()
 	}
@@ -202,6 +212,9 @@ func (m *tunnelMeasurement) tcp(ctx context.Context, c tcpCase, series bool) (TC
 		if lat.Ping, err = bg.stop(); err != nil {
 			return s, lat, fmt.Errorf("ping under load: %w", err)
 		}
+		if lat.Path, err = bgPath.stop(); err != nil {
+			return s, lat, fmt.Errorf("ping beside the tunnel under load: %w", err)
+		}
 		if lat.Probe, err = bp.wait(); err != nil {
 			return s, lat, fmt.Errorf("probe under load: %w", err)
 		}
@@ -217,10 +230,11 @@ type bgPing struct {
 	err    error
 }
 
-// startPing starts a series after delay that runs for length at most.
-// It is stopped by time, not by a count: iputils paces -i 0.01 at about
-// 16 ms on this kernel, so a count would outlast the TCP run.
-func (m *tunnelMeasurement) startPing(ctx context.Context, delay, length time.Duration) *bgPing {
+// startPing starts a series to the address to after delay that runs for
+// length at most. It is stopped by time, not by a count: iputils paces
+// -i 0.01 at about 16 ms on this kernel, so a count would outlast the
+// TCP run.
+func (m *tunnelMeasurement) startPing(ctx context.Context, to string, delay, length time.Duration) *bgPing {
 	ctx, cancel := context.WithCancel(ctx)
 	bp := &bgPing{cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -233,7 +247,7 @@ func (m *tunnelMeasurement) startPing(ctx context.Context, delay, length time.Du
 		}
 		sctx, stop := context.WithTimeout(ctx, length)
 		defer stop()
-		bp.r, bp.err = m.ping(sctx, 2*int(length/pingInterval)+10, true)
+		bp.r, bp.err = m.pingTo(sctx, to, 2*int(length/pingInterval)+10, true)
 	}()
 	return bp
 }
