@@ -12,5 +12,5 @@ var (
 	ErrNetnsUnavailable = errors.New("bench: network namespaces cannot be used here")
 	// ErrNetns is wrapped by the namespace modes' failures: a namespace,
 	// a build, a tunnel that does not come up, a measurement.
-	ErrNetns = errors.New("bench: netns mode failed")
+	ErrNetns = errors.New("bench: a run in network namespaces failed")
 )

@@ -220,7 +220,12 @@ func (m *measurement) process(ctx context.Context, row *Row) error {
 	if m.impl != ImplPipeGuard {
 		return nil
 	}
-	text, err := nsenv.HTTPGetIn(ctx, m.env.A, "http://"+metricsAddr+"/metrics")
+	// The exposition has a few series per peer (about 400 bytes): 40 MB
+	// at 100,000 peers, 400 MB at a million, which take seconds to write
+	// and read.
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second+time.Duration(m.n/10000)*time.Second)
+	defer cancel()
+	text, err := nsenv.HTTPGetIn(sctx, m.env.A, "http://"+metricsAddr+"/metrics")
 	if err != nil {
 		return fmt.Errorf("%w: metrics: %v", core.ErrNetns, err)
 	}

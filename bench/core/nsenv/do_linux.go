@@ -30,7 +30,8 @@ func InNetns(ns string, fn func() error) error {
 const httpTimeout = 5 * time.Second
 
 // HTTPGetIn fetches url (http://host:port/path) from inside namespace ns
-// and returns the body of a 200 answer.
+// and returns the body of a 200 answer, within httpTimeout or ctx's
+// deadline, whichever is later (a large answer may need more).
 func HTTPGetIn(ctx context.Context, ns, url string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -47,7 +48,11 @@ func HTTPGetIn(ctx context.Context, ns, url string) (string, error) {
 		return "", err
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(httpTimeout))
+	deadline := time.Now().Add(httpTimeout)
+	if d, ok := ctx.Deadline(); ok && d.After(deadline) {
+		deadline = d
+	}
+	conn.SetDeadline(deadline)
 	if err := req.Write(conn); err != nil {
 		return "", err
 	}
