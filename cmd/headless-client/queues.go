@@ -30,6 +30,24 @@ const (
 	helpQueueInterval   = "Queue management: how long the delay must stand above the target before the first drop, about the round trip of the flows through the tunnel; 0: the default (10ms)."
 )
 
+// dataplaneFlags are the flags both commands take for the dataplane and
+// the endpoints that watch it.
+type dataplaneFlags struct {
+	Engine          string        `help:"Dataplane engine: pipeline or sequential." default:"pipeline" enum:"pipeline,sequential"`
+	Workers         int           `help:"Encrypt and decrypt workers each (pipeline engine); 0: one per CPU." default:"0"`
+	QueueCapacity   int           `help:"${help_queue_capacity}" default:"0"`
+	QueueManagement string        `help:"${help_queue_management}" default:"on" enum:"on,off" env:"PIPEGUARD_QUEUE_MANAGEMENT"`
+	QueueTarget     time.Duration `help:"${help_queue_target}" default:"0s" env:"PIPEGUARD_QUEUE_TARGET"`
+	QueueInterval   time.Duration `help:"${help_queue_interval}" default:"0s" env:"PIPEGUARD_QUEUE_INTERVAL"`
+	MetricsAddr     string        `help:"Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9586); empty: off." env:"PIPEGUARD_METRICS_ADDR"`
+	PprofAddr       string        `help:"Serve Go's pprof endpoints at http://ADDR/debug/pprof/ (e.g. 127.0.0.1:6060); empty: off. Keep it on loopback." env:"PIPEGUARD_PPROF_ADDR"`
+}
+
+// queues is the command's queue settings.
+func (d *dataplaneFlags) queues() queueFlags {
+	return queueFlags{d.QueueCapacity, d.QueueManagement, d.QueueTarget, d.QueueInterval}
+}
+
 // queueFlags are the queue settings both commands take.
 type queueFlags struct {
 	capacity         int

@@ -26,27 +26,15 @@ import (
 // standaloneCmd brings a tunnel up from a config file and keeps it up
 // until SIGTERM or SIGINT; SIGHUP reloads the config.
 type standaloneCmd struct {
-	Config          string        `help:"WireGuard config file (wg-quick format)." default:"/etc/pipeguard/pg0.conf" env:"PIPEGUARD_CONFIG"`
-	Interface       string        `help:"Interface name; default: the config file's name without .conf."`
-	LogDir          string        `help:"Also write JSON log lines to files in this directory, rotated by size." env:"LOG_DIR"`
-	StateDir        string        `help:"${state_dir_help}" env:"PIPEGUARD_STATE_DIR"`
-	DNSControl      string        `help:"How to apply the config's DNS: auto is systemd-resolved when it runs, else disabled; disabled leaves the system alone; etc-resolv-conf writes /etc/resolv.conf; resolvconf calls resolvconf(8) as wg-quick does; systemd-resolved sets the link's DNS over D-Bus. Every mode is undone at exit, and after a crash at the next start." default:"auto" enum:"auto,disabled,etc-resolv-conf,resolvconf,systemd-resolved"`
-	Check           bool          `help:"Check everything a start would refuse (file, keys, routes, capability, interface name, ports, DNS mode), print one line and exit: 0 if it would start, 1 with the reason. Creates nothing."`
-	Engine          string        `help:"Dataplane engine: pipeline or sequential." default:"pipeline" enum:"pipeline,sequential"`
-	Workers         int           `help:"Encrypt and decrypt workers each (pipeline engine); 0: one per CPU." default:"0"`
-	QueueCapacity   int           `help:"${help_queue_capacity}" default:"0"`
-	QueueManagement string        `help:"${help_queue_management}" default:"on" enum:"on,off" env:"PIPEGUARD_QUEUE_MANAGEMENT"`
-	QueueTarget     time.Duration `help:"${help_queue_target}" default:"0s" env:"PIPEGUARD_QUEUE_TARGET"`
-	QueueInterval   time.Duration `help:"${help_queue_interval}" default:"0s" env:"PIPEGUARD_QUEUE_INTERVAL"`
-	MetricsAddr     string        `help:"Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9586); empty: off." env:"PIPEGUARD_METRICS_ADDR"`
-	PprofAddr       string        `help:"Serve Go's pprof endpoints at http://ADDR/debug/pprof/ (e.g. 127.0.0.1:6060); empty: off. Keep it on loopback." env:"PIPEGUARD_PPROF_ADDR"`
-	FailOpen        bool          `help:"Full tunnel: when the tunnel's interface or process is gone (a crash, ip link del, link down), let its traffic fall through to the main table, unencrypted, as wg-quick does. Default: fail closed, the traffic is dropped until the tunnel is back, is stopped (SIGTERM), or 'cleanup IFACE' is run."`
-	BlockUntunneled bool          `help:"Full tunnel of one family (0.0.0.0/0 without ::/0, or the other way): drop the other family's traffic too, except to the local network, instead of letting it leave outside the tunnel."`
-}
-
-// queues is the command's queue settings.
-func (c *standaloneCmd) queues() queueFlags {
-	return queueFlags{c.QueueCapacity, c.QueueManagement, c.QueueTarget, c.QueueInterval}
+	Config          string `help:"WireGuard config file (wg-quick format)." default:"/etc/pipeguard/pg0.conf" env:"PIPEGUARD_CONFIG"`
+	Interface       string `help:"Interface name; default: the config file's name without .conf."`
+	LogDir          string `help:"Also write JSON log lines to files in this directory, rotated by size." env:"LOG_DIR"`
+	StateDir        string `help:"${state_dir_help}" env:"PIPEGUARD_STATE_DIR"`
+	DNSControl      string `help:"How to apply the config's DNS: auto is systemd-resolved when it runs, else disabled; disabled leaves the system alone; etc-resolv-conf writes /etc/resolv.conf; resolvconf calls resolvconf(8) as wg-quick does; systemd-resolved sets the link's DNS over D-Bus. Every mode is undone at exit, and after a crash at the next start." default:"auto" enum:"auto,disabled,etc-resolv-conf,resolvconf,systemd-resolved"`
+	Check           bool   `help:"Check everything a start would refuse (file, keys, routes, capability, interface name, ports, DNS mode), print one line and exit: 0 if it would start, 1 with the reason. Creates nothing."`
+	dataplaneFlags  `embed:""`
+	FailOpen        bool `help:"Full tunnel: when the tunnel's interface or process is gone (a crash, ip link del, link down), let its traffic fall through to the main table, unencrypted, as wg-quick does. Default: fail closed, the traffic is dropped until the tunnel is back, is stopped (SIGTERM), or 'cleanup IFACE' is run."`
+	BlockUntunneled bool `help:"Full tunnel of one family (0.0.0.0/0 without ::/0, or the other way): drop the other family's traffic too, except to the local network, instead of letting it leave outside the tunnel."`
 }
 
 func (c *standaloneCmd) Run(env *runEnv) error {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"time"
 
 	"pipeguard/cmd/headless-client/addrwatch"
 	"pipeguard/cmd/headless-client/config"
@@ -28,23 +27,11 @@ import (
 // configure it. It stops on SIGTERM, SIGINT, or the deletion of its
 // interface (how wg-quick down stops a userspace tunnel).
 type tunnelCmd struct {
-	Foreground      bool          `short:"f" help:"Stay in the foreground. Otherwise (and unless WG_PROCESS_FOREGROUND=1) detach once the interface and its socket exist, as wireguard-go does."`
-	Interface       string        `arg:"" help:"Interface name (1 to 15 letters, digits and _=+.-)."`
-	LogDir          string        `help:"Also write JSON log lines to files in this directory, rotated by size." env:"LOG_DIR"`
-	StateDir        string        `help:"${state_dir_help}" env:"PIPEGUARD_STATE_DIR"`
-	Engine          string        `help:"Dataplane engine: pipeline or sequential." default:"pipeline" enum:"pipeline,sequential"`
-	Workers         int           `help:"Encrypt and decrypt workers each (pipeline engine); 0: one per CPU." default:"0"`
-	QueueCapacity   int           `help:"${help_queue_capacity}" default:"0"`
-	QueueManagement string        `help:"${help_queue_management}" default:"on" enum:"on,off" env:"PIPEGUARD_QUEUE_MANAGEMENT"`
-	QueueTarget     time.Duration `help:"${help_queue_target}" default:"0s" env:"PIPEGUARD_QUEUE_TARGET"`
-	QueueInterval   time.Duration `help:"${help_queue_interval}" default:"0s" env:"PIPEGUARD_QUEUE_INTERVAL"`
-	MetricsAddr     string        `help:"Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9586); empty: off." env:"PIPEGUARD_METRICS_ADDR"`
-	PprofAddr       string        `help:"Serve Go's pprof endpoints at http://ADDR/debug/pprof/ (e.g. 127.0.0.1:6060); empty: off. Keep it on loopback." env:"PIPEGUARD_PPROF_ADDR"`
-}
-
-// queues is the command's queue settings.
-func (c *tunnelCmd) queues() queueFlags {
-	return queueFlags{c.QueueCapacity, c.QueueManagement, c.QueueTarget, c.QueueInterval}
+	Foreground     bool   `short:"f" help:"Stay in the foreground. Otherwise (and unless WG_PROCESS_FOREGROUND=1) detach once the interface and its socket exist, as wireguard-go does."`
+	Interface      string `arg:"" help:"Interface name (1 to 15 letters, digits and _=+.-)."`
+	LogDir         string `help:"Also write JSON log lines to files in this directory, rotated by size." env:"LOG_DIR"`
+	StateDir       string `help:"${state_dir_help}" env:"PIPEGUARD_STATE_DIR"`
+	dataplaneFlags `embed:""`
 }
 
 func (c *tunnelCmd) Run(env *runEnv) error {

@@ -36,8 +36,8 @@ func TestWireguardGoArgs(t *testing.T) {
 // foreground with the same settings, the interface after "--" (a name
 // may start with a dash).
 func TestTunnelChildArgs(t *testing.T) {
-	c := tunnelCmd{Interface: "-wg0", StateDir: "/s", Engine: "sequential", Workers: 3, QueueCapacity: 500, LogDir: "/l",
-		QueueManagement: "off", QueueTarget: time.Millisecond, QueueInterval: 20 * time.Millisecond}
+	c := tunnelCmd{Interface: "-wg0", StateDir: "/s", LogDir: "/l", dataplaneFlags: dataplaneFlags{Engine: "sequential", Workers: 3,
+		QueueCapacity: 500, QueueManagement: "off", QueueTarget: time.Millisecond, QueueInterval: 20 * time.Millisecond}}
 	want := []string{"--log-level", "debug", "tunnel", "--foreground", "--state-dir", "/s", "--engine", "sequential",
 		"--workers", "3", "--queue-capacity", "500", "--queue-management", "off", "--queue-target", "1ms",
 		"--queue-interval", "20ms", "--log-dir", "/l", "--", "-wg0"}
