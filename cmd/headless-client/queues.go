@@ -24,7 +24,7 @@ var errQueueCapacity = fmt.Errorf("headless-client: --queue-capacity must be 0 o
 
 // Help texts shared by both commands.
 const (
-	helpQueueCapacity   = "Capacity of each queue between pipeline stages, in packets (at least 64: a segmentation-offloaded TUN read needs up to a batch of slots); 0: 64 with queue management, 1000 without."
+	helpQueueCapacity   = "Capacity of each queue between pipeline stages, in packets (at least 64: a segmentation-offloaded TUN read needs up to a batch of slots); 0: 256 with queue management, 1000 without."
 	helpQueueManagement = "Queue management: on keeps a packet's wait in the tunnel's own queues near --queue-target under load, flows served fairly, by dropping or ECN-marking the packets of flows that fill them; off lets the queues fill, as before (more throughput for a bulk transfer, more delay for everything behind it)."
 	helpQueueTarget     = "Queue management: the delay a queue may keep standing; 0: the default (500us)."
 	helpQueueInterval   = "Queue management: how long the delay must stand above the target before the first drop, about the round trip of the flows through the tunnel; 0: the default (10ms)."
