@@ -102,6 +102,75 @@ func TestSparseFirstThroughTunnel(t *testing.T) {
 	}
 }
 
+// TestSmallInboundFirst: a small transport message (a ping, an ACK)
+// that reaches the tunnel behind 1000 bulk messages of the same peer,
+// while they wait in its inbound managed queue, leaves ahead of them: the
+// inner flows are encrypted there, but small messages have a lane of
+// their own (inboundLane), served as a sparse flow.
+func TestSmallInboundFirst(t *testing.T) {
+	const bulk, batch = 1000, 16
+	a, b := newPair(t, pairOpts{engine: EnginePipeline, workers: 2, net: blocking, faults: true,
+		manage: true, target: lenientTarget, interval: lenientInterval,
+		devA: memtun.Config{BatchSize: batch, QueueLen: 2 * bulk}})
+	a.inject(t, udp4(1000, 2000, 1280, 0, wire.NotECT))
+	b.recv(t, 5*time.Second)
+
+	// Hold the stage that takes from B's inbound managed queue, so that
+	// everything A sends waits there in the order it arrived.
+	release := b.tun.faults.stall(stageDispatchIn)
+	defer release()
+	for seq := range uint32(bulk) {
+		a.inject(t, udp4(1000, 2000, 1280, seq+1, wire.NotECT))
+	}
+	// The bulk must be in B's queue before the small packet leaves A, or
+	// A's own flow-fair queue would send it first: A has read, sealed and
+	// sent everything, and B's socket is empty.
+	sent := func() bool {
+		return a.dev.Queued() == 0 && a.tun.aqm.out.Len() == 0 && a.tun.inline.out.empty() && b.conn.Queued() == 0
+	}
+	state := func() string {
+		return fmt.Sprintf("A: %d on the device, %d in its queue; B: %d in its socket, %d in its queue",
+			a.dev.Queued(), a.tun.aqm.out.Len(), b.conn.Queued(), b.tun.aqm.in.Len())
+	}
+	// udprecv may have emptied the socket and not yet committed its last
+	// batch: the queue's length must also hold still.
+	queued := -1
+	waitFor(t, 10*time.Second, func() bool {
+		if !sent() {
+			return false
+		}
+		n := b.tun.aqm.in.Len()
+		time.Sleep(20 * time.Millisecond)
+		if b.tun.aqm.in.Len() != n {
+			return false
+		}
+		queued = n
+		return true
+	}, state)
+	// dispatch-in may have taken up to a run before it stopped.
+	if queued < bulk-maxBatch {
+		t.Fatalf("only %d of %d bulk packets wait in B's queue: %s", queued, bulk, state())
+	}
+	a.inject(t, udp4(5353, 53, 64, 0, wire.NotECT))
+	waitFor(t, 5*time.Second, func() bool { return b.tun.aqm.in.Len() == queued+1 }, state)
+	release()
+	for i := range bulk + 1 {
+		p := b.recv(t, 5*time.Second)
+		if binary.BigEndian.Uint16(p[20:]) == 5353 {
+			// Behind at most what dispatch-in had taken before it
+			// stopped (out of the queue, or the run in its hand) and the
+			// bulk lane's first quantum.
+			if ahead := bulk - queued + maxBatch + 1; i > ahead {
+				t.Fatalf("the small packet left %dth, behind %d bulk packets (at most %d: %d had left the queue, a run of up to %d in hand)",
+					i+1, i, ahead, bulk-queued, maxBatch)
+			}
+			t.Logf("the small packet left %dth of %d (%d had left the queue)", i+1, bulk+1, bulk-queued)
+			return
+		}
+	}
+	t.Fatal("the small packet never arrived")
+}
+
 // ecnConn is a UDPConn that records the outer ECN of the datagrams it
 // sends and, when rewrite is set, sends them with that ECN instead: a
 // network that marks CE.
