@@ -150,25 +150,7 @@ func (m *managedQueues) classifyIn(i int, it *inItem, waited time.Duration) {
 	a := it.src.Addr().As16()
 	copy(key[:], a[:])
 	key[16], key[17] = byte(it.src.Port()>>8), byte(it.src.Port())
-	m.in.Classify(i, inboundLane(maphash.Bytes(m.seed, key[:]), it.pkt.MsgLen), int(it.pkt.MsgLen), inboundClass(it.pkt.MsgLen, it.ecn))
-}
-
-// inboundLane is the flow a transport message of n bytes from the
-// endpoint whose hash is h goes to: each endpoint has two, one for its
-// small messages (up to sparedInbound: acknowledgements, pings, DNS, a
-// call's frames, keepalives) and one for the rest, so that the scheduler
-// serves the small ones as a sparse flow, ahead of the bulk backlog,
-// instead of behind it in one FIFO. Measured with four TCP streams on two
-// cores (cmd/bench --mode netns), the loaded ping's p50 went from 8-9 ms
-// to 3-6 ms. The cost: a small packet may overtake larger ones of its
-// own inner flow, by as much as the bulk lane holds (at most the queue's
-// slots, well inside the replay window); TCP takes that as reordering,
-// which its acknowledgements and SACK ride out.
-func inboundLane(h uint64, n uint16) uint64 {
-	if n <= sparedInbound {
-		return h | 1
-	}
-	return h &^ 1
+	m.in.Classify(i, maphash.Bytes(m.seed, key[:]), int(it.pkt.MsgLen), inboundClass(it.pkt.MsgLen, it.ecn))
 }
 
 // markOut sets CE on an outbound packet the controller chose to mark
