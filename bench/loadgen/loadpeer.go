@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"pipeguard/bench/core"
 	"pipeguard/bench/core/memrig"
 	"pipeguard/noise"
 	"pipeguard/tunio"
@@ -342,29 +343,14 @@ func udp4Packet(src, dst netip.Addr, size int) []byte {
 	for i := 28; i < size; i++ {
 		b[i] = byte(i)
 	}
-	binary.BigEndian.PutUint16(b[10:], ^onesSum(0, b[:20]))
+	binary.BigEndian.PutUint16(b[10:], ^core.OnesSum(0, b[:20]))
 	// The UDP checksum covers the pseudo-header: addresses, protocol, length.
-	pseudo := onesSum(0, b[12:20])
-	pseudo = onesSum(pseudo, []byte{0, 17, b[24], b[25]})
-	sum := ^onesSum(pseudo, b[20:])
+	pseudo := core.OnesSum(0, b[12:20])
+	pseudo = core.OnesSum(pseudo, []byte{0, 17, b[24], b[25]})
+	sum := ^core.OnesSum(pseudo, b[20:])
 	if sum == 0 {
 		sum = 0xffff // 0 means "no checksum" in UDP over IPv4
 	}
 	binary.BigEndian.PutUint16(b[26:], sum)
 	return b
-}
-
-// onesSum adds b, as big-endian 16-bit words, to the ones' complement sum.
-func onesSum(sum uint16, b []byte) uint16 {
-	s := uint32(sum)
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s > 0xffff {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
 }

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"pipeguard/bench/core"
 	"pipeguard/noise"
 	"pipeguard/stages"
 	"pipeguard/tunio"
@@ -208,15 +209,15 @@ func TestUDP4Packet(t *testing.T) {
 	if len(b) != loadInnerSize || b[0] != 0x45 || b[9] != 17 || int(b[2])<<8|int(b[3]) != loadInnerSize || int(b[24])<<8|int(b[25]) != loadInnerSize-20 {
 		t.Fatalf("header % x", b[:28])
 	}
-	if s := onesSum(0, b[:20]); s != 0xffff {
+	if s := core.OnesSum(0, b[:20]); s != 0xffff {
 		t.Errorf("IP checksum does not verify: sum %#x", s)
 	}
-	pseudo := onesSum(0, b[12:20])
-	pseudo = onesSum(pseudo, []byte{0, 17, b[24], b[25]})
-	if s := onesSum(pseudo, b[20:]); s != 0xffff {
+	pseudo := core.OnesSum(0, b[12:20])
+	pseudo = core.OnesSum(pseudo, []byte{0, 17, b[24], b[25]})
+	if s := core.OnesSum(pseudo, b[20:]); s != 0xffff {
 		t.Errorf("UDP checksum does not verify: sum %#x", s)
 	}
-	if got := onesSum(0, []byte{0xff, 0xff, 0x00, 0x01, 0x80}); got != 0x8001 { // carries wrap; an odd byte is the high half
-		t.Errorf("onesSum %#x", got)
+	if got := core.OnesSum(0, []byte{0xff, 0xff, 0x00, 0x01, 0x80}); got != 0x8001 { // carries wrap; an odd byte is the high half
+		t.Errorf("OnesSum %#x", got)
 	}
 }

@@ -204,7 +204,7 @@ func (p *realPeer) answerPing(pkt *wire.Packet, kp *noise.Keypair) bool {
 	copy(in[16:20], src[:])
 	in[20] = 0 // echo reply
 	binary.BigEndian.PutUint16(in[22:], 0)
-	binary.BigEndian.PutUint16(in[22:], ^onesSum(0, in[20:]))
+	binary.BigEndian.PutUint16(in[22:], ^core.OnesSum(0, in[20:]))
 	if _, err := kp.Seal(pkt); err != nil {
 		return false
 	}
@@ -225,7 +225,7 @@ func udp4(src, dst netip.Addr, size int) []byte {
 	s4, d4 := src.As4(), dst.As4()
 	copy(b[12:16], s4[:])
 	copy(b[16:20], d4[:])
-	binary.BigEndian.PutUint16(b[10:], ^onesSum(0, b[:20]))
+	binary.BigEndian.PutUint16(b[10:], ^core.OnesSum(0, b[:20]))
 	binary.BigEndian.PutUint16(b[20:], 40000)
 	binary.BigEndian.PutUint16(b[22:], streamPort)
 	binary.BigEndian.PutUint16(b[24:], uint16(size-20))
@@ -233,19 +233,4 @@ func udp4(src, dst netip.Addr, size int) []byte {
 		b[i] = byte(i)
 	}
 	return b
-}
-
-// onesSum adds b, as big-endian 16-bit words, to the ones' complement sum.
-func onesSum(sum uint16, b []byte) uint16 {
-	s := uint32(sum)
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s > 0xffff {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
 }

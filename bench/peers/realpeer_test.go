@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"pipeguard/bench/core"
 	"pipeguard/noise"
 	"pipeguard/stages"
 	"pipeguard/tunio/memtun"
@@ -74,7 +75,7 @@ func TestRealPeerInMemory(t *testing.T) {
 	}
 	reply := nextPacket(t, dev)
 	if len(reply) < len(ping) || reply[20] != 0 || netip.AddrFrom4([4]byte(reply[12:16])) != inner ||
-		netip.AddrFrom4([4]byte(reply[16:20])) != here || binary.BigEndian.Uint16(reply[26:]) != 7 || onesSum(0, reply[20:len(ping)]) != 0xffff {
+		netip.AddrFrom4([4]byte(reply[16:20])) != here || binary.BigEndian.Uint16(reply[26:]) != 7 || core.OnesSum(0, reply[20:len(ping)]) != 0xffff {
 		t.Fatalf("reply % x", reply)
 	}
 	if p.echoes.Load() != 1 {
@@ -101,11 +102,11 @@ func icmpEcho(src, dst netip.Addr, seq uint16) []byte {
 	s4, d4 := src.As4(), dst.As4()
 	copy(b[12:16], s4[:])
 	copy(b[16:20], d4[:])
-	binary.BigEndian.PutUint16(b[10:], ^onesSum(0, b[:20]))
+	binary.BigEndian.PutUint16(b[10:], ^core.OnesSum(0, b[:20]))
 	b[20] = 8
 	binary.BigEndian.PutUint16(b[24:], 1)
 	binary.BigEndian.PutUint16(b[26:], seq)
-	binary.BigEndian.PutUint16(b[22:], ^onesSum(0, b[20:]))
+	binary.BigEndian.PutUint16(b[22:], ^core.OnesSum(0, b[20:]))
 	return b
 }
 
