@@ -152,7 +152,8 @@ func (nr *Report) writeAboveIdle(b *strings.Builder) {
 				continue
 			}
 			idle := run.Latency[0]
-			fmt.Fprintf(b, "%-42s%8.2f  %7.2f  %4.2f\n", name,
+			// " %5.2f": right under "both" up to 99.99, as the others.
+			fmt.Fprintf(b, "%-42s%8.2f  %7.2f %5.2f\n", name,
 				aboveIdle(idle, run.Latency[1]), aboveIdle(idle, run.Latency[2]), aboveIdle(idle, run.Latency[3]))
 		}
 	}
@@ -163,7 +164,8 @@ func (nr *Report) writeAboveIdle(b *strings.Builder) {
 // latency the tunnel itself adds, apart from what every packet between
 // the namespaces waits on a machine whose cores the load fills.
 func (nr *Report) writeAbovePath(b *strings.Builder) {
-	fmt.Fprintf(b, "%-39s   %s  %s  %s\n", "added by the tunnel (ping ms above path, p50 / p99)", "outbound", "inbound", "both")
+	const head = "added by the tunnel (ping ms above path, p50 / p99)"
+	fmt.Fprintf(b, "%-*s %12s %12s %12s\n", len(head), head, "outbound", "inbound", "both")
 	for _, name := range []string{"pipeline", "sequential", "wireguard-go"} {
 		for _, run := range nr.Runs {
 			if run.Unmanaged || (run.Engine != name && !(name == core.ImplWireguardGo && run.Impl == core.ImplWireguardGo)) || len(run.Latency) != len(latencyLoads) {
@@ -175,7 +177,7 @@ func (nr *Report) writeAbovePath(b *strings.Builder) {
 				}
 				return fmt.Sprintf("%.2f/%.2f", r.Ping.P50Ms-r.Path.P50Ms, r.Ping.P99Ms-r.Path.P99Ms)
 			}
-			fmt.Fprintf(b, "%-39s   %8s  %7s  %4s\n", name, cell(run.Latency[1]), cell(run.Latency[2]), cell(run.Latency[3]))
+			fmt.Fprintf(b, "%-*s %12s %12s %12s\n", len(head), name, cell(run.Latency[1]), cell(run.Latency[2]), cell(run.Latency[3]))
 		}
 	}
 }

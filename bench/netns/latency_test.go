@@ -142,7 +142,7 @@ func TestAboveIdleLines(t *testing.T) {
 		"loaded latency (ms above idle p50, p99)   outbound  inbound  both\n" +
 		"pipeline                                      0.25     0.50  0.75\n" +
 		"sequential                                    1.00     2.00  3.00\n" +
-		"wireguard-go                                 12.50    13.00  14.00\n"
+		"wireguard-go                                 12.50    13.00 14.00\n"
 	if got := b.String(); got != want {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
 	}
