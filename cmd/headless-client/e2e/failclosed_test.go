@@ -39,7 +39,9 @@ const startPause = 200 * time.Microsecond
 // TestFullTunnelLeaks runs each way a full tunnel can lose its device or
 // its process with a capture on the client's outer interface: none may
 // let a packet out in cleartext. A leak is any frame the veth sends that
-// is not ARP, not IPv6 link-local control and not WireGuard to the peer.
+// is not ARP, not IPv6 link-local control, not WireGuard to the peer and
+// not the kernel's port unreachable for the peer's WireGuard while no
+// client listens.
 func TestFullTunnelLeaks(t *testing.T) {
 	b := binaries(t)
 	both := []netip.Prefix{allV4, allV6}

@@ -2,7 +2,8 @@
 // captures every frame the interface sends (an AF_PACKET socket, in the
 // network namespace of the thread that opens it) and counts as a leak
 // each one that is not ARP, not IPv6 link-local control (neighbour
-// discovery, multicast listener reports) and not WireGuard to the peer.
+// discovery, multicast listener reports), not WireGuard to the peer and
+// not an ICMP error to the peer about a WireGuard datagram of its own.
 // The end-to-end tests use it to show that a full tunnel fails closed:
 // after a crash, while its link is down, during a start.
 //
@@ -56,6 +57,13 @@ type Packet struct {
 	HopLimit         uint8  // IPv6
 	WireGuard        bool   // UDP carrying what looks like a WireGuard message
 	Len              int    // the frame's length
+
+	// An ICMP error quotes the datagram it is about: Quoted is that
+	// datagram's source and destination, QuotedWireGuard whether it is
+	// UDP carrying a WireGuard message (by its UDP length, as a quote may
+	// be cut short).
+	Quoted          [2]netip.AddrPort
+	QuotedWireGuard bool
 }
 
 // String describes the packet in one short line, like tcpdump -n.
@@ -95,6 +103,12 @@ func (f Filter) Leak(p Packet) bool {
 	case p.EtherType == etherIPv6 && linkLocalControl(p):
 		return false
 	case p.Proto == protoUDP && p.WireGuard && netip.AddrPortFrom(p.Dst, p.DstPort) == f.Peer:
+		return false
+	case p.QuotedWireGuard && p.Dst == f.Peer.Addr() && p.Quoted[0] == f.Peer && p.Quoted[1].Addr() == p.Src:
+		// The kernel's answer to the peer's WireGuard datagram that found
+		// no socket (port unreachable, while the client is down): it
+		// quotes ciphertext the peer sent, and nothing of the tunnel's
+		// cleartext.
 		return false
 	}
 	return true
@@ -224,26 +238,75 @@ func (p *Packet) transport(b []byte) error {
 			return ErrShort
 		}
 		p.ICMPType = b[0]
+		if p.icmpError() && len(b) >= 8 {
+			p.quote(b[8:])
+		}
 	}
 	return nil
+}
+
+// icmpError: destination unreachable, time exceeded, parameter problem
+// (and ICMPv6's packet too big), the messages that quote a datagram.
+func (p *Packet) icmpError() bool {
+	if p.Proto == protoICMP {
+		return p.ICMPType == 3 || p.ICMPType == 11 || p.ICMPType == 12
+	}
+	return p.ICMPType >= 1 && p.ICMPType <= 4
+}
+
+// quote reads the datagram an ICMP error quotes, of the error's own
+// family: its addresses and ports, and whether it is a WireGuard
+// message. A quote too short to tell leaves Quoted unset.
+func (p *Packet) quote(b []byte) {
+	var src, dst netip.Addr
+	switch {
+	case p.Proto == protoICMP && len(b) >= 20 && b[0]>>4 == 4:
+		ihl := int(b[0]&0x0f) * 4
+		if ihl < 20 || len(b) < ihl || b[9] != protoUDP || binary.BigEndian.Uint16(b[6:8])&0x1fff != 0 {
+			return
+		}
+		src, dst = netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20]))
+		b = b[ihl:]
+	case p.Proto == protoICMPv6 && len(b) >= 40 && b[0]>>4 == 6:
+		if b[6] != protoUDP {
+			return
+		}
+		src, dst = netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40]))
+		b = b[40:]
+	default:
+		return
+	}
+	if len(b) < 12 {
+		return
+	}
+	p.Quoted[0] = netip.AddrPortFrom(src, binary.BigEndian.Uint16(b[0:2]))
+	p.Quoted[1] = netip.AddrPortFrom(dst, binary.BigEndian.Uint16(b[2:4]))
+	n := int(binary.BigEndian.Uint16(b[4:6])) - 8
+	p.QuotedWireGuard = n >= 4 && wireGuardHeader(b[8:12], n)
 }
 
 // isWireGuard reports a WireGuard message: a type from 1 to 4, three
 // zero bytes, and the length that type has (a transport message: its
 // header and tag at least, padded to 16 bytes).
 func isWireGuard(b []byte) bool {
-	if len(b) < 4 || b[1] != 0 || b[2] != 0 || b[3] != 0 {
+	return len(b) >= 4 && wireGuardHeader(b[:4], len(b))
+}
+
+// wireGuardHeader reports whether the message's first four bytes h and
+// its length n are a WireGuard message's.
+func wireGuardHeader(h []byte, n int) bool {
+	if h[1] != 0 || h[2] != 0 || h[3] != 0 {
 		return false
 	}
-	switch b[0] {
+	switch h[0] {
 	case 1:
-		return len(b) == 148
+		return n == 148
 	case 2:
-		return len(b) == 92
+		return n == 92
 	case 3:
-		return len(b) == 64
+		return n == 64
 	case 4:
-		return len(b) >= 32 && (len(b)-32)%16 == 0
+		return n >= 32 && (n-32)%16 == 0
 	}
 	return false
 }

@@ -62,6 +62,12 @@ func wgMessage(typ byte, n int) []byte {
 	return b
 }
 
+// icmpError is an ICMP (or ICMPv6) error of type typ quoting the
+// datagram quoted: four bytes of type, code and checksum, four unused.
+func icmpError(typ byte, quoted []byte) []byte {
+	return append([]byte{typ, 3, 0, 0, 0, 0, 0, 0}, quoted...)
+}
+
 func TestClassifyAndLeak(t *testing.T) {
 	peer := netip.MustParseAddrPort("10.99.0.2:51820")
 	f := Filter{Peer: peer}
@@ -99,6 +105,21 @@ func TestClassifyAndLeak(t *testing.T) {
 			"udp [fd99::1]:40000 > [2001:db8:ff::7]:53, 62 bytes"},
 		{"vlan-tagged ping", frame(etherVLAN, append([]byte{0, 7, 0x08, 0x00}, ipv4(protoICMP, "10.99.0.1", "198.51.100.7", 0, []byte{8, 0})...)), true, ""},
 		{"another ethertype", frame(0x88cc, make([]byte, 30)), true, "ethertype 0x88cc, 44 bytes"},
+		{"port unreachable about the peer's wireguard", frame(etherIPv4, ipv4(protoICMP, "10.99.0.1", "10.99.0.2", 0,
+			icmpError(3, ipv4(protoUDP, "10.99.0.2", "10.99.0.1", 0, udp(51820, 51820, wgMessage(4, 32+128)))))), false,
+			"icmp type 3 10.99.0.1 > 10.99.0.2, 230 bytes"},
+		{"port unreachable quoting a cut wireguard message", frame(etherIPv4, ipv4(protoICMP, "10.99.0.1", "10.99.0.2", 0,
+			icmpError(3, ipv4(protoUDP, "10.99.0.2", "10.99.0.1", 0, udp(51820, 51820, wgMessage(4, 32+1024)))[:20+8+64]))), false, ""},
+		{"a quote of eight bytes tells nothing", frame(etherIPv4, ipv4(protoICMP, "10.99.0.1", "10.99.0.2", 0,
+			icmpError(3, ipv4(protoUDP, "10.99.0.2", "10.99.0.1", 0, udp(51820, 51820, wgMessage(4, 32)))[:28]))), true, ""},
+		{"port unreachable about cleartext", frame(etherIPv4, ipv4(protoICMP, "10.99.0.1", "10.99.0.2", 0,
+			icmpError(3, ipv4(protoUDP, "10.99.0.2", "10.99.0.1", 0, udp(51820, 51820, []byte("a dns answer")))))), true, ""},
+		{"port unreachable about another sender's wireguard", frame(etherIPv4, ipv4(protoICMP, "10.99.0.1", "10.99.0.2", 0,
+			icmpError(3, ipv4(protoUDP, "10.99.0.2", "10.99.0.1", 0, udp(40000, 51820, wgMessage(4, 32)))))), true, ""},
+		{"port unreachable to someone else", frame(etherIPv4, ipv4(protoICMP, "10.99.0.1", "198.51.100.7", 0,
+			icmpError(3, ipv4(protoUDP, "10.99.0.2", "10.99.0.1", 0, udp(51820, 51820, wgMessage(4, 32)))))), true, ""},
+		{"an echo reply is no error", frame(etherIPv4, ipv4(protoICMP, "10.99.0.1", "10.99.0.2", 0,
+			icmpError(0, ipv4(protoUDP, "10.99.0.2", "10.99.0.1", 0, udp(51820, 51820, wgMessage(4, 32)))))), true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := Classify(tc.frame)
@@ -110,6 +131,31 @@ func TestClassifyAndLeak(t *testing.T) {
 			}
 			if tc.want != "" && p.String() != tc.want {
 				t.Errorf("String() = %q, want %q", p.String(), tc.want)
+			}
+		})
+	}
+}
+
+// TestICMPv6ErrorAboutWireGuard: the IPv6 form of the port unreachable
+// that a peer's WireGuard datagram draws while the client is down.
+func TestICMPv6ErrorAboutWireGuard(t *testing.T) {
+	f := Filter{Peer: netip.MustParseAddrPort("[fd99::2]:51820")}
+	for _, tc := range []struct {
+		name  string
+		quote []byte
+		leak  bool
+	}{
+		{"the peer's initiation", udp(51820, 51820, wgMessage(1, 148)), false},
+		{"the peer's transport message", udp(51820, 51820, wgMessage(4, 32+64)), false},
+		{"cleartext", udp(51820, 51820, []byte("cleartext")), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Classify(frame(etherIPv6, ipv6Hops(protoICMPv6, 64, "fd99::1", "fd99::2", icmpError(1, ipv6(protoUDP, "fd99::2", "fd99::1", tc.quote)))))
+			if err != nil {
+				t.Fatalf("Classify: %v", err)
+			}
+			if got := f.Leak(p); got != tc.leak {
+				t.Errorf("Leak(%v) = %v, want %v", p, got, tc.leak)
 			}
 		})
 	}
@@ -146,6 +192,8 @@ func FuzzClassify(f *testing.F) {
 	f.Add(frame(etherIPv4, ipv4(protoUDP, "10.99.0.1", "10.99.0.2", 0, udp(51820, 51820, wgMessage(1, 148)))))
 	f.Add(frame(etherIPv6, ipv6(protoHopByHop, "fe80::1", "ff02::16", []byte{58, 0, 5, 2, 0, 0, 1, 0, 143, 0, 0, 0})))
 	f.Add(frame(etherVLAN, append([]byte{0, 7, 0x86, 0xdd}, ipv6(protoTCP, "fd99::1", "2001:db8::1", make([]byte, 20))...)))
+	f.Add(frame(etherIPv4, ipv4(protoICMP, "10.99.0.1", "10.99.0.2", 0, icmpError(3, ipv4(protoUDP, "10.99.0.2", "10.99.0.1", 0, udp(51820, 51820, wgMessage(4, 48)))))))
+	f.Add(frame(etherIPv6, ipv6(protoICMPv6, "fd99::1", "fd99::2", icmpError(1, ipv6(protoUDP, "fd99::2", "fd99::1", udp(51820, 51820, wgMessage(2, 92)))))))
 	filter := Filter{Peer: netip.MustParseAddrPort("10.99.0.2:51820")}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := Classify(b)
@@ -167,6 +215,9 @@ func FuzzClassify(f *testing.F) {
 		}
 		if p.WireGuard && p.Proto != protoUDP {
 			t.Fatalf("WireGuard outside UDP: %v", p)
+		}
+		if p.QuotedWireGuard && (!p.icmpError() || !p.Quoted[0].IsValid() || p.Quoted[0].Addr().Is4() != (p.EtherType == etherIPv4)) {
+			t.Fatalf("a WireGuard quote in %v, quoting %v", p, p.Quoted)
 		}
 		_ = filter.Leak(p)
 		_ = p.String()
