@@ -68,10 +68,11 @@ type Config struct {
 	// Streams are the netns mode's iperf3 parallel TCP streams (-P);
 	// default 1 and 4, each run in both directions.
 	Streams []int
-	// QueueManagement is which PipeGuard tunnels the netns mode measures:
-	// "on" (queue management as it ships), "off" (--queue-management
-	// off), or "both" (each engine both ways, the default: what managing
-	// the queues costs in throughput and buys in latency, in one run).
+	// QueueManagement is which PipeGuard tunnels the netns and loadgen
+	// modes measure: "on" (queue management as it ships), "off"
+	// (--queue-management off), or "both" (each engine both ways, the
+	// default: what managing the queues costs in throughput and buys in
+	// latency, in one run).
 	QueueManagement string
 	// SoakEvery is how often the soak mode reloads each end with SIGHUP
 	// and changes its peer with wg set; default 1 min.
@@ -233,7 +234,8 @@ func (c *Config) netns() netns.Config {
 
 // loadgen is the loadgen mode's config, with its defaults.
 func (c *Config) loadgen() loadgen.Config {
-	return loadgen.Config{Quick: c.Quick, Duration: c.Duration, Repeat: c.Repeat, Engines: c.Engines, Out: c.out()}.WithDefaults()
+	return loadgen.Config{Quick: c.Quick, Duration: c.Duration, Repeat: c.Repeat, Engines: c.Engines,
+		Managed: c.QueueManagement != "off", Unmanaged: c.QueueManagement != "on", Out: c.out()}.WithDefaults()
 }
 
 // out is where the run reports its progress.

@@ -41,7 +41,11 @@ type Config struct {
 	Duration time.Duration
 	Repeat   int             // figures are medians of this many repeats; default 1
 	Engines  []stages.Engine // PipeGuard's, each measured beside wireguard-go; default both
-	Out      core.Out        // progress
+	// Managed and Unmanaged: PipeGuard with queue management on, off
+	// (--queue-management off), or each engine both ways, what managing
+	// the queues costs one end in throughput. Neither set: on.
+	Managed, Unmanaged bool
+	Out                core.Out // progress
 }
 
 // Defaults of the measured time per direction.
@@ -61,6 +65,9 @@ func (c Config) WithDefaults() Config {
 	c.Repeat = max(c.Repeat, 1)
 	if len(c.Engines) == 0 {
 		c.Engines = []stages.Engine{stages.EngineSequential, stages.EnginePipeline}
+	}
+	if !c.Unmanaged {
+		c.Managed = true
 	}
 	return c
 }
@@ -110,15 +117,22 @@ type Report struct {
 
 // Run is one implementation (and engine) under load.
 type Run struct {
-	Impl    string   `json:"impl"`
-	Engine  string   `json:"engine,omitempty"`
-	Args    []string `json:"args"`    // the tunnel program's arguments
-	Results []Result `json:"results"` // inbound, then outbound
+	Impl      string   `json:"impl"`
+	Engine    string   `json:"engine,omitempty"`
+	Unmanaged bool     `json:"queue_management_off,omitempty"`
+	Args      []string `json:"args"`    // the tunnel program's arguments
+	Results   []Result `json:"results"` // inbound, then outbound
+}
+
+// kind is the tunnel r measured.
+func (r Run) kind() core.Kind {
+	return core.Kind{Impl: r.Impl, Engine: r.Engine, Unmanaged: r.Unmanaged}
 }
 
 // Result is one direction's figures, medians over the repeats in
 // Samples, and its ratios of Gbit/s to the same direction over the
-// sequential engine and over wireguard-go (0 when not measured).
+// sequential engine and over wireguard-go, and a PipeGuard result's over
+// the same engine with queue management off (0 when not measured).
 type Result struct {
 	Direction core.Direction `json:"direction"`
 	Gbps      float64        `json:"gbit_per_s"` // inner bytes delivered
@@ -138,10 +152,11 @@ type Result struct {
 	WaitPercent float64 `json:"wait_percent"`
 	// SealSeconds is the wall time the harness took to seal the ring
 	// before the cell (inbound; on every CPU, outside every figure).
-	SealSeconds   float64  `json:"seal_seconds,omitempty"`
-	VsSequential  float64  `json:"vs_sequential"`
-	VsWireguardGo float64  `json:"vs_wireguard_go"`
-	Samples       []Sample `json:"samples"`
+	SealSeconds     float64  `json:"seal_seconds,omitempty"`
+	VsSequential    float64  `json:"vs_sequential"`
+	VsWireguardGo   float64  `json:"vs_wireguard_go"`
+	VsManagementOff float64  `json:"vs_queue_management_off,omitempty"`
+	Samples         []Sample `json:"samples"`
 }
 
 // Sample is one repeat's raw counts over the measured interval.
@@ -184,7 +199,7 @@ func (s Sample) lostPercent() float64 {
 func summarizeLoadgen(kinds []core.Kind, args [][]string, samples [][][]Sample) []Run {
 	runs := make([]Run, len(kinds))
 	for i, k := range kinds {
-		r := Run{Impl: k.Impl, Engine: k.Engine, Args: args[i]}
+		r := Run{Impl: k.Impl, Engine: k.Engine, Unmanaged: k.Unmanaged, Args: args[i]}
 		for d, dir := range loadDirections {
 			ss := samples[i][d]
 			r.Results = append(r.Results, Result{
@@ -211,12 +226,13 @@ func summarizeLoadgen(kinds []core.Kind, args [][]string, samples [][][]Sample) 
 }
 
 // fillLoadgenRatios sets each PipeGuard result's ratio to wireguard-go's
-// in the same direction, and each pipeline result's to the sequential
-// engine's.
+// in the same direction, each pipeline result's to the sequential
+// engine's with queue management alike, and each result with queue
+// management on to its engine's with it off.
 func fillLoadgenRatios(runs []Run) {
-	find := func(impl, engine string, d core.Direction) float64 {
+	find := func(k core.Kind, d core.Direction) float64 {
 		for _, r := range runs {
-			if r.Impl == impl && r.Engine == engine {
+			if r.kind() == k {
 				for _, res := range r.Results {
 					if res.Direction == d {
 						return res.Gbps
@@ -230,11 +246,18 @@ func fillLoadgenRatios(runs []Run) {
 		r := &runs[i]
 		for j := range r.Results {
 			res := &r.Results[j]
-			res.VsWireguardGo, res.VsSequential = 0, 0
+			res.VsWireguardGo, res.VsSequential, res.VsManagementOff = 0, 0, 0
 			if r.Impl == core.ImplPipeGuard {
-				res.VsWireguardGo = core.Ratio(res.Gbps, find(core.ImplWireguardGo, "", res.Direction))
+				res.VsWireguardGo = core.Ratio(res.Gbps, find(core.Kind{Impl: core.ImplWireguardGo}, res.Direction))
 				if r.Engine != engineSequential {
-					res.VsSequential = core.Ratio(res.Gbps, find(core.ImplPipeGuard, engineSequential, res.Direction))
+					seq := r.kind()
+					seq.Engine = engineSequential
+					res.VsSequential = core.Ratio(res.Gbps, find(seq, res.Direction))
+				}
+				if !r.Unmanaged {
+					off := r.kind()
+					off.Unmanaged = true
+					res.VsManagementOff = core.Ratio(res.Gbps, find(off, res.Direction))
 				}
 			}
 		}
@@ -250,7 +273,7 @@ func loadgenWarnings(runs []Run) []string {
 	var out []string
 	for _, r := range runs {
 		for _, res := range r.Results {
-			k := core.Kind{Impl: r.Impl, Engine: r.Engine}
+			k := r.kind()
 			stalls := 0
 			for _, s := range res.Samples {
 				stalls += s.Stalls
@@ -283,16 +306,24 @@ func loadgenWarnings(runs []Run) []string {
 
 // loadgenHead is the loadgen table's header; loadgenRow formats one
 // result to match it. Cells hold no spaces.
-var loadgenHead = []string{"impl", "engine", "direction", "Gbit/s", "Mpps", "tunnel CPU %", "gen CPU %",
-	"offered Mpps", "lost %", "gen wait %", "vs wg-go", "pipe/seq"}
+var loadgenHead = []string{"impl", "engine", "queues", "direction", "Gbit/s", "Mpps", "tunnel CPU %", "gen CPU %",
+	"offered Mpps", "lost %", "gen wait %", "vs wg-go", "pipe/seq", "on/off"}
 
 func loadgenRow(run Run, res Result) []string {
-	return []string{run.Impl, core.OrDash(run.Engine != "", run.Engine), string(res.Direction),
+	queues := "-"
+	if run.Impl == core.ImplPipeGuard {
+		queues = "managed"
+		if run.Unmanaged {
+			queues = "off"
+		}
+	}
+	return []string{run.Impl, core.OrDash(run.Engine != "", run.Engine), queues, string(res.Direction),
 		fmt.Sprintf("%.2f", res.Gbps), fmt.Sprintf("%.3f", res.Mpps),
 		fmt.Sprintf("%.0f", res.TunnelCPUPercent), fmt.Sprintf("%.0f", res.GeneratorCPUPercent),
 		fmt.Sprintf("%.3f", res.OfferedMpps), fmt.Sprintf("%.1f", res.LostPercent), fmt.Sprintf("%.0f", res.WaitPercent),
 		core.OrDash(res.VsWireguardGo > 0, fmt.Sprintf("%.2f", res.VsWireguardGo)),
-		core.OrDash(res.VsSequential > 0, fmt.Sprintf("%.2f", res.VsSequential))}
+		core.OrDash(res.VsSequential > 0, fmt.Sprintf("%.2f", res.VsSequential)),
+		core.OrDash(res.VsManagementOff > 0, fmt.Sprintf("%.2f", res.VsManagementOff))}
 }
 
 // WriteTable prints the loadgen mode's figures: how the generator ran,
@@ -309,7 +340,7 @@ func (lr *Report) WriteTable(b *strings.Builder, m core.Machine, st core.Setting
 	writeLoadgenSealing(b, lr)
 	fmt.Fprintf(b, "Load average: %s at the start, %s at the end.\n", cmp.Or(m.LoadAverage, "unknown"), cmp.Or(lr.LoadAverageEnd, "unknown"))
 	fmt.Fprintf(b, "PipeGuard %s; wireguard-go %s.\n\n", cmp.Or(lr.PipeGuardRevision, "(revision unknown)"), lr.WireguardGoVersion)
-	t := core.Table{Head: loadgenHead, Left: map[int]bool{0: true, 1: true, 2: true}}
+	t := core.Table{Head: loadgenHead, Left: map[int]bool{0: true, 1: true, 2: true, 3: true}}
 	for i, run := range lr.Runs {
 		if i > 0 {
 			t.Rows = append(t.Rows, nil)
@@ -319,7 +350,8 @@ func (lr *Report) WriteTable(b *strings.Builder, m core.Machine, st core.Setting
 		}
 	}
 	t.Write(b, "")
-	b.WriteString("(gen wait %: the share of the time the generator waited for the tunnel; near 100, the tunnel set the pace)\n\n")
+	b.WriteString("(gen wait %: the share of the time the generator waited for the tunnel; near 100, the tunnel set the pace;\n" +
+		"on/off: Gbit/s over the same engine's with --queue-management off)\n\n")
 	writeLoadgenRatios(b, lr)
 	for _, w := range lr.Warnings {
 		fmt.Fprintf(b, "warning: %s\n", w)
@@ -333,7 +365,7 @@ func writeLoadgenSealing(b *strings.Builder, lr *Report) {
 	for _, r := range lr.Runs {
 		for _, res := range r.Results {
 			if res.SealSeconds > 0 {
-				took = append(took, fmt.Sprintf("%.2f s (%s)", res.SealSeconds, core.Kind{Impl: r.Impl, Engine: r.Engine}))
+				took = append(took, fmt.Sprintf("%.2f s (%s)", res.SealSeconds, r.kind()))
 			}
 		}
 	}
@@ -348,12 +380,13 @@ func writeLoadgenSealing(b *strings.Builder, lr *Report) {
 }
 
 // writeLoadgenRatios prints the ratio table in its fixed form: pipeline
-// over sequential and over wireguard-go, inbound and outbound, "-" where
-// a figure is missing.
+// over sequential and over wireguard-go, inbound and outbound, then each
+// engine over itself with queue management off when that was measured;
+// "-" where a figure is missing.
 func writeLoadgenRatios(b *strings.Builder, lr *Report) {
-	cell := func(f func(Result) float64, d core.Direction) string {
+	cellOf := func(engine string, f func(Result) float64, d core.Direction) string {
 		for _, r := range lr.Runs {
-			if r.Impl == core.ImplPipeGuard && r.Engine == "pipeline" {
+			if r.Impl == core.ImplPipeGuard && r.Engine == engine && !r.Unmanaged {
 				for _, res := range r.Results {
 					if res.Direction == d && f(res) > 0 {
 						return fmt.Sprintf("%.2f", f(res))
@@ -371,7 +404,14 @@ func writeLoadgenRatios(b *strings.Builder, lr *Report) {
 		{"pipeline / sequential", func(r Result) float64 { return r.VsSequential }},
 		{"pipeline / wireguard-go", func(r Result) float64 { return r.VsWireguardGo }},
 	} {
-		fmt.Fprintf(b, "%-23s  %9s  %8s\n", row.name, cell(row.f, core.Inbound), cell(row.f, core.Outbound))
+		fmt.Fprintf(b, "%-23s  %9s  %8s\n", row.name, cellOf("pipeline", row.f, core.Inbound), cellOf("pipeline", row.f, core.Outbound))
+	}
+	onOff := func(r Result) float64 { return r.VsManagementOff }
+	for _, engine := range []string{"pipeline", engineSequential} {
+		in, out := cellOf(engine, onOff, core.Inbound), cellOf(engine, onOff, core.Outbound)
+		if in != "-" || out != "-" {
+			fmt.Fprintf(b, "%-23s  %9s  %8s\n", engine+" on/off", in, out)
+		}
 	}
 }
 
@@ -385,7 +425,7 @@ func (lr *Report) AddChart(c svg.Chart, m core.Machine, st core.Settings, row in
 	for _, d := range loadDirections {
 		p := svg.Panel{Title: fmt.Sprintf("%s, one end under load", d), XLabel: "tunnel CPU (cores)", YLabel: "delivered Gbit/s", Row: row}
 		for _, run := range lr.Runs {
-			s := core.KindSeries(core.Kind{Impl: run.Impl, Engine: run.Engine})
+			s := core.KindSeries(run.kind())
 			for _, res := range run.Results {
 				if res.Direction == d {
 					s.Points = append(s.Points, svg.Point{X: res.TunnelCPUPercent / 100, Y: res.Gbps})

@@ -55,7 +55,7 @@ func Measure(ctx context.Context, cfg Config) (_ *Report, err error) {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("the pre-sealed ring was capped at %d datagrams (%.1f GiB): %.1f s of the %.1f s each inbound cell sends at %.1f Mpps",
 			n, float64(ring.bytes())/(1<<30), float64(n)/loadRingRate, (loadWarmup+cfg.Duration+loadRingSlack).Seconds(), loadRingRate/1e6))
 	}
-	kinds := core.Kinds(cfg.Engines)
+	kinds := core.KindsManaged(cfg.Engines, cfg.Managed, cfg.Unmanaged)
 	prog := cfg.Out.Progress(cfg.Repeat * len(kinds) * len(loadDirections))
 	defer prog.Finish()
 	samples := make([][][]Sample, len(kinds))

@@ -17,6 +17,7 @@ import (
 	"pipeguard/bench/core"
 	"pipeguard/bench/core/svg"
 	"pipeguard/bench/core/svg/svgtest"
+	"pipeguard/stages"
 	"pipeguard/tunio"
 )
 
@@ -486,3 +487,57 @@ func squeeze(s string) string {
 }
 
 func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }
+
+// TestLoadgenQueueManagementOff: with each engine measured both ways,
+// every managed run gets its ratio to the same engine unmanaged, the
+// pipeline's ratio to the sequential engine compares runs managed alike,
+// and the table shows which is which.
+func TestLoadgenQueueManagementOff(t *testing.T) {
+	kinds := core.KindsManaged([]stages.Engine{stages.EngineSequential, stages.EnginePipeline}, true, true)
+	if len(kinds) != 5 || !kinds[1].Unmanaged || kinds[2].Unmanaged || !kinds[3].Unmanaged {
+		t.Fatalf("kinds %v", kinds)
+	}
+	// Gbit/s at 1280 bytes: mpps × 10.24; managed at 0.8 of off, the
+	// pipeline at twice the sequential engine, wireguard-go at 0.1.
+	mpps := []float64{0.4, 0.5, 0.8, 1.0, 0.1}
+	samples := make([][][]Sample, len(kinds))
+	args := make([][]string, len(kinds))
+	for i, m := range mpps {
+		s := Sample{Packets: uint64(m * 2e6), Offered: uint64(m * 2e6), Seconds: 2}
+		samples[i] = [][]Sample{{s}, {s}}
+	}
+	runs := summarizeLoadgen(kinds, args, samples)
+	for i, want := range []struct{ onOff, vsSeq, vsWG float64 }{
+		{0.8, 0, 4}, {0, 0, 5}, {0.8, 2, 8}, {0, 2, 10}, {0, 0, 0},
+	} {
+		for _, res := range runs[i].Results {
+			if !near(res.VsManagementOff, want.onOff) || !near(res.VsSequential, want.vsSeq) || !near(res.VsWireguardGo, want.vsWG) {
+				t.Errorf("%v %s: on/off %.2f, vs sequential %.2f, vs wireguard-go %.2f; want %+v",
+					runs[i].kind(), res.Direction, res.VsManagementOff, res.VsSequential, res.VsWireguardGo, want)
+			}
+		}
+	}
+	lr, m, st := loadgenFixture()
+	lr.Runs = runs
+	var b strings.Builder
+	lr.WriteTable(&b, m, st)
+	out := b.String()
+	for _, want := range []string{
+		"pipeline / sequential         2.00      2.00\n",
+		"pipeline on/off               0.80      0.80\n",
+		"sequential on/off             0.80      0.80\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	for _, row := range []string{
+		"pipeguard pipeline managed inbound 8.19 ",
+		"pipeguard pipeline off inbound 10.24 ",
+		"wireguard-go - - outbound 1.02 ",
+	} {
+		if !strings.Contains(squeeze(out), row) {
+			t.Errorf("table lacks a row starting %q:\n%s", row, out)
+		}
+	}
+}

@@ -52,7 +52,7 @@ type cli struct {
 	Workers    []int    `help:"Pipeline crypto workers per direction; 0 means GOMAXPROCS (default 1, GOMAXPROCS and twice that)." sep:"," placeholder:"N"`
 	Streams    []int    `help:"Netns mode: iperf3 parallel TCP streams, each run both ways (default 1,4)." sep:"," placeholder:"N"`
 
-	QueueManagement string `name:"queue-management" help:"Netns mode: measure PipeGuard with queue management on, off (--queue-management off), or both, each engine both ways, in one run." default:"both" enum:"on,off,both"`
+	QueueManagement string `name:"queue-management" help:"Netns and loadgen modes: measure PipeGuard with queue management on, off (--queue-management off), or both, each engine both ways, in one run." default:"both" enum:"on,off,both"`
 
 	ChangeEvery time.Duration `name:"change-every" help:"Soak mode: a SIGHUP reload and a wg set peer change at each end this often (default 1m; at least once in a shorter soak)."`
 	Burst       int           `help:"Peers mode: peers of the handshake burst, which start a handshake within one second (default 1000; 100 with --quick)." placeholder:"K"`
