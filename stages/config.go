@@ -63,11 +63,21 @@ const (
 	ManagedQueueCapacity = 8 * maxPoolRun
 
 	// ManagedQueueSlots is the managed queue's size with queue
-	// management on: a bound on memory (about 2.9 MB of slots per
+	// management on: a bound on memory (about 1.4 MB of slots per
 	// direction), not a target; the controller keeps the delay near
 	// QueueTarget, a few hundred packets at Gbit/s. It holds a burst of
-	// 16 full TUN reads before the reader waits.
-	ManagedQueueSlots = 2048
+	// 1000 packets, so that a sparse packet behind one still leaves
+	// first, and 8 full TUN reads before the reader waits.
+	//
+	// Smaller is faster under overload: a full queue is the working set
+	// of the stage that takes from it, each packet written long before it
+	// is opened or sealed, by then out of the cache. One end under load
+	// (cmd/bench --mode loadgen --quick --repeat 3 --queue-management
+	// both, three runs each), the sequential engine moved 0.83 (inbound)
+	// and 0.83 (outbound) of its Gbit/s with queue management off at
+	// 2048 slots, 0.91 and 0.93 at 1024, 0.98 and 1.00 at 512; the
+	// pipeline 0.89 and 0.92, 0.87 and 0.92, 0.91 and 1.05.
+	ManagedQueueSlots = 1024
 
 	// managedFlows is how many flow queues the outbound managed queue
 	// hashes inner flows into (fq_codel's default): collisions between
