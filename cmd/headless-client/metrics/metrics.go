@@ -73,6 +73,7 @@ func WriteText(w io.Writer, src Source) error {
 	writeQueues(e, src)
 	writePeers(e, src)
 	writeRuntime(e)
+	writeSchedLatency(e)
 	return bw.Flush()
 }
 

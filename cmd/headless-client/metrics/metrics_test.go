@@ -171,7 +171,8 @@ func TestExpositionEmpty(t *testing.T) {
 	}
 	got := parseStrict(t, b.String())
 	if got["pipeguard_peers"] != 0 || got["go_goroutines"] < 1 || got["go_memstats_heap_alloc_bytes"] < 1 ||
-		got["go_memstats_next_gc_bytes"] < got["go_memstats_heap_alloc_bytes"]/2 || len(got) != 5 {
+		got["go_memstats_next_gc_bytes"] < got["go_memstats_heap_alloc_bytes"]/2 ||
+		len(got) != 5+countPrefix(got, "go_sched_latencies_seconds") || countPrefix(got, "go_sched_latencies_seconds_bucket") != len(sojournBounds)+1 {
 		t.Errorf("empty source: %v", got)
 	}
 }
