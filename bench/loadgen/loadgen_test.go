@@ -385,23 +385,16 @@ func TestLoadgenSummary(t *testing.T) {
 		t.Errorf("stall warnings %q", w)
 	}
 
-	var b strings.Builder
-	lr.WriteTable(&b, m, st)
-	out := b.String()
-	for _, want := range []string{
+	out := lr.table(m, st)
+	wantInTable(t, out,
 		"Load average: 0.50 0.40 0.30 at the start, 0.60 0.40 0.30 at the end.\n",
 		"Generator: one thread.\n",
-		"Pre-sealed ring: 2500000 datagrams, 3.06 GiB, mapped in 0.50 s (harness peak RSS 3.00 GiB); sealing it before each inbound cell, " +
+		"Pre-sealed ring: 2500000 datagrams, 3.06 GiB, mapped in 0.50 s (harness peak RSS 3.00 GiB); sealing it before each inbound cell, "+
 			"outside every figure, took 1.10 s (pipeguard sequential), 1.10 s (pipeguard pipeline), 1.10 s (wireguard-go).\n",
-		"loadgen ratio              inbound  outbound\n" +
-			"pipeline / sequential         2.00      2.00\n" +
+		"loadgen ratio              inbound  outbound\n"+
+			"pipeline / sequential         2.00      2.00\n"+
 			"pipeline / wireguard-go       2.40      3.00\n",
-		"warning: wireguard-go outbound: the generator waited",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("table lacks %q:\n%s", want, out)
-		}
-	}
+		"warning: wireguard-go outbound: the generator waited")
 	for _, run := range runs {
 		for _, res := range run.Results {
 			if row := strings.Join(loadgenRow(run, res), " "); !strings.Contains(squeeze(out), row+"\n") {
@@ -412,11 +405,7 @@ func TestLoadgenSummary(t *testing.T) {
 
 	// Without the pipeline (--engines sequential), the ratios are dashes.
 	lr.Runs = slices.Delete(slices.Clone(runs), 1, 2)
-	b.Reset()
-	lr.WriteTable(&b, m, st)
-	if want := "pipeline / sequential            -         -\n"; !strings.Contains(b.String(), want) {
-		t.Errorf("table lacks %q:\n%s", want, b.String())
-	}
+	wantInTable(t, lr.table(m, st), "pipeline / sequential            -         -\n")
 	lr.Runs = runs
 
 	var chart bytes.Buffer
@@ -519,18 +508,11 @@ func TestLoadgenQueueManagementOff(t *testing.T) {
 	}
 	lr, m, st := loadgenFixture()
 	lr.Runs = runs
-	var b strings.Builder
-	lr.WriteTable(&b, m, st)
-	out := b.String()
-	for _, want := range []string{
+	out := lr.table(m, st)
+	wantInTable(t, out,
 		"pipeline / sequential         2.00      2.00\n",
 		"pipeline on/off               0.80      0.80\n",
-		"sequential on/off             0.80      0.80\n",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("table lacks %q:\n%s", want, out)
-		}
-	}
+		"sequential on/off             0.80      0.80\n")
 	for _, row := range []string{
 		"pipeguard pipeline managed inbound 8.19 ",
 		"pipeguard pipeline off inbound 10.24 ",
@@ -538,6 +520,23 @@ func TestLoadgenQueueManagementOff(t *testing.T) {
 	} {
 		if !strings.Contains(squeeze(out), row) {
 			t.Errorf("table lacks a row starting %q:\n%s", row, out)
+		}
+	}
+}
+
+// table is lr's printed table.
+func (lr *Report) table(m core.Machine, st core.Settings) string {
+	var b strings.Builder
+	lr.WriteTable(&b, m, st)
+	return b.String()
+}
+
+// wantInTable fails t for each of wants the table out lacks.
+func wantInTable(t *testing.T, out string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
 		}
 	}
 }
