@@ -74,6 +74,9 @@ type Config struct {
 	// default: what managing the queues costs in throughput and buys in
 	// latency, in one run).
 	QueueManagement string
+	// CongestionControl is the netns mode's TCP congestion control for
+	// iperf3's streams; default cubic.
+	CongestionControl string
 	// SoakEvery is how often the soak mode reloads each end with SIGHUP
 	// and changes its peer with wg set; default 1 min.
 	SoakEvery time.Duration
@@ -229,7 +232,8 @@ func (c *Config) soak() soak.Config {
 // netns is the netns mode's config, with its defaults.
 func (c *Config) netns() netns.Config {
 	return netns.Config{Quick: c.Quick, Duration: c.Duration, Repeat: c.Repeat, Engines: c.Engines, Streams: c.Streams,
-		Managed: c.QueueManagement != "off", Unmanaged: c.QueueManagement != "on", Out: c.out()}.WithDefaults()
+		Managed: c.QueueManagement != "off", Unmanaged: c.QueueManagement != "on", CongestionControl: c.CongestionControl,
+		Out: c.out()}.WithDefaults()
 }
 
 // loadgen is the loadgen mode's config, with its defaults.

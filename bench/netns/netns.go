@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -28,8 +29,16 @@ type Config struct {
 	// each engine both ways, so that what it costs and buys is measured
 	// in one run. Both false means both.
 	Managed, Unmanaged bool
-	Out                core.Out // progress
+	// CongestionControl is the TCP congestion control iperf3's streams
+	// use, set in both namespaces; default cubic, Linux's default. It
+	// decides what a queue's drops do: CUBIC halves its window, BBR
+	// mostly does not, and keeps its queue.
+	CongestionControl string
+	Out               core.Out // progress
 }
+
+// DefaultCongestionControl is Config.CongestionControl's default.
+const DefaultCongestionControl = "cubic"
 
 // The iperf3 runs: long enough for TCP to settle (it does in well under a
 // second on a veth), short enough that the quick form, 3 tunnels × 4
@@ -62,6 +71,7 @@ func (c Config) WithDefaults() Config {
 	if !c.Managed && !c.Unmanaged {
 		c.Managed, c.Unmanaged = true, true
 	}
+	c.CongestionControl = cmp.Or(c.CongestionControl, DefaultCongestionControl)
 	return c
 }
 

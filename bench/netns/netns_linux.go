@@ -27,6 +27,9 @@ func Measure(ctx context.Context, cfg Config) (_ *Report, err error) {
 	}
 	defer nsenv.CloseKeep(&err, nb.Close)
 	bins, env := nb.Bins, nb.Env
+	if err := env.SetCongestionControl(cfg.CongestionControl); err != nil {
+		return nil, err
+	}
 	if err := env.StartIperfServer(ctx); err != nil {
 		return nil, err
 	}
@@ -38,7 +41,8 @@ func Measure(ctx context.Context, cfg Config) (_ *Report, err error) {
 
 	rep := &Report{MTU: nsenv.MTU, TCPSeconds: int(cfg.Duration / time.Second),
 		PingIntervalMs: float64(pingInterval) / float64(time.Millisecond), PingIdleCount: cfg.pingIdleCount(),
-		WireguardGoVersion: bins.WGVersion, Iperf3Version: nsenv.Iperf3Version(), PipeGuardRevision: bins.Revision}
+		WireguardGoVersion: bins.WGVersion, Iperf3Version: nsenv.Iperf3Version(), PipeGuardRevision: bins.Revision,
+		CongestionControl: cfg.CongestionControl}
 	kinds, cases := cfg.kinds(), cfg.tcpCases()
 	prog := cfg.Out.Progress(cfg.Repeat * len(kinds) * (2 + len(cases)))
 	defer prog.Finish()

@@ -46,6 +46,9 @@ func TestNetnsQuick(t *testing.T) {
 	}
 	st, m := core.Settings{Repeat: 1}, core.DescribeMachine(nil)
 	checkNetnsReport(t, nr, st.Repeat, m.Cores)
+	if nr.CongestionControl != DefaultCongestionControl {
+		t.Errorf("TCP congestion control %q, want %q", nr.CongestionControl, DefaultCongestionControl)
+	}
 	// The report survives its JSON.
 	j, err := json.Marshal(nr)
 	if err != nil {

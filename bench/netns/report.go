@@ -18,6 +18,9 @@ type Report struct {
 	// in the wgpeer binary measured; Iperf3Version is iperf3's banner.
 	WireguardGoVersion string `json:"wireguard_go_version"`
 	Iperf3Version      string `json:"iperf3_version"`
+	// CongestionControl is the TCP congestion control of iperf3's
+	// streams.
+	CongestionControl string `json:"tcp_congestion_control,omitempty"`
 	// PipeGuardRevision is the git commit the client was built from (its
 	// build info), and whether the tree had uncommitted changes.
 	PipeGuardRevision string `json:"pipeguard_revision,omitempty"`

@@ -27,7 +27,8 @@ func netnsTCPRow(run Run, tc TCPResult) []string {
 // the ratios; and the warnings.
 func (nr *Report) WriteTable(b *strings.Builder, st core.Settings) {
 	fmt.Fprintf(b, "\nNetwork namespaces: two, joined by a veth pair; a tunnel process at each end, TUN MTU %d;\n", nr.MTU)
-	fmt.Fprintf(b, "TCP by iperf3 (-t %d, received Gbit/s), medians of %d; CPU: both tunnel processes, 100 = one core;\n", nr.TCPSeconds, st.Repeat)
+	fmt.Fprintf(b, "TCP by iperf3 (-t %d, received Gbit/s, congestion control %s), medians of %d; CPU: both tunnel processes, 100 = one core;\n",
+		nr.TCPSeconds, cmp.Or(nr.CongestionControl, "unknown"), st.Repeat)
 	fmt.Fprintf(b, "PipeGuard %s; wireguard-go %s; %s.\n\n", cmp.Or(nr.PipeGuardRevision, "(revision unknown)"), nr.WireguardGoVersion, nr.Iperf3Version)
 	t := core.Table{Head: netnsTCPHead, Left: map[int]bool{0: true, 1: true, 2: true, 3: true}}
 	for i, run := range nr.Runs {

@@ -54,6 +54,8 @@ type cli struct {
 
 	QueueManagement string `name:"queue-management" help:"Netns and loadgen modes: measure PipeGuard with queue management on, off (--queue-management off), or both, each engine both ways, in one run." default:"both" enum:"on,off,both"`
 
+	CongestionControl string `name:"congestion-control" help:"Netns mode: the TCP congestion control of iperf3's streams, set in both namespaces (default cubic, Linux's default; bbr, reno or what else the kernel offers)." placeholder:"ALGO"`
+
 	ChangeEvery time.Duration `name:"change-every" help:"Soak mode: a SIGHUP reload and a wg set peer change at each end this often (default 1m; at least once in a shorter soak)."`
 	Burst       int           `help:"Peers mode: peers of the handshake burst, which start a handshake within one second (default 1000; 100 with --quick)." placeholder:"K"`
 }
@@ -98,7 +100,7 @@ func parse(args []string) (bench.Config, error) {
 		Sizes: c.Sizes, Peers: c.Peers, Procs: c.Procs, Workers: c.Workers, Streams: c.Streams,
 		NoStageCPU: c.NoStageCPU, CPUProfile: c.CPUProfile, MemProfile: c.MemProfile,
 		JSONPath: c.JSON, SVGPath: c.SVG, SoakEvery: c.ChangeEvery,
-		QueueManagement: c.QueueManagement, Burst: c.Burst,
+		QueueManagement: c.QueueManagement, CongestionControl: c.CongestionControl, Burst: c.Burst,
 	}
 	for _, d := range c.Directions {
 		cfg.Directions = append(cfg.Directions, bench.Direction(d))

@@ -287,3 +287,38 @@ func processExists(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
+
+// Congestion-control sysctls, read and written from inside a namespace:
+// each network namespace has its own, copied from the initial
+// namespace's when it is made, so a machine's default (bbr on some)
+// would otherwise decide how the TCP under test answers a queue's drops.
+const (
+	ccPath        = "/proc/sys/net/ipv4/tcp_congestion_control"
+	ccOfferedPath = "/proc/sys/net/ipv4/tcp_available_congestion_control"
+)
+
+// SetCongestionControl makes algo the TCP congestion control of every
+// socket made after it in both namespaces (iperf3's, both ways), and
+// checks that it took.
+func (e *Env) SetCongestionControl(algo string) error {
+	for _, ns := range []string{e.A, e.B} {
+		err := InNetns(ns, func() error {
+			if err := os.WriteFile(ccPath, []byte(algo), 0); err != nil {
+				offered, _ := os.ReadFile(ccOfferedPath)
+				return fmt.Errorf("TCP congestion control %q: %w (the kernel offers: %s)", algo, err, strings.TrimSpace(string(offered)))
+			}
+			got, err := os.ReadFile(ccPath)
+			if err != nil {
+				return err
+			}
+			if s := strings.TrimSpace(string(got)); s != algo {
+				return fmt.Errorf("TCP congestion control %q: the namespace has %q", algo, s)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
