@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -30,8 +31,8 @@ func TestPeerSilenceLogged(t *testing.T) {
 	}
 	// goSilent sends a packet the peer never answers and lets the
 	// retries run for just under PeerSilentAfter, when the log must still
-	// have before lines, then past it: after two more retries (the second
-	// shows the first one's logging is done), it must have after.
+	// have before lines, then past it: after two more retries, and their
+	// notes, it must have after.
 	goSilent := func(before, after int) {
 		t.Helper()
 		e.inject(t, ipv4(hostA.v4, hostB.v4, 100, 1))
@@ -45,6 +46,11 @@ func TestPeerSilenceLogged(t *testing.T) {
 		}
 		retry()
 		retry()
+		// The timer actor notes an initiation after it is sent, so the
+		// second retry's note may still be on its way: wait for it.
+		waitFor(t, 5*time.Second, func() bool { return silent() >= after }, func() string {
+			return fmt.Sprintf("after %v: %d lines, want %d:\n%s", clk.Now().Sub(start), silent(), after, logs.String())
+		})
 		if n := silent(); n != after {
 			t.Fatalf("after %v: %d lines, want %d:\n%s", clk.Now().Sub(start), n, after, logs.String())
 		}
