@@ -258,29 +258,22 @@ func (p *Packet) icmpError() bool {
 // family: its addresses and ports, and whether it is a WireGuard
 // message. A quote too short to tell leaves Quoted unset.
 func (p *Packet) quote(b []byte) {
-	var src, dst netip.Addr
-	switch {
-	case p.Proto == protoICMP && len(b) >= 20 && b[0]>>4 == 4:
-		ihl := int(b[0]&0x0f) * 4
-		if ihl < 20 || len(b) < ihl || b[9] != protoUDP || binary.BigEndian.Uint16(b[6:8])&0x1fff != 0 {
-			return
+	var q Packet
+	var err error
+	switch p.Proto {
+	case protoICMP:
+		b, err = q.ipv4(b)
+	case protoICMPv6:
+		if len(b) < 7 || b[6] != protoUDP {
+			return // UDP right after the header, not behind extensions
 		}
-		src, dst = netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20]))
-		b = b[ihl:]
-	case p.Proto == protoICMPv6 && len(b) >= 40 && b[0]>>4 == 6:
-		if b[6] != protoUDP {
-			return
-		}
-		src, dst = netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40]))
-		b = b[40:]
-	default:
-		return
+		b, err = q.ipv6(b)
 	}
-	if len(b) < 12 {
-		return
+	if err != nil || len(b) < 12 || q.Proto != protoUDP {
+		return // malformed, a later fragment, not UDP, or cut too short
 	}
-	p.Quoted[0] = netip.AddrPortFrom(src, binary.BigEndian.Uint16(b[0:2]))
-	p.Quoted[1] = netip.AddrPortFrom(dst, binary.BigEndian.Uint16(b[2:4]))
+	p.Quoted[0] = netip.AddrPortFrom(q.Src, binary.BigEndian.Uint16(b[0:2]))
+	p.Quoted[1] = netip.AddrPortFrom(q.Dst, binary.BigEndian.Uint16(b[2:4]))
 	n := int(binary.BigEndian.Uint16(b[4:6])) - 8
 	p.QuotedWireGuard = n >= 4 && wireGuardHeader(b[8:12], n)
 }
