@@ -247,8 +247,13 @@ func (e *encoder) peerSeries(name string, key *noise.PublicKey) {
 
 // series writes a sample's name and labels, and the space before its
 // value.
-func (e *encoder) series(name string, labels []string) {
-	e.w.WriteString(name)
+func (e *encoder) series(name string, labels []string) { e.suffixed(name, "", labels) }
+
+// suffixed is series for the name family+suffix (a histogram's
+// _bucket, _sum, _count), written without joining the two.
+func (e *encoder) suffixed(family, suffix string, labels []string) {
+	e.w.WriteString(family)
+	e.w.WriteString(suffix)
 	for i := 0; i+1 < len(labels); i += 2 {
 		if i == 0 {
 			e.w.WriteByte('{')

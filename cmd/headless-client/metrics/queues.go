@@ -35,18 +35,7 @@ func writeQueues(e *encoder, src Source) {
 	label := func(q stages.QueueStats) []string { return []string{"queue", q.Name} }
 	e.family("pipeguard_queue_sojourn_seconds", "histogram", "Time packets waited in the managed queue before they left it (the dropped ones too).")
 	for _, q := range st {
-		var cum uint64
-		for i, n := range q.Sojourn.Buckets {
-			cum += n
-			le := "+Inf"
-			if i < len(sojournBounds) {
-				le = sojournBounds[i]
-			}
-			e.sample("pipeguard_queue_sojourn_seconds_bucket", []string{"queue", q.Name, "le", le}, cum)
-		}
-		e.series("pipeguard_queue_sojourn_seconds_sum", label(q))
-		e.float(q.Sojourn.Sum.Seconds())
-		e.sample("pipeguard_queue_sojourn_seconds_count", label(q), q.Sojourn.Count)
+		e.sojournHistogram("pipeguard_queue_sojourn_seconds", "queue", q.Name, q.Sojourn.Buckets[:], q.Sojourn.Sum.Seconds(), q.Sojourn.Count)
 	}
 	e.family("pipeguard_queue_drops_total", "counter", "Packets the managed queue's controller dropped for their time in the queue (before any work was spent on them).")
 	for _, q := range st {
@@ -68,4 +57,29 @@ func writeQueues(e *encoder, src Source) {
 		}
 		e.sample("pipeguard_queue_managed", label(q), v)
 	}
+}
+
+// sojournHistogram writes the samples of a histogram in the sojourn
+// bounds (buckets[i] counts bucket i alone, the last one the rest),
+// labelled with one name and value, or none if name is empty.
+func (e *encoder) sojournHistogram(family, name, value string, buckets []uint64, sum float64, count uint64) {
+	var buf [4]string // the label and le, on the stack
+	labels := buf[:0]
+	if name != "" {
+		labels = append(labels, name, value)
+	}
+	var cum uint64
+	for i, n := range buckets {
+		cum += n
+		le := "+Inf"
+		if i < len(sojournBounds) {
+			le = sojournBounds[i]
+		}
+		e.suffixed(family, "_bucket", append(labels, "le", le))
+		e.uint(cum)
+	}
+	e.suffixed(family, "_sum", labels)
+	e.float(sum)
+	e.suffixed(family, "_count", labels)
+	e.uint(count)
 }

@@ -38,18 +38,7 @@ func writeSchedLatency(e *encoder) {
 	schedSample.Unlock()
 	const name = "go_sched_latencies_seconds"
 	e.family(name, "histogram", "Time goroutines waited, ready to run, before they ran (for a P, or for the P's thread to get a CPU); the sum adds each runtime bucket's lower bound.")
-	var cum uint64
-	for i, n := range buckets {
-		cum += n
-		le := "+Inf"
-		if i < len(sojournBounds) {
-			le = sojournBounds[i]
-		}
-		e.sample(name+"_bucket", []string{"le", le}, cum)
-	}
-	e.series(name+"_sum", nil)
-	e.float(sum)
-	e.sample(name+"_count", nil, count)
+	e.sojournHistogram(name, "", "", buckets[:], sum, count)
 }
 
 // schedSample is the runtime/metrics sample scrapes read the histogram
