@@ -31,17 +31,23 @@ type latSample struct {
 	// namespaces waits under this load (the kernel's queues, and the
 	// processes that share the cores), with no tunnel queue in its way.
 	Path nsenv.PingResult
+	// PathProbe is the probe sent the same way, to the same echo server
+	// at B's outer address: what a userspace exchange between the two
+	// namespaces waits under this load without the tunnel (its two
+	// processes wait for the cores the load fills, as the tunnel's may).
+	PathProbe probeResult
 }
 
 // LatencyRow is one row of the table: medians of the throughput over the
 // repeats, and the pooled ping and probe series.
 type LatencyRow struct {
-	Load    core.Direction `json:"load"`    // "idle", or the TCP runs' direction
-	Streams int            `json:"streams"` // TCP streams each way; 0 idle
-	Gbps    float64        `json:"gbit_per_s"`
-	Ping    Latency        `json:"ping"`
-	Probe   Latency        `json:"probe"`
-	Path    Latency        `json:"path_ping"` // outside the tunnel (latSample.Path)
+	Load      core.Direction `json:"load"`    // "idle", or the TCP runs' direction
+	Streams   int            `json:"streams"` // TCP streams each way; 0 idle
+	Gbps      float64        `json:"gbit_per_s"`
+	Ping      Latency        `json:"ping"`
+	Probe     Latency        `json:"probe"`
+	Path      Latency        `json:"path_ping"`  // outside the tunnel (latSample.Path)
+	PathProbe Latency        `json:"path_probe"` // outside the tunnel (latSample.PathProbe)
 }
 
 // Latency sums up a series of round trips: how many were sent and
@@ -70,19 +76,21 @@ func summarizeLatency(streams int, samples []netnsSample) []LatencyRow {
 	rows := make([]LatencyRow, len(latencyLoads))
 	for i, load := range latencyLoads {
 		var ping, path nsenv.PingResult
-		var probe probeResult
+		var probe, pathProbe probeResult
 		var gbps []float64
 		for _, s := range samples {
 			l := s.Latency[i]
 			ping = poolPing(ping, l.Ping)
 			path = poolPing(path, l.Path)
 			probe = probe.pool(l.Probe)
+			pathProbe = pathProbe.pool(l.PathProbe)
 			gbps = append(gbps, l.Gbps)
 		}
 		r := LatencyRow{Load: load, Gbps: core.Median(gbps),
-			Ping:  latencyOf(ping.Sent, ping.Received, ping.RTTs),
-			Probe: latencyOf(probe.Sent, probe.Received, probe.RTTs),
-			Path:  latencyOf(path.Sent, path.Received, path.RTTs)}
+			Ping:      latencyOf(ping.Sent, ping.Received, ping.RTTs),
+			Probe:     latencyOf(probe.Sent, probe.Received, probe.RTTs),
+			Path:      latencyOf(path.Sent, path.Received, path.RTTs),
+			PathProbe: latencyOf(pathProbe.Sent, pathProbe.Received, pathProbe.RTTs)}
 		if i > 0 {
 			r.Streams = streams
 		}
@@ -106,7 +114,7 @@ func (nr *Report) writeLatency(b *strings.Builder) {
 		return
 	}
 	t := core.Table{Head: []string{"impl", "engine", "queue mgmt", "load", "TCP Gbit/s", "vs off",
-		"ping p50 ms", "p99 ms", "p99.9 ms", "probe p50 ms", "p99 ms", "lost", "path p50 ms", "p99 ms"},
+		"ping p50 ms", "p99 ms", "p99.9 ms", "probe p50 ms", "p99 ms", "lost", "path ping p50", "p99", "path probe p50", "p99"},
 		Left: map[int]bool{0: true, 1: true, 2: true, 3: true}}
 	for i, run := range nr.Runs {
 		if i > 0 {
@@ -126,14 +134,15 @@ func (nr *Report) writeLatency(b *strings.Builder) {
 				core.OrDash(row.Gbps > 0, fmt.Sprintf("%.2f", row.Gbps)), core.OrDash(vs != "", vs),
 				ms(row.Ping.P50Ms), ms(row.Ping.P99Ms), ms(row.Ping.P999Ms),
 				ms(row.Probe.P50Ms), ms(row.Probe.P99Ms), strconv.Itoa(row.Probe.Lost()),
-				ms(row.Path.P50Ms), ms(row.Path.P99Ms)})
+				ms(row.Path.P50Ms), ms(row.Path.P99Ms), ms(row.PathProbe.P50Ms), ms(row.PathProbe.P99Ms)})
 		}
 	}
 	b.WriteString("\nLatency under load: ping -i 0.01 and a UDP probe (64-byte requests, 100 a second, answered by an echo\n" +
 		"server in B), both from A through the tunnel, idle and in the middle of each TCP run (from 0.5 s after its\n" +
 		"start to 0.5 s before its end); TCP Gbit/s is the run's total, both ways for \"both\"; vs off: against the\n" +
-		"same engine with --queue-management off; lost: probes unanswered within 1 s; path: ping from A to B's\n" +
-		"veth address in the same window, outside the tunnel (what the kernel and the shared cores alone add).\n\n")
+		"same engine with --queue-management off; lost: probes unanswered within 1 s; path: ping and probe from A\n" +
+		"to B's veth address in the same window, outside the tunnel (what the kernel and the shared cores alone\n" +
+		"add: the probe's two ends are processes that wait for the cores as the tunnel's may).\n\n")
 	t.Write(b, "")
 	b.WriteString("\n")
 	nr.writeAboveIdle(b)
@@ -159,25 +168,35 @@ func (nr *Report) writeAboveIdle(b *strings.Builder) {
 	}
 }
 
-// writeAbovePath prints, for the same tunnels, their loaded ping p50 and
-// p99 above those of the path outside the tunnel in the same window: the
-// latency the tunnel itself adds, apart from what every packet between
-// the namespaces waits on a machine whose cores the load fills.
+// writeAbovePath prints, for the same tunnels, their loaded ping and
+// probe p50 and p99 above those of the path outside the tunnel in the
+// same window: the latency the tunnel itself adds, apart from what every
+// exchange between the namespaces waits on a machine whose cores the
+// load fills.
 func (nr *Report) writeAbovePath(b *strings.Builder) {
-	const head = "added by the tunnel (ping ms above path, p50 / p99)"
-	fmt.Fprintf(b, "%-*s %12s %12s %12s\n", len(head), head, "outbound", "inbound", "both")
-	for _, name := range []string{"pipeline", "sequential", "wireguard-go"} {
-		for _, run := range nr.Runs {
-			if run.Unmanaged || (run.Engine != name && !(name == core.ImplWireguardGo && run.Impl == core.ImplWireguardGo)) || len(run.Latency) != len(latencyLoads) {
-				continue
-			}
-			cell := func(r LatencyRow) string {
-				if r.Path.Received == 0 {
-					return "-"
+	for _, series := range []struct {
+		name         string
+		tunnel, path func(LatencyRow) Latency
+	}{
+		{"ping", func(r LatencyRow) Latency { return r.Ping }, func(r LatencyRow) Latency { return r.Path }},
+		{"probe", func(r LatencyRow) Latency { return r.Probe }, func(r LatencyRow) Latency { return r.PathProbe }},
+	} {
+		head := "added by the tunnel (" + series.name + " ms above path, p50 / p99)"
+		fmt.Fprintf(b, "%-*s %12s %12s %12s\n", len(head), head, "outbound", "inbound", "both")
+		for _, name := range []string{"pipeline", "sequential", "wireguard-go"} {
+			for _, run := range nr.Runs {
+				if run.Unmanaged || (run.Engine != name && !(name == core.ImplWireguardGo && run.Impl == core.ImplWireguardGo)) || len(run.Latency) != len(latencyLoads) {
+					continue
 				}
-				return fmt.Sprintf("%.2f/%.2f", r.Ping.P50Ms-r.Path.P50Ms, r.Ping.P99Ms-r.Path.P99Ms)
+				cell := func(r LatencyRow) string {
+					t, p := series.tunnel(r), series.path(r)
+					if p.Received == 0 {
+						return "-"
+					}
+					return fmt.Sprintf("%.2f/%.2f", t.P50Ms-p.P50Ms, t.P99Ms-p.P99Ms)
+				}
+				fmt.Fprintf(b, "%-*s %12s %12s %12s\n", len(head), name, cell(run.Latency[1]), cell(run.Latency[2]), cell(run.Latency[3]))
 			}
-			fmt.Fprintf(b, "%-*s %12s %12s %12s\n", len(head), name, cell(run.Latency[1]), cell(run.Latency[2]), cell(run.Latency[3]))
 		}
 	}
 }

@@ -69,15 +69,19 @@ func FuzzProbeAnswer(f *testing.F) {
 }
 
 // latSampleOf is a sample row: throughput, ping and probe round trips,
-// and the path's beside the tunnel a tenth of the ping's.
+// and the path's beside the tunnel a tenth of the ping's and the probe's.
 func latSampleOf(gbps float64, ping, probe []float64) latSample {
-	path := make([]float64, len(ping))
-	for i, v := range ping {
-		path[i] = v / 10
+	tenth := func(rtts []float64) []float64 {
+		out := make([]float64, len(rtts))
+		for i, v := range rtts {
+			out[i] = v / 10
+		}
+		return out
 	}
 	return latSample{Gbps: gbps, Ping: nsenv.PingResult{Sent: len(ping) + 1, Received: len(ping), RTTs: ping},
-		Probe: probeResult{Sent: len(probe) + 2, Received: len(probe), RTTs: probe},
-		Path:  nsenv.PingResult{Sent: len(ping), Received: len(ping), RTTs: path}}
+		Probe:     probeResult{Sent: len(probe) + 2, Received: len(probe), RTTs: probe},
+		Path:      nsenv.PingResult{Sent: len(ping), Received: len(ping), RTTs: tenth(ping)},
+		PathProbe: probeResult{Sent: len(probe), Received: len(probe), RTTs: tenth(probe)}}
 }
 
 // TestSummarizeLatency: the repeats' series pool, the throughput is their
@@ -107,6 +111,9 @@ func TestSummarizeLatency(t *testing.T) {
 	}
 	if p := rows[1].Path; p.Sent != 6 || p.Received != 6 || p.P50Ms != 0.2 || p.P99Ms != 0.3 {
 		t.Errorf("outbound path %+v", p)
+	}
+	if p := rows[1].PathProbe; p.Sent != 2 || p.Received != 2 || p.P50Ms != 0.4 || p.P99Ms != 0.4 {
+		t.Errorf("outbound path probe %+v", p)
 	}
 	// Ping: 3 - 0.5; probe: 4 - 0.6. The probe's is worse.
 	if got := aboveIdle(rows[0], rows[1]); got < 3.39 || got > 3.41 {
@@ -148,13 +155,16 @@ func TestAboveIdleLines(t *testing.T) {
 	}
 }
 
-// TestAbovePathLines: what the tunnel adds is its loaded ping's p50 and
-// p99 less the path's beside it, for the tunnels as they ship; a row
-// whose path ping got no answer prints a dash, not a figure.
+// TestAbovePathLines: what the tunnel adds is its loaded ping's and
+// probe's p50 and p99 less the path's beside it, for the tunnels as they
+// ship; a row whose path series got no answer prints a dash, not a
+// figure.
 func TestAbovePathLines(t *testing.T) {
 	row := func(load core.Direction, ping, path float64, pathAnswered int) LatencyRow {
 		return LatencyRow{Load: load, Ping: Latency{P50Ms: ping, P99Ms: 2 * ping},
-			Path: Latency{Sent: 10, Received: pathAnswered, P50Ms: path, P99Ms: 2 * path}}
+			Path:      Latency{Sent: 10, Received: pathAnswered, P50Ms: path, P99Ms: 2 * path},
+			Probe:     Latency{P50Ms: ping + 1, P99Ms: 3 * ping},
+			PathProbe: Latency{Sent: 10, Received: 10, P50Ms: path + 0.5, P99Ms: 3 * path}}
 	}
 	nr := &Report{Runs: []Run{
 		{Impl: core.ImplPipeGuard, Engine: "pipeline", Latency: []LatencyRow{row("idle", 0.5, 0.25, 10),
@@ -166,7 +176,9 @@ func TestAbovePathLines(t *testing.T) {
 	nr.writeAbovePath(&b)
 	got := squeeze(b.String())
 	want := "added by the tunnel (ping ms above path, p50 / p99) outbound inbound both\n" +
-		"pipeline 1.00/2.00 -0.50/-1.00 -\n"
+		"pipeline 1.00/2.00 -0.50/-1.00 -\n" +
+		"added by the tunnel (probe ms above path, p50 / p99) outbound inbound both\n" +
+		"pipeline 1.50/3.00 0.00/-1.50 12.50/36.00\n"
 	if got != want {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
 	}

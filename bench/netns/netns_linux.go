@@ -90,19 +90,22 @@ func (m *tunnelMeasurement) run(ctx context.Context, cases []tcpCase) (netnsSamp
 	what := m.Kind.String() + ": ping and probe idle"
 	m.prog.Begin(what)
 	count := m.cfg.pingIdleCount()
-	idleProbe := m.startProbe(ctx, 0, time.Duration(count)*pingInterval)
+	idleProbe := m.startProbe(ctx, nsenv.InnerB, 0, time.Duration(count)*pingInterval)
+	idlePathProbe := m.startProbe(ctx, nsenv.OuterB, 0, time.Duration(count)*pingInterval)
 	idlePath := m.startPing(ctx, nsenv.OuterB, 0, time.Duration(count)*pingInterval)
 	var err error
 	s.Idle, err = m.ping(ctx, count, false)
 	if err != nil {
 		idleProbe.abort()
+		idlePathProbe.abort()
 	}
 	probe, perr := idleProbe.wait()
+	pathProbe, ppatherr := idlePathProbe.wait()
 	path, patherr := idlePath.stop()
-	if err = errors.Join(err, perr, patherr); err != nil {
+	if err = errors.Join(err, perr, ppatherr, patherr); err != nil {
 		return s, err
 	}
-	s.Latency[0] = latSample{Ping: s.Idle, Probe: probe, Path: path}
+	s.Latency[0] = latSample{Ping: s.Idle, Probe: probe, Path: path, PathProbe: pathProbe}
 	m.prog.End(what, fmt.Sprintf("p50 %.3f ms, p99 %.3f ms", s.Idle.RTT().P50Ms, s.Idle.RTT().P99Ms))
 	loaded, streams := loadedCase(cases), m.cfg.latencyStreams()
 	for _, c := range append(cases, tcpCase{core.Both, streams}) {
@@ -170,7 +173,7 @@ func (m *tunnelMeasurement) tcp(ctx context.Context, c tcpCase, series bool) (TC
 		args = append(args, "--bidir")
 	}
 	var bg, bgPath *bgPing
-	var bp *bgProbe
+	var bp, bpPath *bgProbe
 	if series {
 		const margin = 500 * time.Millisecond
 		length := max(m.cfg.Duration-2*margin, margin)
@@ -178,8 +181,10 @@ func (m *tunnelMeasurement) tcp(ctx context.Context, c tcpCase, series bool) (TC
 		defer bg.stop()
 		bgPath = m.startPing(ctx, nsenv.OuterB, margin, length)
 		defer bgPath.stop()
-		bp = m.startProbe(ctx, margin, length)
+		bp = m.startProbe(ctx, nsenv.InnerB, margin, length)
 		defer bp.abort()
+		bpPath = m.startProbe(ctx, nsenv.OuterB, margin, length)
+		defer bpPath.abort()
 	}
 	var (
 		res        nsenv.Iperf3Result
@@ -221,6 +226,9 @@ func (m *tunnelMeasurement) tcp(ctx context.Context, c tcpCase, series bool) (TC
 		}
 		if lat.Probe, err = bp.wait(); err != nil {
 			return s, lat, fmt.Errorf("probe under load: %w", err)
+		}
+		if lat.PathProbe, err = bpPath.wait(); err != nil {
+			return s, lat, fmt.Errorf("probe beside the tunnel under load: %w", err)
 		}
 	}
 	return s, lat, m.Alive()
@@ -272,12 +280,13 @@ type bgProbe struct {
 	err    error
 }
 
-// startProbe starts a probe series from A to the echo server in B,
-// through the tunnel, after delay, for length.
-func (m *tunnelMeasurement) startProbe(ctx context.Context, delay, length time.Duration) *bgProbe {
+// startProbe starts a probe series from A to the echo server in B at
+// address addr (nsenv.InnerB: through the tunnel; nsenv.OuterB: beside
+// it), after delay, for length.
+func (m *tunnelMeasurement) startProbe(ctx context.Context, addr string, delay, length time.Duration) *bgProbe {
 	ctx, cancel := context.WithCancel(ctx)
 	bp := &bgProbe{cancel: cancel, done: make(chan struct{})}
-	to := netip.AddrPortFrom(netip.MustParseAddr(nsenv.InnerB), probePort)
+	to := netip.AddrPortFrom(netip.MustParseAddr(addr), probePort)
 	go func() {
 		defer close(bp.done)
 		bp.r, bp.err = runProbe(ctx, m.Env.A, to, delay, length)

@@ -197,7 +197,7 @@ func checkLatency(t *testing.T, run Run) {
 		for _, l := range []struct {
 			name string
 			l    Latency
-		}{{"ping", row.Ping}, {"probe", row.Probe}, {"path ping", row.Path}} {
+		}{{"ping", row.Ping}, {"probe", row.Probe}, {"path ping", row.Path}, {"path probe", row.PathProbe}} {
 			if l.l.Received == 0 || l.l.Received > l.l.Sent || !(l.l.P50Ms > 0) || l.l.P50Ms > l.l.P99Ms || l.l.P99Ms > l.l.P999Ms || l.l.P999Ms > 2000 {
 				t.Errorf("%s: %s: %s %+v", k, row.Load, l.name, l.l)
 			}
