@@ -55,7 +55,8 @@ func main() {
 		kong.UsageOnError(),
 		kong.Vars{"version": version.Line("pipeguard-headless-client"), "state_dir_help": stateDirHelp,
 			"help_queue_capacity": helpQueueCapacity, "help_queue_management": helpQueueManagement,
-			"help_queue_target": helpQueueTarget, "help_queue_interval": helpQueueInterval},
+			"help_queue_target": helpQueueTarget, "help_queue_interval": helpQueueInterval,
+			"help_cpu_scheduling": helpCPUScheduling},
 	)
 	ctx, err := parser.Parse(args)
 	parser.FatalIfErrorf(err)

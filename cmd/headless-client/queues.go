@@ -2,9 +2,11 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
+	"pipeguard/cmd/headless-client/cpusched"
 	"pipeguard/stages"
 	"pipeguard/tunio"
 )
@@ -28,6 +30,7 @@ const (
 	helpQueueManagement = "Queue management: on keeps a packet's wait in the tunnel's own queues near --queue-target under load, flows served fairly, by dropping or ECN-marking the packets of flows that fill them; off lets the queues fill, as before (more throughput for a bulk transfer, more delay for everything behind it)."
 	helpQueueTarget     = "Queue management: the delay a queue may keep standing; 0: the default (500us)."
 	helpQueueInterval   = "Queue management: how long the delay must stand above the target before the first drop, about the round trip of the flows through the tunnel; 0: the default (10ms)."
+	helpCPUScheduling   = "realtime: the tunnel's threads take SCHED_RR at the lowest real-time priority, so that a packet does not wait for the CPU behind the programs whose traffic it carries (needs root or CAP_SYS_NICE, or a unit with CPUSchedulingPolicy=rr; without, the tunnel runs as normal and says so); normal: the fair class, as any program."
 )
 
 // dataplaneFlags are the flags both commands take for the dataplane and
@@ -39,8 +42,30 @@ type dataplaneFlags struct {
 	QueueManagement string        `help:"${help_queue_management}" default:"on" enum:"on,off" env:"PIPEGUARD_QUEUE_MANAGEMENT"`
 	QueueTarget     time.Duration `help:"${help_queue_target}" default:"0s" env:"PIPEGUARD_QUEUE_TARGET"`
 	QueueInterval   time.Duration `help:"${help_queue_interval}" default:"0s" env:"PIPEGUARD_QUEUE_INTERVAL"`
+	CPUScheduling   string        `help:"${help_cpu_scheduling}" default:"realtime" enum:"realtime,normal" env:"PIPEGUARD_CPU_SCHEDULING"`
 	MetricsAddr     string        `help:"Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9586); empty: off." env:"PIPEGUARD_METRICS_ADDR"`
 	PprofAddr       string        `help:"Serve Go's pprof endpoints at http://ADDR/debug/pprof/ (e.g. 127.0.0.1:6060); empty: off. Keep it on loopback." env:"PIPEGUARD_PPROF_ADDR"`
+}
+
+// schedule applies --cpu-scheduling to the whole process (package
+// cpusched says why). A process that may not take real-time scheduling
+// runs in the fair class and says so, with the fix: refusing to start
+// would cost more than the latency.
+func (d *dataplaneFlags) schedule(log *slog.Logger) {
+	if d.CPUScheduling != "realtime" {
+		log.Info("CPU scheduling: the fair class, as asked", "cpu_scheduling", d.CPUScheduling)
+		return
+	}
+	already, err := cpusched.Realtime()
+	switch {
+	case err != nil:
+		log.Warn("CPU scheduling: the fair class; under load packets wait for the CPU behind other programs",
+			"err", err, "fix", "run as root or with CAP_SYS_NICE, or give the unit CPUSchedulingPolicy=rr and CPUSchedulingPriority=1 (the packaged units do); --cpu-scheduling normal says this is meant")
+	case already:
+		log.Info("CPU scheduling: real-time, as started (SCHED_RR or SCHED_FIFO)")
+	default:
+		log.Info("CPU scheduling: real-time", "policy", "SCHED_RR", "priority", cpusched.Priority)
+	}
 }
 
 // queues is the command's queue settings.

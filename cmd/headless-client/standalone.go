@@ -71,6 +71,7 @@ func (c *standaloneCmd) Run(env *runEnv) error {
 	log.Info("starting", "device_id", p.id.id, "device_id_from", p.id.source, "config", c.Config, "peers", len(cfg.Peers))
 	warnOverlaps(log, peers)
 	p.warnBypass(log)
+	c.schedule(log)
 	p.startDNS(log)
 	t, err := bringUp(iface, cfg, peers, c, &dns.Request{System: p.dnsSys, Mode: p.dnsMode, Settings: p.dns}, log)
 	if err != nil {

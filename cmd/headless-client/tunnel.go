@@ -64,7 +64,7 @@ func (c *tunnelCmd) Run(env *runEnv) error {
 func (c *tunnelCmd) childArgs(logLevel string) []string {
 	args := []string{"--log-level", logLevel, "tunnel", "--foreground",
 		"--state-dir", c.StateDir, "--engine", c.Engine,
-		"--workers", strconv.Itoa(c.Workers)}
+		"--workers", strconv.Itoa(c.Workers), "--cpu-scheduling", c.CPUScheduling}
 	args = append(args, c.queues().args()...)
 	if c.LogDir != "" {
 		args = append(args, "--log-dir", c.LogDir)
@@ -102,6 +102,7 @@ func (c *tunnelCmd) serve(env *runEnv, report *daemon.Reporter) error {
 	}
 	log = log.With("interface", iface)
 	log.Info("starting an empty tunnel", "device_id", id, "device_id_from", idFrom)
+	c.schedule(log)
 	ctx, stop := env.signals.Context(context.Background())
 	defer stop()
 

@@ -74,6 +74,11 @@ func TestSystemdUnits(t *testing.T) {
 		"[Service]ProtectProc":           "invisible",
 		"[Service]ProcSubset":            "pid",
 		"[Service]PrivateMounts":         "yes",
+		// Real-time scheduling comes from the unit, set before
+		// RestrictRealtime= applies (package cpusched).
+		"[Service]CPUSchedulingPolicy":   "rr",
+		"[Service]CPUSchedulingPriority": "1",
+		"[Service]RestrictRealtime":      "yes",
 		"[Install]WantedBy":              "multi-user.target",
 	}
 	perUnit := map[string]map[string]string{

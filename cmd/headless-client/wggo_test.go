@@ -37,9 +37,10 @@ func TestWireguardGoArgs(t *testing.T) {
 // may start with a dash).
 func TestTunnelChildArgs(t *testing.T) {
 	c := tunnelCmd{Interface: "-wg0", StateDir: "/s", LogDir: "/l", dataplaneFlags: dataplaneFlags{Engine: "sequential", Workers: 3,
-		QueueCapacity: 500, QueueManagement: "off", QueueTarget: time.Millisecond, QueueInterval: 20 * time.Millisecond}}
+		QueueCapacity: 500, QueueManagement: "off", QueueTarget: time.Millisecond, QueueInterval: 20 * time.Millisecond,
+		CPUScheduling: "normal"}}
 	want := []string{"--log-level", "debug", "tunnel", "--foreground", "--state-dir", "/s", "--engine", "sequential",
-		"--workers", "3", "--queue-capacity", "500", "--queue-management", "off", "--queue-target", "1ms",
+		"--workers", "3", "--cpu-scheduling", "normal", "--queue-capacity", "500", "--queue-management", "off", "--queue-target", "1ms",
 		"--queue-interval", "20ms", "--log-dir", "/l", "--", "-wg0"}
 	if got := c.childArgs("debug"); !slices.Equal(got, want) {
 		t.Fatalf("childArgs = %q\nwant %q", got, want)

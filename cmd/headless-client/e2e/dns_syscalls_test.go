@@ -29,8 +29,10 @@ func TestDNSSyscallsWithinUnitFilter(t *testing.T) {
 			a := newNode(t, ns, netip.Addr{}, 1)
 			a.writeDNSConfig(t, []string{"10.100.0.53"}, "corp.example")
 			trace := filepath.Join(t.TempDir(), "strace")
-			p := start(t, a.ns, "client under strace", "strace", []string{"PIPEGUARD_ID=e2e-dns-syscalls", fake.Env()},
-				"-f", "-qq", "-o", trace, b.client, "standalone", "--config", a.conf, "--interface", a.iface,
+			// Started real-time, as the unit starts it
+			// (TestSyscallsWithinUnitFilter says why).
+			p := start(t, a.ns, "client under strace", "chrt", []string{"PIPEGUARD_ID=e2e-dns-syscalls", fake.Env()},
+				"--rr", "1", "strace", "-f", "-qq", "-o", trace, b.client, "standalone", "--config", a.conf, "--interface", a.iface,
 				"--state-dir", t.TempDir(), "--dns-control", mode)
 			p.waitSocket(t, a.iface)
 			if mode == "auto" && len(fake.Calls()) == 0 {

@@ -61,11 +61,14 @@ func TestSyscallsWithinUnitFilter(t *testing.T) {
 	z.writeConfig(t, a.asPeer(true))
 	z.startWGPeer(t, b)
 
-	// As systemd runs it: notifications and a watchdog (1 s) included.
+	// As systemd runs it: notifications and a watchdog (1 s) included,
+	// and started real-time (CPUSchedulingPolicy=rr), so that the client
+	// only checks its policy, as under the unit, whose filter refuses
+	// sched_setattr.
 	sd := sdnotifytest.Listen(t)
 	trace := filepath.Join(t.TempDir(), "strace")
-	p := start(t, a.ns, "client under strace", strace, []string{"PIPEGUARD_ID=e2e-syscalls", "NOTIFY_SOCKET=" + sd.Path, "WATCHDOG_USEC=1000000"},
-		"-f", "-qq", "-o", trace, b.client, "standalone", "--config", a.conf, "--interface", a.iface, "--state-dir", t.TempDir())
+	p := start(t, a.ns, "client under strace", "chrt", []string{"PIPEGUARD_ID=e2e-syscalls", "NOTIFY_SOCKET=" + sd.Path, "WATCHDOG_USEC=1000000"},
+		"--rr", "1", strace, "-f", "-qq", "-o", trace, b.client, "standalone", "--config", a.conf, "--interface", a.iface, "--state-dir", t.TempDir())
 	p.waitSocket(t, a.iface)
 	client := tracedChild(t, p.cmd.Process.Pid)
 
