@@ -290,3 +290,36 @@ func TestInboundClass(t *testing.T) {
 		}
 	}
 }
+
+// TestSequentialDirectWhenIdle: the sequential engine's loop works on a
+// batch where it read it, without queueing it, when nothing was queued
+// and the read left the kernel's queue empty (no queue stands, so no
+// flow's turn or controller is needed): a lone packet crosses both
+// managed queues without entering either. A burst larger than a read
+// still goes through the outbound queue, where a sparse packet could
+// overtake it.
+func TestSequentialDirectWhenIdle(t *testing.T) {
+	const batch = 16
+	a, b := newPair(t, pairOpts{engine: EngineSequential, net: blocking, manage: true,
+		target: lenientTarget, interval: lenientInterval, devA: memtun.Config{BatchSize: batch, QueueLen: 4 * batch}})
+	a.inject(t, udp4(1000, 2000, 100, 0, wire.NotECT))
+	b.recv(t, 5*time.Second)
+	if n := a.tun.aqm.out.Stats().Taken; n != 0 {
+		t.Errorf("a lone packet went through the idle outbound queue (%d taken)", n)
+	}
+	if n := b.tun.aqm.in.Stats().Taken; n != 0 {
+		t.Errorf("a lone datagram went through the idle inbound queue (%d taken)", n)
+	}
+
+	burst := make([][]byte, 0, 3*batch)
+	for seq := range uint32(3 * batch) {
+		burst = append(burst, udp4(1000, 2000, 1280, seq+1, wire.NotECT))
+	}
+	a.inject(t, burst...)
+	for range burst {
+		b.recv(t, 5*time.Second)
+	}
+	if n := a.tun.aqm.out.Stats().Taken; n == 0 {
+		t.Errorf("a burst of %d packets, %d a read, never entered the outbound queue", len(burst), batch)
+	}
+}

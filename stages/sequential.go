@@ -75,6 +75,9 @@ func (s *seqInbound) Serve(ctx context.Context) error {
 			if err != nil {
 				return edgeErr(ctx, err)
 			}
+			if s.q.Idle() && !full {
+				continue // the batch went direct (read)
+			}
 			more = more && full
 		}
 		for more {
@@ -187,7 +190,10 @@ func (s *seqInbound) write() error {
 // one unless try, and reports whether it filled every free slot it
 // offered (more may be waiting): false, with no error, when try found
 // none ready or the queue has no free slot. Handshake messages go to the
-// handshake workers, malformed datagrams are dropped.
+// handshake workers, malformed datagrams are dropped. A batch read
+// waiting (the queue idle: Serve waits only then) that does not fill the
+// slots offered goes direct: read works on it and writes it, and the
+// queue stays idle.
 func (s *seqInbound) read(try bool) (bool, error) {
 	t := s.t
 	k := s.q.TryReserve(s.batch)
@@ -212,6 +218,23 @@ func (s *seqInbound) read(try bool) (bool, error) {
 	s.inHand = n
 	t.faults.hit(stageUDPRecv)
 	now, wall := t.aqm.nowWall()
+	if !try && n < k {
+		// Nothing was queued and the read drained the socket: no queue
+		// stands anywhere, so the batch needs no flow's turn and no
+		// controller. It is worked on where it was read, as without
+		// queue management (and as the pipeline's inline path does),
+		// sparing the queue's bookkeeping.
+		clock := t.clock.Now()
+		s.bufs = s.bufs[:0]
+		for i := range n {
+			if s.take(s.slots[i], &s.msgs[i]) {
+				s.work(s.slots[i], clock)
+			}
+		}
+		s.q.Cancel()
+		s.inHand = 0
+		return false, s.write()
+	}
 	for i := range n {
 		s.take(s.slots[i], &s.msgs[i])
 		t.aqm.classifyIn(i, s.slots[i], kernelWait(wall, s.msgs[i].Stamp))
@@ -264,9 +287,19 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 	for {
 		s.c.publish()
 		if s.q.Idle() {
-			if _, err := s.read(); err != nil {
+			n, err := s.readSlots()
+			if err != nil {
 				return edgeErr(ctx, err)
 			}
+			if n > 0 && s.poll != nil && !s.poll.Readable() {
+				// Nothing was queued and the device has nothing more:
+				// direct, as seqInbound.read says why.
+				if err := s.direct(n); err != nil {
+					return edgeErr(ctx, err)
+				}
+				continue
+			}
+			s.commit(n)
 		}
 		for s.poll != nil && s.poll.Readable() {
 			n, err := s.read()
@@ -353,6 +386,17 @@ func (s *seqOutbound) work(it *outItem, now time.Time) {
 // whole batch (a segmentation-offloaded read needs one). Call it without
 // waiting only when the device is readable.
 func (s *seqOutbound) read() (int, error) {
+	n, err := s.readSlots()
+	if err == nil {
+		s.commit(n)
+	}
+	return n, err
+}
+
+// readSlots reads a batch of inner packets into slots it reserves in the
+// managed queue, and returns how many it read, still reserved (commit
+// queues them, direct works on them), or 0 with nothing reserved.
+func (s *seqOutbound) readSlots() (int, error) {
 	t := s.t
 	need := min(s.batch, s.q.Cap())
 	if s.q.TryReserve(need) < need {
@@ -368,8 +412,20 @@ func (s *seqOutbound) read() (int, error) {
 		s.q.Cancel()
 		return 0, err
 	}
+	if n == 0 {
+		s.q.Cancel()
+	}
 	s.inHand = n
 	t.faults.hit(stageTUNRead)
+	return n, nil
+}
+
+// commit queues the n packets readSlots read.
+func (s *seqOutbound) commit(n int) {
+	if n == 0 {
+		return
+	}
+	t := s.t
 	now := t.aqm.now()
 	for i := range n {
 		tunPacketStep(s.slots[i], s.sizes[i], s.c)
@@ -377,5 +433,21 @@ func (s *seqOutbound) read() (int, error) {
 	}
 	s.q.Commit(n, now)
 	s.inHand = 0
-	return n, nil
+}
+
+// direct works on the n packets readSlots read, in their slots, and
+// sends them, without queueing them.
+func (s *seqOutbound) direct(n int) error {
+	t := s.t
+	now := t.clock.Now()
+	s.msgs, s.peers = s.msgs[:0], s.peers[:0]
+	for i := range n {
+		if tunPacketStep(s.slots[i], s.sizes[i], s.c) {
+			s.work(s.slots[i], now)
+		}
+	}
+	err := t.sendDatagrams(s.msgs, s.peers, s.c)
+	s.q.Cancel()
+	s.inHand = 0
+	return err
 }
