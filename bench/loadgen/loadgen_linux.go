@@ -35,6 +35,7 @@ func Measure(ctx context.Context, cfg Config) (_ *Report, err error) {
 	}
 	defer nsenv.CloseKeep(&err, nb.Close)
 	bins, env := nb.Bins, nb.Env
+	env.ExtraEnv = append(env.ExtraEnv, loadgenScheduling)
 	// The inbound load's destination: dropped at A's first route lookup,
 	// silently (a blackhole sends no ICMP).
 	if err := nsenv.IPCmd("-n", env.A, "route", "add", "blackhole", loadSinkRoute); err != nil {
