@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"pipeguard/stages/codel"
+	"pipeguard/stages/fq"
 	"pipeguard/tunio"
 	"pipeguard/tunio/memtun"
 	"pipeguard/tunio/memudp"
@@ -291,35 +292,57 @@ func TestInboundClass(t *testing.T) {
 	}
 }
 
-// TestSequentialDirectWhenIdle: the sequential engine's loop works on a
-// batch where it read it, without queueing it, when nothing was queued
-// and the read left the kernel's queue empty (no queue stands, so no
-// flow's turn or controller is needed): a lone packet crosses both
-// managed queues without entering either. A burst larger than a read
-// still goes through the outbound queue, where a sparse packet could
-// overtake it.
-func TestSequentialDirectWhenIdle(t *testing.T) {
-	const batch = 16
-	a, b := newPair(t, pairOpts{engine: EngineSequential, net: blocking, manage: true,
-		target: lenientTarget, interval: lenientInterval, devA: memtun.Config{BatchSize: batch, QueueLen: 4 * batch}})
-	a.inject(t, udp4(1000, 2000, 100, 0, wire.NotECT))
-	b.recv(t, 5*time.Second)
-	if n := a.tun.aqm.out.Stats().Taken; n != 0 {
-		t.Errorf("a lone packet went through the idle outbound queue (%d taken)", n)
-	}
-	if n := b.tun.aqm.in.Stats().Taken; n != 0 {
-		t.Errorf("a lone datagram went through the idle inbound queue (%d taken)", n)
-	}
-
-	burst := make([][]byte, 0, 3*batch)
-	for seq := range uint32(3 * batch) {
-		burst = append(burst, udp4(1000, 2000, 1280, seq+1, wire.NotECT))
-	}
-	a.inject(t, burst...)
-	for range burst {
-		b.recv(t, 5*time.Second)
-	}
-	if n := a.tun.aqm.out.Stats().Taken; n == 0 {
-		t.Errorf("a burst of %d packets, %d a read, never entered the outbound queue", len(burst), batch)
+// TestDirectWhenIdle: the loop that reads and takes from a managed queue
+// (the sequential engine's, and the pipeline's edge stage once it took
+// its queue over) works on a batch where it read it, without queueing
+// it, when nothing was queued and the read left the kernel's queue empty
+// (no queue stands, so no flow's turn or controller is needed): a small
+// burst, more than the pipeline's reader takes inline otherwise, crosses
+// both managed queues without entering either. A burst larger than a
+// read still goes through the outbound queue, where a sparse packet
+// could overtake it.
+func TestDirectWhenIdle(t *testing.T) {
+	const batch, small = 16, defaultInlineMax + 4
+	for _, tc := range []struct {
+		name   string
+		engine Engine
+		inline int
+	}{
+		{"sequential", EngineSequential, 0},
+		{"pipeline-taken-over", EnginePipeline, inlineAll},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := newPair(t, pairOpts{engine: tc.engine, workers: 2, net: blocking, manage: true, inlineMax: tc.inline,
+				target: lenientTarget, interval: lenientInterval, devA: memtun.Config{BatchSize: batch, QueueLen: 4 * batch}})
+			a.inject(t, udp4(1000, 2000, 100, 0, wire.NotECT)) // the session
+			b.recv(t, 5*time.Second)
+			if tc.engine == EnginePipeline {
+				waitFor(t, 5*time.Second, func() bool {
+					return a.tun.aqm.out.Taking(fq.Producer) && b.tun.aqm.in.Taking(fq.Producer)
+				}, func() string { return "the edge stages did not take their queues over" })
+			}
+			out, in := a.tun.aqm.out.Stats().Taken, b.tun.aqm.in.Stats().Taken
+			burst := func(n int) {
+				pkts := make([][]byte, 0, n)
+				for seq := range uint32(n) {
+					pkts = append(pkts, udp4(1000, 2000, 1280, seq+1, wire.NotECT))
+				}
+				a.inject(t, pkts...)
+				for range pkts {
+					b.recv(t, 5*time.Second)
+				}
+			}
+			burst(small)
+			if n := a.tun.aqm.out.Stats().Taken - out; n != 0 {
+				t.Errorf("%d packets read at once into an idle tunnel: %d went through the outbound queue", small, n)
+			}
+			if n := b.tun.aqm.in.Stats().Taken - in; n != 0 {
+				t.Errorf("%d datagrams read at once into an idle tunnel: %d went through the inbound queue", small, n)
+			}
+			burst(3 * batch)
+			if n := a.tun.aqm.out.Stats().Taken - out; n == 0 {
+				t.Errorf("a burst of %d packets, %d a read, never entered the outbound queue", 3*batch, batch)
+			}
+		})
 	}
 }

@@ -140,6 +140,9 @@ func (s *udpRecv) serveTaker() error {
 		if err != nil {
 			return err
 		}
+		if !full && s.q.Len() == 0 {
+			return nil // the batch went direct (readOnce), or none came
+		}
 		more = full
 	}
 	for more {
@@ -169,7 +172,9 @@ func (s *udpRecv) serveTaker() error {
 // readOnce reads one batch of datagrams into the managed queue and commits
 // its transport messages, waiting for one if wait, else not, and reports
 // whether it filled every slot it offered (more may be waiting): false
-// when none was ready, or the queue has no free slot.
+// when none was ready, or the queue has no free slot. A batch read
+// waiting that does not fill the slots offered goes direct instead
+// (inline), and the queue stays empty.
 func (s *udpRecv) readOnce(wait bool) (bool, error) {
 	if s.q.Reservations() == 0 && s.q.TryReserve(s.batch) == 0 {
 		return false, nil
@@ -195,6 +200,16 @@ func (s *udpRecv) readOnce(wait bool) (bool, error) {
 	now, wall := s.t.aqm.nowWall()
 	for i := range n {
 		s.take(s.slots[i], &s.msgs[i])
+	}
+	if wait && n < held {
+		// Nothing was queued (serveTaker waits only then), the pools are
+		// empty and the read drained the socket: the batch goes direct,
+		// as in the sequential engine (seqInbound.read).
+		err := s.inline(n)
+		s.inHand = 0
+		return false, err
+	}
+	for i := range n {
 		s.t.aqm.classifyIn(i, s.slots[i], kernelWait(wall, s.msgs[i].Stamp))
 	}
 	s.q.Commit(n, now)

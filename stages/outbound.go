@@ -128,7 +128,8 @@ func (s *tunRead) serveTaker() error {
 		runtime.Gosched()
 	}
 	if s.q.Len() == 0 {
-		if _, err := s.readOnce(); err != nil {
+		direct, err := s.readFirst()
+		if err != nil || direct {
 			return err
 		}
 	}
@@ -162,10 +163,40 @@ func (s *tunRead) serveTaker() error {
 	return err
 }
 
+// readFirst reads a batch, waiting for one, when nothing is queued and the
+// pools are empty. If the device has nothing more, no queue stands
+// anywhere: the batch goes direct (inline), as in the sequential engine
+// (seqOutbound), and readFirst reports true. Otherwise it commits the
+// batch to the managed queue, as readOnce.
+func (s *tunRead) readFirst() (direct bool, err error) {
+	n, err := s.readSlots()
+	if err != nil || n == 0 {
+		return false, err
+	}
+	if !s.poll.Readable() {
+		err := s.inline(n)
+		s.inHand = 0
+		return true, err
+	}
+	s.commit(n)
+	return false, nil
+}
+
 // readOnce reads one batch into the managed queue and commits it, without
 // waiting for room: 0 when the queue has none for a whole batch (which a
 // segmentation-offloaded read needs).
 func (s *tunRead) readOnce() (int, error) {
+	n, err := s.readSlots()
+	if err == nil {
+		s.commit(n)
+	}
+	return n, err
+}
+
+// readSlots reads one batch into slots reserved in the managed queue
+// (0 when it has no room for a whole batch) and counts what it read; the
+// packets stay reserved, for commit or inline.
+func (s *tunRead) readSlots() (int, error) {
 	need := min(s.batch, s.q.Cap())
 	if s.q.Reservations() < need {
 		s.q.Cancel()
@@ -185,16 +216,22 @@ func (s *tunRead) readOnce() (int, error) {
 		s.q.Cancel()
 		return 0, err
 	}
-	now := s.t.aqm.now()
 	for i := range n {
 		if tunPacketStep(s.slots[i], s.sizes[i], s.c) {
 			s.c.pass(s.sizes[i])
 		}
+	}
+	return n, nil
+}
+
+// commit queues the n packets readSlots read.
+func (s *tunRead) commit(n int) {
+	now := s.t.aqm.now()
+	for i := range n {
 		s.t.aqm.classifyOut(i, s.slots[i])
 	}
 	s.q.Commit(n, now)
 	s.inHand = 0
-	return n, nil
 }
 
 // inline takes a batch of n packets through the route-out, encrypt and
