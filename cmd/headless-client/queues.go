@@ -38,7 +38,7 @@ const (
 type dataplaneFlags struct {
 	Engine          string        `help:"Dataplane engine: pipeline or sequential." default:"pipeline" enum:"pipeline,sequential"`
 	Workers         int           `help:"Encrypt and decrypt workers each (pipeline engine); 0: one per CPU." default:"0"`
-	QueueCapacity   int           `help:"${help_queue_capacity}" default:"0"`
+	QueueCapacity   int           `help:"${help_queue_capacity}" default:"0" env:"PIPEGUARD_QUEUE_CAPACITY"`
 	QueueManagement string        `help:"${help_queue_management}" default:"on" enum:"on,off" env:"PIPEGUARD_QUEUE_MANAGEMENT"`
 	QueueTarget     time.Duration `help:"${help_queue_target}" default:"0s" env:"PIPEGUARD_QUEUE_TARGET"`
 	QueueInterval   time.Duration `help:"${help_queue_interval}" default:"0s" env:"PIPEGUARD_QUEUE_INTERVAL"`
