@@ -59,6 +59,14 @@ type Config struct {
 	// only ever fills.
 	Manage bool
 	Params codel.Params
+	// MaxOvertake, if positive, bounds how many packets that arrived
+	// after a packet may arrive before it leaves: once that many have,
+	// it leaves next, ahead of every flow's turn. It keeps a sequence
+	// the packets carry (a replay window's counters, which a receiver
+	// accepts only so far behind the newest) from stretching without
+	// bound, as it could when new flows, always served first, keep
+	// coming. Zero: no bound.
+	MaxOvertake int
 }
 
 // none is the empty index of a slot or flow list.
@@ -71,6 +79,10 @@ type slotMeta struct {
 	size    int32         // bytes, for the deficit and the backlog
 	class   codel.Class   // how the controller may act on it
 	arrival time.Duration // when the producer committed it
+	// With MaxOvertake: the packet's place in the order of arrival, and
+	// its neighbours in the list of every queued packet in that order.
+	seq          uint64
+	older, newer int32
 }
 
 // flowQueue is one flow's FIFO and its place in the round robin. Its
@@ -100,13 +112,17 @@ type Queue[T any] struct {
 	cfg   Config
 	mask  uint64 // len(flows)-1
 
-	mu                sync.Mutex // guards the fields up to the producer's
-	meta              []slotMeta
-	free              []int32 // a stack: the slot freed last, warm in cache, goes out first
-	flows             []flowQueue
-	newFlows          flowList
-	oldFlows          flowList
-	queued            int // packets in flow queues
+	mu       sync.Mutex // guards the fields up to the producer's
+	meta     []slotMeta
+	free     []int32 // a stack: the slot freed last, warm in cache, goes out first
+	flows    []flowQueue
+	newFlows flowList
+	oldFlows flowList
+	queued   int // packets in flow queues
+	// With MaxOvertake: how many packets were ever queued, and the
+	// oldest and newest of those queued now (a list through slotMeta).
+	arrivals          uint64
+	oldest, newest    int32
 	producerWaiting   bool
 	producerBlocked   bool // between Blocking and Unblocked
 	wantFree          int  // slots the waiting producer needs
@@ -150,6 +166,8 @@ func New[T any](cfg Config) *Queue[T] {
 		flows:    make([]flowQueue, nf),
 		newFlows: flowList{none, none},
 		oldFlows: flowList{none, none},
+		oldest:   none,
+		newest:   none,
 		notEmpty: make(chan struct{}, 1),
 		notFull:  make(chan struct{}, 1),
 		res:      make([]int32, 0, cfg.Slots),
@@ -288,6 +306,16 @@ func (q *Queue[T]) Cancel() {
 func (q *Queue[T]) enqueueLocked(s int32, now time.Duration) {
 	m := &q.meta[s]
 	m.next, m.arrival = none, now
+	if q.cfg.MaxOvertake > 0 {
+		q.arrivals++
+		m.seq, m.older, m.newer = q.arrivals, q.newest, none
+		if q.newest == none {
+			q.oldest = s
+		} else {
+			q.meta[q.newest].newer = s
+		}
+		q.newest = s
+	}
 	f := &q.flows[m.flow]
 	if f.tail == none {
 		f.head = s
@@ -496,6 +524,16 @@ func (q *Queue[T]) doneLocked() {
 // robin (a new one goes to the old list first if other flows wait, so
 // that it cannot stay "new" by emptying at once, and starve them).
 func (q *Queue[T]) dequeueLocked(now time.Duration) (slot int32, mark, ok bool) {
+	for q.cfg.MaxOvertake > 0 && q.oldest != none && q.arrivals-q.meta[q.oldest].seq >= uint64(q.cfg.MaxOvertake) {
+		// Overdue: the oldest packet is its flow's head (each flow is
+		// FIFO), and leaves now, charged to its flow's deficit. If the
+		// controller drops it, the next oldest is looked at.
+		f := &q.flows[q.meta[q.oldest].flow]
+		if s, mark, ok := q.headLocked(f, now); ok {
+			f.deficit -= q.meta[s].size
+			return s, mark, true
+		}
+	}
 	for {
 		list, on := &q.newFlows, uint8(onNew)
 		if list.head == none {
@@ -539,6 +577,9 @@ func (q *Queue[T]) headLocked(f *flowQueue, now time.Duration) (slot int32, mark
 		}
 		q.queued--
 		f.backlog -= m.size
+		if q.cfg.MaxOvertake > 0 {
+			q.unlinkArrival(s)
+		}
 		sojourn := now - m.arrival
 		q.acct.sojourn(sojourn)
 		v := codel.Deliver
@@ -557,6 +598,23 @@ func (q *Queue[T]) headLocked(f *flowQueue, now time.Duration) (slot int32, mark
 		return s, v == codel.Mark, true
 	}
 	return none, false, false
+}
+
+// unlinkArrival takes slot s out of the list of queued packets in order
+// of arrival.
+func (q *Queue[T]) unlinkArrival(s int32) {
+	m := &q.meta[s]
+	if m.older == none {
+		q.oldest = m.newer
+	} else {
+		q.meta[m.older].newer = m.newer
+	}
+	if m.newer == none {
+		q.newest = m.older
+	} else {
+		q.meta[m.newer].older = m.older
+	}
+	m.older, m.newer = none, none
 }
 
 func (q *Queue[T]) push(l *flowList, fi int32, on uint8) {

@@ -609,3 +609,66 @@ func TestSparseNotDroppedWhileConsumerLate(t *testing.T) {
 		t.Fatal("the bulk flow's standing queue got no drops")
 	}
 }
+
+// TestMaxOvertake: with MaxOvertake set, no packet leaves after more than
+// MaxOvertake-1 packets that arrived after it, however flows come and go;
+// without it, a packet of an old flow waits while new flows keep coming
+// (each served first), overtaken by as many as there are. Packets carry
+// their order of arrival in seq; flows are random, most of them new.
+func TestMaxOvertake(t *testing.T) {
+	const bound = 64
+	run := func(maxOvertake int) (worst int) {
+		q := New[pkt](Config{Slots: 4096, Flows: 1024, Quantum: 1280, MaxOvertake: maxOvertake})
+		rng := rand.New(rand.NewPCG(3, 4))
+		arrived, left := 0, map[int]bool{}
+		check := func(out []pkt) {
+			for _, p := range out {
+				// Packets that arrived after p and left before it.
+				n := 0
+				for later := p.seq + 1; later < arrived; later++ {
+					if left[later] {
+						n++
+					}
+				}
+				worst = max(worst, n)
+				left[p.seq] = true
+			}
+		}
+		// An old flow with a backlog: flow 0, served once so it is old.
+		put(t, q, 0, codel.NotECT, pkt{0, arrived, 1280}, pkt{0, arrived + 1, 1280})
+		arrived += 2
+		for range 2000 {
+			k := 1 + rng.IntN(8)
+			ps := make([]pkt, k)
+			for i := range ps {
+				flow := uint64(1 + rng.IntN(100000)) // almost always a new flow
+				if rng.IntN(10) == 0 {
+					flow = 0
+				}
+				ps[i] = pkt{flow, arrived, 100}
+				arrived++
+			}
+			put(t, q, 0, codel.NotECT, ps...)
+			n, _ := q.Take(Consumer, 0, max(1, k-1+rng.IntN(2)))
+			out := make([]pkt, 0, n)
+			for i := range n {
+				p, _ := q.Hand(i)
+				out = append(out, *p)
+			}
+			q.Done(Consumer)
+			check(out)
+		}
+		out, _ := takeAll(q, 0, 16)
+		check(out)
+		if len(left) != arrived {
+			t.Fatalf("MaxOvertake %d: %d of %d packets left", maxOvertake, len(left), arrived)
+		}
+		return worst
+	}
+	if worst := run(bound); worst >= bound {
+		t.Errorf("MaxOvertake %d: a packet was overtaken by %d", bound, worst)
+	}
+	if worst := run(0); worst < 10*bound {
+		t.Errorf("without MaxOvertake the worst overtaking was %d: the test does not starve an old flow", worst)
+	}
+}
