@@ -62,3 +62,53 @@ func TestSealToOpenToMatchInPlace(t *testing.T) {
 		t.Fatalf("%v allocations per SealTo+OpenTo", allocs)
 	}
 }
+
+// TestPeekInnerMatchesOpen checks that PeekInner reveals exactly the first
+// bytes Open decrypts, for inner sizes around one ChaCha20 block and the
+// padding, never reads into the tag, returns nothing for a message too
+// short or too long to be one, and allocates nothing.
+func TestPeekInnerMatchesOpen(t *testing.T) {
+	send, recv, _ := sealBench(t)
+	for _, size := range []int{0, 1, 20, 40, 63, 64, 65, 100, 1280} {
+		inner := make([]byte, size)
+		for i := range inner {
+			inner[i] = byte(i*13 + 1)
+		}
+		p := new(wire.Packet)
+		p.SetInner(inner)
+		counter, err := send.Seal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var peek [PeekSize]byte
+		n := recv.PeekInner(&peek, p, counter)
+		padded := int(p.MsgLen) - wire.InnerOffset - wire.TagSize
+		if want := min(padded, PeekSize); n != want {
+			t.Fatalf("size %d: peeked %d bytes, want %d", size, n, want)
+		}
+		opened := *p
+		if err := recv.Open(&opened, counter); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(peek[:n], opened.Buf[wire.InnerOffset:wire.InnerOffset+n]) {
+			t.Fatalf("size %d: peek %x, open %x", size, peek[:n], opened.Buf[wire.InnerOffset:wire.InnerOffset+n])
+		}
+		// Under another counter the bytes are noise, not the packet.
+		if n >= 16 && recv.PeekInner(&peek, p, counter+1) == n && bytes.Equal(peek[:16], opened.Buf[wire.InnerOffset:wire.InnerOffset+16]) {
+			t.Fatalf("size %d: peek under the wrong counter gave the plaintext", size)
+		}
+	}
+	var peek [PeekSize]byte
+	for _, msgLen := range []uint16{0, wire.MinTransportSize, wire.MaxMessageSize + 1} {
+		p := &wire.Packet{MsgLen: msgLen}
+		if n := recv.PeekInner(&peek, p, 0); n != 0 {
+			t.Errorf("message of %d bytes: peeked %d", msgLen, n)
+		}
+	}
+	p := new(wire.Packet)
+	p.SetInner(make([]byte, wire.MaxInnerSize))
+	counter, _ := send.Seal(p)
+	if a := testing.AllocsPerRun(100, func() { recv.PeekInner(&peek, p, counter) }); a != 0 {
+		t.Fatalf("%v allocations per PeekInner", a)
+	}
+}

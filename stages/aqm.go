@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"time"
 
+	"pipeguard/noise"
 	"pipeguard/stages/codel"
 	"pipeguard/stages/fq"
 	"pipeguard/wire"
@@ -49,6 +50,17 @@ func newManagedQueues(c *Config) managedQueues {
 	}
 	in := cfg
 	in.Quantum = wire.MaxMessageSize
+	if !c.NoQueueManagement {
+		// Inbound the flows are a peer's inner flows (innerFlow), whose
+		// packets share the peer's counters: fair queuing reorders them,
+		// and the receiver takes a counter only so far behind the newest
+		// (the replay window). New flows go first, so without a bound a
+		// stream of them (each message its own flow, as a DNS server's)
+		// could hold an old flow's packet back until it fell out of the
+		// window. Half the window leaves room for what the network and
+		// the decrypt pool reorder.
+		in.MaxOvertake = noise.ReplayWindowSize / 2
+	}
 	return managedQueues{
 		out:   fq.New[outItem](cfg),
 		in:    fq.New[inItem](in),
@@ -106,15 +118,15 @@ func (m *managedQueues) classifyOut(i int, it *outItem) {
 
 // sparedInbound is the largest transport message (an inner packet of
 // 256 bytes, padded, with its header and tag) the inbound controller
-// spares (codel.Spared). The inbound queue cannot tell a peer's flows
-// apart, so a drop due on the bulk transfer would otherwise fall on
-// whatever is at the head: as likely a DNS query, a game's update, a
-// call's frame or a TCP acknowledgement as a bulk segment. Small
-// messages are mostly those, dropping one shortens the queue by less
-// than a quarter of a full one, and the drop moves on to the next
+// spares (codel.Spared). It came before the inbound queue could tell a
+// peer's flows apart (innerFlow), when a drop due on a bulk transfer
+// fell on whatever was at the head: as likely a DNS query, a game's
+// update, a call's frame or a TCP acknowledgement. It still keeps drops
+// off the messages whose inner flow cannot be read (an unknown index)
+// and off flows of small messages, where a drop shortens the queue by
+// less than a quarter of a full one; the drop moves on to the next
 // message, so the controller keeps its rate and the bulk flows take the
-// drops. The outbound queue needs no such rule: each flow has its own
-// controller there, and a sparse flow does not wait behind a bulk one.
+// drops.
 const sparedInbound = wire.TransportHeaderSize + 256 + wire.TagSize
 
 // inboundClass is how the inbound controller may act on a transport
@@ -130,13 +142,15 @@ func inboundClass(n uint16, e wire.ECN) codel.Class {
 }
 
 // classifyIn says which flow the i-th datagram reserved in the inbound
-// queue belongs to: its outer source, so that each peer endpoint is a
-// flow of its own (the inner flows are encrypted); how the controller may
-// act on it (mark it if the outer header is ECN-capable, spare it if it
-// is small); and how long it waited in the socket's buffer before it was
-// read. It skips a slot that carries no transport message (a handshake
-// message handed on, or a datagram dropped).
-func (m *managedQueues) classifyIn(i int, it *inItem, waited time.Duration) {
+// queue belongs to: its inner flow (innerFlow), so that a ping or a DNS
+// query from a peer does not wait behind the same peer's bulk transfer;
+// how the controller may act on it (mark it if the outer header is
+// ECN-capable, spare it if it is small); and how long it waited in the
+// socket's buffer before it was read. It skips a slot that carries no
+// transport message (a handshake message handed on, or a datagram
+// dropped).
+func (t *Tunnel) classifyIn(i int, it *inItem, waited time.Duration) {
+	m := &t.aqm
 	if it.drop != dropNone {
 		m.in.Skip(i)
 		return
@@ -146,11 +160,35 @@ func (m *managedQueues) classifyIn(i int, it *inItem, waited time.Duration) {
 		m.in.Classify(i, 0, int(it.pkt.MsgLen), codel.NotECT)
 		return
 	}
+	m.in.Classify(i, t.innerFlow(it), int(it.pkt.MsgLen), inboundClass(it.pkt.MsgLen, it.ecn))
+}
+
+// innerFlow is the flow key of a transport message: its outer source (the
+// peer's endpoint), and the inner 5-tuple that PeekInner decrypts from its
+// first ChaCha20 block without authenticating it. One block costs about a
+// sixth of opening a full-size message, and it is what lets the inbound
+// queue be flow-fair and still drop before the work. A message whose
+// receiver index names no keypair keeps the endpoint alone: it fails to
+// open anyway. A forged message under a real index hashes its noise into
+// some flow, as a spoofed source port would; it cannot aim at one, the
+// hash is keyed.
+func (t *Tunnel) innerFlow(it *inItem) uint64 {
 	var key [18]byte
 	a := it.src.Addr().As16()
 	copy(key[:], a[:])
 	key[16], key[17] = byte(it.src.Port()>>8), byte(it.src.Port())
-	m.in.Classify(i, maphash.Bytes(m.seed, key[:]), int(it.pkt.MsgLen), inboundClass(it.pkt.MsgLen, it.ecn))
+	flow := maphash.Bytes(t.aqm.seed, key[:])
+	h, err := wire.ParseTransportHeader(it.pkt.Message())
+	if err != nil {
+		return flow
+	}
+	kp, _, ok := t.keypairByIndex(h.Receiver)
+	if !ok {
+		return flow
+	}
+	var inner [noise.PeekSize]byte
+	n := kp.PeekInner(&inner, &it.pkt, h.Counter)
+	return flow ^ wire.FlowHash(t.aqm.seed, inner[:n])
 }
 
 // markOut sets CE on an outbound packet the controller chose to mark

@@ -103,6 +103,49 @@ func TestSparseFirstThroughTunnel(t *testing.T) {
 	}
 }
 
+// TestSparseFirstInbound: inbound, the managed queue sorts a peer's
+// messages by their inner flow (read from the first keystream block
+// before opening), so a packet of a sparse flow that reaches the tunnel
+// behind 1000 messages of the same peer's bulk flow, while they wait in
+// its inbound queue, leaves ahead of them: after at most the run the
+// stage taking from the queue held when it came (maxBatch).
+func TestSparseFirstInbound(t *testing.T) {
+	const bulk, batch = 1000, 64
+	a, b := newPair(t, pairOpts{engine: EnginePipeline, workers: 2, net: blocking, faults: true,
+		manage: true, target: lenientTarget, interval: lenientInterval,
+		devA: memtun.Config{BatchSize: batch, QueueLen: 2 * bulk}})
+	a.inject(t, udp4(1000, 2000, 1280, 0, wire.NotECT))
+	b.recv(t, 5*time.Second)
+
+	// Hold the stage that takes from B's inbound managed queue, so that
+	// the bulk flow's messages wait there.
+	release := b.tun.faults.stall(stageDispatchIn)
+	pkts := make([][]byte, 0, bulk)
+	for seq := range uint32(bulk) {
+		pkts = append(pkts, udp4(1000, 2000, 1280, seq+1, wire.NotECT))
+	}
+	a.inject(t, pkts...)
+	queued := func(n int) {
+		waitFor(t, 5*time.Second, func() bool { return b.tun.aqm.in.Len() == n },
+			func() string { return fmt.Sprintf("%d messages in B's inbound queue, want %d", b.tun.aqm.in.Len(), n) })
+	}
+	queued(bulk)
+	a.inject(t, udp4(5353, 53, 64, 0, wire.NotECT)) // after the bulk, on the wire too
+	queued(bulk + 1)
+	release()
+	for i := range bulk + 1 {
+		p := b.recv(t, 5*time.Second)
+		if binary.BigEndian.Uint16(p[20:]) == 5353 {
+			if i > maxBatch {
+				t.Fatalf("the sparse packet left %dth, behind %d bulk packets", i+1, i)
+			}
+			t.Logf("the sparse packet left %dth of %d", i+1, bulk+1)
+			return
+		}
+	}
+	t.Fatal("the sparse packet never arrived")
+}
+
 // ecnConn is a UDPConn that records the outer ECN of the datagrams it
 // sends and, when rewrite is set, sends them with that ECN instead: a
 // network that marks CE.

@@ -79,10 +79,10 @@ const (
 	// pipeline 0.89 and 0.92, 0.87 and 0.92, 0.91 and 1.05.
 	ManagedQueueSlots = 1024
 
-	// managedFlows is how many flow queues the outbound managed queue
-	// hashes inner flows into (fq_codel's default): collisions between
-	// a few hundred active flows are rare. Inbound, packets are sorted by
-	// their outer source (one flow per peer endpoint).
+	// managedFlows is how many flow queues each managed queue hashes
+	// inner flows into (fq_codel's default): collisions between a few
+	// hundred active flows are rare. Inbound, the inner flow is read from
+	// the message's first keystream block before it is opened (innerFlow).
 	managedFlows = 1024
 
 	// DefaultQueueTarget and DefaultQueueInterval are the CoDel settings

@@ -115,7 +115,7 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 			continue
 		}
 		for i := range n {
-			s.t.aqm.classifyIn(i, s.slots[i], kernelWait(wall, s.msgs[i].Stamp))
+			s.t.classifyIn(i, s.slots[i], kernelWait(wall, s.msgs[i].Stamp))
 		}
 		s.q.Commit(n, now)
 		s.inHand = 0
@@ -210,7 +210,7 @@ func (s *udpRecv) readOnce(wait bool) (bool, error) {
 		return false, err
 	}
 	for i := range n {
-		s.t.aqm.classifyIn(i, s.slots[i], kernelWait(wall, s.msgs[i].Stamp))
+		s.t.classifyIn(i, s.slots[i], kernelWait(wall, s.msgs[i].Stamp))
 	}
 	s.q.Commit(n, now)
 	s.inHand = 0

@@ -237,7 +237,7 @@ func (s *seqInbound) read(try bool) (bool, error) {
 	}
 	for i := range n {
 		s.take(s.slots[i], &s.msgs[i])
-		t.aqm.classifyIn(i, s.slots[i], kernelWait(wall, s.msgs[i].Stamp))
+		t.classifyIn(i, s.slots[i], kernelWait(wall, s.msgs[i].Stamp))
 	}
 	s.q.Commit(n, now)
 	s.inHand = 0
