@@ -178,12 +178,8 @@ func (t *Tunnel) innerFlow(it *inItem) uint64 {
 	copy(key[:], a[:])
 	key[16], key[17] = byte(it.src.Port()>>8), byte(it.src.Port())
 	flow := maphash.Bytes(t.aqm.seed, key[:])
-	h, err := wire.ParseTransportHeader(it.pkt.Message())
-	if err != nil {
-		return flow
-	}
-	kp, _, ok := t.keypairByIndex(h.Receiver)
-	if !ok {
+	h, kp, _, r := t.transportKeypair(it)
+	if r != dropNone {
 		return flow
 	}
 	var inner [noise.PeekSize]byte

@@ -18,19 +18,29 @@ import (
 // must not touch the replay window or anything else that needs packet
 // order. src's header is overwritten.
 func (t *Tunnel) openStep(dst, src *inItem) DropReason {
-	h, err := wire.ParseTransportHeader(src.pkt.Message())
-	if err != nil {
-		return DropMalformed
-	}
-	kp, p, ok := t.keypairByIndex(h.Receiver)
-	if !ok {
-		return DropUnknownIndex
+	h, kp, p, r := t.transportKeypair(src)
+	if r != dropNone {
+		return r
 	}
 	if err := kp.OpenTo(&dst.pkt, &src.pkt, h.Counter); err != nil {
 		return DropAuth
 	}
 	dst.kp, dst.peer, dst.counter, dst.src, dst.local, dst.drop, dst.ecn = kp, p, h.Counter, src.src, src.local, dropNone, src.ecn
 	return dropNone
+}
+
+// transportKeypair parses the header of the transport message in it and
+// finds the keypair and peer its receiver index names.
+func (t *Tunnel) transportKeypair(it *inItem) (wire.TransportHeader, *noise.Keypair, *peer, DropReason) {
+	h, err := wire.ParseTransportHeader(it.pkt.Message())
+	if err != nil {
+		return h, nil, nil, DropMalformed
+	}
+	kp, p, ok := t.keypairByIndex(h.Receiver)
+	if !ok {
+		return h, nil, nil, DropUnknownIndex
+	}
+	return h, kp, p, dropNone
 }
 
 // acceptStep runs on an opened packet in arrival order: the replay window,
