@@ -231,9 +231,10 @@ func (s *seqInbound) read(try bool) (bool, error) {
 				s.work(s.slots[i], clock)
 			}
 		}
+		err := s.write() // before the slots go back: bufs point into them
 		s.q.Cancel()
 		s.inHand = 0
-		return false, s.write()
+		return false, err
 	}
 	for i := range n {
 		s.take(s.slots[i], &s.msgs[i])
