@@ -3,6 +3,7 @@ package stages
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -139,6 +140,12 @@ func TestStagedDroppedWhenHandshakeGivesUp(t *testing.T) {
 	for seq := range uint32(waiting) {
 		e.inject(t, ipv4(hostA.v4, hostB.v4, 100, seq))
 	}
+	// Every packet that finds no session asks for a handshake, which
+	// restarts the retry count: one routed after the first retry (the
+	// tunnel's stages run in real time, the clock below jumps) would make
+	// the tunnel try once more than counted. So all are staged first.
+	waitFor(t, 5*time.Second, func() bool { return stagedPackets(e) == waiting },
+		func() string { return fmt.Sprintf("%d packets staged, want %d", stagedPackets(e), waiting) })
 	p.recvType(wire.TypeInitiation, 5*time.Second)
 	for retry := 2; retry <= noise.MaxHandshakeAttempts; retry++ {
 		advance(e, clk, noise.RekeyTimeout+noise.RekeyTimeoutJitterMax)
@@ -154,6 +161,18 @@ func TestStagedDroppedWhenHandshakeGivesUp(t *testing.T) {
 	if ss := e.tun.Stats(); dropsOf(ss, DropHandshakeGiveUp) != waiting || totalDrops(ss) != waiting {
 		t.Errorf("want exactly %d drops, all handshake_give_up\nstats:\n%s", waiting, fmtStats(ss))
 	}
+}
+
+// stagedPackets is how many packets wait for a handshake, all peers of e
+// together.
+func stagedPackets(e *end) int {
+	n := 0
+	for r := range e.tun.peers.Load().all() {
+		r.p.stagedMu.Lock()
+		n += len(r.p.staged)
+		r.p.stagedMu.Unlock()
+	}
+	return n
 }
 
 // TestKeepalive: a tunnel that received data and has sent nothing back
