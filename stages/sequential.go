@@ -128,17 +128,24 @@ func (s *seqInbound) serveDirect(ctx context.Context) error {
 		}
 		s.inHand = n
 		t.faults.hit(stageUDPRecv)
-		now := t.clock.Now()
-		s.bufs = s.bufs[:0]
-		for i := range n {
-			if s.take(s.slots[i], &s.msgs[i]) {
-				s.work(s.slots[i], now)
-			}
-		}
-		if err := s.write(); err != nil {
+		if err := s.workRead(n); err != nil {
 			return edgeErr(ctx, err)
 		}
 	}
+}
+
+// workRead works on the n datagrams just read, in their slots, and writes
+// their inner packets: the loop without queue management, and a batch
+// that goes direct (read).
+func (s *seqInbound) workRead(n int) error {
+	now := s.t.clock.Now()
+	s.bufs = s.bufs[:0]
+	for i := range n {
+		if s.take(s.slots[i], &s.msgs[i]) {
+			s.work(s.slots[i], now)
+		}
+	}
+	return s.write()
 }
 
 // take fills in the slot of one datagram read and reports whether it is
@@ -217,25 +224,18 @@ func (s *seqInbound) read(try bool) (bool, error) {
 	}
 	s.inHand = n
 	t.faults.hit(stageUDPRecv)
-	now, wall := t.aqm.nowWall()
 	if !try && n < k {
 		// Nothing was queued and the read drained the socket: no queue
 		// stands anywhere, so the batch needs no flow's turn and no
 		// controller. It is worked on where it was read, as without
 		// queue management (and as the pipeline's inline path does),
 		// sparing the queue's bookkeeping.
-		clock := t.clock.Now()
-		s.bufs = s.bufs[:0]
-		for i := range n {
-			if s.take(s.slots[i], &s.msgs[i]) {
-				s.work(s.slots[i], clock)
-			}
-		}
-		err := s.write() // before the slots go back: bufs point into them
+		err := s.workRead(n) // before the slots go back: bufs point into them
 		s.q.Cancel()
 		s.inHand = 0
 		return false, err
 	}
+	now, wall := t.aqm.nowWall()
 	for i := range n {
 		s.take(s.slots[i], &s.msgs[i])
 		t.classifyIn(i, s.slots[i], kernelWait(wall, s.msgs[i].Stamp))
@@ -353,17 +353,24 @@ func (s *seqOutbound) serveDirect(ctx context.Context) error {
 		}
 		s.inHand = n
 		t.faults.hit(stageTUNRead)
-		now := t.clock.Now()
-		s.msgs, s.peers = s.msgs[:0], s.peers[:0]
-		for i := range n {
-			if tunPacketStep(s.slots[i], s.sizes[i], s.c) {
-				s.work(s.slots[i], now)
-			}
-		}
-		if err := t.sendDatagrams(s.msgs, s.peers, s.c); err != nil {
+		if err := s.workRead(n); err != nil {
 			return edgeErr(ctx, err)
 		}
 	}
+}
+
+// workRead routes and seals the n packets just read, in their slots, and
+// sends them: the loop without queue management, and a batch that goes
+// direct.
+func (s *seqOutbound) workRead(n int) error {
+	now := s.t.clock.Now()
+	s.msgs, s.peers = s.msgs[:0], s.peers[:0]
+	for i := range n {
+		if tunPacketStep(s.slots[i], s.sizes[i], s.c) {
+			s.work(s.slots[i], now)
+		}
+	}
+	return s.t.sendDatagrams(s.msgs, s.peers, s.c)
 }
 
 // work routes and seals one packet in its slot, and adds its datagram to
@@ -439,15 +446,7 @@ func (s *seqOutbound) commit(n int) {
 // direct works on the n packets readSlots read, in their slots, and
 // sends them, without queueing them.
 func (s *seqOutbound) direct(n int) error {
-	t := s.t
-	now := t.clock.Now()
-	s.msgs, s.peers = s.msgs[:0], s.peers[:0]
-	for i := range n {
-		if tunPacketStep(s.slots[i], s.sizes[i], s.c) {
-			s.work(s.slots[i], now)
-		}
-	}
-	err := t.sendDatagrams(s.msgs, s.peers, s.c)
+	err := s.workRead(n)
 	s.q.Cancel()
 	s.inHand = 0
 	return err
