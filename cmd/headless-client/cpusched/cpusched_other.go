@@ -2,7 +2,10 @@
 
 package cpusched
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Priority is the real-time priority the tunnel takes on Linux.
 const Priority = 1
@@ -13,7 +16,7 @@ var ErrNotPermitted = errors.New("cpusched: real-time scheduling not permitted")
 
 // Realtime is supported on Linux only.
 func Realtime() (already bool, err error) {
-	return false, errors.New("cpusched: supported on Linux only: " + ErrNotPermitted.Error())
+	return false, fmt.Errorf("%w: supported on Linux only", ErrNotPermitted)
 }
 
 // IsRealtime is supported on Linux only.
