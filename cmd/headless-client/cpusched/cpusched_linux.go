@@ -6,7 +6,7 @@
 // on a small machine), every hop through a userspace tunnel waits until
 // the kernel runs the tunnel's thread again, and the fair class lets the
 // sender and receiver of the transfer run first for up to a time slice:
-// 0.5-1.5 ms a hop, four hops a round trip, on two cores shared by both
+// 0.3-2 ms a hop, four hops a round trip, on two cores shared by both
 // ends and iperf3 (docs/ARCHITECTURE.md, "Who gets the CPU"). Kernel
 // WireGuard never waits so: its packets are processed in softirq and
 // kworker context, ahead of every task. SCHED_RR at the lowest real-time
