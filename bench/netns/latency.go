@@ -41,13 +41,17 @@ type latSample struct {
 // LatencyRow is one row of the table: medians of the throughput over the
 // repeats, and the pooled ping and probe series.
 type LatencyRow struct {
-	Load      core.Direction `json:"load"`    // "idle", or the TCP runs' direction
-	Streams   int            `json:"streams"` // TCP streams each way; 0 idle
-	Gbps      float64        `json:"gbit_per_s"`
-	Ping      Latency        `json:"ping"`
-	Probe     Latency        `json:"probe"`
-	Path      Latency        `json:"path_ping"`  // outside the tunnel (latSample.Path)
-	PathProbe Latency        `json:"path_probe"` // outside the tunnel (latSample.PathProbe)
+	Load    core.Direction `json:"load"`    // "idle", or the TCP runs' direction
+	Streams int            `json:"streams"` // TCP streams each way; 0 idle
+	Gbps    float64        `json:"gbit_per_s"`
+	Ping    Latency        `json:"ping"`
+	Probe   Latency        `json:"probe"` // the kernels' round trip, the echo server's turnaround out
+	// ProbeApp is the same probe's round trip as the sending process saw
+	// it: with each end's wait for a core to read and answer.
+	ProbeApp     Latency `json:"probe_app"`
+	Path         Latency `json:"path_ping"`      // outside the tunnel (latSample.Path)
+	PathProbe    Latency `json:"path_probe"`     // outside the tunnel (latSample.PathProbe)
+	PathProbeApp Latency `json:"path_probe_app"` // outside the tunnel, as the process saw it
 }
 
 // Latency sums up a series of round trips: how many were sent and
@@ -87,10 +91,12 @@ func summarizeLatency(streams int, samples []netnsSample) []LatencyRow {
 			gbps = append(gbps, l.Gbps)
 		}
 		r := LatencyRow{Load: load, Gbps: core.Median(gbps),
-			Ping:      latencyOf(ping.Sent, ping.Received, ping.RTTs),
-			Probe:     latencyOf(probe.Sent, probe.Received, probe.RTTs),
-			Path:      latencyOf(path.Sent, path.Received, path.RTTs),
-			PathProbe: latencyOf(pathProbe.Sent, pathProbe.Received, pathProbe.RTTs)}
+			Ping:         latencyOf(ping.Sent, ping.Received, ping.RTTs),
+			Probe:        latencyOf(probe.Sent, probe.Received, probe.RTTs),
+			ProbeApp:     latencyOf(probe.Sent, probe.Received, probe.AppRTTs),
+			Path:         latencyOf(path.Sent, path.Received, path.RTTs),
+			PathProbe:    latencyOf(pathProbe.Sent, pathProbe.Received, pathProbe.RTTs),
+			PathProbeApp: latencyOf(pathProbe.Sent, pathProbe.Received, pathProbe.AppRTTs)}
 		if i > 0 {
 			r.Streams = streams
 		}
@@ -114,7 +120,8 @@ func (nr *Report) writeLatency(b *strings.Builder) {
 		return
 	}
 	t := core.Table{Head: []string{"impl", "engine", "queue mgmt", "load", "TCP Gbit/s", "vs off",
-		"ping p50 ms", "p99 ms", "p99.9 ms", "probe p50 ms", "p99 ms", "lost", "path ping p50", "p99", "path probe p50", "p99"},
+		"ping p50 ms", "p99 ms", "p99.9 ms", "probe p50 ms", "p99 ms", "lost", "app p50", "p99",
+		"path ping p50", "p99", "path probe p50", "p99", "app p50", "p99"},
 		Left: map[int]bool{0: true, 1: true, 2: true, 3: true}}
 	for i, run := range nr.Runs {
 		if i > 0 {
@@ -134,15 +141,19 @@ func (nr *Report) writeLatency(b *strings.Builder) {
 				core.OrDash(row.Gbps > 0, fmt.Sprintf("%.2f", row.Gbps)), core.OrDash(vs != "", vs),
 				ms(row.Ping.P50Ms), ms(row.Ping.P99Ms), ms(row.Ping.P999Ms),
 				ms(row.Probe.P50Ms), ms(row.Probe.P99Ms), strconv.Itoa(row.Probe.Lost()),
-				ms(row.Path.P50Ms), ms(row.Path.P99Ms), ms(row.PathProbe.P50Ms), ms(row.PathProbe.P99Ms)})
+				ms(row.ProbeApp.P50Ms), ms(row.ProbeApp.P99Ms),
+				ms(row.Path.P50Ms), ms(row.Path.P99Ms), ms(row.PathProbe.P50Ms), ms(row.PathProbe.P99Ms),
+				ms(row.PathProbeApp.P50Ms), ms(row.PathProbeApp.P99Ms)})
 		}
 	}
 	b.WriteString("\nLatency under load: ping -i 0.01 and a UDP probe (64-byte requests, 100 a second, answered by an echo\n" +
 		"server in B), both from A through the tunnel, idle and in the middle of each TCP run (from 0.5 s after its\n" +
 		"start to 0.5 s before its end); TCP Gbit/s is the run's total, both ways for \"both\"; vs off: against the\n" +
-		"same engine with --queue-management off; lost: probes unanswered within 1 s; path: ping and probe from A\n" +
-		"to B's veth address in the same window, outside the tunnel (what the kernel and the shared cores alone\n" +
-		"add: the probe's two ends are processes that wait for the cores as the tunnel's may).\n\n")
+		"same engine with --queue-management off; probe: its round trip as irtt and TWAMP time one, from the send\n" +
+		"to the answer's arrival in A's kernel, less the echo server's turnaround (as ping's answers come from\n" +
+		"the kernel); app: the same round trips as the sending process saw them, with each end's wait for a core;\n" +
+		"lost: probes unanswered within 1 s; path: ping and probe from A to B's veth address in the same window,\n" +
+		"outside the tunnel (what the kernel and the shared cores alone add).\n\n")
 	t.Write(b, "")
 	b.WriteString("\n")
 	nr.writeAboveIdle(b)
@@ -180,6 +191,7 @@ func (nr *Report) writeAbovePath(b *strings.Builder) {
 	}{
 		{"ping", func(r LatencyRow) Latency { return r.Ping }, func(r LatencyRow) Latency { return r.Path }},
 		{"probe", func(r LatencyRow) Latency { return r.Probe }, func(r LatencyRow) Latency { return r.PathProbe }},
+		{"probe app", func(r LatencyRow) Latency { return r.ProbeApp }, func(r LatencyRow) Latency { return r.PathProbeApp }},
 	} {
 		head := "added by the tunnel (" + series.name + " ms above path, p50 / p99)"
 		fmt.Fprintf(b, "%-*s %12s %12s %12s\n", len(head), head, "outbound", "inbound", "both")

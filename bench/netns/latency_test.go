@@ -1,8 +1,10 @@
 package netns
 
 import (
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"pipeguard/bench/core"
 	"pipeguard/bench/core/nsenv"
@@ -10,15 +12,19 @@ import (
 
 func TestProbeTally(t *testing.T) {
 	var p probeTally
-	for range 4 {
+	for range 5 {
 		p.request()
 	}
-	p.answer(0, 1_000_000, 3_000_000) // 2 ms
-	p.answer(0, 1_000_000, 9_000_000) // a duplicate
-	p.answer(2, 5_000_000, 5_500_000) // 0.5 ms
-	p.answer(7, 0, 1)                 // never sent
-	p.answer(3, 9, 8)                 // back before it left: not an answer
-	if p.r.Sent != 4 || p.r.Received != 2 || len(p.r.RTTs) != 2 || p.r.RTTs[0] != 2 || p.r.RTTs[1] != 0.5 {
+	const ms = 1_000_000
+	p.answer(0, 1*ms, 1*ms, 3*ms, 4*ms)   // 1 ms in the network, 3 ms in the app
+	p.answer(0, 1*ms, 0, 9*ms, 9*ms)      // a duplicate
+	p.answer(2, 5*ms, 0, 5*ms+ms/2, 6*ms) // 0.5 ms, 1 ms in the app
+	p.answer(7, 0, 0, 1, 1)               // never sent
+	p.answer(3, 9, 0, 8, 8)               // back before it left: not an answer
+	p.answer(4, 1*ms, 3*ms, 3*ms, 3*ms)   // held longer than it was away
+	p.answer(1, 1*ms, 0, 3*ms, 2*ms)      // read before it arrived
+	if p.r.Sent != 5 || p.r.Received != 2 || !slices.Equal(p.r.RTTs, []float64{1, 0.5}) ||
+		!slices.Equal(p.r.AppRTTs, []float64{3, 1}) {
 		t.Fatalf("%+v", p.r)
 	}
 }
@@ -26,44 +32,57 @@ func TestProbeTally(t *testing.T) {
 func TestProbeRequestAnswer(t *testing.T) {
 	b := make([]byte, probePayload)
 	probeRequest(b, 77, 123456789)
-	if seq, sent, ok := probeAnswer(b); !ok || seq != 77 || sent != 123456789 {
-		t.Fatalf("read back %d, %d, %v", seq, sent, ok)
+	if seq, sent, turnaround, ok := probeAnswer(b); !ok || seq != 77 || sent != 123456789 || turnaround != 0 {
+		t.Fatalf("read back %d, %d, %v, %v", seq, sent, turnaround, ok)
+	}
+	probeTurnaround(b, 42*time.Microsecond)
+	if seq, sent, turnaround, ok := probeAnswer(b); !ok || seq != 77 || sent != 123456789 || turnaround != 42*time.Microsecond {
+		t.Fatalf("with turnaround, read back %d, %d, %v, %v", seq, sent, turnaround, ok)
 	}
 	for _, n := range []int{0, 12, probePayload - 1, probePayload + 1} {
-		if _, _, ok := probeAnswer(make([]byte, n)); ok {
+		if _, _, _, ok := probeAnswer(make([]byte, n)); ok {
 			t.Errorf("%d bytes read as an answer", n)
+		}
+		other := make([]byte, n)
+		probeTurnaround(other, time.Second)
+		if slices.ContainsFunc(other, func(c byte) bool { return c != 0 }) {
+			t.Errorf("%d bytes: the echo server wrote into a datagram that is not a request", n)
 		}
 	}
 }
 
 // FuzzProbeAnswer feeds arbitrary datagrams to the probe's reader and
 // tally: nothing panics, only a whole request reads as an answer, and an
-// answer counts at most once and only for a request that went out.
+// answer counts at most once, only for a request that went out, and
+// never with a negative round trip.
 func FuzzProbeAnswer(f *testing.F) {
 	req := make([]byte, probePayload)
 	probeRequest(req, 1, 5)
-	f.Add(req, int64(10))
-	f.Add([]byte{}, int64(0))
-	f.Add(make([]byte, probePayload+1), int64(-1))
-	f.Fuzz(func(t *testing.T, b []byte, now int64) {
+	f.Add(req, int64(10), int64(12))
+	f.Add([]byte{}, int64(0), int64(0))
+	f.Add(make([]byte, probePayload+1), int64(-1), int64(-1))
+	f.Fuzz(func(t *testing.T, b []byte, arrived, read int64) {
 		var p probeTally
 		p.request()
 		p.request()
-		seq, sent, ok := probeAnswer(b)
+		seq, sent, turnaround, ok := probeAnswer(b)
 		if ok != (len(b) == probePayload) {
 			t.Fatalf("%d bytes: ok %v", len(b), ok)
 		}
 		if !ok {
 			return
 		}
-		p.answer(seq, sent, now)
-		p.answer(seq, sent, now)
-		want := 0
-		if seq < 2 && now >= sent {
-			want = 1
+		p.answer(seq, sent, turnaround, arrived, read)
+		p.answer(seq, sent, turnaround, arrived, read)
+		if p.r.Received > 1 || len(p.r.RTTs) != p.r.Received || len(p.r.AppRTTs) != p.r.Received {
+			t.Fatalf("seq %d: %+v", seq, p.r)
 		}
-		if p.r.Received != want || len(p.r.RTTs) != want {
-			t.Fatalf("seq %d sent %d now %d: %+v", seq, sent, now, p.r)
+		if p.r.Received == 1 && (seq >= 2 || p.r.RTTs[0] < 0 || p.r.AppRTTs[0] < p.r.RTTs[0]) {
+			t.Fatalf("seq %d sent %d turnaround %v arrived %d read %d: %+v", seq, sent, turnaround, arrived, read, p.r)
+		}
+		if seq < 2 && sent >= 0 && turnaround >= 0 && arrived >= sent && read >= arrived &&
+			int64(turnaround) <= arrived-sent && p.r.Received != 1 {
+			t.Fatalf("a possible answer was not counted: sent %d turnaround %v arrived %d read %d", sent, turnaround, arrived, read)
 		}
 	})
 }
@@ -162,9 +181,11 @@ func TestAboveIdleLines(t *testing.T) {
 func TestAbovePathLines(t *testing.T) {
 	row := func(load core.Direction, ping, path float64, pathAnswered int) LatencyRow {
 		return LatencyRow{Load: load, Ping: Latency{P50Ms: ping, P99Ms: 2 * ping},
-			Path:      Latency{Sent: 10, Received: pathAnswered, P50Ms: path, P99Ms: 2 * path},
-			Probe:     Latency{P50Ms: ping + 1, P99Ms: 3 * ping},
-			PathProbe: Latency{Sent: 10, Received: 10, P50Ms: path + 0.5, P99Ms: 3 * path}}
+			Path:         Latency{Sent: 10, Received: pathAnswered, P50Ms: path, P99Ms: 2 * path},
+			Probe:        Latency{P50Ms: ping + 1, P99Ms: 3 * ping},
+			PathProbe:    Latency{Sent: 10, Received: 10, P50Ms: path + 0.5, P99Ms: 3 * path},
+			ProbeApp:     Latency{P50Ms: ping + 2, P99Ms: 4 * ping},
+			PathProbeApp: Latency{Sent: 10, Received: 10, P50Ms: path + 1, P99Ms: 4 * path}}
 	}
 	nr := &Report{Runs: []Run{
 		{Impl: core.ImplPipeGuard, Engine: "pipeline", Latency: []LatencyRow{row("idle", 0.5, 0.25, 10),
@@ -178,7 +199,9 @@ func TestAbovePathLines(t *testing.T) {
 	want := "added by the tunnel (ping ms above path, p50 / p99) outbound inbound both\n" +
 		"pipeline 1.00/2.00 -0.50/-1.00 -\n" +
 		"added by the tunnel (probe ms above path, p50 / p99) outbound inbound both\n" +
-		"pipeline 1.50/3.00 0.00/-1.50 12.50/36.00\n"
+		"pipeline 1.50/3.00 0.00/-1.50 12.50/36.00\n" +
+		"added by the tunnel (probe app ms above path, p50 / p99) outbound inbound both\n" +
+		"pipeline 2.00/4.00 0.50/-2.00 13.00/48.00\n"
 	if got != want {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"reflect"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"pipeguard/bench/core"
+	"pipeguard/bench/core/nsenv"
 	"pipeguard/bench/core/nsenv/nsenvtest"
 	"pipeguard/bench/core/svg"
 	"pipeguard/bench/core/svg/svgtest"
@@ -84,5 +86,45 @@ func TestNetnsQuick(t *testing.T) {
 		if _, ok := d.Series[name]; !ok {
 			t.Errorf("chart has no line %q: %v", name, d.Series)
 		}
+	}
+}
+
+// TestProbeTakesOutTurnaround runs the probe between two namespaces
+// against an echo server that holds every request for 20 ms: the round
+// trip as the sending process saw it holds the wait, the probe's (kernel
+// timestamps, the server's turnaround out) does not.
+func TestProbeTakesOutTurnaround(t *testing.T) {
+	requireNetns(t)
+	env, err := nsenv.NewEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.Close(); err != nil {
+			t.Log(err)
+		}
+	})
+	const hold = 20 * time.Millisecond
+	echo, err := startEchoHolding(env.B, netip.AddrPortFrom(netip.IPv4Unspecified(), probePort), hold)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.close()
+	r, err := runProbe(context.Background(), env.A, netip.AddrPortFrom(netip.MustParseAddr(nsenv.OuterB), probePort), 0, 500*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One request every 10 ms, each held 20 ms by a server that serves
+	// one at a time: the answers come late but all within probeLate.
+	if r.Sent < 40 || r.Received != r.Sent || len(r.RTTs) != r.Received || len(r.AppRTTs) != r.Received {
+		t.Fatalf("sent %d, received %d, %d round trips, %d app round trips", r.Sent, r.Received, len(r.RTTs), len(r.AppRTTs))
+	}
+	for i := range r.RTTs {
+		if r.AppRTTs[i] < float64(hold)/1e6 || r.RTTs[i] < 0 || r.RTTs[i] > r.AppRTTs[i]-float64(hold)/1e6 {
+			t.Errorf("answer %d: round trip %.3f ms, app %.3f ms, with a server that held it %v", i, r.RTTs[i], r.AppRTTs[i], hold)
+		}
+	}
+	if p50 := core.Percentile(r.RTTs, 50); p50 > 5 {
+		t.Errorf("probe p50 %.3f ms between two idle namespaces: the server's turnaround was not taken out", p50)
 	}
 }

@@ -197,9 +197,18 @@ func checkLatency(t *testing.T, run Run) {
 		for _, l := range []struct {
 			name string
 			l    Latency
-		}{{"ping", row.Ping}, {"probe", row.Probe}, {"path ping", row.Path}, {"path probe", row.PathProbe}} {
+		}{{"ping", row.Ping}, {"probe", row.Probe}, {"probe app", row.ProbeApp}, {"path ping", row.Path},
+			{"path probe", row.PathProbe}, {"path probe app", row.PathProbeApp}} {
 			if l.l.Received == 0 || l.l.Received > l.l.Sent || !(l.l.P50Ms > 0) || l.l.P50Ms > l.l.P99Ms || l.l.P99Ms > l.l.P999Ms || l.l.P999Ms > 2000 {
 				t.Errorf("%s: %s: %s %+v", k, row.Load, l.name, l.l)
+			}
+		}
+		// Each answer's app round trip holds its probe round trip, so
+		// every percentile of the one is at least the other's.
+		for _, pair := range [][2]Latency{{row.Probe, row.ProbeApp}, {row.PathProbe, row.PathProbeApp}} {
+			if pair[1].Sent != pair[0].Sent || pair[1].Received != pair[0].Received ||
+				pair[1].P50Ms < pair[0].P50Ms || pair[1].P99Ms < pair[0].P99Ms {
+				t.Errorf("%s: %s: probe %+v, as the process saw it %+v", k, row.Load, pair[0], pair[1])
 			}
 		}
 	}

@@ -8,13 +8,17 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"pipeguard/bench/core"
 	"pipeguard/bench/core/nsenv"
 )
 
 // echoServer answers probe requests in a namespace: it sends every
-// datagram it receives back to its sender. close stops it and waits.
+// datagram it receives back to its sender, with its turnaround written
+// into the requests. close stops it and waits.
 type echoServer struct {
 	conn *net.UDPConn
 	done chan struct{} // closed when the serving goroutine has returned
@@ -22,9 +26,21 @@ type echoServer struct {
 
 // startEcho starts an echo server on addr in namespace ns.
 func startEcho(ns string, addr netip.AddrPort) (*echoServer, error) {
+	return startEchoHolding(ns, addr, 0)
+}
+
+// startEchoHolding starts an echo server that holds each request for
+// hold before it answers: a test's slow server, whose turnaround the
+// probe must take out.
+func startEchoHolding(ns string, addr netip.AddrPort, hold time.Duration) (*echoServer, error) {
 	var conn *net.UDPConn
 	err := nsenv.InNetns(ns, func() (err error) {
-		conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
+		if conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr)); err != nil {
+			return err
+		}
+		if err = stampArrivals(conn); err != nil {
+			conn.Close()
+		}
 		return err
 	})
 	if err != nil {
@@ -34,10 +50,20 @@ func startEcho(ns string, addr netip.AddrPort) (*echoServer, error) {
 	go func() {
 		defer close(e.done)
 		buf := make([]byte, 2048)
+		oob := make([]byte, stampSpace)
 		for {
-			n, from, err := conn.ReadFromUDPAddrPort(buf)
+			n, oobn, _, from, err := conn.ReadMsgUDPAddrPort(buf, oob)
 			if err != nil {
-				return // closed
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			if hold > 0 {
+				time.Sleep(hold)
+			}
+			if arrived, ok := arrivalStamp(oob[:oobn]); ok {
+				probeTurnaround(buf[:n], time.Duration(time.Now().UnixNano()-arrived))
 			}
 			_, _ = conn.WriteToUDPAddrPort(buf[:n], from)
 		}
@@ -57,33 +83,43 @@ func (e *echoServer) close() {
 func runProbe(ctx context.Context, ns string, to netip.AddrPort, delay, length time.Duration) (probeResult, error) {
 	var conn *net.UDPConn
 	err := nsenv.InNetns(ns, func() (err error) {
-		conn, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to))
+		if conn, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to)); err != nil {
+			return err
+		}
+		if err = stampArrivals(conn); err != nil {
+			conn.Close()
+		}
 		return err
 	})
 	if err != nil {
 		return probeResult{}, fmt.Errorf("%w: probe: %v", core.ErrNetns, err)
 	}
 	defer conn.Close()
-	epoch := time.Now()
-	clock := func() int64 { return int64(time.Since(epoch)) }
+	// The realtime clock, which the kernel's receive timestamps read.
+	clock := func() int64 { return time.Now().UnixNano() }
 	var mu sync.Mutex // guards tally
 	var tally probeTally
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
 		buf := make([]byte, 2048)
+		oob := make([]byte, stampSpace)
 		for {
-			n, err := conn.Read(buf)
+			n, oobn, _, _, err := conn.ReadMsgUDPAddrPort(buf, oob)
 			if err != nil {
 				if errors.Is(err, net.ErrClosed) {
 					return
 				}
 				continue // e.g. ECONNREFUSED from an ICMP error: the next one may arrive
 			}
-			if seq, sent, ok := probeAnswer(buf[:n]); ok {
-				now := clock()
+			read := clock()
+			arrived, stamped := arrivalStamp(oob[:oobn])
+			if !stamped {
+				arrived = read // the longer round trip, never a shorter one
+			}
+			if seq, sent, turnaround, ok := probeAnswer(buf[:n]); ok {
 				mu.Lock()
-				tally.answer(seq, sent, now)
+				tally.answer(seq, sent, turnaround, arrived, read)
 				mu.Unlock()
 			}
 		}
@@ -126,4 +162,43 @@ series:
 	mu.Lock()
 	defer mu.Unlock()
 	return tally.r, nil
+}
+
+// stampSpace is room for the control message of one receive timestamp.
+var stampSpace = unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{})))
+
+// stampArrivals asks the kernel to timestamp every datagram conn
+// receives (SO_TIMESTAMPNS, the realtime clock), so that the probe's
+// round trip does not count the wait of the reading process.
+func stampArrivals(conn *net.UDPConn) error {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("SO_TIMESTAMPNS: %w", serr)
+	}
+	return nil
+}
+
+// arrivalStamp reads the kernel's receive timestamp, in realtime
+// nanoseconds, from a datagram's control messages.
+func arrivalStamp(oob []byte) (int64, bool) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0, false
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS &&
+			len(m.Data) >= int(unsafe.Sizeof(unix.Timespec{})) {
+			return (*unix.Timespec)(unsafe.Pointer(&m.Data[0])).Nano(), true
+		}
+	}
+	return 0, false
 }
