@@ -1,9 +1,11 @@
 package nsenv_test
 
 import (
+	"context"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"pipeguard/bench/core/nsenv"
 	"pipeguard/bench/core/nsenv/nsenvtest"
@@ -39,5 +41,26 @@ func TestSetCongestionControl(t *testing.T) {
 	err = env.SetCongestionControl("no-such-algorithm")
 	if err == nil || !strings.Contains(err.Error(), "the kernel offers: ") || !strings.Contains(err.Error(), "cubic") {
 		t.Errorf("an algorithm the kernel lacks: %v", err)
+	}
+}
+
+// TestRunInInterruptEarly: a ping series ended a moment after it was
+// started, before `ip netns exec` has run ping, still ends with ping's
+// summary: the interrupt waits until ping is running.
+func TestRunInInterruptEarly(t *testing.T) {
+	nsenvtest.Require(t, nsenv.Usable("ip", "ping"))
+	env, err := nsenv.NewEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Close() })
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		out, err := nsenv.RunIn(ctx, true, env.A, "ping", "-c", "100", "-i", "0.01", "-W", "1", nsenv.OuterB)
+		cancel()
+		r, perr := nsenv.ParsePing(out)
+		if perr != nil || r.Received == 0 {
+			t.Fatalf("ping interrupted at once: %+v, %v (ping: %v)\n%s", r, perr, err, out)
+		}
 	}
 }

@@ -200,21 +200,68 @@ func ParseStatusKB(b []byte, key string) (uint64, error) {
 // process group (a Ctrl-C is the harness's to handle) and is killed when
 // ctx ends, or with interrupt, sent SIGINT (ping then prints its summary
 // and exits) and killed only if it has not exited 2 s later.
+//
+// With interrupt, SIGINT waits until the command has printed two lines
+// (ping's header and its first reply), at most interruptGrace: until
+// then it may not have its handler yet (`ip netns exec` is still setting
+// up, or ping has just started), and would die without a word. A loaded
+// machine (the tests under -race) can take that long to start it.
 func RunIn(ctx context.Context, interrupt bool, ns, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	var stdout linesWriter
+	stdout.running = make(chan struct{})
+	cmd.Stdout = &stdout
 	if interrupt {
-		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-		cmd.WaitDelay = 2 * time.Second
+		cmd.Cancel = func() error {
+			select {
+			case <-stdout.running:
+			case <-time.After(interruptGrace):
+			}
+			return cmd.Process.Signal(os.Interrupt)
+		}
+		cmd.WaitDelay = interruptGrace + 2*time.Second
 	}
 	var stderr TailBuffer
 	stderr.Max = 4 << 10
 	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	err := cmd.Run()
 	if err != nil {
 		err = fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	return out, err
+	return stdout.bytes(), err
+}
+
+// interruptGrace bounds how long RunIn's SIGINT waits for the command to
+// be running.
+const interruptGrace = time.Second
+
+// linesWriter keeps a command's output and closes running once it holds
+// two lines.
+type linesWriter struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	lines   int
+	running chan struct{}
+}
+
+func (w *linesWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if w.lines < 2 {
+		w.lines += bytes.Count(p, []byte{'\n'})
+		if w.lines >= 2 {
+			close(w.running)
+		}
+	}
+	return len(p), nil
+}
+
+func (w *linesWriter) bytes() []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Bytes()
 }
 
 // WaitFor polls ok every 20 ms until it holds, failing when p exits
