@@ -197,7 +197,6 @@ func (s *udpRecv) readOnce(wait bool) (bool, error) {
 	}
 	s.inHand = n
 	s.t.faults.hit(stageUDPRecv)
-	now, wall := s.t.aqm.nowWall()
 	for i := range n {
 		s.take(s.slots[i], &s.msgs[i])
 	}
@@ -209,6 +208,7 @@ func (s *udpRecv) readOnce(wait bool) (bool, error) {
 		s.inHand = 0
 		return false, err
 	}
+	now, wall := s.t.aqm.nowWall()
 	for i := range n {
 		s.t.classifyIn(i, s.slots[i], kernelWait(wall, s.msgs[i].Stamp))
 	}
