@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -13,6 +12,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"pipeguard/cmd/internal/selfcopy"
 )
 
 // The tests run Realtime in a child process (this test binary again, with
@@ -141,26 +142,7 @@ func TestRealtimeNotPermitted(t *testing.T) {
 	}
 	// The user nobody runs a copy of the test binary from a directory
 	// it can search (go test's own is root's alone).
-	dir, err := os.MkdirTemp("", "cpusched-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	copied := filepath.Join(dir, "cpusched.test")
-	if err := os.WriteFile(copied, bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	copied := selfcopy.ForOthers(t, "cpusched.test")
 	out := runChild(t, copied, &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}})
 	if !strings.Contains(out, "not-permitted") {
 		t.Fatalf("child said:\n%s", out)

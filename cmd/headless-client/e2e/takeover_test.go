@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"pipeguard/cmd/headless-client/uapi"
+	"pipeguard/cmd/internal/selfcopy"
 	"pipeguard/noise"
 )
 
@@ -170,21 +171,7 @@ func startImpostor(bin, path string, uid int) (*exec.Cmd, <-chan string, error) 
 // directory is root's alone.
 func impostorBinary(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "pipeguard-impostor-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "impostor")
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	copyFile(t, self, bin, 0o755)
-	return bin
+	return selfcopy.ForOthers(t, "impostor")
 }
 
 // runImpostor runs the impostor as uid against path and returns its exit
