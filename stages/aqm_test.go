@@ -57,8 +57,11 @@ func TestSparseFirstThroughTunnel(t *testing.T) {
 	const bulk, batch = 1000, 16
 	for _, engine := range engines {
 		t.Run(string(engine), func(t *testing.T) {
+			// standNow: the bulk flow's backlog stands in the device's
+			// queue from the first read (TestStanding covers when one
+			// stands), so the sequential loop queues it.
 			a, b := newPair(t, pairOpts{engine: engine, workers: 2, net: blocking, faults: true,
-				manage: true, target: lenientTarget, interval: lenientInterval,
+				manage: true, target: lenientTarget, interval: lenientInterval, standNow: true,
 				devA: memtun.Config{BatchSize: batch, QueueLen: 2 * bulk}})
 			a.inject(t, udp4(1000, 2000, 1280, 0, wire.NotECT))
 			b.recv(t, 5*time.Second)
@@ -355,7 +358,8 @@ func TestDirectWhenIdle(t *testing.T) {
 		{"pipeline-taken-over", EnginePipeline, inlineAll},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a, b := newPair(t, pairOpts{engine: tc.engine, workers: 2, net: blocking, manage: true, inlineMax: tc.inline,
+			// standNow: a burst beyond one read is a backlog at once.
+			a, b := newPair(t, pairOpts{engine: tc.engine, workers: 2, net: blocking, manage: true, inlineMax: tc.inline, standNow: true,
 				target: lenientTarget, interval: lenientInterval, devA: memtun.Config{BatchSize: batch, QueueLen: 4 * batch}})
 			a.inject(t, udp4(1000, 2000, 100, 0, wire.NotECT)) // the session
 			b.recv(t, 5*time.Second)

@@ -104,6 +104,7 @@ type pairOpts struct {
 	// decision (spread.go) from moving the limit.
 	noInline  bool
 	inlineMax int
+	standNow  bool // tunnelSpec.standNow
 	// manage turns queue management on (Config.NoQueueManagement off).
 	// Tests run without it unless they say so: the controller drops from
 	// a queue that stands above its target, and an in-memory flood that
@@ -174,7 +175,7 @@ func newPair(t testing.TB, o pairOpts) (a, b *end) {
 	spec := func(key noise.PrivateKey, peer noise.PublicKey, local, remote netip.AddrPort, inner, allowed host, engine Engine, dev memtun.Config) tunnelSpec {
 		return tunnelSpec{
 			key: key, udp: local, inner: inner.v4,
-			engine: engine, workers: o.workers, queue: o.queue, dev: dev, clock: o.clock, faults: o.faults, noInline: o.noInline, inlineMax: o.inlineMax, manage: o.manage, target: o.target, interval: o.interval,
+			engine: engine, workers: o.workers, queue: o.queue, dev: dev, clock: o.clock, faults: o.faults, noInline: o.noInline, inlineMax: o.inlineMax, standNow: o.standNow, manage: o.manage, target: o.target, interval: o.interval,
 			peers: []PeerConfig{{PublicKey: peer, Endpoint: remote, AllowedIPs: allowedIPs(allowed, o.dualStack)}},
 		}
 	}
@@ -206,8 +207,11 @@ type tunnelSpec struct {
 	faults  bool        // install a fault injector before Serve
 	// noInline turns the pipeline's inline path off, before Serve;
 	// inlineMax, if set, is its largest batch instead of the default.
-	noInline         bool
-	inlineMax        int
+	noInline  bool
+	inlineMax int
+	// standNow: a sequential loop drains a backlog in the kernel's queue
+	// into the managed queue at once, not after QueueTarget (standing).
+	standNow         bool
 	manage           bool // queue management on (see pairOpts.manage)
 	target, interval time.Duration
 	// wrapUDP, if set, wraps the tunnel's memudp.Conn.
@@ -282,6 +286,9 @@ func startTunnel(t testing.TB, net *memudp.Network, s tunnelSpec) *end {
 	case s.inlineMax > 0 && tun.inline.limit() > 0:
 		tun.inline.max.Store(int64(s.inlineMax))
 		tun.inline.fixed = true
+	}
+	if s.standNow {
+		tun.standAfter = 0
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &end{tun: tun, dev: dev, conn: conn, udp: udp.LocalAddr(), addr: s.inner, key: s.key, cancel: cancel, errc: make(chan error, 1)}

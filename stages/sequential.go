@@ -18,13 +18,14 @@ import (
 //
 // Each loop reads into the managed queue and works on one run from it at
 // a time. It waits in a read only when the queue holds nothing. With
-// queue management on, it also drains the kernel's queue (the socket's
-// buffer, the TUN device's queue) into the managed queue before each run,
-// without waiting (tunio.TryReader, tunio.ReadPoller), so that a backlog
-// forms where the controller sees it and a sparse flow's packet can leave
-// ahead of it; the kernel's queue then holds at most what arrives during
-// one run. Without queue management, a loop reads a batch and works on
-// it, as a loop without a queue would.
+// queue management on, once a backlog stands in the kernel's queue (the
+// socket's buffer, the TUN device's queue: standing), it also drains that
+// queue into the managed queue before each run, without waiting
+// (tunio.TryReader, tunio.ReadPoller), so that the backlog stands where
+// the controller sees it and a sparse flow's packet can leave ahead of
+// it; the kernel's queue then holds at most what arrives during one run.
+// Until a backlog stands, and without queue management, a loop reads a
+// batch and works on it, as a loop without a queue would.
 
 // seqInbound reads datagrams into the inbound managed queue, and for each
 // run it takes: open, accept; then writes the run's inner packets to the
@@ -42,6 +43,8 @@ type seqInbound struct {
 	bufs  [][]byte
 
 	inHand int // datagrams read and not yet in the queue, counted as lost if the loop fails
+
+	stand standing // whether a backlog stands in the socket's buffer
 }
 
 func newSeqInbound(t *Tunnel, c *stageCounters, log *slog.Logger) *seqInbound {
@@ -62,6 +65,7 @@ func (s *seqInbound) Serve(ctx context.Context) error {
 	s.c.lostToPanic(uint64(s.q.InHand(fq.Consumer)))
 	s.q.Done(fq.Consumer)
 	countHeldBatch(s.c, &s.inHand)
+	s.stand = standing{target: t.standAfter}
 	if t.cfg.NoQueueManagement {
 		return s.serveDirect(ctx)
 	}
@@ -199,7 +203,8 @@ func (s *seqInbound) write() error {
 // none ready or the queue has no free slot. Handshake messages go to the
 // handshake workers, malformed datagrams are dropped. A batch read
 // waiting (the queue idle: Serve waits only then) that does not fill the
-// slots offered goes direct: read works on it and writes it, and the
+// slots offered, or while no backlog stands in the socket's buffer
+// (standing), goes direct: read works on it and writes it, and the
 // queue stays idle.
 func (s *seqInbound) read(try bool) (bool, error) {
 	t := s.t
@@ -224,9 +229,13 @@ func (s *seqInbound) read(try bool) (bool, error) {
 	}
 	s.inHand = n
 	t.faults.hit(stageUDPRecv)
-	if !try && n < k {
-		// Nothing was queued and the read drained the socket: no queue
-		// stands anywhere, so the batch needs no flow's turn and no
+	if n < k {
+		s.stand.emptied() // the read drained the socket
+	}
+	if !try && (n < k || !s.stand.stood(t.aqm.now())) {
+		// Nothing was queued and no backlog stands in the socket's
+		// buffer (it is empty, or has not stayed full for a target:
+		// standing), so the batch needs no flow's turn and no
 		// controller. It is worked on where it was read, as without
 		// queue management (and as the pipeline's inline path does),
 		// sparing the queue's bookkeeping.
@@ -262,6 +271,8 @@ type seqOutbound struct {
 	peers []*peer // of msgs, for sendDatagrams
 
 	inHand int // packets read and not yet in the queue, as in seqInbound
+
+	stand standing // whether a backlog stands in the TUN device's ring
 }
 
 func newSeqOutbound(t *Tunnel, c *stageCounters, log *slog.Logger) *seqOutbound {
@@ -282,6 +293,7 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 	s.c.lostToPanic(uint64(s.q.InHand(fq.Consumer)))
 	s.q.Done(fq.Consumer)
 	countHeldBatch(s.c, &s.inHand)
+	s.stand = standing{target: t.standAfter}
 	if t.cfg.NoQueueManagement {
 		return s.serveDirect(ctx)
 	}
@@ -292,9 +304,9 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 			if err != nil {
 				return edgeErr(ctx, err)
 			}
-			if n > 0 && s.poll != nil && !s.poll.Readable() {
-				// Nothing was queued and the device has nothing more:
-				// direct, as seqInbound.read says why.
+			if n > 0 && s.poll != nil && !s.standsAfterRead() {
+				// Nothing was queued and no backlog stands in the
+				// device's ring: direct, as seqInbound.read says why.
 				if err := s.direct(n); err != nil {
 					return edgeErr(ctx, err)
 				}
@@ -302,7 +314,11 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 			}
 			s.commit(n)
 		}
-		for s.poll != nil && s.poll.Readable() {
+		for s.poll != nil {
+			if !s.poll.Readable() {
+				s.stand.emptied()
+				break
+			}
 			n, err := s.read()
 			if err != nil {
 				return edgeErr(ctx, err)
@@ -441,6 +457,17 @@ func (s *seqOutbound) commit(n int) {
 	}
 	s.q.Commit(n, now)
 	s.inHand = 0
+}
+
+// standsAfterRead reports, after a read into an idle queue, whether a
+// backlog stands in the device's ring (standing): then the read is
+// queued and the ring drained behind it; else it goes direct.
+func (s *seqOutbound) standsAfterRead() bool {
+	if !s.poll.Readable() {
+		s.stand.emptied()
+		return false
+	}
+	return s.stand.stood(s.t.aqm.now())
 }
 
 // direct works on the n packets readSlots read, in their slots, and

@@ -56,6 +56,10 @@ type Tunnel struct {
 	sup        atomic.Pointer[supervisor.Supervisor] // the stages' supervisor while Serve runs, for Health
 	inline     inlinePath                            // the pipeline's inline path (inline.go)
 	aqm        managedQueues                         // the managed queues (aqm.go), made once, outliving restarts
+	// standAfter is how long reads must leave the kernel's queue
+	// non-empty before a sequential loop drains it into the managed
+	// queue (standing): Config.QueueTarget; tests may set it before Serve.
+	standAfter time.Duration
 }
 
 // New builds a tunnel over tun and udp; it takes ownership of both and
@@ -95,6 +99,7 @@ func New(cfg Config, tun tunio.Device, udp tunio.UDPConn, clk clock.Clock, log *
 		}
 	}
 	t.aqm = newManagedQueues(&c)
+	t.standAfter = c.QueueTarget
 	t.counters = t.wireEngine()
 	if dhCost > 0 {
 		log.Debug("handshake budget calibrated", "x25519", dhCost, "initiations_per_s", int(c.HandshakeBudget.Initiations()),
