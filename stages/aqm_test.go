@@ -341,25 +341,29 @@ func TestInboundClass(t *testing.T) {
 // TestDirectWhenIdle: the loop that reads and takes from a managed queue
 // (the sequential engine's, and the pipeline's edge stage once it took
 // its queue over) works on a batch where it read it, without queueing
-// it, when nothing was queued and the read left the kernel's queue empty
-// (no queue stands, so no flow's turn or controller is needed): a small
-// burst, more than the pipeline's reader takes inline otherwise, crosses
-// both managed queues without entering either. A burst larger than a
-// read still goes through the outbound queue, where a sparse packet
-// could overtake it.
+// it, when nothing was queued and no backlog stands in the kernel's
+// queue (the read left it empty, or reads have not left it non-empty
+// for the target: standing), so that no flow's turn or controller is
+// needed: a small burst, more than the pipeline's reader takes inline
+// otherwise, crosses both managed queues without entering either. A
+// burst larger than a read goes through the outbound queue, where a
+// sparse packet could overtake it, once a backlog stands (standNow);
+// one that the loop clears within the target (here 30 s) does not.
 func TestDirectWhenIdle(t *testing.T) {
 	const batch, small = 16, defaultInlineMax + 4
 	for _, tc := range []struct {
-		name   string
-		engine Engine
-		inline int
+		name     string
+		engine   Engine
+		inline   int
+		standNow bool
 	}{
-		{"sequential", EngineSequential, 0},
-		{"pipeline-taken-over", EnginePipeline, inlineAll},
+		{"sequential", EngineSequential, 0, true},
+		{"pipeline-taken-over", EnginePipeline, inlineAll, true},
+		{"sequential/within-target", EngineSequential, 0, false},
+		{"pipeline-taken-over/within-target", EnginePipeline, inlineAll, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			// standNow: a burst beyond one read is a backlog at once.
-			a, b := newPair(t, pairOpts{engine: tc.engine, workers: 2, net: blocking, manage: true, inlineMax: tc.inline, standNow: true,
+			a, b := newPair(t, pairOpts{engine: tc.engine, workers: 2, net: blocking, manage: true, inlineMax: tc.inline, standNow: tc.standNow,
 				target: lenientTarget, interval: lenientInterval, devA: memtun.Config{BatchSize: batch, QueueLen: 4 * batch}})
 			a.inject(t, udp4(1000, 2000, 100, 0, wire.NotECT)) // the session
 			b.recv(t, 5*time.Second)
@@ -367,6 +371,11 @@ func TestDirectWhenIdle(t *testing.T) {
 				waitFor(t, 5*time.Second, func() bool {
 					return a.tun.aqm.out.Taking(fq.Producer) && b.tun.aqm.in.Taking(fq.Producer)
 				}, func() string { return "the edge stages did not take their queues over" })
+				// An edge stage may have been waiting in its read as the
+				// stage after the queue yielded it: one packet, so that
+				// the next read is the taker's.
+				a.inject(t, udp4(1000, 2000, 100, 0, wire.NotECT))
+				b.recv(t, 5*time.Second)
 			}
 			out, in := a.tun.aqm.out.Stats().Taken, b.tun.aqm.in.Stats().Taken
 			burst := func(n int) {
@@ -387,8 +396,15 @@ func TestDirectWhenIdle(t *testing.T) {
 				t.Errorf("%d datagrams read at once into an idle tunnel: %d went through the inbound queue", small, n)
 			}
 			burst(3 * batch)
-			if n := a.tun.aqm.out.Stats().Taken - out; n == 0 {
-				t.Errorf("a burst of %d packets, %d a read, never entered the outbound queue", 3*batch, batch)
+			n := a.tun.aqm.out.Stats().Taken - out
+			switch {
+			case tc.standNow && n == 0:
+				t.Errorf("a burst of %d packets, %d a read, with a backlog standing at once, never entered the outbound queue", 3*batch, batch)
+			case !tc.standNow && n != 0:
+				t.Errorf("a burst of %d packets, %d a read, cleared within the target: %d went through the outbound queue", 3*batch, batch, n)
+			}
+			if n := b.tun.aqm.in.Stats().Taken - in; !tc.standNow && n != 0 {
+				t.Errorf("a burst of %d datagrams cleared within the target: %d went through the inbound queue", 3*batch, n)
 			}
 		})
 	}

@@ -54,6 +54,10 @@ type udpRecv struct {
 	// read and their hand-off: if the stage fails meanwhile, its successor
 	// counts them as lost.
 	inHand int
+
+	// stand: whether a backlog stands in the socket's buffer, while
+	// udprecv has the queue taken over (the clock stops otherwise).
+	stand standing
 }
 
 func newUDPRecv(t *Tunnel, conn tunio.UDPConn, q *fq.Queue[inItem], hs chan handshakeMsg, c, dec, route, write *stageCounters, log *slog.Logger) *udpRecv {
@@ -73,6 +77,7 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 	countHeldBatch(s.c, &s.inHand)
 	s.c.lostToPanic(uint64(s.q.InHand(fq.Producer))) // a run it took as the queue's taker
 	s.q.Done(fq.Producer)
+	s.stand = standing{target: s.t.standAfter}
 	for {
 		// Publish the last batch before waiting in the system call.
 		s.c.publish()
@@ -81,6 +86,7 @@ func (s *udpRecv) Serve(ctx context.Context) error {
 		s.write.publish()
 		if !s.t.inline.takeOverIn() {
 			s.q.Claim(fq.Consumer) // hand the queue back, if udprecv had it
+			s.stand.emptied()      // the clock starts afresh at the next take-over
 		} else if s.q.Taking(fq.Producer) {
 			if err := s.serveTaker(); err != nil {
 				return edgeErr(ctx, err)
@@ -173,8 +179,10 @@ func (s *udpRecv) serveTaker() error {
 // its transport messages, waiting for one if wait, else not, and reports
 // whether it filled every slot it offered (more may be waiting): false
 // when none was ready, or the queue has no free slot. A batch read
-// waiting that does not fill the slots offered goes direct instead
-// (inline), and the queue stays empty.
+// waiting that does not fill the slots offered, or while no backlog
+// stands in the socket's buffer (standing), goes direct instead (inline),
+// and the queue stays empty: as in the sequential engine
+// (seqInbound.read).
 func (s *udpRecv) readOnce(wait bool) (bool, error) {
 	if s.q.Reservations() == 0 && s.q.TryReserve(s.batch) == 0 {
 		return false, nil
@@ -200,10 +208,13 @@ func (s *udpRecv) readOnce(wait bool) (bool, error) {
 	for i := range n {
 		s.take(s.slots[i], &s.msgs[i])
 	}
-	if wait && n < held {
+	if n < held {
+		s.stand.emptied() // the read drained the socket
+	}
+	if wait && (n < held || !s.stand.stood(s.t.aqm.now())) {
 		// Nothing was queued (serveTaker waits only then), the pools are
-		// empty and the read drained the socket: the batch goes direct,
-		// as in the sequential engine (seqInbound.read).
+		// empty, and no backlog stands in the socket's buffer: the batch
+		// goes direct.
 		err := s.inline(n)
 		s.inHand = 0
 		return false, err

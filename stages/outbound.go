@@ -47,6 +47,10 @@ type tunRead struct {
 	poll             tunio.ReadPoller // nil: the device cannot say, and tunread never takes the queue over
 
 	inHand int // packets read and not yet handed on, as in udpRecv
+
+	// stand: whether a backlog stands in the device's ring, while tunread
+	// has the queue taken over (the clock stops otherwise).
+	stand standing
 }
 
 func newTUNRead(t *Tunnel, dev tunio.Device, q *fq.Queue[outItem], c, route, enc, send *stageCounters, log *slog.Logger) *tunRead {
@@ -66,6 +70,7 @@ func (s *tunRead) Serve(ctx context.Context) error {
 	countHeldBatch(s.c, &s.inHand)
 	s.c.lostToPanic(uint64(s.q.InHand(fq.Producer))) // a run it took as the queue's taker
 	s.q.Done(fq.Producer)
+	s.stand = standing{target: s.t.standAfter}
 	for {
 		// Publish the last batch before waiting in the system call.
 		s.c.publish()
@@ -74,6 +79,7 @@ func (s *tunRead) Serve(ctx context.Context) error {
 		s.send.publish()
 		if !s.t.inline.takeOverOut() {
 			s.q.Claim(fq.Consumer) // hand the queue back, if tunread had it
+			s.stand.emptied()      // the clock starts afresh at the next take-over
 		} else if s.q.Taking(fq.Producer) {
 			if err := s.serveTaker(); err != nil {
 				return edgeErr(ctx, err)
@@ -133,7 +139,11 @@ func (s *tunRead) serveTaker() error {
 			return err
 		}
 	}
-	for s.poll.Readable() {
+	for {
+		if !s.poll.Readable() {
+			s.stand.emptied()
+			break
+		}
 		n, err := s.readOnce()
 		if err != nil {
 			return err
@@ -164,16 +174,17 @@ func (s *tunRead) serveTaker() error {
 }
 
 // readFirst reads a batch, waiting for one, when nothing is queued and the
-// pools are empty. If the device has nothing more, no queue stands
-// anywhere: the batch goes direct (inline), as in the sequential engine
-// (seqOutbound), and readFirst reports true. Otherwise it commits the
-// batch to the managed queue, as readOnce.
+// pools are empty. If no backlog stands in the device's ring (it has
+// nothing more, or has not kept some for a target: standing), the batch
+// goes direct (inline), as in the sequential engine (seqOutbound), and
+// readFirst reports true. Otherwise it commits the batch to the managed
+// queue, as readOnce.
 func (s *tunRead) readFirst() (direct bool, err error) {
 	n, err := s.readSlots()
 	if err != nil || n == 0 {
 		return false, err
 	}
-	if !s.poll.Readable() {
+	if !s.stand.afterRead(s.poll, &s.t.aqm) {
 		err := s.inline(n)
 		s.inHand = 0
 		return true, err

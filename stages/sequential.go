@@ -304,7 +304,7 @@ func (s *seqOutbound) Serve(ctx context.Context) error {
 			if err != nil {
 				return edgeErr(ctx, err)
 			}
-			if n > 0 && s.poll != nil && !s.standsAfterRead() {
+			if n > 0 && s.poll != nil && !s.stand.afterRead(s.poll, &s.t.aqm) {
 				// Nothing was queued and no backlog stands in the
 				// device's ring: direct, as seqInbound.read says why.
 				if err := s.direct(n); err != nil {
@@ -457,17 +457,6 @@ func (s *seqOutbound) commit(n int) {
 	}
 	s.q.Commit(n, now)
 	s.inHand = 0
-}
-
-// standsAfterRead reports, after a read into an idle queue, whether a
-// backlog stands in the device's ring (standing): then the read is
-// queued and the ring drained behind it; else it goes direct.
-func (s *seqOutbound) standsAfterRead() bool {
-	if !s.poll.Readable() {
-		s.stand.emptied()
-		return false
-	}
-	return s.stand.stood(s.t.aqm.now())
 }
 
 // direct works on the n packets readSlots read, in their slots, and

@@ -1,20 +1,25 @@
 package stages
 
-import "time"
+import (
+	"time"
 
-// standing tells a sequential loop whether a backlog stands in the
-// kernel's queue in front of it (the TUN device's ring, the socket's
-// buffer): CoDel's test, applied to the queue before the managed one. A
-// read that leaves the kernel's queue non-empty starts the clock; one
-// that leaves it empty stops it; once reads have left it non-empty for
-// a target's time, a backlog stands, and the loop drains it into the
-// managed queue, where flows take turns and the controller acts. Until
-// then the loop works on each batch where it read it, as without queue
-// management: a burst that the loop clears within the target is not a
-// queue to manage, and passing it through the managed queue (drain
-// everything, then runs of up to a batch) only makes every packet wait
-// for the run in progress. Measured in docs/ARCHITECTURE.md ("A queue
-// only once one stands").
+	"pipeguard/tunio"
+)
+
+// standing tells a loop that reads and takes from a managed queue (the
+// sequential engine's, the pipeline's edge stage once it took its queue
+// over) whether a backlog stands in the kernel's queue in front of it
+// (the TUN device's ring, the socket's buffer): CoDel's test, applied to
+// the queue before the managed one. A read that leaves the kernel's
+// queue non-empty starts the clock; one that leaves it empty stops it;
+// once reads have left it non-empty for a target's time, a backlog
+// stands, and the loop drains it into the managed queue, where flows
+// take turns and the controller acts. Until then the loop works on each
+// batch where it read it, as without queue management: a burst that the
+// loop clears within the target is not a queue to manage, and passing it
+// through the managed queue (drain everything, then runs of up to a
+// batch) only makes every packet wait for the run in progress. Measured
+// in docs/ARCHITECTURE.md ("A queue only once one stands").
 //
 // Times are the managed queues' clock (managedQueues.now). The zero
 // value, with target set, is ready; a loop uses it from its own
@@ -35,4 +40,15 @@ func (s *standing) stood(now time.Duration) bool {
 		s.since = max(now, 1) // 0 means "empty"; keep the clock's first instant distinct
 	}
 	return now-s.since >= s.target
+}
+
+// afterRead is stood for the TUN device's ring, which a read does not
+// say it left non-empty: it asks the device (one poll(2)), after a read
+// into an idle managed queue, and reports whether a backlog stands.
+func (s *standing) afterRead(dev tunio.ReadPoller, m *managedQueues) bool {
+	if !dev.Readable() {
+		s.emptied()
+		return false
+	}
+	return s.stood(m.now())
 }
