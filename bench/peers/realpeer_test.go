@@ -78,6 +78,11 @@ func TestRealPeerInMemory(t *testing.T) {
 		netip.AddrFrom4([4]byte(reply[16:20])) != here || binary.BigEndian.Uint16(reply[26:]) != 7 || core.OnesSum(0, reply[20:len(ping)]) != 0xffff {
 		t.Fatalf("reply % x", reply)
 	}
+	// The peer counts an echo once its send returned, which may be
+	// after the reply got here.
+	for deadline := time.Now().Add(5 * time.Second); p.echoes.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	if p.echoes.Load() != 1 {
 		t.Fatalf("%d echoes answered", p.echoes.Load())
 	}
