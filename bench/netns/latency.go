@@ -149,9 +149,10 @@ func (nr *Report) writeLatency(b *strings.Builder) {
 	b.WriteString("\nLatency under load: ping -i 0.01 and a UDP probe (64-byte requests, 100 a second, answered by an echo\n" +
 		"server in B), both from A through the tunnel, idle and in the middle of each TCP run (from 0.5 s after its\n" +
 		"start to 0.5 s before its end); TCP Gbit/s is the run's total, both ways for \"both\"; vs off: against the\n" +
-		"same engine with --queue-management off; probe: its round trip as irtt and TWAMP time one, from the send\n" +
-		"to the answer's arrival in A's kernel, less the echo server's turnaround (as ping's answers come from\n" +
-		"the kernel); app: the same round trips as the sending process saw them, with each end's wait for a core;\n" +
+		"same engine with --queue-management off; probe: its round trip as irtt and TWAMP time one, from the\n" +
+		"request's send to the answer's arrival in A, less the echo server's turnaround, each send and arrival as\n" +
+		"its kernel stamped it (as ping's answers come from the kernel); app: the same round trips as the sending\n" +
+		"process saw them, from its clock read before the send, with each end's wait for a core;\n" +
 		"lost: probes unanswered within 1 s; path: ping and probe from A to B's veth address in the same window,\n" +
 		"outside the tunnel (what the kernel and the shared cores alone add).\n\n")
 	t.Write(b, "")

@@ -27,6 +27,38 @@ func TestProbeTally(t *testing.T) {
 		!slices.Equal(p.r.AppRTTs, []float64{3, 1}) {
 		t.Fatalf("%+v", p.r)
 	}
+
+	// With the kernel's stamps of the sends: the round trip counts from
+	// there, the app round trip still from the clock read; a stamp that
+	// cannot be (before the clock read, or later than the answer allows)
+	// is passed over.
+	var q probeTally
+	for range 4 {
+		q.request()
+	}
+	q.left(0, 2*ms)                     // the sender was held 1 ms before its packet left
+	q.left(1, ms/2)                     // before the clock read: passed over
+	q.left(2, 4*ms)                     // later than arrival less turnaround: passed over
+	q.left(9, 1*ms)                     // never sent: ignored
+	q.answer(0, 1*ms, 1*ms, 5*ms, 6*ms) // 2 ms from the stamp, 5 ms in the app
+	q.answer(1, 1*ms, 0, 2*ms, 2*ms)    // 1 ms, from the clock read
+	q.answer(2, 1*ms, 1*ms, 4*ms, 4*ms) // 2 ms, from the clock read
+	q.answer(3, 1*ms, 0, 3*ms, 3*ms)    // no stamp: 2 ms
+	if q.r.Received != 4 || !slices.Equal(q.r.RTTs, []float64{2, 1, 2, 2}) || !slices.Equal(q.r.AppRTTs, []float64{5, 1, 3, 2}) {
+		t.Fatalf("with send stamps: %+v", q.r)
+	}
+
+	// With the echo server's stamps of its answers' sends, which later
+	// answers carry: the round trip is timed again without the server's
+	// wait after its clock read; a stamp that cannot be is passed over.
+	q.held(0, 1500*time.Microsecond) // held 0.5 ms longer than the answer said: 1.5 ms
+	q.held(1, 2*ms)                  // longer than the answer was away: passed over
+	q.held(2, ms/2)                  // shorter than the turnaround the answer carried: passed over
+	q.held(3, ms/2)                  // 1.5 ms
+	q.held(4, 0)                     // never answered: ignored
+	if !slices.Equal(q.r.RTTs, []float64{1.5, 1, 2, 1.5}) || !slices.Equal(q.r.AppRTTs, []float64{5, 1, 3, 2}) {
+		t.Fatalf("with the server's send stamps: %+v", q.r)
+	}
 }
 
 func TestProbeRequestAnswer(t *testing.T) {
@@ -39,12 +71,23 @@ func TestProbeRequestAnswer(t *testing.T) {
 	if seq, sent, turnaround, ok := probeAnswer(b); !ok || seq != 77 || sent != 123456789 || turnaround != 42*time.Microsecond {
 		t.Fatalf("with turnaround, read back %d, %d, %v, %v", seq, sent, turnaround, ok)
 	}
+	if _, _, ok := probeHeldOf(b); ok {
+		t.Fatal("an answer that carries no earlier one's stamp read as one that does")
+	}
+	probeHeldBefore(b, 76, 51*time.Microsecond)
+	if seq, held, ok := probeHeldOf(b); !ok || seq != 76 || held != 51*time.Microsecond {
+		t.Fatalf("the earlier answer's stamp read back as %d, %v, %v", seq, held, ok)
+	}
+	if seq, sent, turnaround, ok := probeAnswer(b); !ok || seq != 77 || sent != 123456789 || turnaround != 42*time.Microsecond {
+		t.Fatalf("with an earlier answer's stamp, read back %d, %d, %v, %v", seq, sent, turnaround, ok)
+	}
 	for _, n := range []int{0, 12, probePayload - 1, probePayload + 1} {
 		if _, _, _, ok := probeAnswer(make([]byte, n)); ok {
 			t.Errorf("%d bytes read as an answer", n)
 		}
 		other := make([]byte, n)
 		probeTurnaround(other, time.Second)
+		probeHeldBefore(other, 1, time.Second)
 		if slices.ContainsFunc(other, func(c byte) bool { return c != 0 }) {
 			t.Errorf("%d bytes: the echo server wrote into a datagram that is not a request", n)
 		}
@@ -74,6 +117,9 @@ func FuzzProbeAnswer(f *testing.F) {
 		}
 		p.answer(seq, sent, turnaround, arrived, read)
 		p.answer(seq, sent, turnaround, arrived, read)
+		if hseq, held, ok := probeHeldOf(b); ok {
+			p.held(hseq, held)
+		}
 		if p.r.Received > 1 || len(p.r.RTTs) != p.r.Received || len(p.r.AppRTTs) != p.r.Received {
 			t.Fatalf("seq %d: %+v", seq, p.r)
 		}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -46,11 +47,24 @@ func startEchoHolding(ns string, addr netip.AddrPort, hold time.Duration) (*echo
 	if err != nil {
 		return nil, fmt.Errorf("%w: probe echo server: %v", core.ErrNetns, err)
 	}
+	stamps, err := stampSends(conn)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("%w: probe echo server: %v", core.ErrNetns, err)
+	}
 	e := &echoServer{conn: conn, done: make(chan struct{})}
 	go func() {
 		defer close(e.done)
 		buf := make([]byte, 2048)
 		oob := make([]byte, stampSpace)
+		// before: by sender, the request answered last and how long it
+		// was held, to its answer's send stamp: the next answer to that
+		// sender carries it.
+		type answered struct {
+			seq  uint32
+			held time.Duration
+		}
+		before := make(map[netip.AddrPort]answered)
 		for {
 			n, oobn, _, from, err := conn.ReadMsgUDPAddrPort(buf, oob)
 			if err != nil {
@@ -62,10 +76,21 @@ func startEchoHolding(ns string, addr netip.AddrPort, hold time.Duration) (*echo
 			if hold > 0 {
 				time.Sleep(hold)
 			}
-			if arrived, ok := arrivalStamp(oob[:oobn]); ok {
+			arrived, stamped := arrivalStamp(oob[:oobn])
+			if stamped {
 				probeTurnaround(buf[:n], time.Duration(time.Now().UnixNano()-arrived))
 			}
-			_, _ = conn.WriteToUDPAddrPort(buf[:n], from)
+			if a, ok := before[from]; ok {
+				probeHeldBefore(buf[:n], a.seq, a.held)
+			}
+			delete(before, from)
+			if _, err := conn.WriteToUDPAddrPort(buf[:n], from); err != nil {
+				continue
+			}
+			left, ok := stamps.sent()
+			if seq, _, _, request := probeAnswer(buf[:n]); request && ok && stamped {
+				before[from] = answered{seq, time.Duration(left - arrived)}
+			}
 		}
 	}()
 	return e, nil
@@ -95,6 +120,10 @@ func runProbe(ctx context.Context, ns string, to netip.AddrPort, delay, length t
 		return probeResult{}, fmt.Errorf("%w: probe: %v", core.ErrNetns, err)
 	}
 	defer conn.Close()
+	stamps, err := stampSends(conn)
+	if err != nil {
+		return probeResult{}, fmt.Errorf("%w: probe: %v", core.ErrNetns, err)
+	}
 	// The realtime clock, which the kernel's receive timestamps read.
 	clock := func() int64 { return time.Now().UnixNano() }
 	var mu sync.Mutex // guards tally
@@ -120,6 +149,9 @@ func runProbe(ctx context.Context, ns string, to netip.AddrPort, delay, length t
 			if seq, sent, turnaround, ok := probeAnswer(buf[:n]); ok {
 				mu.Lock()
 				tally.answer(seq, sent, turnaround, arrived, read)
+				if seq, held, ok := probeHeldOf(buf[:n]); ok {
+					tally.held(seq, held)
+				}
 				mu.Unlock()
 			}
 		}
@@ -140,11 +172,17 @@ func runProbe(ctx context.Context, ns string, to netip.AddrPort, delay, length t
 	end := time.After(length)
 series:
 	for {
+		// The lock is held over the send, so that the answer is
+		// tallied only once the request's send stamp is in.
 		mu.Lock()
 		seq := tally.request()
-		mu.Unlock()
 		probeRequest(req, seq, clock())
-		_, _ = conn.Write(req) // a send that fails is a request unanswered
+		if _, err := conn.Write(req); err == nil { // a send that fails is a request unanswered
+			if left, ok := stamps.sent(); ok {
+				tally.left(seq, left)
+			}
+		}
+		mu.Unlock()
 		select {
 		case <-ctx.Done():
 			break series
@@ -164,8 +202,96 @@ series:
 	return tally.r, nil
 }
 
-// stampSpace is room for the control message of one receive timestamp.
-var stampSpace = unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{})))
+// stampSpace is room for the control messages of a received datagram:
+// its receive timestamp (SO_TIMESTAMPNS), and the same again as
+// SCM_TIMESTAMPING on a socket that stamps its sends (stampSends).
+var stampSpace = unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))) + unix.CmsgSpace(int(unsafe.Sizeof(unix.ScmTimestamping{})))
+
+// sendStamps reads the kernel's stamps of when each datagram a socket
+// sent was handed to the network device (SO_TIMESTAMPING's
+// SOF_TIMESTAMPING_TX_SCHED: before the device's queue; for the tunnel's
+// TUN device, as the packet enters the ring the tunnel reads). The probe
+// times its requests from there, as it times the answers to their
+// arrival in the kernel: the sending process, in the fair class on
+// cores the load fills, can be held for milliseconds between reading the
+// clock and its packet leaving, and that is its own wait, not the
+// network's or the tunnel's (it stays in the app round trip). Used by
+// one goroutine.
+type sendStamps struct {
+	rc   syscall.RawConn
+	next uint32 // the stamp id of the next datagram sent (SOF_TIMESTAMPING_OPT_ID counts from 0)
+	oob  []byte
+}
+
+// stampSends asks the kernel to stamp every datagram conn sends.
+func stampSends(conn *net.UDPConn) (*sendStamps, error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	const flags = unix.SOF_TIMESTAMPING_TX_SCHED | unix.SOF_TIMESTAMPING_SOFTWARE |
+		unix.SOF_TIMESTAMPING_OPT_ID | unix.SOF_TIMESTAMPING_OPT_TSONLY
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPING, flags)
+	}); err != nil {
+		return nil, err
+	}
+	if serr != nil {
+		return nil, fmt.Errorf("SO_TIMESTAMPING: %w", serr)
+	}
+	return &sendStamps{rc: rc, oob: make([]byte, 512)}, nil
+}
+
+// sent is called after each send that succeeded: it reports the
+// kernel's stamp of it, in realtime nanoseconds, from the socket's error
+// queue, where the send left it before it returned; false if there is
+// none (then the request is timed from the clock read before it).
+func (s *sendStamps) sent() (int64, bool) {
+	id := s.next
+	s.next++
+	var stamp int64
+	var found bool
+	for !found {
+		var oobn int
+		var rerr error
+		if err := s.rc.Control(func(fd uintptr) {
+			_, oobn, _, _, rerr = unix.Recvmsg(int(fd), nil, s.oob, unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+		}); err != nil || rerr != nil {
+			return 0, false // EAGAIN: the queue is empty
+		}
+		stamp, found = sendStamp(s.oob[:oobn], id)
+	}
+	return stamp, true
+}
+
+// sendStamp reads, from the control messages of one message of a
+// socket's error queue, the stamp of datagram id entering the device's
+// queue; false for anything else (another datagram's, another kind of
+// stamp, an ICMP error).
+func sendStamp(oob []byte, id uint32) (int64, bool) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0, false
+	}
+	var stamp int64
+	var stamped, ours bool
+	for _, m := range msgs {
+		switch {
+		case m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPING &&
+			len(m.Data) >= int(unsafe.Sizeof(unix.ScmTimestamping{})):
+			ts := (*unix.ScmTimestamping)(unsafe.Pointer(&m.Data[0]))
+			stamp, stamped = ts.Ts[0].Nano(), ts.Ts[0] != unix.Timespec{}
+		case (m.Header.Level == unix.SOL_IP && m.Header.Type == unix.IP_RECVERR ||
+			m.Header.Level == unix.SOL_IPV6 && m.Header.Type == unix.IPV6_RECVERR) &&
+			len(m.Data) >= int(unsafe.Sizeof(unix.SockExtendedErr{})):
+			e := (*unix.SockExtendedErr)(unsafe.Pointer(&m.Data[0]))
+			ours = e.Errno == uint32(unix.ENOMSG) && e.Origin == unix.SO_EE_ORIGIN_TIMESTAMPING &&
+				e.Info == unix.SCM_TSTAMP_SCHED && e.Data == id
+		}
+	}
+	return stamp, stamped && ours
+}
 
 // stampArrivals asks the kernel to timestamp every datagram conn
 // receives (SO_TIMESTAMPNS, the realtime clock), so that the probe's
