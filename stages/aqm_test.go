@@ -250,7 +250,7 @@ func TestStandingQueueThroughTunnel(t *testing.T) {
 	for _, engine := range engines {
 		for _, ecn := range []wire.ECN{wire.NotECT, wire.ECT0} {
 			t.Run(fmt.Sprintf("%s/%v", engine, ecn), func(t *testing.T) {
-				a, b := newPair(t, pairOpts{engine: engine, workers: 2, net: blocking,
+				a, b := newPair(t, pairOpts{engine: engine, workers: 2, net: blocking, faults: true,
 					manage: true, target: 20 * time.Microsecond, interval: 100 * time.Microsecond,
 					devA: memtun.Config{QueueLen: 2 * burst}})
 				a.inject(t, udp4(1, 2, 1280, 0, ecn))
@@ -259,7 +259,25 @@ func TestStandingQueueThroughTunnel(t *testing.T) {
 				for i := range pkts {
 					pkts[i] = udp4(1, 2, 1280, uint32(i+1), ecn)
 				}
+				// The pipeline's route-out is held until the burst is in
+				// the managed queue: a route-out that keeps up with
+				// tunread passes a burst on into the encrypt pool's
+				// queues (256 in and 256 out a worker), where it waits
+				// unmanaged, and the managed queue never stands (4 of 80
+				// runs of the pipeline's cases before this hold).
+				release := func() {}
+				if engine == EnginePipeline {
+					release = a.tun.faults.stall(stageRouteOut)
+				}
 				a.inject(t, pkts...)
+				if engine == EnginePipeline {
+					waitFor(t, 5*time.Second, func() bool { return a.dev.Queued() == 0 && a.tun.aqm.out.Len() == burst },
+						func() string {
+							return fmt.Sprintf("tunread did not read the burst into the managed queue: %d left on the device, %d in the queue",
+								a.dev.Queued(), a.tun.aqm.out.Len())
+						})
+				}
+				release()
 
 				var got, marked int
 				last := uint32(0)
