@@ -208,10 +208,7 @@ func (s *udpRecv) readOnce(wait bool) (bool, error) {
 	for i := range n {
 		s.take(s.slots[i], &s.msgs[i])
 	}
-	if n < held {
-		s.stand.emptied() // the read drained the socket
-	}
-	if wait && (n < held || !s.stand.stood(s.t.aqm.now())) {
+	if s.stand.direct(wait, n < held, &s.t.aqm) {
 		// Nothing was queued (serveTaker waits only then), the pools are
 		// empty, and no backlog stands in the socket's buffer: the batch
 		// goes direct.

@@ -229,10 +229,7 @@ func (s *seqInbound) read(try bool) (bool, error) {
 	}
 	s.inHand = n
 	t.faults.hit(stageUDPRecv)
-	if n < k {
-		s.stand.emptied() // the read drained the socket
-	}
-	if !try && (n < k || !s.stand.stood(t.aqm.now())) {
+	if s.stand.direct(!try, n < k, &t.aqm) {
 		// Nothing was queued and no backlog stands in the socket's
 		// buffer (it is empty, or has not stayed full for a target:
 		// standing), so the batch needs no flow's turn and no

@@ -42,6 +42,19 @@ func (s *standing) stood(now time.Duration) bool {
 	return now-s.since >= s.target
 }
 
+// direct records a read of datagrams, which drained the socket if it
+// came back short, and reports whether the batch goes direct: it was read
+// waiting (the managed queue idle), and no backlog stands in the socket's
+// buffer. A read without waiting (draining a backlog into the queue) is
+// queued whatever stands, and leaves the clock as it was unless it drained
+// the socket.
+func (s *standing) direct(waited, drained bool, m *managedQueues) bool {
+	if drained {
+		s.emptied()
+	}
+	return waited && (drained || !s.stood(m.now()))
+}
+
 // afterRead is stood for the TUN device's ring, which a read does not
 // say it left non-empty: it asks the device (one poll(2)), after a read
 // into an idle managed queue, and reports whether a backlog stands.

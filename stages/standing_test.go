@@ -42,3 +42,25 @@ func TestStanding(t *testing.T) {
 		t.Fatal("with no target, a non-empty kernel queue stands at once")
 	}
 }
+
+// TestStandingDirect: a read waited for goes direct while no backlog
+// stands, and once one has stood for the target is queued; a read that
+// drains the kernel's queue goes direct and stops the clock; a read
+// without waiting is never direct and does not start the clock.
+func TestStandingDirect(t *testing.T) {
+	var m managedQueues
+	s := standing{target: time.Hour}
+	if s.direct(false, false, &m) || s.since != 0 {
+		t.Fatal("a read without waiting went direct, or started the clock")
+	}
+	if !s.direct(true, false, &m) || s.since == 0 {
+		t.Fatal("a full read waited for, within the target, did not go direct, or did not start the clock")
+	}
+	if !s.direct(true, true, &m) || s.since != 0 {
+		t.Fatal("a read that drained the queue did not go direct, or left the clock running")
+	}
+	s.target = 0
+	if s.direct(true, false, &m) {
+		t.Fatal("a read waited for went direct with a backlog standing")
+	}
+}
